@@ -1,0 +1,1 @@
+"""Code and documentation indexer for the gateway's retrieval hook."""
