@@ -1,0 +1,97 @@
+"""GitHub REST client (httpx): read a pull request's diff, post one review per head commit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httpx
+
+from carrot_review.errors import InputError
+from carrot_review.findings import Finding
+from carrot_review.report import comment_body
+
+DEFAULT_API = "https://api.github.com"
+MAX_INLINE_COMMENTS = 50  # the rest stay listed in the review body
+MAX_BODY_CHARS = 60000  # GitHub rejects review bodies over 65536 characters
+MAX_PAGES = 20
+_PR = re.compile(r"^(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)#(?P<number>\d+)$")
+
+
+@dataclass(frozen=True)
+class PullRef:
+    owner: str
+    repo: str
+    number: int
+
+    @classmethod
+    def parse(cls, value: str) -> PullRef:
+        m = _PR.match(value.strip())
+        if not m:
+            raise InputError(f"--github-pr {value!r}: expected OWNER/REPO#NUMBER, e.g. octo/app#12")
+        return cls(m["owner"], m["repo"], int(m["number"]))
+
+    @property
+    def path(self) -> str:
+        return f"/repos/{self.owner}/{self.repo}/pulls/{self.number}"
+
+
+def marker(head_sha: str) -> str:
+    """Hidden tag in the review body that makes re-runs on the same head commit a no-op."""
+    return f"<!-- carrot-review head={head_sha} -->"
+
+
+class GitHub:
+    def __init__(self, token: str, api_url: str = DEFAULT_API, timeout: float = 30.0):
+        if not token:
+            raise InputError("GITHUB_TOKEN is not set: it is needed to read and review the pull request")
+        self.http = httpx.Client(
+            base_url=api_url.rstrip("/"), timeout=timeout,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                     "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "carrot-review"},
+        )
+
+    def _request(self, method: str, url: str, **kw) -> httpx.Response:
+        try:
+            resp = self.http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise InputError(f"GitHub API {method} {url}: {exc}") from None
+        if resp.is_error:
+            try:
+                detail = resp.json().get("message", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise InputError(f"GitHub API {method} {url}: HTTP {resp.status_code}: {detail[:500]}")
+        return resp
+
+    def head_sha(self, pr: PullRef) -> str:
+        return self._request("GET", pr.path).json()["head"]["sha"]
+
+    def diff(self, pr: PullRef) -> str:
+        return self._request("GET", pr.path, headers={"Accept": "application/vnd.github.diff"}).text
+
+    def reviews(self, pr: PullRef) -> list[dict]:
+        out: list[dict] = []
+        url: str | None = f"{pr.path}/reviews?per_page=100"
+        for _ in range(MAX_PAGES):
+            resp = self._request("GET", url)
+            out.extend(resp.json())
+            url = resp.links.get("next", {}).get("url")
+            if not url:
+                break
+        return out
+
+    def already_reviewed(self, pr: PullRef, head_sha: str) -> bool:
+        tag = marker(head_sha)
+        return any(tag in (r.get("body") or "") for r in self.reviews(pr))
+
+    def post_review(self, pr: PullRef, head_sha: str, summary: str, findings: list[Finding]) -> dict:
+        """One COMMENT review: summary body plus inline comments on the new side of the diff."""
+        comments = [{"path": f.file, "line": f.line, "side": "RIGHT",
+                     "body": comment_body(f)} for f in findings[:MAX_INLINE_COMMENTS]]
+        body = summary[:MAX_BODY_CHARS] + "\n" + marker(head_sha)
+        payload = {"commit_id": head_sha, "event": "COMMENT", "body": body, "comments": comments}
+        return self._request("POST", f"{pr.path}/reviews", json=payload).json()
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,70 @@
+"""Ask the gateway (OpenAI SDK, `X-Task-Type: ci`) to review packed chunks; retry malformed replies once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import openai
+
+from carrot_review.findings import Finding, MalformedOutput, parse_model_reply
+from carrot_review.packing import Chunk
+
+TASK_HEADERS = {"X-Task-Type": "ci"}
+INSTRUCTIONS = (
+    "Review the following diff. Each line is `<new-side line number> <+|-|space> <text>`; "
+    "cite the new-side line number of the line a finding is about. "
+    "Answer with the JSON findings document only."
+)
+RETRY_NOTE = (
+    'That reply could not be parsed. Answer again with only a JSON object of the form '
+    '{"findings": [{"file": "...", "line": 1, "severity": "error|warning|note", '
+    '"message": "...", "suggestion": "..."}]} and nothing else.'
+)
+
+
+@dataclass
+class ChunkResult:
+    files: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    invalid_items: int = 0
+    attempts: int = 0
+    error: str | None = None  # set when the chunk could not be reviewed
+
+
+class ModelReviewer:
+    """One chat completion per chunk through the gateway; the ci_review prompt pack arrives as system message."""
+
+    def __init__(self, client: openai.OpenAI, model: str):
+        self.client = client
+        self.model = model
+
+    def review(self, chunk: Chunk) -> ChunkResult:
+        result = ChunkResult(files=sorted(chunk.files))
+        messages = [{"role": "user", "content": f"{INSTRUCTIONS}\n\n{chunk.text}"}]
+        for attempt in (1, 2):
+            result.attempts = attempt
+            try:
+                reply = self._complete(messages)
+            except openai.APIError as exc:
+                result.error = f"gateway error: {_describe(exc)}"
+                return result
+            try:
+                result.findings, result.invalid_items = parse_model_reply(reply)
+                result.error = None
+                return result
+            except MalformedOutput as exc:
+                result.error = f"malformed model output after {attempt} attempt(s): {exc}"
+                messages = [*messages, {"role": "assistant", "content": reply or ""},
+                            {"role": "user", "content": RETRY_NOTE}]
+        return result
+
+    def _complete(self, messages: list[dict]) -> str | None:
+        resp = self.client.chat.completions.create(
+            model=self.model, messages=messages, temperature=0, extra_headers=TASK_HEADERS,
+        )
+        return resp.choices[0].message.content if resp.choices else None
+
+
+def _describe(exc: openai.APIError) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"HTTP {status}: {exc.message}" if status else str(exc.message)

@@ -1,0 +1,72 @@
+"""Pack reviewed hunks into model requests that each stay under a token budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from carrot_review.diff import Diff, DiffLine, Hunk
+
+MAX_LINE_CHARS = 400  # minified/one-line blobs are cut so one line cannot blow the budget
+
+
+@dataclass
+class Chunk:
+    """The diff text of one model request and the files it covers."""
+
+    parts: list[str] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    tokens: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(self.parts)
+
+
+def render_line(line: DiffLine) -> str:
+    """`<new line no> <kind> <text>`: the model sees the exact new-side number to cite."""
+    num = "" if line.new_line is None else str(line.new_line)
+    text = line.text if len(line.text) <= MAX_LINE_CHARS else line.text[:MAX_LINE_CHARS] + " …"
+    return f"{num:>5} {line.kind} {text}"
+
+
+def _pieces(hunk: Hunk, budget: int, count: Callable[[str], int]) -> Iterable[str]:
+    """The hunk as one text, or cut into consecutive line windows if it alone exceeds the budget."""
+    head = f"### {hunk.path}\n{hunk.header}"
+    rendered = [render_line(ln) for ln in hunk.lines]
+    whole = head + "\n" + "\n".join(rendered)
+    if count(whole) <= budget:
+        yield whole
+        return
+    window: list[str] = []
+    used = count(head)
+    for line in rendered:
+        cost = count(line) + 1
+        if window and used + cost > budget:
+            yield head + " (continued)\n" + "\n".join(window)
+            window, used = [], count(head)
+        window.append(line)
+        used += cost
+    if window:
+        yield head + " (continued)\n" + "\n".join(window)
+
+
+def pack(diff: Diff, budget: int, count: Callable[[str], int]) -> list[Chunk]:
+    """Greedy, order-preserving packing of every reviewed hunk into chunks of at most `budget` tokens."""
+    if budget < 64:
+        raise ValueError(f"token budget {budget} is too small (minimum 64)")
+    chunks: list[Chunk] = []
+    current = Chunk()
+    for file in diff.reviewed:
+        for hunk in file.hunks:
+            for piece in _pieces(hunk, budget, count):
+                cost = count(piece)
+                if current.parts and current.tokens + cost > budget:
+                    chunks.append(current)
+                    current = Chunk()
+                current.parts.append(piece)
+                current.files.add(file.path)
+                current.tokens += cost
+    if current.parts:
+        chunks.append(current)
+    return chunks
