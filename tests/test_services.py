@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import redis
 
-sys.path.insert(0, str(Path(__file__).parent))
-import services  # noqa: E402
+from tests import services
 
-TESTS = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent.parent
+PRELUDE = "import tests.services as services; "
 
 
 def run_services(code: str, env: dict[str, str | None], timeout: float = 60) -> str:
@@ -23,9 +23,7 @@ def run_services(code: str, env: dict[str, str | None], timeout: float = 60) -> 
     full = {k: v for k, v in os.environ.items() if k not in env}
     full.update({k: v for k, v in env.items() if v is not None})
     out = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
-                               f"import services\n{code}"],
-        env=full, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", f"{PRELUDE}\n{code}"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
@@ -59,8 +57,7 @@ def test_explicit_redis_url_is_used_as_given():
 def run_failing(code: str, env: dict[str, str]) -> str:
     """Run `code` after importing `services`; it must fail. Returns its stderr."""
     proc = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
-                               f"import services; {code}"],
+        [sys.executable, "-c", PRELUDE + code], cwd=ROOT,
         env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0, proc.stdout
@@ -105,10 +102,9 @@ def test_two_private_redis_servers_are_independent():
 
 def test_orphan_of_a_killed_test_process_is_reaped():
     child = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(TESTS)!r}); "
-                               "import services; s = services.RedisServer('orphan').start(); "
-                               "print(s.port, s.proc.pid, flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", PRELUDE + "import time; s = services.RedisServer('orphan').start(); "
+                                         "print(s.port, s.proc.pid, flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     port, pid = map(int, child.stdout.readline().split())
     child.send_signal(signal.SIGKILL)  # atexit does not run: the server outlives its owner
