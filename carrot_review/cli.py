@@ -85,6 +85,7 @@ def review(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     specs = [lint.parse_lint_option(v) for v in args.lint]
+    client = None if args.no_model else _gateway_client(args.timeout)
     pr = PullRef.parse(args.github_pr) if args.github_pr else None
     gh = GitHub(os.environ.get("GITHUB_TOKEN", ""), args.github_api) if pr else None
     try:
@@ -92,12 +93,13 @@ def review(args: argparse.Namespace) -> int:
         diff: Diff = parse_diff(_read_diff(args, gh, pr))
         outcome = Outcome(diff, fail_on=args.fail_on)
         run_linters(outcome, specs, not args.no_default_lint, args.repo_dir.resolve(), args.lint_timeout)
-        if not args.no_model and diff.reviewed:
+        if client and diff.reviewed:
             # the offline tokenizer bundled with LiteLLM; imported only when the model is asked
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no cost-map download on import
             from carrot_hooks.tokens import count_tokens
             from carrot_review.model import ModelReviewer
 
-            reviewer = ModelReviewer(_gateway_client(args.timeout), args.model)
+            reviewer = ModelReviewer(client, args.model)
             run_model(outcome, reviewer, args.budget, args.max_requests, count_tokens)
         summary = report.markdown(outcome)
         _write_outputs(args, outcome, summary)

@@ -1,0 +1,120 @@
+"""A fake GitHub REST API on loopback for carrot-review tests: serves one pull request, records reviews.
+
+Strict where GitHub is: wrong token → 401, review comments on lines outside the diff → 422,
+reviews listed in pages of `per_page` with a `Link: rel="next"` header.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from carrot_review.diff import parse_diff
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: object = None
+
+
+@dataclass
+class FakeGitHub:
+    owner: str
+    repo: str
+    number: int
+    head_sha: str
+    diff: str
+    token: str = "ghp-test-token"
+    prefix: str = ""  # e.g. "/api/v3" to act as GitHub Enterprise
+    calls: list[Call] = field(default_factory=list)
+    reviews: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._commentable = parse_diff(self.diff).commentable() if self.diff.strip() else {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{self.prefix}"
+
+    @property
+    def pr(self) -> str:
+        return f"{self.owner}/{self.repo}#{self.number}"
+
+    @property
+    def posted(self) -> list[Call]:
+        return [c for c in self.calls if c.method == "POST"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(h.path)
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        call = Call(method, url.path, dict(h.headers.items()), json.loads(body) if body else None)
+        self.calls.append(call)
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(h, 401, {"message": "Bad credentials"})
+        pull = f"{self.prefix}/repos/{self.owner}/{self.repo}/pulls/{self.number}"
+        if method == "GET" and url.path == pull:
+            if "diff" in (h.headers.get("Accept") or ""):
+                return self._send(h, 200, self.diff, "text/plain; charset=utf-8")
+            return self._send(h, 200, {"number": self.number, "head": {"sha": self.head_sha}})
+        if method == "GET" and url.path == pull + "/reviews":
+            q = parse_qs(url.query)
+            per_page, page = int(q.get("per_page", ["30"])[0]), int(q.get("page", ["1"])[0])
+            items = self.reviews[(page - 1) * per_page: page * per_page]
+            link = None
+            if page * per_page < len(self.reviews):
+                link = f'<{self.api_url.removesuffix(self.prefix)}{url.path}?per_page={per_page}&page={page + 1}>; rel="next"'
+            return self._send(h, 200, items, link=link)
+        if method == "POST" and url.path == pull + "/reviews":
+            return self._post_review(h, call.json)
+        return self._send(h, 404, {"message": "Not Found"})
+
+    def _post_review(self, h: BaseHTTPRequestHandler, payload: dict) -> None:
+        if payload.get("commit_id") != self.head_sha:
+            return self._send(h, 422, {"message": "commit_id is not the pull request head"})
+        for c in payload.get("comments", []):
+            if c.get("side") != "RIGHT" or c.get("line") not in self._commentable.get(c.get("path"), ()):
+                return self._send(h, 422, {"message": "Unprocessable Entity",
+                                           "errors": [f"Line could not be resolved: {c.get('path')}:{c.get('line')}"]})
+        review = {"id": len(self.reviews) + 1, "body": payload.get("body", ""), "commit_id": payload["commit_id"],
+                  "state": "COMMENTED", "comments": payload.get("comments", [])}
+        self.reviews.append(review)
+        return self._send(h, 200, review)
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: object, ctype: str = "application/json",
+              link: str | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(data)))
+        if link:
+            h.send_header("Link", link)
+        h.end_headers()
+        h.wfile.write(data)
+
+
