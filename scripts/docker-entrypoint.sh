@@ -1,0 +1,11 @@
+#!/bin/sh
+# Container entrypoint: start the off-the-shelf LiteLLM proxy with our config.
+# LiteLLM treats a set-but-empty DATABASE_URL as a database, an empty UI_PASSWORD as the
+# UI password and an empty LITELLM_SALT_KEY as the key: compose passes empties for "not
+# set", so they are unset here (empty DATABASE_URL = master key only).
+set -eu
+for var in DATABASE_URL UI_PASSWORD LITELLM_SALT_KEY; do
+    eval "value=\${$var:-}"
+    if [ -z "$value" ]; then unset "$var"; fi
+done
+exec litellm --config "${LITELLM_CONFIG:-/app/litellm_config.yaml}" --host 0.0.0.0 --port "${PORT:-4000}" "$@"
