@@ -1,0 +1,225 @@
+"""Pattern rules from YAML: keyword prefilter + precompiled regex + value filters.
+
+One mechanism shared by the policy list, the secret detector and the command
+detector (gitleaks-style: a rule's regex only runs when one of its keywords is
+in the text, which keeps a 4 KB scan well under a millisecond).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RuleAction = Literal["flag", "redact", "block"]
+
+
+class PatternRule(BaseModel):
+    """One YAML rule: `regex` (group `secret` or whole match is the finding) gated by `keywords`.
+
+    Matching is tuned for CPython's `re`, which only skips ahead fast when a pattern
+    starts with literals: `ignore_case` rules run over the lower-cased text (write their
+    literals in lower case), and `word_start` rejects a match that starts inside a word
+    (instead of a leading `\\b`, which makes `re` try every position).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    regex: str
+    keywords: tuple[str, ...] = ()
+    action: RuleAction | None = None
+    description: str = ""
+    min_entropy: float = 0.0
+    ignore_case: bool = False
+    word_start: bool = True
+    exclude_value: tuple[str, ...] = ()
+    exclude_name: tuple[str, ...] = ()
+    require_value: tuple[str, ...] = ()
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        _compile(value)
+        return value
+
+    @field_validator("exclude_value", "exclude_name", "require_value")
+    @classmethod
+    def _all_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for v in value:
+            _compile(v)
+        return value
+
+    @field_validator("keywords")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(k.lower() for k in value)
+
+
+def _compile(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise ValueError(f"regex {value!r} does not compile: {e}") from None
+
+
+def _any(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+class ValueFilter(BaseModel):
+    """Matched values that are placeholders, not findings (`xxxx`, `EXAMPLE`, `${VAR}`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stopwords: tuple[str, ...] = ()
+    regexes: tuple[str, ...] = ()
+    max_repeat_ratio: float = Field(0.6, description="a value made mostly of one character is a placeholder")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A rule hit at `[start, end)`; carries no copy of the matched text."""
+
+    rule_id: str
+    start: int
+    end: int
+    action: RuleAction
+    description: str
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of `value`."""
+    if not value:
+        return 0.0
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+class RuleSet:
+    """Compiled rules scanned over text; findings are non-overlapping, earliest rule wins ties."""
+
+    def __init__(self, rules: Iterable[PatternRule], default_action: RuleAction, value_filter: ValueFilter | None = None):
+        self.rules = tuple(rules)
+        self.default_action = default_action
+        self._compiled = [
+            (
+                r,
+                re.compile(r.regex),
+                _any(r.exclude_value),
+                _any(r.exclude_name),
+                tuple(re.compile(x) for x in r.require_value),
+            )
+            for r in self.rules
+        ]
+        vf = value_filter or ValueFilter()
+        self._stop = tuple(s.lower() for s in vf.stopwords)
+        self._stop_re = _any(vf.regexes)
+        self._max_repeat = vf.max_repeat_ratio
+
+    def _placeholder(self, value: str) -> bool:
+        low = value.lower()
+        if any(s in low for s in self._stop):
+            return True
+        if self._stop_re is not None and self._stop_re.search(value):
+            return True
+        if len(value) >= 8:
+            top = Counter(low).most_common(1)[0][1]
+            if top / len(value) > self._max_repeat:
+                return True
+        return False
+
+    def scan(self, text: str, filter_values: bool = True) -> list[Finding]:
+        """All findings in `text`, sorted by position, overlaps resolved to the longest span."""
+        if not text:
+            return []
+        low = text.lower()
+        if len(low) != len(text):  # a few non-ASCII letters change length when lower-cased
+            low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        hits: list[Finding] = []
+        for rule, rx, bad_value, bad_name, required in self._compiled:
+            if rule.keywords and not any(k in low for k in rule.keywords):
+                continue
+            for m in rx.finditer(low if rule.ignore_case else text):
+                if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):
+                    continue
+                span = m.span("secret") if "secret" in rx.groupindex and m.group("secret") is not None else m.span()
+                value = text[span[0] : span[1]]
+                if filter_values and (
+                    self._placeholder(value)
+                    or (rule.min_entropy and shannon_entropy(value) < rule.min_entropy)
+                    or (bad_value is not None and bad_value.search(value))
+                    or not all(req.search(value) for req in required)
+                    or (bad_name is not None and bad_name.search(_identifier(text, m, "name")))
+                ):
+                    continue
+                hits.append(Finding(rule.id, span[0], span[1], rule.action or self.default_action, rule.description))
+        return merge_overlaps(hits)
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _identifier(text: str, m: re.Match[str], group: str) -> str:
+    """The whole identifier around group `group` (extended left over word chars, dots, dashes)."""
+    if group not in m.re.groupindex or m.start(group) < 0:
+        return ""
+    start = m.start(group)
+    while start > 0 and (_word(text[start - 1]) or text[start - 1] in ".-"):
+        start -= 1
+    return text[start : m.end(group)]
+
+
+def merge_overlaps(hits: list[Finding]) -> list[Finding]:
+    """Keep the longest of overlapping findings (ties: first listed)."""
+    hits.sort(key=lambda f: (f.start, -(f.end - f.start)))
+    out: list[Finding] = []
+    for f in hits:
+        if out and f.start < out[-1].end:
+            if f.end > out[-1].end:
+                prev = out[-1]
+                out[-1] = Finding(prev.rule_id, prev.start, f.end, _stronger(prev.action, f.action), prev.description)
+            continue
+        out.append(f)
+    return out
+
+
+_ORDER = {"flag": 0, "redact": 1, "block": 2}
+
+
+def _stronger(a: RuleAction, b: RuleAction) -> RuleAction:
+    return a if _ORDER[a] >= _ORDER[b] else b
+
+
+def strongest(findings: Iterable[Finding]) -> RuleAction | None:
+    """The most severe action among `findings` (block > redact > flag), or None."""
+    best: RuleAction | None = None
+    for f in findings:
+        if best is None or _ORDER[f.action] > _ORDER[best]:
+            best = f.action
+    return best
+
+
+def redact(text: str, findings: Iterable[Finding], template: str = "[REDACTED:{rule_id}]") -> str:
+    """`text` with every redact/block finding replaced by `template`; flags are left as they are."""
+    out, pos = [], 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.action == "flag" or f.start < pos:
+            continue
+        out.append(text[pos : f.start])
+        out.append(template.format(rule_id=f.rule_id))
+        pos = f.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def explain(kind: str, findings: list[Finding]) -> str:
+    """Human-readable summary naming rule ids and counts, never the matched text."""
+    ids = Counter(f.rule_id for f in findings)
+    listed = ", ".join(f"{rid}" + (f" x{n}" if n > 1 else "") for rid, n in ids.items())
+    return f"{kind}: {listed}"

@@ -1,0 +1,137 @@
+"""Typed model of policy/guardrails.yaml (parsed once, hot-reloaded via carrot_hooks.config)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..config import Watched, policy_dir
+from ..context import RISKS, Risk
+from .rules import PatternRule, RuleAction, ValueFilter
+
+_ESCALATE = re.compile(r"^(?:review|reroute:[\w.@-]+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskAllowlist(_Strict):
+    """Task types a caller may use: a global default, per-tenant overrides (key metadata wins)."""
+
+    default: tuple[str, ...]
+    tenants: dict[str, tuple[str, ...]] = {}
+
+
+class CustomRecognizer(_Strict):
+    """A Presidio PatternRecognizer declared in YAML."""
+
+    entity: str
+    patterns: tuple[str, ...] = Field(min_length=1)
+    score: float = Field(0.6, gt=0, le=1)
+    context: tuple[str, ...] = ()
+
+
+class PiiSettings(_Strict):
+    """Which entities are redacted where, thresholds and the technical allow-list."""
+
+    spacy_models: tuple[str, ...] = ("en_core_web_sm",)
+    pattern_entities: dict[str, str]
+    ner_entities: dict[str, str] = {}
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    entity_thresholds: dict[str, float] = {}
+    technical_terms: frozenset[str] = frozenset()
+    ip_allow_networks: tuple[str, ...] = ()
+    custom_recognizers: tuple[CustomRecognizer, ...] = ()
+
+    @field_validator("pattern_entities", "ner_entities")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for entity, label in value.items():
+            if not re.fullmatch(r"[A-Z][A-Z_]*", label):
+                raise ValueError(f"placeholder label for {entity} must be UPPER_CASE, got {label!r}")
+        return value
+
+
+class RiskSettings(_Strict):
+    """What the guardrails do at one X-Risk-Level."""
+
+    pii_engine_failure: Literal["open", "closed"] = "closed"
+    restore_pii: bool = True
+    secrets: Literal["redact", "block"] = "redact"
+    min_command_action: RuleAction = "flag"
+    escalate_on_pii: str | None = None
+
+    @field_validator("escalate_on_pii")
+    @classmethod
+    def _escalation(cls, value: str | None) -> str | None:
+        if value is not None and not _ESCALATE.match(value):
+            raise ValueError(f"must be 'review' or 'reroute:<model alias>', got {value!r}")
+        return value
+
+
+class StreamSettings(_Strict):
+    """Holdback window of the streaming scanner."""
+
+    holdback_chars: int = Field(160, ge=16, le=4096)
+    max_pending_chars: int = Field(16384, ge=256)
+
+
+class RuleList(_Strict):
+    """A list of pattern rules (secrets or commands)."""
+
+    rules: tuple[PatternRule, ...] = Field(min_length=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, value: tuple[PatternRule, ...]) -> tuple[PatternRule, ...]:
+        seen: set[str] = set()
+        for r in value:
+            if r.id in seen:
+                raise ValueError(f"duplicate rule id {r.id!r}")
+            seen.add(r.id)
+        return value
+
+
+class GuardrailPolicy(_Strict):
+    """The whole guardrails.yaml."""
+
+    policy_rules: tuple[PatternRule, ...] = ()
+    task_allowlist: TaskAllowlist
+    pii: PiiSettings
+    risk: dict[Risk, RiskSettings]
+    stream: StreamSettings = StreamSettings()
+    secret_placeholders: ValueFilter = ValueFilter()
+    secrets: RuleList
+    commands: RuleList
+
+    @field_validator("risk")
+    @classmethod
+    def _all_risks(cls, value: dict[Risk, RiskSettings]) -> dict[Risk, RiskSettings]:
+        missing = [r for r in RISKS if r not in value]
+        if missing:
+            raise ValueError(f"missing risk levels {missing}")
+        return value
+
+    @field_validator("commands")
+    @classmethod
+    def _actions(cls, value: RuleList) -> RuleList:
+        for r in value.rules:
+            if r.action is None:
+                raise ValueError(f"command rule {r.id!r} needs an action (flag|redact|block)")
+        return value
+
+
+def policy_path() -> Path:
+    """policy/guardrails.yaml under CARROT_POLICY_DIR."""
+    return policy_dir() / "guardrails.yaml"
+
+
+@functools.cache
+def watched_policy(path: Path | None = None) -> Watched[GuardrailPolicy]:
+    """The process-wide hot-reloaded guardrail policy."""
+    return Watched(path or policy_path(), GuardrailPolicy)
