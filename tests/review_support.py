@@ -1,18 +1,54 @@
-"""A fake GitHub REST API on loopback for carrot-review tests: serves one pull request, records reviews.
+"""carrot-review test support: run the bot as a process, make a git checkout, a fake GitHub API.
 
-Strict where GitHub is: wrong token → 401, review comments on lines outside the diff → 422,
-reviews listed in pages of `per_page` with a `Link: rel="next"` header.
+The fake GitHub REST API serves one pull request on loopback and records reviews. It is strict
+where GitHub is: wrong token → 401, review comments on lines outside the diff → 422, reviews
+listed in pages of `per_page` with a `Link: rel="next"` header.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from carrot_review.diff import parse_diff
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bot(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess:
+    """`carrot-review ARGS` in a fresh interpreter; OPENAI_*/GITHUB_* come only from `env`."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "GITHUB_"))}
+    full.update({"PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})})
+    return subprocess.run([sys.executable, "-m", "carrot_review.cli", *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env=full, check=False)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def make_repo(path: Path, base: dict[str, str], feature: dict[str, str]) -> Path:
+    """A git checkout at `path`: branch `main` with the `base` files, `feature` on top with `feature` files."""
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "t@example.invalid")
+    git(path, "config", "user.name", "t")
+    for files, branch in ((base, None), (feature, "feature")):
+        if branch:
+            git(path, "checkout", "-q", "-b", branch)
+        for name, text in files.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_text(text)
+        git(path, "add", ".")
+        git(path, "commit", "-q", "-m", branch or "base")
+    return path
 
 
 @dataclass

@@ -3,47 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.review_fake_github import FakeGitHub
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_bot(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "GITHUB_"))}
-    full.update({"PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "carrot_review.cli", *args], cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=timeout, env=full, check=False)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+from tests.review_support import ROOT, FakeGitHub, git, make_repo, run_bot
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A git checkout with `main` and a `feature` branch: a lint error, a clean file, a lock file."""
-    git(tmp_path, "init", "-q", "-b", "main")
-    git(tmp_path, "config", "user.email", "t@example.invalid")
-    git(tmp_path, "config", "user.name", "t")
-    (tmp_path / "app.py").write_text("def add(a, b):\n    return a + b\n")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-q", "-m", "base")
-    git(tmp_path, "checkout", "-q", "-b", "feature")
-    (tmp_path / "app.py").write_text("import os\n\n\ndef add(a, b):\n    return a - b\n")
-    (tmp_path / "util.py").write_text("def twice(x):\n    return 2 * x\n")
-    (tmp_path / "poetry.lock").write_text("[[package]]\nname = 'x'\n")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-q", "-m", "feature")
-    return tmp_path
+    """`feature` adds a lint error (unused import) to app.py, a clean util.py and a lock file."""
+    return make_repo(tmp_path, {"app.py": "def add(a, b):\n    return a + b\n"}, {
+        "app.py": "import os\n\n\ndef add(a, b):\n    return a - b\n",
+        "util.py": "def twice(x):\n    return 2 * x\n",
+        "poetry.lock": "[[package]]\nname = 'x'\n",
+    })
 
 
 def test_console_script_is_declared():
