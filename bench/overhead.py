@@ -1,0 +1,111 @@
+"""Gateway overhead: fake upstream direct vs bare LiteLLM (same model list, no carrot hooks) vs full gateway.
+
+Runs all three in one process on loopback with a ~2,000-token prompt and prints p50/p95 latency,
+requests/s and the ratios. Usage: .venv/bin/python bench/overhead.py [--requests 300] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from carrot_hooks.serve import ROOT  # noqa: E402
+from tests.fake_upstream import FakeUpstream  # noqa: E402
+from tests.proxy_process import ProxyProcess  # noqa: E402
+
+CODE = (ROOT / "carrot_hooks" / "gateway.py").read_text()
+
+
+def prompt_2k() -> str:
+    from carrot_hooks.tokens import count_tokens
+
+    text = ""
+    while count_tokens(text) < 2000:
+        text += CODE
+    return text[: int(len(text) * 2000 / count_tokens(text))]
+
+
+def bare_config(tmp: Path) -> Path:
+    """Our model list and router settings, without carrot callbacks or guardrails."""
+    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    cfg.pop("guardrails", None)
+    cfg["litellm_settings"].pop("callbacks", None)
+    path = tmp / "bare_config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def measure(name: str, send, n: int, concurrency: int) -> dict:
+    for _ in range(10):
+        send()
+    lat: list[float] = []
+
+    def one(_):
+        t = time.perf_counter()
+        send()
+        lat.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    wall = time.perf_counter() - t0
+    q = statistics.quantiles(lat, n=100)
+    return {"name": name, "p50": q[49] * 1000, "p95": q[94] * 1000, "rps": n / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--concurrency", type=int, default=1)
+    args = ap.parse_args()
+    prompt = prompt_2k()
+    fake = FakeUpstream()
+    tmp = Path(tempfile.mkdtemp(prefix="carrot-bench-"))
+    bare = ProxyProcess(fake.url, config=bare_config(tmp))
+    gw = ProxyProcess(fake.url)
+    http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.concurrency * 2))
+    msgs = [{"role": "user", "content": prompt}]
+
+    def direct():
+        http.post(f"{fake.url}/api/chat", json={"model": "deepseek-coder-v2:16b-lite-instruct-q4_K_M",
+                                                 "messages": msgs, "stream": False}).raise_for_status()
+
+    def via(p: ProxyProcess, model: str):
+        def send():
+            r = http.post(f"{p.base_url}/v1/chat/completions", headers=p.headers(),
+                          json={"model": model, "messages": msgs, "max_tokens": 16})
+            r.raise_for_status()
+        return send
+
+    try:
+        rows = [measure("upstream direct", direct, args.requests, args.concurrency),
+                measure("bare LiteLLM", via(bare, "ds-coder-v2"), args.requests, args.concurrency),
+                measure("carrot gateway", via(gw, "gpt-4o"), args.requests, args.concurrency)]
+    finally:
+        bare.stop()
+        gw.stop()
+        fake.close()
+    base = rows[1]
+    print(f"prompt ~2000 tokens, {args.requests} requests, concurrency {args.concurrency}")
+    print(f"{'':16} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'p95 vs bare':>12}")
+    for r in rows:
+        print(f"{r['name']:16} {r['p50']:8.2f} {r['p95']:8.2f} {r['rps']:8.1f} {r['p95'] / base['p95']:11.2f}x")
+    print(f"gateway overhead over bare LiteLLM: p50 {rows[2]['p50'] - base['p50']:+.2f} ms, "
+          f"p95 {rows[2]['p95'] - base['p95']:+.2f} ms (goal: <= 5 ms at p95)")
+
+
+if __name__ == "__main__":
+    main()

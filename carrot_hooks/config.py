@@ -1,0 +1,89 @@
+"""Typed YAML policy files: parsed once, validated, hot-reloaded by mtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger("carrot.config")
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A policy file that cannot be used; the message names file, key and bad value."""
+
+
+def policy_dir() -> Path:
+    """Folder holding the policy YAML files (`CARROT_POLICY_DIR`, default `./policy`)."""
+    return Path(os.environ.get("CARROT_POLICY_DIR", "policy")).resolve()
+
+
+def _describe(path: Path, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{path}: {key}: {e['msg']} (got {e.get('input')!r:.80})")
+    return "; ".join(parts)
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Parse `path` as YAML into `model`, raising ConfigError naming file, key and value."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    try:
+        return model.model_validate(raw if raw is not None else {}, context={"path": path})
+    except ValidationError as e:
+        raise ConfigError(_describe(path, e)) from None
+
+
+class Watched(Generic[M]):
+    """The last valid parse of a policy file, re-read when its mtime changes.
+
+    A broken edit is logged with file, key and value while the last valid
+    version stays in force. The file is stat'ed at most once per `interval`.
+    """
+
+    def __init__(self, path: Path, model: type[M], interval: float = 1.0):
+        self.path, self.model, self.interval = path, model, interval
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._value = load_model(path, model)  # start-up fails loudly on a bad file
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int]:
+        st = self.path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def get(self) -> M:
+        now = time.monotonic()
+        if now - self._checked >= self.interval:
+            with self._lock:
+                self._checked = now
+                self._reload_if_changed()
+        return self._value
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stamp = self._stat()
+        except OSError as e:
+            log.error("policy file %s unreadable, keeping last valid version: %s", self.path, e)
+            return
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self._value = load_model(self.path, self.model)
+            log.warning("reloaded policy file %s", self.path)
+        except ConfigError as e:
+            log.error("invalid policy edit ignored, last valid version stays in force: %s", e)

@@ -1,0 +1,77 @@
+"""The typed per-request context every gateway stage reads and writes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+Risk = Literal["low", "med", "high"]
+RISKS: tuple[Risk, ...] = ("low", "med", "high")
+Action = Literal["pass", "flag", "redact", "block", "restore", "escalate"]
+
+
+@dataclass(frozen=True)
+class ContextRefs:
+    """`X-Context-Refs: repo@sha,file,file`: which code the answer should draw on."""
+
+    repo: str
+    commit: str | None
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One guardrail's decision; `explanation` is human-readable and never quotes the matched text."""
+
+    guardrail: str
+    action: Action
+    explanation: str
+    rule_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class RequestContext:
+    """What the gateway decided for one request, from headers to metrics."""
+
+    task_type: str
+    risk: Risk
+    tenant: str
+    requested_model: str
+    call_type: str
+    pin: str | None = None
+    context_refs: ContextRefs | None = None
+    rule_id: str = ""
+    model_alias: str = ""
+    pack: str = "none"
+    prompt_tokens: int = 0
+    stream: bool = False
+    verdicts: list[Verdict] = field(default_factory=list)
+    rag_status: str | None = None
+    cache_hit: bool | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def guardrail_summary(self) -> str:
+        """`name:action` pairs for the `x-carrot-guardrails` header ("none" when nothing fired)."""
+        fired = [f"{v.guardrail}:{v.action}" for v in self.verdicts if v.action != "pass"]
+        return ",".join(dict.fromkeys(fired)) or "none"
+
+
+_KEY = "carrot"
+
+
+def attach(data: dict, ctx: RequestContext) -> None:
+    """Store `ctx` on a LiteLLM request dict (in its metadata, which travels to every hook)."""
+    data.setdefault("metadata", {})[_KEY] = ctx
+
+
+def get_context(data: dict | None) -> RequestContext | None:
+    """The context the gateway attached to a LiteLLM request dict, if any."""
+    if not data:
+        return None
+    for meta_key in ("metadata", "litellm_metadata"):
+        ctx = (data.get(meta_key) or {}).get(_KEY)
+        if isinstance(ctx, RequestContext):
+            return ctx
+    return None

@@ -1,0 +1,21 @@
+"""Client-facing errors raised by the gateway stages; LiteLLM turns them into HTTP responses."""
+
+from fastapi import HTTPException
+
+
+class GatewayError(HTTPException):
+    """An HTTP error whose message names what was wrong (header, field, limit, rule)."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str = "invalid_request"):
+        detail = {"error": {"message": message, "type": code, "param": param, "code": str(status)}}
+        super().__init__(status_code=status, detail=detail)
+        self.message = message
+
+
+def bad_header(name: str, value: str, allowed: list[str]) -> GatewayError:
+    """400 for an unknown header value, listing the allowed ones."""
+    return GatewayError(
+        400,
+        f"Invalid {name} header {value[:64]!r}: allowed values are {', '.join(allowed)}",
+        param=name,
+    )

@@ -1,0 +1,145 @@
+"""The one place that composes the request path:
+headers → route → prompt pack → context → (LiteLLM guardrails) → LiteLLM → response headers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from . import rag
+from .config import ConfigError, Watched, policy_dir
+from .context import RequestContext, attach, get_context
+from .errors import GatewayError
+from .headers import parse_headers
+from .prompts import PackStore, inject, prompts_dir
+from .routing import RoutingPolicy, route
+from .tokens import count_tokens, prompt_text
+from .upstream import as_gateway_error
+
+log = logging.getLogger("carrot.gateway")
+
+CHAT_CALLS = frozenset({"completion", "acompletion"})
+TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
+
+
+def served_aliases() -> frozenset[str]:
+    """Model aliases the running proxy serves (its `model_list` names)."""
+    from litellm.proxy import proxy_server
+
+    router = proxy_server.llm_router
+    return frozenset(router.registry().names()) if router is not None else frozenset()
+
+
+def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int) -> None:
+    """413 over the body limit, 400 naming the missing or malformed field."""
+    size = headers.get("content-length")
+    if size and size.isdigit() and int(size) > limit:
+        raise GatewayError(413, f"Request body of {size} bytes exceeds the limit of {limit} bytes", param="body")
+    if call_type in CHAT_CALLS:
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise GatewayError(400, "Field 'messages' must be a non-empty list of messages", param="messages")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
+    elif call_type in TEXT_CALLS and not isinstance(data.get("prompt"), (str, list)):
+        raise GatewayError(400, "Field 'prompt' must be a string", param="prompt")
+
+
+class CarrotGateway(CustomLogger):
+    """LiteLLM callback that routes each request and injects its prompt pack and context."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy)
+        self.packs = PackStore(prompts_dir())
+        for task, spec in self.routing.get().tasks.items():
+            self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
+
+    def _decide(self, data: dict, call_type: str, key_meta: dict, tenant: str) -> RequestContext:
+        headers = {k.lower(): str(v) for k, v in ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
+        policy = self.routing.get()
+        _check_body(data, call_type, headers, policy.max_body_bytes)
+        aliases = served_aliases()
+        pins = {a for a in aliases if "@" in a}
+        problems = policy.unknown_aliases(aliases)
+        if problems:
+            raise GatewayError(503, f"{self.routing.path}: {'; '.join(problems)}", code="routing_policy_error")
+        h = parse_headers(headers, policy.tasks, pins)
+        requested = str(data.get("model") or "")
+        virtual = policy.virtual_models()
+        default_task = policy.default_completion_task_type if call_type in TEXT_CALLS else policy.default_task_type
+        task = h.task_type or virtual.get(requested) or _key_task(key_meta, policy.tasks) or default_task
+        client_alias = h.pin or (requested if requested in aliases and requested not in virtual else None)
+        risk = h.risk or policy.default_risk
+        tokens = count_tokens(prompt_text(data))
+        decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias)
+        return RequestContext(
+            task_type=task, risk=risk, tenant=tenant, requested_model=requested, call_type=call_type,
+            pin=h.pin or (requested if requested in pins else None), context_refs=h.context_refs,
+            rule_id=decision.rule_id, model_alias=decision.model, prompt_tokens=tokens,
+            stream=bool(data.get("stream")),
+        )
+
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
+        """headers → route → prompt pack → context; raises a 4xx naming the problem."""
+        if call_type not in CHAT_CALLS | TEXT_CALLS:
+            return data
+        t0 = time.perf_counter()
+        tenant = user_api_key_dict.team_id or user_api_key_dict.token or "anonymous"
+        try:
+            ctx = self._decide(data, call_type, user_api_key_dict.metadata or {}, tenant)
+        except ConfigError as e:
+            raise GatewayError(503, str(e), code="routing_policy_error") from None
+        t1 = time.perf_counter()
+        policy = self.routing.get()
+        if call_type in TEXT_CALLS:
+            data["model"] = policy.fim.get(ctx.model_alias, ctx.model_alias)
+        else:
+            data["model"] = ctx.model_alias
+            pack = self.packs.get(policy.tasks[ctx.task_type].pack)
+            ctx.pack = pack.ref
+            data["messages"] = inject(data["messages"], pack)
+        attach(data, ctx)
+        t2 = time.perf_counter()
+        if ctx.task_type in ("rag-code", "rag-doc") or ctx.context_refs is not None:
+            await rag.inject_context(ctx, data)
+        t3 = time.perf_counter()
+        ctx.timings.update(route=t1 - t0, prompt_pack=t2 - t1, context=t3 - t2)
+        return data
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
+        """Upstream failures become 502/503/504 naming the upstream URL."""
+        ctx = get_context(request_data)
+        return as_gateway_error(original_exception, ctx.model_alias) if ctx else None
+
+    async def async_post_call_response_headers_hook(
+        self, data, user_api_key_dict, response, request_headers=None, litellm_call_info=None
+    ):
+        """`x-carrot-*` headers explaining what the gateway did, streaming included."""
+        ctx = get_context(data)
+        if ctx is None:
+            return None
+        headers = {
+            "x-carrot-route": ctx.rule_id,
+            "x-carrot-model": ctx.model_alias,
+            "x-carrot-prompt-pack": ctx.pack,
+            "x-carrot-task-type": ctx.task_type,
+            "x-carrot-guardrails": ctx.guardrail_summary(),
+        }
+        if ctx.rag_status is not None:
+            headers["x-carrot-rag"] = ctx.rag_status
+        return headers
+
+
+def _key_task(meta: dict, tasks: Collection[str]) -> str | None:
+    """A key's default task type from its metadata (e.g. the CI bot's key → ci)."""
+    task = meta.get("task_type") if isinstance(meta, dict) else None
+    return task if task in tasks else None
+
+
+gateway = CarrotGateway()

@@ -1,0 +1,115 @@
+"""Routing policy (policy/routing.yaml) and the rule match that picks a model alias per request."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .context import Risk
+from .errors import GatewayError
+
+_PACK = re.compile(r"^[a-z0-9_]+@v[0-9]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(_Strict):
+    """Conditions of a rule; every condition given must hold (absent = any)."""
+
+    task_type: list[str] | None = None
+    risk: list[Risk] | None = None
+    min_tokens: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+
+
+class Rule(_Strict):
+    """One routing rule: when it matches, use `model`, or refuse with `refuse` (403 human review)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    when: Match = Match()
+    model: str | None = None
+    refuse: str | None = None
+    override_client: bool = False
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Rule:
+        if (self.model is None) == (self.refuse is None):
+            raise ValueError("a rule needs exactly one of 'model' or 'refuse'")
+        return self
+
+
+class Task(_Strict):
+    """A task type: its prompt pack (`name@vN`)."""
+
+    pack: str = Field(pattern=_PACK.pattern)
+
+
+class RoutingPolicy(_Strict):
+    """The whole routing file."""
+
+    default_task_type: str = "chat"
+    default_completion_task_type: str = "editor"
+    default_risk: Risk = "low"
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    virtual_model_prefix: str = "carrot-"
+    tasks: dict[str, Task]
+    fim: dict[str, str] = {}
+    rules: list[Rule] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> RoutingPolicy:
+        for key in ("default_task_type", "default_completion_task_type"):
+            if getattr(self, key) not in self.tasks:
+                raise ValueError(f"{key} {getattr(self, key)!r} is not one of tasks")
+        for i, rule in enumerate(self.rules):
+            unknown = set(rule.when.task_type or ()) - set(self.tasks)
+            if unknown:
+                raise ValueError(f"rules.{i} ({rule.id}): when.task_type has unknown {sorted(unknown)}")
+        if self.rules[-1].when != Match():
+            raise ValueError(f"rules.{len(self.rules) - 1} ({self.rules[-1].id}): the last rule must match "
+                             "everything (no 'when')")
+        return self
+
+    def virtual_models(self) -> dict[str, str]:
+        """`carrot-editor` → `editor`, for clients that cannot send headers."""
+        return {f"{self.virtual_model_prefix}{t}": t for t in self.tasks}
+
+    def unknown_aliases(self, known: Collection[str]) -> list[str]:
+        """Problems naming each rule/fim entry that targets a model alias the proxy does not serve."""
+        bad = [f"rules.{i} ({r.id}).model: unknown alias {r.model!r}" for i, r in enumerate(self.rules)
+               if r.model is not None and r.model not in known]
+        bad += [f"fim.{k}: unknown alias {v!r}" for k, v in self.fim.items() if v not in known]
+        return bad
+
+
+@dataclass(frozen=True)
+class Route:
+    """The routing decision: which rule fired and which alias serves the request."""
+
+    rule_id: str
+    model: str
+
+
+def route(
+    policy: RoutingPolicy, *, task_type: str, risk: Risk, tokens: int, client_alias: str | None
+) -> Route:
+    """First matching rule wins (the last rule matches all); a client-chosen alias stands unless
+    that rule overrides clients."""
+    rule = next(r for r in policy.rules if _matches(r.when, task_type, risk, tokens))
+    if client_alias is not None and not rule.override_client:
+        return Route(rule_id="client-choice", model=client_alias)
+    if rule.refuse is not None:
+        raise GatewayError(403, f"Needs human review (rule {rule.id}): {rule.refuse}", code="needs_human_review")
+    return Route(rule_id=rule.id, model=rule.model)  # type: ignore[arg-type]
+
+
+def _matches(w: Match, task_type: str, risk: Risk, tokens: int) -> bool:
+    return ((w.task_type is None or task_type in w.task_type)
+            and (w.risk is None or risk in w.risk)
+            and (w.min_tokens is None or tokens >= w.min_tokens)
+            and (w.max_tokens is None or tokens <= w.max_tokens))

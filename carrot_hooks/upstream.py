@@ -1,0 +1,50 @@
+"""Upstream failures as clear gateway errors: 502/503/504 naming the upstream URL(s) tried."""
+
+from __future__ import annotations
+
+import litellm
+
+from .errors import GatewayError
+
+
+def _router():
+    from litellm.proxy import proxy_server
+
+    return proxy_server.llm_router
+
+
+def upstream_urls(alias: str) -> list[str]:
+    """API bases serving `alias` and its configured fallbacks, in the order they are tried."""
+    router = _router()
+    if router is None:
+        return []
+    chain = [alias]
+    for entry in getattr(router, "fallbacks", None) or ():
+        chain += [m for m in entry.get(alias, ()) if m not in chain]
+    urls: list[str] = []
+    for name in chain:
+        for d in router.registry().deployments(name) or ():
+            base = (d.get("litellm_params") or {}).get("api_base") or f"<{name}: provider default URL>"
+            if base not in urls:
+                urls.append(base)
+    return urls
+
+
+def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
+    """Map an upstream failure to 502 (unreachable / broken), 503 (overloaded) or 504 (timed out)."""
+    if isinstance(exc, (litellm.RateLimitError, litellm.BadRequestError, litellm.AuthenticationError,
+                        GatewayError)) or not alias:
+        return None
+    text = str(exc)
+    where = ", ".join(upstream_urls(alias)) or alias
+    if isinstance(exc, litellm.Timeout):
+        return GatewayError(504, f"Upstream for model {alias} timed out: {where}", code="upstream_timeout")
+    if isinstance(exc, litellm.ServiceUnavailableError):
+        return GatewayError(503, f"Upstream for model {alias} is unavailable: {where}", code="upstream_unavailable")
+    if isinstance(exc, litellm.APIConnectionError) or "Cannot connect" in text or "Connection refused" in text:
+        return GatewayError(502, f"Upstream for model {alias} could not be reached: {where}",
+                            code="upstream_unreachable")
+    if isinstance(exc, (litellm.InternalServerError, litellm.BadGatewayError)):
+        return GatewayError(502, f"Upstream for model {alias} failed ({type(exc).__name__}): {where}",
+                            code="upstream_error")
+    return None

@@ -1,0 +1,59 @@
+"""Session fixtures: the fake upstream, the real LiteLLM proxy with our config, OpenAI SDK clients."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import openai
+import pytest
+
+from tests.fake_upstream import FakeUpstream
+from tests.proxy_process import ProxyProcess
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="session")
+def start_proxy(fake_upstream: FakeUpstream) -> Iterator[Callable[..., ProxyProcess]]:
+    """Factory for extra proxies: `start_proxy(env={...}, config=path)`; all stopped at session end."""
+    started: list[ProxyProcess] = []
+
+    def start(env: dict[str, str] | None = None, **kw) -> ProxyProcess:
+        p = ProxyProcess(fake_upstream.url, env=env, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(start_proxy) -> ProxyProcess:
+    """The shared gateway: our config, a private copy of policy/, upstreams on the fake."""
+    return start_proxy()
+
+
+def make_client(p: ProxyProcess, **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{p.base_url}/v1", api_key=p.master_key, max_retries=0, timeout=60, **kw)
+
+
+@pytest.fixture(scope="session")
+def client(proxy: ProxyProcess) -> openai.OpenAI:
+    return make_client(proxy)
+
+
+@pytest.fixture
+def marker() -> str:
+    """A unique string to find this test's requests at the fake upstream."""
+    return f"m-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,220 @@
+"""The one test double: a loopback model server speaking Ollama's and OpenAI's wire formats.
+
+It records every request it receives and answers from a script of canned replies, so tests
+assert on what the gateway actually sent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    """A canned answer, used for the first request whose body contains `match` (None = any)."""
+
+    content: str = "Hello from the fake upstream."
+    match: str | None = None
+    tool_calls: list[dict] | None = None
+    status: int = 200
+    delay: float = 0.0
+    cut_after: int | None = None  # stream: drop the connection after this many chunks
+    chunk_chars: int = 8
+    times: int = 1  # how many requests it answers (0 = unlimited)
+
+
+@dataclass
+class Recorded:
+    path: str
+    json: dict
+    headers: dict[str, str]
+    at: float = field(default_factory=time.time)
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.json, ensure_ascii=False)
+
+    @property
+    def system_messages(self) -> list[str]:
+        return [m.get("content") for m in self.json.get("messages", []) if m.get("role") == "system"]
+
+
+class FakeUpstream:
+    """Runs in its own thread and event loop; `url` is its base URL."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: list[Reply] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self.port = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def find(self, marker: str) -> list[Recorded]:
+        """Requests whose body contains `marker`."""
+        with self._lock:
+            return [r for r in self.requests if marker in r.text]
+
+    def _pick(self, body_text: str) -> Reply:
+        with self._lock:
+            for i, r in enumerate(self._script):
+                if r.match is None or r.match in body_text:
+                    if r.times == 1:
+                        self._script.pop(i)
+                    elif r.times > 1:
+                        r.times -= 1
+                    return r
+        return Reply()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # --- server ---
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/api/chat", self._ollama_chat)
+        app.router.add_post("/api/generate", self._ollama_generate)
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/completions", self._openai_completions)
+        app.router.add_get("/api/tags", self._list)
+        app.router.add_get("/v1/models", self._list)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        self._loop.run_forever()
+
+    @staticmethod
+    async def _list(request: web.Request) -> web.Response:
+        return web.json_response({"models": [], "object": "list", "data": []})
+
+    async def _begin(self, request: web.Request) -> tuple[dict, Reply]:
+        body = await request.json()
+        rec = Recorded(request.path, body, dict(request.headers))
+        with self._lock:
+            self.requests.append(rec)
+        reply = self._pick(rec.text)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return body, reply
+
+    @staticmethod
+    def _pieces(reply: Reply) -> list[str]:
+        c = reply.content
+        return [c[i:i + reply.chunk_chars] for i in range(0, len(c), reply.chunk_chars)] or [""]
+
+    @staticmethod
+    def _error(reply: Reply) -> web.Response:
+        return web.json_response({"error": {"message": f"fake upstream error {reply.status}"}}, status=reply.status)
+
+    async def _stream(self, request: web.Request, reply: Reply, lines: list[bytes], ctype: str) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": ctype})
+        await resp.prepare(request)
+        for i, line in enumerate(lines):
+            if reply.cut_after is not None and i >= reply.cut_after:
+                request.transport.close()  # half-cut stream
+                return resp
+            await resp.write(line)
+        await resp.write_eof()
+        return resp
+
+    async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
+        body, reply = await self._begin(request)
+        if reply.status != 200:
+            return self._error(reply)
+        model, now = body.get("model"), "2025-01-01T00:00:00Z"
+        final = {"model": model, "created_at": now, "message": {"role": "assistant", "content": ""},
+                 "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 7}
+        if not body.get("stream", True):
+            msg = {"role": "assistant", "content": reply.content}
+            if reply.tool_calls:
+                msg["tool_calls"] = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in reply.tool_calls]
+            return web.json_response({**final, "message": msg})
+        lines = [json.dumps({"model": model, "created_at": now, "message": {"role": "assistant", "content": p},
+                             "done": False}).encode() + b"\n" for p in self._pieces(reply)]
+        if reply.tool_calls:
+            tc = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in reply.tool_calls]
+            lines.append(json.dumps({"model": model, "created_at": now, "done": False,
+                                     "message": {"role": "assistant", "content": "", "tool_calls": tc}}).encode() + b"\n")
+        lines.append(json.dumps(final).encode() + b"\n")
+        return await self._stream(request, reply, lines, "application/x-ndjson")
+
+    async def _ollama_generate(self, request: web.Request) -> web.StreamResponse:
+        body, reply = await self._begin(request)
+        if reply.status != 200:
+            return self._error(reply)
+        base = {"model": body.get("model"), "created_at": "2025-01-01T00:00:00Z"}
+        if not body.get("stream", True):
+            return web.json_response({**base, "response": reply.content, "done": True,
+                                      "prompt_eval_count": 11, "eval_count": 7})
+        lines = [json.dumps({**base, "response": p, "done": False}).encode() + b"\n" for p in self._pieces(reply)]
+        lines.append(json.dumps({**base, "response": "", "done": True, "prompt_eval_count": 11,
+                                 "eval_count": 7}).encode() + b"\n")
+        return await self._stream(request, reply, lines, "application/x-ndjson")
+
+    @staticmethod
+    def _sse(obj: dict) -> bytes:
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        body, reply = await self._begin(request)
+        if reply.status != 200:
+            return self._error(reply)
+        base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body.get("model")}
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        tool_calls = [{"id": f"call_{i}", "type": "function",
+                       "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
+                      for i, t in enumerate(reply.tool_calls or [])]
+        if not body.get("stream"):
+            msg = {"role": "assistant", "content": reply.content}
+            if tool_calls:
+                msg["tool_calls"] = tool_calls
+            return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
+                {"index": 0, "message": msg, "finish_reason": "tool_calls" if tool_calls else "stop"}]})
+        chunk = {**base, "object": "chat.completion.chunk"}
+        lines = [self._sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p},
+                                                  "finish_reason": None}]}) for p in self._pieces(reply)]
+        for i, tc in enumerate(tool_calls):
+            lines.append(self._sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{**tc, "index": i}]},
+                                                          "finish_reason": None}]}))
+        lines.append(self._sse({**chunk, "choices": [{"index": 0, "delta": {},
+                                                      "finish_reason": "tool_calls" if tool_calls else "stop"}],
+                                "usage": usage}))
+        lines.append(b"data: [DONE]\n\n")
+        return await self._stream(request, reply, lines, "text/event-stream")
+
+    async def _openai_completions(self, request: web.Request) -> web.StreamResponse:
+        body, reply = await self._begin(request)
+        if reply.status != 200:
+            return self._error(reply)
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000, "model": body.get("model")}
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        if not body.get("stream"):
+            return web.json_response({**base, "usage": usage, "choices": [
+                {"index": 0, "text": reply.content, "finish_reason": "stop", "logprobs": None}]})
+        lines = [self._sse({**base, "choices": [{"index": 0, "text": p, "finish_reason": None, "logprobs": None}]})
+                 for p in self._pieces(reply)]
+        lines.append(self._sse({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop",
+                                                     "logprobs": None}], "usage": usage}))
+        lines.append(b"data: [DONE]\n\n")
+        return await self._stream(request, reply, lines, "text/event-stream")

@@ -1,0 +1,81 @@
+"""Start the real LiteLLM proxy (`litellm --config ...`) as a subprocess on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from carrot_hooks.serve import ROOT, build_env, command
+
+MASTER_KEY = "sk-test-" + "c0ffee" * 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ProxyProcess:
+    """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
+
+    def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
+                 startup_timeout: float = 120.0):
+        self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
+        self.policy_dir = self.workdir / "policy"
+        shutil.copytree(ROOT / "policy", self.policy_dir)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.master_key = MASTER_KEY
+        self.log_path = self.workdir / "proxy.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LITELLM_", "DATABASE_URL"))}
+        self.env = build_env({
+            **base,
+            "OLLAMA_URL": upstream_url, "VLLM_URL": f"{upstream_url}/v1", "ALT_API_BASE": f"{upstream_url}/v1",
+            "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake",
+            "LITELLM_MASTER_KEY": self.master_key, "CARROT_POLICY_DIR": str(self.policy_dir),
+            **(env or {}),
+        })
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(command(self.port, config=config or ROOT / "litellm_config.yaml"),
+                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._wait_ready(startup_timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/health/liveliness", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"proxy not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.master_key}"}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()

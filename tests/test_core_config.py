@@ -1,0 +1,121 @@
+"""Policy parsing: errors name the file, key and bad value; routing rules match in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from carrot_hooks.config import ConfigError, Watched, load_model
+from carrot_hooks.errors import GatewayError
+from carrot_hooks.headers import parse_context_refs, parse_headers
+from carrot_hooks.prompts import PackStore, load_pack
+from carrot_hooks.routing import RoutingPolicy, route
+from carrot_hooks.serve import ROOT
+
+POLICY = ROOT / "policy" / "routing.yaml"
+
+
+def write(tmp_path: Path, doc) -> Path:
+    p = tmp_path / "routing.yaml"
+    p.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return p
+
+
+def base_doc() -> dict:
+    return yaml.safe_load(POLICY.read_text())
+
+
+def test_shipped_policy_parses_and_packs_exist():
+    policy = load_model(POLICY, RoutingPolicy)
+    packs = PackStore(ROOT / "prompts")
+    assert {packs.get(t.pack).ref for t in policy.tasks.values()} == {
+        "editor@v1", "refactor_hook@v1", "explain_tests@v1", "chat@v1", "rag_code@v1", "rag_doc@v1", "ci_review@v1"}
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda d: d["rules"][1].update(model=None), "rules.1"),
+    (lambda d: d["rules"][0]["when"].update(risk=["severe"]), "rules.0.when.risk.0"),
+    (lambda d: d["rules"][2]["when"].update(min_tokens="many"), "rules.2.when.min_tokens"),
+    (lambda d: d["rules"][2].update(modle="x"), "rules.2.modle"),
+    (lambda d: d["tasks"]["editor"].update(pack="editor-v1"), "tasks.editor.pack"),
+    (lambda d: d["rules"][0]["when"].update(task_type=["poetry"]), "poetry"),
+    (lambda d: d["rules"].pop(), "last rule must match everything"),
+])
+def test_errors_name_file_key_and_value(tmp_path, mutate, needle):
+    doc = base_doc()
+    mutate(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(ConfigError) as e:
+        load_model(path, RoutingPolicy)
+    assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_bad_value_is_quoted(tmp_path):
+    doc = base_doc()
+    doc["max_body_bytes"] = "huge"
+    with pytest.raises(ConfigError, match=r"max_body_bytes.*'huge'"):
+        load_model(write(tmp_path, doc), RoutingPolicy)
+
+
+def test_invalid_yaml_names_file(tmp_path):
+    path = write(tmp_path, "rules: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_model(path, RoutingPolicy)
+
+
+def test_watched_keeps_last_valid_and_picks_up_fixes(tmp_path):
+    path = write(tmp_path, base_doc())
+    w = Watched(path, RoutingPolicy, interval=0)
+    first = w.get()
+    path.write_text("rules: nonsense\n")
+    assert w.get() is first
+    doc = base_doc()
+    doc["default_task_type"] = "refactor"
+    path.write_text(yaml.safe_dump(doc))
+    assert w.get().default_task_type == "refactor"
+
+
+def test_unknown_alias_is_reported_per_rule():
+    policy = load_model(POLICY, RoutingPolicy)
+    problems = policy.unknown_aliases({"ds-coder-v2"})
+    assert any(p.startswith("rules.1 (high-risk-escalation).model: unknown alias 'alt-reasoning'") for p in problems)
+
+
+@pytest.mark.parametrize("task,risk,tokens,client,expect", [
+    ("editor", "low", 10, None, ("small-model-tasks", "ds-coder-6.7b")),
+    ("chat", "med", 10, None, ("default-v2", "ds-coder-v2")),
+    ("editor", "low", 7000, None, ("large-prompt", "ds-coder-v2")),
+    ("refactor", "low", 4000, None, ("refactor-bulk-vllm", "ds-coder-v2-vllm")),
+    ("chat", "high", 10, "ds-coder-6.7b", ("high-risk-escalation", "alt-reasoning")),
+    ("chat", "low", 10, "ds-coder-6.7b", ("client-choice", "ds-coder-6.7b")),
+])
+def test_route_first_match_wins(task, risk, tokens, client, expect):
+    policy = load_model(POLICY, RoutingPolicy)
+    r = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client)
+    assert (r.rule_id, r.model) == expect
+
+
+def test_refusal_is_403_with_reason():
+    policy = load_model(POLICY, RoutingPolicy)
+    with pytest.raises(GatewayError) as e:
+        route(policy, task_type="ci", risk="high", tokens=1, client_alias=None)
+    assert e.value.status_code == 403 and "ci-high-risk-human-review" in e.value.message
+
+
+def test_context_refs_parse():
+    refs = parse_context_refs("carrot/app@4f2a9c1, src/a.py ,src/b.ts")
+    assert (refs.repo, refs.commit, refs.paths) == ("carrot/app", "4f2a9c1", ("src/a.py", "src/b.ts"))
+    h = parse_headers({"X-Context-Refs": "app", "X-Task-Type": "rag-code"}, {"rag-code"}, set())
+    assert h.context_refs.commit is None and h.task_type == "rag-code" and h.risk is None
+
+
+def test_pack_front_matter_is_stripped(tmp_path):
+    p = tmp_path / "demo@v3.md"
+    p.write_text("---\ntask: chat\n---\nBe brief.\n")
+    pack = load_pack(p)
+    assert (pack.ref, pack.meta, pack.body) == ("demo@v3", {"task": "chat"}, "Be brief.")
+    p.write_text("---\ntask: chat\nBe brief.\n")
+    with pytest.raises(ConfigError, match="never closed"):
+        load_pack(p)

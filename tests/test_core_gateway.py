@@ -1,0 +1,259 @@
+"""End to end through the real proxy: routing, prompt packs, pins, headers, bad input, FIM."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from carrot_hooks.prompts import load_pack
+from carrot_hooks.serve import ROOT
+
+PACKS = {
+    "editor": "editor@v1", "refactor": "refactor_hook@v1", "tests": "explain_tests@v1", "chat": "chat@v1",
+    "rag-code": "rag_code@v1", "rag-doc": "rag_doc@v1", "ci": "ci_review@v1",
+}
+SMALL = "deepseek-coder:6.7b-instruct-q4_K_M"
+V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
+TASK_MODEL = {"editor": SMALL, "ci": SMALL, "refactor": V2, "tests": V2, "chat": V2, "rag-code": V2, "rag-doc": V2}
+
+
+def pack_body(ref: str) -> str:
+    return load_pack(ROOT / "prompts" / f"{ref}.md").body
+
+
+def chat(client, marker, *, headers=None, model="gpt-4o", stream=False, **kw):
+    """One chat call; returns (raw response, text). Streams are read to the end."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=kw.pop("messages", [{"role": "user", "content": f"question {marker}"}]),
+        extra_headers=headers or {}, stream=stream, **kw)
+    body = raw.parse()
+    if stream:
+        return raw, "".join(c.choices[0].delta.content or "" for c in body if c.choices)
+    return raw, body.choices[0].message.content
+
+
+def only_request(fake, marker):
+    reqs = fake.find(marker)
+    assert len(reqs) == 1, f"expected one upstream request with {marker}, got {len(reqs)}"
+    return reqs[0]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("task", sorted(PACKS))
+def test_task_type_routes_and_injects_pack(client, fake_upstream, marker, task, stream):
+    raw, text = chat(client, marker, headers={"X-Task-Type": task}, stream=stream,
+                     messages=[{"role": "system", "content": f"client rules {marker}"},
+                               {"role": "user", "content": f"question {marker}"}])
+    assert text == "Hello from the fake upstream."
+    up = only_request(fake_upstream, marker)
+    assert up.path == "/api/chat"
+    assert up.json["model"] == TASK_MODEL[task]
+    msgs = up.json["messages"]
+    assert (msgs[0]["role"], msgs[0]["content"]) == ("system", pack_body(PACKS[task]))
+    assert msgs[1]["role"] == "system" and msgs[1]["content"] == f"client rules {marker}"
+    assert msgs[2]["content"] == f"question {marker}"
+    assert raw.headers["x-carrot-prompt-pack"] == PACKS[task]
+    assert raw.headers["x-carrot-task-type"] == task
+    assert raw.headers["x-carrot-model"] == ("ds-coder-6.7b" if TASK_MODEL[task] == SMALL else "ds-coder-v2")
+    assert raw.headers["x-carrot-route"] in {"small-model-tasks", "default-v2"}
+
+
+def test_no_headers_defaults_to_chat_on_v2(client, fake_upstream, marker):
+    raw, _ = chat(client, marker, model="auto")
+    assert raw.headers["x-carrot-route"] == "default-v2"
+    assert raw.headers["x-carrot-task-type"] == "chat"
+    assert only_request(fake_upstream, marker).json["model"] == V2
+
+
+@pytest.mark.parametrize("virtual,task", [("carrot-ci", "ci"), ("carrot-rag-doc", "rag-doc"),
+                                          ("carrot-editor", "editor")])
+def test_virtual_model_names_pick_task(client, fake_upstream, marker, virtual, task):
+    raw, _ = chat(client, marker, model=virtual)
+    assert raw.headers["x-carrot-task-type"] == task
+    assert only_request(fake_upstream, marker).json["messages"][0]["content"] == pack_body(PACKS[task])
+
+
+def test_header_wins_over_virtual_model(client, fake_upstream, marker):
+    raw, _ = chat(client, marker, model="carrot-editor", headers={"X-Task-Type": "refactor"})
+    assert raw.headers["x-carrot-task-type"] == "refactor"
+    assert only_request(fake_upstream, marker).json["model"] == V2
+
+
+def test_models_endpoint_lists_virtual_models_and_pins(client):
+    ids = {m.id for m in client.models.list()}
+    assert {f"carrot-{t}" for t in PACKS} <= ids
+    assert {"ds-coder-6.7b", "ds-coder-v2", "ds-coder-v2@2025-09-23", "alt-reasoning"} <= ids
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_pin_by_header(client, fake_upstream, marker, stream):
+    raw, _ = chat(client, marker, headers={"X-Model-Alias": "ds-coder-v2@2025-06-10"}, stream=stream)
+    assert raw.headers["x-carrot-model"] == "ds-coder-v2@2025-06-10"
+    assert raw.headers["x-carrot-route"] == "client-choice"
+    assert only_request(fake_upstream, marker).json["model"] == "deepseek-coder-v2:16b-lite-instruct-q4_0"
+
+
+def test_pin_by_model_field(client, fake_upstream, marker):
+    raw, _ = chat(client, marker, model="ds-coder-6.7b@2025-03-01")
+    assert raw.headers["x-carrot-model"] == "ds-coder-6.7b@2025-03-01"
+    assert only_request(fake_upstream, marker).json["model"] == "deepseek-coder:6.7b-instruct-q4_0"
+
+
+def test_known_alias_is_honoured(client, fake_upstream, marker):
+    raw, _ = chat(client, marker, model="ds-coder-6.7b", headers={"X-Task-Type": "refactor"})
+    assert raw.headers["x-carrot-model"] == "ds-coder-6.7b"
+    assert only_request(fake_upstream, marker).json["model"] == SMALL
+
+
+def test_high_risk_overrides_client_choice(client, fake_upstream, marker):
+    raw, _ = chat(client, marker, model="ds-coder-6.7b", headers={"X-Risk-Level": "high"})
+    assert raw.headers["x-carrot-route"] == "high-risk-escalation"
+    assert raw.headers["x-carrot-model"] == "alt-reasoning"
+    up = only_request(fake_upstream, marker)
+    assert up.path == "/v1/chat/completions" and up.json["model"] == "gpt-4.1"
+    assert up.headers["Authorization"] == "Bearer sk-fake-alt"
+
+
+def test_high_risk_ci_needs_human_review(client, fake_upstream, marker):
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        chat(client, marker, headers={"X-Task-Type": "ci", "X-Risk-Level": "high"})
+    assert "ci-high-risk-human-review" in str(e.value) and "human review" in str(e.value)
+    assert fake_upstream.find(marker) == []
+
+
+def test_large_prompt_goes_to_bigger_model(client, fake_upstream, marker):
+    big = "def f(x):\n    return x + 1\n" * 700  # ~7,000 tokens
+    raw, _ = chat(client, marker, headers={"X-Task-Type": "editor"},
+                  messages=[{"role": "user", "content": f"{marker}\n{big}"}])
+    assert raw.headers["x-carrot-route"] == "large-prompt"
+    assert only_request(fake_upstream, marker).json["model"] == V2
+
+
+@pytest.mark.parametrize("header,value,expect", [
+    ("X-Task-Type", "poetry", "editor, rag-code, rag-doc, refactor, tests"),
+    ("X-Risk-Level", "extreme", "low, med, high"),
+    ("X-Model-Alias", "ds-coder-v2@1999-01-01", "ds-coder-v2@2025-09-23"),
+    ("X-Context-Refs", "bad repo name!", "repo@sha,path"),
+])
+def test_bad_header_is_400_naming_it(client, fake_upstream, marker, header, value, expect):
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, marker, headers={header: value})
+    assert e.value.status_code == 400
+    assert header in str(e.value) and expect in str(e.value)
+    assert fake_upstream.find(marker) == []
+
+
+def post(proxy, path, content, headers=None):
+    return httpx.post(f"{proxy.base_url}{path}", content=content, timeout=60,
+                      headers={**proxy.headers(), "Content-Type": "application/json", **(headers or {})})
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    (b'{"model": "x", "messages": [', 400, "JSON"),
+    (b'{"model": "x"}', 400, "messages"),
+    (b'{"model": "x", "messages": "hello"}', 400, "messages"),
+    (b'{"model": "x", "messages": [42]}', 400, "messages[0]"),
+    (b'[1, 2, 3]', 400, ""),
+])
+def test_bad_body_is_4xx_not_500(proxy, body, status, needle):
+    r = post(proxy, "/v1/chat/completions", body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+def test_body_over_limit_is_413(proxy, fake_upstream, marker):
+    body = json.dumps({"model": "x", "messages": [{"role": "user", "content": marker + "a" * 2_200_000}]})
+    r = post(proxy, "/v1/chat/completions", body)
+    assert r.status_code == 413
+    assert "2097152" in r.json()["error"]["message"]
+    assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_fim_completion_keeps_suffix(client, fake_upstream, marker, stream):
+    raw = client.completions.with_raw_response.create(
+        model="gpt-4o", prompt=f"# {marker}\ndef add(a, b):\n    ", suffix="\n\nprint(add(1, 2))\n",
+        max_tokens=16, stream=stream)
+    body = raw.parse()
+    text = "".join(c.choices[0].text or "" for c in body) if stream else body.choices[0].text
+    assert text == "Hello from the fake upstream."
+    up = only_request(fake_upstream, marker)
+    assert up.path == "/v1/completions"
+    assert up.json["model"] == "deepseek-coder:6.7b-base-q4_K_M"
+    assert up.json["suffix"] == "\n\nprint(add(1, 2))\n"
+    assert up.json["prompt"] == f"# {marker}\ndef add(a, b):\n    "
+    assert raw.headers["x-carrot-task-type"] == "editor"
+    assert raw.headers["x-carrot-model"] == "ds-coder-6.7b"
+    assert raw.headers["x-carrot-prompt-pack"] == "none"
+
+
+def test_fim_bad_header_is_400(client, marker):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="gpt-4o", prompt=marker, extra_headers={"X-Risk-Level": "x"})
+    assert "X-Risk-Level" in str(e.value)
+
+
+def _edit_routing(proxy, mutate) -> str:
+    path = proxy.policy_dir / "routing.yaml"
+    original = path.read_text()
+    doc = yaml.safe_load(original)
+    mutate(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return original
+
+
+def _wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream, marker):
+    path = proxy.policy_dir / "routing.yaml"
+
+    def send_editor_to_v2(doc):
+        doc["rules"].insert(0, {"id": "editor-to-v2", "when": {"task_type": ["editor"]}, "model": "ds-coder-v2"})
+
+    original = _edit_routing(proxy, send_editor_to_v2)
+    try:
+        assert _wait_for(lambda: chat(client, marker, headers={"X-Task-Type": "editor"})[0]
+                         .headers["x-carrot-route"] == "editor-to-v2")
+        assert fake_upstream.find(marker)[-1].json["model"] == V2
+    finally:
+        path.write_text(original)
+    assert _wait_for(lambda: chat(client, marker, headers={"X-Task-Type": "editor"})[0]
+                     .headers["x-carrot-route"] == "small-model-tasks")
+
+
+def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
+    path = proxy.policy_dir / "routing.yaml"
+
+    def break_rule(doc):
+        doc["rules"][2]["model"] = None
+        doc["rules"][2]["when"]["min_tokens"] = "lots"
+
+    original = _edit_routing(proxy, break_rule)
+    try:
+        routes = []
+        assert _wait_for(lambda: routes.append(chat(client, marker, headers={"X-Task-Type": "editor"})[0]
+                                               .headers["x-carrot-route"]) or "rules.2.when.min_tokens" in proxy.log())
+        assert str(path) in proxy.log() and "'lots'" in proxy.log()
+        assert set(routes) == {"small-model-tasks"}
+    finally:
+        path.write_text(original)
+
+
+def test_unreachable_upstream_is_502_naming_url(start_proxy, marker):
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    p = start_proxy(env={"OLLAMA_URL": dead, "OLLAMA_V1_URL": f"{dead}/v1", "VLLM_URL": f"{dead}/v1"})
+    r = post(p, "/v1/chat/completions", json.dumps({"model": "x", "messages": [{"role": "user", "content": marker}]}))
+    assert r.status_code in (502, 503), r.text
+    assert dead in r.json()["error"]["message"]
