@@ -8,4 +8,4 @@ for var in DATABASE_URL UI_PASSWORD LITELLM_SALT_KEY; do
     eval "value=\${$var:-}"
     if [ -z "$value" ]; then unset "$var"; fi
 done
-exec litellm --config "${LITELLM_CONFIG:-/app/litellm_config.yaml}" --host 0.0.0.0 --port "${PORT:-4000}" "$@"
+exec litellm --config "${LITELLM_CONFIG:-/app/litellm_config.yaml}" --port "${PORT:-4000}" "$@"

@@ -1,0 +1,101 @@
+"""scripts/docker-entrypoint.sh starts the real LiteLLM proxy; empty optional variables mean "unset".
+
+Compose passes `DATABASE_URL=` for "no database": LiteLLM itself refuses to start on that,
+so the entrypoint must unset it (and an empty UI_PASSWORD must not become a valid password).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carrot_hooks.serve import build_env
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MASTER_KEY = "sk-" + "ab" * 24
+
+
+def launch(cmd: list[str], port: int, log: Path, extra: dict[str, str]) -> subprocess.Popen:
+    dead = f"http://127.0.0.1:{free_port()}"  # no model is called in these tests
+    env = build_env({
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/root"),
+        "HOST": "127.0.0.1", "PORT": str(port), "LITELLM_MODE": "PRODUCTION",
+        "LITELLM_MASTER_KEY": MASTER_KEY, "OLLAMA_URL": dead, "VLLM_URL": f"{dead}/v1",
+        "ALT_API_BASE": f"{dead}/v1", **extra,
+    })
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_alive(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"proxy exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"proxy not alive after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def entrypoint_proxy(tmp_path_factory):
+    port, log = free_port(), tmp_path_factory.mktemp("entrypoint") / "proxy.log"
+    proc = launch(
+        ["sh", str(ROOT / "scripts/docker-entrypoint.sh")], port, log,
+        {"DATABASE_URL": "", "UI_PASSWORD": "", "LITELLM_SALT_KEY": "",
+         "LITELLM_CONFIG": str(ROOT / "litellm_config.yaml")},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_alive(proc, url, log)
+        yield url
+    finally:
+        stop(proc)
+
+
+def test_empty_database_url_starts_master_key_only(entrypoint_proxy):
+    ready = httpx.get(f"{entrypoint_proxy}/health/readiness", timeout=10).json()
+    assert ready["status"] == "healthy" and ready["db"] == "Not connected"
+    models = httpx.get(f"{entrypoint_proxy}/v1/models", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    assert models.status_code == 200 and any(m["id"] == "ds-coder-6.7b" for m in models.json()["data"])
+    assert httpx.get(f"{entrypoint_proxy}/v1/models", timeout=10).status_code == 401
+
+
+def test_empty_ui_password_is_not_a_password(entrypoint_proxy):
+    r = httpx.post(f"{entrypoint_proxy}/login", data={"username": "admin", "password": ""}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_litellm_alone_refuses_an_empty_database_url(tmp_path):
+    """Why the entrypoint unsets it: without that, compose's `DATABASE_URL=` would not start."""
+    port, log = free_port(), tmp_path / "proxy.log"
+    proc = launch([str(Path(sys.executable).with_name("litellm")), "--config", "litellm_config.yaml"],
+                  port, log, {"DATABASE_URL": ""})
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError("LiteLLM started with an empty DATABASE_URL: the entrypoint's unset may be unneeded")
+    assert proc.returncode != 0
+    assert "DATABASE_URL uses unsupported scheme" in log.read_text()
