@@ -47,6 +47,7 @@ class PiiSettings(_Strict):
     technical_terms: frozenset[str] = frozenset()
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
+    timeout_ms: float = Field(2000, gt=0, description="analysis slower than this counts as an engine failure")
 
     @field_validator("pattern_entities", "ner_entities")
     @classmethod

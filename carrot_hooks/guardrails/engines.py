@@ -1,0 +1,58 @@
+"""The detectors for the current guardrail policy, rebuilt when policy/guardrails.yaml changes."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+
+from ..config import Watched
+from .output import OutputScanner
+from .pii import PiiRedactor
+from .policy import PolicyScanner
+from .settings import GuardrailPolicy, PiiSettings, watched_policy
+
+
+@dataclass(frozen=True)
+class Detectors:
+    """Everything built from one version of the policy."""
+
+    policy: GuardrailPolicy
+    prompt_policy: PolicyScanner
+    output: OutputScanner
+
+
+class Engines:
+    """Cheap detectors are rebuilt on every policy change; the PII redactor only when `pii:` changes."""
+
+    def __init__(self, watched: Watched[GuardrailPolicy]):
+        self.watched = watched
+        self._lock = threading.Lock()
+        self._detectors = self._build(watched.get())
+        self._pii_settings: PiiSettings | None = None
+        self._pii: PiiRedactor | None = None
+
+    @staticmethod
+    def _build(policy: GuardrailPolicy) -> Detectors:
+        return Detectors(policy, PolicyScanner(policy), OutputScanner(policy))
+
+    def detectors(self) -> Detectors:
+        """Detectors for the policy now in force."""
+        policy = self.watched.get()
+        if policy is not self._detectors.policy:
+            self._detectors = self._build(policy)
+        return self._detectors
+
+    def pii(self) -> PiiRedactor:
+        """The PII redactor for the current `pii:` settings (loads spaCy on first use)."""
+        settings = self.watched.get().pii
+        with self._lock:
+            if self._pii is None or settings != self._pii_settings:
+                self._pii, self._pii_settings = PiiRedactor(settings), settings
+            return self._pii
+
+
+@functools.cache
+def shared_engines() -> Engines:
+    """The process-wide engines over policy/guardrails.yaml (shared by all guardrail hooks)."""
+    return Engines(watched_policy())

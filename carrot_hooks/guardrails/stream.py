@@ -1,0 +1,97 @@
+"""Holdback window for streamed answers: release text as soon as it cannot be part of a finding.
+
+Each delta is scanned together with the last `holdback` characters already released.
+Text is held back only from the earliest point that could still grow into a finding:
+a match that touches the end of what arrived so far, a detector keyword on the
+current line (for at most `holdback` characters), a partly arrived keyword, or a
+half-written `<PLACEHOLDER_n>`. Everything before it is released (redacted, with
+placeholders restored), so the first token is not delayed by a fixed window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+
+from .rules import Finding, redact
+
+_OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
+
+
+class StreamFilter:
+    """Per-choice filter: `feed(delta)` returns what may be sent now, `finish()` the rest."""
+
+    def __init__(
+        self,
+        scan: Callable[[str], list[Finding]],
+        keywords: tuple[str, ...],
+        holdback: int,
+        max_pending: int,
+        restore: Callable[[str], str] | None = None,
+    ):
+        self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
+        self._keywords = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
+        self._prefixes = sorted({k[:i] for k in keywords for i in range(1, len(k))}, key=len, reverse=True)
+        self.tail = ""  # raw text already released, kept as left context
+        self.pending = ""
+        self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
+        self.blocked: tuple[str, ...] = ()
+
+    def feed(self, delta: str) -> str:
+        """Add `delta`; return the text that is safe to release now ("" while holding)."""
+        if self.blocked:
+            return ""
+        self.pending += delta
+        return self._release(final=len(self.pending) > self.max_pending)
+
+    def finish(self) -> str:
+        """Release everything still held (end of stream)."""
+        return "" if self.blocked else self._release(final=True)
+
+    def _hold_from(self, window: str, found: list[Finding]) -> int:
+        n = len(window)
+        limit = n
+        for f in found:
+            if f.end >= n:
+                limit = min(limit, f.start)
+        low = window.lower()
+        line_start = max(low.rfind("\n") + 1, n - self.holdback)
+        if self._keywords is not None:
+            m = self._keywords.search(low, line_start)
+            if m:
+                limit = min(limit, m.start())
+        for p in self._prefixes:
+            if low.endswith(p):
+                limit = min(limit, n - len(p))
+                break
+        if self.restore is not None:
+            m = _OPEN_PLACEHOLDER.search(window)
+            if m:
+                limit = min(limit, m.start())
+        return limit
+
+    def _release(self, final: bool) -> str:
+        off = len(self.tail)
+        window = self.tail + self.pending
+        found = [f for f in self.scan(window) if f.end > off]
+        limit = len(window) if final else self._hold_from(window, found)
+        for f in found:  # never cut a complete finding in two
+            if f.start < limit < f.end:
+                limit = f.end
+        if limit <= off:
+            return ""
+        acted = [f for f in found if f.start < limit]
+        blocks = [f for f in acted if f.action == "block"]
+        if blocks:
+            limit = max(off, blocks[0].start)
+            acted = [f for f in acted if f.start < limit] + blocks
+            self.blocked = tuple(dict.fromkeys(f.rule_id for f in blocks))
+        for f in acted:
+            self.applied[(f.rule_id, f.action)] += 1
+        shifted = [Finding(f.rule_id, max(0, f.start - off), min(limit, f.end) - off, f.action, f.description)
+                   for f in acted if f.start < limit]
+        out = redact(window[off:limit], shifted)
+        self.tail = window[max(0, limit - self.holdback) : limit]
+        self.pending = "" if self.blocked else window[limit:]
+        return self.restore(out) if self.restore is not None else out
