@@ -108,7 +108,8 @@ def test_latency_panels_draw_each_slo_as_a_threshold_line_on_the_right_models():
         assert any("histogram_quantile(0.95" in t["expr"] for t in panel["targets"]), panel["title"]
         # the "within SLO" share reads the bucket at the bound: it must be an exact boundary
         share = next(p for p in panels() if p["type"] == "stat"
-                     and f'model=~"{promql_regex}",le="{float(slo["p95_seconds"])}"' in p["targets"][0]["expr"])
+                     and f'model=~"{promql_regex}"' in p["targets"][0]["expr"]
+                     and f'le="{float(slo["p95_seconds"])}"' in p["targets"][0]["expr"])
         assert share["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
