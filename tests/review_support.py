@@ -37,6 +37,7 @@ def git(repo: Path, *args: str) -> str:
 
 def make_repo(path: Path, base: dict[str, str], feature: dict[str, str]) -> Path:
     """A git checkout at `path`: branch `main` with the `base` files, `feature` on top with `feature` files."""
+    path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "t@example.invalid")
     git(path, "config", "user.name", "t")
