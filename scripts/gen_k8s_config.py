@@ -22,7 +22,7 @@ K8S = ROOT / "deploy" / "k8s"
 LABELS = {"app.kubernetes.io/name": "carrot-gateway", "app.kubernetes.io/part-of": "carrot-coder-gateway"}
 ITEMS_RE = re.compile(
     r"(?P<indent>[ \t]*)# BEGIN generated prompt items.*?\n(?P<body>.*?)(?P=indent)# END generated prompt items",
-    re.S,
+    re.DOTALL,
 )
 
 

@@ -58,7 +58,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 
 def _resolve(expr: str, env: dict[str, str]) -> str:
-    name, op, arg = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?[-?+])(.*))?", expr, re.S).groups()
+    name, op, arg = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?[-?+])(.*))?", expr, re.DOTALL).groups()
     present = (name in env and env[name] != "") if op and op.startswith(":") else name in env
     if op is None:
         return env.get(name, "")
@@ -103,7 +103,7 @@ def referenced_vars(node) -> set[str]:
 
 def documented_vars() -> set[str]:
     """Variables in .env.example, set (`VAR=`) or shown commented out (`#VAR=`)."""
-    return set(re.findall(r"^#?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE, re.M))
+    return set(re.findall(r"^#?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE, re.MULTILINE))
 
 
 def example_env() -> dict[str, str]:

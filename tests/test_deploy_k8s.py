@@ -119,10 +119,10 @@ def test_configmaps_hold_exactly_the_current_repo_files():
     gen = _generator()
     expected = {cm["metadata"]["name"]: cm["data"] for cm in gen.configmaps(ROOT)}
     committed = {d["metadata"]["name"]: d["data"] for d in DOCS["config.yaml"]}
-    for name in expected:
-        assert committed[name].keys() == expected[name].keys(), (
+    for name, data in expected.items():
+        assert committed[name].keys() == data.keys(), (
             f"{name} does not cover the repo files: run python scripts/gen_k8s_config.py")
-        assert committed[name] == expected[name], f"{name} is stale: run python scripts/gen_k8s_config.py"
+        assert committed[name] == data, f"{name} is stale: run python scripts/gen_k8s_config.py"
     assert expected["carrot-policy"].keys() == {p.name for p in (ROOT / "policy").iterdir() if p.is_file()}
 
 

@@ -23,7 +23,7 @@ def run_services(code: str, env: dict[str, str | None], timeout: float = 60) -> 
     full = {k: v for k, v in os.environ.items() if k not in env}
     full.update({k: v for k, v in env.items() if v is not None})
     out = subprocess.run(
-        [sys.executable, "-c", f"{PRELUDE}\n{code}"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", f"{PRELUDE}\n{code}"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout, check=False,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
@@ -58,7 +58,7 @@ def run_failing(code: str, env: dict[str, str]) -> str:
     """Run `code` after importing `services`; it must fail. Returns its stderr."""
     proc = subprocess.run(
         [sys.executable, "-c", PRELUDE + code], cwd=ROOT,
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode != 0, proc.stdout
     return proc.stderr
