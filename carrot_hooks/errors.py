@@ -6,9 +6,10 @@ from fastapi import HTTPException
 class GatewayError(HTTPException):
     """An HTTP error whose message names what was wrong (header, field, limit, rule)."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str = "invalid_request"):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str = "invalid_request",
+                 headers: dict[str, str] | None = None):
         detail = {"error": {"message": message, "type": code, "param": param, "code": str(status)}}
-        super().__init__(status_code=status, detail=detail)
+        super().__init__(status_code=status, detail=detail, headers=headers)
         self.message = message
 
 

@@ -1,5 +1,5 @@
 """The one place that composes the request path:
-headers → route → prompt pack → context → (LiteLLM guardrails) → LiteLLM → response headers."""
+headers → route → prompt pack → context → (LiteLLM guardrails) → LiteLLM → response headers → metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Collection
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from . import rag
+from . import cache as result_cache
+from . import metrics, rag
 from .config import ConfigError, Watched, policy_dir
 from .context import RequestContext, attach, get_context
 from .errors import GatewayError
@@ -17,7 +18,7 @@ from .headers import parse_headers
 from .prompts import PackStore, inject, prompts_dir
 from .routing import RoutingPolicy, route
 from .tokens import count_tokens, prompt_text
-from .upstream import as_gateway_error
+from .upstream import as_gateway_error, upstream_models
 
 log = logging.getLogger("carrot.gateway")
 
@@ -49,18 +50,28 @@ def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int)
         raise GatewayError(400, "Field 'prompt' must be a string", param="prompt")
 
 
+def _cache_controls(data: dict, headers: dict[str, str], namespace: str) -> None:
+    """Client cache controls (body `cache`, `Cache-Control: no-cache`) plus our tenant partition."""
+    controls = data.get("cache") if isinstance(data.get("cache"), dict) else {}
+    if "no-cache" in headers.get("cache-control", "").lower():
+        controls["no-cache"] = True
+    controls["namespace"] = namespace  # never the client's: it would cross tenants
+    data["cache"] = controls
+
+
 class CarrotGateway(CustomLogger):
-    """LiteLLM callback that routes each request and injects its prompt pack and context."""
+    """LiteLLM callback that routes each request, injects its prompt pack and context, and reports."""
 
     def __init__(self) -> None:
         super().__init__()
         self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy)
         self.packs = PackStore(prompts_dir())
-        for task, spec in self.routing.get().tasks.items():
+        for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
+        result_cache.configure()
 
-    def _decide(self, data: dict, call_type: str, key_meta: dict, tenant: str) -> RequestContext:
-        headers = {k.lower(): str(v) for k, v in ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
+    def _decide(self, data: dict, call_type: str, headers: dict[str, str], key_meta: dict,
+                tenant: str) -> RequestContext:
         policy = self.routing.get()
         _check_body(data, call_type, headers, policy.max_body_bytes)
         aliases = served_aliases()
@@ -89,9 +100,11 @@ class CarrotGateway(CustomLogger):
         if call_type not in CHAT_CALLS | TEXT_CALLS:
             return data
         t0 = time.perf_counter()
+        headers = {k.lower(): str(v) for k, v in
+                   ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
         tenant = user_api_key_dict.team_id or user_api_key_dict.token or "anonymous"
         try:
-            ctx = self._decide(data, call_type, user_api_key_dict.metadata or {}, tenant)
+            ctx = self._decide(data, call_type, headers, user_api_key_dict.metadata or {}, tenant)
         except ConfigError as e:
             raise GatewayError(503, str(e), code="routing_policy_error") from None
         t1 = time.perf_counter()
@@ -108,14 +121,34 @@ class CarrotGateway(CustomLogger):
         if ctx.task_type in ("rag-code", "rag-doc") or ctx.context_refs is not None:
             await rag.inject_context(ctx, data)
         t3 = time.perf_counter()
-        ctx.timings.update(route=t1 - t0, prompt_pack=t2 - t1, context=t3 - t2)
+        _cache_controls(data, headers, result_cache.namespace(tenant, upstream_models(data["model"])))
+        ctx.timings.update(route=t1 - t0, prompt_pack=t2 - t1, context=t3 - t2, cache_key=time.perf_counter() - t3)
+        for stage, seconds in ctx.timings.items():
+            metrics.HOOK_DURATION.labels(stage).observe(seconds)
         return data
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):
-        """Upstream failures become 502/503/504 naming the upstream URL."""
+        """Upstream failures become 502/503/504 naming the upstream URL; every failure is counted."""
         ctx = get_context(request_data)
-        return as_gateway_error(original_exception, ctx.model_alias) if ctx else None
+        mapped = as_gateway_error(original_exception, ctx.model_alias) if ctx else None
+        status = getattr(mapped or original_exception, "status_code", None) or 500
+        metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
+                                ctx.rule_id if ctx else "none", "false", str(status)).inc()
+        return mapped
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        """Request count, latency and tokens per task type and model alias."""
+        ctx = get_context(kwargs) or get_context(kwargs.get("litellm_params"))
+        if ctx is None:
+            return
+        hit = bool(kwargs.get("cache_hit"))
+        metrics.REQUESTS.labels(ctx.task_type, ctx.model_alias, ctx.rule_id, str(hit).lower(), "200").inc()
+        metrics.REQUEST_DURATION.labels(ctx.task_type, ctx.model_alias).observe(time.perf_counter() - ctx.started)
+        usage = getattr(response_obj, "usage", None)
+        if usage is not None:
+            metrics.TOKENS.labels("input", ctx.model_alias).inc(getattr(usage, "prompt_tokens", 0) or 0)
+            metrics.TOKENS.labels("output", ctx.model_alias).inc(getattr(usage, "completion_tokens", 0) or 0)
 
     async def async_post_call_response_headers_hook(
         self, data, user_api_key_dict, response, request_headers=None, litellm_call_info=None
@@ -124,12 +157,15 @@ class CarrotGateway(CustomLogger):
         ctx = get_context(data)
         if ctx is None:
             return None
+        hidden = getattr(response, "_hidden_params", None) or {}
+        ctx.cache_hit = bool(hidden.get("cache_hit"))
         headers = {
             "x-carrot-route": ctx.rule_id,
             "x-carrot-model": ctx.model_alias,
             "x-carrot-prompt-pack": ctx.pack,
             "x-carrot-task-type": ctx.task_type,
             "x-carrot-guardrails": ctx.guardrail_summary(),
+            "x-carrot-cache": "hit" if ctx.cache_hit else "miss",
         }
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status

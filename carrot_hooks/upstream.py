@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import litellm
 
 from .errors import GatewayError
@@ -30,11 +32,22 @@ def upstream_urls(alias: str) -> list[str]:
     return urls
 
 
+def upstream_models(alias: str) -> list[str]:
+    """The provider model names behind `alias` (what a cached answer really came from)."""
+    router = _router()
+    deployments = (router.registry().deployments(alias) or ()) if router is not None else ()
+    return [str((d.get("litellm_params") or {}).get("model")) for d in deployments]
+
+
 def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
-    """Map an upstream failure to 502 (unreachable / broken), 503 (overloaded) or 504 (timed out)."""
-    if isinstance(exc, (litellm.RateLimitError, litellm.BadRequestError, litellm.AuthenticationError,
-                        GatewayError)) or not alias:
+    """Map an upstream failure to 502 (unreachable / broken), 503 (overloaded) or 504 (timed out),
+    and a rate limit to 429 with Retry-After (rpm/tpm windows are per minute)."""
+    if isinstance(exc, (litellm.BadRequestError, litellm.AuthenticationError, GatewayError)) or not alias:
         return None
+    if isinstance(exc, litellm.RateLimitError):
+        retry = str(max(1, 60 - int(time.time()) % 60))
+        return GatewayError(429, f"Rate limit reached for model {alias}: {exc.message}", code="rate_limited",
+                            headers={"Retry-After": retry})
     text = str(exc)
     where = ", ".join(upstream_urls(alias)) or alias
     if isinstance(exc, litellm.Timeout):

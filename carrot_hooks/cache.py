@@ -1,0 +1,85 @@
+"""Result cache: LiteLLM's own cache (Redis when REDIS_URL is set, in-memory otherwise), keyed per
+tenant and upstream deployment, and guarded so a down or slow Redis never fails a request."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+
+import litellm
+from litellm.caching.caching import Cache
+from litellm.caching.redis_cache import RedisCache
+
+from .metrics import CACHE_ERRORS
+
+log = logging.getLogger("carrot.cache")
+DEFAULT_TTL = 24 * 3600
+
+
+class GuardedRedisCache(RedisCache):
+    """LiteLLM's RedisCache (its circuit breaker fast-fails a dead Redis) plus an overall timeout per
+    call, one warning per outage and a metric: LiteLLM's swallows a failed lookup silently."""
+
+    def __init__(self, *, timeout: float = 0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self._outage = False
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        CACHE_ERRORS.inc()
+        if not self._outage:
+            self._outage = True
+            log.warning("Redis cache unavailable (%s failed: %s); serving without cache until it answers again",
+                        op, type(exc).__name__)
+
+    def _ok(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.warning("Redis cache reachable again; caching resumed")
+
+    async def async_get_cache(self, key, parent_otel_span=None, **kwargs):
+        try:
+            value = await asyncio.wait_for(
+                super().async_get_cache(key, parent_otel_span, raise_on_error=True, **kwargs), self.timeout)
+        except Exception as e:  # any Redis failure means "no cached answer"
+            self._failed("get", e)
+            return None
+        self._ok()
+        return value
+
+    async def async_set_cache(self, key, value, **kwargs):
+        if key is None:
+            return None
+        try:
+            client = self.init_async_client()
+            await asyncio.wait_for(client.set(name=self.check_and_fix_namespace(key=key), value=json.dumps(value),
+                                              ex=self.get_ttl(**kwargs)), self.timeout)
+        except Exception as e:
+            self._failed("set", e)
+            return None
+        self._ok()
+        return True
+
+
+def configure() -> Cache:
+    """Install LiteLLM's cache: Redis at REDIS_URL (guarded) or in-memory; TTL from CARROT_CACHE_TTL."""
+    ttl = int(os.environ.get("CARROT_CACHE_TTL", DEFAULT_TTL))
+    url = os.environ.get("REDIS_URL")
+    cache = Cache(type="local", ttl=ttl, default_in_memory_ttl=ttl)
+    if url:
+        cache.type = "redis"
+        cache.cache = GuardedRedisCache(url=url, socket_timeout=0.25, socket_connect_timeout=0.25,
+                                        timeout=float(os.environ.get("CARROT_CACHE_TIMEOUT", 0.25)))
+    litellm.cache = cache
+    log.warning("result cache: %s, ttl %ss", "redis" if url else "in-memory", ttl)
+    return cache
+
+
+def namespace(tenant: str, upstream_models: list[str]) -> str:
+    """The cache partition of a request: its tenant and the exact upstream model(s) of its alias,
+    so tenants never share answers and a rolled-out model version never serves the old one's."""
+    material = json.dumps([tenant, sorted(upstream_models)])
+    return "carrot:" + hashlib.sha256(material.encode()).hexdigest()[:24]

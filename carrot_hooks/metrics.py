@@ -1,0 +1,21 @@
+"""The gateway's Prometheus series (the list is mirrored in deploy/metrics.yaml for the dashboard).
+
+Registered on prometheus_client's default registry, which the proxy serves on /metrics.
+Label values are bounded: task types, aliases, rule ids and statuses, never prompt text or users.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("carrot_requests_total", "Requests through the gateway.",
+                   ["task_type", "model", "route", "cache_hit", "status"])
+REQUEST_DURATION = Histogram("carrot_request_duration_seconds", "End-to-end request latency.",
+                             ["task_type", "model"],
+                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128))
+TOKENS = Counter("carrot_tokens_total", "Tokens by direction (input, output).", ["direction", "model"])
+HOOK_DURATION = Histogram("carrot_hook_duration_seconds", "Time spent in each gateway stage.", ["stage"],
+                          buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
+RAG_DURATION = Histogram("carrot_rag_retrieval_duration_seconds", "Retrieval time (query embedding + search).",
+                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1))
+CACHE_ERRORS = Counter("carrot_cache_errors_total", "Result-cache operations that failed or timed out.")

@@ -1,0 +1,192 @@
+"""Result cache, metrics and rate limits through the real proxy and a real Redis."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from carrot_hooks.serve import ROOT
+from tests import services
+from tests.conftest import make_client
+from tests.fake_upstream import Reply
+
+
+def ask(client, marker, *, headers=None, model="gpt-4o", stream=False, **kw):
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": f"explain {marker}"}],
+        extra_headers=headers or {}, stream=stream, **kw)
+    body = raw.parse()
+    text = ("".join(c.choices[0].delta.content or "" for c in body if c.choices) if stream
+            else body.choices[0].message.content)
+    return raw.headers, text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_identical_requests_hit(client, fake_upstream, marker, stream):
+    fake_upstream.script(Reply(match=marker, content=f"answer for {marker}"))
+    h1, t1 = ask(client, marker, stream=stream)
+    h2, t2 = ask(client, marker, stream=stream)
+    assert (h1["x-carrot-cache"], h2["x-carrot-cache"]) == ("miss", "hit")
+    assert t1 == t2 == f"answer for {marker}"
+    assert len(fake_upstream.find(marker)) == 1
+
+
+@pytest.mark.parametrize("first,second", [
+    ({"headers": {"X-Task-Type": "chat"}}, {"headers": {"X-Task-Type": "refactor"}}),
+    ({"headers": {"X-Task-Type": "chat"}}, {"headers": {"X-Model-Alias": "ds-coder-v2@2025-06-10"}}),
+    ({"headers": {"X-Model-Alias": "ds-coder-v2@2025-09-23"}}, {"headers": {"X-Model-Alias": "ds-coder-v2@2025-06-10"}}),
+    ({"temperature": 0.0}, {"temperature": 0.7}),
+    ({"max_tokens": 100}, {"max_tokens": 200}),
+], ids=["task-type", "pin-vs-routed", "pin-vs-pin", "temperature", "max-tokens"])
+def test_anything_that_changes_the_answer_misses(client, fake_upstream, marker, first, second):
+    ask(client, marker, **first)
+    h, _ = ask(client, marker, **second)
+    assert h["x-carrot-cache"] == "miss"
+    assert len(fake_upstream.find(marker)) == 2
+
+
+def test_prompt_pack_version_change_misses(proxy, client, fake_upstream, marker):
+    path = proxy.policy_dir / "routing.yaml"
+    original = path.read_text()
+    ask(client, marker)
+    doc = yaml.safe_load(original)
+    doc["tasks"]["chat"]["pack"] = "explain_tests@v1"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            h, _ = ask(client, marker)
+            if h["x-carrot-prompt-pack"] == "explain_tests@v1":
+                break
+            time.sleep(0.2)
+        assert h["x-carrot-prompt-pack"] == "explain_tests@v1" and h["x-carrot-cache"] == "miss"
+    finally:
+        path.write_text(original)
+
+
+@pytest.mark.parametrize("bypass", [{"extra_headers": {"Cache-Control": "no-cache"}},
+                                    {"extra_body": {"cache": {"no-cache": True}}}], ids=["header", "body"])
+def test_client_can_bypass(client, fake_upstream, marker, bypass):
+    ask(client, marker)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": f"explain {marker}"}], **bypass)
+    assert raw.headers["x-carrot-cache"] == "miss"
+    assert len(fake_upstream.find(marker)) == 2
+
+
+def test_client_cannot_pick_another_namespace(client, fake_upstream, marker):
+    ask(client, marker)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": f"explain {marker}"}],
+        extra_body={"cache": {"namespace": "someone-else"}})
+    assert raw.headers["x-carrot-cache"] == "hit"  # our tenant partition, not the client's choice
+
+
+def test_answers_live_in_redis_with_24h_ttl(client, redis_url, marker):
+    h, _ = ask(client, marker)
+    r = services.redis.Redis.from_url(redis_url)
+    keys = [k for k in r.scan_iter("carrot:*", count=1000)]
+    assert keys, "no carrot:* keys in Redis"
+    ttls = [r.ttl(k) for k in keys[-20:]]
+    assert all(0 < t <= 86400 for t in ttls) and max(ttls) > 86000
+
+
+def metrics_text(proxy) -> str:
+    r = httpx.get(f"{proxy.base_url}/metrics/", timeout=10, follow_redirects=True)
+    assert r.status_code == 200
+    return r.text
+
+
+def test_metrics_after_traffic(proxy, client, marker):
+    ask(client, marker, headers={"X-Task-Type": "editor"})
+    ask(client, marker, headers={"X-Task-Type": "editor"})
+    text = metrics_text(proxy)
+    ok = re.search(r'carrot_requests_total\{cache_hit="(true|false)",model="ds-coder-6.7b",route="small-model-tasks",'
+                   r'status="200",task_type="editor"\} (\d+)', text)
+    assert ok, "carrot_requests_total for editor missing"
+    assert 'carrot_requests_total{cache_hit="true",model="ds-coder-6.7b"' in text
+    assert re.search(r'carrot_request_duration_seconds_bucket\{le="2.0",model="ds-coder-6.7b",task_type="editor"\}', text)
+    assert re.search(r'carrot_tokens_total\{direction="output",model="ds-coder-6.7b"\} [1-9]', text)
+    for stage in ("route", "prompt_pack", "context", "cache_key"):
+        assert f'carrot_hook_duration_seconds_count{{stage="{stage}"}}' in text
+    assert "litellm_" in text  # LiteLLM's own series are served beside ours
+    assert marker not in text  # no prompt text in labels
+
+
+def test_rejections_are_counted_by_status(proxy, client, marker):
+    with pytest.raises(openai.BadRequestError):
+        ask(client, marker, headers={"X-Task-Type": "nope"})
+    assert re.search(r'carrot_requests_total\{cache_hit="false",model="none",route="none",status="400",'
+                     r'task_type="unknown"\} [1-9]', metrics_text(proxy))
+
+
+# --- a proxy of its own: a private Redis to stop, and an rpm-limited pin ---
+
+@pytest.fixture(scope="module")
+def own_redis():
+    server = services.start_private_redis("cache-fault")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def ops_proxy(start_proxy, own_redis):
+    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    for m in cfg["model_list"]:
+        if m["model_name"] == "ds-coder-6.7b@2025-03-01":
+            m["litellm_params"]["rpm"] = 3
+    path = Path(tempfile.mkdtemp(prefix="carrot-ops-")) / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return start_proxy(env={"REDIS_URL": own_redis.url, "CARROT_CACHE_TIMEOUT": "0.2",
+                            "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2"}, config=path)
+
+
+def test_rpm_limit_gives_429_with_retry_after(ops_proxy, marker):
+    c = make_client(ops_proxy)
+    statuses, retry_after = [], None
+    for i in range(5):
+        try:
+            c.chat.completions.create(model="ds-coder-6.7b@2025-03-01",
+                                      messages=[{"role": "user", "content": f"{marker} {i}"}])
+            statuses.append(200)
+        except openai.RateLimitError as err:
+            statuses.append(429)
+            retry_after, e = err.response.headers.get("retry-after"), err
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+    assert retry_after is not None and 1 <= int(retry_after) <= 60
+    assert "ds-coder-6.7b@2025-03-01" in str(e)
+
+
+def test_redis_down_or_frozen_still_serves(ops_proxy, own_redis, fake_upstream, marker):
+    c = make_client(ops_proxy, timeout=15)
+    h, _ = ask(c, marker)
+    assert ask(c, marker)[0]["x-carrot-cache"] == "hit"
+    own_redis.pause()  # slow: accepts connections, answers nothing
+    try:
+        for i in range(3):
+            assert ask(c, f"{marker} frozen {i}")[1]
+    finally:
+        own_redis.resume()
+    own_redis.stop()  # down: connection refused
+    for i in range(4):
+        h, text = ask(c, f"{marker} down {i}")
+        assert text and h["x-carrot-cache"] == "miss"
+    # one warning per outage (frozen, then down), not one per failed call (7 requests, 14+ calls)
+    assert 1 <= ops_proxy.log().count("Redis cache unavailable") <= 2
+    assert re.search(r"carrot_cache_errors_total [1-9]", metrics_text(ops_proxy))
+    own_redis.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "caching resumed" not in ops_proxy.log():
+        ask(c, f"{marker} back")
+        time.sleep(0.5)
+    assert "caching resumed" in ops_proxy.log()
+    ask(c, f"{marker} again")
+    assert ask(c, f"{marker} again")[0]["x-carrot-cache"] == "hit"
+    assert list(services.redis.Redis.from_url(own_redis.url).scan_iter("carrot:*"))  # written to Redis again
