@@ -42,7 +42,10 @@ def ensure_server(state_dir: Path) -> str:
 
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime.mkdir(parents=True, exist_ok=True)
+    if runtime == state_dir / "run":
+        runtime.chmod(0o700)
     with _locked(state_dir / "pg.lock"):
         server = get_server(state_dir / "pg", cleanup_mode=None)
         admin = server.get_uri()

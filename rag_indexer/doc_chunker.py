@@ -1,0 +1,162 @@
+"""Doc chunks of 800-1200 tokens along headings (Markdown, reStructuredText, HTML, text)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+from .chunk import Chunk
+
+MIN_TOKENS, MAX_TOKENS = 800, 1200
+DOC_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html", ".txt": "text"}
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_RST_UNDERLINE = re.compile(r"^([=\-`:'\"~^_*+#<>])\1{2,}\s*$")
+
+
+def count_tokens(text: str) -> int:
+    """Word-piece-like token estimate (words and punctuation marks); no tokenizer download needed."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass
+class _Section:
+    heading: str  # "Title > Sub > Subsub"
+    start: int  # 1-based first line
+    lines: list[str]
+    end: int = 0  # last source line when it differs from start + len(lines) - 1 (HTML)
+
+
+def _markdown_sections(lines: list[str]) -> list[_Section]:
+    sections, trail, fenced = [_Section("", 1, [])], [], False
+    for no, line in enumerate(lines, 1):
+        if _FENCE.match(line):
+            fenced = not fenced
+        m = None if fenced else _MD_HEADING.match(line)
+        setext = (not fenced and no < len(lines) and line.strip() and re.match(r"^(=+|-+)\s*$", lines[no])
+                  and not _MD_HEADING.match(line) and not line.lstrip().startswith(("|", "-", "*")))
+        if m or setext:
+            level, title = (len(m[1]), m[2]) if m else (1 if lines[no].startswith("=") else 2, line.strip())
+            trail = trail[: level - 1] + [title.strip()]
+            sections.append(_Section(" > ".join(trail), no, []))
+        sections[-1].lines.append(line)
+    return sections
+
+
+def _rst_sections(lines: list[str]) -> list[_Section]:
+    sections, levels, trail = [_Section("", 1, [])], [], []
+    skip_to = 0
+    for no, line in enumerate(lines, 1):
+        if no <= skip_to:
+            sections[-1].lines.append(line)
+            continue
+        nxt = lines[no] if no < len(lines) else ""
+        m = _RST_UNDERLINE.match(nxt)
+        if line.strip() and not _RST_UNDERLINE.match(line) and m and len(nxt.rstrip()) >= len(line.rstrip()):
+            char = m[1]
+            if char not in levels:
+                levels.append(char)
+            level = levels.index(char) + 1
+            trail = trail[: level - 1] + [line.strip()]
+            start = no
+            if sections[-1].lines and _RST_UNDERLINE.match(sections[-1].lines[-1]):  # overline
+                sections[-1].lines.pop()
+                start = no - 1
+            sections.append(_Section(" > ".join(trail), start, lines[start - 1 : no - 1]))
+            skip_to = no + 1
+        sections[-1].lines.append(line)
+    return sections
+
+
+class _HtmlText(HTMLParser):
+    """HTML → (source line, text) pieces with headings marked, skipping script/style."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[tuple[int, str, int]] = []  # (line, text, heading level or 0)
+        self._level, self._skip = 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._level = int(tag[1])
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._level = 0
+
+    def handle_data(self, data):
+        if not self._skip and data.strip():
+            self.pieces.append((self.getpos()[0], " ".join(data.split()), self._level))
+
+
+def _html_sections(text: str) -> list[_Section]:
+    parser = _HtmlText()
+    parser.feed(text)
+    sections, trail = [_Section("", 1, [])], []
+    for line, piece, level in parser.pieces:
+        if level:
+            trail = trail[: level - 1] + [piece]
+            sections.append(_Section(" > ".join(trail), line, []))
+        sections[-1].lines.append(piece)
+        sections[-1].end = line
+    return sections
+
+
+def _split_long(sec: _Section) -> list[_Section]:
+    """Split a section over MAX_TOKENS at blank lines (or anywhere, as a last resort)."""
+    out, cur, cur_start, tokens = [], [], sec.start, 0
+    for i, line in enumerate(sec.lines):
+        n = count_tokens(line)
+        if cur and tokens + n > MAX_TOKENS and (not line.strip() or tokens >= MAX_TOKENS):
+            out.append(_Section(sec.heading, cur_start, cur, sec.end and cur_start))
+            cur, cur_start, tokens = [], sec.start + i, 0
+        cur.append(line)
+        tokens += n
+    if cur:
+        out.append(_Section(sec.heading, cur_start, cur, sec.end))
+    return out
+
+
+def chunk_doc(path: str, text: str) -> list[Chunk]:
+    """Chunks of 800-1200 tokens made of whole sections where possible, labelled with the first heading."""
+    kind = DOC_EXTENSIONS.get("." + path.rsplit(".", 1)[-1].lower(), "text")
+    lines = text.splitlines()
+    if kind == "markdown":
+        sections = _markdown_sections(lines)
+    elif kind == "rst":
+        sections = _rst_sections(lines)
+    elif kind == "html":
+        sections = _html_sections(text)
+    else:
+        sections = [_Section("", 1, lines)]
+    pieces = [p for s in sections if s.lines for p in _split_long(s)]
+    chunks, group = [], []
+
+    def flush():
+        if group and any(line.strip() for p in group for line in p.lines):
+            start = group[0].start
+            end = group[-1].end or group[-1].start + len(group[-1].lines) - 1
+            body = "\n".join(line for p in group for line in p.lines)
+            heading = next((p.heading for p in group if p.heading), "")
+            chunks.append(Chunk(path, start, end, body, kind, "", heading))
+        group.clear()
+
+    tokens = 0
+    for piece in pieces:
+        n = count_tokens("\n".join(piece.lines))
+        if group and tokens + n > MAX_TOKENS and tokens >= MIN_TOKENS // 2:
+            flush()
+            tokens = 0
+        group.append(piece)
+        tokens += n
+        if tokens >= MIN_TOKENS:
+            flush()
+            tokens = 0
+    flush()
+    return chunks

@@ -1,0 +1,331 @@
+"""pgvector + Postgres full-text store: chunks, window vectors, BM25 postings, per-file hashes.
+
+psycopg + pgvector directly rather than llama-index's PGVectorStore: we need per-chunk
+window vectors, BM25 (Postgres' ts_rank has no IDF) and a few-ms query path, none of which
+its node/hybrid API offers. All values go in as bound parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunk import Chunk
+
+K1, B = 1.2, 0.75
+TS_CONFIG = "english"
+
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS rag_indexes (
+    id serial PRIMARY KEY, kind text NOT NULL, name text NOT NULL, commit text,
+    model text NOT NULL, dim int NOT NULL, chunks int NOT NULL DEFAULT 0, avgdl real NOT NULL DEFAULT 1,
+    updated_at timestamptz NOT NULL DEFAULT now(), UNIQUE (kind, name));
+CREATE TABLE IF NOT EXISTS rag_files (
+    index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE, path text NOT NULL, blob text NOT NULL,
+    PRIMARY KEY (index_id, path));
+CREATE TABLE IF NOT EXISTS rag_chunks (
+    id bigserial PRIMARY KEY, index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE,
+    path text NOT NULL, language text NOT NULL, symbol text NOT NULL, heading text NOT NULL,
+    start_line int NOT NULL, end_line int NOT NULL, content text NOT NULL, doclen int NOT NULL);
+CREATE INDEX IF NOT EXISTS rag_chunks_file ON rag_chunks (index_id, path);
+CREATE TABLE IF NOT EXISTS rag_postings (
+    index_id int NOT NULL, lexeme text NOT NULL, chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
+    tf int NOT NULL, doclen int NOT NULL, PRIMARY KEY (index_id, lexeme, chunk_id));
+CREATE INDEX IF NOT EXISTS rag_postings_chunk ON rag_postings (chunk_id);
+CREATE TABLE IF NOT EXISTS rag_terms (
+    index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE, lexeme text NOT NULL, df int NOT NULL,
+    PRIMARY KEY (index_id, lexeme));
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or does not match the request; the message says which."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    id: int
+    kind: str
+    name: str
+    commit: str | None
+    model: str
+    dim: int
+    chunks: int
+    avgdl: float
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its component scores (rrf is the fused one)."""
+
+    chunk: Chunk
+    chunk_id: int
+    index: str
+    commit: str | None
+    rrf: float = 0.0
+    dense: float | None = None
+    bm25: float | None = None
+
+
+def _vec_table(dim: int) -> str:
+    return f"rag_vectors_{int(dim)}"
+
+
+class Store:
+    """One psycopg connection to the RAG database."""
+
+    def __init__(self, url: str, connect_timeout: float = 3.0):
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+            self.conn.execute(SCHEMA)
+            register_vector(self.conn)
+        except psycopg.OperationalError as e:
+            raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- indexes -------------------------------------------------------------------------
+    def index(self, kind: str, name: str) -> IndexInfo | None:
+        row = self.conn.execute(
+            "SELECT id, kind, name, commit, model, dim, chunks, avgdl FROM rag_indexes WHERE kind = %s AND name = %s",
+            (kind, name),
+        ).fetchone()
+        return IndexInfo(*row) if row else None
+
+    def ensure_index(self, kind: str, name: str, model: str, dim: int) -> IndexInfo:
+        """The index row for (kind, name), created for `model`; a different model is a clear error."""
+        info = self.index(kind, name)
+        if info is None:
+            self.conn.execute(
+                "INSERT INTO rag_indexes (kind, name, model, dim) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (kind, name, model, dim),
+            )
+            info = self.index(kind, name)
+        assert info is not None
+        check_model(info, model, dim)
+        table = _vec_table(dim)
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE, "
+            f"index_id int NOT NULL, embedding vector({int(dim)}) NOT NULL);"
+            f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
+            f"CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);"
+            f"CREATE TABLE IF NOT EXISTS rag_embed_cache_{int(dim)} (model text NOT NULL, h bytea NOT NULL, "
+            f"embedding vector({int(dim)}) NOT NULL, PRIMARY KEY (model, h));"
+        )
+        return info
+
+    def drop_index(self, kind: str, name: str) -> bool:
+        info = self.index(kind, name)
+        if info is None:
+            return False
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,))
+            self.conn.execute("DELETE FROM rag_indexes WHERE id = %s", (info.id,))
+        return True
+
+    def file_blobs(self, index_id: int) -> dict[str, str]:
+        rows = self.conn.execute("SELECT path, blob FROM rag_files WHERE index_id = %s", (index_id,)).fetchall()
+        return dict(rows)
+
+    # ---- embedding cache (text hash → vector, per model) -----------------------------------
+    def cached_vectors(self, model: str, dim: int, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        by_hash = {_digest(t): t for t in texts}
+        rows = self.conn.execute(
+            f"SELECT h, embedding FROM rag_embed_cache_{int(dim)} WHERE model = %s AND h = ANY(%s)",
+            (model, list(by_hash)),
+        ).fetchall()
+        return {by_hash[bytes(h)]: np.asarray(v, dtype=np.float32) for h, v in rows}
+
+    def cache_vectors(self, model: str, dim: int, vectors: dict[str, np.ndarray]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO rag_embed_cache_{int(dim)} (model, h, embedding) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(model, _digest(t), np.asarray(v, dtype=np.float32)) for t, v in vectors.items()],
+            )
+
+    # ---- writes --------------------------------------------------------------------------
+    def delete_files(self, info: IndexInfo, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
+            self.conn.execute("DELETE FROM rag_files WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
+
+    def replace_file(
+        self, info: IndexInfo, path: str, blob: str, chunks: Sequence[Chunk], terms: Sequence[str],
+        vectors: Sequence[np.ndarray],
+    ) -> None:
+        """Atomically replace one file's chunks; `terms[i]` is chunk i's search text, `vectors[i]` its windows."""
+        table = _vec_table(info.dim)
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s AND path = %s", (info.id, path))
+            for chunk, term_text, vecs in zip(chunks, terms, vectors, strict=True):
+                chunk_id = self.conn.execute(
+                    "INSERT INTO rag_chunks (index_id, path, language, symbol, heading, start_line, end_line, content, doclen) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (info.id, path, chunk.language, chunk.symbol, chunk.heading, chunk.start_line, chunk.end_line,
+                     chunk.text, max(1, len(term_text.split()))),
+                ).fetchone()[0]
+                self.conn.execute(
+                    "INSERT INTO rag_postings (index_id, lexeme, chunk_id, tf, doclen) "
+                    "SELECT %s, lexeme, %s, coalesce(array_length(positions, 1), 1), %s "
+                    f"FROM unnest(to_tsvector('{TS_CONFIG}', %s))",
+                    (info.id, chunk_id, max(1, len(term_text.split())), term_text),
+                )
+                with self.conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {table} (chunk_id, index_id, embedding) VALUES (%s, %s, %s)",
+                        [(chunk_id, info.id, v) for v in vecs],
+                    )
+            self.conn.execute(
+                "INSERT INTO rag_files (index_id, path, blob) VALUES (%s, %s, %s) "
+                "ON CONFLICT (index_id, path) DO UPDATE SET blob = EXCLUDED.blob",
+                (info.id, path, blob),
+            )
+
+    def finish_run(self, info: IndexInfo, commit: str | None) -> IndexInfo:
+        """Refresh document frequencies and index stats after a run; record the commit."""
+        with self.conn.transaction():
+            self.conn.execute("DELETE FROM rag_terms WHERE index_id = %s", (info.id,))
+            self.conn.execute(
+                "INSERT INTO rag_terms (index_id, lexeme, df) SELECT index_id, lexeme, count(*) FROM rag_postings "
+                "WHERE index_id = %s GROUP BY index_id, lexeme",
+                (info.id,),
+            )
+            self.conn.execute(
+                "UPDATE rag_indexes SET commit = %s, updated_at = now(), "
+                "chunks = (SELECT count(*) FROM rag_chunks WHERE index_id = %s), "
+                "avgdl = coalesce((SELECT avg(doclen) FROM rag_chunks WHERE index_id = %s), 1) WHERE id = %s",
+                (commit, info.id, info.id, info.id),
+            )
+        self.conn.execute("ANALYZE rag_postings")
+        return self.index(info.kind, info.name)  # type: ignore[return-value]
+
+    # ---- reads ---------------------------------------------------------------------------
+    def dense(self, info: IndexInfo, query_vec: np.ndarray, limit: int, paths: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """(chunk_id, best window cosine) for the nearest windows, via the HNSW index."""
+        table = _vec_table(info.dim)
+        path_sql, params = _path_filter(paths)
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            self.conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(limit) * 2))}")
+            rows = self.conn.execute(
+                f"SELECT v.chunk_id, 1 - (v.embedding <=> %(q)s) AS sim FROM {table} v "
+                f"{'JOIN rag_chunks c ON c.id = v.chunk_id' if path_sql else ''} "
+                f"WHERE v.index_id = %(idx)s {path_sql} ORDER BY v.embedding <=> %(q)s LIMIT %(lim)s",
+                {"q": np.asarray(query_vec, dtype=np.float32), "idx": info.id, "lim": limit, **params},
+            ).fetchall()
+        best: dict[int, float] = {}
+        for cid, sim in rows:
+            best[cid] = max(best.get(cid, -1.0), float(sim))
+        return sorted(best.items(), key=lambda kv: -kv[1])
+
+    def bm25(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
+             paths: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """(chunk_id, BM25 score) over Postgres full-text lexemes, the rarest `max_terms` query terms."""
+        path_sql, params = _path_filter(paths)
+        rows = self.conn.execute(
+            f"""
+            WITH qt AS (
+                SELECT lexeme, coalesce(array_length(positions, 1), 1) AS qtf
+                FROM unnest(to_tsvector('{TS_CONFIG}', %(text)s))),
+            q AS (
+                SELECT t.lexeme, ln(1 + (%(n)s - t.df + 0.5) / (t.df + 0.5)) * (1 + ln(qt.qtf)) AS w
+                FROM qt JOIN rag_terms t ON t.index_id = %(idx)s AND t.lexeme = qt.lexeme
+                ORDER BY t.df ASC LIMIT %(maxterms)s)
+            SELECT p.chunk_id, sum(q.w * p.tf * {K1 + 1} / (p.tf + {K1} * (1 - {B} + {B} * p.doclen / %(avgdl)s))) AS s
+            FROM q JOIN rag_postings p ON p.index_id = %(idx)s AND p.lexeme = q.lexeme
+            {'JOIN rag_chunks c ON c.id = p.chunk_id WHERE true ' + path_sql if path_sql else ''}
+            GROUP BY p.chunk_id ORDER BY s DESC LIMIT %(lim)s
+            """,
+            {"text": query_terms, "n": max(1, info.chunks), "idx": info.id, "avgdl": max(1.0, info.avgdl),
+             "maxterms": max_terms, "lim": limit, **params},
+        ).fetchall()
+        return [(cid, float(s)) for cid, s in rows]
+
+    def symbols(self, info: IndexInfo, names: Sequence[str], limit: int, paths: Sequence[str] = ()) -> list[int]:
+        """Chunks whose symbol (or its last part) is one of `names` (case-insensitive)."""
+        if not names:
+            return []
+        path_sql, params = _path_filter(paths)
+        rows = self.conn.execute(
+            "SELECT c.id FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol <> '' AND "
+            "(lower(c.symbol) = ANY(%(names)s) OR lower(regexp_replace(c.symbol, '^.*\\.', '')) = ANY(%(names)s)) "
+            f"{path_sql} ORDER BY c.id LIMIT %(lim)s",
+            {"idx": info.id, "names": [n.lower() for n in names], "lim": limit, **params},
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
+        """Indexed file paths ending with one of `suffixes` (path mentions in a query)."""
+        if not suffixes:
+            return []
+        rows = self.conn.execute(
+            "SELECT path FROM rag_files f WHERE index_id = %s AND EXISTS (SELECT 1 FROM unnest(%s::text[]) s "
+            "WHERE f.path = s OR right(f.path, length(s) + 1) = '/' || s)",
+            (info.id, list(suffixes)),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
+        rows = self.conn.execute(
+            "SELECT id, path, start_line, end_line, content, language, symbol, heading FROM rag_chunks WHERE id = ANY(%s)",
+            (list(ids),),
+        ).fetchall()
+        return {r[0]: Chunk(*r[1:]) for r in rows}
+
+    def file_chunk_ids(self, info: IndexInfo, paths: Sequence[str], limit: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM rag_chunks WHERE index_id = %s AND path = ANY(%s) ORDER BY path, start_line LIMIT %s",
+            (info.id, list(paths), limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+def check_model(info: IndexInfo, model: str, dim: int) -> None:
+    """A query or update with a different embedding model than the index was built with is an error."""
+    if info.model != model or info.dim != dim:
+        raise StoreError(
+            f"{info.kind} index {info.name!r} was built with embedding model {info.model!r} (dim {info.dim}) "
+            f"but the configured model is {model!r} (dim {dim}); use the same model or re-index with --reset"
+        )
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _path_filter(paths: Sequence[str]) -> tuple[str, dict]:
+    if not paths:
+        return "", {}
+    return (
+        "AND EXISTS (SELECT 1 FROM unnest(%(paths)s::text[]) fp "
+        "WHERE c.path = fp OR starts_with(c.path, rtrim(fp, '/') || '/'))",
+        {"paths": [p.strip("/") for p in paths]},
+    )
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int = 60, weights: Sequence[float] | None = None) -> dict[int, float]:
+    """Reciprocal-rank fusion of ranked id lists."""
+    fused: dict[int, float] = {}
+    for i, ranking in enumerate(rankings):
+        w = 1.0 if weights is None else weights[i]
+        for rank, cid in enumerate(ranking):
+            fused[cid] = fused.get(cid, 0.0) + w / (k + rank + 1)
+    return fused
+
+

@@ -1,0 +1,32 @@
+"""Text shaping shared by indexing and querying: full-text terms and embedding windows."""
+
+from __future__ import annotations
+
+import re
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def search_text(text: str) -> str:
+    """Identifiers split into their parts plus the joined form, for Postgres full-text search.
+
+    `get_records` → `get records getrecords`, `LogCaptureFixture` → `log capture fixture
+    logcapturefixture`; Postgres' parser alone would keep neither the parts nor the whole.
+    """
+    out = []
+    for tok in _IDENT.findall(text):
+        parts = [p.lower() for piece in tok.split("_") for p in _CAMEL.findall(piece)]
+        out.extend(parts)
+        if len(parts) > 1:
+            out.append("".join(parts))
+    return " ".join(out)
+
+
+def windows(text: str, size: int, overlap: int) -> list[str]:
+    """Overlapping windows of about `size` words (so a long chunk is embedded whole, not just its start)."""
+    words = text.split()
+    if len(words) <= size:
+        return [" ".join(words)] if words else []
+    step = max(1, size - overlap)
+    return [" ".join(words[i : i + size]) for i in range(0, max(1, len(words) - overlap), step)]
