@@ -1,0 +1,173 @@
+"""Upstream faults through the real proxy: refused connections, 500/503, slow past the timeout,
+a stream cut half-way. The YAML fallback serves where one is configured (ds-coder-v2 → vLLM);
+otherwise the client gets a clear 502/503/504 naming the upstream, and a cut stream ends in an
+error event, never in a silently truncated success."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from carrot_hooks.serve import ROOT
+from tests.conftest import make_client
+from tests.fake_upstream import Reply
+
+DEAD = "http://127.0.0.1:9"  # discard port: nothing listens
+V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
+VLLM = "deepseek-ai/DeepSeek-Coder-V2-Instruct"
+
+
+def ask(p, marker, task, stream=False, timeout=60.0):
+    """POST a chat request; returns the httpx response (streams read to the end)."""
+    body = {"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": f"question {marker}"}]}
+    headers = {**p.headers(), "X-Task-Type": task}
+    with httpx.stream("POST", f"{p.base_url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=timeout) as r:
+        r.read()
+    return r
+
+
+def short_timeout_config(seconds: float) -> Path:
+    """Our litellm_config.yaml with every upstream timeout set to `seconds`."""
+    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    cfg["router_settings"]["timeout"] = seconds
+    cfg["litellm_settings"]["request_timeout"] = seconds
+    path = Path(tempfile.mkdtemp(prefix="carrot-rel-")) / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ollama_down(start_proxy, fake_upstream):
+    """A gateway whose Ollama refuses connections while vLLM (the fallback) answers."""
+    return start_proxy(env={"OLLAMA_URL": DEAD, "OLLAMA_V1_URL": f"{DEAD}/v1"})
+
+
+@pytest.fixture(scope="module")
+def impatient(start_proxy):
+    """A gateway that gives upstreams 2 s."""
+    return start_proxy(config=short_timeout_config(2), env={"PYTHONPATH": str(ROOT)})
+
+
+# --- refused connections ---
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_refused_with_fallback_serves_from_vllm(ollama_down, fake_upstream, marker, stream):
+    r = ask(ollama_down, marker, "chat", stream=stream)
+    assert r.status_code == 200, r.text
+    assert "Hello from" in r.text or "Hello" in r.text
+    reqs = fake_upstream.find(marker)
+    assert [(q.path, q.json["model"]) for q in reqs] == [("/v1/chat/completions", VLLM)]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_refused_without_fallback_is_502_naming_upstream(ollama_down, fake_upstream, marker, stream):
+    r = ask(ollama_down, marker, "editor", stream=stream)
+    assert r.status_code == 502, r.text
+    msg = r.json()["error"]["message"]
+    assert DEAD in msg and "ds-coder-6.7b" in msg
+    assert fake_upstream.find(marker) == []
+
+
+# --- 500 / 503 answers ---
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_upstream_error_with_fallback_serves_from_vllm(proxy, fake_upstream, marker, status):
+    fake_upstream.script(Reply(status=status, match=marker))
+    r = ask(proxy, marker, "refactor")
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+    assert [(q.path, q.json["model"]) for q in fake_upstream.find(marker)] == [
+        ("/api/chat", V2), ("/v1/chat/completions", VLLM)]
+
+
+@pytest.mark.parametrize("status,expect", [(500, 502), (503, 503)])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_upstream_error_without_fallback_is_clear(proxy, fake_upstream, marker, status, expect, stream):
+    fake_upstream.script(Reply(status=status, match=marker))
+    r = ask(proxy, marker, "editor", stream=stream)
+    assert r.status_code == expect, r.text
+    msg = r.json()["error"]["message"]
+    assert fake_upstream.url in msg and "ds-coder-6.7b" in msg
+    assert len(fake_upstream.find(marker)) == 1
+
+
+def test_both_upstreams_failing_names_both(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(status=503, match=marker, times=2))
+    r = ask(proxy, marker, "chat")
+    assert r.status_code in (502, 503), r.text
+    assert fake_upstream.url in r.json()["error"]["message"]
+    assert len(fake_upstream.find(marker)) == 2
+
+
+# --- slow past the timeout ---
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_slow_without_fallback_is_504(impatient, fake_upstream, marker, stream):
+    fake_upstream.script(Reply(delay=6, match=marker))
+    r = ask(impatient, marker, "editor", stream=stream, timeout=30)
+    assert r.status_code == 504, r.text
+    msg = r.json()["error"]["message"]
+    assert "timed out" in msg and fake_upstream.url in msg
+
+
+def test_slow_with_fallback_serves_from_vllm(impatient, fake_upstream, marker):
+    fake_upstream.script(Reply(delay=6, match=marker))
+    r = ask(impatient, marker, "chat", timeout=30)
+    assert r.status_code == 200, r.text
+    assert [q.path for q in fake_upstream.find(marker)] == ["/api/chat", "/v1/chat/completions"]
+
+
+# --- a stream cut half-way ---
+
+def sse_events(text: str) -> list[str]:
+    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("task,path", [("editor", "/api/chat"), ("chat", "/api/chat")])
+def test_cut_stream_ends_with_error_event(proxy, fake_upstream, marker, task, path):
+    fake_upstream.script(Reply(content="x" * 400, chunk_chars=8, cut_after=5, match=marker))
+    r = ask(proxy, marker, task, stream=True)
+    events = sse_events(r.text)
+    assert events, r.text
+    assert events[-1] != "[DONE]" or any("error" in e for e in events), r.text
+    last = json.loads(events[-1]) if events[-1] != "[DONE]" else json.loads(events[-2])
+    assert "error" in last, events[-3:]
+    text = "".join((json.loads(e).get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+                   for e in events if e != "[DONE]" and "choices" in json.loads(e))
+    assert len(text) < 400
+    assert not any('"finish_reason": "stop"' in e or '"finish_reason":"stop"' in e for e in events)
+
+
+def test_cut_stream_raises_in_openai_sdk(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(content="y" * 400, chunk_chars=8, cut_after=5, match=marker))
+    client = make_client(proxy)
+    stream = client.chat.completions.create(model="gpt-4o", stream=True, extra_headers={"X-Task-Type": "editor"},
+                                            messages=[{"role": "user", "content": f"question {marker}"}])
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
+def test_cut_fim_stream_ends_with_error_event(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(content="z" * 400, chunk_chars=8, cut_after=5, match=marker))
+    body = {"model": "gpt-4o", "prompt": f"# {marker}\n", "suffix": "\n", "stream": True}
+    with httpx.stream("POST", f"{proxy.base_url}/v1/completions", json=body, headers=proxy.headers(),
+                      timeout=60) as r:
+        r.read()
+    events = sse_events(r.text)
+    assert events and any("error" in json.loads(e) for e in events if e != "[DONE]"), r.text
+
+
+def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(content="w" * 100, chunk_chars=8, match=marker))
+    events = sse_events(ask(proxy, marker, "editor", stream=True).text)
+    assert events[-1] == "[DONE]"
+    assert not any("error" in json.loads(e) for e in events[:-1])
