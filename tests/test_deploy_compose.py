@@ -277,6 +277,13 @@ def test_hadolint_passes_the_dockerfile():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_shellcheck_passes_the_ops_scripts():
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    scripts = [str(ROOT / "scripts" / name) for name in ("docker-entrypoint.sh", "setup_ops.sh")]
+    out = subprocess.run([str(shellcheck), *scripts], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_dockerfile_health_check_and_entrypoint_run_the_proxy():
     instr = dict(dockerfile_instructions())
     assert "/health/liveliness" in instr["HEALTHCHECK"]
