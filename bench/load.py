@@ -1,0 +1,184 @@
+"""Load: 16 concurrent clients for 60 s against bare LiteLLM and the full gateway, in one run.
+
+Both proxies serve the same model list from the same loopback fake upstream; the gateway has every
+hook on (auth, routing, prompt packs, RAG, guardrails, cache, metrics). The mix cycles task types,
+chat and FIM, streaming and not; every prompt is unique (no cache hits) and some carry PII.
+Reports per target: requests, 5xx, lost (no response), p50/p95 latency, requests/s, and the proxy's
+RSS before/after the run against a stated bound. Exit status 1 when a check fails.
+
+Usage: .venv/bin/python bench/load.py [--clients 16] [--duration 60] [--max-requests 200000]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from carrot_hooks.serve import ROOT  # noqa: E402
+from tests.fake_upstream import FakeUpstream  # noqa: E402
+from tests.proxy_process import ProxyProcess  # noqa: E402
+from tests.services import pgvector_url, redis_url  # noqa: E402
+
+RSS_GROWTH_BOUND_MB = 200.0  # after warm-up; the proxy's caches are bounded, so growth beyond this is a leak
+TASKS = ["editor", "refactor", "tests", "chat", "ci", "rag-code", "rag-doc"]
+ALIAS = {"editor": "ds-coder-6.7b", "ci": "ds-coder-6.7b"}  # what the gateway routes each task to
+CODE = (ROOT / "carrot_hooks" / "routing.py").read_text()[:1500]
+
+
+def bare_config(tmp: Path) -> Path:
+    """Our model list and router settings without carrot callbacks, guardrails or custom auth."""
+    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    cfg.pop("guardrails", None)
+    cfg["litellm_settings"].pop("callbacks", None)
+    cfg["general_settings"].pop("custom_auth", None)
+    path = tmp / "bare_config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and its children (uvicorn runs in-process; workers would be children)."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def requests_mix():
+    """Endless cycle of (kind, task, stream); kind is chat or fim."""
+    chat = [("chat", t, s) for t in TASKS for s in (False, True)]
+    fim = [("fim", "editor", False), ("fim", "editor", True)]
+    return itertools.cycle(chat + fim)
+
+
+def build(kind: str, task: str, stream: bool, gateway: bool) -> tuple[str, dict, dict]:
+    """(path, json body, extra headers) for one request; each prompt is unique."""
+    tag = uuid.uuid4().hex
+    if kind == "fim":
+        body = {"model": "gpt-4o" if gateway else "ds-coder-6.7b-fim", "prompt": f"# {tag}\ndef add(a, b):\n    ",
+                "suffix": "\n\nprint(add(1, 2))\n", "max_tokens": 16, "stream": stream}
+        return "/v1/completions", body, {}
+    text = f"[{tag}] Please review this, and mail jane.doe.{tag[:6]}@example.com the result:\n{CODE}"
+    model = "gpt-4o" if gateway else ALIAS.get(task, "ds-coder-v2")
+    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]}
+    return "/v1/chat/completions", body, ({"X-Task-Type": task} if gateway else {})
+
+
+FAILURES: dict[tuple, str] = {}  # (target, kind, task, stream, status) -> first error text seen
+
+
+async def one(http: httpx.AsyncClient, p: ProxyProcess, kind, task, stream, gateway) -> tuple[int, float]:
+    path, body, headers = build(kind, task, stream, gateway)
+    t = time.perf_counter()
+    async with http.stream("POST", f"{p.base_url}{path}", json=body, headers={**p.headers(), **headers}) as r:
+        data = await r.aread()
+    status = r.status_code
+    if status == 200 and stream and (b'"error"' in data or not data.rstrip().endswith(b"[DONE]")):
+        status = 599  # a stream that ended in an error event or without [DONE]
+    if status >= 500:
+        FAILURES.setdefault((p.port, kind, task, stream, status), data[-300:].decode(errors="replace"))
+    return status, time.perf_counter() - t
+
+
+async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float, cap: int) -> dict:
+    mix = requests_mix()
+    statuses: Counter[int] = Counter()
+    lat: list[float] = []
+    lost = sent = 0
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
+        for _ in range(20):  # warm-up, not counted
+            await one(http, p, *next(mix), gateway)
+        rss_before = rss_mb(p.proc.pid)
+        stop_at = time.perf_counter() + duration
+
+        async def client() -> None:
+            nonlocal lost, sent
+            while time.perf_counter() < stop_at and sent < cap:
+                sent += 1
+                try:
+                    status, seconds = await one(http, p, *next(mix), gateway)
+                except httpx.HTTPError:
+                    lost += 1
+                    continue
+                statuses[status] += 1
+                lat.append(seconds)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    return {"sent": sent, "answered": sum(statuses.values()), "lost": lost, "statuses": dict(statuses),
+            "5xx": sum(n for s, n in statuses.items() if s >= 500), "p50": q[49] * 1000, "p95": q[94] * 1000,
+            "rps": len(lat) / wall, "rss_before": rss_before, "rss_after": rss_mb(p.proc.pid)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per target")
+    ap.add_argument("--max-requests", type=int, default=200_000, help="per target, a hard cap")
+    args = ap.parse_args()
+    fake = FakeUpstream()
+    tmp = Path(tempfile.mkdtemp(prefix="carrot-load-"))
+    bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)})
+    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": pgvector_url()})
+    try:
+        rows = {"bare LiteLLM": asyncio.run(run_load(bare, False, args.clients, args.duration, args.max_requests)),
+                "carrot gateway": asyncio.run(run_load(gw, True, args.clients, args.duration, args.max_requests))}
+    finally:
+        bare.stop()
+        gw.stop()
+        fake.close()
+    base = rows["bare LiteLLM"]
+    print(f"{args.clients} clients x {args.duration:.0f} s per target; mix: {len(TASKS)} task types chat + FIM, "
+          "streaming and not, unique prompts")
+    print(f"{'':15} {'sent':>6} {'answered':>8} {'lost':>5} {'5xx':>5} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
+          f"{'p95/bare':>8} {'rps/bare':>8} {'RSS MB before→after':>20}")
+    ok = True
+    for name, r in rows.items():
+        print(f"{name:15} {r['sent']:6} {r['answered']:8} {r['lost']:5} {r['5xx']:5} {r['p50']:8.1f} {r['p95']:8.1f} "
+              f"{r['rps']:7.1f} {r['p95'] / base['p95']:7.2f}x {r['rps'] / base['rps']:7.2f}x "
+              f"{r['rss_before']:9.0f}→{r['rss_after']:.0f}")
+        if r["5xx"] or r["lost"] or r["answered"] != r["sent"]:
+            ok = False
+            print(f"  FAIL {name}: statuses {r['statuses']}, lost {r['lost']}")
+    growth = rows["carrot gateway"]["rss_after"] - rows["carrot gateway"]["rss_before"]
+    for key, text in FAILURES.items():
+        print(f"  5xx sample {key}: {text}")
+    print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
+    ok = ok and growth <= RSS_GROWTH_BOUND_MB
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
