@@ -1,6 +1,7 @@
 """One structured JSON log line per request, with secrets and PII scrubbed before anything is written.
 
-Registered as a LiteLLM callback (`carrot_hooks.reqlog.request_log`). The line carries only
+Installed by the guardrails (`install()`, from `OutputGuardrail`), since it logs their actions;
+do not also list it in `litellm_settings.callbacks`. The line carries only
 metadata (task type, model, route, latency, tokens, cache hit, guardrail actions); the one
 free-text field, an error message, goes through the secret and PII detectors first.
 """
@@ -101,3 +102,11 @@ class RequestLog(CustomLogger):
 
 
 request_log = RequestLog()
+
+
+def install() -> None:
+    """Add the request log to LiteLLM's callbacks once per process."""
+    import litellm
+
+    if not any(type(cb).__name__ == RequestLog.__name__ for cb in litellm.callbacks):
+        litellm.logging_callback_manager.add_litellm_callback(request_log)

@@ -19,12 +19,13 @@ from collections.abc import Callable
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
+from .. import reqlog
 from ..context import RequestContext, Verdict, get_context
 from ..errors import GatewayError
 from .allowlist import allowed_tasks
 from .engines import shared_engines
 from .metrics import record
-from .pii import Vault
+from .pii import PiiRedactor, Vault
 from .rules import Finding, explain, redact
 from .settings import RiskSettings
 from .stream import StreamFilter
@@ -140,8 +141,9 @@ class PiiGuardrail(CustomGuardrail):
         vault = Vault()
         entities: Counter[str] = Counter()
         try:
+            redactor = await asyncio.to_thread(self.engines.pii)  # a policy edit may rebuild it: not timed
             redacted = await asyncio.wait_for(
-                asyncio.to_thread(self._redact_copy, data, vault, entities), timeout=policy.pii.timeout_ms / 1000
+                asyncio.to_thread(_redact_copy, redactor, data, vault, entities), timeout=policy.pii.timeout_ms / 1000
             )
         except Exception as e:  # engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
@@ -175,18 +177,19 @@ class PiiGuardrail(CustomGuardrail):
             record(ctx, Verdict("pii", "escalate", f"PII at this risk level rerouted to {alias}", ("pii-escalation",)))
         return data
 
-    def _redact_copy(self, data: dict, vault: Vault, entities: Counter[str]) -> dict:
-        """Redacted copies of `messages`/`prompt` (applied only when the whole analysis succeeded)."""
-        redactor = self.engines.pii()
-        copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt") if k in data}
 
-        def one(text: str) -> str:
-            out, hits = redactor.redact(text, vault)
-            entities.update(h.entity for h in hits)
-            return out
 
-        _map_request_texts(copy, one)
-        return copy
+def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str]) -> dict:
+    """Redacted copies of `messages`/`prompt` (applied only when the whole analysis succeeded)."""
+    copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt") if k in data}
+
+    def one(text: str) -> str:
+        out, hits = redactor.redact(text, vault)
+        entities.update(h.entity for h in hits)
+        return out
+
+    _map_request_texts(copy, one)
+    return copy
 
 
 class OutputGuardrail(CustomGuardrail):
@@ -195,6 +198,7 @@ class OutputGuardrail(CustomGuardrail):
     def __init__(self, **kwargs):
         super().__init__(supported_event_hooks=[GuardrailEventHooks.post_call], **kwargs)
         self.engines = shared_engines()
+        reqlog.install()
 
     def _setup(self, data: dict) -> tuple[RequestContext | None, Callable[[str], list[Finding]], Callable[[str], str]]:
         ctx = get_context(data)
@@ -205,8 +209,12 @@ class OutputGuardrail(CustomGuardrail):
         return ctx, (lambda text: det.output.scan(text, risk)), restore
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
-        """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders."""
+        """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders.
+
+        Works on a copy: the object LiteLLM caches and logs keeps the upstream's placeholders.
+        """
         ctx, scan, restore = self._setup(data)
+        response = response.model_copy(deep=True) if hasattr(response, "model_copy") else response
         applied: Counter[tuple[str, str]] = Counter()
         restored = 0
         for choice in getattr(response, "choices", None) or []:
@@ -266,7 +274,8 @@ class OutputGuardrail(CustomGuardrail):
         last = None
         stopped = False
         try:
-            async for chunk in response:
+            async for upstream_chunk in response:
+                chunk = upstream_chunk.model_copy(deep=True)  # the cached/logged stream keeps placeholders
                 last = chunk
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices

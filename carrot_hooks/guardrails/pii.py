@@ -9,6 +9,7 @@ bundled suffix list, spaCy loads an installed pipeline or none (patterns-only mo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -87,7 +88,9 @@ class PiiHit:
     end: int
 
 
+@functools.cache
 def _load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None, str]:
+    """The first installed pipeline of `names` (loaded once per process), else (None, "none")."""
     for name in names:
         try:
             return spacy.load(name, disable=["parser", "lemmatizer"]), name
