@@ -89,7 +89,9 @@ class GitHub:
         """One COMMENT review: summary body plus inline comments on the new side of the diff."""
         comments = [{"path": f.file, "line": f.line, "side": "RIGHT",
                      "body": comment_body(f)} for f in findings[:MAX_INLINE_COMMENTS]]
-        body = summary[:MAX_BODY_CHARS] + "\n" + marker(head_sha)
+        extra = len(findings) - len(comments)
+        note = f"\n_{extra} more finding(s) are listed above but not posted inline._\n" if extra > 0 else ""
+        body = summary[:MAX_BODY_CHARS] + note + "\n" + marker(head_sha)
         payload = {"commit_id": head_sha, "event": "COMMENT", "body": body, "comments": comments}
         return self._request("POST", f"{pr.path}/reviews", json=payload).json()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -26,6 +27,14 @@ def test_console_script_is_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert meta["project"]["scripts"]["carrot-review"] == "carrot_review.cli:main"
     assert "carrot_review*" in meta["tool"]["setuptools"]["packages"]["find"]["include"]
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).parent / "carrot-review"
+    if not script.exists():
+        pytest.skip("package not installed in this environment (`make setup` installs it)")
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and "--github-pr" in out.stdout
 
 
 def test_git_refs_lint_failure_gates_with_markdown_summary(repo):
@@ -153,3 +162,18 @@ def test_github_bad_token_is_a_clear_error(repo, github):
                   env={"GITHUB_TOKEN": "wrong", "GITHUB_API_URL": github.api_url})
     assert out.returncode == 2
     assert "HTTP 401: Bad credentials" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_github_inline_comments_are_capped(tmp_path):
+    noisy = "".join(f"import json as j{i}\n" for i in range(60))
+    repo = make_repo(tmp_path, {"a.py": "x = 1\n"}, {"a.py": "x = 1\n" + noisy})
+    fake = FakeGitHub("octo", "app", 8, git(repo, "rev-parse", "feature"), git(repo, "diff", "main...feature") + "\n")
+    try:
+        out = run_bot("--github-pr", fake.pr, "--no-model", cwd=repo, env=gh_env(fake))
+        assert out.returncode == 1 and "with 50 inline comment(s)" in out.stderr
+        (review,) = fake.reviews
+        assert len(review["comments"]) == 50
+        assert "10 more finding(s) are listed above but not posted inline" in review["body"]
+        assert review["body"].count("(ruff)") == 60
+    finally:
+        fake.close()

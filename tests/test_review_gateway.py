@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from carrot_hooks.prompts import load_pack
-from carrot_review.model import RETRY_NOTE
+from carrot_review.model import INSTRUCTIONS, RETRY_NOTE
 from tests.fake_upstream import Reply
 from tests.review_support import ROOT, FakeGitHub, git, make_repo, run_bot
 
@@ -143,3 +143,31 @@ def test_small_budget_splits_the_diff_across_requests(proxy, fake_upstream, mark
     assert all(r.json["model"] == SMALL and r.json["messages"][0]["content"] == CI_PACK for r in reqs)
     assert doc["model"]["findings"][0]["file"] == "big.py"  # duplicates across requests collapse to one
     assert len(doc["model"]["findings"]) == 1
+
+
+def test_real_diff_from_this_repository_fetched_from_github(proxy, fake_upstream, tmp_path):
+    """The commit that added carrot_review/ is the pull request; its diff comes from the GitHub API."""
+    sha = git(ROOT, "log", "--diff-filter=A", "--format=%H", "--", "carrot_review/diff.py").split()[-1]
+    fake = FakeGitHub("carrot", "gateway", 6, sha, git(ROOT, "diff", f"{sha}^", sha) + "\n")
+    try:
+        fake_upstream.script(Reply(match=INSTRUCTIONS, times=3, content=findings(
+            {"file": "carrot_review/diff.py", "line": 1, "severity": "note", "message": "Docstring could name unidiff's limits."},
+            {"file": "carrot_review/diff.py", "line": 100000, "severity": "error", "message": "beyond the file"})))
+        before = len(fake_upstream.requests)
+        out = run_bot("--github-pr", fake.pr, "--no-default-lint", "--budget", "1500", "--max-requests", "3", "--json",
+                      cwd=tmp_path, env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": proxy.master_key,
+                                         "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.api_url})
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        sent = fake_upstream.requests[before:]
+        assert doc["model"]["requests"] == len(sent) == 3
+        assert doc["model"]["not_reviewed"]  # the rest of the diff is over --max-requests
+        assert all(r.json["model"] == SMALL and r.json["messages"][0]["content"] == CI_PACK for r in sent)
+        assert all("### carrot_review/" in r.json["messages"][-1]["content"] for r in sent)
+        assert doc["model"]["dropped_outside_diff"] == 3
+        assert [(f["file"], f["line"]) for f in doc["model"]["findings"]] == [("carrot_review/diff.py", 1)]
+        (review,) = fake.reviews
+        assert [(c["path"], c["line"]) for c in review["comments"]] == [("carrot_review/diff.py", 1)]
+        assert review["commit_id"] == sha
+    finally:
+        fake.close()
