@@ -1,0 +1,162 @@
+"""Hostile input through the real proxy: property-based bodies and headers, plus the big edge cases
+(invalid UTF-8, huge strings, deep nesting, 10k messages, content arrays with images and tool calls).
+Every answer is < 500 and comes back before the client timeout; a 4xx names what was wrong."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+TIMEOUT = 30.0  # a hang fails the test through httpx.ReadTimeout
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+
+text = st.text(max_size=200)
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+                           max_leaves=12)
+roles = st.sampled_from(["user", "system", "assistant", "tool", "developer", "function", "", "root"]) | text | scalars
+image_part = st.fixed_dictionaries({"type": st.just("image_url"),
+                                    "image_url": st.fixed_dictionaries({"url": st.sampled_from(
+                                        ["data:image/png;base64,iVBORw0KGgo=", "http://127.0.0.1:9/x.png", "", "nope"])})})
+text_part = st.fixed_dictionaries({"type": st.just("text"), "text": text})
+tool_call = st.fixed_dictionaries({"id": text, "type": st.just("function"), "function": st.fixed_dictionaries(
+    {"name": text, "arguments": text | json_values})})
+content = text | st.lists(text_part | image_part | json_values, max_size=4) | json_values
+message = st.fixed_dictionaries({"role": roles, "content": content},
+                                optional={"tool_calls": st.lists(tool_call, max_size=2) | json_values,
+                                          "name": text | scalars, "tool_call_id": text, "extra_field": json_values})
+bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["gpt-4o", "carrot-editor", "ds-coder-v2", "ds-coder-v2@2025-09-23", "", "nope"])
+              | scalars,
+     "messages": st.lists(message, max_size=6) | json_values},
+    optional={"stream": st.booleans() | scalars, "max_tokens": st.integers() | scalars,
+              "temperature": st.floats(allow_nan=False) | scalars, "tools": json_values, "cache": json_values,
+              "metadata": json_values, "user": scalars, "n": st.integers(-1, 3), "unknown_field": json_values})
+header_names = st.sampled_from(["X-Task-Type", "X-Risk-Level", "X-Model-Alias", "X-Context-Refs", "X-Tenant",
+                                "Cache-Control", "Content-Length"])
+header_values = st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").strip()) | st.sampled_from(
+    [b"editor", b"high", b"ds-coder-v2@2025-09-23", b"repo@sha," + b"a," * 300, b"\xff\xfe", b"no-cache"])
+
+
+def send(proxy, content: bytes, headers: dict | None = None, path: str = "/v1/chat/completions") -> httpx.Response:
+    h = {**proxy.headers(), "Content-Type": "application/json", **(headers or {})}
+    with httpx.stream("POST", f"{proxy.base_url}{path}", content=content, headers=h, timeout=TIMEOUT) as r:
+        r.read()
+    return r
+
+
+def assert_not_server_error(r: httpx.Response) -> None:
+    assert r.status_code < 500, f"{r.status_code}: {r.text[:800]}"
+    if r.status_code >= 400:
+        assert r.json()["error"]["message"], r.text[:800]
+    elif r.headers.get("content-type", "").startswith("text/event-stream"):
+        assert '"code": "5' not in r.text and '"code":"5' not in r.text, r.text[-800:]
+
+
+@FUZZ
+@given(body=bodies)
+def test_fuzzed_chat_bodies_never_5xx(proxy, body):
+    assert_not_server_error(send(proxy, json.dumps(body).encode()))
+
+
+@FUZZ
+@given(body=st.fixed_dictionaries({"model": st.sampled_from(["gpt-4o", "carrot-editor"]) | scalars,
+                                   "prompt": text | st.lists(text | st.integers(), max_size=3) | json_values},
+                                  optional={"suffix": text | scalars, "stream": st.booleans(),
+                                            "max_tokens": st.integers() | scalars, "echo": scalars}))
+def test_fuzzed_completion_bodies_never_5xx(proxy, body):
+    assert_not_server_error(send(proxy, json.dumps(body).encode(), path="/v1/completions"))
+
+
+@FUZZ
+@given(headers=st.dictionaries(header_names, header_values, max_size=4))
+def test_fuzzed_headers_never_5xx(proxy, headers):
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
+    try:
+        r = send(proxy, json.dumps(body).encode(), {k: v for k, v in headers.items() if k != "Content-Length"})
+    except httpx.LocalProtocolError:
+        return  # the client itself refuses to send it (e.g. a header value httpx rejects)
+    assert_not_server_error(r)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
+def test_fuzzed_raw_bytes_never_5xx(proxy, raw):
+    assert_not_server_error(send(proxy, raw))
+
+
+INVALID_UTF8 = [
+    b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff\xfe\xc3\x28 bad"}]}',
+    b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "lone surrogate \\ud800"}]}',
+    b'{"model": "\xc0\xaf", "messages": [{"role": "\xed\xa0\x80", "content": "x"}]}',
+    b"\xef\xbb\xbf{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"bom\"}]}",
+]
+
+
+@pytest.mark.parametrize("raw", INVALID_UTF8, ids=["bad-bytes", "lone-surrogate", "overlong-role", "bom"])
+def test_invalid_utf8_is_4xx_or_served(proxy, raw):
+    assert_not_server_error(send(proxy, raw))
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [100, 5_000, 50_000])
+def test_deep_nesting_never_5xx(proxy, depth):
+    raw = '{"model": "gpt-4o", "messages": [{"role": "user", "content": "x", "extra": ' + _nested(depth) + "}]}"
+    assert_not_server_error(send(proxy, raw.encode()))
+    listy = '{"model": "gpt-4o", "messages": ' + "[" * depth + "]" * depth + "}"
+    assert_not_server_error(send(proxy, listy.encode()))
+
+
+def test_ten_thousand_messages(proxy, fake_upstream, marker):
+    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(10_000)]
+    msgs[-1] = {"role": "user", "content": f"last {marker}"}
+    r = send(proxy, json.dumps({"model": "gpt-4o", "messages": msgs}).encode())
+    assert_not_server_error(r)
+    if r.status_code == 200:
+        assert len(fake_upstream.find(marker)[-1].json["messages"]) >= 10_000
+
+
+@pytest.mark.parametrize("size", [1_900_000, 3_000_000])
+def test_huge_string(proxy, fake_upstream, marker, size):
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": marker + "é" * (size // 2)}]})
+    r = send(proxy, body.encode())
+    assert_not_server_error(r)
+    if len(body.encode()) > 2_097_152:
+        assert r.status_code == 413 and fake_upstream.find(marker) == []
+
+
+def test_huge_header_is_rejected_cleanly(proxy):
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}).encode()
+    try:
+        r = send(proxy, body, {"X-Context-Refs": "repo@sha," + "p," * 60_000})
+    except httpx.RemoteProtocolError:
+        return  # the server refused the oversized header block by closing: no 500, no hang
+    assert_not_server_error(r)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_content_array_with_images_and_tool_calls(proxy, fake_upstream, marker, stream):
+    msgs = [
+        {"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+        {"role": "user", "content": [{"type": "text", "text": f"what is this {marker}"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "a.py"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "def f(): pass"},
+        {"role": "user", "content": "and now?"},
+    ]
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}}}}]
+    r = send(proxy, json.dumps({"model": "gpt-4o", "messages": msgs, "tools": tools, "stream": stream}).encode())
+    assert_not_server_error(r)
+    assert r.status_code == 200, r.text[:500]
+    assert fake_upstream.find(marker)
