@@ -21,6 +21,8 @@ RETRY_NOTE = (
     '"message": "...", "suggestion": "..."}]} and nothing else.'
 )
 
+FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
 
 @dataclass
 class ChunkResult:
@@ -29,6 +31,7 @@ class ChunkResult:
     invalid_items: int = 0
     attempts: int = 0
     error: str | None = None  # set when the chunk could not be reviewed
+    fatal: bool = False  # the gateway refuses every request (key, permission, model): stop asking
 
 
 class ModelReviewer:
@@ -47,6 +50,7 @@ class ModelReviewer:
                 reply = self._complete(messages)
             except openai.APIError as exc:
                 result.error = f"gateway error: {_describe(exc)}"
+                result.fatal = isinstance(exc, FATAL_ERRORS)
                 return result
             try:
                 result.findings, result.invalid_items = parse_model_reply(reply)

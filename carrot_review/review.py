@@ -21,7 +21,7 @@ class Outcome:
     model_findings: list[Finding] = field(default_factory=list)
     dropped_outside_diff: int = 0
     invalid_items: int = 0
-    not_reviewed: list[str] = field(default_factory=list)  # files beyond --max-requests
+    not_reviewed: list[str] = field(default_factory=list)  # files beyond --max-requests or a fatal error
     fail_on: str | None = None
 
     @property
@@ -57,9 +57,11 @@ def run_linters(outcome: Outcome, specs: list[lint.LintSpec], use_defaults: bool
 def run_model(outcome: Outcome, reviewer: ModelReviewer, budget: int, max_requests: int,
               count: Callable[[str], int]) -> None:
     chunks = pack(outcome.diff, budget, count)
-    for chunk in chunks[max_requests:]:
-        outcome.not_reviewed.extend(sorted(chunk.files))
-    outcome.chunks = [reviewer.review(c) for c in chunks[:max_requests]]
+    for i, chunk in enumerate(chunks):
+        if i >= max_requests or (outcome.chunks and outcome.chunks[-1].fatal):
+            outcome.not_reviewed.extend(chunk.files)
+        else:
+            outcome.chunks.append(reviewer.review(chunk))
     found = [f for c in outcome.chunks for f in c.findings]
     kept, outcome.dropped_outside_diff = in_diff(found, outcome.diff.commentable())
     outcome.model_findings = dedupe(kept)

@@ -171,3 +171,17 @@ def test_real_diff_from_this_repository_fetched_from_github(proxy, fake_upstream
         assert review["commit_id"] == sha
     finally:
         fake.close()
+
+
+def test_rejected_key_stops_after_one_request(proxy, fake_upstream, marker, repo):
+    (repo / "big.py").write_text("".join(f"def g{i}(x):\n    return x * {i}  # {marker}\n\n\n" for i in range(40)))
+    git(repo, "add", "big.py")
+    git(repo, "commit", "-q", "-m", "big")
+    out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--json", cwd=repo,
+                  env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": "sk-not-a-gateway-key"})
+    assert out.returncode == 0, out.stderr  # the linters passed; the model only advises
+    doc = json.loads(out.stdout)
+    (problem,) = doc["model"]["problems"]
+    assert "gateway error: HTTP 401" in problem
+    assert doc["model"]["requests"] == 1 and "big.py" in doc["model"]["not_reviewed"]
+    assert fake_upstream.find(marker) == []
