@@ -142,7 +142,11 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
         if group and any(line.strip() for p in group for line in p.lines):
             start = group[0].start
             end = group[-1].end or group[-1].start + len(group[-1].lines) - 1
-            body = "\n".join(line for p in group for line in p.lines)
+            body_lines = [line for p in group for line in p.lines]
+            while body_lines and not body_lines[-1].strip() and not group[-1].end:  # trailing blank lines
+                body_lines.pop()
+                end -= 1
+            body = "\n".join(body_lines)
             heading = next((p.heading for p in group if p.heading), "")
             chunks.append(Chunk(path, start, end, body, kind, "", heading))
         group.clear()

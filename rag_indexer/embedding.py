@@ -84,6 +84,9 @@ class Embedder:
 
         models_dir = Path(spec.models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)
+        from loguru import logger  # fastembed logs a cache miss as an ERROR; the fallback below handles it
+
+        logger.disable("fastembed")
         try:
             self._model = TextEmbedding(
                 spec.model,
@@ -99,6 +102,8 @@ class Embedder:
             path = setup_offline_model(models_dir)
             self._model = TextEmbedding(OFFLINE_NAME, specific_model_path=str(path), threads=spec.threads)
             self.model_id = OFFLINE_ID
+        finally:
+            logger.enable("fastembed")
         self.dim = int(self._model.embedding_size)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:

@@ -89,6 +89,9 @@ class Retriever:
             if symbols:
                 rankings.append(sorted(symbols, key=lambda c: -bm25.get(c, 0.0)))
                 weights.append(cfg.weights.symbol)
+        if q.paths and not any(rankings):  # referenced files that match nothing: their first chunks
+            rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
+            weights.append(1.0)
         pool = set().union(*rankings) if rankings else set()
         chunks = self.store.chunks(pool)
         if q.mode == "hybrid":
@@ -101,7 +104,8 @@ class Retriever:
         hits = []
         for cid in sorted(fused, key=lambda c: -fused[c]):
             d, b = dense.get(cid), bm25.get(cid)
-            relevant = (d is not None and d >= cfg.min_dense_similarity) or (b is not None and b >= cfg.min_fulltext_score)
+            relevant = bool(q.paths) or (d is not None and d >= cfg.min_dense_similarity) or (
+                b is not None and b >= cfg.min_fulltext_score)  # explicitly referenced files are relevant
             if not relevant:
                 continue
             hits.append(Hit(chunks[cid], cid, info.name, info.commit, fused[cid], d, b))

@@ -27,7 +27,7 @@ class EmbeddingSettings(_Strict):
     window_words: int = Field(128, ge=16, le=512)
     window_overlap: int = Field(32, ge=0, le=256)
     max_windows_per_chunk: int = Field(10, ge=1, le=64)
-    code_window_words: int = Field(64, ge=16, le=512)
+    code_window_words: int = Field(48, ge=16, le=512)
     code_max_windows: int = Field(1, ge=1, le=64)
 
 
@@ -48,7 +48,7 @@ class RetrievalSettings(_Strict):
     max_query_windows: int = Field(4, ge=1, le=32)
     min_dense_similarity: float = Field(0.35, ge=-1, le=1)
     min_fulltext_score: float = Field(4.0, ge=0)
-    max_chunk_chars: int = Field(4000, ge=200)
+    max_chunk_chars: int = Field(8000, ge=200)
 
 
 class GatewaySettings(_Strict):

@@ -142,7 +142,7 @@ class Store:
             f"SELECT h, embedding FROM rag_embed_cache_{int(dim)} WHERE model = %s AND h = ANY(%s)",
             (model, list(by_hash)),
         ).fetchall()
-        return {by_hash[bytes(h)]: np.asarray(v, dtype=np.float32) for h, v in rows}
+        return {by_hash[bytes(h)]: np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32) for h, v in rows}
 
     def cache_vectors(self, model: str, dim: int, vectors: dict[str, np.ndarray]) -> None:
         with self.conn.cursor() as cur:
@@ -283,9 +283,11 @@ class Store:
         return {r[0]: Chunk(*r[1:]) for r in rows}
 
     def file_chunk_ids(self, info: IndexInfo, paths: Sequence[str], limit: int) -> list[int]:
+        """First chunks of the given files/folders (for explicitly referenced paths that match nothing)."""
+        path_sql, params = _path_filter(paths)
         rows = self.conn.execute(
-            "SELECT id FROM rag_chunks WHERE index_id = %s AND path = ANY(%s) ORDER BY path, start_line LIMIT %s",
-            (info.id, list(paths), limit),
+            f"SELECT c.id FROM rag_chunks c WHERE c.index_id = %(idx)s {path_sql} ORDER BY c.path, c.start_line LIMIT %(lim)s",
+            {"idx": info.id, "lim": limit, **params},
         ).fetchall()
         return [r[0] for r in rows]
 
