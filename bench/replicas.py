@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,11 +59,13 @@ def run_phase(name: str, replicas: list[ProxyProcess], n: int, concurrency: int,
         with lock:
             p = next(targets)
         t = time.perf_counter()
-        r = http.post(f"{p.base_url}/v1/chat/completions", headers=p.headers(), json={
-            "model": "ds-coder-6.7b", "max_tokens": 16,
-            "messages": [{"role": "user", "content": f"complete this line {uuid.uuid4()}"}]})
-        r.raise_for_status()
-        return time.perf_counter() - t
+        try:
+            r = http.post(f"{p.base_url}/v1/chat/completions", headers=p.headers(), json={
+                "model": "ds-coder-6.7b", "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"complete this line {uuid.uuid4()}"}]})
+        except httpx.HTTPError as e:
+            return type(e).__name__
+        return time.perf_counter() - t if r.status_code == 200 else f"HTTP {r.status_code}"
 
     for _ in range(5 * len(replicas)):  # warm every replica's connections and caches
         send(None)
@@ -70,13 +73,15 @@ def run_phase(name: str, replicas: list[ProxyProcess], n: int, concurrency: int,
     me_before = cpu_seconds(os.getpid(), children=False)  # the proxies are our children
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        lat = [x for x in pool.map(send, range(n)) if x is not None]
+        results = [x for x in pool.map(send, range(n)) if x is not None]
     wall = time.perf_counter() - t0
+    lat = [x for x in results if isinstance(x, float)]
+    failures = Counter(x for x in results if isinstance(x, str))
     proxy_cpu = sum(cpu_seconds(p.proc.pid) - before[p.port] for p in replicas)
     me_cpu = cpu_seconds(os.getpid(), children=False) - me_before
     q = statistics.quantiles(lat, n=100)
-    return {"name": name, "done": len(lat), "rps": len(lat) / wall, "p50": q[49] * 1000, "p95": q[94] * 1000,
-            "proxy_ms": proxy_cpu / len(lat) * 1000, "bench_ms": me_cpu / len(lat) * 1000,
+    return {"name": name, "done": len(lat), "failed": dict(failures), "rps": len(lat) / wall, "p50": q[49] * 1000, "p95": q[94] * 1000,
+            "proxy_ms": proxy_cpu / len(results) * 1000, "bench_ms": me_cpu / len(results) * 1000,
             "busy": (proxy_cpu + me_cpu) / wall}
 
 
@@ -104,7 +109,8 @@ def main() -> None:
           f"{'bench+fake CPU ms/req':>22} {'cores busy':>11}")
     for r in (one, two):
         print(f"{r['name']:11} {r['rps']:7.1f} {r['p50']:8.1f} {r['p95']:8.1f} {r['proxy_ms']:17.2f} "
-              f"{r['bench_ms']:22.2f} {r['busy']:11.2f}")
+              f"{r['bench_ms']:22.2f} {r['busy']:11.2f}"
+              + (f"  failed: {r['failed']}" if r["failed"] else ""))
     print(f"throughput ratio 2 replicas / 1 replica: {two['rps'] / one['rps']:.2f}x")
     ceiling = psutil.cpu_count() / ((two["proxy_ms"] + two["bench_ms"]) / 1000)
     print(f"CPU ceiling on this machine at that cost per request: {ceiling:.0f} req/s "
