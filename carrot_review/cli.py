@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw = p.add_argument_group("model (through the Carrot gateway)")
     gw.add_argument("--model", default=os.environ.get("CARROT_REVIEW_MODEL", DEFAULT_MODEL))
     gw.add_argument("--no-model", action="store_true", help="run the linters only")
+    gw.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
     gw.add_argument("--budget", type=int, default=3000, help="max diff tokens per model request")
     gw.add_argument("--max-requests", type=int, default=20, help="max model requests per run")
     gw.add_argument("--timeout", type=float, default=180.0, help="seconds per model request")
@@ -99,7 +100,7 @@ def review(args: argparse.Namespace) -> int:
             from carrot_hooks.tokens import count_tokens
             from carrot_review.model import ModelReviewer
 
-            reviewer = ModelReviewer(client, args.model)
+            reviewer = ModelReviewer(client, args.model, use_cache=not args.no_cache)
             run_model(outcome, reviewer, args.budget, args.max_requests, count_tokens)
         summary = report.markdown(outcome)
         _write_outputs(args, outcome, summary)

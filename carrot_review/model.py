@@ -37,9 +37,11 @@ class ChunkResult:
 class ModelReviewer:
     """One chat completion per chunk through the gateway; the ci_review prompt pack arrives as system message."""
 
-    def __init__(self, client: openai.OpenAI, model: str):
+    def __init__(self, client: openai.OpenAI, model: str, use_cache: bool = True):
         self.client = client
         self.model = model
+        # LiteLLM's per-request cache control: skip the gateway's result cache for a fresh review
+        self.extra_body = None if use_cache else {"cache": {"no-cache": True}}
 
     def review(self, chunk: Chunk) -> ChunkResult:
         result = ChunkResult(files=sorted(chunk.files))
@@ -65,6 +67,7 @@ class ModelReviewer:
     def _complete(self, messages: list[dict]) -> str | None:
         resp = self.client.chat.completions.create(
             model=self.model, messages=messages, temperature=0, extra_headers=TASK_HEADERS,
+            extra_body=self.extra_body,
         )
         return resp.choices[0].message.content if resp.choices else None
 

@@ -155,6 +155,7 @@ def test_real_diff_from_this_repository_fetched_from_github(proxy, fake_upstream
             {"file": "carrot_review/diff.py", "line": 100000, "severity": "error", "message": "beyond the file"})))
         before = len(fake_upstream.requests)
         out = run_bot("--github-pr", fake.pr, "--no-default-lint", "--budget", "1500", "--max-requests", "3", "--json",
+                      "--no-cache",  # the same real diff is sent on every run: the gateway's cache must not answer
                       cwd=tmp_path, env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": proxy.master_key,
                                          "GITHUB_TOKEN": fake.token, "GITHUB_API_URL": fake.api_url})
         assert out.returncode == 0, out.stderr
