@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 from carrot_review.findings import Finding
 from carrot_review.review import Outcome
@@ -10,11 +12,22 @@ from carrot_review.review import Outcome
 TITLE = "carrot-review"
 
 
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fenced(text: str) -> str:
+    """A code block whose fence is longer than any backtick run inside `text`."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return f"{fence}\n{text}\n{fence}"
+
+
 def finding_line(f: Finding) -> str:
     rule = f" `{f.rule}`" if f.rule else ""
-    line = f"- `{f.file}:{f.line}` **{f.severity}**{rule} {f.message}" + ("" if f.source == "model" else f" ({f.source})")
+    line = (f"- `{f.file}:{f.line}` **{f.severity}**{rule} {_oneline(f.message)}"
+            + ("" if f.source == "model" else f" ({f.source})"))
     if f.suggestion:
-        line += "\n  - suggestion: " + " ".join(f.suggestion.split())
+        line += "\n  - suggestion: " + _oneline(f.suggestion)
     return line
 
 
@@ -23,7 +36,7 @@ def comment_body(f: Finding) -> str:
     who = "model" if f.source == "model" else f.source + (f" {f.rule}" if f.rule else "")
     body = f"**{f.severity}** ({who}): {f.message}"
     if f.suggestion:
-        body += f"\n\nSuggestion:\n```\n{f.suggestion}\n```"
+        body += "\n\nSuggestion:\n" + _fenced(f.suggestion)
     return body
 
 
@@ -37,13 +50,16 @@ def markdown(o: Outcome) -> str:
         for r in o.lint_results:
             status = r.note or ("ok" if not r.failed else f"exit {r.returncode}")
             mark = "❌" if r.failed else "⚠️" if r.returncode is None else "✅"
-            lines.append(f"| `{r.spec.command}` | {len(r.files)} | {mark} {status} |")
+            command = r.spec.command.replace("|", "\\|")
+            lines.append(f"| `{command}` | {len(r.files)} | {mark} {status} |")
         lines += [""] + [finding_line(f) for f in o.lint_findings] if o.lint_findings else []
         unparsed = [r for r in o.lint_results if r.failed and r.output and not r.findings]
         for r in unparsed:
-            lines += ["", f"<details><summary>output of <code>{r.spec.command}</code></summary>", "",
-                      "```", r.output[-4000:], "```", "</details>"]
+            lines += ["", f"<details><summary>output of <code>{html.escape(r.spec.command)}</code></summary>", "",
+                      _fenced(r.output[-4000:]), "</details>"]
         lines.append("")
+    else:
+        lines += ["No linter applies to the changed files.", ""]
     lines += ["### Model review (advisory)", ""]
     lines += [finding_line(f) for f in o.model_findings] or ["No findings."]
     notes = []

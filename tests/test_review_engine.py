@@ -218,3 +218,31 @@ def test_linter_timeout_fails_the_gate(tmp_path):
     spec = lint.LintSpec(f"{sys.executable} -c 'import time; time.sleep(5)'")
     result = lint.run(spec, ["a.py"], tmp_path, timeout=0.5)
     assert result.failed and "timed out" in result.note
+
+
+def test_report_rendering_keeps_markdown_intact():
+    from carrot_review.report import comment_body, finding_line
+
+    f = Finding(file="a.py", line=3, severity="error", message="first line\nsecond   line",
+                suggestion="x = 1\n```\ny = 2")
+    assert finding_line(f).splitlines()[0] == "- `a.py:3` **error** first line second line"
+    body = comment_body(f)
+    assert body.startswith("**error** (model): first line")
+    assert "\n````\nx = 1\n```\ny = 2\n````" in body  # the fence outgrows the backticks inside
+    lint_f = Finding(file="b.sh", line=1, message="quote it", source="shellcheck", rule="SC2086")
+    assert comment_body(lint_f) == "**warning** (shellcheck SC2086): quote it"
+
+
+def test_markdown_escapes_lint_commands(tmp_path):
+    from carrot_review.report import markdown
+    from carrot_review.review import Outcome, run_linters
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    cmd = f"{sys.executable} -c \"import sys; print('a.py:1:1: bad <tag> | pipe'); sys.exit(1)\""
+    o = Outcome(parse_diff("--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 0\n+x = 1\n"))
+    run_linters(o, [lint.parse_lint_option(cmd)], True, tmp_path, timeout=30)
+    md = markdown(o)
+    assert "\\| pipe" in md and "❌ exit 1" in md
+    assert "- `a.py:1` **error** bad <tag> | pipe (python" in md
+    assert markdown(Outcome(parse_diff("--- a/r.md\n+++ b/r.md\n@@ -1 +1 @@\n-a\n+b\n"))).count(
+        "No linter applies to the changed files.") == 1
