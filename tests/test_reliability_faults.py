@@ -1,0 +1,190 @@
+"""Dependencies failing while the gateway serves: the vector store cut off and back, Redis stopped
+and restarted, the routing YAML broken — one at a time, then all during concurrent traffic.
+Every request is answered, none with a 5xx; context and cache come back with their service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+import yaml
+
+from carrot_hooks.serve import ROOT
+from tests.reliability_support import chaos_proxy
+
+PHRASE = "zebrafish turbine calibration"
+
+
+@pytest.fixture(scope="module")
+def chaos(fake_upstream):
+    return chaos_proxy(fake_upstream)
+
+
+@pytest.fixture(scope="module")
+def collection(chaos, tmp_path_factory):
+    """A doc collection indexed into the real pgvector store (directly, not through the forwarder)."""
+    folder = tmp_path_factory.mktemp("chaos-docs")
+    (folder / "turbines.md").write_text(
+        f"# Turbine maintenance\n\n## Calibration\n\nThe {PHRASE} procedure: spin the rotor to 300 rpm, "
+        "read the strain gauge, and write the offset into the controller's calibration table.\n")
+    name = f"chaos-docs-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", "docs", str(folder),
+                          "--collection", name], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PGVECTOR_URL": chaos.store_url})
+    assert out.returncode == 0, out.stderr
+    yield name
+    from rag_indexer.store import Store
+
+    store = Store(chaos.store_url)
+    store.drop_index("docs", name)
+    store.close()
+
+
+def ask(p, marker, task="chat", stream=False, refs=None, text=None, timeout=30.0) -> httpx.Response:
+    headers = {**p.headers(), "X-Task-Type": task, **({"X-Context-Refs": refs} if refs else {})}
+    body = {"model": "gpt-4o", "stream": stream,
+            "messages": [{"role": "user", "content": text or f"How does the {PHRASE} work? ({marker})"}]}
+    with httpx.stream("POST", f"{p.base_url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=timeout) as r:
+        r.read()
+    return r
+
+
+def stream_complete(r: httpx.Response) -> bool:
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    return bool(events) and events[-1] == "[DONE]" and not any('"error"' in e for e in events)
+
+
+def wait_for(pred, timeout: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def context_sent(fake_upstream, marker) -> bool:
+    reqs = fake_upstream.find(marker)
+    return bool(reqs) and "<retrieved-context" in reqs[-1].text and PHRASE in reqs[-1].text
+
+
+def test_vector_store_cut_off_serves_without_context_then_context_returns(chaos, fake_upstream, collection):
+    m = f"vs-up-{uuid.uuid4().hex[:8]}"
+    r = ask(chaos, m, "rag-doc", refs=collection)
+    assert r.status_code == 200 and r.headers["x-carrot-rag"].startswith("injected:"), r.text
+    assert context_sent(fake_upstream, m)
+    chaos.store.stop()
+    try:
+        m = f"vs-down-{uuid.uuid4().hex[:8]}"
+        r = ask(chaos, m, "rag-doc", refs=collection)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-carrot-rag"] == "unavailable"
+        assert r.json()["choices"][0]["message"]["content"]
+        assert "<retrieved-context" not in fake_upstream.find(m)[-1].text
+    finally:
+        chaos.store.start()
+    back = []
+    assert wait_for(lambda: back.append(ask(chaos, f"vs-back-{len(back)}-{uuid.uuid4().hex[:6]}", "rag-doc",
+                                            refs=collection)) or back[-1].headers["x-carrot-rag"].startswith("injected:"),
+                    timeout=30), [b.headers.get("x-carrot-rag") for b in back]
+    assert all(b.status_code == 200 for b in back)
+
+
+def test_redis_stopped_and_restarted_serves_throughout_and_cache_resumes(chaos, fake_upstream):
+    m = f"redis-{uuid.uuid4().hex[:8]}"
+    assert ask(chaos, m).headers["x-carrot-cache"] == "miss"
+    assert ask(chaos, m).headers["x-carrot-cache"] == "hit"
+    chaos.redis.stop()
+    try:
+        for i in range(3):
+            r = ask(chaos, f"{m}-down-{i}", stream=bool(i % 2))
+            assert r.status_code == 200 and r.headers["x-carrot-cache"] == "miss", r.text
+    finally:
+        chaos.redis.start()
+    again = f"{m}-again"
+
+    def hit() -> bool:
+        ask(chaos, again)
+        return ask(chaos, again).headers["x-carrot-cache"] == "hit"
+
+    assert wait_for(hit, timeout=30)
+
+
+def _break_routing(chaos) -> str:
+    path = chaos.policy_dir / "routing.yaml"
+    original = path.read_text()
+    doc = yaml.safe_load(original)
+    doc["rules"][4]["model"] = 42
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return original
+
+
+def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
+    """6 clients for ~20 s while Redis, the vector store and the routing file each break and recover."""
+    results: list[tuple[str, int | str, bool]] = []
+    stop = threading.Event()
+    kinds = ["editor", "refactor-stream", "rag-doc", "repeat", "fim"]
+
+    def worker(i: int) -> None:
+        n = 0
+        while not stop.is_set() and n < 500:
+            kind = kinds[(i + n) % len(kinds)]
+            n += 1
+            marker = f"load-{i}-{n}-{uuid.uuid4().hex[:6]}"
+            try:
+                if kind == "fim":  # streaming FIM is exercised in test_reliability_upstream
+                    r = httpx.post(f"{chaos.base_url}/v1/completions", headers=chaos.headers(), timeout=30,
+                                   json={"model": "gpt-4o", "prompt": f"# {marker}\n", "suffix": "\n"})
+                elif kind == "refactor-stream":
+                    r = ask(chaos, marker, "refactor", stream=True)
+                elif kind == "rag-doc":
+                    r = ask(chaos, marker, "rag-doc", refs=collection)
+                elif kind == "repeat":
+                    r = ask(chaos, "the-same-question", text="the same question every time")
+                else:
+                    r = ask(chaos, marker, "editor")
+            except httpx.HTTPError as e:
+                results.append((kind, f"lost: {e!r}", False))
+                continue
+            results.append((kind, r.status_code, stream_complete(r) if kind == "refactor-stream" else True))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        chaos.redis.stop()
+        time.sleep(3)
+        chaos.redis.start()
+        time.sleep(2)
+        original = _break_routing(chaos)
+        time.sleep(3)
+        (chaos.policy_dir / "routing.yaml").write_text(original)
+        time.sleep(2)
+        chaos.store.stop()
+        time.sleep(3)
+        chaos.store.start()
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    statuses = Counter((k, s) for k, s, _ in results)
+    assert len(results) > 50, statuses
+    assert all(s == 200 for _, s, _ in results), statuses
+    assert all(ok for *_, ok in results), [r for r in results if not r[2]][:5]
+    assert "rules.4.model" in chaos.log() and str(chaos.policy_dir / "routing.yaml") in chaos.log()
+    assert wait_for(lambda: ask(chaos, "after", "rag-doc", refs=collection).headers["x-carrot-rag"]
+                    .startswith("injected:"), timeout=30)
+    assert wait_for(lambda: ask(chaos, "r", text="the same question every time").headers["x-carrot-cache"] == "hit",
+                    timeout=30)
+    print(json.dumps({f"{k}:{s}": n for (k, s), n in statuses.items()}))
