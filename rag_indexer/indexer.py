@@ -48,8 +48,11 @@ def chunk_file(kind: str, path: str, text: str) -> list[Chunk]:
 
 
 def embed_texts(kind: str, chunk: Chunk, cfg: EmbeddingSettings) -> list[str]:
-    """What gets embedded for a chunk: its label line plus overlapping windows of its text."""
-    label = " ".join(x for x in (chunk.path, chunk.symbol, chunk.heading) if x)
+    """What gets embedded for a chunk: a label line plus overlapping windows of its text.
+
+    The label names the file, not its folder, so moved or copied files hit the embedding cache.
+    """
+    label = " ".join(x for x in (chunk.path.rsplit("/", 1)[-1], chunk.symbol, chunk.heading) if x)
     if kind == "code":
         size, overlap, most = cfg.code_window_words, cfg.code_window_words // 4, cfg.code_max_windows
     else:

@@ -47,7 +47,7 @@ class RetrievalSettings(_Strict):
     query_window_words: int = Field(160, ge=16, le=512)
     max_query_windows: int = Field(4, ge=1, le=32)
     min_dense_similarity: float = Field(0.35, ge=-1, le=1)
-    min_fulltext_score: float = Field(4.0, ge=0)
+    min_fulltext_score: float = Field(2.0, ge=0)
     max_chunk_chars: int = Field(8000, ge=200)
 
 

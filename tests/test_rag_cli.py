@@ -1,0 +1,142 @@
+"""`rag-indexer` against the real pgvector store: incremental re-indexing, query output, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rag_indexer.cli import main
+from rag_indexer.store import Store
+from tests import services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MATH = '''"""Small math helpers."""
+
+
+def fibonacci(n):
+    """Return the n-th Fibonacci number, computed iteratively."""
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+
+class Matrix:
+    """A 2x2 integer matrix."""
+
+    def determinant(self):
+        return self.a * self.d - self.b * self.c
+'''
+TEXT = '''def slugify(title):
+    """Turn a page title into a lowercase URL slug with dashes."""
+    return "-".join(title.lower().split())
+'''
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    return services.pgvector_url()
+
+
+@pytest.fixture
+def env(monkeypatch, url):
+    monkeypatch.setenv("PGVECTOR_URL", url)
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def repo_name(url):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    yield name
+    store = Store(url)
+    store.drop_index("code", name)
+    store.close()
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main(["--no-progress", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def query(capsys, name, text, *extra) -> list[dict]:
+    code, out, err = cli(capsys, "query", text, "--repo", name, "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_incremental_reindex_skips_unchanged_replaces_changed_removes_deleted(tmp_path, capsys, env, repo_name):
+    (tmp_path / "mathx.py").write_text(MATH)
+    (tmp_path / "text.py").write_text(TEXT)
+    (tmp_path / "old.py").write_text("def legacy_parser():\n    return 'obsolete xml parser'\n")
+    code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "abc123")
+    assert code == 0, err
+    assert "3 files, 3 indexed, 0 unchanged, 0 deleted" in out and f"code {repo_name}@abc123" in out
+
+    hits = query(capsys, repo_name, "iterative fibonacci number", "-k", "1")
+    assert [(h["path"], h["start_line"], h["end_line"], h["symbol"]) for h in hits] == [("mathx.py", 4, 9, "fibonacci")]
+    assert hits[0]["cite"] == "mathx.py:L4-L9" and hits[0]["commit"] == "abc123"
+
+    (tmp_path / "text.py").write_text("\n\n" + TEXT.replace("slugify", "make_slug"))
+    (tmp_path / "old.py").unlink()
+    code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")
+    assert code == 0, err
+    assert "2 files, 1 indexed, 1 unchanged, 1 deleted" in out
+
+    hits = query(capsys, repo_name, "make_slug url slug from a title", "-k", "1")
+    assert (hits[0]["path"], hits[0]["start_line"], hits[0]["symbol"]) == ("text.py", 3, "make_slug")
+    assert all(h["path"] != "old.py" for h in query(capsys, repo_name, "legacy_parser obsolete xml", "-k", "5"))
+    assert query(capsys, repo_name, "fibonacci", "--commit", "abc123") == []  # index now holds def456
+    assert query(capsys, repo_name, "fibonacci", "--commit", "def456")
+
+
+def test_query_modes_and_text_output(tmp_path, capsys, env, repo_name):
+    (tmp_path / "mathx.py").write_text(MATH)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+    for mode in ("dense", "fulltext", "hybrid"):
+        hits = query(capsys, repo_name, "compute the determinant of the matrix", "--mode", mode, "-k", "1")
+        assert hits[0]["symbol"] == "Matrix.determinant", mode
+    code, out, _ = cli(capsys, "query", "determinant of a matrix", "--repo", repo_name, "-k", "2")
+    assert code == 0 and out.startswith("1. mathx.py:L15-L16  score=")
+
+
+def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
+    store = Store(url)
+    store.ensure_index("code", repo_name, "someone/other-model", 384)
+    store.close()
+    code, out, err = cli(capsys, "query", "anything", "--repo", repo_name)
+    assert code == 2 and "Traceback" not in err
+    assert "built with embedding model 'someone/other-model'" in err and "configured model is" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["code", "/definitely/not/here", "--repo", "x"], "path does not exist: /definitely/not/here"),
+        (["docs", "{empty}", "--collection", "x"], "no documents (.md, .rst, .html, .txt) to index under"),
+        (["code", "{empty}", "--repo", "x"], "no source files to index under"),
+        (["query", "q", "--repo", "never-indexed-repo"], "no code index named 'never-indexed-repo'"),
+    ],
+)
+def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, capsys, env, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = cli(capsys, *[a.replace("{empty}", str(empty)) for a in args])
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unreachable_store_is_a_clear_error(tmp_path):
+    dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
+    out = subprocess.run(
+        [sys.executable, "-m", "rag_indexer.cli", "code", str(tmp_path), "--repo", "x"], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PGVECTOR_URL": dead, "HOME": str(tmp_path)}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "vector store unreachable (postgresql://postgres@127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
