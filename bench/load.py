@@ -30,10 +30,10 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from carrot_hooks.serve import ROOT  # noqa: E402
-from tests.fake_upstream import FakeUpstream  # noqa: E402
-from tests.proxy_process import ProxyProcess  # noqa: E402
-from tests.services import pgvector_url, redis_url  # noqa: E402
+from carrot_hooks.serve import ROOT
+from tests.fake_upstream import FakeUpstream
+from tests.proxy_process import ProxyProcess
+from tests.services import pgvector_url, redis_url
 
 RSS_GROWTH_BOUND_MB = 200.0  # after warm-up; the proxy's caches are bounded, so growth beyond this is a leak
 TASKS = ["editor", "refactor", "tests", "chat", "ci", "rag-code", "rag-doc"]

@@ -13,7 +13,12 @@ import hmac
 from typing import Literal
 
 from fastapi import Request
-from litellm.proxy._types import LiteLLMRoutes, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+from litellm.proxy._types import (
+    LiteLLMRoutes,
+    ProxyErrorTypes,
+    ProxyException,
+    UserAPIKeyAuth,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from .config import Watched, policy_dir

@@ -36,7 +36,7 @@ def collection(chaos, tmp_path_factory):
         f"# Turbine maintenance\n\n## Calibration\n\nThe {PHRASE} procedure: spin the rotor to 300 rpm, "
         "read the strain gauge, and write the offset into the controller's calibration table.\n")
     name = f"chaos-docs-{uuid.uuid4().hex[:8]}"
-    out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", "docs", str(folder),
+    out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", "docs", str(folder),  # noqa: PLW1510
                           "--collection", name], cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PGVECTOR_URL": chaos.store_url})
     assert out.returncode == 0, out.stderr

@@ -6,18 +6,14 @@ error event, never in a silently truncated success."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import yaml
 
-from carrot_hooks.serve import ROOT
 from tests.conftest import make_client
 from tests.fake_upstream import Reply
+from tests.reliability_support import chaos_proxy
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
@@ -34,16 +30,6 @@ def ask(p, marker, task, stream=False, timeout=60.0):
     return r
 
 
-def short_timeout_config(seconds: float) -> Path:
-    """Our litellm_config.yaml with every upstream timeout set to `seconds`."""
-    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
-    cfg["router_settings"]["timeout"] = seconds
-    cfg["litellm_settings"]["request_timeout"] = seconds
-    path = Path(tempfile.mkdtemp(prefix="carrot-rel-")) / "litellm_config.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def ollama_down(start_proxy, fake_upstream):
     """A gateway whose Ollama refuses connections while vLLM (the fallback) answers."""
@@ -51,9 +37,9 @@ def ollama_down(start_proxy, fake_upstream):
 
 
 @pytest.fixture(scope="module")
-def impatient(start_proxy):
-    """A gateway that gives upstreams 2 s."""
-    return start_proxy(config=short_timeout_config(2), env={"PYTHONPATH": str(ROOT)})
+def impatient(fake_upstream):
+    """A gateway that gives upstreams 2 s (the shared fault-test proxy)."""
+    return chaos_proxy(fake_upstream)
 
 
 # --- refused connections ---

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from carrot_hooks.auth import KeysPolicy, TenantKey, decide
-from tests.conftest import make_client
 
 WRONG_KEYS = ["sk-" + "0" * 48, "not-even-sk", "Bearer", "sk-" + "x" * 5000, "sk-ünïcödé"]
 

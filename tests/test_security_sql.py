@@ -24,7 +24,7 @@ TABLES = ("rag_indexes", "rag_files", "rag_chunks")
 
 
 def cli(*args: str, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=ROOT,  # noqa: PLW1510
                           capture_output=True, text=True, timeout=600, env={**os.environ, "PGVECTOR_URL": url})
 
 
