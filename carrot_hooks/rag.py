@@ -73,6 +73,13 @@ def engine() -> _Engine:
     return _engine
 
 
+def warm() -> None:
+    """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use."""
+    eng = engine()
+    with eng._lock:
+        eng.retriever()
+
+
 def last_user_text(messages: list) -> str:
     for m in reversed(messages or []):
         if isinstance(m, dict) and m.get("role") == "user":
@@ -130,7 +137,12 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     """Retrieve for the last user message and add the context block to `data["messages"]`."""
     from rag_indexer.retrieve import Query
 
-    eng = engine()
+    try:
+        eng = engine()
+    except Exception as e:  # e.g. an unreadable policy/rag.yaml: serve without context, say why in the log
+        log.error("retrieval disabled: %s", e)
+        ctx.rag_status = "unavailable"
+        return
     settings = eng.settings.get()
     kind = "docs" if ctx.task_type == "rag-doc" else "code"
     refs = ctx.context_refs
