@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import spacy
 import tldextract
+from spacy.lang.en.stop_words import STOP_WORDS
 from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
@@ -39,8 +40,20 @@ log = logging.getLogger("carrot.guardrails.pii")
 
 # Offline public-suffix lookup: the snapshot bundled with tldextract, never an HTTP fetch.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+_CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*_\d+)>")
 _TECHNICAL_SHAPE = re.compile(r"[_.()\[\]{}=/\\:;<>#@$0-9]|[a-z][A-Z]|^[A-Z]{2,}$|^[a-z]")
+
+
+class PatternsOnlyNlpEngine(SpacyNlpEngine):
+    """NLP engine for the pattern pass: no tokenization (pattern recognizers only need the text).
+
+    Skips ~20 ms of tokenizing per 4 KB; the price is Presidio's context-word score boost,
+    which the thresholds in the policy do not rely on.
+    """
+
+    def process_text(self, text: str, language: str):  # noqa: D102
+        return super().process_text("", language)
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -48,6 +61,25 @@ class OfflineEmailRecognizer(EmailRecognizer):
 
     def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
         return _OFFLINE_TLD(pattern_text).fqdn != ""
+
+
+class WindowedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recognizer run only around digit runs that could be numbers.
+
+    python-phonenumbers scans the whole text once per region, which costs ~100 ms on 4 KB;
+    running it on the candidate windows gives the same matches for a fraction of the cost.
+    """
+
+    _CANDIDATE = re.compile(r"[+(]?\d[\d \t().-]{5,}\d")
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:  # noqa: D102
+        out: list[RecognizerResult] = []
+        for m in self._CANDIDATE.finditer(text):
+            start, end = max(0, m.start() - 3), min(len(text), m.end() + 3)
+            for r in super().analyze(text[start:end], entities, nlp_artifacts=None):
+                r.start, r.end = r.start + start, r.end + start
+                out.append(r)
+        return out
 
 
 @dataclass
@@ -93,7 +125,7 @@ def _load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None,
     """The first installed pipeline of `names` (loaded once per process), else (None, "none")."""
     for name in names:
         try:
-            return spacy.load(name, disable=["parser", "lemmatizer"]), name
+            return spacy.load(name, enable=["ner"]), name  # only NER runs: no tagger/parser cost
         except OSError:
             continue
     return None, "none"
@@ -114,7 +146,8 @@ class PiiRedactor:
             f"spaCy pipeline {self.model_name}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
         )
         self._patterns = AnalyzerEngine(
-            registry=self._registry(), nlp_engine=self._nlp_engine(spacy.blank("en")), supported_languages=["en"]
+            registry=self._registry(), nlp_engine=self._nlp_engine(spacy.blank("en"), PatternsOnlyNlpEngine),
+            supported_languages=["en"],
         )
         self._ner: AnalyzerEngine | None = None
         if self.mode == "ner":
@@ -124,8 +157,8 @@ class PiiRedactor:
         self._anonymizer = AnonymizerEngine()
 
     @staticmethod
-    def _nlp_engine(nlp: spacy.language.Language) -> SpacyNlpEngine:
-        engine = SpacyNlpEngine(
+    def _nlp_engine(nlp: spacy.language.Language, cls: type[SpacyNlpEngine] = SpacyNlpEngine) -> SpacyNlpEngine:
+        engine = cls(
             models=[{"lang_code": "en", "model_name": nlp.meta.get("name", "blank")}],
             ner_model_configuration=NerModelConfiguration(labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY"]),
         )
@@ -136,7 +169,7 @@ class PiiRedactor:
         registry = RecognizerRegistry(supported_languages=["en"])
         builtin = {
             "EMAIL_ADDRESS": OfflineEmailRecognizer,
-            "PHONE_NUMBER": PhoneRecognizer,
+            "PHONE_NUMBER": WindowedPhoneRecognizer,
             "CREDIT_CARD": CreditCardRecognizer,
             "IBAN_CODE": IbanRecognizer,
             "US_SSN": UsSsnRecognizer,
@@ -178,20 +211,50 @@ class PiiRedactor:
         return True
 
     def analyze(self, text: str) -> list[PiiHit]:
-        """PII entities in `text`, code-aware, non-overlapping, sorted by position."""
-        if not text.strip():
-            return []
+        """PII entities in `text`, code-aware, non-overlapping, sorted by position.
+
+        Memoized: chat clients resend the whole history every turn, so most messages repeat.
+        """
+        return list(self._analyze_cached(text)) if text.strip() else []
+
+    @functools.lru_cache(maxsize=2048)  # noqa: B019 - one redactor per policy version, bounded
+    def _analyze_cached(self, text: str) -> tuple[PiiHit, ...]:
         mask = prose_mask(text)
         results = self._patterns.analyze(text=text, language="en", entities=list(self.settings.pattern_entities))
         if self._ner is not None and re.search(r"[A-Z][a-z]", mask):
-            results += self._ner.analyze(text=mask, language="en", entities=list(self.settings.ner_entities))
+            results += self._ner_on_prose(mask)
         kept = sorted((r for r in results if self._keep(r, text, mask)), key=lambda r: (r.start, -(r.end - r.start)))
         hits: list[PiiHit] = []
         for r in kept:
             if hits and r.start < hits[-1].end:
                 continue
             hits.append(PiiHit(r.entity_type, r.start, r.end))
-        return hits
+        return tuple(hits)
+
+    def _may_name(self, line: str) -> bool:
+        """Cheap gate before NER: a capitalized word that is neither a stop word nor a technical term."""
+        return any(
+            w.lower() not in STOP_WORDS and w not in self.settings.technical_terms for w in _CAPITALIZED.findall(line)
+        )
+
+    def _ner_on_prose(self, mask: str) -> list[RecognizerResult]:
+        """NER over the prose runs only (joined compactly), with offsets mapped back to `mask`."""
+        joined, starts, pos, offset = [], [], 0, 0
+        for line in mask.split("\n"):
+            stripped = line.strip()
+            if stripped and self._may_name(stripped):
+                starts.append((pos, offset + len(line) - len(line.lstrip())))
+                joined.append(stripped)
+                pos += len(stripped) + 1
+            offset += len(line) + 1
+        compact = "\n".join(joined)
+        out = []
+        for r in self._ner.analyze(text=compact, language="en", entities=list(self.settings.ner_entities)):
+            base = max(b for b in starts if b[0] <= r.start)
+            r.start, r.end = r.start - base[0] + base[1], r.end - base[0] + base[1]
+            if "\n" not in compact[r.start - base[1] + base[0] : r.end - base[1] + base[0]]:
+                out.append(r)
+        return out
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
         """`text` with each PII entity replaced by its stable placeholder from `vault`."""
