@@ -4,24 +4,32 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run test bench clean
+.PHONY: setup test-deps run test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/setup_models.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	PY=$(PY) bash scripts/setup_models.sh   # offline embedding model for RAG (.state/models)
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# Prometheus (Debian package) for the dashboard test; pip cannot install it.
+test-deps: setup
+	sh scripts/setup_ops.sh
+
 run: setup
 	$(PY) -m carrot_hooks.serve
 
-test: setup
+test: setup test-deps
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) bench/overhead.py
+	$(PY) bench/cache.py
+	$(PY) bench/guardrails.py
+	$(PY) bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache
