@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from carrot_hooks.config import Watched
+from carrot_hooks.prompts import PackStore
 from carrot_hooks.routing import RoutingPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,12 @@ def test_invalid_configmap_update_keeps_the_last_valid_policy(tmp_path):
 
     kubelet_update(tmp_path, {"routing.yaml": edited(default_task_type="no-such-task")})
     assert watched.get() == before
+
+
+def test_configmap_update_of_a_prompt_pack_reaches_the_pack_store(tmp_path):
+    kubelet_update(tmp_path, {"chat@v1.md": "You are a careful assistant.\n"})
+    store = PackStore(tmp_path)
+    assert store.get("chat@v1").body == "You are a careful assistant."
+
+    kubelet_update(tmp_path, {"chat@v1.md": "You answer in one sentence.\n"})
+    assert store.get("chat@v1").body == "You answer in one sentence."
