@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag_indexer.embedding import Embedder  # noqa: E402
-from rag_indexer.indexer import index_tree  # noqa: E402
-from rag_indexer.retrieve import Query, Retriever  # noqa: E402
-from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url  # noqa: E402
-from rag_indexer.store import Store  # noqa: E402
+from rag_indexer.embedding import Embedder
+from rag_indexer.indexer import index_tree
+from rag_indexer.retrieve import Query, Retriever
+from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
+from rag_indexer.store import Store
 
 EVAL = ROOT.parent / "shared" / "evaldata"
 NAME = "bench-latency"
@@ -33,7 +33,7 @@ NAME = "bench-latency"
 
 def pct(values, p):
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def build_repo() -> Path:
@@ -67,11 +67,12 @@ def main() -> int:
     args = ap.parse_args()
     settings = load_settings()
     store = Store(store_url(settings))
-    embedder = Embedder(embedding_spec(settings))
+    embedder = Embedder(embedding_spec(settings))  # query side, as in the gateway
+    index_embedder = Embedder(embedding_spec(settings, for_query=False))
     retriever = Retriever(store, embedder, settings.retrieval)
     repo = build_repo()
 
-    rep = index_tree(store, embedder, settings.embedding, "code", repo, NAME, commit="bench")
+    rep = index_tree(store, index_embedder, settings.embedding, "code", repo, NAME, commit="bench")
     info = store.index("code", NAME)
     print(f"index: {info.chunks} chunks from {rep.files} files ({rep.chunks_written} written in {rep.seconds:.1f}s)")
 
@@ -80,10 +81,10 @@ def main() -> int:
     original = target.read_text()
     target.write_text(original + "\n\ndef bench_added_function():\n    return 'incremental'\n")
     try:
-        inc = index_tree(store, embedder, settings.embedding, "code", repo, NAME, commit="bench")
+        inc = index_tree(store, index_embedder, settings.embedding, "code", repo, NAME, commit="bench")
     finally:
         target.write_text(original)
-    restore = index_tree(store, embedder, settings.embedding, "code", repo, NAME, commit="bench")
+    restore = index_tree(store, index_embedder, settings.embedding, "code", repo, NAME, commit="bench")
     print(f"re-index after a one-file change: {inc.seconds:.2f}s ({inc.indexed} file re-indexed of {inc.files}); "
           f"restore {restore.seconds:.2f}s")
 

@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag_indexer.embedding import Embedder  # noqa: E402
-from rag_indexer.indexer import index_tree  # noqa: E402
-from rag_indexer.retrieve import MODES, Query, Retriever  # noqa: E402
-from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url  # noqa: E402
-from rag_indexer.store import Store  # noqa: E402
+from rag_indexer.embedding import Embedder
+from rag_indexer.indexer import index_tree
+from rag_indexer.retrieve import MODES, Query, Retriever
+from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
+from rag_indexer.store import Store
 
 EVAL = ROOT.parent / "shared" / "evaldata"
 KS = (1, 3, 5, 10)
@@ -58,15 +58,15 @@ def recall(ranked: list[str], gold: set[str], k: int) -> float:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] if values else float("nan")
 
 
-def bench_code(store, embedder, retriever, settings, limit, fresh) -> dict:
+def bench_code(store, index_embedder, retriever, settings, limit, fresh) -> dict:
     items = [json.loads(line) for line in (EVAL / "code_retrieval_dev.jsonl").read_text().splitlines()][:limit]
     cache = state_dir() / "bench" / "sdists"
     index_stats = []
     for spec in sorted({it["pypi_sdist"] for it in items}):
-        rep = index_tree(store, embedder, settings.embedding, "code", sdist_src(spec, cache), f"bench-{spec}", reset=fresh)
+        rep = index_tree(store, index_embedder, settings.embedding, "code", sdist_src(spec, cache), f"bench-{spec}", reset=fresh)
         index_stats.append(rep)
         print(f"  indexed {spec}: {rep.chunks_total} chunks, {rep.chunks_written} written in {rep.seconds:.1f}s", flush=True)
     scores = {m: {k: [] for k in KS} for m in MODES}
@@ -92,9 +92,9 @@ def bench_code(store, embedder, retriever, settings, limit, fresh) -> dict:
     }
 
 
-def bench_docs(store, embedder, retriever, settings, limit, fresh) -> dict:
+def bench_docs(store, index_embedder, retriever, settings, limit, fresh) -> dict:
     questions = [json.loads(line) for line in (EVAL / "docqa_dev" / "questions.jsonl").read_text().splitlines()][:limit]
-    rep = index_tree(store, embedder, settings.embedding, "docs", EVAL / "docqa_dev" / "docs", "bench-docqa", reset=fresh)
+    rep = index_tree(store, index_embedder, settings.embedding, "docs", EVAL / "docqa_dev" / "docs", "bench-docqa", reset=fresh)
     print(f"  indexed docs: {rep.chunks_total} chunks, {rep.chunks_written} written in {rep.seconds:.1f}s", flush=True)
     file_scores = {m: {k: [] for k in KS} for m in MODES}
     chunk_scores = {m: {k: [] for k in KS} for m in MODES}
@@ -134,15 +134,16 @@ def main() -> int:
     # benchmarks rank everything: no relevance cut-off
     settings = settings.model_copy(update={"retrieval": replace_retrieval(settings.retrieval)})
     store = Store(store_url(settings))
-    embedder = Embedder(embedding_spec(settings))
+    embedder = Embedder(embedding_spec(settings))  # query side, as in the gateway
+    index_embedder = Embedder(embedding_spec(settings, for_query=False))
     retriever = Retriever(store, embedder, settings.retrieval)
     out = {"model": embedder.model_id}
     if not args.skip_code:
         print("code retrieval (SWE-bench pytest issues):", flush=True)
-        out["code"] = bench_code(store, embedder, retriever, settings, args.limit, args.fresh)
+        out["code"] = bench_code(store, index_embedder, retriever, settings, args.limit, args.fresh)
     if not args.skip_docs:
         print("doc retrieval (ORD-QA):", flush=True)
-        out["docs"] = bench_docs(store, embedder, retriever, settings, args.limit, args.fresh)
+        out["docs"] = bench_docs(store, index_embedder, retriever, settings, args.limit, args.fresh)
     print(json.dumps(out, indent=2))
     dest = state_dir() / "bench" / "retrieval.json"
     dest.parent.mkdir(parents=True, exist_ok=True)

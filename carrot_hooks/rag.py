@@ -139,7 +139,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
 
     try:
         eng = engine()
-    except Exception as e:  # e.g. an unreadable policy/rag.yaml: serve without context, say why in the log
+    except Exception as e:  # noqa: BLE001 - e.g. an unreadable policy/rag.yaml: serve without context, log why
         log.error("retrieval disabled: %s", e)
         ctx.rag_status = "unavailable"
         return
@@ -159,7 +159,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     query = Query(kind, name, text, settings.retrieval.top_k, refs.commit if refs else None, refs.paths if refs else ())
     try:
         hits = await asyncio.to_thread(eng.search, query)
-    except Exception as e:  # any store/model failure: serve the request without context
+    except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
         log.warning("retrieval unavailable for %s %r: %s", kind, name, e)
         ctx.rag_status = "unavailable"
         return

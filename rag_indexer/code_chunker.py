@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from .chunk import Chunk
 
@@ -54,7 +54,7 @@ def language_of(path: str) -> str:
     return EXTENSIONS.get(suffix) or TEXT_LANGS.get(suffix, "text")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parser(lang: str):
     from tree_sitter import Language, Parser
 

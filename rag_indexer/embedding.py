@@ -84,7 +84,9 @@ class Embedder:
 
         models_dir = Path(spec.models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)
-        from loguru import logger  # fastembed logs a cache miss as an ERROR; the fallback below handles it
+        from loguru import (
+            logger,  # fastembed logs a cache miss as an ERROR; the fallback below handles it
+        )
 
         logger.disable("fastembed")
         try:

@@ -29,6 +29,8 @@ class EmbeddingSettings(_Strict):
     max_windows_per_chunk: int = Field(10, ge=1, le=64)
     code_window_words: int = Field(48, ge=16, le=512)
     code_max_windows: int = Field(1, ge=1, le=64)
+    query_threads: int | None = Field(1, ge=1, le=64)  # per query one thread: least CPU per request under load
+    index_threads: int | None = Field(None, ge=1, le=64)  # None = all cores
 
 
 class Weights(_Strict):
@@ -77,9 +79,11 @@ def state_dir() -> Path:
     return Path(os.environ.get("CARROT_STATE_DIR", ".state")).resolve()
 
 
-def embedding_spec(settings: RagSettings) -> EmbeddingSpec:
+def embedding_spec(settings: RagSettings, for_query: bool = True) -> EmbeddingSpec:
+    cfg = settings.embedding
     return EmbeddingSpec(
-        model=settings.embedding.model, models_dir=state_dir() / "models", allow_download=settings.embedding.allow_download
+        model=cfg.model, models_dir=state_dir() / "models", allow_download=cfg.allow_download,
+        threads=cfg.query_threads if for_query else cfg.index_threads,
     )
 
 

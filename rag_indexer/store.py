@@ -265,12 +265,12 @@ class Store:
         return [r[0] for r in rows]
 
     def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
-        """Indexed file paths ending with one of `suffixes` (path mentions in a query)."""
+        """Indexed file paths that end with, or are the tail of, a path mentioned in a query."""
         if not suffixes:
             return []
         rows = self.conn.execute(
             "SELECT path FROM rag_files f WHERE index_id = %s AND EXISTS (SELECT 1 FROM unnest(%s::text[]) s "
-            "WHERE f.path = s OR right(f.path, length(s) + 1) = '/' || s)",
+            "WHERE f.path = s OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path)",
             (info.id, list(suffixes)),
         ).fetchall()
         return [r[0] for r in rows]
@@ -308,11 +308,11 @@ def _digest(text: str) -> bytes:
 def _path_filter(paths: Sequence[str]) -> tuple[str, dict]:
     if not paths:
         return "", {}
-    return (
+    sql = (
         "AND EXISTS (SELECT 1 FROM unnest(%(paths)s::text[]) fp "
-        "WHERE c.path = fp OR starts_with(c.path, rtrim(fp, '/') || '/'))",
-        {"paths": [p.strip("/") for p in paths]},
+        "WHERE c.path = fp OR starts_with(c.path, rtrim(fp, '/') || '/'))"
     )
+    return sql, {"paths": [p.strip("/") for p in paths]}
 
 
 def _redact(url: str) -> str:

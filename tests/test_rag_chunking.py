@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_markdown_chunks_are_800_to_1200_tokens_along_headings():
     lines = doc.read_text().splitlines()
     chunks = chunk_doc("global_routing.md", doc.read_text())
     assert chunks[0].start_line == 1 and chunks[-1].end_line <= len(lines)
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.start_line == a.end_line + 1  # contiguous, nothing lost
     sizes = [count_tokens(c.text) for c in chunks]
     assert all(s <= MAX_TOKENS for s in sizes)

