@@ -11,7 +11,7 @@ from carrot_review import lint, report
 from carrot_review.diff import Diff, git_diff, parse_diff
 from carrot_review.errors import InputError
 from carrot_review.findings import SEVERITY_RANK
-from carrot_review.github import DEFAULT_API, MAX_INLINE_COMMENTS, GitHub, PullRef
+from carrot_review.github import DEFAULT_API, GitHub, PullRef
 from carrot_review.review import Outcome, run_linters, run_model
 from carrot_review.sarif import sarif
 
@@ -127,9 +127,8 @@ def _publish(gh: GitHub, pr: PullRef, head: str, outcome: Outcome, summary: str)
         return
     commentable = outcome.diff.commentable()
     inline = outcome.model_findings + [f for f in outcome.lint_findings if f.line in commentable.get(f.file, ())]
-    posted = gh.post_review(pr, head, summary, inline)
-    print(f"carrot-review: posted review {posted.get('id')} with {min(len(inline), MAX_INLINE_COMMENTS)} inline comment(s)",
-          file=sys.stderr)
+    posted, placed = gh.post_review(pr, head, summary, inline)
+    print(f"carrot-review: posted review {posted.get('id')} with {placed} inline comment(s)", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,14 @@ MAX_PAGES = 20
 _PR = re.compile(r"^(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)#(?P<number>\d+)$")
 
 
+class GitHubError(InputError):
+    """The GitHub API refused a request; `status` is its HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class PullRef:
     owner: str
@@ -41,6 +49,18 @@ def marker(head_sha: str) -> str:
     return f"<!-- carrot-review head={head_sha} -->"
 
 
+def _error_detail(resp: httpx.Response) -> str:
+    """GitHub's `message` plus its `errors` list (where a 422 says what it could not resolve)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return resp.text
+    if not isinstance(doc, dict):
+        return resp.text
+    errors = [e if isinstance(e, str) else e.get("message") or str(e) for e in doc.get("errors") or []]
+    return "; ".join([str(doc.get("message", "")), *errors]).strip("; ")
+
+
 class GitHub:
     def __init__(self, token: str, api_url: str = DEFAULT_API, timeout: float = 30.0):
         if not token:
@@ -55,13 +75,10 @@ class GitHub:
         try:
             resp = self.http.request(method, url, **kw)
         except httpx.HTTPError as exc:
-            raise InputError(f"GitHub API {method} {url}: {exc}") from None
+            raise GitHubError(f"GitHub API {method} {url}: {exc}") from None
         if resp.is_error:
-            try:
-                detail = resp.json().get("message", resp.text)
-            except ValueError:
-                detail = resp.text
-            raise InputError(f"GitHub API {method} {url}: HTTP {resp.status_code}: {detail[:500]}")
+            detail = _error_detail(resp)
+            raise GitHubError(f"GitHub API {method} {url}: HTTP {resp.status_code}: {detail[:500]}", resp.status_code)
         return resp
 
     def head_sha(self, pr: PullRef) -> str:
@@ -85,14 +102,27 @@ class GitHub:
         tag = marker(head_sha)
         return any(tag in (r.get("body") or "") for r in self.reviews(pr))
 
-    def post_review(self, pr: PullRef, head_sha: str, summary: str, findings: list[Finding]) -> dict:
-        """One COMMENT review: summary body plus inline comments on the new side of the diff."""
-        comments = [{"path": f.file, "line": f.line, "side": "RIGHT",
-                     "body": comment_body(f)} for f in findings[:MAX_INLINE_COMMENTS]]
+    def post_review(self, pr: PullRef, head_sha: str, summary: str, findings: list[Finding]) -> tuple[dict, int]:
+        """One COMMENT review: summary body plus inline comments on the new side of the diff.
+        Returns GitHub's review object and the number of inline comments posted.
+
+        If GitHub cannot place the comments (422: its diff differs from ours), the review is posted
+        again without them; every finding is still listed in the body."""
+        comments = [{"path": f.file, "line": f.line, "side": "RIGHT", "body": comment_body(f)}
+                    for f in findings[:MAX_INLINE_COMMENTS]]
         extra = len(findings) - len(comments)
         note = f"\n_{extra} more finding(s) are listed above but not posted inline._\n" if extra > 0 else ""
-        body = summary[:MAX_BODY_CHARS] + note + "\n" + marker(head_sha)
-        payload = {"commit_id": head_sha, "event": "COMMENT", "body": body, "comments": comments}
+        try:
+            return self._post(pr, head_sha, summary[:MAX_BODY_CHARS] + note, comments), len(comments)
+        except GitHubError as exc:
+            if exc.status != 422 or not comments:
+                raise
+            note = f"\n_Inline comments could not be placed ({exc}); the findings are listed above._\n"
+            return self._post(pr, head_sha, summary[:MAX_BODY_CHARS] + note, []), 0
+
+    def _post(self, pr: PullRef, head_sha: str, body: str, comments: list[dict]) -> dict:
+        payload = {"commit_id": head_sha, "event": "COMMENT", "body": body + "\n" + marker(head_sha),
+                   "comments": comments}
         return self._request("POST", f"{pr.path}/reviews", json=payload).json()
 
     def close(self) -> None:

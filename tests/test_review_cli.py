@@ -177,3 +177,19 @@ def test_github_inline_comments_are_capped(tmp_path):
         assert review["body"].count("(ruff)") == 60
     finally:
         fake.close()
+
+
+def test_github_review_without_inline_comments_when_github_cannot_place_them(repo):
+    # GitHub's view of the PR omits app.py's first line, so an inline comment there is a 422
+    diff = git(repo, "diff", "main...feature", "--", "util.py") + "\n"
+    fake = FakeGitHub("octo", "app", 9, git(repo, "rev-parse", "feature"), diff)
+    try:
+        out = run_bot("--github-pr", fake.pr, "--base", "main", "--head", "feature", "--no-model",
+                      cwd=repo, env=gh_env(fake))
+        assert out.returncode == 1 and "with 0 inline comment(s)" in out.stderr
+        assert [c.json["comments"] != [] for c in fake.posted] == [True, False]
+        (review,) = fake.reviews
+        assert "Inline comments could not be placed" in review["body"] and "Line could not be resolved" in review["body"]
+        assert "`app.py:1` **error** `F401`" in review["body"]
+    finally:
+        fake.close()
