@@ -60,7 +60,7 @@ def _content_texts(content) -> list[str]:
 
 
 def _map_request_texts(data: dict, fn: Callable[[str], str]) -> None:
-    """Apply `fn` to every text the model will see: message contents, tool-call arguments, prompt."""
+    """Apply `fn` to every text the model will see: message contents, tool-call arguments, prompt, suffix."""
     for m in data.get("messages") or []:
         if not isinstance(m, dict):
             continue
@@ -80,6 +80,8 @@ def _map_request_texts(data: dict, fn: Callable[[str], str]) -> None:
         data["prompt"] = fn(prompt)
     elif isinstance(prompt, list):
         data["prompt"] = [fn(p) if isinstance(p, str) else p for p in prompt]
+    if isinstance(data.get("suffix"), str):  # fill-in-the-middle: the code after the cursor
+        data["suffix"] = fn(data["suffix"])
 
 
 class PromptPolicyGuardrail(CustomGuardrail):
@@ -180,8 +182,8 @@ class PiiGuardrail(CustomGuardrail):
 
 
 def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str]) -> dict:
-    """Redacted copies of `messages`/`prompt` (applied only when the whole analysis succeeded)."""
-    copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt") if k in data}
+    """Redacted copies of `messages`/`prompt`/`suffix` (applied only when the whole analysis succeeded)."""
+    copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt", "suffix") if k in data}
 
     def one(text: str) -> str:
         out, hits = redactor.redact(text, vault)
@@ -242,8 +244,7 @@ class OutputGuardrail(CustomGuardrail):
                     restored += final != new_args
                     func.arguments = final
             if blocked:
-                notice = _notice(blocked)
-                setattr(holder, attr, notice)
+                setattr(holder, attr, _notice(blocked) if message is not None else "")
                 if message is not None:
                     message.tool_calls = None
                 choice.finish_reason = "content_filter"
@@ -281,30 +282,31 @@ class OutputGuardrail(CustomGuardrail):
                 send = not choices
                 for choice in choices:
                     f = filt(choice.index)
-                    delta = choice.delta
-                    calls = getattr(delta, "tool_calls", None)
-                    if calls:
-                        _collect_tool_calls(tools.setdefault(choice.index, {}), calls)
+                    delta = getattr(choice, "delta", None)  # None: a text-completion (FIM) chunk
+                    if delta is not None and getattr(delta, "tool_calls", None):
+                        _collect_tool_calls(tools.setdefault(choice.index, {}), delta.tool_calls)
                         delta.tool_calls = None
-                    text = getattr(delta, "content", None)
+                    text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
                     out = f.feed(text) if text else ""
                     if choice.finish_reason or f.blocked:
                         out += f.finish()
-                        out += _finish_tools(delta, tools.pop(choice.index, {}), scan, restore_count, tool_hits)
-                        out += _stream_notes(f, tool_hits)
+                        if delta is not None:  # notes go to chat answers, never into inserted code
+                            out += _finish_tools(delta, tools.pop(choice.index, {}), scan, restore_count, tool_hits)
+                            out += _stream_notes(f, tool_hits)
                         if f.blocked or any(a == "block" for _, a in tool_hits):
                             choice.finish_reason = "content_filter"
-                            delta.tool_calls = None
-                    delta.content = out or None
-                    send = send or bool(out) or bool(getattr(delta, "role", None)) or bool(choice.finish_reason) \
-                        or bool(getattr(delta, "tool_calls", None))
+                            if delta is not None:
+                                delta.tool_calls = None
+                    _set_text(choice, out)
+                    send = send or bool(out) or bool(choice.finish_reason) or (delta is not None and bool(
+                        getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
                 if send:
                     yield chunk
                 if filters and all(f.blocked for f in filters.values()):
                     stopped = True
                     break
             if not stopped and last is not None:
-                rest = {i: f.finish() + _stream_notes(f, tool_hits) for i, f in filters.items() if f.pending}
+                rest = {i: f.finish() for i, f in filters.items() if f.pending}
                 if any(rest.values()):
                     yield _text_chunk(last, rest)
         finally:
@@ -383,14 +385,20 @@ def _notice(rule_ids: list[str]) -> str:
     return f"[blocked by carrot guardrails: {', '.join(dict.fromkeys(rule_ids))}]"
 
 
-def _text_chunk(template, texts: dict[int, str]):
-    """A final content chunk shaped like `template` for text still held when the upstream ended."""
-    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+def _set_text(choice, text: str) -> None:
+    if getattr(choice, "delta", None) is not None:
+        choice.delta.content = text or None
+    else:
+        choice.text = text
 
-    return ModelResponseStream(
-        id=getattr(template, "id", None), model=getattr(template, "model", None),
-        choices=[StreamingChoices(index=i, delta=Delta(content=t)) for i, t in texts.items() if t],
-    )
+
+def _text_chunk(template, texts: dict[int, str]):
+    """A final chunk shaped like `template` carrying text still held when the upstream ended."""
+    chunk = template.model_copy(deep=True)
+    chunk.choices = [c for c in chunk.choices if texts.get(c.index)]
+    for c in chunk.choices:
+        _set_text(c, texts[c.index])
+    return chunk
 
 
 def _record_output(ctx: RequestContext | None, applied: Counter, restored: int) -> None:
