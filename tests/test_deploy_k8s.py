@@ -1,4 +1,4 @@
-"""deploy/k8s without kubectl: Kubernetes 1.37 schemas (kubernetes-validate) plus cross-references."""
+"""deploy/k8s without kubectl: Kubernetes 1.30 and 1.37 schemas (kubernetes-validate) plus cross-references."""
 
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ def _generator():
     return module
 
 
+@pytest.mark.parametrize("version", ["1.30.0", "1.37.0"])  # oldest supported (preStop sleep), newest
 @pytest.mark.parametrize("doc", ALL, ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
-def test_manifest_is_valid_against_the_kubernetes_schema(doc):
-    kubernetes_validate.validate(doc, "1.37.0", strict=True)
+def test_manifest_is_valid_against_the_kubernetes_schema(doc, version):
+    kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_example():
