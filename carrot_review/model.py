@@ -32,6 +32,7 @@ class ChunkResult:
     attempts: int = 0
     error: str | None = None  # set when the chunk could not be reviewed
     fatal: bool = False  # the gateway refuses every request (key, permission, model): stop asking
+    served_by: str | None = None  # the gateway's `x-carrot-model` and `x-carrot-prompt-pack`, if it said
 
 
 class ModelReviewer:
@@ -49,7 +50,7 @@ class ModelReviewer:
         for attempt in (1, 2):
             result.attempts = attempt
             try:
-                reply = self._complete(messages)
+                reply = self._complete(messages, result)
             except openai.APIError as exc:
                 result.error = f"gateway error: {_describe(exc)}"
                 result.fatal = isinstance(exc, FATAL_ERRORS)
@@ -64,11 +65,14 @@ class ModelReviewer:
                             {"role": "user", "content": RETRY_NOTE}]
         return result
 
-    def _complete(self, messages: list[dict]) -> str | None:
-        resp = self.client.chat.completions.create(
+    def _complete(self, messages: list[dict], result: ChunkResult) -> str | None:
+        raw = self.client.chat.completions.with_raw_response.create(
             model=self.model, messages=messages, temperature=0, extra_headers=TASK_HEADERS,
             extra_body=self.extra_body,
         )
+        said = [raw.headers.get(h) for h in ("x-carrot-model", "x-carrot-prompt-pack")]
+        result.served_by = " · ".join(x for x in said if x) or None
+        resp = raw.parse()
         return resp.choices[0].message.content if resp.choices else None
 
 

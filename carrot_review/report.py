@@ -44,6 +44,7 @@ def markdown(o: Outcome) -> str:
     gate = "failed" if o.lint_failed else "passed"
     lines = [f"## {TITLE}", "",
              f"**Linters (gate): {gate}** · Model (advisory): {len(o.model_findings)} finding(s)"
+             + (f" from {', '.join(o.served_by)}" if o.served_by else "")
              + (f" · build fails on model findings ≥ `{o.fail_on}`" if o.fail_on else ""), ""]
     if o.lint_results:
         lines += ["### Linters", "", "| command | files | result |", "| --- | --- | --- |"]
@@ -91,6 +92,7 @@ def as_json(o: Outcome) -> str:
         "model": {
             "findings": [f.model_dump() for f in o.model_findings],
             "requests": len(o.chunks),
+            "served_by": o.served_by,
             "dropped_outside_diff": o.dropped_outside_diff,
             "invalid_items": o.invalid_items,
             "problems": o.problems,

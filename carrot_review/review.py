@@ -44,6 +44,11 @@ class Outcome:
         return 1 if self.lint_failed or self.model_failed else 0
 
     @property
+    def served_by(self) -> list[str]:
+        """Distinct gateway routes (model · prompt pack) that answered."""
+        return sorted({c.served_by for c in self.chunks if c.served_by})
+
+    @property
     def problems(self) -> list[str]:
         """Chunks the model could not review (gateway errors, malformed output)."""
         return [f"{', '.join(c.files)}: {c.error}" for c in self.chunks if c.error]

@@ -66,6 +66,7 @@ def test_review_through_gateway_posts_one_review_with_inline_comments(proxy, fak
     assert got == [("calc.py", 5, "error", SUBTRACT["message"]), ("calc.py", 9, "warning", DIV_ZERO["message"])]
     assert doc["model"]["dropped_outside_diff"] == 2 and doc["model"]["invalid_items"] == 1
     assert doc["model"]["requests"] == 1 and doc["model"]["problems"] == []
+    assert doc["model"]["served_by"] == ["ds-coder-6.7b · ci_review@v1"]  # the gateway's x-carrot-* headers
 
     (up,) = fake_upstream.find(marker)  # routed by X-Task-Type: ci although the model field says "auto"
     assert up.path == "/api/chat" and up.json["model"] == SMALL
@@ -80,6 +81,7 @@ def test_review_through_gateway_posts_one_review_with_inline_comments(proxy, fak
     assert review["comments"][0]["body"].startswith("**error** (model): add() subtracts")
     assert "return a + b" in review["comments"][0]["body"]
     assert "2 model finding(s) dropped: they point outside the diff" in review["body"]
+    assert "2 finding(s) from ds-coder-6.7b · ci_review@v1" in review["body"]
 
     fake_upstream.script(Reply(match=marker, content=findings(SUBTRACT)))
     again = bot(repo, proxy, github, "--model", "auto")
