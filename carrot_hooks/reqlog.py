@@ -22,15 +22,10 @@ log = logging.getLogger("carrot.requests")
 def scrub(text: str) -> str:
     """`text` with secrets and PII replaced by `[REDACTED:<kind>]` (used on anything free-form)."""
     from .guardrails.engines import shared_engines
+    from .guardrails.rules import redact
 
     engines = shared_engines()
-    det = engines.detectors()
-    hits = det.output.secrets.scan(text)
-    out, last = [], 0
-    for f in hits:
-        out += [text[last : f.start], f"[REDACTED:{f.rule_id}]"]
-        last = f.end
-    text = "".join(out) + text[last:]
+    text = redact(text, engines.detectors().output.secrets.scan(text))
     try:
         pii = engines.pii().analyze(text)
     except Exception:  # the log line must not fail; drop the text instead of leaking it

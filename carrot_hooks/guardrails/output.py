@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from .commands import CommandScanner
-from .rules import Finding, RuleAction
+from .rules import SEVERITY, Finding
 from .secrets import SecretScanner
 from .settings import GuardrailPolicy, RiskSettings
-
-_ORDER: dict[RuleAction, int] = {"flag": 0, "redact": 1, "block": 2}
 
 
 class OutputScanner:
@@ -24,8 +22,8 @@ class OutputScanner:
             f if f.action == "block" else Finding(f.rule_id, f.start, f.end, risk.secrets, f.description)
             for f in self.secrets.scan(text)
         ]
-        floor = _ORDER[risk.min_command_action]
+        floor = SEVERITY[risk.min_command_action]
         for f in self.commands.scan(text):
-            action = f.action if _ORDER[f.action] >= floor else risk.min_command_action
+            action = f.action if SEVERITY[f.action] >= floor else risk.min_command_action
             out.append(Finding(f.rule_id, f.start, f.end, action, f.description))
         return sorted(out, key=lambda f: f.start)

@@ -189,20 +189,11 @@ def merge_overlaps(hits: list[Finding]) -> list[Finding]:
     return out
 
 
-_ORDER = {"flag": 0, "redact": 1, "block": 2}
+SEVERITY: dict[str, int] = {"flag": 0, "redact": 1, "block": 2}
 
 
 def _stronger(a: RuleAction, b: RuleAction) -> RuleAction:
-    return a if _ORDER[a] >= _ORDER[b] else b
-
-
-def strongest(findings: Iterable[Finding]) -> RuleAction | None:
-    """The most severe action among `findings` (block > redact > flag), or None."""
-    best: RuleAction | None = None
-    for f in findings:
-        if best is None or _ORDER[f.action] > _ORDER[best]:
-            best = f.action
-    return best
+    return a if SEVERITY[a] >= SEVERITY[b] else b
 
 
 def redact(text: str, findings: Iterable[Finding], template: str = "[REDACTED:{rule_id}]") -> str:
