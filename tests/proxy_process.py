@@ -42,6 +42,7 @@ class ProxyProcess:
             "OLLAMA_URL": upstream_url, "VLLM_URL": f"{upstream_url}/v1", "ALT_API_BASE": f"{upstream_url}/v1",
             "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake",
             "LITELLM_MASTER_KEY": self.master_key, "CARROT_POLICY_DIR": str(self.policy_dir),
+            "LITELLM_MODE": "PRODUCTION",  # the CLI would otherwise load the developer's .env
             **(env or {}),
         })
         self._log = self.log_path.open("wb")
