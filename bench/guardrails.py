@@ -200,8 +200,8 @@ def main() -> None:
 
     print("== latency in ms (fresh text every run: no memo hits)")
     ref = reference_ms()
-    print(f"  machine reference: a 1M-step pure-Python loop takes {ref:.0f} ms here "
-          f"(~40 ms on an idle modern core); 'ref' columns = latency / that loop")
+    print(f"  same-process baseline: a 1M-step pure-Python loop takes {ref:.0f} ms in this run; "
+          "'ref' = latency / that loop, comparable across machines and load")
     rng = random.Random(7)
     prose = " ".join(r["text"] for r in rng.sample(pii_rows, 60))
     snippet = code[:40000]
