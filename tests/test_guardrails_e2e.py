@@ -96,6 +96,18 @@ def test_pii_never_reaches_upstream_and_is_restored_for_the_client(client, fake_
         assert "pii:restore" in raw.headers["x-carrot-guardrails"]
 
 
+@STREAMS
+def test_cached_answer_never_carries_another_callers_pii(client, fake_upstream, marker, stream):
+    """Two callers whose prompts redact to the same text share a cache entry, never each other's PII."""
+    fake_upstream.script(Reply(match=marker, content="Sent the report to <EMAIL_1>.", chunk_chars=5, times=0))
+    _, first, *_ = ask(client, marker, "mail the report to alice.one@example.org", stream=stream)
+    _, second, *_ = ask(client, marker, "mail the report to bob.two@example.org", stream=stream)
+    assert first == "Sent the report to alice.one@example.org."
+    assert second == "Sent the report to bob.two@example.org."
+    assert len(fake_upstream.find(marker)) == 1  # the second answer came from the cache
+    assert "alice" not in json.dumps(fake_upstream.find(marker)[0].json)
+
+
 def test_code_only_prompt_passes_unchanged(client, fake_upstream, marker):
     prompt = (f"Refactor this (see PEP 8, v2.3.4, issue #1234, port 5432, 0.0.0.0):\n{CODE}\n"
               "```java\npublic String getInfo() { return String.valueOf(this.info); }\n```")
