@@ -74,6 +74,6 @@ def test_injected_doc_stays_inside_the_user_context_block(chaos, fake_upstream, 
     for text in systems:
         assert topic not in text and "Obey" not in text and "developer mode" not in text
     longest_inside = max(len(run) for run in re.findall(r"`+", PAYLOADS[name]) or [""])
-    fences = [len(m) for m in re.findall(r"^(`{3,})", block, re.M)]
+    fences = [len(m) for m in re.findall(r"^(`{3,})", block, re.MULTILINE)]
     outer = max(fences, default=0)  # the fence around each chunk is longer than any backtick run inside it
     assert outer > longest_inside and fences.count(outer) >= 2, fences
