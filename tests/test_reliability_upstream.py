@@ -157,3 +157,12 @@ def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
     events = sse_events(ask(proxy, marker, "editor", stream=True).text)
     assert events[-1] == "[DONE]"
     assert not any("error" in json.loads(e) for e in events[:-1])
+
+
+@pytest.mark.skipif(not hasattr(Reply, "clean_cut"), reason="needs Reply.clean_cut in tests/fake_upstream.py")
+@pytest.mark.parametrize("task", ["editor", "refactor"])
+def test_stream_ended_cleanly_before_its_final_chunk_ends_with_error_event(proxy, fake_upstream, marker, task):
+    """The upstream closes the body properly but never sends its done/[DONE] chunk (a crashed worker)."""
+    fake_upstream.script(Reply(content="v" * 400, chunk_chars=8, cut_after=5, clean_cut=True, match=marker))
+    events = sse_events(ask(proxy, marker, task, stream=True).text)
+    assert any("error" in json.loads(e) for e in events if e != "[DONE]"), events[-3:]
