@@ -74,6 +74,10 @@ def exercised(proxy, fake_upstream, planted):
     chat("ci-human-review", {"X-Task-Type": "ci", "X-Risk-Level": "high"})
     out["fim"] = post(proxy, {"model": "gpt-4o", "prompt": prompt(planted, "leak-fim"), "max_tokens": 8},
                       path="/v1/completions")
+    out["fim-bad-prompt"] = post(proxy, {"model": "gpt-4o", "prompt": [{"note": prompt(planted, "leak-fim-bad")}]},
+                                 path="/v1/completions")
+    out["bad-content"] = post(proxy, {"model": "gpt-4o", "messages": [
+        {"role": "user", "content": {"note": prompt(planted, "leak-bad-content")}}]})
     out["bad-body"] = post(proxy, {"model": "gpt-4o", "messages": prompt(planted, "leak-bad-body")})
     out["wrong-key"] = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=30,
                                   headers={"Authorization": f"Bearer {planted['prompt_gh']}"},
@@ -84,6 +88,7 @@ def exercised(proxy, fake_upstream, planted):
 def test_every_path_answered(exercised):
     statuses = {k: r.status_code for k, r in exercised.items()}
     assert all(s < 500 or k == "upstream-500" for k, s in statuses.items()), statuses
+    assert statuses["fim-bad-prompt"] == 400
     assert statuses["wrong-key"] == 401 and statuses["bad-header"] == 400
 
 
