@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import string
@@ -203,6 +204,36 @@ def test_task_allowlist_refuses_with_403(client, proxy, fake_upstream, marker):
         assert "task-allowlist" in str(err.value) and "'ci'" in str(err.value)
         ask(client, marker + "-chat", "hello", headers={"X-Task-Type": "chat"})
     assert fake_upstream.find(marker + " ") == []
+
+
+def test_task_allowlist_per_key_metadata_and_per_tenant(proxy, fake_upstream, marker):
+    keys = {"payments": "sk-pay-" + "1" * 40, "docs": "sk-docs-" + "2" * 40}
+    keys_file = proxy.policy_dir / "keys.yaml"
+    original = keys_file.read_text()
+    keys_file.write_text(yaml.safe_dump({"keys": [
+        {"sha256": hashlib.sha256(keys["payments"].encode()).hexdigest(), "tenant": "team-payments",
+         "metadata": {"carrot_allowed_tasks": ["chat"]}},
+        {"sha256": hashlib.sha256(keys["docs"].encode()).hexdigest(), "tenant": "team-docs"},
+    ]}))
+
+    def docs_tenant(raw):
+        raw["task_allowlist"]["tenants"] = {"team-docs": ["rag-doc", "chat"]}
+
+    try:
+        with policy_edit(proxy, docs_tenant):
+            payments, docs = (openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=keys[k], max_retries=0, timeout=60)
+                              for k in ("payments", "docs"))
+            with pytest.raises(openai.PermissionDeniedError) as err:
+                ask(payments, f"{marker}-p", "refactor this", headers={"X-Task-Type": "refactor"})
+            assert "task-allowlist" in str(err.value) and "key metadata" in str(err.value)
+            ask(payments, f"{marker}-p2", "hello", headers={"X-Task-Type": "chat"})
+            with pytest.raises(openai.PermissionDeniedError) as err:
+                ask(docs, f"{marker}-d", "complete this", headers={"X-Task-Type": "editor"})
+            assert "task_allowlist.tenants.team-docs" in str(err.value)
+            assert fake_upstream.find(f"{marker}-p ") == [] and fake_upstream.find(f"{marker}-d ") == []
+    finally:
+        keys_file.write_text(original)
+        time.sleep(1.2)
 
 
 def test_pii_engine_failure_fails_closed_for_med_and_high_risk(client, proxy, fake_upstream, marker):
