@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from carrot_review.diff import Diff, DiffLine, Hunk
 
 MAX_LINE_CHARS = 400  # minified/one-line blobs are cut so one line cannot blow the budget
+SEPARATOR_TOKENS = 1  # the blank line between parts of a chunk
 
 
 @dataclass
@@ -31,24 +32,29 @@ def render_line(line: DiffLine) -> str:
 
 
 def _pieces(hunk: Hunk, budget: int, count: Callable[[str], int]) -> Iterable[str]:
-    """The hunk as one text, or cut into consecutive line windows if it alone exceeds the budget."""
+    """The hunk as one text, or cut into consecutive line windows if it alone exceeds the budget.
+
+    A window holds at least one line, so a single line over the budget is sent on its own."""
     head = f"### {hunk.path}\n{hunk.header}"
     rendered = [render_line(ln) for ln in hunk.lines]
     whole = head + "\n" + "\n".join(rendered)
     if count(whole) <= budget:
         yield whole
         return
-    window: list[str] = []
-    used = count(head)
-    for line in rendered:
-        cost = count(line) + 1
-        if window and used + cost > budget:
-            yield head + " (continued)\n" + "\n".join(window)
-            window, used = [], count(head)
-        window.append(line)
-        used += cost
-    if window:
-        yield head + " (continued)\n" + "\n".join(window)
+    head += " (continued)"
+    i = 0
+    while i < len(rendered):
+        used, j = count(head) + count(rendered[i]) + 1, i + 1
+        while j < len(rendered) and used + count(rendered[j]) + 1 <= budget:
+            used, j = used + count(rendered[j]) + 1, j + 1
+        while j - i > 1 and count(_window(head, rendered[i:j])) > budget:  # the sum was an estimate
+            j -= 1
+        yield _window(head, rendered[i:j])
+        i = j
+
+
+def _window(head: str, lines: list[str]) -> str:
+    return head + "\n" + "\n".join(lines)
 
 
 def pack(diff: Diff, budget: int, count: Callable[[str], int]) -> list[Chunk]:
@@ -61,9 +67,11 @@ def pack(diff: Diff, budget: int, count: Callable[[str], int]) -> list[Chunk]:
         for hunk in file.hunks:
             for piece in _pieces(hunk, budget, count):
                 cost = count(piece)
-                if current.parts and current.tokens + cost > budget:
+                if current.parts and current.tokens + SEPARATOR_TOKENS + cost > budget:
                     chunks.append(current)
                     current = Chunk()
+                if current.parts:
+                    cost += SEPARATOR_TOKENS
                 current.parts.append(piece)
                 current.files.add(file.path)
                 current.tokens += cost
