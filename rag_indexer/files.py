@@ -88,7 +88,10 @@ def _index_mtime(root: Path) -> int:
 
 def _skipped(rel: str) -> bool:
     parts = rel.split("/")
-    return any(p in SKIP_DIRS for p in parts[:-1]) or bool(SKIP_NAMES.search(parts[-1]))
+    return (
+        any(p in SKIP_DIRS or p.endswith((".egg-info", ".dist-info")) for p in parts[:-1])
+        or bool(SKIP_NAMES.search(parts[-1]))
+    )
 
 
 def list_files(root: Path) -> list[SourceFile]:

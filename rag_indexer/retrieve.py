@@ -45,6 +45,11 @@ def symbol_mentions(text: str) -> list[str]:
     return list(dict.fromkeys(out))[:64]
 
 
+def dotted_mentions(text: str) -> list[str]:
+    """Qualified names mentioned in the text (`Expression.compile`, `caplog.get_records`)."""
+    return list(dict.fromkeys(m for m in _SYMBOL_MENTION.findall(text) if "." in m and not _PATH_MENTION.fullmatch(m)))[:32]
+
+
 class Retriever:
     """Searches one store with one warm embedder."""
 
@@ -71,6 +76,7 @@ class Retriever:
         weights: list[float] = []
         dense: dict[int, float] = {}
         bm25: dict[int, float] = {}
+        lexical: set[int] = set()  # chunks matched by a mentioned symbol
         if q.mode in ("hybrid", "dense"):
             wins = windows(q.text, cfg.query_window_words, cfg.query_window_words // 4)[: cfg.max_query_windows]
             vecs = self.embedder.embed(wins or [q.text])
@@ -85,10 +91,11 @@ class Retriever:
             rankings.append(list(bm25))
             weights.append(cfg.weights.fulltext)
         if q.mode == "hybrid" and q.kind == "code":
-            symbols = self.store.symbols(info, symbol_mentions(q.text), cand, q.paths)
-            if symbols:
-                rankings.append(sorted(symbols, key=lambda c: -bm25.get(c, 0.0)))
+            symbols = self.store.symbols(info, symbol_mentions(q.text), dotted_mentions(q.text), cand, q.paths)
+            if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
+                rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
                 weights.append(cfg.weights.symbol)
+                lexical.update(cid for cid, _ in symbols)
         if q.paths and not any(rankings):  # referenced files that match nothing: their first chunks
             rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
             weights.append(1.0)
@@ -101,11 +108,16 @@ class Retriever:
                 rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if chunks[c].path in mentioned])
                 weights.append(cfg.weights.path)
         fused = rrf(rankings, cfg.rrf_k, weights)
+        order = sorted(fused, key=lambda c: -fused[c])
         hits = []
-        for cid in sorted(fused, key=lambda c: -fused[c]):
+        for cid in order:
             d, b = dense.get(cid), bm25.get(cid)
-            relevant = bool(q.paths) or (d is not None and d >= cfg.min_dense_similarity) or (
-                b is not None and b >= cfg.min_fulltext_score)  # explicitly referenced files are relevant
+            relevant = (
+                bool(q.paths)  # explicitly referenced files are relevant
+                or cid in lexical
+                or (d is not None and d >= cfg.min_dense_similarity)
+                or (b is not None and b >= cfg.min_fulltext_score)
+            )
             if not relevant:
                 continue
             hits.append(Hit(chunks[cid], cid, info.name, info.commit, fused[cid], d, b))

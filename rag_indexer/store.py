@@ -251,18 +251,23 @@ class Store:
         ).fetchall()
         return [(cid, float(s)) for cid, s in rows]
 
-    def symbols(self, info: IndexInfo, names: Sequence[str], limit: int, paths: Sequence[str] = ()) -> list[int]:
-        """Chunks whose symbol (or its last part) is one of `names` (case-insensitive)."""
-        if not names:
+    def symbols(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
+                paths: Sequence[str] = ()) -> list[tuple[int, bool]]:
+        """(chunk id, qualified) for chunks whose symbol or its last part is one of `names`, or whose
+        symbol ends with one of the `dotted` names (qualified = True), case-insensitive."""
+        if not names and not dotted:
             return []
         path_sql, params = _path_filter(paths)
         rows = self.conn.execute(
-            "SELECT c.id FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol <> '' AND "
+            "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
+            "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
+            "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol <> '' AND "
             "(lower(c.symbol) = ANY(%(names)s) OR lower(regexp_replace(c.symbol, '^.*\\.', '')) = ANY(%(names)s)) "
-            f"{path_sql} ORDER BY c.id LIMIT %(lim)s",
-            {"idx": info.id, "names": [n.lower() for n in names], "lim": limit, **params},
+            f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
+            {"idx": info.id, "names": [n.lower() for n in names], "dotted": [d.lower() for d in dotted],
+             "lim": limit, **params},
         ).fetchall()
-        return [r[0] for r in rows]
+        return [(r[0], bool(r[1])) for r in rows]
 
     def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
         """Indexed file paths that end with, or are the tail of, a path mentioned in a query."""
