@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import json
+import os
 import random
-import re
 import statistics
 import sys
 import sysconfig
@@ -26,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
 
-from carrot_hooks.config import load_model  # noqa: E402
-from carrot_hooks.guardrails.output import OutputScanner  # noqa: E402
-from carrot_hooks.guardrails.pii import PiiRedactor, Vault  # noqa: E402
-from carrot_hooks.guardrails.policy import PolicyScanner  # noqa: E402
-from carrot_hooks.guardrails.settings import GuardrailPolicy  # noqa: E402
-from carrot_hooks.guardrails.stream import StreamFilter  # noqa: E402
+from carrot_hooks.config import load_model
+from carrot_hooks.guardrails.output import OutputScanner
+from carrot_hooks.guardrails.pii import PiiRedactor, Vault
+from carrot_hooks.guardrails.policy import PolicyScanner
+from carrot_hooks.guardrails.settings import GuardrailPolicy
+from carrot_hooks.guardrails.stream import StreamFilter
 
 IN_SCOPE = {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
             "STREET_ADDRESS"}
@@ -50,7 +49,7 @@ def prf(tp: int, fp: int, fn: int) -> str:
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def bench_pii(redactor: PiiRedactor, rows: list[dict], label: str) -> None:

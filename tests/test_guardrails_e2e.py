@@ -126,7 +126,7 @@ def test_secrets_in_answers_never_reach_the_client(client, fake_upstream, marker
     raw, text, chunks, _, _ = ask(client, marker, "how do I configure the deploy?", stream=stream)
     for secret in (key, token, "Zq8Lr2Xw9Vt4Kp7N"):
         assert secret not in text
-        assert not any(secret[i:i + 8] in c for c in chunks for i in range(0, len(secret) - 8))
+        assert not any(secret[i:i + 8] in c for c in chunks for i in range(len(secret) - 8))
     assert "[REDACTED:aws-access-key]" in text and "[REDACTED:github-token]" in text
     assert "[REDACTED:connection-string-password]" in text and text.endswith("That is all.")
     if not stream:
@@ -137,7 +137,7 @@ def test_secrets_in_answers_never_reach_the_client(client, fake_upstream, marker
 def test_blocked_command_never_reaches_the_client(client, fake_upstream, marker, stream):
     answer = "To free space run:\n```bash\nsudo rm -rf / --no-preserve-root\n```\nthen reboot."
     fake_upstream.script(Reply(match=marker, content=answer, chunk_chars=2))
-    raw, text, chunks, _, finish = ask(client, marker, "my disk is full", stream=stream)
+    raw, text, _, _, finish = ask(client, marker, "my disk is full", stream=stream)
     assert "rm -rf /" not in text and "--no-preserve-root" not in text
     assert "[blocked by carrot guardrails: rm-rf-root]" in text
     assert finish == "content_filter"
@@ -153,7 +153,7 @@ def test_tool_call_arguments_are_checked_and_placeholders_restored(client, fake_
                                              "content": f"AWS_ACCESS_KEY_ID = '{key}'\nOWNER = '<EMAIL_1>'\n"}}]))
     tools = [{"type": "function", "function": {"name": "write_file", "parameters": {
         "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}}]
-    raw, _, _, calls, _ = ask(client, marker, f"write settings, owner is {EMAIL}", stream=stream, tools=tools)
+    _, _, _, calls, _ = ask(client, marker, f"write settings, owner is {EMAIL}", stream=stream, tools=tools)
     assert EMAIL not in json.dumps(fake_upstream.find(marker)[0].json)
     assert len(calls) == 1 and calls[0][0] == "write_file"
     args = json.loads(calls[0][1])

@@ -94,14 +94,12 @@ def test_secret_is_found_and_redacted(output, policy, rule_id, template, secret)
 
 
 def test_secret_placeholders_are_not_secrets(output):
-    text = "\n".join([
-        "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
-        'token = "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"',
-        "password = os.environ['DB_PASSWORD']",
-        'api_key = "${API_KEY}"',
-        "postgres://user:password@localhost/db",
-        "Authorization: Bearer <your token>",
-    ])
+    text = """AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE
+token = "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+password = os.environ['DB_PASSWORD']
+api_key = "${API_KEY}"
+postgres://user:password@localhost/db
+Authorization: Bearer <your token>"""
     assert output.secrets.scan(text) == []
 
 

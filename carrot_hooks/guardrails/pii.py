@@ -18,8 +18,13 @@ from dataclasses import dataclass, field
 
 import spacy
 import tldextract
-from spacy.lang.en.stop_words import STOP_WORDS
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry, RecognizerResult
+from presidio_analyzer import (
+    AnalyzerEngine,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
@@ -32,6 +37,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from .segments import is_code, prose_mask
 from .settings import PiiSettings
@@ -52,14 +58,14 @@ class PatternsOnlyNlpEngine(SpacyNlpEngine):
     which the thresholds in the policy do not rely on.
     """
 
-    def process_text(self, text: str, language: str):  # noqa: D102
+    def process_text(self, text: str, language: str):
         return super().process_text("", language)
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's email recognizer validated against the bundled suffix list (no network)."""
 
-    def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
+    def validate_result(self, pattern_text: str) -> bool:
         return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
@@ -72,7 +78,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
 
     _CANDIDATE = re.compile(r"[+(]?\d[\d \t().-]{5,}\d")
 
-    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:  # noqa: D102
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         out: list[RecognizerResult] = []
         for m in self._CANDIDATE.finditer(text):
             start, end = max(0, m.start() - 3), min(len(text), m.end() + 3)
