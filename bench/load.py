@@ -2,7 +2,8 @@
 
 Both proxies serve the same model list from the same loopback fake upstream; the gateway has every
 hook on (auth, routing, prompt packs, RAG, guardrails, cache, metrics). The mix cycles task types,
-chat and FIM, streaming and not; every prompt is unique (no cache hits) and some carry PII.
+chat and FIM, streaming and not; every prompt is unique (no cache hits) and carries PII; rag
+requests retrieve from this project's own code and READMEs, indexed first.
 Reports per target: requests, 5xx, lost (no response), p50/p95 latency, requests/s, and the proxy's
 RSS before/after the run against a stated bound. Exit status 1 when a check fails.
 
@@ -18,7 +19,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 import argparse
 import asyncio
 import itertools
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +42,19 @@ RSS_GROWTH_BOUND_MB = 200.0  # after warm-up; the proxy's caches are bounded, so
 TASKS = ["editor", "refactor", "tests", "chat", "ci", "rag-code", "rag-doc"]
 ALIAS = {"editor": "ds-coder-6.7b", "ci": "ds-coder-6.7b"}  # what the gateway routes each task to
 CODE = (ROOT / "carrot_hooks" / "routing.py").read_text()[:1500]
+RAG_REFS = {"rag-code": "bench-carrot-hooks@bench", "rag-doc": "bench-carrot-docs"}
+
+
+def index_for_rag(store: str, tmp: Path) -> None:
+    """Index this project's hooks (code) and READMEs (docs), so rag requests retrieve for real."""
+    docs = tmp / "docs"
+    docs.mkdir()
+    for i, md in enumerate([ROOT / "README.md", *sorted((ROOT / "deploy").glob("*.md"))]):
+        shutil.copy(md, docs / f"{i}-{md.name}")
+    for args in (["code", str(ROOT / "carrot_hooks"), "--repo", "bench-carrot-hooks", "--ref", "bench"],
+                 ["docs", str(docs), "--collection", "bench-carrot-docs"]):
+        subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=ROOT, check=True,
+                       timeout=600, env={**os.environ, "PGVECTOR_URL": store}, stdout=subprocess.DEVNULL)
 
 
 def bare_config(tmp: Path) -> Path:
@@ -90,7 +106,8 @@ def build(kind: str, task: str, stream: bool, gateway: bool) -> tuple[str, dict,
     text = f"[{tag}] Please review this, and mail jane.doe.{tag[:6]}@example.com the result:\n{CODE}"
     model = "gpt-4o" if gateway else ALIAS.get(task, "ds-coder-v2")
     body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]}
-    return "/v1/chat/completions", body, ({"X-Task-Type": task} if gateway else {})
+    refs = {"X-Context-Refs": RAG_REFS[task]} if task in RAG_REFS else {}
+    return "/v1/chat/completions", body, ({"X-Task-Type": task, **refs} if gateway else {})
 
 
 FAILURES: dict[tuple, str] = {}  # (target, kind, task, stream, status) -> first error text seen
@@ -113,6 +130,7 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
     mix = requests_mix()
     statuses: Counter[int] = Counter()
     lat: list[float] = []
+    by_task: dict[str, list[float]] = {}
     lost = sent = 0
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
         for _ in range(20):  # warm-up, not counted
@@ -124,13 +142,15 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
             nonlocal lost, sent
             while time.perf_counter() < stop_at and sent < cap:
                 sent += 1
+                kind, task, stream = next(mix)
                 try:
-                    status, seconds = await one(http, p, *next(mix), gateway)
+                    status, seconds = await one(http, p, kind, task, stream, gateway)
                 except httpx.HTTPError:
                     lost += 1
                     continue
                 statuses[status] += 1
                 lat.append(seconds)
+                by_task.setdefault("fim" if kind == "fim" else task, []).append(seconds)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -138,7 +158,8 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     return {"sent": sent, "answered": sum(statuses.values()), "lost": lost, "statuses": dict(statuses),
             "5xx": sum(n for s, n in statuses.items() if s >= 500), "p50": q[49] * 1000, "p95": q[94] * 1000,
-            "rps": len(lat) / wall, "rss_before": rss_before, "rss_after": rss_mb(p.proc.pid)}
+            "rps": len(lat) / wall, "rss_before": rss_before, "rss_after": rss_mb(p.proc.pid),
+            "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(by_task.items())}}
 
 
 def main() -> int:
@@ -150,7 +171,9 @@ def main() -> int:
     fake = FakeUpstream()
     tmp = Path(tempfile.mkdtemp(prefix="carrot-load-"))
     bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)})
-    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": pgvector_url()})
+    store = pgvector_url()
+    index_for_rag(store, tmp)
+    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store})
     try:
         rows = {"bare LiteLLM": asyncio.run(run_load(bare, False, args.clients, args.duration, args.max_requests)),
                 "carrot gateway": asyncio.run(run_load(gw, True, args.clients, args.duration, args.max_requests))}
@@ -172,6 +195,8 @@ def main() -> int:
             ok = False
             print(f"  FAIL {name}: statuses {r['statuses']}, lost {r['lost']}")
     growth = rows["carrot gateway"]["rss_after"] - rows["carrot gateway"]["rss_before"]
+    for name, r in rows.items():
+        print(f"p50 ms by task, {name}: " + ", ".join(f"{t} {ms:.0f}" for t, ms in r["p50_by_task"].items()))
     for key, text in FAILURES.items():
         print(f"  5xx sample {key}: {text}")
     print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
