@@ -61,7 +61,7 @@ def parse_diff(text: str) -> Diff:
         patch = PatchSet(text)
     except UnidiffParseError as exc:
         raise InputError(f"not a unified diff: {exc}") from None
-    if not len(patch) and text.strip():
+    if not len(patch):
         raise InputError("not a unified diff: no file headers ('--- a/…', '+++ b/…') found")
     return Diff(tuple(_file(pf) for pf in patch))
 
