@@ -190,3 +190,15 @@ def test_redis_down_or_frozen_still_serves(ops_proxy, own_redis, fake_upstream, 
     ask(c, f"{marker} again")
     assert ask(c, f"{marker} again")[0]["x-carrot-cache"] == "hit"
     assert list(services.redis.Redis.from_url(own_redis.url).scan_iter("carrot:*"))  # written to Redis again
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_output_guardrails_apply_to_cached_answers(client, fake_upstream, marker, stream):
+    token = "ghp_" + "R7kQ2mX9vL4tW8pZ3nB6yH1cF5jD0sA2gE7u"
+    fake_upstream.script(Reply(match=marker, content=f"Use this token: {token} in the header."))
+    first, t1 = ask(client, marker, stream=stream)
+    second, t2 = ask(client, marker, stream=stream)
+    assert second["x-carrot-cache"] == "hit"
+    assert len(fake_upstream.find(marker)) == 1
+    for text in (t1, t2):
+        assert token not in text and "[REDACTED" in text
