@@ -117,19 +117,23 @@ def sse_events(text: str) -> list[str]:
     return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
 
 
-@pytest.mark.parametrize("task,path", [("editor", "/api/chat"), ("chat", "/api/chat")])
-def test_cut_stream_ends_with_error_event(proxy, fake_upstream, marker, task, path):
-    fake_upstream.script(Reply(content="x" * 400, chunk_chars=8, cut_after=5, match=marker))
-    r = ask(proxy, marker, task, stream=True)
-    events = sse_events(r.text)
-    assert events, r.text
-    assert events[-1] != "[DONE]" or any("error" in e for e in events), r.text
-    last = json.loads(events[-1]) if events[-1] != "[DONE]" else json.loads(events[-2])
-    assert "error" in last, events[-3:]
-    text = "".join((json.loads(e).get("choices") or [{}])[0].get("delta", {}).get("content") or ""
-                   for e in events if e != "[DONE]" and "choices" in json.loads(e))
-    assert len(text) < 400
-    assert not any('"finish_reason": "stop"' in e or '"finish_reason":"stop"' in e for e in events)
+def assert_cut_reported(r: httpx.Response, upstream: str) -> None:
+    """A cut stream is reported: as an HTTP 502 naming the upstream when nothing had reached the client
+    yet (e.g. all still in the output guardrail's holdback), else as an SSE error event; never a finish."""
+    if r.status_code != 200:
+        assert r.status_code == 502 and upstream in r.json()["error"]["message"], r.text
+        return
+    events = [json.loads(e) for e in sse_events(r.text) if e != "[DONE]"]
+    assert events and "error" in events[-1], events[-3:]
+    assert upstream in events[-1]["error"]["message"]
+    assert not any((e.get("choices") or [{}])[0].get("finish_reason") for e in events), events
+
+
+@pytest.mark.parametrize("task", ["editor", "chat"])
+@pytest.mark.parametrize("cut_after", [2, 30], ids=["early", "late"])
+def test_cut_stream_is_reported(proxy, fake_upstream, marker, task, cut_after):
+    fake_upstream.script(Reply(content="x" * 400, chunk_chars=8, cut_after=cut_after, match=marker))
+    assert_cut_reported(ask(proxy, marker, task, stream=True), fake_upstream.url)
 
 
 def test_cut_stream_raises_in_openai_sdk(proxy, fake_upstream, marker):
@@ -142,14 +146,14 @@ def test_cut_stream_raises_in_openai_sdk(proxy, fake_upstream, marker):
             pass
 
 
-def test_cut_fim_stream_ends_with_error_event(proxy, fake_upstream, marker):
-    fake_upstream.script(Reply(content="z" * 400, chunk_chars=8, cut_after=5, match=marker))
+@pytest.mark.parametrize("cut_after", [2, 30], ids=["early", "late"])
+def test_cut_fim_stream_is_reported(proxy, fake_upstream, marker, cut_after):
+    fake_upstream.script(Reply(content="z" * 400, chunk_chars=8, cut_after=cut_after, match=marker))
     body = {"model": "gpt-4o", "prompt": f"# {marker}\n", "suffix": "\n", "stream": True}
     with httpx.stream("POST", f"{proxy.base_url}/v1/completions", json=body, headers=proxy.headers(),
                       timeout=60) as r:
         r.read()
-    events = sse_events(r.text)
-    assert events and any("error" in json.loads(e) for e in events if e != "[DONE]"), r.text
+    assert_cut_reported(r, fake_upstream.url)
 
 
 def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
@@ -161,8 +165,7 @@ def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
 
 @pytest.mark.skipif(not hasattr(Reply, "clean_cut"), reason="needs Reply.clean_cut in tests/fake_upstream.py")
 @pytest.mark.parametrize("task", ["editor", "refactor"])
-def test_stream_ended_cleanly_before_its_final_chunk_ends_with_error_event(proxy, fake_upstream, marker, task):
+def test_stream_ended_cleanly_before_its_final_chunk_is_reported(proxy, fake_upstream, marker, task):
     """The upstream closes the body properly but never sends its done/[DONE] chunk (a crashed worker)."""
-    fake_upstream.script(Reply(content="v" * 400, chunk_chars=8, cut_after=5, clean_cut=True, match=marker))
-    events = sse_events(ask(proxy, marker, task, stream=True).text)
-    assert any("error" in json.loads(e) for e in events if e != "[DONE]"), events[-3:]
+    fake_upstream.script(Reply(content="v" * 400, chunk_chars=8, cut_after=30, clean_cut=True, match=marker))
+    assert_cut_reported(ask(proxy, marker, task, stream=True), fake_upstream.url)
