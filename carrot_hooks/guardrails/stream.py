@@ -3,8 +3,9 @@
 Each delta is scanned together with the last `holdback` characters already released.
 Text is held back only from the earliest point that could still grow into a finding:
 a match that touches the end of what arrived so far, a detector keyword on the
-current line (for at most `holdback` characters), a partly arrived keyword, or a
-half-written `<PLACEHOLDER_n>`. Everything before it is released (redacted, with
+current line (for at most `holdback` characters), a partly arrived keyword, an
+unfinished token that could be part of a secret (has digits or symbols, or is long),
+or a half-written `<PLACEHOLDER_n>`. Everything before it is released (redacted, with
 placeholders restored), so the first token is not delayed by a fixed window.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from .rules import Finding, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
+_TRAILING_TOKEN = re.compile(r"\S+$")
 
 
 class StreamFilter:
@@ -52,8 +54,10 @@ class StreamFilter:
     def _hold_from(self, window: str, found: list[Finding]) -> int:
         n = len(window)
         limit = n
-        for f in found:
-            if f.end >= n:
+        token = _TRAILING_TOKEN.search(window)
+        token_start = token.start() if token else n
+        for f in found:  # a match ending in the unfinished last token may still grow
+            if f.end >= n or f.end > token_start:
                 limit = min(limit, f.start)
         low = window.lower()
         line_start = max(low.rfind("\n") + 1, n - self.holdback)
@@ -65,6 +69,8 @@ class StreamFilter:
             if low.endswith(p):
                 limit = min(limit, n - len(p))
                 break
+        if token and n - token.start() <= self.holdback and (len(token.group()) >= 8 or not token.group().isalpha()):
+            limit = min(limit, token.start())
         if self.restore is not None:
             m = _OPEN_PLACEHOLDER.search(window)
             if m:
