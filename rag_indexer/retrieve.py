@@ -87,7 +87,8 @@ class Retriever:
             rankings.append(sorted(dense, key=lambda c: -dense[c])[:cand])
             weights.append(cfg.weights.dense)
         if q.mode in ("hybrid", "fulltext"):
-            bm25 = dict(self.store.bm25(info, search_text(q.text), cand, cfg.max_query_terms, q.paths))
+            bm25 = dict(self.store.bm25(info, search_text(q.text), cand, cfg.max_query_terms, q.paths,
+                                        cfg.max_term_df.get(q.kind, 1.0)))
             rankings.append(list(bm25))
             weights.append(cfg.weights.fulltext)
         if q.mode == "hybrid" and q.kind == "code":

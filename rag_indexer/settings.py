@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,8 @@ class RetrievalSettings(_Strict):
     rrf_k: int = Field(60, ge=1)
     weights: Weights = Weights()
     max_query_terms: int = Field(48, ge=1, le=512)
+    # full-text skips lexemes found in more than this share of an index's chunks (per index kind)
+    max_term_df: dict[Literal["code", "docs"], Annotated[float, Field(gt=0, le=1)]] = {"code": 0.1, "docs": 0.3}
     query_window_words: int = Field(160, ge=16, le=512)
     max_query_windows: int = Field(4, ge=1, le=32)
     min_dense_similarity: float = Field(0.35, ge=-1, le=1)

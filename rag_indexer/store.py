@@ -16,6 +16,7 @@ import numpy as np
 from .chunk import Chunk
 
 K1, B = 1.2, 0.75
+MIN_DF_CUTOFF = 200  # common-term pruning only where postings are long; small indexes keep every term
 TS_CONFIG = "english"
 
 SCHEMA = """
@@ -32,6 +33,8 @@ CREATE TABLE IF NOT EXISTS rag_chunks (
     path text NOT NULL, language text NOT NULL, symbol text NOT NULL, heading text NOT NULL,
     start_line int NOT NULL, end_line int NOT NULL, content text NOT NULL, doclen int NOT NULL);
 CREATE INDEX IF NOT EXISTS rag_chunks_file ON rag_chunks (index_id, path);
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS symbol_key text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS rag_chunks_symbol ON rag_chunks (index_id, symbol_key);
 CREATE TABLE IF NOT EXISTS rag_postings (
     index_id int NOT NULL, lexeme text NOT NULL, chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
     tf int NOT NULL, doclen int NOT NULL, PRIMARY KEY (index_id, lexeme, chunk_id));
@@ -85,6 +88,10 @@ class Store:
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
             self.conn.execute(SCHEMA)
+            self.conn.execute(  # rows written before symbol_key existed
+                "UPDATE rag_chunks SET symbol_key = lower(regexp_replace(symbol, '^.*\\.', '')) "
+                "WHERE symbol_key = '' AND symbol <> ''"
+            )
             register_vector(self.conn)
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
@@ -169,10 +176,10 @@ class Store:
             self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s AND path = %s", (info.id, path))
             for chunk, term_text, vecs in zip(chunks, terms, vectors, strict=True):
                 chunk_id = self.conn.execute(
-                    "INSERT INTO rag_chunks (index_id, path, language, symbol, heading, start_line, end_line, content, doclen) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (info.id, path, chunk.language, chunk.symbol, chunk.heading, chunk.start_line, chunk.end_line,
-                     chunk.text, max(1, len(term_text.split()))),
+                    "INSERT INTO rag_chunks (index_id, path, language, symbol, symbol_key, heading, start_line, end_line, "
+                    "content, doclen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (info.id, path, chunk.language, chunk.symbol, chunk.symbol.rsplit(".", 1)[-1].lower(), chunk.heading,
+                     chunk.start_line, chunk.end_line, chunk.text, max(1, len(term_text.split()))),
                 ).fetchone()[0]
                 self.conn.execute(
                     "INSERT INTO rag_postings (index_id, lexeme, chunk_id, tf, doclen) "
@@ -229,8 +236,9 @@ class Store:
         return sorted(best.items(), key=lambda kv: -kv[1])
 
     def bm25(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
-             paths: Sequence[str] = ()) -> list[tuple[int, float]]:
-        """(chunk_id, BM25 score) over Postgres full-text lexemes, the rarest `max_terms` query terms."""
+             paths: Sequence[str] = (), max_df_ratio: float = 1.0) -> list[tuple[int, float]]:
+        """(chunk_id, BM25 score) over Postgres full-text lexemes: the rarest `max_terms` query terms,
+        leaving out terms in more than `max_df_ratio` of the chunks (long postings, little weight)."""
         path_sql, params = _path_filter(paths)
         rows = self.conn.execute(
             f"""
@@ -240,31 +248,31 @@ class Store:
             q AS (
                 SELECT t.lexeme, ln(1 + (%(n)s - t.df + 0.5) / (t.df + 0.5)) * (1 + ln(qt.qtf)) AS w
                 FROM qt JOIN rag_terms t ON t.index_id = %(idx)s AND t.lexeme = qt.lexeme
-                ORDER BY t.df ASC LIMIT %(maxterms)s)
+                WHERE t.df <= %(maxdf)s ORDER BY t.df ASC LIMIT %(maxterms)s)
             SELECT p.chunk_id, sum(q.w * p.tf * {K1 + 1} / (p.tf + {K1} * (1 - {B} + {B} * p.doclen / %(avgdl)s))) AS s
             FROM q JOIN rag_postings p ON p.index_id = %(idx)s AND p.lexeme = q.lexeme
             {'JOIN rag_chunks c ON c.id = p.chunk_id WHERE true ' + path_sql if path_sql else ''}
             GROUP BY p.chunk_id ORDER BY s DESC LIMIT %(lim)s
             """,
             {"text": query_terms, "n": max(1, info.chunks), "idx": info.id, "avgdl": max(1.0, info.avgdl),
-             "maxterms": max_terms, "lim": limit, **params},
+             "maxterms": max_terms, "maxdf": max(MIN_DF_CUTOFF, int(max_df_ratio * info.chunks)), "lim": limit, **params},
         ).fetchall()
         return [(cid, float(s)) for cid, s in rows]
 
     def symbols(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
                 paths: Sequence[str] = ()) -> list[tuple[int, bool]]:
-        """(chunk id, qualified) for chunks whose symbol or its last part is one of `names`, or whose
-        symbol ends with one of the `dotted` names (qualified = True), case-insensitive."""
+        """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
+        `dotted` names; qualified = the symbol ends with the whole dotted name. Case-insensitive."""
         if not names and not dotted:
             return []
         path_sql, params = _path_filter(paths)
         rows = self.conn.execute(
             "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
             "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
-            "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol <> '' AND "
-            "(lower(c.symbol) = ANY(%(names)s) OR lower(regexp_replace(c.symbol, '^.*\\.', '')) = ANY(%(names)s)) "
+            "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
             f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
-            {"idx": info.id, "names": [n.lower() for n in names], "dotted": [d.lower() for d in dotted],
+            {"idx": info.id, "keys": list({n.rsplit(".", 1)[-1].lower() for n in (*names, *dotted)}),
+             "dotted": [d.lower() for d in dotted],
              "lim": limit, **params},
         ).fetchall()
         return [(r[0], bool(r[1])) for r in rows]
