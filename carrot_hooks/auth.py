@@ -10,6 +10,7 @@ tenant keys listed by SHA-256 in `policy/keys.yaml` are accepted here; anything 
 # pydantic cannot resolve postponed annotations.
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import Request
@@ -57,9 +58,10 @@ def unauthorized(reason: Literal["missing", "invalid"]) -> ProxyException:
     return ProxyException(message=message, type=ProxyErrorTypes.auth_error, param="Authorization", code=401)
 
 
-def decide(route: str, api_key: str | None, *, master_key: str | None, keys: KeysPolicy,
+def decide(route: str, api_key: str | None, *, master_key: str | None, keys: Callable[[], KeysPolicy],
            db_connected: bool) -> Decision:
-    """A tenant's identity, or the key string to hand on to LiteLLM's own checks; raises 401 otherwise."""
+    """A tenant's identity, or the key string to hand on to LiteLLM's own checks; raises 401 otherwise.
+    `keys` is read only for keys that are not the master key, so a broken keys file never locks it out."""
     api_key = (api_key or "").strip()
     if route in LiteLLMRoutes.public_routes.value or master_key is None:
         return api_key  # LiteLLM's public routes and key-less dev mode behave as before
@@ -67,7 +69,7 @@ def decide(route: str, api_key: str | None, *, master_key: str | None, keys: Key
         raise unauthorized("missing")
     if hmac.compare_digest(api_key.encode(), master_key.encode()):
         return api_key
-    tenant = keys.find(api_key)
+    tenant = keys().find(api_key)
     if tenant is not None:
         return UserAPIKeyAuth(api_key=api_key, team_id=tenant.tenant, key_alias=tenant.alias,
                               metadata=dict(tenant.metadata))
@@ -95,5 +97,5 @@ async def user_api_key_auth(request: Request, api_key: str) -> Decision:
     from litellm.proxy import proxy_server
     from litellm.proxy.auth.auth_utils import get_request_route
 
-    return decide(get_request_route(request), api_key, master_key=proxy_server.master_key, keys=keys_policy(),
+    return decide(get_request_route(request), api_key, master_key=proxy_server.master_key, keys=keys_policy,
                   db_connected=proxy_server.prisma_client is not None)

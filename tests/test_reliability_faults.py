@@ -188,3 +188,32 @@ def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
     assert wait_for(lambda: ask(chaos, "r", text="the same question every time").headers["x-carrot-cache"] == "hit",
                     timeout=30)
     print(json.dumps({f"{k}:{s}": n for (k, s), n in statuses.items()}))
+
+
+BROKEN = {
+    "yaml-syntax": lambda p: p.write_text("rules: [unclosed\n  - {id: x\n"),
+    "empty": lambda p: p.write_text(""),
+    "binary": lambda p: p.write_bytes(b"\x00\xff\xfe" * 1000),
+    "missing": lambda p: p.unlink(),
+}
+
+
+@pytest.mark.parametrize("policy", ["routing.yaml", "guardrails.yaml", "rag.yaml", "keys.yaml"])
+@pytest.mark.parametrize("how", sorted(BROKEN))
+def test_broken_policy_file_keeps_last_valid_version(chaos, fake_upstream, collection, policy, how):
+    path = chaos.policy_dir / policy
+    original = path.read_text()
+    BROKEN[how](path)
+    try:
+        time.sleep(1.2)  # past the once-a-second re-read
+        for task, stream in (("editor", False), ("rag-doc", True), ("chat", False)):
+            r = ask(chaos, f"broken-{policy}-{how}-{uuid.uuid4().hex[:6]}", task, stream=stream, refs=collection
+                    if task == "rag-doc" else None)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-carrot-route"] in {"small-model-tasks", "default-v2"}
+            if task == "rag-doc":
+                assert r.headers["x-carrot-rag"].startswith("injected:"), r.headers
+            if stream:
+                assert stream_complete(r), r.text[-500:]
+    finally:
+        path.write_text(original)

@@ -115,25 +115,36 @@ def test_invalid_keys_edit_keeps_last_valid_keys(proxy, marker):
 
 # --- the decision itself, for the DB-connected branch the suite cannot start (no Prisma engines) ---
 
-KEYS = KeysPolicy(keys=[TenantKey(sha256=hashlib.sha256(b"sk-team-a").hexdigest(), tenant="a")])
+TEAM_A = KeysPolicy(keys=[TenantKey(sha256=hashlib.sha256(b"sk-team-a").hexdigest(), tenant="a")])
+
+
+def team_a_keys() -> KeysPolicy:
+    return TEAM_A
 
 
 def test_decide_hands_unknown_keys_to_litellm_when_db_connected():
-    assert decide("/v1/chat/completions", "sk-virtual", master_key="sk-m", keys=KEYS, db_connected=True) == "sk-virtual"
+    assert decide("/v1/chat/completions", "sk-virtual", master_key="sk-m", keys=team_a_keys, db_connected=True) == "sk-virtual"
 
 
 def test_decide_master_key_goes_to_litellm_checks():
-    assert decide("/v1/models", "sk-m", master_key="sk-m", keys=KEYS, db_connected=False) == "sk-m"
+    assert decide("/v1/models", "sk-m", master_key="sk-m", keys=team_a_keys, db_connected=False) == "sk-m"
 
 
 def test_decide_tenant_key_becomes_team():
-    auth = decide("/v1/models", "sk-team-a", master_key="sk-m", keys=KEYS, db_connected=False)
+    auth = decide("/v1/models", "sk-team-a", master_key="sk-m", keys=team_a_keys, db_connected=False)
     assert auth.team_id == "a" and auth.token == hashlib.sha256(b"sk-team-a").hexdigest()
     assert "sk-team-a" not in json.dumps(auth.model_dump(mode="json"), default=str)
+
+
+def test_decide_master_key_never_reads_the_keys_file():
+    def broken():
+        raise ValueError("unreadable keys file")
+
+    assert decide("/v1/models", "sk-m", master_key="sk-m", keys=broken, db_connected=False) == "sk-m"
 
 
 @pytest.mark.parametrize("key", ["", "  ", None, "sk-other"])
 def test_decide_refuses_without_db(key):
     with pytest.raises(Exception) as e:
-        decide("/v1/chat/completions", key, master_key="sk-m", keys=KEYS, db_connected=False)
+        decide("/v1/chat/completions", key, master_key="sk-m", keys=team_a_keys, db_connected=False)
     assert getattr(e.value, "code", None) == "401"
