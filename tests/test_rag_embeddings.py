@@ -96,9 +96,9 @@ def test_int8_onnx_vectors_match_float32_reference(embedder):
     got = embedder.embed(SENTENCES)
     ref = _reference(SENTENCES)
     cos = (got * ref).sum(1)
-    assert cos.min() > 0.97, cos
+    assert cos.min() > 0.99, cos  # measured 0.9995
     # the similarity structure is preserved, not just each vector
-    assert np.abs(got @ got.T - ref @ ref.T).max() < 0.06
+    assert np.abs(got @ got.T - ref @ ref.T).max() < 0.02
 
 
 def test_paraphrase_scores_above_unrelated(embedder):
