@@ -30,6 +30,7 @@ bench: setup
 	$(PY) bench/cache.py
 	$(PY) bench/guardrails.py
 	$(PY) bench/retrieval.py
+	$(PY) bench/rag_latency.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache

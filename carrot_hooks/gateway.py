@@ -4,6 +4,8 @@ headers → route → prompt pack → context → (LiteLLM guardrails) → LiteL
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Collection
 
@@ -69,6 +71,8 @@ class CarrotGateway(CustomLogger):
         for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
         result_cache.configure()
+        if os.environ.get("CARROT_RAG_WARM", "1") == "1":  # load the embedding model off the request path
+            threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
     def _decide(self, data: dict, call_type: str, headers: dict[str, str], key_meta: dict,
                 tenant: str) -> RequestContext:
@@ -170,6 +174,13 @@ class CarrotGateway(CustomLogger):
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status
         return headers
+
+
+def _warm_rag() -> None:
+    try:
+        rag.warm()
+    except Exception as e:  # the store may come later; requests then say x-carrot-rag: unavailable
+        log.warning("RAG warm-up failed (%s); retrieval will retry on first use", type(e).__name__)
 
 
 def _key_task(meta: dict, tasks: Collection[str]) -> str | None:

@@ -43,6 +43,7 @@ class ProxyProcess:
             "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake",
             "LITELLM_MASTER_KEY": self.master_key, "CARROT_POLICY_DIR": str(self.policy_dir),
             "LITELLM_MODE": "PRODUCTION",  # the CLI would otherwise load the developer's .env
+            "CARROT_RAG_WARM": "0",  # most test proxies never retrieve; the first rag request loads the model
             **(env or {}),
         })
         self._log = self.log_path.open("wb")
