@@ -238,13 +238,17 @@ def main() -> None:
 
     print("== streaming: first-token delay added by the holdback (20 ms between 4-char chunks)")
     cmd_rows = [r["command"] for r in jsonl(args.evaldata / "commands_dev.jsonl")]
-    starts = ["Sure! ", "Here is the fix:\n", "To do that, run ", "```bash\n", "The problem is that ", ""]
-    answers = [rng.choice(starts) + rng.choice(cmd_rows + secrets_rows + [snippet[i:i + 300] for i in range(0, 6000, 300)])
-               for _ in range(120)]
-    base, guarded = asyncio.run(first_token_delays(policy, answers, 0.02, 4))
-    added = [g - b for g, b in zip(guarded, base)]
-    print(f"  pass-through p95 {pct(base, .95):.2f} ms; guarded p50 {pct(guarded, .5):.2f} p95 {pct(guarded, .95):.2f} ms; "
-          f"added p95 {pct(added, .95):.2f} ms (target <= 50)")
+    bodies = cmd_rows + secrets_rows + [snippet[i:i + 300] for i in range(0, 6000, 300)]
+    starts = ["Sure! ", "Here is the fix:\n", "To do that, run ", "```bash\n", "The problem is that "]
+    cases = {
+        "answers opening with prose or a fence": [rng.choice(starts) + rng.choice(bodies) for _ in range(100)],
+        "answers opening with a command/secret": [rng.choice(bodies) for _ in range(40)],
+    }
+    for label, answers in cases.items():
+        base, guarded = asyncio.run(first_token_delays(policy, answers, 0.02, 4))
+        added = [g - b for g, b in zip(guarded, base)]
+        print(f"  {label}: pass-through p95 {pct(base, .95):.2f} ms; guarded p50 {pct(guarded, .5):.2f} "
+              f"p95 {pct(guarded, .95):.2f} ms; added p95 {pct(added, .95):.2f} ms (target <= 50)")
 
     chunks = [answer_src[i:i + 4] for i in range(0, min(len(answer_src), 8000), 4)]
     f = StreamFilter(lambda s: output.scan(s, risk), output.keywords, policy.stream.holdback_chars,

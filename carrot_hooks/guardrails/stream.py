@@ -4,7 +4,7 @@ Each delta is scanned together with the last `holdback` characters already relea
 Text is held back only from the earliest point that could still grow into a finding:
 a match that touches the end of what arrived so far, a detector keyword on the
 current line (for at most `holdback` characters), a partly arrived keyword, an
-unfinished token that could be part of a secret (has digits or symbols, or is long),
+unfinished token that could be part of a secret (long, or with digits or key punctuation),
 or a half-written `<PLACEHOLDER_n>`. Everything before it is released (redacted, with
 placeholders restored), so the first token is not delayed by a fixed window.
 """
@@ -19,6 +19,12 @@ from .rules import Finding, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _TRAILING_TOKEN = re.compile(r"\S+$")
+_SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
+
+
+def _secret_like(token: str) -> bool:
+    """Could this unfinished token be the start of a key? Long, or with digits or key punctuation."""
+    return len(token) >= 8 or bool(_SECRET_CHARS.search(token))
 
 
 class StreamFilter:
@@ -69,7 +75,7 @@ class StreamFilter:
             if low.endswith(p):
                 limit = min(limit, n - len(p))
                 break
-        if token and n - token.start() <= self.holdback and (len(token.group()) >= 8 or not token.group().isalpha()):
+        if token and n - token.start() <= self.holdback and _secret_like(token.group()):
             limit = min(limit, token.start())
         if self.restore is not None:
             m = _OPEN_PLACEHOLDER.search(window)
