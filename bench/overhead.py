@@ -49,13 +49,13 @@ def bare_config(tmp: Path) -> Path:
 
 
 def measure(name: str, send, n: int, concurrency: int) -> dict:
-    for _ in range(10):
-        send()
+    for i in range(10):
+        send(f"warm-{i}")
     lat: list[float] = []
 
-    def one(_):
+    def one(i):
         t = time.perf_counter()
-        send()
+        send(f"{name}-{i}")  # every prompt differs: no cache hits
         lat.append(time.perf_counter() - t)
 
     t0 = time.perf_counter()
@@ -77,16 +77,17 @@ def main() -> None:
     bare = ProxyProcess(fake.url, config=bare_config(tmp))
     gw = ProxyProcess(fake.url)
     http = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.concurrency * 2))
-    msgs = [{"role": "user", "content": prompt}]
+    def msgs(tag: str) -> list[dict]:
+        return [{"role": "user", "content": f"{tag}\n{prompt}"}]
 
-    def direct():
+    def direct(tag: str):
         http.post(f"{fake.url}/api/chat", json={"model": "deepseek-coder-v2:16b-lite-instruct-q4_K_M",
-                                                 "messages": msgs, "stream": False}).raise_for_status()
+                                                 "messages": msgs(tag), "stream": False}).raise_for_status()
 
     def via(p: ProxyProcess, model: str):
-        def send():
+        def send(tag: str):
             r = http.post(f"{p.base_url}/v1/chat/completions", headers=p.headers(),
-                          json={"model": model, "messages": msgs, "max_tokens": 16})
+                          json={"model": model, "messages": msgs(tag), "max_tokens": 16})
             r.raise_for_status()
         return send
 
