@@ -48,8 +48,12 @@ def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int)
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
-    elif call_type in TEXT_CALLS and not isinstance(data.get("prompt"), (str, list)):
-        raise GatewayError(400, "Field 'prompt' must be a string", param="prompt")
+    elif call_type in TEXT_CALLS:
+        prompt = data.get("prompt")
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
+                                            and all(isinstance(p, str) for p in prompt))):
+            raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings",
+                               param="prompt")
 
 
 def _cache_controls(data: dict, headers: dict[str, str], namespace: str) -> None:

@@ -257,3 +257,11 @@ def test_unreachable_upstream_is_502_naming_url(start_proxy, marker):
     r = post(p, "/v1/chat/completions", json.dumps({"model": "x", "messages": [{"role": "user", "content": marker}]}))
     assert r.status_code in (502, 503), r.text
     assert dead in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [b'{"model": "x", "prompt": []}', b'{"model": "x", "prompt": [1, 2]}',
+                                  b'{"model": "x"}', b'{"model": "x", "prompt": {"a": 1}}'])
+def test_bad_completion_prompt_is_400(proxy, body):
+    r = post(proxy, "/v1/completions", body)
+    assert r.status_code == 400, r.text
+    assert "prompt" in r.json()["error"]["message"]
