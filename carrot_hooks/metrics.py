@@ -6,6 +6,9 @@ Label values are bounded: task types, aliases, rule ids and statuses, never prom
 
 from __future__ import annotations
 
+import functools
+import time
+
 from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter("carrot_requests_total", "Requests through the gateway.",
@@ -18,4 +21,21 @@ HOOK_DURATION = Histogram("carrot_hook_duration_seconds", "Time spent in each ga
                           buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25))
 RAG_DURATION = Histogram("carrot_rag_retrieval_duration_seconds", "Retrieval time (query embedding + search).",
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1))
+GUARDRAIL_ACTIONS = Counter("carrot_guardrail_actions_total",
+                            "Guardrail decisions by guardrail and action (pass, flag, redact, block, restore, escalate).",
+                            ["guardrail", "action"])
 CACHE_ERRORS = Counter("carrot_cache_errors_total", "Result-cache operations that failed or timed out.")
+
+
+def timed_stage(stage: str):
+    """Decorator: observe an async hook's duration as `carrot_hook_duration_seconds{stage=...}`."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def inner(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                HOOK_DURATION.labels(stage).observe(time.perf_counter() - t0)
+        return inner
+    return wrap

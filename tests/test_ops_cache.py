@@ -114,7 +114,8 @@ def test_metrics_after_traffic(proxy, client, marker):
     assert 'carrot_requests_total{cache_hit="true",model="ds-coder-6.7b"' in text
     assert re.search(r'carrot_request_duration_seconds_bucket\{le="2.0",model="ds-coder-6.7b",task_type="editor"\}', text)
     assert re.search(r'carrot_tokens_total\{direction="output",model="ds-coder-6.7b"\} [1-9]', text)
-    for stage in ("route", "prompt_pack", "context", "cache_key"):
+    for stage in ("route", "prompt_pack", "context", "cache_key", "guardrail_policy", "guardrail_pii",
+                  "guardrail_output"):
         assert f'carrot_hook_duration_seconds_count{{stage="{stage}"}}' in text
     assert "litellm_" in text  # LiteLLM's own series are served beside ours
     assert marker not in text  # no prompt text in labels

@@ -24,6 +24,7 @@ from ..context import RequestContext, Verdict, get_context
 from ..errors import GatewayError
 from .allowlist import allowed_tasks
 from .engines import shared_engines
+from ..metrics import timed_stage
 from .metrics import record
 from .pii import PiiRedactor, Vault
 from .rules import Finding, explain, redact
@@ -91,6 +92,7 @@ class PromptPolicyGuardrail(CustomGuardrail):
         super().__init__(supported_event_hooks=[GuardrailEventHooks.pre_call], **kwargs)
         self.engines = shared_engines()
 
+    @timed_stage("guardrail_policy")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Block (400) on a policy rule with action block, 403 on a task type the caller may not use."""
         if call_type not in CHAT_AND_TEXT:
@@ -133,6 +135,7 @@ class PiiGuardrail(CustomGuardrail):
         self.engines = shared_engines()
         self.engines.pii()  # load spaCy at start-up and log the mode, not on the first request
 
+    @timed_stage("guardrail_pii")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Replace PII with `<LABEL_n>` placeholders; escalate or fail closed per the risk level."""
         if call_type not in CHAT_AND_TEXT:
@@ -210,6 +213,7 @@ class OutputGuardrail(CustomGuardrail):
         restore = vault.restore if isinstance(vault, Vault) and risk.restore_pii else (lambda t: t)
         return ctx, (lambda text: det.output.scan(text, risk)), restore
 
+    @timed_stage("guardrail_output")
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
         """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders.
 

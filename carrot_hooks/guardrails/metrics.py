@@ -1,16 +1,9 @@
-"""The guardrail metric and the one function that records a verdict (context + counter)."""
+"""The one function that records a guardrail verdict (request context + counter)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
-
 from ..context import RequestContext, Verdict
-
-GUARDRAIL_ACTIONS = Counter(
-    "carrot_guardrail_actions_total",
-    "Guardrail decisions by guardrail and action (pass, flag, redact, block, restore, escalate).",
-    ["guardrail", "action"],
-)
+from ..metrics import GUARDRAIL_ACTIONS
 
 
 def record(ctx: RequestContext | None, verdict: Verdict) -> None:
