@@ -138,8 +138,8 @@ def test_huge_header_is_rejected_cleanly(proxy):
     body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}).encode()
     try:
         r = send(proxy, body, {"X-Context-Refs": "repo@sha," + "p," * 60_000})
-    except httpx.RemoteProtocolError:
-        return  # the server refused the oversized header block by closing: no 500, no hang
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        return  # the server refused the oversized header block by closing or resetting: no 500, no hang
     assert_not_server_error(r)
 
 
