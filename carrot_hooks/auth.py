@@ -71,7 +71,9 @@ def decide(route: str, api_key: str | None, *, master_key: str | None, keys: Cal
         return api_key
     tenant = keys().find(api_key)
     if tenant is not None:
-        return UserAPIKeyAuth(api_key=api_key, team_id=tenant.tenant, key_alias=tenant.alias,
+        # the hash, never the key: LiteLLM keeps a key without the sk- prefix as-is in token/api_key,
+        # which end up in logs and metric labels
+        return UserAPIKeyAuth(api_key=tenant.sha256, team_id=tenant.tenant, key_alias=tenant.alias,
                               metadata=dict(tenant.metadata))
     if db_connected:
         return api_key

@@ -97,6 +97,17 @@ def test_static_tenant_key_served_with_its_metadata(proxy, fake_upstream, marker
     assert r.status_code == 401 and fake_upstream.find(marker + "-2") == []
 
 
+def test_plain_tenant_key_never_in_logs_or_metrics(proxy, fake_upstream, marker):
+    key = f"tenant-plain-{marker}-{marker[::-1]}"  # no sk- prefix
+    write_keys(proxy, {key: {"tenant": "team-plain", "alias": "plain"}})
+    wait_until_accepted(proxy, key)
+    c = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=key, max_retries=0, timeout=30)
+    c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": marker}])
+    metrics = httpx.get(f"{proxy.base_url}/metrics", timeout=30, follow_redirects=True).text
+    assert 'team="team-plain"' in metrics or "team-plain" in metrics
+    assert key not in metrics and key not in proxy.log()
+
+
 def test_invalid_keys_edit_keeps_last_valid_keys(proxy, marker):
     key = "sk-tenant-keep-" + marker
     write_keys(proxy, {key: {"tenant": "team-keep"}})
@@ -130,10 +141,12 @@ def test_decide_master_key_goes_to_litellm_checks():
     assert decide("/v1/models", "sk-m", master_key="sk-m", keys=team_a_keys, db_connected=False) == "sk-m"
 
 
-def test_decide_tenant_key_becomes_team():
-    auth = decide("/v1/models", "sk-team-a", master_key="sk-m", keys=team_a_keys, db_connected=False)
-    assert auth.team_id == "a" and auth.token == hashlib.sha256(b"sk-team-a").hexdigest()
-    assert "sk-team-a" not in json.dumps(auth.model_dump(mode="json"), default=str)
+@pytest.mark.parametrize("key", ["sk-team-a", "plain-team-key"])
+def test_decide_tenant_key_becomes_team_without_keeping_the_key(key):
+    policy = KeysPolicy(keys=[TenantKey(sha256=hashlib.sha256(key.encode()).hexdigest(), tenant="a")])
+    auth = decide("/v1/models", key, master_key="sk-m", keys=lambda: policy, db_connected=False)
+    assert auth.team_id == "a" and auth.token == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in json.dumps(auth.model_dump(mode="json"), default=str)
 
 
 def test_decide_master_key_never_reads_the_keys_file():
