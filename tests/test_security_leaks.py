@@ -122,3 +122,8 @@ def test_log_lines_are_json_request_records(proxy, exercised):
     records = [json.loads(line) for line in proxy.log().splitlines()
                if line.startswith("{") and '"event"' in line]
     assert records, "no structured request log lines"
+
+
+def test_master_key_not_in_log_or_metrics(proxy, exercised):
+    metrics = httpx.get(f"{proxy.base_url}/metrics", timeout=30, follow_redirects=True).text
+    assert proxy.master_key not in metrics and proxy.master_key not in proxy.log()
