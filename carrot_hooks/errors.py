@@ -17,6 +17,6 @@ def bad_header(name: str, value: str, allowed: list[str]) -> GatewayError:
     """400 for an unknown header value, listing the allowed ones."""
     return GatewayError(
         400,
-        f"Invalid {name} header {value[:64]!r}: allowed values are {', '.join(allowed)}",
+        f"Invalid {name} header: allowed values are {', '.join(allowed)}",  # never echo it: could be a token
         param=name,
     )

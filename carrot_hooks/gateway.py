@@ -48,12 +48,19 @@ def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int)
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
-    elif call_type in TEXT_CALLS:
-        prompt = data.get("prompt")
-        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
-                                            and all(isinstance(p, str) for p in prompt))):
-            raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings",
-                               param="prompt")
+    elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
+        raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings or token ids",
+                           param="prompt")
+
+
+def _valid_prompt(prompt) -> bool:
+    """OpenAI's prompt forms: a string, or a non-empty list of strings, of token ids, or of token-id lists."""
+    if isinstance(prompt, str):
+        return True
+    if not isinstance(prompt, list) or not prompt:
+        return False
+    return (all(isinstance(p, str) for p in prompt) or all(type(p) is int for p in prompt)
+            or all(isinstance(p, list) and p and all(type(t) is int for t in p) for p in prompt))
 
 
 def _cache_controls(data: dict, headers: dict[str, str], namespace: str) -> None:

@@ -52,7 +52,7 @@ def parse_headers(
     if pin is not None and pin not in pins:
         raise GatewayError(
             400,
-            f"Unknown X-Model-Alias {pin[:64]!r}: known pinned aliases are {', '.join(sorted(pins)) or 'none'}",
+            f"Unknown X-Model-Alias: known pinned aliases are {', '.join(sorted(pins)) or 'none'}",
             param="X-Model-Alias",
         )
     refs = parse_context_refs(h["x-context-refs"]) if h.get("x-context-refs") else None

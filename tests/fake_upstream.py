@@ -25,6 +25,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     cut_after: int | None = None  # stream: drop the connection after this many chunks
+    clean_cut: bool = False  # with cut_after: end the stream cleanly (no final chunk) instead of dropping it
     chunk_chars: int = 8
     times: int = 1  # how many requests it answers (0 = unlimited)
 
@@ -132,7 +133,10 @@ class FakeUpstream:
         await resp.prepare(request)
         for i, line in enumerate(lines):
             if reply.cut_after is not None and i >= reply.cut_after:
-                request.transport.close()  # half-cut stream
+                if reply.clean_cut:
+                    await resp.write_eof()
+                else:
+                    request.transport.close()  # half-cut stream
                 return resp
             await resp.write(line)
         await resp.write_eof()

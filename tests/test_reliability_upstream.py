@@ -163,7 +163,6 @@ def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
     assert not any("error" in json.loads(e) for e in events[:-1])
 
 
-@pytest.mark.skipif(not hasattr(Reply, "clean_cut"), reason="needs Reply.clean_cut in tests/fake_upstream.py")
 @pytest.mark.parametrize("task", ["editor", "refactor"])
 def test_stream_ended_cleanly_before_its_final_chunk_is_reported(proxy, fake_upstream, marker, task):
     """The upstream closes the body properly but never sends its done/[DONE] chunk (a crashed worker)."""
