@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.overhead import bare_config  # noqa: E402
-from tests import services  # noqa: E402
-from tests.fake_upstream import FakeUpstream, Reply  # noqa: E402
-from tests.proxy_process import ProxyProcess  # noqa: E402
+from bench.overhead import bare_config
+from tests import services
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.proxy_process import ProxyProcess
 
 
 def timed(send, n: int) -> dict:

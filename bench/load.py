@@ -30,9 +30,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.overhead import bare_config
 from carrot_hooks.serve import ROOT
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
@@ -55,17 +55,6 @@ def index_for_rag(store: str, tmp: Path) -> None:
                  ["docs", str(docs), "--collection", "bench-carrot-docs"]):
         subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=ROOT, check=True,
                        timeout=600, env={**os.environ, "PGVECTOR_URL": store}, stdout=subprocess.DEVNULL)
-
-
-def bare_config(tmp: Path) -> Path:
-    """Our model list and router settings without carrot callbacks, guardrails or custom auth."""
-    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
-    cfg.pop("guardrails", None)
-    cfg["litellm_settings"].pop("callbacks", None)
-    cfg["general_settings"].pop("custom_auth", None)
-    path = tmp / "bare_config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def rss_mb(pid: int) -> float:

@@ -23,9 +23,9 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from carrot_hooks.serve import ROOT  # noqa: E402
-from tests.fake_upstream import FakeUpstream  # noqa: E402
-from tests.proxy_process import ProxyProcess  # noqa: E402
+from carrot_hooks.serve import ROOT
+from tests.fake_upstream import FakeUpstream
+from tests.proxy_process import ProxyProcess
 
 CODE = (ROOT / "carrot_hooks" / "gateway.py").read_text()
 

@@ -28,9 +28,9 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.fake_upstream import FakeUpstream  # noqa: E402
-from tests.proxy_process import ProxyProcess  # noqa: E402
-from tests.services import redis_url  # noqa: E402
+from tests.fake_upstream import FakeUpstream
+from tests.proxy_process import ProxyProcess
+from tests.services import redis_url
 
 MAX_SECONDS = 120  # per phase, whatever --requests says
 

@@ -44,7 +44,7 @@ class GuardedRedisCache(RedisCache):
         try:
             value = await asyncio.wait_for(
                 super().async_get_cache(key, parent_otel_span, raise_on_error=True, **kwargs), self.timeout)
-        except Exception as e:  # any Redis failure means "no cached answer"
+        except Exception as e:  # noqa: BLE001 - any Redis failure means "no cached answer"
             self._failed("get", e)
             return None
         self._ok()
@@ -57,7 +57,7 @@ class GuardedRedisCache(RedisCache):
             client = self.init_async_client()
             await asyncio.wait_for(client.set(name=self.check_and_fix_namespace(key=key), value=json.dumps(value),
                                               ex=self.get_ttl(**kwargs)), self.timeout)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a failed write only loses a cache entry
             self._failed("set", e)
             return None
         self._ok()
@@ -72,7 +72,7 @@ def configure() -> Cache:
     if url:
         cache.type = "redis"
         cache.cache = GuardedRedisCache(url=url, socket_timeout=0.25, socket_connect_timeout=0.25,
-                                        timeout=float(os.environ.get("CARROT_CACHE_TIMEOUT", 0.25)))
+                                        timeout=float(os.environ.get("CARROT_CACHE_TIMEOUT", "0.25")))
     litellm.cache = cache
     log.warning("result cache: %s, ttl %ss", "redis" if url else "in-memory", ttl)
     return cache

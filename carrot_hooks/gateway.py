@@ -190,7 +190,7 @@ class CarrotGateway(CustomLogger):
 def _warm_rag() -> None:
     try:
         rag.warm()
-    except Exception as e:  # the store may come later; requests then say x-carrot-rag: unavailable
+    except Exception as e:  # noqa: BLE001 - the store may come later; requests say x-carrot-rag: unavailable
         log.warning("RAG warm-up failed (%s); retrieval will retry on first use", type(e).__name__)
 
 

@@ -90,7 +90,7 @@ def test_client_cannot_pick_another_namespace(client, fake_upstream, marker):
 
 
 def test_answers_live_in_redis_with_24h_ttl(client, redis_url, marker):
-    h, _ = ask(client, marker)
+    ask(client, marker)
     r = services.redis.Redis.from_url(redis_url)
     keys = [k for k in r.scan_iter("carrot:*", count=1000)]
     assert keys, "no carrot:* keys in Redis"
@@ -197,7 +197,7 @@ def test_redis_down_or_frozen_still_serves(ops_proxy, own_redis, fake_upstream, 
 def test_output_guardrails_apply_to_cached_answers(client, fake_upstream, marker, stream):
     token = "ghp_" + "R7kQ2mX9vL4tW8pZ3nB6yH1cF5jD0sA2gE7u"
     fake_upstream.script(Reply(match=marker, content=f"Use this token: {token} in the header."))
-    first, t1 = ask(client, marker, stream=stream)
+    _, t1 = ask(client, marker, stream=stream)
     second, t2 = ask(client, marker, stream=stream)
     assert second["x-carrot-cache"] == "hit"
     assert len(fake_upstream.find(marker)) == 1

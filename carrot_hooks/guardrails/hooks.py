@@ -22,9 +22,9 @@ from litellm.types.guardrails import GuardrailEventHooks
 from .. import reqlog
 from ..context import RequestContext, Verdict, get_context
 from ..errors import GatewayError
+from ..metrics import timed_stage
 from .allowlist import allowed_tasks
 from .engines import shared_engines
-from ..metrics import timed_stage
 from .metrics import record
 from .pii import PiiRedactor, Vault
 from .rules import Finding, explain, redact
