@@ -24,6 +24,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
+    """Return once `/health/liveliness` answers 200; RuntimeError with the log tail if the proxy dies or is late."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"proxy exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(f"{base_url}/health/liveliness", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"proxy not ready after {timeout}s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
 class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
@@ -53,18 +68,11 @@ class ProxyProcess:
         self._wait_ready(startup_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/health/liveliness", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"proxy not ready after {timeout}s:\n{self.log()[-4000:]}")
+        try:
+            wait_ready(self.proc, self.base_url, self.log_path, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -182,3 +187,21 @@ def chaos_proxy(fake: FakeUpstream) -> ChaosProxy:
         _chaos = ChaosProxy(fake)
         atexit.register(_chaos.stop)
     return _chaos
+
+
+@contextlib.contextmanager
+def indexed_docs(store_url: str, folder: Path, prefix: str):
+    """Index `folder` with `rag-indexer docs` as a fresh collection in the store at `store_url`; drop it after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", "docs", str(folder),  # noqa: PLW1510
+                          "--collection", name], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PGVECTOR_URL": store_url})
+    assert out.returncode == 0, out.stderr
+    try:
+        yield name
+    finally:
+        from rag_indexer.store import Store
+
+        store = Store(store_url)
+        store.drop_index("docs", name)
+        store.close()

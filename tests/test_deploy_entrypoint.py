@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from carrot_hooks.serve import build_env
+from tests.proxy_process import wait_ready
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,19 +46,6 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def wait_alive(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"proxy exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{url}/health/liveliness", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"proxy not alive after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def entrypoint_proxy(tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("entrypoint") / "proxy.log"
@@ -69,7 +56,7 @@ def entrypoint_proxy(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_alive(proc, url, log)
+        wait_ready(proc, url, log, timeout=120)
         yield url
     finally:
         stop(proc)

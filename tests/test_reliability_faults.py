@@ -5,9 +5,6 @@ Every request is answered, none with a 5xx; context and cache come back with the
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,8 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from carrot_hooks.serve import ROOT
-from tests.reliability_support import chaos_proxy
+from tests.reliability_support import chaos_proxy, indexed_docs
 
 PHRASE = "zebrafish turbine calibration"
 
@@ -35,17 +31,8 @@ def collection(chaos, tmp_path_factory):
     (folder / "turbines.md").write_text(
         f"# Turbine maintenance\n\n## Calibration\n\nThe {PHRASE} procedure: spin the rotor to 300 rpm, "
         "read the strain gauge, and write the offset into the controller's calibration table.\n")
-    name = f"chaos-docs-{uuid.uuid4().hex[:8]}"
-    out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", "docs", str(folder),  # noqa: PLW1510
-                          "--collection", name], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PGVECTOR_URL": chaos.store_url})
-    assert out.returncode == 0, out.stderr
-    yield name
-    from rag_indexer.store import Store
-
-    store = Store(chaos.store_url)
-    store.drop_index("docs", name)
-    store.close()
+    with indexed_docs(chaos.store_url, folder, "chaos-docs") as name:
+        yield name
 
 
 def ask(p, marker, task="chat", stream=False, refs=None, text=None, timeout=60.0) -> httpx.Response:
