@@ -40,12 +40,13 @@ def prompt_2k() -> str:
 
 
 def bare_config(tmp: Path, keep_callbacks: bool = False) -> Path:
-    """Our model list and router settings without guardrails and (unless kept) carrot callbacks
-    and custom auth."""
+    """Our model list and LiteLLM settings (its own prometheus callback included) without guardrails
+    and, unless kept, without carrot callbacks and custom auth: what our code adds is the difference."""
     cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
     cfg.pop("guardrails", None)
     if not keep_callbacks:
-        cfg["litellm_settings"].pop("callbacks", None)
+        settings = cfg["litellm_settings"]
+        settings["callbacks"] = [c for c in settings.get("callbacks", []) if not c.startswith("carrot_hooks")]
         cfg["general_settings"].pop("custom_auth", None)
     path = tmp / ("core_config.yaml" if keep_callbacks else "bare_config.yaml")
     path.write_text(yaml.safe_dump(cfg))
