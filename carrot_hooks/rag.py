@@ -28,7 +28,8 @@ class _Engine:
         from rag_indexer.settings import RagSettings
 
         self.settings = Watched(policy_dir() / "rag.yaml", RagSettings)
-        self._retriever = None
+        self._embedder = None
+        self._local = threading.local()  # one store connection per worker thread: queries run in parallel
         self._failed_at = 0.0
         self._lock = threading.Lock()
 
@@ -39,28 +40,31 @@ class _Engine:
         from rag_indexer.store import Store
 
         settings = self.settings.get()
-        if self._retriever is None:
+        retriever = getattr(self._local, "retriever", None)
+        if retriever is None:
             if time.monotonic() - self._failed_at < RETRY_AFTER_S:
                 raise ConnectionError("vector store failed recently; retrying shortly")
+            with self._lock:  # the embedding model (thread-safe ONNX session) is loaded once and shared
+                if self._embedder is None:
+                    self._embedder = Embedder(embedding_spec(settings))
             try:
                 store = Store(store_url(settings), settings.store.connect_timeout_s)
             except Exception:
                 self._failed_at = time.monotonic()
                 raise
-            self._retriever = Retriever(store, Embedder(embedding_spec(settings)), settings.retrieval)
-        self._retriever.cfg = settings.retrieval
-        return self._retriever
+            retriever = self._local.retriever = Retriever(store, self._embedder, settings.retrieval)
+        retriever.cfg = settings.retrieval
+        return retriever
 
     def search(self, query):
-        """Run one query; a broken connection is dropped so the next request reconnects."""
-        with self._lock:
-            retriever = self.retriever()
-            try:
-                return retriever.search(query)
-            except Exception:
-                if retriever.store.conn.closed or retriever.store.conn.broken:
-                    self._retriever, self._failed_at = None, time.monotonic()
-                raise
+        """Run one query on this thread's connection; a broken one is dropped so the next request reconnects."""
+        retriever = self.retriever()
+        try:
+            return retriever.search(query)
+        except Exception:
+            if retriever.store.conn.closed or retriever.store.conn.broken:
+                self._local.retriever, self._failed_at = None, time.monotonic()
+            raise
 
 
 _engine: _Engine | None = None
@@ -75,9 +79,7 @@ def engine() -> _Engine:
 
 def warm() -> None:
     """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use."""
-    eng = engine()
-    with eng._lock:
-        eng.retriever()
+    engine().retriever()
 
 
 def last_user_text(messages: list) -> str:
