@@ -37,18 +37,12 @@ class RequestContext:
     task_type: str
     risk: Risk
     tenant: str
-    requested_model: str
-    call_type: str
-    pin: str | None = None
     context_refs: ContextRefs | None = None
     rule_id: str = ""
     model_alias: str = ""
     pack: str = "none"
-    prompt_tokens: int = 0
-    stream: bool = False
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
-    cache_hit: bool | None = None
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 

@@ -85,9 +85,8 @@ class CarrotGateway(CustomLogger):
         if os.environ.get("CARROT_RAG_WARM", "1") == "1":  # load the embedding model off the request path
             threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
-    def _decide(self, data: dict, call_type: str, headers: dict[str, str], key_meta: dict,
-                tenant: str) -> RequestContext:
-        policy = self.routing.get()
+    def _decide(self, policy: RoutingPolicy, data: dict, call_type: str, headers: dict[str, str],
+                key_meta: dict, tenant: str) -> RequestContext:
         _check_body(data, call_type, headers, policy.max_body_bytes)
         aliases = served_aliases()
         pins = {a for a in aliases if "@" in a}
@@ -103,12 +102,8 @@ class CarrotGateway(CustomLogger):
         risk = h.risk or policy.default_risk
         tokens = count_tokens(prompt_text(data))
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias)
-        return RequestContext(
-            task_type=task, risk=risk, tenant=tenant, requested_model=requested, call_type=call_type,
-            pin=h.pin or (requested if requested in pins else None), context_refs=h.context_refs,
-            rule_id=decision.rule_id, model_alias=decision.model, prompt_tokens=tokens,
-            stream=bool(data.get("stream")),
-        )
+        return RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
+                              rule_id=decision.rule_id, model_alias=decision.model)
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """headers → route → prompt pack → context; raises a 4xx naming the problem."""
@@ -118,17 +113,17 @@ class CarrotGateway(CustomLogger):
         headers = {k.lower(): str(v) for k, v in
                    ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
         tenant = user_api_key_dict.team_id or user_api_key_dict.token or "anonymous"
-        try:
-            ctx = self._decide(data, call_type, headers, user_api_key_dict.metadata or {}, tenant)
-        except ConfigError as e:
-            raise GatewayError(503, str(e), code="routing_policy_error") from None
+        policy = self.routing.get()  # one version for the whole request, even if the file changes meanwhile
+        ctx = self._decide(policy, data, call_type, headers, user_api_key_dict.metadata or {}, tenant)
         t1 = time.perf_counter()
-        policy = self.routing.get()
         if call_type in TEXT_CALLS:
             data["model"] = policy.fim.get(ctx.model_alias, ctx.model_alias)
         else:
             data["model"] = ctx.model_alias
-            pack = self.packs.get(policy.tasks[ctx.task_type].pack)
+            try:
+                pack = self.packs.get(policy.tasks[ctx.task_type].pack)
+            except ConfigError as e:  # a pack file removed or broken while the proxy runs
+                raise GatewayError(503, str(e), code="prompt_pack_error") from None
             ctx.pack = pack.ref
             data["messages"] = inject(data["messages"], pack)
         attach(data, ctx)
@@ -173,14 +168,13 @@ class CarrotGateway(CustomLogger):
         if ctx is None:
             return None
         hidden = getattr(response, "_hidden_params", None) or {}
-        ctx.cache_hit = bool(hidden.get("cache_hit"))
         headers = {
             "x-carrot-route": ctx.rule_id,
             "x-carrot-model": ctx.model_alias,
             "x-carrot-prompt-pack": ctx.pack,
             "x-carrot-task-type": ctx.task_type,
             "x-carrot-guardrails": ctx.guardrail_summary(),
-            "x-carrot-cache": "hit" if ctx.cache_hit else "miss",
+            "x-carrot-cache": "hit" if hidden.get("cache_hit") else "miss",
         }
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status

@@ -265,3 +265,25 @@ def test_bad_completion_prompt_is_400(proxy, body):
     r = post(proxy, "/v1/completions", body)
     assert r.status_code == 400, r.text
     assert "prompt" in r.json()["error"]["message"]
+
+
+def test_routing_to_a_missing_pack_is_503_naming_the_file(proxy, client, marker):
+    def missing_pack(doc):
+        doc["tasks"]["tests"]["pack"] = "explain_tests@v99"
+
+    path = proxy.policy_dir / "routing.yaml"
+    original = _edit_routing(proxy, missing_pack)
+    try:
+        errors = []
+
+        def sees_503():
+            try:
+                chat(client, marker, headers={"X-Task-Type": "tests"})
+            except openai.InternalServerError as e:
+                errors.append(e)
+            return bool(errors)
+
+        assert _wait_for(sees_503)
+        assert errors[0].status_code == 503 and "explain_tests@v99" in str(errors[0])
+    finally:
+        path.write_text(original)
