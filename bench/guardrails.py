@@ -251,7 +251,7 @@ def main() -> None:
               f"p95 {pct(guarded, .95):.2f} ms; added p95 {pct(added, .95):.2f} ms (target <= 50)")
 
     chunks = [answer_src[i:i + 4] for i in range(0, min(len(answer_src), 8000), 4)]
-    f = StreamFilter(lambda s: output.scan(s, risk), output.keywords, policy.stream.holdback_chars,
+    f = StreamFilter(lambda s: output.scan(s, risk), output.hold_keywords(risk), policy.stream.holdback_chars,
                      policy.stream.max_pending_chars)
     t = time.perf_counter()
     for c in chunks:

@@ -236,7 +236,7 @@ def test_stream_never_releases_a_secret_in_any_chunk(output, policy, sizes):
     pem = SECRETS[12][2]
     text = (f"Sure, here is the setup.\nexport AWS_ACCESS_KEY_ID={key}\ncurl -H 'Authorization: Bearer {jwt}' "
             f"https://api.example.com\n{pem}\nThen run `rm -rf /tmp/build` and you are done.\n")
-    f = StreamFilter(lambda t: output.scan(t, policy.risk["low"]), output.keywords, 160, 16384)
+    f = StreamFilter(lambda t: output.scan(t, policy.risk["low"]), output.hold_keywords(policy.risk["low"]), 160, 16384)
     chunks = stream_through(f, text, sizes)
     joined = "".join(chunks)
     pem_body = pem.splitlines()[3]
@@ -249,10 +249,25 @@ def test_stream_never_releases_a_secret_in_any_chunk(output, policy, sizes):
     assert first <= max(2, 8 // sizes[0])  # ordinary words go out at once, not after a fixed window
 
 
+def test_stream_holds_back_only_for_rules_that_change_text(output, policy):
+    """A flag only annotates the end, so at low risk `git push` streams at once; at high risk
+    (commands redacted) the same line waits until it is known to be complete."""
+    line = "Then the system will git push --force origin main\nDone.\n"
+    low, high = policy.risk["low"], policy.risk["high"]
+    assert "git push" not in output.hold_keywords(low) and "git push" in output.hold_keywords(high)
+    for risk, expect_held in ((low, False), (high, True)):
+        f = StreamFilter(lambda t, r=risk: output.scan(t, r), output.hold_keywords(risk), 160, 16384)
+        chunks = stream_through(f, line, [4])
+        before_newline = "".join(chunks[: line.index("\n") // 4])
+        assert ("git push" in before_newline) is not expect_held
+        joined = "".join(chunks)
+        assert ("git push --force" in joined) is (risk is low)  # high risk redacts the whole command
+
+
 def test_stream_stops_at_a_blocked_command_and_restores_placeholders(output, policy):
     vault = Vault()
     vault.placeholder("EMAIL", "dev@example.org")
-    f = StreamFilter(lambda t: output.scan(t, policy.risk["low"]), output.keywords, 160, 16384, vault.restore)
+    f = StreamFilter(lambda t: output.scan(t, policy.risk["low"]), output.hold_keywords(policy.risk["low"]), 160, 16384, vault.restore)
     chunks = stream_through(f, "Mail <EMAIL_1> then run\nsudo rm -rf / --no-preserve-root\nand more text", [3])
     joined = "".join(chunks)
     assert joined.startswith("Mail dev@example.org then run\nsudo ")
@@ -295,7 +310,7 @@ def test_streaming_matches_one_shot_redaction(output, policy, pieces, sep, cuts)
     text = sep.join(pieces)
     risk = policy.risk["low"]
     secrets_only = lambda t: [f for f in output.scan(t, risk) if f.action == "redact"]
-    f = StreamFilter(secrets_only, output.keywords, policy.stream.holdback_chars, policy.stream.max_pending_chars)
+    f = StreamFilter(secrets_only, output.hold_keywords(risk), policy.stream.holdback_chars, policy.stream.max_pending_chars)
     got, want = "".join(stream_through(f, text, cuts)), redact(text, secrets_only(text))
     if sep:
         assert got == want

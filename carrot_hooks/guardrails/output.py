@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .commands import CommandScanner
-from .rules import SEVERITY, Finding
+from .rules import SEVERITY, Finding, RuleAction
 from .secrets import SecretScanner
 from .settings import GuardrailPolicy, RiskSettings
 
@@ -14,16 +14,29 @@ class OutputScanner:
     def __init__(self, policy: GuardrailPolicy):
         self.secrets = SecretScanner(policy)
         self.commands = CommandScanner(policy)
-        self.keywords = tuple(sorted({k for r in (*policy.secrets.rules, *policy.commands.rules) for k in r.keywords}))
+
+    def secret_action(self, action: RuleAction | None, risk: RiskSettings) -> RuleAction:
+        """A secret rule's action at this risk: `block` stays, everything else follows `risk.secrets`."""
+        return "block" if action == "block" else risk.secrets
+
+    def command_action(self, action: RuleAction | None, risk: RiskSettings) -> RuleAction:
+        """A command rule's action at this risk: its own, raised to `risk.min_command_action`."""
+        action = action or self.commands.rules.default_action
+        return action if SEVERITY[action] >= SEVERITY[risk.min_command_action] else risk.min_command_action
+
+    def hold_keywords(self, risk: RiskSettings) -> tuple[str, ...]:
+        """Keywords of the rules that change text at this risk: a stream holds back only for these.
+
+        A flag only annotates the end of the answer, so text that can only be flagged need not wait.
+        """
+        changing = [r for r in self.secrets.rules.rules if self.secret_action(r.action, risk) != "flag"]
+        changing += [r for r in self.commands.rules.rules if self.command_action(r.action, risk) != "flag"]
+        return tuple(sorted({k for r in changing for k in r.keywords}))
 
     def scan(self, text: str, risk: RiskSettings) -> list[Finding]:
         """Findings in `text`: secrets act per `risk.secrets` (or block), commands at least `risk.min_command_action`."""
-        out = [
-            f if f.action == "block" else Finding(f.rule_id, f.start, f.end, risk.secrets, f.description)
-            for f in self.secrets.scan(text)
-        ]
-        floor = SEVERITY[risk.min_command_action]
-        for f in self.commands.scan(text):
-            action = f.action if SEVERITY[f.action] >= floor else risk.min_command_action
-            out.append(Finding(f.rule_id, f.start, f.end, action, f.description))
+        out = [Finding(f.rule_id, f.start, f.end, self.secret_action(f.action, risk), f.description)
+               for f in self.secrets.scan(text)]
+        out += [Finding(f.rule_id, f.start, f.end, self.command_action(f.action, risk), f.description)
+                for f in self.commands.scan(text)]
         return sorted(out, key=lambda f: f.start)

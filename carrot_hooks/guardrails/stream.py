@@ -11,6 +11,7 @@ placeholders restored), so the first token is not delayed by a fixed window.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,13 @@ from .rules import Finding, redact
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _TRAILING_TOKEN = re.compile(r"\S+$")
 _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
+
+
+@functools.lru_cache(maxsize=16)
+def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
+    """One regex for any keyword, and every proper keyword prefix longest first (compiled once per set)."""
+    matcher = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
+    return matcher, tuple(sorted({k[:i] for k in keywords for i in range(1, len(k))}, key=len, reverse=True))
 
 
 def _secret_like(token: str) -> bool:
@@ -39,8 +47,7 @@ class StreamFilter:
         restore: Callable[[str], str] | None = None,
     ):
         self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
-        self._keywords = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
-        self._prefixes = sorted({k[:i] for k in keywords for i in range(1, len(k))}, key=len, reverse=True)
+        self._keywords, self._prefixes = _keyword_matchers(tuple(keywords))
         self.tail = ""  # raw text already released, kept as left context
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
