@@ -256,10 +256,15 @@ class OutputGuardrail(CustomGuardrail):
         return response
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
-        """Forward the stream through per-choice holdback windows; tool calls are checked whole."""
+        """Forward the stream through per-choice holdback windows; tool calls are checked whole.
+
+        Response headers leave before the answer, so the chunk that completes the answer carries the
+        full verdict summary as `carrot_guardrails` (same format as the `x-carrot-guardrails` header).
+        """
         ctx, scan, restore = self._setup(request_data)
         det = self.engines.detectors()
         settings = det.policy.stream
+        keywords = det.output.hold_keywords(det.policy.risk[_risk(ctx)])
         filters: dict[int, StreamFilter] = {}
         tools: dict[int, dict[int, dict]] = {}
         tool_hits: Counter[tuple[str, str]] = Counter()
@@ -272,9 +277,23 @@ class OutputGuardrail(CustomGuardrail):
 
         def filt(index: int) -> StreamFilter:
             if index not in filters:
-                filters[index] = StreamFilter(scan, det.output.keywords, settings.holdback_chars,
+                filters[index] = StreamFilter(scan, keywords, settings.holdback_chars,
                                               settings.max_pending_chars, restore_count)
             return filters[index]
+
+        finished: set[int] = set()
+        recorded = False
+
+        def record_once() -> str:
+            """Record the output verdicts (once) and return the summary the final chunk carries."""
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                applied: Counter[tuple[str, str]] = Counter(tool_hits)
+                for f in filters.values():
+                    applied.update(f.applied)
+                _record_output(ctx, applied, restored[0])
+            return ctx.guardrail_summary() if ctx is not None else "none"
 
         last = None
         stopped = False
@@ -293,6 +312,7 @@ class OutputGuardrail(CustomGuardrail):
                     text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
                     out = f.feed(text) if text else ""
                     if choice.finish_reason or f.blocked:
+                        finished.add(choice.index)
                         out += f.finish()
                         if delta is not None:  # notes go to chat answers, never into inserted code
                             out += _finish_tools(delta, tools.pop(choice.index, {}), scan, restore_count, tool_hits)
@@ -304,6 +324,8 @@ class OutputGuardrail(CustomGuardrail):
                     _set_text(choice, out)
                     send = send or bool(out) or bool(choice.finish_reason) or (delta is not None and bool(
                         getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
+                if choices and finished >= filters.keys():  # every answer is complete: verdicts are final
+                    chunk.carrot_guardrails = record_once()
                 if send:
                     yield chunk
                 if filters and all(f.blocked for f in filters.values()):
@@ -312,14 +334,13 @@ class OutputGuardrail(CustomGuardrail):
             if not stopped and last is not None:
                 rest = {i: f.finish() for i, f in filters.items() if f.pending}
                 if any(rest.values()):
-                    yield _text_chunk(last, rest)
+                    tail = _text_chunk(last, rest)
+                    tail.carrot_guardrails = record_once()
+                    yield tail
         finally:
             if stopped and hasattr(response, "aclose"):
                 await response.aclose()
-            applied: Counter[tuple[str, str]] = Counter(tool_hits)
-            for f in filters.values():
-                applied.update(f.applied)
-            _record_output(ctx, applied, restored[0])
+            record_once()
 
 
 def _filter_text(text: str, scan: Callable[[str], list[Finding]]) -> tuple[str, list[Finding]]:
