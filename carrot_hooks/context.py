@@ -45,6 +45,12 @@ class RequestContext:
     rag_status: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
+
+    def author(self, message: dict) -> dict:
+        """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""
+        self.authored.add(message["content"])
+        return message
 
     def guardrail_summary(self) -> str:
         """`name:action` pairs for the `x-carrot-guardrails` header ("none" when nothing fired)."""

@@ -17,7 +17,7 @@ from .config import ConfigError, Watched, policy_dir
 from .context import RequestContext, attach, get_context
 from .errors import GatewayError
 from .headers import parse_headers
-from .prompts import PackStore, inject, prompts_dir
+from .prompts import PackStore, pack_message, prompts_dir
 from .routing import RoutingPolicy, route
 from .tokens import count_tokens, prompt_text
 from .upstream import as_gateway_error, upstream_models
@@ -125,7 +125,7 @@ class CarrotGateway(CustomLogger):
             except ConfigError as e:  # a pack file removed or broken while the proxy runs
                 raise GatewayError(503, str(e), code="prompt_pack_error") from None
             ctx.pack = pack.ref
-            data["messages"] = inject(data["messages"], pack)
+            data["messages"] = [ctx.author(pack_message(pack)), *data["messages"]]
         attach(data, ctx)
         t2 = time.perf_counter()
         if ctx.task_type in ("rag-code", "rag-doc") or ctx.context_refs is not None:

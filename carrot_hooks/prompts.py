@@ -65,6 +65,6 @@ class PackStore:
         return hit[1]
 
 
-def inject(messages: list[dict], pack: PromptPack) -> list[dict]:
-    """The pack as first system message; the client's messages (its own system prompt included) follow."""
-    return [{"role": "system", "content": pack.body}, *messages]
+def pack_message(pack: PromptPack) -> dict:
+    """The pack as a system message; it goes first, the client's messages (its own system prompt included) follow."""
+    return {"role": "system", "content": pack.body}

@@ -130,9 +130,9 @@ def render_none(kind: str, name: str) -> str:
     )
 
 
-def _insert_before_last_user(messages: list, block: str) -> list:
+def _insert_before_last_user(ctx: RequestContext, messages: list, block: str) -> list:
     idx = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=len(messages))
-    return [*messages[:idx], {"role": "user", "content": block}, *messages[idx:]]
+    return [*messages[:idx], ctx.author({"role": "user", "content": block}), *messages[idx:]]
 
 
 async def inject_context(ctx: RequestContext, data: dict) -> None:
@@ -156,7 +156,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         return
     if not name:
         ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(messages, render_none(kind, "(no repository named)"))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "(no repository named)"))
         return
     query = Query(kind, name, text, settings.retrieval.top_k, refs.commit if refs else None, refs.paths if refs else ())
     try:
@@ -167,7 +167,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         return
     if not hits:
         ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(messages, render_none(kind, name))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, name))
         return
-    data["messages"] = _insert_before_last_user(messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
+    data["messages"] = _insert_before_last_user(ctx, messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
     ctx.rag_status = f"injected:{len(hits)}"

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
@@ -41,15 +41,20 @@ def _risk(ctx: RequestContext | None) -> str:
     return ctx.risk if ctx is not None else "low"
 
 
-def _user_texts(data: dict) -> list[str]:
-    """Text the caller wrote: user message contents and the completion prompt."""
+def _user_texts(data: dict, authored: Collection[str]) -> list[str]:
+    """Text the caller wrote: user message contents (not the gateway's own context block) and the prompt."""
     out: list[str] = []
     for m in data.get("messages") or []:
-        if isinstance(m, dict) and m.get("role") == "user":
+        if isinstance(m, dict) and m.get("role") == "user" and not _is_authored(m, authored):
             out.extend(_content_texts(m.get("content")))
     prompt = data.get("prompt")
     out.extend([prompt] if isinstance(prompt, str) else [p for p in prompt or [] if isinstance(p, str)])
     return out
+
+
+def _is_authored(message: dict, authored: Collection[str]) -> bool:
+    content = message.get("content")
+    return isinstance(content, str) and content in authored
 
 
 def _content_texts(content) -> list[str]:
@@ -60,10 +65,13 @@ def _content_texts(content) -> list[str]:
     return []
 
 
-def _map_request_texts(data: dict, fn: Callable[[str], str]) -> None:
-    """Apply `fn` to every text the model will see: message contents, tool-call arguments, prompt, suffix."""
+def _map_request_texts(data: dict, fn: Callable[[str], str], authored: Collection[str]) -> None:
+    """Apply `fn` to every text the caller sent: message contents, tool-call arguments, prompt, suffix.
+
+    Messages the gateway wrote (prompt pack, retrieved context) are left out: they are operator content.
+    """
     for m in data.get("messages") or []:
-        if not isinstance(m, dict):
+        if not isinstance(m, dict) or _is_authored(m, authored):
             continue
         content = m.get("content")
         if isinstance(content, str):
@@ -111,7 +119,8 @@ class PromptPolicyGuardrail(CustomGuardrail):
                     f"allowed: {', '.join(tasks)}",
                     param="X-Task-Type", code="guardrail_blocked",
                 )
-        findings = [f for text in _user_texts(data) for f in det.prompt_policy.scan(text)]
+        authored = ctx.authored if ctx is not None else ()
+        findings = [f for text in _user_texts(data, authored) for f in det.prompt_policy.scan(text)]
         blocks = [f for f in findings if f.action == "block"]
         if blocks:
             record(ctx, Verdict("policy", "block", explain("policy", blocks), tuple(dict.fromkeys(f.rule_id for f in blocks))))
@@ -148,7 +157,8 @@ class PiiGuardrail(CustomGuardrail):
         try:
             redactor = await asyncio.to_thread(self.engines.pii)  # a policy edit may rebuild it: not timed
             redacted = await asyncio.wait_for(
-                asyncio.to_thread(_redact_copy, redactor, data, vault, entities), timeout=policy.pii.timeout_ms / 1000
+                asyncio.to_thread(_redact_copy, redactor, data, vault, entities, ctx.authored if ctx else ()),
+                timeout=policy.pii.timeout_ms / 1000
             )
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
@@ -184,7 +194,8 @@ class PiiGuardrail(CustomGuardrail):
 
 
 
-def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str]) -> dict:
+def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
+                 authored: Collection[str]) -> dict:
     """Redacted copies of `messages`/`prompt`/`suffix` (applied only when the whole analysis succeeded)."""
     copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt", "suffix") if k in data}
 
@@ -193,7 +204,7 @@ def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Coun
         entities.update(h.entity for h in hits)
         return out
 
-    _map_request_texts(copy, one)
+    _map_request_texts(copy, one, authored)
     return copy
 
 
