@@ -1,7 +1,8 @@
 """Code-aware PII redaction with Presidio (in process) and per-request placeholder restore.
 
 Pattern recognizers (email, phone, card, IBAN, SSN, IP, YAML-defined ones) run on
-the whole prompt; spaCy NER (PERSON) runs on prose only; findings that look like
+the whole prompt; spaCy NER (PERSON) runs on prose only, and there only on short
+windows around capitalised words that could start a name; findings that look like
 code (identifiers, dotted names, private/loopback IPs, bare numeric literals) are
 dropped, so code reaches the model unchanged. Runs offline: tldextract uses its
 bundled suffix list, spaCy loads an installed pipeline or none (patterns-only mode).
@@ -9,11 +10,14 @@ bundled suffix list, spaCy loads an installed pipeline or none (patterns-only mo
 
 from __future__ import annotations
 
+import bisect
 import functools
+import hashlib
 import ipaddress
 import logging
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import spacy
@@ -32,7 +36,6 @@ from presidio_analyzer.predefined_recognizers import (
     IbanRecognizer,
     IpRecognizer,
     PhoneRecognizer,
-    SpacyRecognizer,
     UsSsnRecognizer,
 )
 from presidio_anonymizer import AnonymizerEngine
@@ -46,9 +49,16 @@ log = logging.getLogger("carrot.guardrails.pii")
 
 # Offline public-suffix lookup: the snapshot bundled with tldextract, never an HTTP fetch.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
-_CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
+_WORD = re.compile(r"\S+")
+_LETTERS = re.compile(r"[^\W\d_]+")
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*_\d+)>")
-_TECHNICAL_SHAPE = re.compile(r"[_.()\[\]{}=/\\:;<>#@$0-9]|[a-z][A-Z]|^[A-Z]{2,}$|^[a-z]")
+_MC = re.compile(r"^Ma?c(?=[A-Z])")  # McConnan, MacLeod
+_NAME_JOINERS = re.compile(r"['\u2019-]")  # O'Brien, Jean-Luc
+_SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
+# Words of context kept on each side of a candidate name: the NER model sees 4 tokens each way.
+_NER_CONTEXT_WORDS = 8
+# spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
+_NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 
 
 class PatternsOnlyNlpEngine(SpacyNlpEngine):
@@ -57,6 +67,13 @@ class PatternsOnlyNlpEngine(SpacyNlpEngine):
     Skips ~20 ms of tokenizing per 4 KB; the price is Presidio's context-word score boost,
     which the thresholds in the policy do not rely on.
     """
+
+    @classmethod
+    def blank(cls) -> PatternsOnlyNlpEngine:
+        """The engine over a blank English pipeline (nothing to download or load)."""
+        engine = cls(models=[{"lang_code": "en", "model_name": "blank"}])
+        engine.nlp = {"en": spacy.blank("en")}
+        return engine
 
     def process_text(self, text: str, language: str):
         return super().process_text("", language)
@@ -126,12 +143,64 @@ class PiiHit:
     end: int
 
 
+def _is_name_part(part: str) -> bool:
+    """Maria, Ödön, O, McConnan: letters only, capitalised, the rest lower case."""
+    part = _MC.sub("", part)
+    return part.isalpha() and part[0].isupper() and (len(part) == 1 or part[1:].islower())
+
+
+def _is_name(value: str, technical: frozenset[str]) -> bool:
+    """True when `value` is shaped like a person's name, not code.
+
+    Every word is a capitalised name part (Maria, O'Brien, Jean-Luc, McConnan), an initial
+    (J.), a short lower-case particle between name parts (van, de, ten) or a trailing suffix
+    (II, Jr.); no technical term; identifiers (`self.info`, `getValue`, `MAX_SIZE`) never are.
+    """
+    words = value.split()
+    if not words or any(w in technical for w in words):
+        return False
+    named = False
+    for i, w in enumerate(words):
+        if len(w) > 1 and all(_is_name_part(part) for part in _NAME_JOINERS.split(w)):
+            named = True
+        elif not (
+            _is_name_part(w.removesuffix(".")) and len(w.removesuffix(".")) == 1  # initial: J or J.
+            or (0 < i < len(words) - 1 and w.isalpha() and w.islower() and len(w) <= 3)  # particle: van, de
+            or (i == len(words) - 1 and i > 0 and _SUFFIX.fullmatch(w))
+        ):
+            return False
+    return named
+
+
+class _Memo:
+    """Bounded LRU of analysis results keyed by the text's digest (never holds the text itself)."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+
+    def get(self, key: bytes):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def put(self, key: bytes, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 @functools.cache
 def _load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None, str]:
-    """The first installed pipeline of `names` (loaded once per process), else (None, "none")."""
+    """The first installed pipeline of `names` with only its NER loaded (once per process), else (None, "none")."""
     for name in names:
         try:
-            return spacy.load(name, enable=["ner"]), name  # only NER runs: no tagger/parser cost
+            return spacy.load(name, exclude=list(_NOT_FOR_NER)), name
         except OSError:
             continue
     return None, "none"
@@ -144,32 +213,27 @@ class PiiRedactor:
         self.settings = settings
         self.labels = {**settings.pattern_entities, **settings.ner_entities}
         self._allow_nets = [ipaddress.ip_network(n) for n in settings.ip_allow_networks]
-        model, self.model_name = _load_spacy(settings.spacy_models)
-        self.mode = "ner" if model is not None and settings.ner_entities else "patterns"
+        self._nlp, self.model_name = _load_spacy(settings.spacy_models)
+        self.mode = "ner" if self._nlp is not None and settings.ner_entities else "patterns"
         log.warning(
             "PII redaction mode: %s (%s)",
             self.mode,
             f"spaCy pipeline {self.model_name}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
         )
         self._patterns = AnalyzerEngine(
-            registry=self._registry(), nlp_engine=self._nlp_engine(spacy.blank("en"), PatternsOnlyNlpEngine),
-            supported_languages=["en"],
+            registry=self._registry(), nlp_engine=PatternsOnlyNlpEngine.blank(), supported_languages=["en"]
         )
-        self._ner: AnalyzerEngine | None = None
-        if self.mode == "ner":
-            ner_registry = RecognizerRegistry(supported_languages=["en"])
-            ner_registry.add_recognizer(SpacyRecognizer(supported_entities=list(settings.ner_entities)))
-            self._ner = AnalyzerEngine(registry=ner_registry, nlp_engine=self._nlp_engine(model), supported_languages=["en"])
+        ner_config = NerModelConfiguration()
+        # spaCy label -> Presidio entity, for the entities the policy wants from NER (PERSON <- PERSON, PER)
+        self._ner_labels = {
+            label: entity for label, entity in ner_config.model_to_presidio_entity_mapping.items()
+            if entity in settings.ner_entities
+        }
+        self._ner_score = ner_config.default_score
+        self._stop_words = STOP_WORDS | {w.capitalize() for w in STOP_WORDS}
+        self._memo = _Memo(2048)
+        self._pattern_entities = sorted({*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)})
         self._anonymizer = AnonymizerEngine()
-
-    @staticmethod
-    def _nlp_engine(nlp: spacy.language.Language, cls: type[SpacyNlpEngine] = SpacyNlpEngine) -> SpacyNlpEngine:
-        engine = cls(
-            models=[{"lang_code": "en", "model_name": nlp.meta.get("name", "blank")}],
-            ner_model_configuration=NerModelConfiguration(labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY"]),
-        )
-        engine.nlp = {"en": nlp}
-        return engine
 
     def _registry(self) -> RecognizerRegistry:
         registry = RecognizerRegistry(supported_languages=["en"])
@@ -191,6 +255,7 @@ class PiiRedactor:
                     name=f"yaml_{custom.entity.lower()}",
                     patterns=[Pattern(f"{custom.entity}_{i}", p, custom.score) for i, p in enumerate(custom.patterns)],
                     context=list(custom.context),
+                    global_regex_flags=re.MULTILINE | re.DOTALL,  # case-sensitive: the YAML says (?i) where needed
                 )
             )
         return registry
@@ -202,9 +267,8 @@ class PiiRedactor:
         value = text[r.start : r.end]
         if r.score < self._threshold(r.entity_type):
             return False
-        if r.entity_type in self.settings.ner_entities:
-            words = value.split()
-            return not any(w in self.settings.technical_terms or _TECHNICAL_SHAPE.search(w) for w in words)
+        if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern: prose only
+            return not is_code(mask, r.start, r.end) and _is_name(value, self.settings.technical_terms)
         if r.entity_type == "IP_ADDRESS":
             try:
                 ip = ipaddress.ip_address(value)
@@ -219,15 +283,21 @@ class PiiRedactor:
     def analyze(self, text: str) -> list[PiiHit]:
         """PII entities in `text`, code-aware, non-overlapping, sorted by position.
 
-        Memoized: chat clients resend the whole history every turn, so most messages repeat.
+        Memoized by digest: chat clients resend the whole history every turn, so most messages repeat.
         """
-        return list(self._analyze_cached(text)) if text.strip() else []
+        if not text.strip():
+            return []
+        key = self._memo.key(text)
+        hits = self._memo.get(key)
+        if hits is None:
+            hits = self._analyze(text)
+            self._memo.put(key, hits)
+        return list(hits)
 
-    @functools.lru_cache(maxsize=2048)  # noqa: B019 - one redactor per policy version, bounded
-    def _analyze_cached(self, text: str) -> tuple[PiiHit, ...]:
+    def _analyze(self, text: str) -> tuple[PiiHit, ...]:
         mask = prose_mask(text)
-        results = self._patterns.analyze(text=text, language="en", entities=list(self.settings.pattern_entities))
-        if self._ner is not None and re.search(r"[A-Z][a-z]", mask):
+        results = self._patterns.analyze(text=text, language="en", entities=self._pattern_entities)
+        if self.mode == "ner":
             results += self._ner_on_prose(mask)
         kept = sorted((r for r in results if self._keep(r, text, mask)), key=lambda r: (r.start, -(r.end - r.start)))
         hits: list[PiiHit] = []
@@ -237,29 +307,51 @@ class PiiRedactor:
             hits.append(PiiHit(r.entity_type, r.start, r.end))
         return tuple(hits)
 
-    def _may_name(self, line: str) -> bool:
-        """Cheap gate before NER: a capitalized word that is neither a stop word nor a technical term."""
+    def _may_name(self, word: str) -> bool:
+        """Cheap gate before NER: a capitalised word that is neither a stop word nor a technical term."""
         return any(
-            w.lower() not in STOP_WORDS and w not in self.settings.technical_terms for w in _CAPITALIZED.findall(line)
+            w[0].isupper() and w not in self._stop_words and w not in self.settings.technical_terms
+            for w in _LETTERS.findall(word)
         )
 
-    def _ner_on_prose(self, mask: str) -> list[RecognizerResult]:
-        """NER over the prose runs only (joined compactly), with offsets mapped back to `mask`."""
-        joined, starts, pos, offset = [], [], 0, 0
+    def _candidate_windows(self, mask: str) -> list[tuple[int, int]]:
+        """Spans of `mask` (within one line) around words that could start a name, merged."""
+        spans: list[tuple[int, int]] = []
+        pos = 0
         for line in mask.split("\n"):
-            stripped = line.strip()
-            if stripped and self._may_name(stripped):
-                starts.append((pos, offset + len(line) - len(line.lstrip())))
-                joined.append(stripped)
-                pos += len(stripped) + 1
-            offset += len(line) + 1
-        compact = "\n".join(joined)
+            words = [m.span() for m in _WORD.finditer(line)]
+            last = -1  # index of the last word already in a window
+            for i, (s, e) in enumerate(words):
+                if not self._may_name(line[s:e]):
+                    continue
+                lo, hi = max(0, i - _NER_CONTEXT_WORDS), min(len(words) - 1, i + _NER_CONTEXT_WORDS)
+                if last >= 0 and lo <= last + 1:
+                    spans[-1] = (spans[-1][0], pos + words[hi][1])
+                else:
+                    spans.append((pos + words[lo][0], pos + words[hi][1]))
+                last = hi
+            pos += len(line) + 1
+        return spans
+
+    def _ner_on_prose(self, mask: str) -> list[RecognizerResult]:
+        """spaCy NER over the candidate windows of the prose (one doc), offsets mapped back to `mask`."""
+        windows = self._candidate_windows(mask)
+        if not windows:
+            return []
+        starts, pieces, pos = [], [], 0
+        for s, e in windows:
+            starts.append(pos)
+            pieces.append(mask[s:e])
+            pos += e - s + 1
+        doc = self._nlp("\n".join(pieces))
         out = []
-        for r in self._ner.analyze(text=compact, language="en", entities=list(self.settings.ner_entities)):
-            base = max(b for b in starts if b[0] <= r.start)
-            r.start, r.end = r.start - base[0] + base[1], r.end - base[0] + base[1]
-            if "\n" not in compact[r.start - base[1] + base[0] : r.end - base[1] + base[0]]:
-                out.append(r)
+        for ent in doc.ents:
+            entity = self._ner_labels.get(ent.label_)
+            if entity is None or "\n" in ent.text:
+                continue
+            i = bisect.bisect_right(starts, ent.start_char) - 1
+            shift = windows[i][0] - starts[i]
+            out.append(RecognizerResult(entity, ent.start_char + shift, ent.end_char + shift, self._ner_score))
         return out
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:

@@ -17,7 +17,7 @@ _CODE_LINE = re.compile(
          function|public|private|protected|static|package|func|fn|struct|impl|use|\#include|
          SELECT|INSERT|UPDATE|DELETE|CREATE)\b
     |^\s*[\w.\[\]"']+\s*(?:=|\+=|:=|->|=>)\s*\S               # assignments
-    |^\s*[$>#]\s                                             # shell prompts / comments
+    |^\s*(?:[$#]|>>>)\s                                      # shell/REPL prompts, comments ("> " quotes are prose)
     |\w\([^)]*\)\s*[:;]?\s*$                                 # call at end of line
     """,
     re.VERBOSE,

