@@ -56,11 +56,23 @@ def test_street_addresses_are_redacted(redactor, address):
     assert address not in out and "<ADDRESS_1>" in out
 
 
+@pytest.mark.parametrize("text,value,label", [
+    ("Personal Info:\nPhone: 467 3395\nthanks", "467 3395", "PHONE"),
+    ("Fax: +41 (0)71 526 99 04 until Monday", "+41 (0)71 526 99 04", "PHONE"),
+    ("Please block card no 4415101282806639538 today", "4415101282806639538", "CREDIT_CARD"),
+])
+def test_labelled_phone_and_card_numbers_are_redacted(redactor, text, value, label):
+    out = redacted(redactor, text)
+    assert value not in out and f"<{label}_1>" in out
+
+
 CODE_LOOKALIKES = '''```python
 class User(BaseModel):
     name: Widget = Widget()  # called Factory by the ORM
     created = parse("01 Jan 1970")
     checksum = "ISO 7064 Mod 11"
+    cards_seen = 213176828496175
+    phone_poll_ms = 5551234567
     self.info = getValue(MAX_SIZE)
 ```
 The `User` model is called Widget in the Java client, see `User.name`.'''
