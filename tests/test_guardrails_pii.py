@@ -28,6 +28,14 @@ def test_name_far_into_a_long_line_is_found_at_its_exact_offsets(redactor):
     assert redacted(redactor, text) == f"{filler}so yesterday I asked <PERSON_1> about it and she said to bump the pin."
 
 
+@pytest.mark.parametrize("text,name", [
+    ("Jamie Pratt\n\nTalking-books clerk\n\nPersonal Info:", "Jamie Pratt"),
+    ("Bryan Maclean's band played last night.", "Bryan Maclean"),
+])
+def test_name_before_a_line_break_or_possessive_is_redacted_exactly(redactor, text, name):
+    assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
+
+
 def test_name_shapes_with_initials_particles_and_suffixes(redactor):
     for name in ("Janka M. Szasz", "Vincent van Gogh", "Kevin Veitonen II", "Hannah McConnan"):
         text = f"Please forward the invoice to {name} before Friday."

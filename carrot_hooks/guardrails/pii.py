@@ -56,6 +56,7 @@ _MAX_TOKEN = 512  # longest run without whitespace a window is widened over
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*_\d+)>")
 _MC = re.compile(r"^Ma?c(?=[A-Z])")  # McConnan, MacLeod
 _NAME_JOINERS = re.compile(r"['\u2019-]")  # O'Brien, Jean-Luc
+_POSSESSIVE = re.compile(r"['\u2019]s$")
 _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
 # Words of context kept on each side of a candidate name: the NER model sees 4 tokens each way.
 _NER_CONTEXT_WORDS = 8
@@ -380,11 +381,15 @@ class PiiRedactor:
         out = []
         for ent in doc.ents:
             entity = self._ner_labels.get(ent.label_)
-            if entity is None or "\n" in ent.text:
+            if entity is None:
+                continue
+            # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's
+            text = _POSSESSIVE.sub("", ent.text.split("\n", 1)[0].rstrip())
+            if not text:
                 continue
             i = bisect.bisect_right(starts, ent.start_char) - 1
-            shift = windows[i][0] - starts[i]
-            out.append(RecognizerResult(entity, ent.start_char + shift, ent.end_char + shift, self._ner_score))
+            start = ent.start_char + windows[i][0] - starts[i]
+            out.append(RecognizerResult(entity, start, start + len(text), self._ner_score))
         return out
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
