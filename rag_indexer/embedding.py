@@ -74,6 +74,7 @@ class EmbeddingSpec:
     models_dir: Path = Path(".state/models")
     allow_download: bool = False
     threads: int | None = None
+    max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
 class Embedder:
@@ -107,6 +108,8 @@ class Embedder:
         finally:
             logger.enable("fastembed")
         self.dim = int(self._model.embedding_size)
+        if spec.max_tokens:
+            self._model.model.tokenizer.enable_truncation(max_length=spec.max_tokens)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Embed texts (sorted by length before batching, returned in input order)."""

@@ -1,18 +1,17 @@
-"""Hybrid retrieval: dense windows + BM25 over Postgres full-text (+ symbol and path mentions), fused by RRF."""
+"""Hybrid retrieval: dense windows + BM25 over Postgres full-text (+ code signals, symbols and path
+mentions), fused by weighted RRF; code files ranked by their chunks together."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .embedding import Embedder
+from .query import clean, code_signals, dotted_mentions, head, path_mentions, prose, symbol_mentions
 from .settings import RetrievalSettings
 from .store import Hit, IndexInfo, Store, check_model, rrf
 from .text import search_text, windows
 
 MODES = ("hybrid", "dense", "fulltext")
-_PATH_MENTION = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
-_SYMBOL_MENTION = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 
 
 @dataclass(frozen=True)
@@ -28,26 +27,18 @@ class Query:
     mode: str = "hybrid"
 
 
-def path_mentions(text: str) -> list[str]:
-    """File paths mentioned in the text (`src/_pytest/logging.py`, `logging.py`)."""
-    return list(dict.fromkeys(m.lstrip("./") for m in _PATH_MENTION.findall(text)))
-
-
-def symbol_mentions(text: str) -> list[str]:
-    """Identifiers that look like code symbols: snake_case, camelCase, dotted, or called `name(`."""
-    out = []
-    for m in _SYMBOL_MENTION.finditer(text):
-        name = m.group(1)
-        called = text[m.end() : m.end() + 1] == "("
-        for part in name.split("."):
-            if len(part) >= 4 and ("_" in part.strip("_") or re.search(r"[a-z][A-Z]", part) or called or "." in name):
-                out.append(part)
-    return list(dict.fromkeys(out))[:64]
-
-
-def dotted_mentions(text: str) -> list[str]:
-    """Qualified names mentioned in the text (`Expression.compile`, `caplog.get_records`)."""
-    return list(dict.fromkeys(m for m in _SYMBOL_MENTION.findall(text) if "." in m and not _PATH_MENTION.fullmatch(m)))[:32]
+def file_order(rankings: list[list[int]], weights: list[float], k: int, fused: dict[int, float],
+               path_of: dict[int, str]) -> list[int]:
+    """Chunk ids ordered file by file: files fused by RRF over each ranking's file order (a file ranks
+    where its best chunk does), then the best chunk of each file in that order, then the second, ..."""
+    file_rankings = [list(dict.fromkeys(path_of[c] for c in ranking)) for ranking in rankings]
+    file_score = rrf(file_rankings, k, weights)
+    by_file: dict[str, list[int]] = {}
+    for cid in sorted(fused, key=lambda c: -fused[c]):
+        by_file.setdefault(path_of[cid], []).append(cid)
+    files = sorted(by_file, key=lambda p: -file_score.get(p, 0.0))
+    depth = max((len(ids) for ids in by_file.values()), default=0)
+    return [by_file[p][i] for i in range(depth) for p in files if i < len(by_file[p])]
 
 
 class Retriever:
@@ -62,6 +53,11 @@ class Retriever:
             check_model(info, self.embedder.model_id, self.embedder.dim)
         return info
 
+    def dense_windows(self, text: str) -> list[str]:
+        """What of the message gets embedded: its prose, at most `max_query_windows` model windows."""
+        size = self.cfg.query_window_words
+        return windows(prose(text), size, size // 4)[: self.cfg.max_query_windows] or [head(text, size)]
+
     def search(self, q: Query) -> list[Hit]:
         """Top `q.k` relevant chunks (possibly fewer, or none)."""
         if q.mode not in MODES:
@@ -72,45 +68,48 @@ class Retriever:
         if q.commit and info.commit and not info.commit.startswith(q.commit):
             return []  # the index holds another commit of this repo
         cfg, cand = self.cfg, self.cfg.candidates
+        w = cfg.weights.code if q.kind == "code" else cfg.weights.docs
         rankings: list[list[int]] = []
         weights: list[float] = []
         dense: dict[int, float] = {}
         bm25: dict[int, float] = {}
         lexical: set[int] = set()  # chunks matched by a mentioned symbol
+        max_df = cfg.max_term_df.get(q.kind, 1.0)
         if q.mode in ("hybrid", "dense"):
-            wins = windows(q.text, cfg.query_window_words, cfg.query_window_words // 4)[: cfg.max_query_windows]
-            vecs = self.embedder.embed(wins or [q.text])
-            per_window = [self.store.dense(info, v, cand, q.paths) for v in vecs]
-            for ranking in per_window:
-                for cid, sim in ranking:
-                    dense[cid] = max(dense.get(cid, -1.0), sim)
-            rankings.append(sorted(dense, key=lambda c: -dense[c])[:cand])
-            weights.append(cfg.weights.dense)
+            dense = dict(self.store.dense(info, self.embedder.embed(self.dense_windows(q.text)), cand, q.paths))
+            rankings.append(list(dense))
+            weights.append(w.dense)
         if q.mode in ("hybrid", "fulltext"):
-            bm25 = dict(self.store.bm25(info, search_text(q.text), cand, cfg.max_query_terms, q.paths,
-                                        cfg.max_term_df.get(q.kind, 1.0)))
+            bm25 = dict(self.store.bm25(info, search_text(clean(q.text)), cand, cfg.max_query_terms, q.paths, max_df))
             rankings.append(list(bm25))
-            weights.append(cfg.weights.fulltext)
-        if q.mode == "hybrid" and q.kind == "code":
+            weights.append(w.fulltext)
+        if q.mode == "hybrid" and w.code_terms and (signals := code_signals(q.text)):
+            code = self.store.bm25(info, search_text(" ".join(signals)), cand, cfg.max_query_terms, q.paths, max_df)
+            rankings.append([cid for cid, _ in code])
+            weights.append(w.code_terms)
+        if q.mode == "hybrid" and w.symbol:
             symbols = self.store.symbols(info, symbol_mentions(q.text), dotted_mentions(q.text), cand, q.paths)
             if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
                 rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
-                weights.append(cfg.weights.symbol)
+                weights.append(w.symbol)
                 lexical.update(cid for cid, _ in symbols)
         if q.paths and not any(rankings):  # referenced files that match nothing: their first chunks
             rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
             weights.append(1.0)
         pool = set().union(*rankings) if rankings else set()
-        chunks = self.store.chunks(pool)
-        if q.mode == "hybrid":
+        path_of = self.store.chunk_paths(pool)
+        if q.mode == "hybrid" and w.path:
             mentioned = set(self.store.paths_matching(info, path_mentions(q.text)))
             if mentioned:
                 fused_so_far = rrf(rankings, cfg.rrf_k, weights)
-                rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if chunks[c].path in mentioned])
-                weights.append(cfg.weights.path)
+                rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])
+                weights.append(w.path)
         fused = rrf(rankings, cfg.rrf_k, weights)
-        order = sorted(fused, key=lambda c: -fused[c])
-        hits = []
+        if q.mode == "hybrid" and q.kind in cfg.fuse_files:
+            order = file_order(rankings, weights, cfg.rrf_k, fused, path_of)
+        else:
+            order = sorted(fused, key=lambda c: -fused[c])
+        picked = []
         for cid in order:
             d, b = dense.get(cid), bm25.get(cid)
             relevant = (
@@ -119,12 +118,12 @@ class Retriever:
                 or (d is not None and d >= cfg.min_dense_similarity)
                 or (b is not None and b >= cfg.min_fulltext_score)
             )
-            if not relevant:
-                continue
-            hits.append(Hit(chunks[cid], cid, info.name, info.commit, fused[cid], d, b))
-            if len(hits) >= q.k:
-                break
-        return hits
+            if relevant:
+                picked.append(cid)
+                if len(picked) >= q.k:
+                    break
+        chunks = self.store.chunks(picked)
+        return [Hit(chunks[c], c, info.name, info.commit, fused[c], dense.get(c), bm25.get(c)) for c in picked]
 
 
 def as_dict(hit: Hit) -> dict:
@@ -136,4 +135,3 @@ def as_dict(hit: Hit) -> dict:
         "score": round(hit.rrf, 6), "dense": None if hit.dense is None else round(hit.dense, 4),
         "fulltext": None if hit.bm25 is None else round(hit.bm25, 4), "text": c.text,
     }
-

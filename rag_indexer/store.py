@@ -93,6 +93,9 @@ class Store:
                 "WHERE symbol_key = '' AND symbol <> ''"
             )
             register_vector(self.conn)
+            # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
+            self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            self._ef_search: int | None = None
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
 
@@ -217,23 +220,26 @@ class Store:
         return self.index(info.kind, info.name)  # type: ignore[return-value]
 
     # ---- reads ---------------------------------------------------------------------------
-    def dense(self, info: IndexInfo, query_vec: np.ndarray, limit: int, paths: Sequence[str] = ()) -> list[tuple[int, float]]:
-        """(chunk_id, best window cosine) for the nearest windows, via the HNSW index."""
+    def dense(self, info: IndexInfo, query_vecs: np.ndarray, limit: int, paths: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """(chunk_id, best window cosine) for the windows nearest to any of the query vectors (HNSW), one round trip."""
         table = _vec_table(info.dim)
         path_sql, params = _path_filter(paths)
-        with self.conn.transaction():
-            self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            self.conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(limit) * 2))}")
-            rows = self.conn.execute(
-                f"SELECT v.chunk_id, 1 - (v.embedding <=> %(q)s) AS sim FROM {table} v "
-                f"{'JOIN rag_chunks c ON c.id = v.chunk_id' if path_sql else ''} "
-                f"WHERE v.index_id = %(idx)s {path_sql} ORDER BY v.embedding <=> %(q)s LIMIT %(lim)s",
-                {"q": np.asarray(query_vec, dtype=np.float32), "idx": info.id, "lim": limit, **params},
-            ).fetchall()
-        best: dict[int, float] = {}
-        for cid, sim in rows:
-            best[cid] = max(best.get(cid, -1.0), float(sim))
-        return sorted(best.items(), key=lambda kv: -kv[1])
+        self._set_ef_search(max(40, min(1000, int(limit) * 2)))
+        rows = self.conn.execute(
+            f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
+            f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM {table} v "
+            f"{'JOIN rag_chunks c ON c.id = v.chunk_id' if path_sql else ''} "
+            f"WHERE v.index_id = %(idx)s {path_sql} ORDER BY v.embedding <=> q.vec LIMIT %(lim)s) n "
+            f"GROUP BY n.chunk_id ORDER BY sim DESC",
+            {"qs": [_vector_literal(v) for v in np.atleast_2d(query_vecs)], "idx": info.id, "lim": limit, **params},
+        ).fetchall()
+        return [(cid, float(sim)) for cid, sim in rows]
+
+    def _set_ef_search(self, ef: int) -> None:
+        """HNSW candidate list size for this session; a SET only when it changes (saves a round trip per query)."""
+        if self._ef_search != ef:
+            self.conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+            self._ef_search = ef
 
     def bm25(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
              paths: Sequence[str] = (), max_df_ratio: float = 1.0) -> list[tuple[int, float]]:
@@ -278,15 +284,24 @@ class Store:
         return [(r[0], bool(r[1])) for r in rows]
 
     def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
-        """Indexed file paths that end with, or are the tail of, a path mentioned in a query."""
+        """Indexed file paths that end with, or are the tail of, a path mentioned in a query. A bare file
+        name that several files share (`__init__.py`, `utils.py`) names none of them."""
         if not suffixes:
             return []
         rows = self.conn.execute(
-            "SELECT path FROM rag_files f WHERE index_id = %s AND EXISTS (SELECT 1 FROM unnest(%s::text[]) s "
-            "WHERE f.path = s OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path)",
-            (info.id, list(suffixes)),
+            "SELECT s, f.path FROM rag_files f JOIN unnest(%s::text[]) s ON f.path = s "
+            "OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path "
+            "WHERE f.index_id = %s",
+            (list(suffixes), info.id),
         ).fetchall()
-        return [r[0] for r in rows]
+        per_mention: dict[str, list[str]] = {}
+        for mention, path in rows:
+            per_mention.setdefault(mention, []).append(path)
+        return list(dict.fromkeys(p for m, ps in per_mention.items() if "/" in m or len(ps) == 1 for p in ps))
+
+    def chunk_paths(self, ids: Iterable[int]) -> dict[int, str]:
+        rows = self.conn.execute("SELECT id, path FROM rag_chunks WHERE id = ANY(%s)", (list(ids),)).fetchall()
+        return dict(rows)
 
     def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
         rows = self.conn.execute(
@@ -312,6 +327,10 @@ def check_model(info: IndexInfo, model: str, dim: int) -> None:
             f"{info.kind} index {info.name!r} was built with embedding model {info.model!r} (dim {info.dim}) "
             f"but the configured model is {model!r} (dim {dim}); use the same model or re-index with --reset"
         )
+
+
+def _vector_literal(vec: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vec, dtype=np.float32).tolist()) + "]"
 
 
 def _digest(text: str) -> bytes:

@@ -6,6 +6,7 @@ import re
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_OPTION = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*[A-Za-z0-9])")
 
 
 def search_text(text: str) -> str:
@@ -13,8 +14,10 @@ def search_text(text: str) -> str:
 
     `get_records` → `get records getrecords`, `LogCaptureFixture` → `log capture fixture
     logcapturefixture`; Postgres' parser alone would keep neither the parts nor the whole.
+    A command-line option adds one rare token (`--collect-only` → `optcollectonly`): the code
+    that defines or reads an option names it literally.
     """
-    out = []
+    out = ["opt" + re.sub(r"[\W_]", "", m).lower() for m in _OPTION.findall(text)]
     for tok in _IDENT.findall(text):
         parts = [p.lower() for piece in tok.split("_") for p in _CAMEL.findall(piece)]
         out.extend(parts)

@@ -1,0 +1,73 @@
+"""Query shaping: which part of a (long) user message gets embedded, and which code signals it mentions.
+
+Issue-like messages are mostly noise for retrieval (templates, `pip list` output, logs, links);
+the title and the prose around it say what is wrong, the identifiers, options, traceback frames
+and error names say where.
+"""
+
+from __future__ import annotations
+
+import re
+
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_URL = re.compile(r"https?://\S+")
+_FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.S | re.M)
+_CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.M)  # issue-template checklists
+_VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+[ \t]*$", re.M)  # `pip list`/`freeze` rows
+_PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
+_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
+_BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
+_OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*[A-Za-z0-9])")
+_FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.M)
+_ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
+
+
+def clean(text: str) -> str:
+    """The message without HTML comments and checklists (issue templates), links and version listings."""
+    out = _HTML_COMMENT.sub(" ", text.replace("\r\n", "\n"))
+    return _VERSION_ROW.sub(" ", _CHECKBOX.sub(" ", _URL.sub(" ", out)))
+
+
+def prose(text: str) -> str:
+    """The cleaned message without fenced blocks (falls back to the text)."""
+    out = _FENCED.sub(" ", clean(text))
+    return out if out.strip() else text
+
+
+def head(text: str, words: int) -> str:
+    """The first `words` words (the embedding model only sees its window anyway)."""
+    return " ".join(text.split()[:words])
+
+
+def path_mentions(text: str) -> list[str]:
+    """File paths mentioned in the text (`src/_pytest/logging.py`, `logging.py`)."""
+    return list(dict.fromkeys(m.lstrip("./") for m in _PATH.findall(text)))
+
+
+def symbol_mentions(text: str) -> list[str]:
+    """Identifiers that look like code symbols: snake_case, camelCase, dotted, or called `name(`."""
+    out = []
+    for m in _NAME.finditer(text):
+        name = m.group(1)
+        called = text[m.end() : m.end() + 1] == "("
+        for part in name.split("."):
+            if len(part) >= 4 and ("_" in part.strip("_") or re.search(r"[a-z][A-Z]", part) or called or "." in name):
+                out.append(part)
+    return list(dict.fromkeys(out))[:64]
+
+
+def dotted_mentions(text: str) -> list[str]:
+    """Qualified names mentioned in the text (`Expression.compile`, `caplog.get_records`)."""
+    return list(dict.fromkeys(m for m in _NAME.findall(text) if "." in m and not _PATH.fullmatch(m)))[:32]
+
+
+def code_signals(text: str) -> list[str]:
+    """Code-ish words of a message: backticked spans, symbols, `--options`, traceback frames, error names."""
+    text = clean(text)
+    out = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)]
+    out += symbol_mentions(text)
+    out += _OPTION.findall(text)
+    for m in _FRAME.finditer(text):
+        out += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
+    out += _ERROR.findall(text)
+    return list(dict.fromkeys(out))
