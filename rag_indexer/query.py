@@ -8,6 +8,7 @@ and error names say where.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _URL = re.compile(r"https?://\S+")
@@ -22,16 +23,13 @@ _FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 
 
+_CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
+
+
 def clean(text: str) -> str:
     """The message without HTML comments and checklists (issue templates), links and version listings."""
     out = _HTML_COMMENT.sub(" ", text.replace("\r\n", "\n"))
     return _VERSION_ROW.sub(" ", _CHECKBOX.sub(" ", _URL.sub(" ", out)))
-
-
-def prose(text: str) -> str:
-    """The cleaned message without fenced blocks (falls back to the text)."""
-    out = _FENCED.sub(" ", clean(text))
-    return out if out.strip() else text
 
 
 def head(text: str, words: int) -> str:
@@ -51,7 +49,7 @@ def symbol_mentions(text: str) -> list[str]:
         name = m.group(1)
         called = text[m.end() : m.end() + 1] == "("
         for part in name.split("."):
-            if len(part) >= 4 and ("_" in part.strip("_") or re.search(r"[a-z][A-Z]", part) or called or "." in name):
+            if len(part) >= 4 and ("_" in part.strip("_") or called or "." in name or _CAMEL_HUMP.search(part)):
                 out.append(part)
     return list(dict.fromkeys(out))[:64]
 
@@ -61,13 +59,25 @@ def dotted_mentions(text: str) -> list[str]:
     return list(dict.fromkeys(m for m in _NAME.findall(text) if "." in m and not _PATH.fullmatch(m)))[:32]
 
 
-def code_signals(text: str) -> list[str]:
-    """Code-ish words of a message: backticked spans, symbols, `--options`, traceback frames, error names."""
-    text = clean(text)
-    out = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)]
-    out += symbol_mentions(text)
-    out += _OPTION.findall(text)
+@dataclass(frozen=True)
+class Shaped:
+    """One message taken apart for retrieval (computed once per query)."""
+
+    text: str  # cleaned: for full-text search and mentions
+    prose: str  # cleaned, without fenced blocks: for the embedding
+    symbols: list[str]
+    dotted: list[str]
+    paths: list[str]  # file paths, links included
+    signals: list[str]  # code-ish words: backticked spans, symbols, --options, traceback frames, error names
+
+
+def shape(message: str) -> Shaped:
+    text = clean(message)
+    prose = _FENCED.sub(" ", text)
+    symbols = symbol_mentions(text)
+    signals = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)] + symbols + _OPTION.findall(text)
     for m in _FRAME.finditer(text):
-        out += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
-    out += _ERROR.findall(text)
-    return list(dict.fromkeys(out))
+        signals += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
+    signals += _ERROR.findall(text)
+    return Shaped(text, prose if prose.strip() else text, symbols, dotted_mentions(text),
+                  path_mentions(message), list(dict.fromkeys(signals)))  # links to files name them too

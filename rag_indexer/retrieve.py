@@ -3,10 +3,11 @@ mentions), fused by weighted RRF; code files ranked by their chunks together."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .embedding import Embedder
-from .query import clean, code_signals, dotted_mentions, head, path_mentions, prose, symbol_mentions
+from .query import Shaped, head, shape
 from .settings import RetrievalSettings
 from .store import Hit, IndexInfo, Store, check_model, rrf
 from .text import search_text, windows
@@ -46,6 +47,7 @@ class Retriever:
 
     def __init__(self, store: Store, embedder: Embedder, cfg: RetrievalSettings):
         self.store, self.embedder, self.cfg = store, embedder, cfg
+        self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
 
     def index_for(self, q: Query) -> IndexInfo | None:
         info = self.store.index(q.kind, q.name)
@@ -53,10 +55,10 @@ class Retriever:
             check_model(info, self.embedder.model_id, self.embedder.dim)
         return info
 
-    def dense_windows(self, text: str) -> list[str]:
+    def dense_windows(self, s: Shaped) -> list[str]:
         """What of the message gets embedded: its prose, at most `max_query_windows` model windows."""
         size = self.cfg.query_window_words
-        return windows(prose(text), size, size // 4)[: self.cfg.max_query_windows] or [head(text, size)]
+        return windows(s.prose, size, size // 4)[: self.cfg.max_query_windows] or [head(s.text, size)]
 
     def search(self, q: Query) -> list[Hit]:
         """Top `q.k` relevant chunks (possibly fewer, or none)."""
@@ -75,31 +77,35 @@ class Retriever:
         bm25: dict[int, float] = {}
         lexical: set[int] = set()  # chunks matched by a mentioned symbol
         max_df = cfg.max_term_df.get(q.kind, 1.0)
+        s = shape(q.text)
+        embedding = None  # the query embedding (client CPU) runs while Postgres does the lexical searches
         if q.mode in ("hybrid", "dense"):
-            dense = dict(self.store.dense(info, self.embedder.embed(self.dense_windows(q.text)), cand, q.paths))
-            rankings.append(list(dense))
-            weights.append(w.dense)
+            embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(s))
         if q.mode in ("hybrid", "fulltext"):
-            bm25 = dict(self.store.bm25(info, search_text(clean(q.text)), cand, cfg.max_query_terms, q.paths, max_df))
+            bm25 = dict(self.store.bm25(info, search_text(s.text), cand, cfg.max_query_terms, q.paths, max_df))
             rankings.append(list(bm25))
             weights.append(w.fulltext)
-        if q.mode == "hybrid" and w.code_terms and (signals := code_signals(q.text)):
-            code = self.store.bm25(info, search_text(" ".join(signals)), cand, cfg.max_query_terms, q.paths, max_df)
+        if q.mode == "hybrid" and w.code_terms and s.signals:
+            code = self.store.bm25(info, search_text(" ".join(s.signals)), cand, cfg.max_query_terms, q.paths, max_df)
             rankings.append([cid for cid, _ in code])
             weights.append(w.code_terms)
         if q.mode == "hybrid" and w.symbol:
-            symbols = self.store.symbols(info, symbol_mentions(q.text), dotted_mentions(q.text), cand, q.paths)
+            symbols = self.store.symbols(info, s.symbols, s.dotted, cand, q.paths)
             if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
                 rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
                 weights.append(w.symbol)
                 lexical.update(cid for cid, _ in symbols)
+        if embedding is not None:
+            dense = dict(self.store.dense(info, embedding.result(), cand, q.paths))
+            rankings.append(list(dense))
+            weights.append(w.dense)
         if q.paths and not any(rankings):  # referenced files that match nothing: their first chunks
             rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
             weights.append(1.0)
         pool = set().union(*rankings) if rankings else set()
         path_of = self.store.chunk_paths(pool)
         if q.mode == "hybrid" and w.path:
-            mentioned = set(self.store.paths_matching(info, path_mentions(q.text)))
+            mentioned = set(self.store.paths_matching(info, s.paths))
             if mentioned:
                 fused_so_far = rrf(rankings, cfg.rrf_k, weights)
                 rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])

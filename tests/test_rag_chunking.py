@@ -13,7 +13,7 @@ from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
 from rag_indexer.doc_chunker import MAX_TOKENS, chunk_doc, count_tokens
 from rag_indexer.files import blob_hash, is_indexable_text, list_files
-from rag_indexer.retrieve import path_mentions, symbol_mentions
+from rag_indexer.query import path_mentions, shape, symbol_mentions
 from rag_indexer.text import search_text, windows
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "shared" / "evaldata" / "docqa_dev" / "docs"
@@ -142,6 +142,25 @@ def test_search_text_splits_identifiers_and_keeps_whole_names():
     assert search_text("caplog.get_records LogCaptureFixture") == (
         "caplog get records getrecords log capture fixture logcapturefixture"
     )
+    assert search_text('addoption("--collect-only")').startswith("optcollectonly ")  # an option is one rare token
+
+
+def test_issue_text_is_shaped_into_prose_and_code_signals():
+    issue = (
+        "caplog.clear() breaks get_records with --log-level\r\n<!-- Thanks for submitting an issue! -->\r\n"
+        "- [x] output of `pip list`\r\nSee https://example.org/src/_pytest/fixtures.py for more.\r\n"
+        "```\r\n$ pip list\r\nPackage    Version\r\nattrs      21.4.0\r\n"
+        '  File "/venv/lib/site-packages/_pytest/logging.py", line 345, in clear\r\n'
+        "ValueError: bad record\r\n```\r\nIt happens in `LogCaptureHandler.reset`.\r\n"
+    )
+    s = shape(issue)
+    for noise in ("Thanks for submitting", "output of", "example.org", "attrs", "21.4.0"):
+        assert noise not in s.text
+    assert "File " not in s.prose and "LogCaptureHandler.reset" in s.prose  # code blocks are not embedded
+    assert s.prose.split()[:3] == ["caplog.clear()", "breaks", "get_records"]
+    assert {"--log-level", "logging", "clear", "ValueError", "LogCaptureHandler", "get_records"} <= set(s.signals)
+    assert s.paths == ["example.org/src/_pytest/fixtures.py", "venv/lib/site-packages/_pytest/logging.py"]
+    assert "LogCaptureHandler.reset" in s.dotted
 
 
 def test_query_mentions_and_windows():
