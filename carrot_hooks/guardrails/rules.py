@@ -107,6 +107,7 @@ class RuleSet:
     def __init__(self, rules: Iterable[PatternRule], default_action: RuleAction, value_filter: ValueFilter | None = None):
         self.rules = tuple(rules)
         self.default_action = default_action
+        self._keywords = tuple(sorted({k for r in self.rules for k in r.keywords}))
         self._compiled = [
             (
                 r,
@@ -141,9 +142,10 @@ class RuleSet:
         low = text.lower()
         if len(low) != len(text):  # a few non-ASCII letters change length when lower-cased
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        present = {k for k in self._keywords if k in low}  # each keyword looked up once, not once per rule
         hits: list[Finding] = []
         for rule, rx, bad_value, bad_name, required in self._compiled:
-            if rule.keywords and not any(k in low for k in rule.keywords):
+            if rule.keywords and present.isdisjoint(rule.keywords):
                 continue
             for m in rx.finditer(low if rule.ignore_case else text):
                 if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):

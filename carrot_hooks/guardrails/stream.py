@@ -4,7 +4,8 @@ Each delta is scanned together with the last `holdback` characters already relea
 Text is held back only from the earliest point that could still grow into a finding:
 a match that touches the end of what arrived so far, a detector keyword on the
 current line (for at most `holdback` characters), a partly arrived keyword, an
-unfinished token that could be part of a secret (long, or with digits or key punctuation),
+unfinished token that could be part of a secret (long, or with digits or key punctuation;
+held however long it grows, so a 300-character JWT never leaks past the window),
 or a half-written `<PLACEHOLDER_n>`. Everything before it is released (redacted, with
 placeholders restored), so the first token is not delayed by a fixed window.
 """
@@ -82,7 +83,7 @@ class StreamFilter:
             if low.endswith(p):
                 limit = min(limit, n - len(p))
                 break
-        if token and n - token.start() <= self.holdback and _secret_like(token.group()):
+        if token and _secret_like(token.group()):  # however long: a 300-character JWT is held whole
             limit = min(limit, token.start())
         if self.restore is not None:
             m = _OPEN_PLACEHOLDER.search(window)
