@@ -260,13 +260,16 @@ def main() -> None:
     starts = ["Sure! ", "Here is the fix:\n", "To do that, run ", "```bash\n", "The problem is that "]
     cases = {
         "answers opening with prose or a fence": [rng.choice(starts) + rng.choice(bodies) for _ in range(100)],
-        "answers opening with a command/secret": [rng.choice(bodies) for _ in range(40)],
+        # stress: the first token is itself a command or a key, which must wait until it is known
+        "answers opening with a bare command/secret": [rng.choice(bodies) for _ in range(40)],
     }
     for label, answers in cases.items():
         base, guarded = asyncio.run(first_token_delays(policy, answers, 0.02, 4))
         added = [g - b for g, b in zip(guarded, base)]
+        late = sum(a > 50 for a in added)
         print(f"  {label}: pass-through p95 {pct(base, .95):.2f} ms; guarded p50 {pct(guarded, .5):.2f} "
-              f"p95 {pct(guarded, .95):.2f} ms; added p95 {pct(added, .95):.2f} ms (target <= 50)")
+              f"p95 {pct(guarded, .95):.2f} ms; added p95 {pct(added, .95):.2f} ms (target <= 50), "
+              f"{late}/{len(added)} answers delayed > 50 ms")
 
     chunks = [answer_src[i:i + 4] for i in range(0, min(len(answer_src), 8000), 4)]
     f = StreamFilter(lambda s: output.scan(s, risk), output.hold_keywords(risk), policy.stream.holdback_chars,
