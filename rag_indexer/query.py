@@ -10,16 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 _URL = re.compile(r"https?://\S+")
-_FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.S | re.M)
-_CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.M)  # issue-template checklists
-_VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+[ \t]*$", re.M)  # `pip list`/`freeze` rows
+_FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.DOTALL | re.MULTILINE)
+_CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.MULTILINE)  # issue-template checklists
+_VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+[ \t]*$", re.MULTILINE)  # `pip list`/`freeze` rows
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
 _OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*[A-Za-z0-9])")
-_FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.M)
+_FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.MULTILINE)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 
 

@@ -1,0 +1,28 @@
+"""Fusion of the rankings: files first for code (RRF over each ranking's file order), then their chunks."""
+
+from __future__ import annotations
+
+from rag_indexer.retrieve import file_order
+from rag_indexer.store import rrf
+
+PATH_OF = {1: "a.py", 2: "a.py", 3: "b.py", 4: "c.py", 5: "c.py"}
+
+
+def test_a_file_that_several_chunks_put_on_top_beats_the_single_best_chunk():
+    rankings = [[3, 1, 4], [1, 3], [2, 3, 5]]  # chunk 3 (b.py) is in every ranking; a.py leads two of them
+    weights = [1.0, 1.0, 1.0]
+    fused = rrf(rankings, 10, weights)
+    assert max(fused, key=fused.get) == 3  # chunk by chunk, b.py would win
+    order = file_order(rankings, weights, 10, fused, PATH_OF)
+    files = list(dict.fromkeys(PATH_OF[c] for c in order))
+    assert files[0] == "a.py"
+    assert order[: len(files)] == [max((c for c in fused if PATH_OF[c] == f), key=fused.get) for f in files]
+    assert sorted(order) == sorted(fused)  # every candidate kept: best chunk of each file first, then the rest
+
+
+def test_weights_decide_between_rankings_that_disagree():
+    rankings = [[3], [4]]
+    fused = rrf(rankings, 10, [2.0, 1.0])
+    assert file_order(rankings, [2.0, 1.0], 10, fused, PATH_OF)[0] == 3
+    fused = rrf(rankings, 10, [1.0, 2.0])
+    assert file_order(rankings, [1.0, 2.0], 10, fused, PATH_OF)[0] == 4
