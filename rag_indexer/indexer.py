@@ -19,6 +19,7 @@ from .store import Store
 from .text import search_text, windows
 
 FILES_PER_BATCH = 48
+LABEL_REPEAT = 3  # full-text field weight of path, symbol and heading (repeated terms)
 
 
 class IndexerError(RuntimeError):
@@ -121,7 +122,7 @@ def index_tree(
         vec_of = _embed_cached(store, embedder, [t for ts in texts.values() for t in ts])
         for path, f, chunks in per_file:
             vectors = [[vec_of[t] for t in texts[c]] for c in chunks]
-            terms = [search_text(f"{c.path} {c.symbol} {c.heading} {c.text}") for c in chunks]
+            terms = [search_text(f"{c.path} {c.symbol} {c.heading} " * LABEL_REPEAT + c.text) for c in chunks]
             store.replace_file(info, path, f.blob, chunks, terms, vectors)
             written += len(chunks)
         if progress:

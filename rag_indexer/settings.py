@@ -46,7 +46,7 @@ class Weights(_Strict):
 
 
 class KindWeights(_Strict):
-    code: Weights = Weights(dense=1.5, fulltext=0.5, symbol=0.5, path=0.5)
+    code: Weights = Weights(dense=1.5, symbol=0.5, path=0.5)
     docs: Weights = Weights(dense=0.5, code_terms=0, symbol=0, path=0)
 
 
@@ -57,7 +57,7 @@ class RetrievalSettings(_Strict):
     weights: KindWeights = KindWeights()
     # index kinds whose files are fused first (RRF over each ranking's file order), then their chunks
     fuse_files: tuple[Literal["code", "docs"], ...] = ("code",)
-    max_query_terms: int = Field(48, ge=1, le=512)
+    max_query_terms: int = Field(40, ge=1, le=512)
     # full-text skips lexemes found in more than this share of an index's chunks (per index kind)
     max_term_df: dict[Literal["code", "docs"], Annotated[float, Field(gt=0, le=1)]] = {"code": 0.1, "docs": 0.3}
     query_window_words: int = Field(64, ge=16, le=512)

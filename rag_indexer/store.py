@@ -16,6 +16,9 @@ import numpy as np
 from .chunk import Chunk
 
 K1, B = 1.2, 0.75
+# After bulk writes, searches are ~10x slower until VACUUM (dead HNSW entries, no visibility map for
+# index-only scans): 33 ms vs 2.4 ms per HNSW search at 11k chunks. Autovacuum may come much later.
+VACUUM_AFTER_CHANGES = 1000
 MIN_DF_CUTOFF = 200  # common-term pruning only where postings are long; small indexes keep every term
 TS_CONFIG = "english"
 
@@ -98,6 +101,7 @@ class Store:
             # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
             self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
             self._ef_search: int | None = None
+            self._changed = 0  # chunks deleted or written since this connection's last VACUUM
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
 
@@ -139,9 +143,17 @@ class Store:
         if info is None:
             return False
         with self.conn.transaction():
-            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,))
+            self._changed += self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,)).rowcount
             self.conn.execute("DELETE FROM rag_indexes WHERE id = %s", (info.id,))
+        self._vacuum_if_needed(info.dim)
         return True
+
+    def _vacuum_if_needed(self, dim: int) -> None:
+        """VACUUM the tables after many chunks were written or deleted."""
+        if self._changed >= VACUUM_AFTER_CHANGES:
+            for table in (_vec_table(dim), "rag_postings", "rag_chunks"):
+                self.conn.execute(f"VACUUM (ANALYZE) {table}")
+            self._changed = 0
 
     def file_blobs(self, index_id: int) -> dict[str, str]:
         rows = self.conn.execute("SELECT path, blob FROM rag_files WHERE index_id = %s", (index_id,)).fetchall()
@@ -168,7 +180,8 @@ class Store:
         if not paths:
             return
         with self.conn.transaction():
-            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
+            self._changed += self.conn.execute(
+                "DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths))).rowcount
             self.conn.execute("DELETE FROM rag_files WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
 
     def replace_file(
@@ -178,7 +191,9 @@ class Store:
         """Atomically replace one file's chunks; `terms[i]` is chunk i's search text, `vectors[i]` its windows."""
         table = _vec_table(info.dim)
         with self.conn.transaction():
-            self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s AND path = %s", (info.id, path))
+            self._changed += self.conn.execute(
+                "DELETE FROM rag_chunks WHERE index_id = %s AND path = %s", (info.id, path)).rowcount
+            self._changed += len(chunks)
             for chunk, term_text, vecs in zip(chunks, terms, vectors, strict=True):
                 chunk_id = self.conn.execute(
                     "INSERT INTO rag_chunks (index_id, path, language, symbol, symbol_key, heading, start_line, end_line, "
@@ -219,6 +234,7 @@ class Store:
                 (commit, info.id, info.id, info.id),
             )
         self.conn.execute("ANALYZE rag_postings")
+        self._vacuum_if_needed(info.dim)
         return self.index(info.kind, info.name)  # type: ignore[return-value]
 
     # ---- reads ---------------------------------------------------------------------------
