@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .text import OPTION
+
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 _URL = re.compile(r"https?://\S+")
 _FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.DOTALL | re.MULTILINE)
@@ -18,11 +20,8 @@ _VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+[ \t]*
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
-_OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*[A-Za-z0-9])")
 _FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.MULTILINE)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
-
-
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
 
 
@@ -75,7 +74,8 @@ def shape(message: str) -> Shaped:
     text = clean(message)
     prose = _FENCED.sub(" ", text)
     symbols = symbol_mentions(text)
-    signals = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)] + symbols + _OPTION.findall(text)
+    signals = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)] + symbols
+    signals += ["--" + name for name in OPTION.findall(text)]
     for m in _FRAME.finditer(text):
         signals += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
     signals += _ERROR.findall(text)

@@ -6,7 +6,7 @@ import re
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_OPTION = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*[A-Za-z0-9])")
+OPTION = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*[A-Za-z0-9])")  # `--collect-only`; group 1: its name
 
 
 def search_text(text: str) -> str:
@@ -17,7 +17,7 @@ def search_text(text: str) -> str:
     A command-line option adds one rare token (`--collect-only` → `optcollectonly`): the code
     that defines or reads an option names it literally.
     """
-    out = ["opt" + re.sub(r"[\W_]", "", m).lower() for m in _OPTION.findall(text)]
+    out = ["opt" + re.sub(r"[\W_]", "", m).lower() for m in OPTION.findall(text)]
     for tok in _IDENT.findall(text):
         parts = [p.lower() for piece in tok.split("_") for p in _CAMEL.findall(piece)]
         out.extend(parts)
