@@ -48,9 +48,19 @@ def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int)
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
+            if not _valid_content(m.get("content")):
+                raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of "
+                                   "content parts (objects with a 'type')", param=f"messages[{i}].content")
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
         raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings or token ids",
                            param="prompt")
+
+
+def _valid_content(content) -> bool:
+    """OpenAI's message content forms: text, null (assistant tool calls), or typed content parts."""
+    if content is None or isinstance(content, str):
+        return True
+    return isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in content)
 
 
 def _valid_prompt(prompt) -> bool:

@@ -65,6 +65,15 @@ def test_fuzzed_chat_bodies_never_5xx(proxy, body):
     assert_not_server_error(send(proxy, json.dumps(body).encode()))
 
 
+@pytest.mark.parametrize("content", [[None], [{"text": "no type"}], {"type": "text", "text": "x"}, 42],
+                         ids=["null-part", "untyped-part", "object", "number"])
+def test_malformed_content_is_400_naming_the_field(proxy, content):
+    body = {"model": "gpt-4o", "messages": [{"role": "system", "content": "ok"}, {"role": "user", "content": content}]}
+    r = send(proxy, json.dumps(body).encode())
+    assert r.status_code == 400, r.text
+    assert "messages[1].content" in r.json()["error"]["message"]
+
+
 @FUZZ
 @given(body=st.fixed_dictionaries({"model": st.sampled_from(["gpt-4o", "carrot-editor"]) | scalars,
                                    "prompt": text | st.lists(text | st.integers(), max_size=3) | json_values},
