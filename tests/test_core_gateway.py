@@ -180,8 +180,12 @@ def test_fim_completion_keeps_suffix(client, fake_upstream, marker, stream):
         model="gpt-4o", prompt=f"# {marker}\ndef add(a, b):\n    ", suffix="\n\nprint(add(1, 2))\n",
         max_tokens=16, stream=stream)
     body = raw.parse()
-    text = "".join(c.choices[0].text or "" for c in body) if stream else body.choices[0].text
+    chunks = list(body) if stream else [body]
+    text = "".join(c.choices[0].text or "" for c in chunks if c.choices)
     assert text == "Hello from the fake upstream."
+    if stream:  # exactly one chunk, the completing one, carries the verdict summary, on FIM too
+        verdicts = [c.model_extra["carrot_guardrails"] for c in chunks if "carrot_guardrails" in (c.model_extra or {})]
+        assert verdicts == ["none"]
     up = only_request(fake_upstream, marker)
     assert up.path == "/v1/completions"
     assert up.json["model"] == "deepseek-coder:6.7b-base-q4_K_M"
