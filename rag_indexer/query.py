@@ -16,7 +16,8 @@ _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 _URL = re.compile(r"https?://\S+")
 _FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.DOTALL | re.MULTILINE)
 _CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.MULTILINE)  # issue-template checklists
-_VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+[ \t]*$", re.MULTILINE)  # `pip list`/`freeze` rows
+# `pip list`/`freeze` rows; editable installs add a local version (`+g95b8e1a.dirty`) and a location
+_VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+(?:\+[\w.]+)?(?:[ \t]+/\S*)?[ \t]*$", re.MULTILINE)
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")

@@ -150,11 +150,12 @@ def test_issue_text_is_shaped_into_prose_and_code_signals():
         "caplog.clear() breaks get_records with --log-level\r\n<!-- Thanks for submitting an issue! -->\r\n"
         "- [x] output of `pip list`\r\nSee https://example.org/src/_pytest/fixtures.py for more.\r\n"
         "```\r\n$ pip list\r\nPackage    Version\r\nattrs      21.4.0\r\n"
+        "mylib      0.3.dev1+g1a2b3c.dirty   /home/me/src/mylib\r\n"  # an editable install: local version, location
         '  File "/venv/lib/site-packages/_pytest/logging.py", line 345, in clear\r\n'
         "ValueError: bad record\r\n```\r\nIt happens in `LogCaptureHandler.reset`.\r\n"
     )
     s = shape(issue)
-    for noise in ("Thanks for submitting", "output of", "example.org", "attrs", "21.4.0"):
+    for noise in ("Thanks for submitting", "output of", "example.org", "attrs", "21.4.0", "mylib", "g1a2b3c"):
         assert noise not in s.text
     assert "File " not in s.prose and "LogCaptureHandler.reset" in s.prose  # code blocks are not embedded
     assert s.prose.split()[:3] == ["caplog.clear()", "breaks", "get_records"]
