@@ -152,7 +152,8 @@ def main() -> int:
 
 
 def replace_retrieval(cfg):
-    return cfg.model_copy(update={"min_dense_similarity": -1.0, "min_fulltext_score": 0.0, "candidates": max(cfg.candidates, 100)})
+    """The gateway's retrieval settings, minus the relevance floor (recall@10 needs ten hits)."""
+    return cfg.model_copy(update={"min_dense_similarity": -1.0, "min_fulltext_score": 0.0})
 
 
 if __name__ == "__main__":
