@@ -9,7 +9,15 @@ import uuid
 import pytest
 
 from carrot_hooks.prompts import load_pack
-from tests.test_rag_e2e import ROOT, ask, context_block, drop_index, rag_proxy, run_cli, store_env  # noqa: F401
+from tests.test_rag_e2e import (  # noqa: F401
+    ROOT,
+    ask,
+    context_block,
+    drop_index,
+    rag_proxy,
+    run_cli,
+    store_env,
+)
 
 DOC = """# Access requests
 
