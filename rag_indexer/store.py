@@ -36,7 +36,16 @@ CREATE TABLE IF NOT EXISTS rag_chunks (
     path text NOT NULL, language text NOT NULL, symbol text NOT NULL, heading text NOT NULL,
     start_line int NOT NULL, end_line int NOT NULL, content text NOT NULL, doclen int NOT NULL);
 CREATE INDEX IF NOT EXISTS rag_chunks_file ON rag_chunks (index_id, path);
-ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS symbol_key text NOT NULL DEFAULT '';
+-- symbol_key: the symbol's last dotted part, lower-cased (`Foo.Bar` -> `bar`), derived by Postgres;
+-- an older plain column of that name (filled by the indexer) is replaced once
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'rag_chunks'
+                   AND column_name = 'symbol_key' AND is_generated = 'ALWAYS') THEN
+        ALTER TABLE rag_chunks DROP COLUMN IF EXISTS symbol_key;
+        ALTER TABLE rag_chunks ADD COLUMN symbol_key text
+            GENERATED ALWAYS AS (lower(regexp_replace(symbol, '^.*\\.', ''))) STORED;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS rag_chunks_symbol ON rag_chunks (index_id, symbol_key);
 CREATE TABLE IF NOT EXISTS rag_postings (
     index_id int NOT NULL, lexeme text NOT NULL, chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
@@ -93,10 +102,6 @@ class Store:
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
             self.conn.execute(SCHEMA)
-            self.conn.execute(  # rows written before symbol_key existed
-                "UPDATE rag_chunks SET symbol_key = lower(regexp_replace(symbol, '^.*\\.', '')) "
-                "WHERE symbol_key = '' AND symbol <> ''"
-            )
             register_vector(self.conn)
             # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
             self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
@@ -196,9 +201,9 @@ class Store:
             self._changed += len(chunks)
             for chunk, term_text, vecs in zip(chunks, terms, vectors, strict=True):
                 chunk_id = self.conn.execute(
-                    "INSERT INTO rag_chunks (index_id, path, language, symbol, symbol_key, heading, start_line, end_line, "
-                    "content, doclen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (info.id, path, chunk.language, chunk.symbol, chunk.symbol.rsplit(".", 1)[-1].lower(), chunk.heading,
+                    "INSERT INTO rag_chunks (index_id, path, language, symbol, heading, start_line, end_line, "
+                    "content, doclen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (info.id, path, chunk.language, chunk.symbol, chunk.heading,
                      chunk.start_line, chunk.end_line, chunk.text, max(1, len(term_text.split()))),
                 ).fetchone()[0]
                 self.conn.execute(
