@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -25,12 +26,23 @@ def policy_dir() -> Path:
     return Path(os.environ.get("CARROT_POLICY_DIR", "policy")).resolve()
 
 
-def _describe(path: Path, err: ValidationError) -> str:
+def _describe(path: Path, err: ValidationError, raw: object) -> str:
     parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        parts.append(f"{path}: {key}: {e['msg']} (got {e.get('input')!r:.80})")
+        parts.append(f"{path}: {key}{_item_id(raw, e['loc'])}: {e['msg']} (got {e.get('input')!r:.80})")
     return "; ".join(parts)
+
+
+def _item_id(raw: object, loc: tuple) -> str:
+    """` (id 'large-prompt')` when the error sits inside a list item that has an `id`, e.g. a rule."""
+    if len(loc) >= 2 and isinstance(raw, dict) and isinstance(loc[1], int):
+        items = raw.get(loc[0])
+        if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
+            ident = items[loc[1]].get("id")
+            if isinstance(ident, str):
+                return f" (id {ident!r:.60})"
+    return ""
 
 
 def load_model(path: Path, model: type[M]) -> M:
@@ -46,22 +58,32 @@ def load_model(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(raw if raw is not None else {}, context={"path": path})
     except ValidationError as e:
-        raise ConfigError(_describe(path, e)) from None
+        raise ConfigError(_describe(path, e, raw)) from None
 
 
 class Watched(Generic[M]):
     """The last valid parse of a policy file, re-read when its mtime changes.
 
     A broken edit is logged with file, key and value while the last valid
-    version stays in force. The file is stat'ed at most once per `interval`.
+    version stays in force. `check` adds semantic problems a schema cannot see
+    (e.g. a model alias the proxy does not serve). The file is stat'ed at most
+    once per `interval`.
     """
 
-    def __init__(self, path: Path, model: type[M], interval: float = 1.0):
-        self.path, self.model, self.interval = path, model, interval
+    def __init__(self, path: Path, model: type[M], interval: float = 1.0,
+                 check: Callable[[M], list[str]] | None = None):
+        self.path, self.model, self.interval, self.check = path, model, interval, check
         self._lock = threading.Lock()
         self._stamp = self._stat()
-        self._value = load_model(path, model)  # start-up fails loudly on a bad file
+        self._value = self._load()  # start-up fails loudly on a bad file
         self._checked = time.monotonic()
+
+    def _load(self) -> M:
+        value = load_model(self.path, self.model)
+        problems = self.check(value) if self.check else []
+        if problems:
+            raise ConfigError("; ".join(f"{self.path}: {p}" for p in problems))
+        return value
 
     def _stat(self) -> tuple[int, int]:
         st = self.path.stat()
@@ -85,7 +107,7 @@ class Watched(Generic[M]):
             return
         self._stamp = stamp
         try:
-            self._value = load_model(self.path, self.model)
+            self._value = self._load()
             log.warning("reloaded policy file %s", self.path)
         except ConfigError as e:
             log.error("invalid policy edit ignored, last valid version stays in force: %s", e)

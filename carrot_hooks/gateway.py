@@ -26,6 +26,8 @@ log = logging.getLogger("carrot.gateway")
 
 CHAT_CALLS = frozenset({"completion", "acompletion"})
 TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
+# Other prompt-carrying endpoints LiteLLM serves; refused so nothing bypasses routing and guardrails.
+UNROUTED_CALLS = frozenset({"responses", "aresponses", "anthropic_messages", "aanthropic_messages"})
 
 
 def served_aliases() -> frozenset[str]:
@@ -36,11 +38,22 @@ def served_aliases() -> frozenset[str]:
     return frozenset(router.registry().names()) if router is not None else frozenset()
 
 
-def _check_body(data: dict, call_type: str, headers: dict[str, str], limit: int) -> None:
-    """413 over the body limit, 400 naming the missing or malformed field."""
-    size = headers.get("content-length")
-    if size and size.isdigit() and int(size) > limit:
-        raise GatewayError(413, f"Request body of {size} bytes exceeds the limit of {limit} bytes", param="body")
+def _alias_problems(policy: RoutingPolicy) -> list[str]:
+    """Rules or FIM entries naming an alias the proxy does not serve (none known before the router exists)."""
+    served = served_aliases()
+    return policy.unknown_aliases(served) if served else []
+
+
+def _check_size(headers: dict[str, str], text: str, limit: int) -> None:
+    """413 over the body limit: Content-Length, or for a chunked upload the text it carried."""
+    size = headers.get("content-length", "")
+    over = int(size) if size.isdigit() else len(text.encode())
+    if over > limit:
+        raise GatewayError(413, f"Request body of {over} bytes exceeds the limit of {limit} bytes", param="body")
+
+
+def _check_body(data: dict, call_type: str) -> None:
+    """400 naming the missing or malformed field."""
     if call_type in CHAT_CALLS:
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -87,7 +100,7 @@ class CarrotGateway(CustomLogger):
 
     def __init__(self) -> None:
         super().__init__()
-        self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy)
+        self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy, check=_alias_problems)
         self.packs = PackStore(prompts_dir())
         for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
@@ -97,26 +110,39 @@ class CarrotGateway(CustomLogger):
 
     def _decide(self, policy: RoutingPolicy, data: dict, call_type: str, headers: dict[str, str],
                 key_meta: dict, tenant: str) -> RequestContext:
-        _check_body(data, call_type, headers, policy.max_body_bytes)
-        aliases = served_aliases()
-        pins = {a for a in aliases if "@" in a}
-        problems = policy.unknown_aliases(aliases)
+        _check_body(data, call_type)
+        text = prompt_text(data)
+        _check_size(headers, text, policy.max_body_bytes)
+        served = served_aliases()
+        problems = policy.unknown_aliases(served)  # a file that was already bad before the router existed
         if problems:
             raise GatewayError(503, f"{self.routing.path}: {'; '.join(problems)}", code="routing_policy_error")
+        aliases = served - set(policy.fim.values())  # FIM twins are reached through routing, never named
+        pins = {a for a in aliases if "@" in a}
         h = parse_headers(headers, policy.tasks, pins)
         requested = str(data.get("model") or "")
+        if "@" in requested and requested not in pins and requested.split("@", 1)[0] in aliases:
+            raise GatewayError(400, f"Unknown pinned version in field 'model': known pinned aliases are "
+                               f"{', '.join(sorted(pins))}", param="model")
         virtual = policy.virtual_models()
         default_task = policy.default_completion_task_type if call_type in TEXT_CALLS else policy.default_task_type
         task = h.task_type or virtual.get(requested) or _key_task(key_meta, policy.tasks) or default_task
         client_alias = h.pin or (requested if requested in aliases and requested not in virtual else None)
         risk = h.risk or policy.default_risk
-        tokens = count_tokens(prompt_text(data))
+        tokens = count_tokens(text)
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias)
+        if call_type in TEXT_CALLS and decision.model not in policy.fim:
+            raise GatewayError(400, f"/v1/completions routed to {decision.model} (rule {decision.rule_id}), which has "
+                               f"no fill-in-the-middle deployment ({self.routing.path}: fim); use "
+                               "/v1/chat/completions", param="model", code="no_fim_deployment")
         return RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
                               rule_id=decision.rule_id, model_alias=decision.model)
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """headers → route → prompt pack → context; raises a 4xx naming the problem."""
+        if call_type in UNROUTED_CALLS:
+            raise GatewayError(400, f"This gateway routes /v1/chat/completions and /v1/completions only "
+                               f"(call type {call_type} is not served)", code="unsupported_endpoint")
         if call_type not in CHAT_CALLS | TEXT_CALLS:
             return data
         t0 = time.perf_counter()
@@ -127,7 +153,7 @@ class CarrotGateway(CustomLogger):
         ctx = self._decide(policy, data, call_type, headers, user_api_key_dict.metadata or {}, tenant)
         t1 = time.perf_counter()
         if call_type in TEXT_CALLS:
-            data["model"] = policy.fim.get(ctx.model_alias, ctx.model_alias)
+            data["model"] = policy.fim[ctx.model_alias]
         else:
             data["model"] = ctx.model_alias
             try:
@@ -151,7 +177,9 @@ class CarrotGateway(CustomLogger):
                                            traceback_str=None):
         """Upstream failures become 502/503/504 naming the upstream URL; every failure is counted."""
         ctx = get_context(request_data)
-        mapped = as_gateway_error(original_exception, ctx.model_alias) if ctx else None
+        mapped = as_gateway_error(original_exception, str(request_data.get("model") or ctx.model_alias)) if ctx else None
+        if mapped is not None:  # LiteLLM's /v1/completions ignores the returned error and reads these instead
+            original_exception.status_code, original_exception.message = mapped.status_code, mapped.message
         status = getattr(mapped or original_exception, "status_code", None) or 500
         metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
                                 ctx.rule_id if ctx else "none", "false", str(status)).inc()

@@ -37,7 +37,7 @@ def test_shipped_policy_parses_and_packs_exist():
 @pytest.mark.parametrize("mutate,needle", [
     (lambda d: d["rules"][1].update(model=None), "rules.1"),
     (lambda d: d["rules"][0]["when"].update(risk=["severe"]), "rules.0.when.risk.0"),
-    (lambda d: d["rules"][2]["when"].update(min_tokens="many"), "rules.2.when.min_tokens"),
+    (lambda d: d["rules"][2]["when"].update(min_tokens="many"), "rules.2.when.min_tokens (id 'large-prompt')"),
     (lambda d: d["rules"][2].update(modle="x"), "rules.2.modle"),
     (lambda d: d["tasks"]["editor"].update(pack="editor-v1"), "tasks.editor.pack"),
     (lambda d: d["rules"][0]["when"].update(task_type=["poetry"]), "poetry"),
@@ -75,6 +75,19 @@ def test_watched_keeps_last_valid_and_picks_up_fixes(tmp_path):
     doc["default_task_type"] = "refactor"
     path.write_text(yaml.safe_dump(doc))
     assert w.get().default_task_type == "refactor"
+
+
+def test_watched_check_rejects_an_edit_and_keeps_last_valid(tmp_path):
+    path = write(tmp_path, base_doc())
+    served = {"ds-coder-6.7b", "ds-coder-v2", "ds-coder-v2-vllm", "alt-reasoning", *base_doc()["fim"].values()}
+    w = Watched(path, RoutingPolicy, interval=0, check=lambda p: p.unknown_aliases(served))
+    first = w.get()
+    doc = base_doc()
+    doc["rules"][2]["model"] = "ds-coder-v3"
+    path.write_text(yaml.safe_dump(doc))
+    assert w.get() is first
+    with pytest.raises(ConfigError, match=r"rules.2 \(large-prompt\).model: unknown alias 'ds-coder-v3'"):
+        Watched(path, RoutingPolicy, check=lambda p: p.unknown_aliases(served))
 
 
 def test_unknown_alias_is_reported_per_rule():
@@ -119,3 +132,18 @@ def test_pack_front_matter_is_stripped(tmp_path):
     p.write_text("---\ntask: chat\nBe brief.\n")
     with pytest.raises(ConfigError, match="never closed"):
         load_pack(p)
+
+
+def test_make_run_generates_a_strong_key_once(tmp_path, monkeypatch, capsys):
+    from carrot_hooks.serve import master_key
+
+    monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
+    env_file = tmp_path / ".env"
+    key = master_key(env_file)
+    assert key.startswith("sk-") and len(key) == 51 and int(key[3:], 16) >= 0
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert str(env_file) in capsys.readouterr().err
+    assert master_key(env_file) == key  # kept, not regenerated
+    assert env_file.read_text().count("LITELLM_MASTER_KEY=") == 1
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-from-the-environment")
+    assert master_key(env_file) == "sk-from-the-environment"

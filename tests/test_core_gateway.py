@@ -196,6 +196,63 @@ def test_fim_completion_keeps_suffix(client, fake_upstream, marker, stream):
     assert raw.headers["x-carrot-prompt-pack"] == "none"
 
 
+BULK = "x = 1\n" * 1000  # > 3,000 tokens: the refactor-bulk-vllm rule
+
+
+@pytest.mark.parametrize("kw,upstream_model,alias", [
+    ({"extra_headers": {"X-Model-Alias": "ds-coder-6.7b@2025-03-01"}}, "deepseek-coder:6.7b-base-q4_0",
+     "ds-coder-6.7b@2025-03-01"),
+    ({"model": "ds-coder-v2@2025-06-10"}, "deepseek-coder-v2:16b-lite-base-q4_0", "ds-coder-v2@2025-06-10"),
+    ({"model": "ds-coder-v2@2025-09-23"}, "deepseek-coder-v2:16b-lite-base-q4_K_M", "ds-coder-v2@2025-09-23"),
+    ({"extra_headers": {"X-Task-Type": "refactor"}, "bulk": True}, "deepseek-coder-v2:16b-lite-base-q4_K_M",
+     "ds-coder-v2-vllm"),
+], ids=["pin-header-6.7b-old", "pin-field-v2-old", "pin-field-v2", "refactor-bulk-on-vllm-route"])
+def test_fim_keeps_suffix_on_every_route(client, fake_upstream, marker, kw, upstream_model, alias):
+    prompt = f"# {marker}\n" + (BULK if kw.pop("bulk", False) else "") + "def f():\n    "
+    raw = client.completions.with_raw_response.create(
+        model=kw.pop("model", "gpt-4o"), prompt=prompt, suffix="\nf()\n", max_tokens=8, **kw)
+    raw.parse()
+    up = only_request(fake_upstream, marker)
+    assert (up.path, up.json["model"], up.json["suffix"]) == ("/v1/completions", upstream_model, "\nf()\n")
+    assert "options" not in up.json
+    assert raw.headers["x-carrot-model"] == alias
+
+
+def test_fim_routed_to_a_model_without_fim_is_400(client, fake_upstream, marker):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="gpt-4o", prompt=marker, suffix="x", extra_headers={"X-Risk-Level": "high"})
+    assert "fill-in-the-middle" in str(e.value) and "high-risk-escalation" in str(e.value)
+    assert fake_upstream.find(marker) == []
+
+
+def test_unknown_pin_in_model_field_is_400_listing_pins(client, fake_upstream, marker):
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, marker, model="ds-coder-v2@1999-01-01")
+    assert "'model'" in str(e.value) and "ds-coder-v2@2025-09-23" in str(e.value)
+    assert "-fim@" not in str(e.value)  # FIM twins are not client-choosable
+    assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/responses", {"model": "ds-coder-v2", "input": "{marker}"}),
+    ("/v1/messages", {"model": "ds-coder-v2", "max_tokens": 8, "messages": [{"role": "user", "content": "{marker}"}]}),
+])
+def test_endpoints_that_would_bypass_routing_are_400(proxy, fake_upstream, marker, path, body):
+    r = post(proxy, path, json.dumps(body).replace("{marker}", marker))
+    assert r.status_code == 400, r.text
+    assert "/v1/chat/completions" in r.text
+    assert fake_upstream.find(marker) == []
+
+
+def test_chunked_body_over_limit_is_413(proxy, fake_upstream, marker):
+    body = json.dumps({"model": "x", "messages": [{"role": "user", "content": marker + "a" * 2_200_000}]}).encode()
+    r = post(proxy, "/v1/chat/completions", iter([body[:1000], body[1000:]]))  # no Content-Length: chunked
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert r.status_code == 413, r.text
+    assert "2097152" in r.json()["error"]["message"]
+    assert fake_upstream.find(marker) == []
+
+
 def test_fim_bad_header_is_400(client, marker):
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="gpt-4o", prompt=marker, extra_headers={"X-Risk-Level": "x"})
@@ -237,6 +294,20 @@ def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream,
                      .headers["x-carrot-route"] == "small-model-tasks")
 
 
+def test_routing_edit_naming_an_unknown_model_keeps_last_valid_rules(proxy, client, fake_upstream, marker):
+    path = proxy.policy_dir / "routing.yaml"
+    original = _edit_routing(proxy, lambda doc: doc["rules"][-1].update(model="ds-coder-v3"))
+    try:
+        routes = []  # every request meanwhile is served by the last valid rules (the default rule → v2)
+        assert _wait_for(lambda: routes.append(chat(client, marker)[0].headers["x-carrot-route"])
+                         or "'ds-coder-v3'" in proxy.log())
+        assert set(routes) == {"default-v2"}
+        assert {r.json["model"] for r in fake_upstream.find(marker)} == {V2}
+        assert f"{path}: rules.5 (default-v2).model: unknown alias 'ds-coder-v3'" in proxy.log()
+    finally:
+        path.write_text(original)
+
+
 def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
     path = proxy.policy_dir / "routing.yaml"
 
@@ -257,10 +328,14 @@ def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
 
 def test_unreachable_upstream_is_502_naming_url(start_proxy, marker):
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
-    p = start_proxy(env={"OLLAMA_URL": dead, "OLLAMA_V1_URL": f"{dead}/v1", "VLLM_URL": f"{dead}/v1"})
+    p = start_proxy(env={"OLLAMA_URL": dead, "OLLAMA_V1_URL": f"{dead}/v1fim", "VLLM_URL": f"{dead}/v1"})
     r = post(p, "/v1/chat/completions", json.dumps({"model": "x", "messages": [{"role": "user", "content": marker}]}))
-    assert r.status_code in (502, 503), r.text
+    assert r.status_code == 502, r.text
     assert dead in r.json()["error"]["message"]
+    for stream in (False, True):  # FIM goes to Ollama's OpenAI-compatible URL, and says so
+        r = post(p, "/v1/completions", json.dumps({"model": "x", "prompt": marker, "suffix": "s", "stream": stream}))
+        assert r.status_code == 502, r.text
+        assert f"{dead}/v1fim" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("body", [b'{"model": "x", "prompt": []}', b'{"model": "x", "prompt": [{"a": 1}]}',
