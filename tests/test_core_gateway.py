@@ -311,17 +311,28 @@ def test_routing_edit_naming_an_unknown_model_keeps_last_valid_rules(proxy, clie
 def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
     path = proxy.policy_dir / "routing.yaml"
 
-    def break_rule(doc):
-        doc["rules"][2]["model"] = None
-        doc["rules"][2]["when"]["min_tokens"] = "lots"
+    def editor_route():
+        return chat(client, marker, headers={"X-Task-Type": "editor"})[0].headers["x-carrot-route"]
 
-    original = _edit_routing(proxy, break_rule)
+    def send_editor_to_v2(doc):  # a valid edit first: the last valid version is not the shipped one
+        doc["rules"].insert(0, {"id": "editor-to-v2", "when": {"task_type": ["editor"]}, "model": "ds-coder-v2"})
+
+    def then_break_it(doc):
+        send_editor_to_v2(doc)
+        doc["rules"][3]["model"] = None
+        doc["rules"][3]["when"]["min_tokens"] = "lots"
+
+    original = _edit_routing(proxy, send_editor_to_v2)
     try:
+        assert _wait_for(lambda: editor_route() == "editor-to-v2")
+        path.write_text(original)
+        _edit_routing(proxy, then_break_it)
         routes = []
-        assert _wait_for(lambda: routes.append(chat(client, marker, headers={"X-Task-Type": "editor"})[0]
-                                               .headers["x-carrot-route"]) or "rules.2.when.min_tokens" in proxy.log())
+        assert _wait_for(lambda: routes.append(editor_route())
+                         or "rules.3.when.min_tokens (id 'large-prompt')" in proxy.log())
+        routes += [editor_route() for _ in range(3)]  # after the rejected reload, too
         assert str(path) in proxy.log() and "'lots'" in proxy.log()
-        assert set(routes) == {"small-model-tasks"}
+        assert set(routes) == {"editor-to-v2"}
     finally:
         path.write_text(original)
 
