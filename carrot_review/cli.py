@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
     gw.add_argument("--budget", type=int, default=3000, help="max diff tokens per model request")
     gw.add_argument("--max-requests", type=int, default=20, help="max model requests per run")
-    gw.add_argument("--timeout", type=float, default=180.0, help="seconds per model request")
+    gw.add_argument("--timeout", type=float, default=180.0,
+                    help="seconds to wait for a model reply (connecting: 10 s); a request that times out "
+                         "or cannot connect on its retry too ends the model review")
     lt = p.add_argument_group("linters (they gate the exit code)")
     lt.add_argument("--lint", action="append", default=[], metavar="[LANG=]CMD",
                     help="lint command; {files} is replaced by the changed files; LANG= replaces "
@@ -77,7 +79,8 @@ def _gateway_client(timeout: float):
         raise InputError("OPENAI_BASE_URL is not set: point it at the Carrot gateway, e.g. https://gateway/v1")
     if not os.environ.get("OPENAI_API_KEY"):
         raise InputError("OPENAI_API_KEY is not set: use a gateway key")
-    return openai.OpenAI(timeout=timeout, max_retries=1)
+    # a gateway that does not accept the connection fails fast; model.FATAL_ERRORS counts on max_retries=1
+    return openai.OpenAI(timeout=openai.Timeout(timeout, connect=10.0), max_retries=1)
 
 
 def review(args: argparse.Namespace) -> int:
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"carrot-review: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line and exit 3, never read as a failed gate (1)
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"carrot-review: internal error: {detail}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

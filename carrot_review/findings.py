@@ -31,9 +31,18 @@ class Finding(BaseModel):
     source: str = "model"
     rule: str | None = None
 
+    @field_validator("line", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # pydantic would read `true` as line 1
+            raise ValueError("line must be a number")  # noqa: TRY004 - pydantic reports only ValueError
+        return value
+
     @field_validator("severity", mode="before")
     @classmethod
     def _normalise_severity(cls, value: object) -> object:
+        if value is None:
+            return "warning"
         if isinstance(value, str):
             v = value.strip().lower()
             return _SEVERITY_ALIASES.get(v, v)
@@ -44,7 +53,7 @@ class Finding(BaseModel):
     def _strip_prefix(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip()
-            return value[2:] if value.startswith(("a/", "b/")) else value
+            return value[2:] if value.startswith(("a/", "b/", "./")) else value
         return value
 
     @field_validator("message", "suggestion", mode="before")

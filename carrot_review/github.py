@@ -15,6 +15,7 @@ DEFAULT_API = "https://api.github.com"
 MAX_INLINE_COMMENTS = 50  # the rest stay listed in the review body
 MAX_BODY_CHARS = 60000  # GitHub rejects review bodies over 65536 characters
 MAX_PAGES = 20
+API_HINT = "is --github-api the REST base, e.g. https://ghe.example.com/api/v3?"
 _PR = re.compile(r"^(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)#(?P<number>\d+)$")
 
 
@@ -61,6 +62,19 @@ def _error_detail(resp: httpx.Response) -> str:
     return "; ".join([str(doc.get("message", "")), *errors]).strip("; ")
 
 
+def _json(resp: httpx.Response, shape: type) -> dict | list:
+    """The reply's JSON document; GitHubError if it is not JSON of `shape` (e.g. a web page)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, shape):
+        kind = resp.headers.get("content-type", "no content type")
+        raise GitHubError(f"GitHub API {resp.request.method} {resp.request.url}: expected a JSON "
+                          f"{shape.__name__}, got {kind}: {resp.text[:80]!r}; {API_HINT}", resp.status_code)
+    return doc
+
+
 class GitHub:
     def __init__(self, token: str, api_url: str = DEFAULT_API, timeout: float = 30.0):
         if not token:
@@ -82,7 +96,12 @@ class GitHub:
         return resp
 
     def head_sha(self, pr: PullRef) -> str:
-        return self._request("GET", pr.path).json()["head"]["sha"]
+        resp = self._request("GET", pr.path)
+        head = _json(resp, dict).get("head")
+        sha = head.get("sha") if isinstance(head, dict) else None
+        if not isinstance(sha, str) or not sha:
+            raise GitHubError(f"GitHub API GET {resp.request.url}: no head.sha in the reply; {API_HINT}")
+        return sha
 
     def diff(self, pr: PullRef) -> str:
         return self._request("GET", pr.path, headers={"Accept": "application/vnd.github.diff"}).text
@@ -92,7 +111,7 @@ class GitHub:
         url: str | None = f"{pr.path}/reviews?per_page=100"
         for _ in range(MAX_PAGES):
             resp = self._request("GET", url)
-            out.extend(resp.json())
+            out.extend(r for r in _json(resp, list) if isinstance(r, dict))
             url = resp.links.get("next", {}).get("url")
             if not url:
                 break
@@ -123,7 +142,7 @@ class GitHub:
     def _post(self, pr: PullRef, head_sha: str, body: str, comments: list[dict]) -> dict:
         payload = {"commit_id": head_sha, "event": "COMMENT", "body": body + "\n" + marker(head_sha),
                    "comments": comments}
-        return self._request("POST", f"{pr.path}/reviews", json=payload).json()
+        return _json(self._request("POST", f"{pr.path}/reviews", json=payload), dict)
 
     def close(self) -> None:
         self.http.close()

@@ -21,7 +21,10 @@ RETRY_NOTE = (
     '"message": "...", "suggestion": "..."}]} and nothing else.'
 )
 
-FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+# Stop asking after these: the gateway refuses every request (key, permission, model), or does not
+# answer (connection error, timeout) twice in a row: the request and the SDK's one retry (cli: max_retries=1).
+FATAL_ERRORS = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
+                openai.APIConnectionError)
 
 
 @dataclass
@@ -31,7 +34,7 @@ class ChunkResult:
     invalid_items: int = 0
     attempts: int = 0
     error: str | None = None  # set when the chunk could not be reviewed
-    fatal: bool = False  # the gateway refuses every request (key, permission, model): stop asking
+    fatal: bool = False  # one of FATAL_ERRORS: the remaining chunks are not sent
     served_by: str | None = None  # the gateway's `x-carrot-model` and `x-carrot-prompt-pack`, if it said
 
 
@@ -66,14 +69,24 @@ class ModelReviewer:
         return result
 
     def _complete(self, messages: list[dict], result: ChunkResult) -> str | None:
+        """The reply text; APIResponseValidationError if a 200 body is not a chat completion (HTML, a list)."""
         raw = self.client.chat.completions.with_raw_response.create(
             model=self.model, messages=messages, temperature=0, extra_headers=TASK_HEADERS,
             extra_body=self.extra_body,
         )
         said = [raw.headers.get(h) for h in ("x-carrot-model", "x-carrot-prompt-pack")]
         result.served_by = " · ".join(x for x in said if x) or None
-        resp = raw.parse()
-        return resp.choices[0].message.content if resp.choices else None
+        try:
+            resp = raw.parse()
+            content = resp.choices[0].message.content if resp.choices else None
+            if content is None or isinstance(content, str):
+                return content
+        except (ValueError, AttributeError, TypeError, LookupError):  # not JSON, or JSON of another shape
+            pass
+        http = raw.http_response
+        kind = http.headers.get("content-type", "no content type")
+        raise openai.APIResponseValidationError(
+            http, http.text, message=f"not a chat completion ({kind}): {http.text[:120]!r}")
 
 
 def _describe(exc: openai.APIError) -> str:

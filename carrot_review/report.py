@@ -70,7 +70,7 @@ def markdown(o: Outcome) -> str:
         notes.append(f"{o.invalid_items} model finding(s) dropped: missing or invalid fields")
     notes += [f"not reviewed by the model — {p}" for p in o.problems]
     if o.not_reviewed:
-        notes.append("not reviewed by the model (request limit reached or gateway refused): " + ", ".join(o.not_reviewed))
+        notes.append("not reviewed by the model (request limit reached, gateway refused or not answering): " + ", ".join(o.not_reviewed))
     notes += [f"skipped `{f.path}`: {f.skipped}" for f in o.diff.files if f.skipped]
     if notes:
         lines += ["", "### Notes", ""] + [f"- {n}" for n in notes]

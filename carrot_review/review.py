@@ -21,7 +21,7 @@ class Outcome:
     model_findings: list[Finding] = field(default_factory=list)
     dropped_outside_diff: int = 0
     invalid_items: int = 0
-    not_reviewed: list[str] = field(default_factory=list)  # files beyond --max-requests or a fatal error
+    not_reviewed: list[str] = field(default_factory=list)  # files beyond --max-requests or a fatal gateway error
     fail_on: str | None = None
 
     @property

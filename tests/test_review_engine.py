@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carrot_hooks.prompts import load_pack
 from carrot_review import lint
 from carrot_review.diff import git_diff, parse_diff
 from carrot_review.errors import InputError
@@ -21,6 +23,7 @@ from carrot_review.findings import (
     in_diff,
     parse_model_reply,
 )
+from carrot_review.model import RETRY_NOTE
 from carrot_review.packing import pack, render_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +147,25 @@ def test_model_reply_parsing_variants():
     found, invalid = parse_model_reply('[{"file": "a.py", "line": 0, "message": "x"}, {"file": "a.py", "line": 2, "message": "ok"}, "junk", {"line": 5}]')
     assert [f.line for f in found] == [2] and invalid == 3
     assert found[0].severity == "warning"
+
+
+def test_model_reply_edge_values():
+    items = [{"file": "a.py", "line": True, "message": "bool line"}, {"file": "./a.py", "line": 4, "severity": None,
+                                                                      "message": "null severity"}]
+    found, invalid = parse_model_reply(json.dumps({"findings": items}))
+    assert invalid == 1  # `true` is not line 1
+    assert [(f.file, f.line, f.severity) for f in found] == [("a.py", 4, "warning")]
+
+
+def test_ci_review_pack_and_retry_note_ask_for_every_finding_field():
+    fields = {"file", "line", "severity", "message", "suggestion"}
+    pack = load_pack(ROOT / "prompts" / "ci_review@v1.md")
+    (shape,) = [line for line in pack.body.splitlines() if line.startswith('{"findings"')]
+    for text in (shape, RETRY_NOTE[RETRY_NOTE.index("{"):RETRY_NOTE.rindex("}") + 1]):
+        (item,) = json.loads(text)["findings"]
+        assert set(item) == fields
+        assert set(item) <= set(Finding.model_fields)
+    assert pack.meta["task"] == "ci" and pack.meta["output"] == "json"
 
 
 @pytest.mark.parametrize("text", [None, "", "I think the code looks fine.", '{"findings": "none"}', '{"verdict": []}', "{not json"])
