@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from carrot_review.cli import build_parser
@@ -45,3 +46,25 @@ def test_workflow_options_are_accepted_by_the_cli():
     args = build_parser().parse_args(words)
     assert args.github_pr == "PR" and args.base == "BASE_SHA" and args.head == "HEAD_SHA"
     assert args.no_model and args.no_post and str(args.sarif) == "carrot-review.sarif"
+
+
+@pytest.mark.parametrize(("actor", "from_fork", "gateway", "expect"), [
+    ("octocat", "false", "https://carrot.internal/v1", []),
+    ("octocat", "true", "", ["--no-model", "--no-post"]),  # forks get neither secrets nor a write token
+    ("dependabot[bot]", "false", "", ["--no-model", "--no-post"]),  # Dependabot gets Dependabot secrets only
+])
+def test_review_step_script_picks_the_options(tmp_path, actor, from_fork, gateway, expect):
+    """The step's bash script itself, run with a stand-in `carrot-review` that prints its arguments."""
+    (tmp_path / "carrot-review").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "carrot-review").chmod(0o755)
+    step = review_step()
+    assert step["env"]["ACTOR"] == "${{ github.actor }}"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+           "OPENAI_BASE_URL": gateway, "OPENAI_API_KEY": "k", "GITHUB_TOKEN": "t",
+           "PR": "octo/app#7", "BASE_SHA": "b" * 40, "HEAD_SHA": "h" * 40, "FROM_FORK": from_fork, "ACTOR": actor}
+    out = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr
+    args = out.stdout.splitlines()
+    assert args[:7] == ["--github-pr", "octo/app#7", "--base", "b" * 40, "--head", "h" * 40, "--sarif"]
+    assert [a for a in args if a in ("--no-model", "--no-post")] == expect
+    assert (tmp_path / "summary.md").read_text() == out.stdout  # tee'd to the job summary
