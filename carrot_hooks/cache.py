@@ -74,6 +74,7 @@ def configure() -> Cache:
         cache.cache = GuardedRedisCache(url=url, socket_timeout=0.25, socket_connect_timeout=0.25,
                                         timeout=float(os.environ.get("CARROT_CACHE_TIMEOUT", "0.25")))
     litellm.cache = cache
+    litellm.enable_caching_on_provider_specific_optional_params = True  # min_p, num_predict, mirostat... in the key
     log.warning("result cache: %s, ttl %ss", "redis" if url else "in-memory", ttl)
     return cache
 

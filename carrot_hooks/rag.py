@@ -15,6 +15,7 @@ import time
 
 from .config import Watched, policy_dir
 from .context import RequestContext
+from .metrics import RAG_DURATION
 
 log = logging.getLogger("carrot.rag")
 
@@ -159,12 +160,14 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "(no repository named)"))
         return
     query = Query(kind, name, text, settings.retrieval.top_k, refs.commit if refs else None, refs.paths if refs else ())
+    t0 = time.perf_counter()
     try:
         hits = await asyncio.to_thread(eng.search, query)
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
         log.warning("retrieval unavailable for %s %r: %s", kind, name, e)
         ctx.rag_status = "unavailable"
         return
+    RAG_DURATION.observe(time.perf_counter() - t0)
     if not hits:
         ctx.rag_status = "none"
         data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, name))

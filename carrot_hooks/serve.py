@@ -24,6 +24,7 @@ DEFAULTS = {
     "ANTHROPIC_API_KEY": "unset",
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no network fetch of the cost map
     "LITELLM_LOG": "WARNING",
+    "REDIS_SOCKET_TIMEOUT": "0.25",  # LiteLLM's own Redis clients (rate-limit counters...); its default is 5 s
     "CARROT_POLICY_DIR": str(ROOT / "policy"),
     "CARROT_PROMPTS_DIR": str(ROOT / "prompts"),
 }

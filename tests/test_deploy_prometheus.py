@@ -2,7 +2,7 @@
 
 Prometheus and promtool come from Debian's `prometheus` package (scripts/setup_ops.sh).
 The scrape config is deploy/prometheus/prometheus.yml itself, with the compose target
-`proxy:4000` pointed at the test proxy and a 1 s interval.
+`proxy:4000` pointed at a test proxy of its own (with a vector store, so retrieval runs) and a 1 s interval.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import openai
 import pytest
 import yaml
 
+from tests import services
+from tests.conftest import make_client
 from tests.fake_upstream import Reply
 from tests.services import STATE_DIR, ServiceError, free_port
 
@@ -52,12 +54,18 @@ def test_promtool_accepts_the_compose_scrape_config():
 
 
 @pytest.fixture(scope="module")
-def prometheus(proxy):
-    """A Prometheus on loopback scraping the session proxy with the compose scrape config."""
+def metrics_proxy(start_proxy, redis_url):
+    """A proxy only this module's traffic reaches (no idle series from other tests), with a vector store."""
+    return start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": services.pgvector_url()})
+
+
+@pytest.fixture(scope="module")
+def prometheus(metrics_proxy):
+    """A Prometheus on loopback scraping the module's proxy with the compose scrape config."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "carrot-gateway")
-    job["static_configs"][0]["targets"] = [proxy.base_url.removeprefix("http://")]
+    job["static_configs"][0]["targets"] = [metrics_proxy.base_url.removeprefix("http://")]
     work = STATE_DIR / "prometheus" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True)
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -94,6 +102,11 @@ def query(url: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def finite(result: list[dict]) -> list[dict]:
+    """The series with a number: a quantile or ratio over no observations is NaN, which Grafana shows as no data."""
+    return [r for r in result if r["value"][1] not in ("NaN", "+Inf", "-Inf")]
+
+
 def wait_until(url: str, expr: str, ok, timeout: float = 20) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
@@ -110,7 +123,7 @@ def total_requests(url: str) -> float:
 
 
 def traffic(client, fake_upstream, marker: str) -> int:
-    """Fresh requests to both model sizes (plain and streamed), a cache hit and an upstream error.
+    """Fresh requests to both model sizes (plain and streamed), a cache hit, a retrieval and an upstream error.
 
     Returns how many requests the gateway should have counted.
     """
@@ -125,15 +138,19 @@ def traffic(client, fake_upstream, marker: str) -> int:
     repeated = [{"role": "user", "content": f"same question {marker} {uuid.uuid4()}"}]
     for _ in range(2):  # the second is served from the result cache
         client.chat.completions.create(model="auto", messages=repeated, extra_headers={"X-Task-Type": "editor"})
+    client.chat.completions.create(  # retrieval runs (an unindexed repo: no hits), so the RAG panel has data
+        model="auto", messages=[{"role": "user", "content": f"how is the delay computed? {marker} {uuid.uuid4()}"}],
+        extra_headers={"X-Task-Type": "rag-code", "X-Context-Refs": f"no-such-repo-{marker}"})
     failing = f"failing {marker} {uuid.uuid4()}"
     fake_upstream.script(Reply(status=500, match=failing))
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": failing}],
                                        extra_headers={"X-Task-Type": "editor"})
-    return 7
+    return 8
 
 
-def test_every_dashboard_query_returns_data_from_the_scraped_proxy(prometheus, client, fake_upstream, marker):
+def test_every_dashboard_query_returns_data_from_the_scraped_proxy(prometheus, metrics_proxy, fake_upstream, marker):
+    client = make_client(metrics_proxy)
     # scraped without a key: the proxy's /metrics must not require auth
     wait_until(prometheus, 'up{job="carrot-gateway"}', lambda r: r and r[0]["value"][1] == "1")
     # two rounds with a scrape between, so every series exists before it grows and rate() > 0
@@ -144,11 +161,11 @@ def test_every_dashboard_query_returns_data_from_the_scraped_proxy(prometheus, c
         wait_until(prometheus, "sum(carrot_requests_total)",
                    lambda r, expected=expected: r and float(r[0]["value"][1]) >= expected)
 
-    empty = [title for title, expr in panel_queries() if not query(prometheus, expr)]
-    assert not empty, f"panels without data after traffic: {empty}"
+    empty = [title for title, expr in panel_queries() if not finite(query(prometheus, expr))]
+    assert not empty, f"panels without data (no series, or only NaN) after traffic: {empty}"
 
     def value(title_prefix: str) -> float:
-        return float(query(prometheus, panel_query(title_prefix))[0]["value"][1])
+        return float(finite(query(prometheus, panel_query(title_prefix)))[0]["value"][1])
 
     assert value("Requests / s") > 0
     assert 0 < value("Error ratio") < 1  # the scripted upstream 500
@@ -156,12 +173,13 @@ def test_every_dashboard_query_returns_data_from_the_scraped_proxy(prometheus, c
     for title, _ in panel_queries():
         if title.startswith("Within SLO"):
             assert 0 < value(title) <= 1, title  # the fake answers in milliseconds
-    p95 = {r["metric"]["model"] for r in query(prometheus, panel_query("P95 latency, every model"))}
+    p95 = {r["metric"]["model"] for r in finite(query(prometheus, panel_query("P95 latency, every model")))}
     assert {"ds-coder-6.7b", "ds-coder-v2"} <= p95
     tokens = {r["metric"]["direction"] for r in query(prometheus, panel_query("Tokens / s")) if float(r["value"][1]) > 0}
     assert tokens == {"input", "output"}
-    stages = {r["metric"]["stage"] for r in query(prometheus, panel_query("Gateway hook overhead") )}
-    assert {"route", "prompt_pack"} <= stages
+    stages = {r["metric"]["stage"] for r in finite(query(prometheus, panel_query("Gateway hook overhead")))}
+    assert {"route", "prompt_pack", "context"} <= stages
+    assert value("RAG retrieval duration") > 0
 
 
 def panel_query(title_prefix: str) -> str:

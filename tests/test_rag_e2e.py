@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import backoff
+import httpx
 import pytest
 
 from tests import services
@@ -178,3 +179,35 @@ def test_store_down_still_serves_without_context(start_proxy, redis_url, fake_up
     assert raw.headers["x-carrot-rag"] == "unavailable"
     assert raw.parse().choices[0].message.content
     assert all("<retrieved-context" not in str(m.get("content")) for m in messages)
+
+
+def retrievals(proxy) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics/", timeout=10, follow_redirects=True).text
+    found = re.search(r"^carrot_rag_retrieval_duration_seconds_count (\S+)$", text, re.MULTILINE)
+    assert found, "carrot_rag_retrieval_duration_seconds missing from /metrics"
+    return float(found.group(1))
+
+
+def test_retrieval_time_is_observed(rag_proxy, fake_upstream, marker, code_repo):
+    before = retrievals(rag_proxy)
+    raw, _ = ask(rag_proxy, fake_upstream, marker, "rag-code", "How is the delay computed?", refs=code_repo["name"])
+    assert raw.headers["x-carrot-rag"].startswith("injected:")
+    assert retrievals(rag_proxy) == before + 1
+
+
+def test_different_injected_context_misses_the_cache(rag_proxy, fake_upstream, marker, code_repo):
+    """Same question, task and key; only the retrieved context differs (two paths of one commit)."""
+    client = make_client(rag_proxy)
+
+    def send(path: str):
+        refs = f"{code_repo['name']}@{code_repo['sha']},{path}"
+        return client.chat.completions.with_raw_response.create(
+            model="carrot-chat", messages=[{"role": "user", "content": f"How is the delay computed? ({marker})"}],
+            extra_headers={"X-Task-Type": "rag-code", "X-Context-Refs": refs}).headers
+
+    seen = [send("backoff/_jitter.py"), send("backoff/_jitter.py"), send("backoff/_wait_gen.py")]
+    assert [h["x-carrot-cache"] for h in seen] == ["miss", "hit", "miss"]
+    assert all(h["x-carrot-rag"].startswith("injected:") for h in seen)
+    sent = fake_upstream.find(marker)
+    assert len(sent) == 2
+    assert context_block(sent[0].json["messages"]) != context_block(sent[1].json["messages"])
