@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -15,25 +17,42 @@ from carrot_hooks.serve import ROOT
 from tests import services
 from tests.conftest import make_client
 from tests.fake_upstream import Reply
+from tests.proxy_process import ProxyProcess
 
 RPM = 4
-PIN = "ds-coder-v2@2025-06-10"
+PIN = "ds-coder-v2@2025-06-10"  # rpm RPM: the fleet-wide limit
+OUTAGE_PINS = {"down": "ds-coder-6.7b@2025-03-01", "frozen": "ds-coder-v2@2025-09-23"}  # rpm RPM each
+LATE_PIN = "ds-coder-6.7b@2025-09-23"  # rpm RPM
+PROBE = "ds-coder-v2-vllm"  # rpm high: its counter in Redis shows which replica counts there
+PROBE_KEY = "DeepSeek-Coder-V2-Instruct:rpm:"
+
+
+@dataclass
+class Fleet:
+    replicas: list[ProxyProcess]
+    policy: Path
+    redis: services.RedisServer
+    env: dict[str, str]
+    config: Path
 
 
 @pytest.fixture(scope="module")
-def replicas(start_proxy):
-    """Two proxies: same config (PIN limited to RPM), same Redis, same policy dir (a shared ConfigMap)."""
+def fleet(start_proxy):
+    """Two proxies: same config (pins rpm-limited), same Redis, same policy dir (a shared ConfigMap)."""
     redis = services.start_private_redis("scaleout")
     tmp = Path(tempfile.mkdtemp(prefix="carrot-scaleout-"))
     shutil.copytree(ROOT / "policy", tmp / "policy")
     cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    limits = {PIN: RPM, LATE_PIN: RPM, PROBE: 10**6, **dict.fromkeys(OUTAGE_PINS.values(), RPM)}
     for m in cfg["model_list"]:
-        if m["model_name"] == PIN:
-            m["litellm_params"]["rpm"] = RPM
+        if m["model_name"] in limits:
+            m["litellm_params"]["rpm"] = limits[m["model_name"]]
     (tmp / "litellm_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {"REDIS_URL": redis.url, "CARROT_POLICY_DIR": str(tmp / "policy")}
+    # LiteLLM's breaker retries a Redis that came back after this many seconds (default 60)
+    env = {"REDIS_URL": redis.url, "CARROT_POLICY_DIR": str(tmp / "policy"), "REDIS_SOCKET_TIMEOUT": "0.25",
+           "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2"}
     pair = [start_proxy(env=env, config=tmp / "litellm_config.yaml") for _ in range(2)]
-    yield pair, tmp / "policy"
+    yield Fleet(pair, tmp / "policy", redis, env, tmp / "litellm_config.yaml")
     for p in pair:
         p.stop()
     redis.cleanup()
@@ -45,8 +64,41 @@ def ask(p, marker, **kw):
     return raw.headers, raw.parse().choices[0].message.content
 
 
-def test_answer_cached_by_one_replica_is_served_by_the_other(replicas, fake_upstream, marker):
-    (r1, r2), _ = replicas
+def status(p, model) -> int:
+    try:
+        ask(p, uuid.uuid4().hex, model=model)
+        return 200
+    except openai.RateLimitError:
+        return 429
+
+
+def fresh_window(needed: float = 30) -> None:
+    """Wait for the next minute unless `needed` seconds remain in this one: rpm counters are per minute."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.5)
+
+
+def probe_count(redis: services.RedisServer) -> int:
+    """PROBE's rpm counters as stored in Redis by the limiter (`global_router:` keys are the router's usage)."""
+    with services.redis.Redis.from_url(redis.url) as r:
+        return sum(int(r.get(k) or 0) for k in r.scan_iter(f"*{PROBE_KEY}*") if not k.startswith(b"global_router:"))
+
+
+def counts_in_redis(p: ProxyProcess, redis: services.RedisServer, timeout: float = 60) -> None:
+    """Return once a request to `p` increments its rpm counter in Redis (not only in `p`'s memory)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = probe_count(redis)
+        assert status(p, PROBE) == 200
+        if probe_count(redis) == before + 1:
+            return
+        assert time.monotonic() < deadline, f"{p.base_url} still counts in memory only"
+        time.sleep(0.2)
+
+
+def test_answer_cached_by_one_replica_is_served_by_the_other(fleet, fake_upstream, marker):
+    r1, r2 = fleet.replicas
     fake_upstream.script(Reply(match=marker, content=f"shared {marker}"))
     h1, t1 = ask(r1, marker)
     h2, t2 = ask(r2, marker)
@@ -55,32 +107,82 @@ def test_answer_cached_by_one_replica_is_served_by_the_other(replicas, fake_upst
     assert len(fake_upstream.find(marker)) == 1
 
 
-def test_rpm_limit_holds_across_replicas(replicas, marker):
-    (r1, r2), _ = replicas
-    # start at the top of a fresh minute window so all requests share one window
-    time.sleep((60 - time.time() % 60) % 60 + 0.5 if time.time() % 60 > 45 else 0)
-    statuses = []
-    for i in range(RPM + 1):
-        try:
-            ask((r1, r2)[i % 2], f"{marker}-{i}", model=PIN)
-            statuses.append(200)
-        except openai.RateLimitError:
-            statuses.append(429)
-    assert statuses.count(200) == RPM and statuses[-1] == 429, statuses
+def test_rpm_limit_holds_across_replicas(fleet):
+    r1, r2 = fleet.replicas
+    fresh_window(15)
+    statuses = [status((r1, r2)[i % 2], PIN) for i in range(RPM + 1)]
+    assert statuses == [200] * RPM + [429], statuses
 
 
-def test_routing_change_is_picked_up_by_both(replicas, marker):
-    (r1, r2), policy = replicas
-    path = policy / "routing.yaml"
+def test_routing_change_is_picked_up_by_both(fleet, fake_upstream, marker):
+    path = fleet.policy / "routing.yaml"
     original = path.read_text()
     doc = yaml.safe_load(original)
     doc["rules"].insert(0, {"id": "fleet-wide-edit", "when": {"task_type": ["chat"]}, "model": "ds-coder-6.7b"})
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    cfg = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    (small,) = [m["litellm_params"]["model"] for m in cfg["model_list"] if m["model_name"] == "ds-coder-6.7b"]
     try:
-        for r in (r1, r2):
+        for r in fleet.replicas:
             deadline = time.monotonic() + 10
-            while ask(r, marker)[0]["x-carrot-route"] != "fleet-wide-edit":
+            while True:
+                tag = f"{marker}-{uuid.uuid4().hex[:8]}"  # fresh: a cached answer never reaches the upstream
+                if ask(r, tag)[0]["x-carrot-route"] == "fleet-wide-edit":
+                    break
                 assert time.monotonic() < deadline, f"replica {r.base_url} kept the old rules"
                 time.sleep(0.2)
+            (sent,) = fake_upstream.find(tag)
+            assert (sent.path, sent.json["model"]) == ("/api/chat", small.removeprefix("ollama_chat/"))
     finally:
         path.write_text(original)
+
+
+@pytest.mark.parametrize("outage", sorted(OUTAGE_PINS))
+def test_rate_limited_alias_is_served_per_replica_while_redis_is_out(fleet, outage):
+    """Redis stopped or frozen: every replica still serves and counts the limit on its own, so the fleet
+    admits up to N per replica; once Redis answers again both count there again."""
+    r1, r2 = fleet.replicas
+    pin = OUTAGE_PINS[outage]
+    fresh_window(40)
+    cut, restore = (fleet.redis.stop, fleet.redis.start) if outage == "down" else (fleet.redis.pause, fleet.redis.resume)
+    cut()
+    try:
+        statuses = {r.port: [status(r, pin) for _ in range(RPM + 1)] for r in (r1, r2)}
+    finally:
+        restore()
+    assert list(statuses.values()) == [[200] * RPM + [429]] * 2, statuses
+    for r in (r1, r2):
+        counts_in_redis(r, fleet.redis)
+
+
+def test_replica_started_while_redis_down_joins_the_shared_limit(fleet, start_proxy):
+    """The router's Redis client comes from router_settings, not from a start-up ping: a replica that
+    started while Redis was down counts in Redis as soon as it answers."""
+    a = fleet.replicas[0]
+    fleet.redis.stop()
+    try:
+        b = start_proxy(env=fleet.env, config=fleet.config)
+    finally:
+        fleet.redis.start()
+    try:
+        # LiteLLM's own coordination Redis (per-key limits in database mode) is still chosen by a start-up
+        # ping: this replica keeps those per replica until restarted, as deploy/README.md says
+        assert "cross-pod coordination stays in-memory" in b.log()
+        for r in (a, b):
+            counts_in_redis(r, fleet.redis)
+        fresh_window(15)
+        statuses = [status((a, b)[i % 2], LATE_PIN) for i in range(RPM + 1)]
+        assert statuses == [200] * RPM + [429], statuses
+    finally:
+        b.stop()
+
+
+def test_without_redis_url_a_replica_starts_and_counts_in_memory(fleet, start_proxy, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the proxy inherits the test environment
+    p = start_proxy(env={k: v for k, v in fleet.env.items() if k != "REDIS_URL"}, config=fleet.config)
+    try:
+        fresh_window(15)
+        assert [status(p, PIN) for _ in range(RPM + 1)] == [200] * RPM + [429]
+        assert "result cache: in-memory" in p.log()
+    finally:
+        p.stop()
