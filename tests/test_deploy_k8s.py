@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
 import pytest
@@ -92,6 +92,13 @@ def test_every_referenced_configmap_and_secret_key_exists():
         data = configmaps[vol["configMap"]["name"]]
         for item in vol["configMap"].get("items", []):
             assert item["key"] in data, f"volume {vol['name']}: no key {item['key']}"
+    # the file LITELLM_CONFIG names is a key of the ConfigMap mounted at its folder
+    config = PurePosixPath(ENV["LITELLM_CONFIG"]["value"])
+    mounts = {m["mountPath"]: m["name"] for m in CONTAINER["volumeMounts"]}
+    assert str(config.parent) in mounts, f"LITELLM_CONFIG={config}: nothing is mounted at {config.parent}"
+    cm = next(v["configMap"] for v in POD["spec"]["volumes"] if v["name"] == mounts[str(config.parent)])
+    files = {i["path"]: i["key"] for i in cm["items"]} if "items" in cm else {k: k for k in configmaps[cm["name"]]}
+    assert files.get(config.name) in configmaps[cm["name"]], f"LITELLM_CONFIG={config}: not in ConfigMap {cm['name']}"
 
 
 def test_container_gets_every_variable_the_config_and_hooks_read():
