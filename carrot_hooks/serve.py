@@ -30,9 +30,12 @@ DEFAULTS = {
 }
 
 
+OPTIONAL = ("REDIS_URL", "DATABASE_URL")  # empty means unset: LiteLLM would refuse or misread ""
+
+
 def build_env(base: Mapping[str, str]) -> dict[str, str]:
     """`base` plus local defaults for whatever it leaves unset (OLLAMA_V1_URL follows OLLAMA_URL)."""
-    env = {**DEFAULTS, **base}
+    env = {k: v for k, v in {**DEFAULTS, **base}.items() if v or k not in OPTIONAL}
     env.setdefault("OLLAMA_V1_URL", env["OLLAMA_URL"].rstrip("/") + "/v1")
     env.setdefault("OLLAMA_API_BASE", env["OLLAMA_URL"])  # LiteLLM's start-up /api/show probe, else localhost:11434
     return env

@@ -1,8 +1,9 @@
 """scripts/docker-entrypoint.sh starts the real LiteLLM proxy; empty optional variables mean "unset".
 
 Compose passes `DATABASE_URL=` for "no database": LiteLLM 1.110 itself refuses to start on
-that ("DATABASE_URL uses unsupported scheme '<missing scheme>'"), so the entrypoint unsets
-it; an empty UI_PASSWORD must not become a valid password either.
+that ("DATABASE_URL uses unsupported scheme '<missing scheme>'"), and on an empty REDIS_URL
+(router_settings.redis_url), so the entrypoint unsets them; an empty UI_PASSWORD must not
+become a valid password either.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def entrypoint_proxy(tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("entrypoint") / "proxy.log"
     proc = launch(
         ["sh", str(ROOT / "scripts/docker-entrypoint.sh")], port, log,
-        {"DATABASE_URL": "", "UI_PASSWORD": "", "LITELLM_SALT_KEY": "",
+        {"DATABASE_URL": "", "REDIS_URL": "", "UI_PASSWORD": "", "LITELLM_SALT_KEY": "",
          "LITELLM_CONFIG": str(ROOT / "litellm_config.yaml")},
     )
     url = f"http://127.0.0.1:{port}"
@@ -73,3 +74,9 @@ def test_empty_database_url_starts_master_key_only(entrypoint_proxy):
 def test_empty_ui_password_is_not_a_password(entrypoint_proxy):
     r = httpx.post(f"{entrypoint_proxy}/login", data={"username": "admin", "password": ""}, timeout=10)
     assert r.status_code == 401
+
+
+def test_make_run_drops_empty_optional_urls():
+    env = build_env({"REDIS_URL": "", "DATABASE_URL": "", "OLLAMA_URL": "http://o:1"})
+    assert "REDIS_URL" not in env and "DATABASE_URL" not in env
+    assert build_env({"REDIS_URL": "redis://r:6379/0"})["REDIS_URL"] == "redis://r:6379/0"
