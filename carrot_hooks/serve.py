@@ -25,6 +25,7 @@ DEFAULTS = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no network fetch of the cost map
     "LITELLM_LOG": "WARNING",
     "REDIS_SOCKET_TIMEOUT": "0.25",  # LiteLLM's own Redis clients (rate-limit counters...); its default is 5 s
+    "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "10",  # retry a dead Redis after 10 s; its default is 60 s
     "CARROT_POLICY_DIR": str(ROOT / "policy"),
     "CARROT_PROMPTS_DIR": str(ROOT / "prompts"),
 }
