@@ -54,7 +54,8 @@ def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
         return GatewayError(504, f"Upstream for model {alias} timed out: {where}", code="upstream_timeout")
     if isinstance(exc, litellm.ServiceUnavailableError):
         return GatewayError(503, f"Upstream for model {alias} is unavailable: {where}", code="upstream_unavailable")
-    if any(m in text for m in ("payload is not completed", "peer closed connection")):
+    if any(m in text for m in ("payload is not completed", "peer closed connection", "MidStreamFallbackError",
+                               "Stream ended before a finish_reason")):
         return GatewayError(502, f"Upstream for model {alias} broke off mid-stream: {where}", code="upstream_cut")
     if isinstance(exc, litellm.APIConnectionError) or "Cannot connect" in text or "Connection refused" in text:
         return GatewayError(502, f"Upstream for model {alias} could not be reached: {where}",

@@ -89,7 +89,7 @@ def test_both_upstreams_failing_names_both(proxy, fake_upstream, marker):
     fake_upstream.script(Reply(status=503, match=marker, times=2))
     r = ask(proxy, marker, "chat")
     assert r.status_code in (502, 503), r.text
-    assert fake_upstream.url in r.json()["error"]["message"]
+    assert f"{fake_upstream.url}, {fake_upstream.url}/v1" in r.json()["error"]["message"]  # Ollama, then vLLM
     assert len(fake_upstream.find(marker)) == 2
 
 
@@ -134,26 +134,83 @@ def assert_cut_reported(r: httpx.Response, upstream: str) -> None:
 def test_cut_stream_is_reported(proxy, fake_upstream, marker, task, cut_after):
     fake_upstream.script(Reply(content="x" * 400, chunk_chars=8, cut_after=cut_after, match=marker))
     assert_cut_reported(ask(proxy, marker, task, stream=True), fake_upstream.url)
+    assert_not_cached(proxy, fake_upstream, marker, task)
+
+
+def assert_not_cached(proxy, fake_upstream, marker, task) -> None:
+    """The cut answer was not cached: asking again reaches the upstream."""
+    before = len(fake_upstream.find(marker))
+    assert ask(proxy, marker, task, stream=True).status_code == 200
+    assert len(fake_upstream.find(marker)) == before + 1
 
 
 def test_cut_stream_raises_in_openai_sdk(proxy, fake_upstream, marker):
     fake_upstream.script(Reply(content="y" * 400, chunk_chars=8, cut_after=5, match=marker))
-    client = make_client(proxy)
-    stream = client.chat.completions.create(model="gpt-4o", stream=True, extra_headers={"X-Task-Type": "editor"},
-                                            messages=[{"role": "user", "content": f"question {marker}"}])
-    with pytest.raises(openai.APIError):
-        for _ in stream:
-            pass
+    raw = make_client(proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o", stream=True, extra_headers={"X-Task-Type": "editor"},
+        messages=[{"role": "user", "content": f"question {marker}"}])
+    got = []
+    try:
+        for chunk in raw.parse():
+            got.append(chunk.model_dump(exclude_none=True))
+    except openai.APIError:
+        return
+    # it once ended without raising and never again (30 reruns, 450 repeats at up to 16 at a time): the evidence
+    pytest.fail(f"DID NOT RAISE: route {raw.headers.get('x-carrot-route')} model {raw.headers.get('x-carrot-model')}; "
+                f"upstream requests {[(q.path, q.json.get('model')) for q in fake_upstream.find(marker)]}; "
+                f"{len(got)} chunks, last {got[-3:]}")
 
 
-@pytest.mark.parametrize("cut_after", [2, 30], ids=["early", "late"])
-def test_cut_fim_stream_is_reported(proxy, fake_upstream, marker, cut_after):
-    fake_upstream.script(Reply(content="z" * 400, chunk_chars=8, cut_after=cut_after, match=marker))
+def fim_stream(p, marker):
     body = {"model": "gpt-4o", "prompt": f"# {marker}\n", "suffix": "\n", "stream": True}
-    with httpx.stream("POST", f"{proxy.base_url}/v1/completions", json=body, headers=proxy.headers(),
-                      timeout=60) as r:
+    with httpx.stream("POST", f"{p.base_url}/v1/completions", json=body, headers=p.headers(), timeout=60) as r:
         r.read()
+    return r
+
+
+PROSE = "word " * 100  # released as it arrives: the cut is reported in-band, after text reached the client
+
+
+@pytest.mark.parametrize("clean_cut", [False, True], ids=["dropped", "ended-cleanly"])
+@pytest.mark.parametrize("content,cut_after", [("z" * 400, 2), ("z" * 400, 30), (PROSE, 2), (PROSE, 30)],
+                         ids=["held-early", "held-late", "prose-early", "prose-late"])
+def test_cut_fim_stream_is_reported(proxy, fake_upstream, marker, content, cut_after, clean_cut):
+    """LiteLLM 1.110 checks a clean end only on chat streams; the gateway does it for FIM too."""
+    fake_upstream.script(Reply(content=content, chunk_chars=8, cut_after=cut_after, clean_cut=clean_cut,
+                               match=marker))
+    r = fim_stream(proxy, marker)
     assert_cut_reported(r, fake_upstream.url)
+    if content == PROSE:
+        assert r.status_code == 200 and '"text":"word' in r.text, r.text[:300]  # the SSE error-event branch
+    assert "broke off mid-stream" in r.text and "ds-coder-6.7b-fim" in r.text, r.text[-500:]
+    call = r.headers["x-litellm-call-id"]
+    logged = [json.loads(line) for line in proxy.log().splitlines() if f'"call_id": "{call}"' in line]
+    assert [rec["status"] for rec in logged] == ["error"], logged
+    assert fim_stream(proxy, marker).status_code == 200  # the cut answer was not cached: asked anew
+    assert len(fake_upstream.find(marker)) == 2
+
+
+@pytest.mark.parametrize("clean_cut", [False, True], ids=["dropped", "ended-cleanly"])
+def test_cut_fim_stream_raises_in_openai_sdk(proxy, fake_upstream, marker, clean_cut):
+    fake_upstream.script(Reply(content=PROSE, chunk_chars=8, cut_after=30, clean_cut=clean_cut, match=marker))
+    stream = make_client(proxy).completions.create(model="gpt-4o", prompt=f"# {marker}\n", suffix="\n", stream=True)
+    text, finishes = "", []
+    with pytest.raises(openai.APIError, match="broke off mid-stream"):
+        for chunk in stream:
+            text += "".join(c.text or "" for c in chunk.choices)
+            finishes += [c.finish_reason for c in chunk.choices if c.finish_reason]
+    assert text and PROSE.startswith(text) and finishes == []
+
+
+def test_complete_fim_stream_and_its_cached_replay_finish(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(content=PROSE, chunk_chars=8, match=marker))
+    for expect in ("miss", "hit"):
+        r = fim_stream(proxy, marker)
+        assert r.status_code == 200 and r.headers["x-carrot-cache"] == expect, r.text[:300]
+        events = sse_events(r.text)
+        assert events[-1] == "[DONE]" and not any("error" in json.loads(e) for e in events[:-1]), events[-3:]
+        assert json.loads(events[-2])["choices"][0]["finish_reason"] == "stop", events[-3:]
+    assert len(fake_upstream.find(marker)) == 1
 
 
 def test_complete_stream_still_ends_with_done(proxy, fake_upstream, marker):
@@ -168,3 +225,4 @@ def test_stream_ended_cleanly_before_its_final_chunk_is_reported(proxy, fake_ups
     """The upstream closes the body properly but never sends its done/[DONE] chunk (a crashed worker)."""
     fake_upstream.script(Reply(content="v" * 400, chunk_chars=8, cut_after=30, clean_cut=True, match=marker))
     assert_cut_reported(ask(proxy, marker, task, stream=True), fake_upstream.url)
+    assert_not_cached(proxy, fake_upstream, marker, task)

@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Collection
 
+import litellm
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
@@ -34,6 +35,7 @@ from .stream import StreamFilter
 log = logging.getLogger("carrot.guardrails")
 
 VAULT_KEY = "carrot_pii_vault"
+STREAM_EOF = "Stream ended before a finish_reason was received"  # LiteLLM's words for a chat stream cut cleanly
 CHAT_AND_TEXT = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
 
 
@@ -271,6 +273,7 @@ class OutputGuardrail(CustomGuardrail):
 
         Response headers leave before the answer, so the chunk that completes the answer carries the
         full verdict summary as `carrot_guardrails` (same format as the `x-carrot-guardrails` header).
+        A FIM stream the upstream ended without a finish reason ends in an error, as chat streams do.
         """
         ctx, scan, restore = self._setup(request_data)
         det = self.engines.detectors()
@@ -317,6 +320,8 @@ class OutputGuardrail(CustomGuardrail):
                 for choice in choices:
                     f = filt(choice.index)
                     delta = getattr(choice, "delta", None)  # None: a text-completion (FIM) chunk
+                    if delta is None and choice.finish_reason and _finish_was_synthesized(request_data):
+                        await _fail_cut_stream(request_data)
                     if delta is not None and getattr(delta, "tool_calls", None):
                         _collect_tool_calls(tools.setdefault(choice.index, {}), delta.tool_calls)
                         delta.tool_calls = None
@@ -352,6 +357,29 @@ class OutputGuardrail(CustomGuardrail):
             if stopped and hasattr(response, "aclose"):
                 await response.aclose()
             record_once()
+
+
+def _finish_was_synthesized(request_data: dict) -> bool:
+    """Did LiteLLM make up this finish because the upstream's stream ended without one?
+
+    LiteLLM 1.110 raises for that on chat streams only; a text-completion (FIM) stream gets a "stop".
+    Its stream wrapper is a local of the provider's streaming generator, which the call's logging
+    object holds as `original_response` (a cache hit holds a dict: nothing to check, it was complete).
+    """
+    details = getattr(request_data.get("litellm_logging_obj"), "model_call_details", None) or {}
+    frame = getattr(details.get("original_response"), "ag_frame", None)
+    local_values = frame.f_locals.values() if frame is not None else ()
+    return any(hasattr(v, "received_finish_reason") and v.received_finish_reason is None for v in local_values)
+
+
+async def _fail_cut_stream(request_data: dict) -> None:
+    """Log and raise what LiteLLM raises for a chat stream cut cleanly (the gateway maps it to 502 upstream_cut)."""
+    exc = litellm.APIConnectionError(message=STREAM_EOF, llm_provider="text-completion-openai",
+                                     model=str(request_data.get("model")))
+    logging_obj = request_data.get("litellm_logging_obj")
+    if logging_obj is not None:  # the request log's line for this request (the stream logs no success)
+        await logging_obj.async_failure_handler(exc, "")
+    raise exc
 
 
 def _filter_text(text: str, scan: Callable[[str], list[Finding]]) -> tuple[str, list[Finding]]:
