@@ -1,4 +1,5 @@
-"""The guardrail engines on their own: secrets, commands, code-aware PII, stream holdback, policy YAML."""
+"""The guardrail engines on their own: secrets, commands, code-aware PII, stream holdback, policy YAML;
+and a PII engine that raises, inside the real proxy."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import random
 import socket
 import string
 import sysconfig
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -217,6 +220,44 @@ def test_pii_engine_needs_no_network(policy, monkeypatch):
     r = PiiRedactor(policy.pii)
     out, _ = r.redact("write to ops-team@carrot-corp.co.uk or ops@example.museum", Vault())
     assert out == "write to <EMAIL_1> or <EMAIL_2>"
+
+
+def ask_at(proxy, marker: str, risk: str) -> httpx.Response:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"plain question {marker}"}]}
+    return httpx.post(f"{proxy.base_url}/v1/chat/completions", json=body, timeout=60,
+                      headers={**proxy.headers(), "X-Risk-Level": risk})
+
+
+def until(pred, tries: int = 50):
+    """Poll `pred` (policy files are re-read within a second); True once it holds."""
+    for _ in range(tries):
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_pii_engine_that_raises_fails_closed_for_med_and_high_risk(proxy, fake_upstream, marker):
+    """A custom recognizer whose regex does not compile: the engine raises on every request (not a timeout)."""
+    path = proxy.policy_dir / "guardrails.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    raw["pii"]["custom_recognizers"] = [*raw["pii"].get("custom_recognizers", ()),
+                                        {"entity": "BROKEN", "patterns": ["(unclosed"]}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        assert until(lambda: ask_at(proxy, f"{marker}-probe", "high").status_code == 503)
+        for risk in ("med", "high"):
+            r = ask_at(proxy, f"{marker}-{risk}", risk)
+            assert r.status_code == 503 and "pii-engine-failure" in r.json()["error"]["message"], r.text
+            assert fake_upstream.find(f"{marker}-{risk}") == []
+        r = ask_at(proxy, f"{marker}-low", "low")
+        assert r.status_code == 200 and "pii:flag" in r.headers["x-carrot-guardrails"], r.text
+        assert len(fake_upstream.find(f"{marker}-low")) == 1
+        assert "PII engine failed (ValueError) for a high-risk request" in proxy.log()
+    finally:
+        path.write_text(original)
+    assert until(lambda: ask_at(proxy, f"{marker}-after", "high").status_code == 200)
 
 
 def stream_through(f: StreamFilter, text: str, sizes: list[int]) -> list[str]:
