@@ -134,13 +134,28 @@ def test_ten_thousand_messages(proxy, fake_upstream, marker):
         assert len(fake_upstream.find(marker)[-1].json["messages"]) >= 10_000
 
 
-@pytest.mark.parametrize("size", [1_900_000, 3_000_000])
-def test_huge_string(proxy, fake_upstream, marker, size):
-    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": marker + "é" * (size // 2)}]})
-    r = send(proxy, body.encode())
+LIMIT = 2_097_152  # policy/routing.yaml max_body_bytes
+
+
+def body_of(marker: str, unit: str, size: int) -> tuple[bytes, str]:
+    """A chat body of about `size` bytes (at most `size`) whose user content is `marker` + `unit` repeated."""
+    empty = len(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": marker}]}))
+    content = marker + unit * ((size - empty) // len(json.dumps(unit)[1:-1]))  # é is sent as \u00e9: 6 bytes
+    return json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}).encode(), content
+
+
+@pytest.mark.parametrize("unit,size", [(" word", LIMIT), (" word", 3_000_000), ("é", 3_000_000)],
+                         ids=["ascii-just-under-limit", "ascii-3mb", "escaped-3mb"])
+def test_huge_string(proxy, fake_upstream, marker, unit, size):
+    body, content = body_of(marker, unit, size)
+    assert size - 6 <= len(body) <= size
+    r = send(proxy, body)
     assert_not_server_error(r)
-    if len(body.encode()) > 2_097_152:
-        assert r.status_code == 413 and fake_upstream.find(marker) == []
+    if len(body) > LIMIT:
+        assert r.status_code == 413 and fake_upstream.find(marker) == [], r.text[:300]
+    else:
+        assert r.status_code == 200, r.text[:300]
+        assert [m["content"] for m in fake_upstream.find(marker)[-1].json["messages"] if m["role"] == "user"] == [content]
 
 
 def test_huge_header_is_rejected_cleanly(proxy):
