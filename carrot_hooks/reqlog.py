@@ -4,6 +4,7 @@ Installed by the guardrails (`install()`, from `OutputGuardrail`), since it logs
 do not also list it in `litellm_settings.callbacks`. The line carries only
 metadata (task type, model, route, latency, tokens, cache hit, guardrail actions); the one
 free-text field, an error message, goes through the secret and PII detectors first.
+Each failed upstream call also gets an `upstream_attempt` line (a fallback may still answer).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def request_record(kwargs: dict, response, start_time, end_time, error: BaseExce
     ctx = get_context(kwargs.get("litellm_params")) or get_context(kwargs)
     slo = kwargs.get("standard_logging_object") or {}
     prompt_tokens, completion_tokens = _usage(response)
-    latency = (end_time - start_time).total_seconds() if hasattr(end_time, "__sub__") and start_time else None
+    if start_time is not None and hasattr(end_time, "__sub__"):
+        latency = (end_time - start_time).total_seconds()
+    else:  # a request that failed for good: timed from the gateway's own start
+        latency = time.perf_counter() - ctx.started if ctx else None
     record = {
         "event": "request",
         "ts": round(time.time(), 3),
@@ -91,9 +95,15 @@ class RequestLog(CustomLogger):
         log.info(json.dumps(request_record(kwargs, response_obj, start_time, end_time), default=str))
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
-        """One line for a failed request, with the scrubbed error."""
+        """One `upstream_attempt` line per failed upstream call: a fallback may still answer the request."""
         error = kwargs.get("exception") or Exception("unknown error")
-        log.info(json.dumps(request_record(kwargs, response_obj, start_time, end_time, error), default=str))
+        record = request_record(kwargs, response_obj, start_time, end_time, error)
+        log.info(json.dumps({**record, "event": "upstream_attempt"}, default=str))
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
+        """One `request` line for a request that failed for good (after any fallback), scrubbed."""
+        log.info(json.dumps(request_record(request_data, None, None, None, original_exception), default=str))
 
 
 request_log = RequestLog()

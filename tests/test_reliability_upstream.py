@@ -6,6 +6,7 @@ error event, never in a silently truncated success."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -72,6 +73,16 @@ def test_upstream_error_with_fallback_serves_from_vllm(proxy, fake_upstream, mar
     assert r.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
     assert [(q.path, q.json["model"]) for q in fake_upstream.find(marker)] == [
         ("/api/chat", V2), ("/v1/chat/completions", VLLM)]
+    call = r.headers["x-litellm-call-id"]
+
+    def logged():
+        lines = (json.loads(ln) for ln in proxy.log().splitlines() if f'"call_id": "{call}"' in ln)
+        return sorted((rec["event"], rec["status"]) for rec in lines)
+
+    deadline = time.monotonic() + 10  # success/failure callbacks run after the response
+    while len(logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert logged() == [("request", "ok"), ("upstream_attempt", "error")]  # one request line, not two
 
 
 @pytest.mark.parametrize("status,expect", [(500, 502), (503, 503)])
@@ -184,7 +195,8 @@ def test_cut_fim_stream_is_reported(proxy, fake_upstream, marker, content, cut_a
         assert r.status_code == 200 and '"text":"word' in r.text, r.text[:300]  # the SSE error-event branch
     assert "broke off mid-stream" in r.text and "ds-coder-6.7b-fim" in r.text, r.text[-500:]
     call = r.headers["x-litellm-call-id"]
-    logged = [json.loads(line) for line in proxy.log().splitlines() if f'"call_id": "{call}"' in line]
+    logged = [rec for rec in map(json.loads, (ln for ln in proxy.log().splitlines() if f'"call_id": "{call}"' in ln))
+              if rec["event"] == "request"]
     assert [rec["status"] for rec in logged] == ["error"], logged
     assert fim_stream(proxy, marker).status_code == 200  # the cut answer was not cached: asked anew
     assert len(fake_upstream.find(marker)) == 2
