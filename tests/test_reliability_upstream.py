@@ -222,6 +222,8 @@ def test_complete_fim_stream_and_its_cached_replay_finish(proxy, fake_upstream, 
         events = sse_events(r.text)
         assert events[-1] == "[DONE]" and not any("error" in json.loads(e) for e in events[:-1]), events[-3:]
         assert json.loads(events[-2])["choices"][0]["finish_reason"] == "stop", events[-3:]
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert "".join(c["choices"][0].get("text") or "" for c in chunks if c["choices"]) == PROSE, (expect, events[:3])
     assert len(fake_upstream.find(marker)) == 1
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 
 import litellm
 from litellm.integrations.custom_guardrail import CustomGuardrail
+from litellm.text_completions.streaming_iterator import TextCompletionStreamWrapper
 from litellm.types.guardrails import GuardrailEventHooks
 
 from .. import reqlog
@@ -276,6 +277,8 @@ class OutputGuardrail(CustomGuardrail):
         A FIM stream the upstream ended without a finish reason ends in an error, as chat streams do.
         """
         ctx, scan, restore = self._setup(request_data)
+        if "prompt" in request_data:  # a /v1/completions (FIM) stream
+            response = _as_text_stream(response, request_data)
         det = self.engines.detectors()
         settings = det.policy.stream
         keywords = det.output.hold_keywords(det.policy.risk[_risk(ctx)])
@@ -359,6 +362,16 @@ class OutputGuardrail(CustomGuardrail):
             record_once()
 
 
+async def _as_text_stream(response, request_data: dict):
+    """A FIM stream's chat-style chunks as text-completion chunks: LiteLLM 1.110 replays a cached FIM
+    stream as chat chunks, whose `delta.content` a /v1/completions client never reads."""
+    converter = TextCompletionStreamWrapper(completion_stream=None, model=str(request_data.get("model")),
+                                            stream_options=request_data.get("stream_options"))
+    async for chunk in response:
+        chat_style = any(getattr(c, "delta", None) is not None for c in getattr(chunk, "choices", None) or ())
+        yield converter.convert_to_text_completion_object(chunk) if chat_style else chunk
+
+
 def _finish_was_synthesized(request_data: dict) -> bool:
     """Did LiteLLM make up this finish because the upstream's stream ended without one?
 
@@ -377,7 +390,7 @@ async def _fail_cut_stream(request_data: dict) -> None:
     exc = litellm.APIConnectionError(message=STREAM_EOF, llm_provider="text-completion-openai",
                                      model=str(request_data.get("model")))
     logging_obj = request_data.get("litellm_logging_obj")
-    if logging_obj is not None:  # the request log's line for this request (the stream logs no success)
+    if logging_obj is not None:  # failure callbacks (metrics, the request log's upstream_attempt line)
         await logging_obj.async_failure_handler(exc, "")
     raise exc
 
