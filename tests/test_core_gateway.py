@@ -277,9 +277,21 @@ def _wait_for(pred, timeout=10.0):
     return False
 
 
-def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream, marker):
-    path = proxy.policy_dir / "routing.yaml"
+def _restore_routing(proxy, client, marker, original: str) -> None:
+    """Put the shipped rules back and wait until the proxy serves them, so later tests see them."""
+    (proxy.policy_dir / "routing.yaml").write_text(original)
 
+    def shipped_rules_in_force():
+        try:
+            return (chat(client, marker, headers={"X-Task-Type": "editor"})[0].headers["x-carrot-route"]
+                    == "small-model-tasks" and chat(client, marker, headers={"X-Task-Type": "tests"}))
+        except openai.APIStatusError:
+            return False
+
+    assert _wait_for(shipped_rules_in_force)
+
+
+def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream, marker):
     def send_editor_to_v2(doc):
         doc["rules"].insert(0, {"id": "editor-to-v2", "when": {"task_type": ["editor"]}, "model": "ds-coder-v2"})
 
@@ -289,9 +301,7 @@ def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream,
                          .headers["x-carrot-route"] == "editor-to-v2")
         assert fake_upstream.find(marker)[-1].json["model"] == V2
     finally:
-        path.write_text(original)
-    assert _wait_for(lambda: chat(client, marker, headers={"X-Task-Type": "editor"})[0]
-                     .headers["x-carrot-route"] == "small-model-tasks")
+        _restore_routing(proxy, client, marker, original)  # and the edit back is picked up too
 
 
 def test_routing_edit_naming_an_unknown_model_keeps_last_valid_rules(proxy, client, fake_upstream, marker):
@@ -305,7 +315,7 @@ def test_routing_edit_naming_an_unknown_model_keeps_last_valid_rules(proxy, clie
         assert {r.json["model"] for r in fake_upstream.find(marker)} == {V2}
         assert f"{path}: rules.5 (default-v2).model: unknown alias 'ds-coder-v3'" in proxy.log()
     finally:
-        path.write_text(original)
+        _restore_routing(proxy, client, marker, original)
 
 
 def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
@@ -334,7 +344,7 @@ def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
         assert str(path) in proxy.log() and "'lots'" in proxy.log()
         assert set(routes) == {"editor-to-v2"}
     finally:
-        path.write_text(original)
+        _restore_routing(proxy, client, marker, original)
 
 
 def test_unreachable_upstream_is_502_naming_url(start_proxy, marker):
@@ -361,7 +371,6 @@ def test_routing_to_a_missing_pack_is_503_naming_the_file(proxy, client, marker)
     def missing_pack(doc):
         doc["tasks"]["tests"]["pack"] = "explain_tests@v99"
 
-    path = proxy.policy_dir / "routing.yaml"
     original = _edit_routing(proxy, missing_pack)
     try:
         errors = []
@@ -376,4 +385,4 @@ def test_routing_to_a_missing_pack_is_503_naming_the_file(proxy, client, marker)
         assert _wait_for(sees_503)
         assert errors[0].status_code == 503 and "explain_tests@v99" in str(errors[0])
     finally:
-        path.write_text(original)
+        _restore_routing(proxy, client, marker, original)
