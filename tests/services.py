@@ -43,6 +43,16 @@ def force_own() -> bool:
     return os.environ.get(FORCE_OWN_ENV, "") not in ("", "0")
 
 
+def wait_for(pred, timeout: float = 10.0, every: float = 0.2) -> bool:
+    """Poll `pred()` until it is true (True) or `timeout` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
 def free_port() -> int:
     """A loopback TCP port that is free right now (bound to port 0, then released)."""
     with socket.socket() as s:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import openai
@@ -12,6 +11,7 @@ import yaml
 
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.serve import ROOT
+from tests.services import wait_for
 
 PACKS = {
     "editor": "editor@v1", "refactor": "refactor_hook@v1", "tests": "explain_tests@v1", "chat": "chat@v1",
@@ -268,15 +268,6 @@ def _edit_routing(proxy, mutate) -> str:
     return original
 
 
-def _wait_for(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _restore_routing(proxy, client, marker, original: str) -> None:
     """Put the shipped rules back and wait until the proxy serves them, so later tests see them."""
     (proxy.policy_dir / "routing.yaml").write_text(original)
@@ -288,7 +279,7 @@ def _restore_routing(proxy, client, marker, original: str) -> None:
         except openai.APIStatusError:
             return False
 
-    assert _wait_for(shipped_rules_in_force)
+    assert wait_for(shipped_rules_in_force)
 
 
 def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream, marker):
@@ -297,7 +288,7 @@ def test_routing_yaml_edit_applies_without_restart(proxy, client, fake_upstream,
 
     original = _edit_routing(proxy, send_editor_to_v2)
     try:
-        assert _wait_for(lambda: chat(client, marker, headers={"X-Task-Type": "editor"})[0]
+        assert wait_for(lambda: chat(client, marker, headers={"X-Task-Type": "editor"})[0]
                          .headers["x-carrot-route"] == "editor-to-v2")
         assert fake_upstream.find(marker)[-1].json["model"] == V2
     finally:
@@ -309,7 +300,7 @@ def test_routing_edit_naming_an_unknown_model_keeps_last_valid_rules(proxy, clie
     original = _edit_routing(proxy, lambda doc: doc["rules"][-1].update(model="ds-coder-v3"))
     try:
         routes = []  # every request meanwhile is served by the last valid rules (the default rule → v2)
-        assert _wait_for(lambda: routes.append(chat(client, marker)[0].headers["x-carrot-route"])
+        assert wait_for(lambda: routes.append(chat(client, marker)[0].headers["x-carrot-route"])
                          or "'ds-coder-v3'" in proxy.log())
         assert set(routes) == {"default-v2"}
         assert {r.json["model"] for r in fake_upstream.find(marker)} == {V2}
@@ -334,11 +325,11 @@ def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
 
     original = _edit_routing(proxy, send_editor_to_v2)
     try:
-        assert _wait_for(lambda: editor_route() == "editor-to-v2")
+        assert wait_for(lambda: editor_route() == "editor-to-v2")
         path.write_text(original)
         _edit_routing(proxy, then_break_it)
         routes = []
-        assert _wait_for(lambda: routes.append(editor_route())
+        assert wait_for(lambda: routes.append(editor_route())
                          or "rules.3.when.min_tokens (id 'large-prompt')" in proxy.log())
         routes += [editor_route() for _ in range(3)]  # after the rejected reload, too
         assert str(path) in proxy.log() and "'lots'" in proxy.log()
@@ -382,7 +373,7 @@ def test_routing_to_a_missing_pack_is_503_naming_the_file(proxy, client, marker)
                 errors.append(e)
             return bool(errors)
 
-        assert _wait_for(sees_503)
+        assert wait_for(sees_503)
         assert errors[0].status_code == 503 and "explain_tests@v99" in str(errors[0])
     finally:
         _restore_routing(proxy, client, marker, original)

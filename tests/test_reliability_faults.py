@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.reliability_support import chaos_proxy, indexed_docs
+from tests.services import wait_for
 
 PHRASE = "zebrafish turbine calibration"
 
@@ -50,15 +51,6 @@ def stream_complete(r: httpx.Response) -> bool:
     return bool(events) and events[-1] == "[DONE]" and not any('"error"' in e for e in events)
 
 
-def wait_for(pred, timeout: float, every: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
-
-
 def context_sent(fake_upstream, marker) -> bool:
     reqs = fake_upstream.find(marker)
     return bool(reqs) and "<retrieved-context" in reqs[-1].text and PHRASE in reqs[-1].text
@@ -67,7 +59,7 @@ def context_sent(fake_upstream, marker) -> bool:
 def test_vector_store_cut_off_serves_without_context_then_context_returns(chaos, fake_upstream, collection):
     first = []  # the first rag request may find the store "recently failed" after other tests: poll
     assert wait_for(lambda: first.append(m := f"vs-up-{uuid.uuid4().hex[:8]}") or ask(chaos, m, "rag-doc", refs=collection)
-                    .headers["x-carrot-rag"].startswith("injected:"), timeout=30)
+                    .headers["x-carrot-rag"].startswith("injected:"), timeout=30, every=0.5)
     assert context_sent(fake_upstream, first[-1])
     chaos.store.stop()
     try:
@@ -82,7 +74,7 @@ def test_vector_store_cut_off_serves_without_context_then_context_returns(chaos,
     back = []
     assert wait_for(lambda: back.append(ask(chaos, f"vs-back-{len(back)}-{uuid.uuid4().hex[:6]}", "rag-doc",
                                             refs=collection)) or back[-1].headers["x-carrot-rag"].startswith("injected:"),
-                    timeout=30), [b.headers.get("x-carrot-rag") for b in back]
+                    timeout=30, every=0.5), [b.headers.get("x-carrot-rag") for b in back]
     assert all(b.status_code == 200 for b in back)
 
 
@@ -103,7 +95,7 @@ def test_redis_stopped_and_restarted_serves_throughout_and_cache_resumes(chaos, 
         ask(chaos, again)
         return ask(chaos, again).headers["x-carrot-cache"] == "hit"
 
-    assert wait_for(hit, timeout=30)
+    assert wait_for(hit, timeout=30, every=0.5)
 
 
 def _break_routing(chaos) -> str:
@@ -171,9 +163,9 @@ def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
     assert all(ok for *_, ok in results), [r for r in results if not r[2]][:5]
     assert "rules.4.model" in chaos.log() and str(chaos.policy_dir / "routing.yaml") in chaos.log()
     assert wait_for(lambda: ask(chaos, "after", "rag-doc", refs=collection).headers["x-carrot-rag"]
-                    .startswith("injected:"), timeout=30)
+                    .startswith("injected:"), timeout=30, every=0.5)
     assert wait_for(lambda: ask(chaos, "r", text="the same question every time").headers["x-carrot-cache"] == "hit",
-                    timeout=30)
+                    timeout=30, every=0.5)
     print(json.dumps({f"{k}:{s}": n for (k, s), n in statuses.items()}))
 
 

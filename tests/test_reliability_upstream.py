@@ -6,7 +6,6 @@ error event, never in a silently truncated success."""
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import openai
@@ -15,6 +14,7 @@ import pytest
 from tests.conftest import make_client
 from tests.fake_upstream import Reply
 from tests.reliability_support import chaos_proxy
+from tests.services import wait_for
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
@@ -79,9 +79,7 @@ def test_upstream_error_with_fallback_serves_from_vllm(proxy, fake_upstream, mar
         lines = (json.loads(ln) for ln in proxy.log().splitlines() if f'"call_id": "{call}"' in ln)
         return sorted((rec["event"], rec["status"]) for rec in lines)
 
-    deadline = time.monotonic() + 10  # success/failure callbacks run after the response
-    while len(logged()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: len(logged()) >= 2)  # success/failure callbacks run after the response
     assert logged() == [("request", "ok"), ("upstream_attempt", "error")]  # one request line, not two
 
 

@@ -87,14 +87,12 @@ def probe_count(redis: services.RedisServer) -> int:
 
 def counts_in_redis(p: ProxyProcess, redis: services.RedisServer, timeout: float = 60) -> None:
     """Return once a request to `p` increments its rpm counter in Redis (not only in `p`'s memory)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def counted() -> bool:
         before = probe_count(redis)
         assert status(p, PROBE) == 200
-        if probe_count(redis) == before + 1:
-            return
-        assert time.monotonic() < deadline, f"{p.base_url} still counts in memory only"
-        time.sleep(0.2)
+        return probe_count(redis) == before + 1
+
+    assert services.wait_for(counted, timeout), f"{p.base_url} still counts in memory only"
 
 
 def test_answer_cached_by_one_replica_is_served_by_the_other(fleet, fake_upstream, marker):
@@ -124,14 +122,14 @@ def test_routing_change_is_picked_up_by_both(fleet, fake_upstream, marker):
     (small,) = [m["litellm_params"]["model"] for m in cfg["model_list"] if m["model_name"] == "ds-coder-6.7b"]
     try:
         for r in fleet.replicas:
-            deadline = time.monotonic() + 10
-            while True:
-                tag = f"{marker}-{uuid.uuid4().hex[:8]}"  # fresh: a cached answer never reaches the upstream
-                if ask(r, tag)[0]["x-carrot-route"] == "fleet-wide-edit":
-                    break
-                assert time.monotonic() < deadline, f"replica {r.base_url} kept the old rules"
-                time.sleep(0.2)
-            (sent,) = fake_upstream.find(tag)
+            tags: list[str] = []
+
+            def edited(r=r, tags=tags) -> bool:
+                tags.append(f"{marker}-{uuid.uuid4().hex[:8]}")  # fresh: a cached answer never reaches the upstream
+                return ask(r, tags[-1])[0]["x-carrot-route"] == "fleet-wide-edit"
+
+            assert services.wait_for(edited), f"replica {r.base_url} kept the old rules"
+            (sent,) = fake_upstream.find(tags[-1])
             assert (sent.path, sent.json["model"]) == ("/api/chat", small.removeprefix("ollama_chat/"))
     finally:
         path.write_text(original)
