@@ -43,7 +43,8 @@ def _usage(response) -> tuple[int | None, int | None]:
     return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
 
 
-def request_record(kwargs: dict, response, start_time, end_time, error: BaseException | None = None) -> dict:
+def request_record(kwargs: dict, response, start_time, end_time, error: BaseException | None = None,
+                   event: str = "request") -> dict:
     """The log record for one finished request (no prompt or answer text)."""
     ctx = get_context(kwargs.get("litellm_params")) or get_context(kwargs)
     slo = kwargs.get("standard_logging_object") or {}
@@ -53,7 +54,7 @@ def request_record(kwargs: dict, response, start_time, end_time, error: BaseExce
     else:  # a request that failed for good: timed from the gateway's own start
         latency = time.perf_counter() - ctx.started if ctx else None
     record = {
-        "event": "request",
+        "event": event,
         "ts": round(time.time(), 3),
         "call_id": kwargs.get("litellm_call_id"),
         "status": "error" if error is not None else "ok",
@@ -97,8 +98,8 @@ class RequestLog(CustomLogger):
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         """One `upstream_attempt` line per failed upstream call: a fallback may still answer the request."""
         error = kwargs.get("exception") or Exception("unknown error")
-        record = request_record(kwargs, response_obj, start_time, end_time, error)
-        log.info(json.dumps({**record, "event": "upstream_attempt"}, default=str))
+        record = request_record(kwargs, response_obj, start_time, end_time, error, event="upstream_attempt")
+        log.info(json.dumps(record, default=str))
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):

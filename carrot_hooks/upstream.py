@@ -8,6 +8,8 @@ import litellm
 
 from .errors import GatewayError
 
+STREAM_EOF = "Stream ended before a finish_reason was received"  # LiteLLM's words for a stream cut cleanly
+
 
 def _router():
     from litellm.proxy import proxy_server
@@ -55,7 +57,7 @@ def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
     if isinstance(exc, litellm.ServiceUnavailableError):
         return GatewayError(503, f"Upstream for model {alias} is unavailable: {where}", code="upstream_unavailable")
     if any(m in text for m in ("payload is not completed", "peer closed connection", "MidStreamFallbackError",
-                               "Stream ended before a finish_reason")):
+                               STREAM_EOF)):
         return GatewayError(502, f"Upstream for model {alias} broke off mid-stream: {where}", code="upstream_cut")
     if isinstance(exc, litellm.APIConnectionError) or "Cannot connect" in text or "Connection refused" in text:
         return GatewayError(502, f"Upstream for model {alias} could not be reached: {where}",

@@ -25,6 +25,7 @@ from .. import reqlog
 from ..context import RequestContext, Verdict, get_context
 from ..errors import GatewayError
 from ..metrics import timed_stage
+from ..upstream import STREAM_EOF
 from .allowlist import allowed_tasks
 from .engines import shared_engines
 from .metrics import record
@@ -36,7 +37,6 @@ from .stream import StreamFilter
 log = logging.getLogger("carrot.guardrails")
 
 VAULT_KEY = "carrot_pii_vault"
-STREAM_EOF = "Stream ended before a finish_reason was received"  # LiteLLM's words for a chat stream cut cleanly
 CHAT_AND_TEXT = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
 
 
