@@ -134,7 +134,7 @@ async def first_token_delays(policy: GuardrailPolicy, answers: list[str], gap_s:
     """Delay between the first upstream content chunk and the first content the client gets."""
     from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 
-    from carrot_hooks.guardrails.hooks import OutputGuardrail
+    from carrot_hooks.guardrails.output_guardrail import OutputGuardrail
 
     guard = OutputGuardrail(guardrail_name="bench", event_hook="post_call", default_on=True)
 

@@ -14,21 +14,20 @@ from collections.abc import Callable
 from typing import Literal
 
 from fastapi import Request
-from litellm.proxy._types import (
+from pydantic import Field
+
+from . import litellm_compat as compat
+from .config import Strict, Watched, policy_dir
+from .litellm_compat import (
     LiteLLMRoutes,
     ProxyErrorTypes,
     ProxyException,
     UserAPIKeyAuth,
 )
-from pydantic import BaseModel, ConfigDict, Field
-
-from .config import Watched, policy_dir
 
 
-class TenantKey(BaseModel):
+class TenantKey(Strict):
     """One static key: its SHA-256 (never the key itself), the tenant it belongs to, key metadata."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tenant: str = Field(min_length=1, max_length=128)
@@ -36,10 +35,8 @@ class TenantKey(BaseModel):
     metadata: dict = Field(default_factory=dict)
 
 
-class KeysPolicy(BaseModel):
+class KeysPolicy(Strict):
     """The whole keys file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     keys: list[TenantKey] = []
 
@@ -96,8 +93,5 @@ def keys_policy() -> KeysPolicy:
 
 async def user_api_key_auth(request: Request, api_key: str) -> Decision:
     """The `custom_auth` entry point LiteLLM calls for every authenticated route."""
-    from litellm.proxy import proxy_server
-    from litellm.proxy.auth.auth_utils import get_request_route
-
-    return decide(get_request_route(request), api_key, master_key=proxy_server.master_key, keys=keys_policy,
-                  db_connected=proxy_server.prisma_client is not None)
+    return decide(compat.request_route(request), api_key, master_key=compat.master_key(), keys=keys_policy,
+                  db_connected=compat.db_connected())

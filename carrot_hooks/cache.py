@@ -9,10 +9,9 @@ import json
 import logging
 import os
 
-import litellm
-from litellm.caching.caching import Cache
-from litellm.caching.redis_cache import RedisCache
-
+from . import litellm_compat as compat
+from .env import env_float, env_int
+from .litellm_compat import RedisCache
 from .metrics import CACHE_ERRORS
 
 log = logging.getLogger("carrot.cache")
@@ -54,9 +53,7 @@ class GuardedRedisCache(RedisCache):
         if key is None:
             return None
         try:
-            client = self.init_async_client()
-            await asyncio.wait_for(client.set(name=self.check_and_fix_namespace(key=key), value=json.dumps(value),
-                                              ex=self.get_ttl(**kwargs)), self.timeout)
+            await compat.redis_set(self, key, value, self.timeout, **kwargs)
         except Exception as e:  # noqa: BLE001 - a failed write only loses a cache entry
             self._failed("set", e)
             return None
@@ -64,17 +61,14 @@ class GuardedRedisCache(RedisCache):
         return True
 
 
-def configure() -> Cache:
+def configure():
     """Install LiteLLM's cache: Redis at REDIS_URL (guarded) or in-memory; TTL from CARROT_CACHE_TTL."""
-    ttl = int(os.environ.get("CARROT_CACHE_TTL", DEFAULT_TTL))
+    ttl = env_int("CARROT_CACHE_TTL", DEFAULT_TTL, minimum=1)
     url = os.environ.get("REDIS_URL")
-    cache = Cache(type="local", ttl=ttl, default_in_memory_ttl=ttl)
-    if url:
-        cache.type = "redis"
-        cache.cache = GuardedRedisCache(url=url, socket_timeout=0.25, socket_connect_timeout=0.25,
-                                        timeout=float(os.environ.get("CARROT_CACHE_TIMEOUT", "0.25")))
-    litellm.cache = cache
-    litellm.enable_caching_on_provider_specific_optional_params = True  # min_p, num_predict, mirostat... in the key
+    backend = GuardedRedisCache(url=url, socket_timeout=0.25, socket_connect_timeout=0.25,
+                                timeout=env_float("CARROT_CACHE_TIMEOUT", 0.25, minimum=0.001)) if url else None
+    cache = compat.make_cache(ttl, backend)
+    compat.install_cache(cache)
     log.warning("result cache: %s, ttl %ss", "redis" if url else "in-memory", ttl)
     return cache
 

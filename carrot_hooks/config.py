@@ -11,19 +11,28 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 log = logging.getLogger("carrot.config")
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base of every policy model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ConfigError(ValueError):
     """A policy file that cannot be used; the message names file, key and bad value."""
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def policy_dir() -> Path:
-    """Folder holding the policy YAML files (`CARROT_POLICY_DIR`, default `./policy`)."""
-    return Path(os.environ.get("CARROT_POLICY_DIR", "policy")).resolve()
+    """Folder holding the policy YAML files (`CARROT_POLICY_DIR`, default the project's `policy/`)."""
+    return Path(os.environ.get("CARROT_POLICY_DIR") or PROJECT_ROOT / "policy").resolve()
 
 
 def _describe(path: Path, err: ValidationError, raw: object) -> str:
@@ -45,16 +54,21 @@ def _item_id(raw: object, loc: tuple) -> str:
     return ""
 
 
-def load_model(path: Path, model: type[M]) -> M:
-    """Parse `path` as YAML into `model`, raising ConfigError naming file, key and value."""
+def load_yaml(path: Path) -> object:
+    """Parse `path` as YAML, raising ConfigError naming the file and what is wrong."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Parse `path` as YAML into `model`, raising ConfigError naming file, key and value."""
+    raw = load_yaml(path)
     try:
         return model.model_validate(raw if raw is not None else {}, context={"path": path})
     except ValidationError as e:

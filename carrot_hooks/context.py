@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -46,6 +47,7 @@ class RequestContext:
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
+    vaults: dict = field(default_factory=dict)  # placeholder vaults by kind (guardrails/vaults.py)
 
     def author(self, message: dict) -> dict:
         """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""
@@ -59,6 +61,16 @@ class RequestContext:
 
 
 _KEY = "carrot"
+log = logging.getLogger("carrot.context")
+
+
+def risk_of(ctx: RequestContext | None, stage: str) -> Risk:
+    """The request's risk level; fail closed: a request without the gateway's context is `high`."""
+    if ctx is not None:
+        return ctx.risk
+    log.warning("%s: request reached it without the gateway's context (not routed by carrot_hooks.gateway); "
+                "handled as risk level high", stage)
+    return "high"
 
 
 def attach(data: dict, ctx: RequestContext) -> None:

@@ -1,25 +1,37 @@
-"""The one place that composes the request path:
-headers → route → prompt pack → context → (LiteLLM guardrails) → LiteLLM → response headers → metrics."""
+"""The one place that composes the request path. Its order, before and after the model call:
 
-from __future__ import annotations
+    CarrotGateway (this callback, first in litellm_settings.callbacks), `PRE_CALL_STAGES`:
+        headers+route → prompt pack → context (RAG) → cache key
+    LiteLLM guardrails, `GUARDRAILS` (checked against litellm_config.yaml at start-up):
+        carrot-prompt-policy → carrot-pii → [LiteLLM: cache, router, upstream] → carrot-output
+    after the call: response headers (`x-carrot-*`), metrics, request log (`reqlog`)
+"""
 
+# No `from __future__ import annotations`: LiteLLM loads this file outside sys.modules, where
+# dataclasses cannot resolve postponed annotations.
+import asyncio
 import logging
 import os
 import threading
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from litellm.integrations.custom_logger import CustomLogger
 
 from . import cache as result_cache
-from . import metrics, rag
-from .config import ConfigError, Watched, policy_dir
+from . import litellm_compat as compat
+from . import metrics, rag, reqlog
+from .config import ConfigError, Watched, load_yaml, policy_dir
 from .context import RequestContext, attach, get_context
 from .errors import GatewayError
+from .guardrails import egress
+from .guardrails.engines import shared_engines
 from .headers import parse_headers
+from .messages import prompt_text
 from .prompts import PackStore, pack_message, prompts_dir
 from .routing import RoutingPolicy, route
-from .tokens import count_tokens, prompt_text
+from .tokens import count_tokens
 from .upstream import as_gateway_error, upstream_models
 
 log = logging.getLogger("carrot.gateway")
@@ -28,14 +40,24 @@ CHAT_CALLS = frozenset({"completion", "acompletion"})
 TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
 # Other prompt-carrying endpoints LiteLLM serves; refused so nothing bypasses routing and guardrails.
 UNROUTED_CALLS = frozenset({"responses", "aresponses", "anthropic_messages", "aanthropic_messages"})
+# The guardrails in the order LiteLLM must run them (name, mode, class), as litellm_config.yaml lists them.
+GUARDRAILS = (
+    ("carrot-prompt-policy", "pre_call", "carrot_hooks.guardrails.policy_guardrail.PromptPolicyGuardrail"),
+    ("carrot-pii", "pre_call", "carrot_hooks.guardrails.pii_guardrail.PiiGuardrail"),
+    ("carrot-output", "post_call", "carrot_hooks.guardrails.output_guardrail.OutputGuardrail"),
+)
+served_aliases = compat.served_aliases
 
 
-def served_aliases() -> frozenset[str]:
-    """Model aliases the running proxy serves (its `model_list` names)."""
-    from litellm.proxy import proxy_server
-
-    router = proxy_server.llm_router
-    return frozenset(router.registry().names()) if router is not None else frozenset()
+def check_guardrail_order(config_path) -> list[str]:
+    """Problems with the `guardrails:` list of the proxy config against `GUARDRAILS` (empty when in order)."""
+    listed = tuple((g.get("guardrail_name"), (g.get("litellm_params") or {}).get("mode"),
+                    (g.get("litellm_params") or {}).get("guardrail"))
+                   for g in (load_yaml(config_path) or {}).get("guardrails") or ())
+    if listed == GUARDRAILS:
+        return []
+    return [(f"{config_path}: guardrails: expected {[g[0] for g in GUARDRAILS]} with modes and classes "
+            f"{[g[1:] for g in GUARDRAILS]}, got {list(listed)}")]
 
 
 def _alias_problems(policy: RoutingPolicy) -> list[str]:
@@ -95,16 +117,32 @@ def _cache_controls(data: dict, headers: dict[str, str], namespace: str) -> None
     data["cache"] = controls
 
 
+@dataclass
+class Call:
+    """One request as the pre-call stages see it; `route` sets `ctx`."""
+
+    data: dict
+    call_type: str
+    headers: dict[str, str]
+    policy: RoutingPolicy
+    key: object  # LiteLLM's UserAPIKeyAuth
+    ctx: RequestContext = None  # type: ignore[assignment]
+
+
 class CarrotGateway(CustomLogger):
     """LiteLLM callback that routes each request, injects its prompt pack and context, and reports."""
 
     def __init__(self) -> None:
         super().__init__()
+        compat.check_version()
+        reqlog.install()  # the request log is the gateway's, whichever guardrails are switched on
         self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy, check=_alias_problems)
         self.packs = PackStore(prompts_dir())
         for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
         result_cache.configure()
+        self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
+                       ("cache_key", self._cache_key))
         if os.environ.get("CARROT_RAG_WARM", "1") == "1":  # load the embedding model off the request path
             threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
@@ -139,47 +177,74 @@ class CarrotGateway(CustomLogger):
                               rule_id=decision.rule_id, model_alias=decision.model)
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
-        """headers → route → prompt pack → context; raises a 4xx naming the problem."""
+        """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""
         if call_type in UNROUTED_CALLS:
             raise GatewayError(400, f"This gateway routes /v1/chat/completions and /v1/completions only "
                                f"(call type {call_type} is not served)", code="unsupported_endpoint")
         if call_type not in CHAT_CALLS | TEXT_CALLS:
             return data
-        t0 = time.perf_counter()
         headers = {k.lower(): str(v) for k, v in
                    ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
-        tenant = user_api_key_dict.team_id or user_api_key_dict.token or "anonymous"
-        policy = self.routing.get()  # one version for the whole request, even if the file changes meanwhile
-        ctx = self._decide(policy, data, call_type, headers, user_api_key_dict.metadata or {}, tenant)
-        t1 = time.perf_counter()
-        if call_type in TEXT_CALLS:
-            data["model"] = policy.fim[ctx.model_alias]
-        else:
-            data["model"] = ctx.model_alias
-            try:
-                pack = self.packs.get(policy.tasks[ctx.task_type].pack)
-            except ConfigError as e:  # a pack file removed or broken while the proxy runs
-                raise GatewayError(503, str(e), code="prompt_pack_error") from None
-            ctx.pack = pack.ref
-            data["messages"] = [ctx.author(pack_message(pack)), *data["messages"]]
-        attach(data, ctx)
-        t2 = time.perf_counter()
-        if ctx.task_type in ("rag-code", "rag-doc") or ctx.context_refs is not None:
-            await rag.inject_context(ctx, data)
-        t3 = time.perf_counter()
-        _cache_controls(data, headers, result_cache.namespace(tenant, upstream_models(data["model"])))
-        ctx.timings.update(route=t1 - t0, prompt_pack=t2 - t1, context=t3 - t2, cache_key=time.perf_counter() - t3)
-        for stage, seconds in ctx.timings.items():
-            metrics.HOOK_DURATION.labels(stage).observe(seconds)
+        # one policy version for the whole request, even if the file changes meanwhile
+        call = Call(data, call_type, headers, self.routing.get(), user_api_key_dict)
+        timings: dict[str, float] = {}
+        for name, stage in self.stages:
+            t0 = time.perf_counter()
+            await stage(call)
+            timings[name] = time.perf_counter() - t0
+        call.ctx.timings.update(timings)
+        for name, seconds in timings.items():
+            metrics.HOOK_DURATION.labels(name).observe(seconds)
         return data
+
+    async def _route(self, call: Call) -> None:
+        """Headers and routing rules decide task, risk and model alias (the FIM twin for completions)."""
+        key = call.key
+        tenant = key.team_id or key.token or "anonymous"
+        call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key.metadata or {}, tenant)
+        call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
+                              else call.ctx.model_alias)
+        attach(call.data, call.ctx)
+
+    async def _prompt_pack(self, call: Call) -> None:
+        """The task's pack becomes the first system message (chat only: completions are raw code)."""
+        if call.call_type in TEXT_CALLS:
+            return
+        try:
+            pack = self.packs.get(call.policy.tasks[call.ctx.task_type].pack)
+        except ConfigError as e:  # a pack file removed or broken while the proxy runs
+            raise GatewayError(503, str(e), code="prompt_pack_error") from None
+        call.ctx.pack = pack.ref
+        call.data["messages"] = [call.ctx.author(pack_message(pack)), *call.data["messages"]]
+
+    async def _context(self, call: Call) -> None:
+        """Retrieved code/doc context for rag tasks or requests naming X-Context-Refs."""
+        if call.ctx.task_type in ("rag-code", "rag-doc") or call.ctx.context_refs is not None:
+            await rag.inject_context(call.ctx, call.data)
+
+    async def _cache_key(self, call: Call) -> None:
+        """The result cache's partition: tenant × the exact upstream model."""
+        _cache_controls(call.data, call.headers,
+                        result_cache.namespace(call.ctx.tenant, upstream_models(call.data["model"])))
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
+        """Egress, per deployment attempt (fallbacks included): redact for an external upstream; fails closed."""
+        if not (kwargs.get("messages") or kwargs.get("prompt")):
+            return kwargs
+        try:
+            return await asyncio.to_thread(egress.protect, kwargs, shared_engines())
+        except Exception as e:  # noqa: BLE001 - nothing unredacted may leave when the redaction itself fails
+            log.error("egress redaction failed (%s); request not sent", type(e).__name__)
+            raise GatewayError(503, f"Egress redaction failed ({type(e).__name__}); the request was not sent "
+                               "upstream (rule egress-failure)", code="guardrail_unavailable") from None
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):
         """Upstream failures become 502/503/504 naming the upstream URL; every failure is counted."""
         ctx = get_context(request_data)
         mapped = as_gateway_error(original_exception, str(request_data.get("model") or ctx.model_alias)) if ctx else None
-        if mapped is not None:  # LiteLLM's /v1/completions ignores the returned error and reads these instead
-            original_exception.status_code, original_exception.message = mapped.status_code, mapped.message
+        if mapped is not None:
+            compat.set_error(original_exception, mapped.status_code, mapped.message)
         status = getattr(mapped or original_exception, "status_code", None) or 500
         metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
                                 ctx.rule_id if ctx else "none", "false", str(status)).inc()
@@ -205,14 +270,13 @@ class CarrotGateway(CustomLogger):
         ctx = get_context(data)
         if ctx is None:
             return None
-        hidden = getattr(response, "_hidden_params", None) or {}
         headers = {
             "x-carrot-route": ctx.rule_id,
             "x-carrot-model": ctx.model_alias,
             "x-carrot-prompt-pack": ctx.pack,
             "x-carrot-task-type": ctx.task_type,
             "x-carrot-guardrails": ctx.guardrail_summary(),
-            "x-carrot-cache": "hit" if hidden.get("cache_hit") else "miss",
+            "x-carrot-cache": "hit" if compat.cache_hit(response) else "miss",
         }
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status

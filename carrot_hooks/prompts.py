@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from .config import PROJECT_ROOT, ConfigError
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class PromptPack:
 
 
 def prompts_dir() -> Path:
-    """Folder of pack files (`CARROT_PROMPTS_DIR`, default `./prompts`)."""
-    return Path(os.environ.get("CARROT_PROMPTS_DIR", "prompts")).resolve()
+    """Folder of pack files (`CARROT_PROMPTS_DIR`, default the project's `prompts/`)."""
+    return Path(os.environ.get("CARROT_PROMPTS_DIR") or PROJECT_ROOT / "prompts").resolve()
 
 
 def load_pack(path: Path) -> PromptPack:

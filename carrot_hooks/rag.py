@@ -15,6 +15,7 @@ import time
 
 from .config import Watched, policy_dir
 from .context import RequestContext
+from .messages import last_user_text
 from .metrics import RAG_DURATION
 
 log = logging.getLogger("carrot.rag")
@@ -81,17 +82,6 @@ def engine() -> _Engine:
 def warm() -> None:
     """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use."""
     engine().retriever()
-
-
-def last_user_text(messages: list) -> str:
-    for m in reversed(messages or []):
-        if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def _fence(text: str) -> str:

@@ -1,6 +1,6 @@
 """One structured JSON log line per request, with secrets and PII scrubbed before anything is written.
 
-Installed by the guardrails (`install()`, from `OutputGuardrail`), since it logs their actions;
+Installed by the gateway (`install()`, from `CarrotGateway.__init__`);
 do not also list it in `litellm_settings.callbacks`. The line carries only
 metadata (task type, model, route, latency, tokens, cache hit, guardrail actions); the one
 free-text field, an error message, goes through the secret and PII detectors first.
@@ -112,7 +112,6 @@ request_log = RequestLog()
 
 def install() -> None:
     """Add the request log to LiteLLM's callbacks once per process."""
-    import litellm
+    from .litellm_compat import add_callback
 
-    if not any(type(cb).__name__ == RequestLog.__name__ for cb in litellm.callbacks):
-        litellm.logging_callback_manager.add_litellm_callback(request_log)
+    add_callback(request_log)

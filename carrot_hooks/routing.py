@@ -6,16 +6,15 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from .config import Strict as _Strict
 from .context import Risk
 from .errors import GatewayError
 
 _PACK = re.compile(r"^[a-z0-9_]+@v[0-9]+$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Match(_Strict):

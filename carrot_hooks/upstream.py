@@ -1,33 +1,74 @@
-"""Upstream failures as clear gateway errors: 502/503/504 naming the upstream URL(s) tried."""
+"""Upstream failures as clear gateway errors: 502/503/504 naming the upstream URL(s) tried.
+
+The mapping is a table (like httpx's exception map): the first row whose LiteLLM exception type
+matches, and whose cause types (if any) occur in the exception's cause chain, gives our status.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
+import aiohttp
+import httpx
 import litellm
 
+from . import litellm_compat as compat
 from .errors import GatewayError
 
-STREAM_EOF = "Stream ended before a finish_reason was received"  # LiteLLM's words for a stream cut cleanly
+
+class Row(NamedTuple):
+    raised: tuple[type[BaseException], ...]  # LiteLLM's exception type(s)
+    causes: tuple[type[BaseException], ...]  # transport errors in its cause chain; () = any
+    status: int
+    code: str
+    message: str  # formatted with alias, where
 
 
-def _router():
-    from litellm.proxy import proxy_server
+CUT = (httpx.RemoteProtocolError, aiohttp.ClientPayloadError)
+UNREACHABLE = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
+ERROR_MAP: tuple[Row, ...] = (
+    Row((litellm.Timeout,), (), 504, "upstream_timeout", "Upstream for model {alias} timed out: {where}"),
+    Row((litellm.ServiceUnavailableError,), (), 503, "upstream_unavailable",
+        "Upstream for model {alias} is unavailable: {where}"),
+    Row((litellm.APIConnectionError, litellm.InternalServerError), CUT,
+        502, "upstream_cut", "Upstream for model {alias} broke off mid-stream: {where}"),
+    Row((litellm.APIConnectionError, litellm.InternalServerError), UNREACHABLE, 502, "upstream_unreachable",
+        "Upstream for model {alias} could not be reached: {where}"),
+    Row((litellm.APIConnectionError,), (), 502, "upstream_unreachable",
+        "Upstream for model {alias} could not be reached: {where}"),
+    Row((litellm.InternalServerError, litellm.BadGatewayError), (), 502, "upstream_error",
+        "Upstream for model {alias} failed ({kind}): {where}"),
+)
 
-    return proxy_server.llm_router
+
+class StreamCut(litellm.APIConnectionError):
+    """A FIM stream the upstream ended cleanly without its final chunk (LiteLLM raises this for chat only)."""
+
+    def __init__(self, model: str):
+        super().__init__(message="Stream ended before a finish_reason was received",
+                         llm_provider="text-completion-openai", model=model)
+        self.__cause__ = httpx.RemoteProtocolError(self.message)
+
+
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it was raised from or wraps (`__cause__`, `__context__`, `original_exception`)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen) or len(seen) > 16:
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "original_exception", None)]
+    return [e for e in seen if isinstance(e, BaseException)]
 
 
 def upstream_urls(alias: str) -> list[str]:
     """API bases serving `alias` and its configured fallbacks, in the order they are tried."""
-    router = _router()
-    if router is None:
-        return []
-    chain = [alias]
-    for entry in getattr(router, "fallbacks", None) or ():
-        chain += [m for m in entry.get(alias, ()) if m not in chain]
     urls: list[str] = []
-    for name in chain:
-        for d in router.registry().deployments(name) or ():
+    for name in [alias, *compat.fallbacks(alias)]:
+        for d in compat.deployments(name):
             base = (d.get("litellm_params") or {}).get("api_base") or f"<{name}: provider default URL>"
             if base not in urls:
                 urls.append(base)
@@ -36,33 +77,22 @@ def upstream_urls(alias: str) -> list[str]:
 
 def upstream_models(alias: str) -> list[str]:
     """The provider model names behind `alias` (what a cached answer really came from)."""
-    router = _router()
-    deployments = (router.registry().deployments(alias) or ()) if router is not None else ()
-    return [str((d.get("litellm_params") or {}).get("model")) for d in deployments]
+    return [str((d.get("litellm_params") or {}).get("model")) for d in compat.deployments(alias)]
 
 
 def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
-    """Map an upstream failure to 502 (unreachable / broken), 503 (overloaded) or 504 (timed out),
-    and a rate limit to 429 with Retry-After (rpm/tpm windows are per minute)."""
+    """Our status for an upstream failure by `ERROR_MAP`; a rate limit is 429 with Retry-After (rpm/tpm
+    windows are per minute); client errors and our own errors pass through unchanged (None)."""
     if isinstance(exc, (litellm.BadRequestError, litellm.AuthenticationError, GatewayError)) or not alias:
         return None
     if isinstance(exc, litellm.RateLimitError):
         retry = str(max(1, 60 - int(time.time()) % 60))
         return GatewayError(429, f"Rate limit reached for model {alias}: {exc.message}", code="rate_limited",
                             headers={"Retry-After": retry})
-    text = str(exc)
-    where = ", ".join(upstream_urls(alias)) or alias
-    if isinstance(exc, litellm.Timeout):
-        return GatewayError(504, f"Upstream for model {alias} timed out: {where}", code="upstream_timeout")
-    if isinstance(exc, litellm.ServiceUnavailableError):
-        return GatewayError(503, f"Upstream for model {alias} is unavailable: {where}", code="upstream_unavailable")
-    if any(m in text for m in ("payload is not completed", "peer closed connection", "MidStreamFallbackError",
-                               STREAM_EOF)):
-        return GatewayError(502, f"Upstream for model {alias} broke off mid-stream: {where}", code="upstream_cut")
-    if isinstance(exc, litellm.APIConnectionError) or "Cannot connect" in text or "Connection refused" in text:
-        return GatewayError(502, f"Upstream for model {alias} could not be reached: {where}",
-                            code="upstream_unreachable")
-    if isinstance(exc, (litellm.InternalServerError, litellm.BadGatewayError)):
-        return GatewayError(502, f"Upstream for model {alias} failed ({type(exc).__name__}): {where}",
-                            code="upstream_error")
+    chain = cause_chain(exc)
+    for row in ERROR_MAP:
+        if isinstance(exc, row.raised) and (not row.causes or any(isinstance(e, row.causes) for e in chain)):
+            where = ", ".join(upstream_urls(alias)) or alias
+            return GatewayError(row.status, row.message.format(alias=alias, where=where, kind=type(exc).__name__),
+                                code=row.code)
     return None

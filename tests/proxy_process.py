@@ -43,7 +43,7 @@ class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
     def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 startup_timeout: float = 120.0):
+                 startup_timeout: float = 360.0):
         self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
         self.policy_dir = self.workdir / "policy"
         shutil.copytree(ROOT / "policy", self.policy_dir)

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from ..config import Strict as _Strict
 from ..config import Watched, policy_dir
 from ..context import RISKS, Risk
 from .rules import PatternRule, RuleAction, ValueFilter
@@ -16,8 +17,6 @@ from .rules import PatternRule, RuleAction, ValueFilter
 _ESCALATE = re.compile(r"^(?:review|reroute:[\w.@-]+)$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TaskAllowlist(_Strict):
@@ -63,6 +62,7 @@ class RiskSettings(_Strict):
 
     pii_engine_failure: Literal["open", "closed"] = "closed"
     restore_pii: bool = True
+    restore_secrets: bool = False  # secrets redacted for an external upstream come back in the answer
     secrets: Literal["redact", "block"] = "redact"
     min_command_action: RuleAction = "flag"
     escalate_on_pii: str | None = None
@@ -80,6 +80,20 @@ class StreamSettings(_Strict):
 
     holdback_chars: int = Field(160, ge=16, le=4096)
     max_pending_chars: int = Field(16384, ge=256)
+
+
+class EgressSettings(_Strict):
+    """What one kind of upstream (internal / external) may receive of a request."""
+
+    secrets: Literal["keep", "redact"]
+    pii: Literal["keep", "redact"]
+
+
+class Egress(_Strict):
+    """`egress:` per upstream kind; deployments say their kind in `model_info.carrot_egress`."""
+
+    internal: EgressSettings
+    external: EgressSettings
 
 
 class RuleList(_Strict):
@@ -106,6 +120,7 @@ class GuardrailPolicy(_Strict):
     pii: PiiSettings
     risk: dict[Risk, RiskSettings]
     stream: StreamSettings = StreamSettings()
+    egress: Egress
     secret_placeholders: ValueFilter = ValueFilter()
     secrets: RuleList
     commands: RuleList

@@ -1,0 +1,94 @@
+"""`carrot-output` (post_call): secrets and dangerous commands in answers and tool calls, placeholder restore.
+
+Whole answers are checked here; streams go through `output_stream.OutputStream`. Both work on
+copies: the object LiteLLM caches and logs keeps the upstream's placeholders.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from litellm.integrations.custom_guardrail import CustomGuardrail
+from litellm.types.guardrails import GuardrailEventHooks
+
+from .. import litellm_compat as compat
+from ..context import RequestContext, get_context, risk_of
+from ..metrics import timed_stage
+from . import tool_calls
+from .answers import filter_text, flag_note, notice
+from .engines import shared_engines
+from .metrics import record_output
+from .output_stream import OutputStream
+from .rules import Finding
+from .vaults import PII, SECRETS, restorer
+
+
+class OutputGuardrail(CustomGuardrail):
+    """Secrets and dangerous commands in answers and tool calls; restores PII placeholders (post_call)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(supported_event_hooks=[GuardrailEventHooks.post_call], **kwargs)
+        self.engines = shared_engines()
+
+    def _setup(self, data: dict) -> tuple[RequestContext | None, str, Callable[[str], list[Finding]],
+                                          Callable[[str], str]]:
+        ctx = get_context(data)
+        level = risk_of(ctx, "carrot-output")
+        det = self.engines.detectors()
+        risk = det.policy.risk[level]
+        restore = restorer(data, tuple(k for k, on in ((PII, risk.restore_pii), (SECRETS, risk.restore_secrets)) if on))
+        return ctx, level, (lambda text: det.output.scan(text, risk)), restore
+
+    def _secret_ids(self) -> frozenset[str]:
+        return frozenset(r.id for r in self.engines.detectors().policy.secrets.rules)
+
+    @timed_stage("guardrail_output")
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
+        """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders."""
+        ctx, _, scan, restore = self._setup(data)
+        response = response.model_copy(deep=True) if hasattr(response, "model_copy") else response
+        applied: Counter[tuple[str, str]] = Counter()
+        restored = 0
+        for choice in getattr(response, "choices", None) or []:
+            message = getattr(choice, "message", None)
+            holder, attr = (message, "content") if message is not None else (choice, "text")
+            text = getattr(holder, attr, None)
+            blocked: list[str] = []
+            if isinstance(text, str) and text:
+                new, hits = filter_text(text, scan)
+                applied.update((f.rule_id, f.action) for f in hits)
+                blocked += [f.rule_id for f in hits if f.action == "block"]
+                if message is not None:
+                    new += flag_note(f.rule_id for f in hits if f.action == "flag")
+                final = restore(new)
+                restored += final != new
+                setattr(holder, attr, final)
+            for call in getattr(message, "tool_calls", None) or []:
+                func = getattr(call, "function", None)
+                if func is not None and isinstance(func.arguments, str):
+                    new_args, hits = tool_calls.filter_arguments(func.arguments, scan)
+                    applied.update((f.rule_id, f.action) for f in hits)
+                    blocked += [f.rule_id for f in hits if f.action == "block"]
+                    final = restore(new_args)
+                    restored += final != new_args
+                    func.arguments = final
+            if blocked:
+                setattr(holder, attr, notice(blocked) if message is not None else "")
+                if message is not None:
+                    message.tool_calls = None
+                choice.finish_reason = "content_filter"
+        record_output(ctx, applied, restored, self._secret_ids())
+        return response
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
+        """Forward the stream through `OutputStream` (holdback per choice, tool calls checked whole)."""
+        ctx, level, scan, restore = self._setup(request_data)
+        if "prompt" in request_data:  # a /v1/completions (FIM) stream
+            response = compat.as_text_completion_stream(response, str(request_data.get("model")),
+                                                        request_data.get("stream_options"))
+        det = self.engines.detectors()
+        stream = OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
+                              det.policy.stream, self._secret_ids())
+        async for chunk in stream.run(response, request_data):
+            yield chunk

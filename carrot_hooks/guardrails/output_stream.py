@@ -1,0 +1,119 @@
+"""The output guardrail over a streamed answer: per-choice holdback windows, tool calls checked whole.
+
+Response headers leave before the answer, so the chunk that completes the answer carries the full
+verdict summary as `carrot_guardrails` (same format as the `x-carrot-guardrails` header).
+A FIM stream the upstream ended without a finish reason ends in an error, as chat streams do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+from .. import litellm_compat as compat
+from ..context import RequestContext
+from ..upstream import StreamCut
+from . import tool_calls
+from .answers import Scan, flag_note, notice, set_text, text_chunk
+from .metrics import record_output
+from .stream import StreamFilter
+
+
+class OutputStream:
+    """State of one guarded stream: a holdback filter per choice, tool-call fragments, verdicts."""
+
+    def __init__(self, ctx: RequestContext | None, scan: Scan, restore: Callable[[str], str],
+                 keywords: tuple[str, ...], settings, secret_ids: frozenset[str]):
+        self.ctx, self.scan, self._restore = ctx, scan, restore
+        self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
+        self.filters: dict[int, StreamFilter] = {}
+        self.tools: dict[int, dict[int, dict]] = {}
+        self.tool_hits: Counter[tuple[str, str]] = Counter()
+        self.restored = 0
+        self.finished: set[int] = set()
+        self.recorded = False
+
+    def restore(self, text: str) -> str:
+        out = self._restore(text)
+        self.restored += out != text
+        return out
+
+    def filter(self, index: int) -> StreamFilter:
+        if index not in self.filters:
+            self.filters[index] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
+                                               self.settings.max_pending_chars, self.restore)
+        return self.filters[index]
+
+    def record_once(self) -> str:
+        """Record the output verdicts (once) and return the summary the final chunk carries."""
+        if not self.recorded:
+            self.recorded = True
+            applied: Counter[tuple[str, str]] = Counter(self.tool_hits)
+            for f in self.filters.values():
+                applied.update(f.applied)
+            record_output(self.ctx, applied, self.restored, self.secret_ids)
+        return self.ctx.guardrail_summary() if self.ctx is not None else "none"
+
+    def notes(self, f: StreamFilter) -> str:
+        blocked = list(f.blocked) + [r for (r, a) in self.tool_hits if a == "block"]
+        if blocked:
+            return notice(blocked)
+        return flag_note(r for (r, a) in (*f.applied, *self.tool_hits) if a == "flag")
+
+    async def _choice(self, choice, request_data: dict) -> tuple[str, bool]:
+        """Filter one choice of a chunk in place; returns its text and whether the choice must be sent."""
+        f = self.filter(choice.index)
+        delta = getattr(choice, "delta", None)  # None: a text-completion (FIM) chunk
+        if delta is None and choice.finish_reason and compat.finish_was_synthesized(request_data):
+            exc = StreamCut(str(request_data.get("model")))
+            await compat.report_failure(request_data, exc)  # metrics, the request log's upstream_attempt line
+            raise exc
+        if delta is not None and getattr(delta, "tool_calls", None):
+            tool_calls.collect(self.tools.setdefault(choice.index, {}), delta.tool_calls)
+            delta.tool_calls = None
+        text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+        out = f.feed(text) if text else ""
+        if choice.finish_reason or f.blocked:
+            self.finished.add(choice.index)
+            out += f.finish()
+            if delta is not None:  # notes go to chat answers, never into inserted code
+                tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.scan, self.restore, self.tool_hits)
+                out += self.notes(f)
+            if f.blocked or any(a == "block" for _, a in self.tool_hits):
+                choice.finish_reason = "content_filter"
+                if delta is not None:
+                    delta.tool_calls = None
+        set_text(choice, out)
+        send = bool(out) or bool(choice.finish_reason) or (delta is not None and bool(
+            getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
+        return out, send
+
+    async def run(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
+        """Forward `response` chunk by chunk, filtered; stops early once every choice is blocked."""
+        last = None
+        stopped = False
+        try:
+            async for upstream_chunk in response:
+                chunk = upstream_chunk.model_copy(deep=True)  # the cached/logged stream keeps placeholders
+                last = chunk
+                choices = getattr(chunk, "choices", None) or []
+                send = not choices
+                for choice in choices:
+                    send = (await self._choice(choice, request_data))[1] or send
+                if choices and self.finished >= self.filters.keys():  # every answer is complete: verdicts final
+                    chunk.carrot_guardrails = self.record_once()
+                if send:
+                    yield chunk
+                if self.filters and all(f.blocked for f in self.filters.values()):
+                    stopped = True
+                    break
+            if not stopped and last is not None:
+                rest = {i: f.finish() for i, f in self.filters.items() if f.pending}
+                if any(rest.values()):
+                    tail = text_chunk(last, rest)
+                    tail.carrot_guardrails = self.record_once()
+                    yield tail
+        finally:
+            if stopped and hasattr(response, "aclose"):
+                await response.aclose()
+            self.record_once()

@@ -1,0 +1,95 @@
+"""`carrot-pii` (pre_call): code-aware PII redaction of what the caller sent, escalation, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Collection
+
+from litellm.integrations.custom_guardrail import CustomGuardrail
+from litellm.types.guardrails import GuardrailEventHooks
+
+from ..context import Verdict, get_context, risk_of
+from ..errors import GatewayError
+from ..messages import map_request_texts
+from ..metrics import timed_stage
+from .engines import shared_engines
+from .metrics import record
+from .pii import PiiRedactor, Vault
+from .policy_guardrail import CHAT_AND_TEXT
+from .vaults import PII, vault
+
+log = logging.getLogger("carrot.guardrails")
+
+
+class PiiGuardrail(CustomGuardrail):
+    """Code-aware PII redaction of everything sent upstream (pre_call)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(supported_event_hooks=[GuardrailEventHooks.pre_call], **kwargs)
+        self.engines = shared_engines()
+        self.engines.pii()  # load spaCy at start-up and log the mode, not on the first request
+
+    @timed_stage("guardrail_pii")
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
+        """Replace PII with `<LABEL_n>` placeholders; escalate or fail closed per the risk level."""
+        if call_type not in CHAT_AND_TEXT:
+            return data
+        ctx = get_context(data)
+        level = risk_of(ctx, "carrot-pii")
+        policy = self.engines.watched.get()
+        risk = policy.risk[level]
+        placeholders = vault(data, PII)
+        entities: Counter[str] = Counter()
+        try:
+            redactor = await asyncio.to_thread(self.engines.pii)  # a policy edit may rebuild it: not timed
+            redacted = await asyncio.wait_for(
+                asyncio.to_thread(_redact_copy, redactor, data, placeholders, entities, ctx.authored if ctx else ()),
+                timeout=policy.pii.timeout_ms / 1000
+            )
+        except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
+            reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
+            log.error("PII engine failed (%s) for a %s-risk request", reason, level)
+            if risk.pii_engine_failure == "closed":
+                record(ctx, Verdict("pii", "block", f"PII engine {reason}; failing closed", ("pii-engine-failure",)))
+                raise GatewayError(
+                    503, f"PII redaction engine unavailable ({reason}); {level}-risk requests fail closed "
+                    "(rule pii-engine-failure)", code="guardrail_unavailable",
+                ) from None
+            record(ctx, Verdict("pii", "flag", f"PII engine {reason}; low risk passes unredacted", ("pii-engine-failure",)))
+            return data
+        if not entities:
+            record(ctx, Verdict("pii", "pass", "no PII found"))
+            return data
+        data.update(redacted)
+        summary = ", ".join(f"{e} x{n}" for e, n in entities.items())
+        record(ctx, Verdict("pii", "redact", f"replaced with placeholders: {summary}", tuple(sorted(entities))))
+        if risk.escalate_on_pii == "review":
+            record(ctx, Verdict("pii", "escalate", "PII in this risk level needs human review", ("pii-escalation",)))
+            raise GatewayError(
+                403, f"Request contains PII ({summary}) at risk level {level}: it needs human review "
+                "(rule pii-escalation)", code="guardrail_review",
+            )
+        if risk.escalate_on_pii and risk.escalate_on_pii.startswith("reroute:"):
+            alias = risk.escalate_on_pii.split(":", 1)[1]
+            data["model"] = alias
+            if ctx is not None:
+                ctx.model_alias = alias
+            record(ctx, Verdict("pii", "escalate", f"PII at this risk level rerouted to {alias}", ("pii-escalation",)))
+        return data
+
+
+def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
+                 authored: Collection[str]) -> dict:
+    """Redacted copies of `messages`/`prompt`/`suffix` (applied only when the whole analysis succeeded)."""
+    copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt", "suffix") if k in data}
+
+    def one(text: str) -> str:
+        out, hits = redactor.redact(text, vault)
+        entities.update(h.entity for h in hits)
+        return out
+
+    map_request_texts(copy, one, skip=authored)
+    return copy

@@ -1,0 +1,59 @@
+"""Tool calls in answers: arguments checked string by string, streamed calls assembled whole first."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+
+from ..litellm_compat import ChatCompletionDeltaToolCall, Function
+from .answers import Scan, filter_text
+from .rules import Finding
+
+
+def filter_arguments(arguments: str, scan: Scan) -> tuple[str, list[Finding]]:
+    """Scan each string inside JSON tool-call arguments (raw text when it is not JSON)."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return filter_text(arguments, scan)
+    hits: list[Finding] = []
+
+    def walk(value):
+        if isinstance(value, str):
+            new, found = filter_text(value, scan)
+            hits.extend(found)
+            return new
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    cleaned = walk(parsed)
+    return (json.dumps(cleaned, ensure_ascii=False) if hits else arguments), hits
+
+
+def collect(acc: dict[int, dict], calls) -> None:
+    """Add one stream delta's tool-call fragments to `acc` (index → id, type, name, arguments so far)."""
+    for call in calls:
+        slot = acc.setdefault(getattr(call, "index", 0) or 0, {"id": None, "type": None, "name": None, "arguments": ""})
+        slot["id"] = getattr(call, "id", None) or slot["id"]
+        slot["type"] = getattr(call, "type", None) or slot["type"]
+        func = getattr(call, "function", None)
+        if func is not None:
+            slot["name"] = getattr(func, "name", None) or slot["name"]
+            slot["arguments"] += getattr(func, "arguments", None) or ""
+
+
+def finish(delta, acc: dict[int, dict], scan: Scan, restore: Callable[[str], str], hits: Counter) -> None:
+    """Attach the assembled, checked and restored tool calls to the final delta."""
+    if not acc:
+        return
+    calls = []
+    for index, slot in sorted(acc.items()):
+        args, found = filter_arguments(slot["arguments"], scan)
+        hits.update((f.rule_id, f.action) for f in found)
+        calls.append(ChatCompletionDeltaToolCall(index=index, id=slot["id"], type=slot["type"] or "function",
+                                                 function=Function(name=slot["name"], arguments=restore(args))))
+    delta.tool_calls = calls

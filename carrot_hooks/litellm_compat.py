@@ -1,0 +1,194 @@
+"""The one seam to LiteLLM beyond its public callback API (`CustomLogger` / `CustomGuardrail` hooks).
+
+LiteLLM changes every week. Every use of its internals lives here, each with the reason we need
+it, and `tests/test_litellm_contract.py` pins the behaviour each shim relies on, so an upgrade that
+changes one fails a named test instead of the gateway silently. `check_version()` runs at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+
+import litellm
+from litellm.caching.caching import Cache
+from litellm.caching.redis_cache import RedisCache
+from litellm.proxy._types import (  # custom_auth's types
+    LiteLLMRoutes,
+    ProxyErrorTypes,
+    ProxyException,
+    UserAPIKeyAuth,
+)
+from litellm.text_completions.streaming_iterator import TextCompletionStreamWrapper
+from litellm.types.utils import ChatCompletionDeltaToolCall, Function
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+__all__ = [
+    "ChatCompletionDeltaToolCall",
+    "Function",
+    "LiteLLMRoutes",
+    "ProxyErrorTypes",
+    "ProxyException",
+    "RedisCache",
+    "UserAPIKeyAuth",
+]
+
+log = logging.getLogger("carrot.litellm_compat")
+
+TESTED = SpecifierSet(">=1.110.2,<1.111")  # the range tests/test_litellm_contract.py passed on
+
+
+class LiteLLMContractError(RuntimeError):
+    """LiteLLM no longer behaves the way a shim here relies on; the message names the shim."""
+
+
+def check_version() -> bool:
+    """Log clearly when the installed LiteLLM is outside the tested range; True when inside."""
+    installed = Version(version("litellm"))
+    if installed in TESTED:
+        return True
+    log.error("LiteLLM %s is outside the range carrot_hooks was tested with (%s): run "
+              "tests/test_litellm_contract.py before serving traffic", installed, TESTED)
+    return False
+
+
+# --- the proxy's router: only reachable as a module global of the proxy server ---------------
+
+def router():
+    """The running proxy's `litellm.Router` (None before the config is loaded)."""
+    from litellm.proxy import proxy_server
+
+    return proxy_server.llm_router
+
+
+def served_aliases() -> frozenset[str]:
+    """Model aliases the running proxy serves (its `model_list` names)."""
+    r = router()
+    return frozenset(r.registry().names()) if r is not None else frozenset()
+
+
+def deployments(alias: str) -> list[dict]:
+    """The `model_list` entries behind `alias` (litellm_params, model_info)."""
+    r = router()
+    return list((r.registry().deployments(alias) or ()) if r is not None else ())
+
+
+def fallbacks(alias: str) -> list[str]:
+    """The aliases the router falls back to after `alias`, in order."""
+    r = router()
+    out: list[str] = []
+    for entry in (r.settings().fallbacks or ()) if r is not None else ():
+        out += [m for m in entry.get(alias, ()) if m not in out]
+    return out
+
+
+def master_key() -> str | None:
+    """The proxy's master key as it resolved it from the config."""
+    from litellm.proxy import proxy_server
+
+    return proxy_server.master_key
+
+
+def db_connected() -> bool:
+    """Whether the proxy runs in database mode (its Prisma client exists)."""
+    from litellm.proxy import proxy_server
+
+    return proxy_server.prisma_client is not None
+
+
+def request_route(request) -> str:
+    """The route of a request as LiteLLM's auth sees it (mount prefixes stripped)."""
+    from litellm.proxy.auth.auth_utils import get_request_route
+
+    return get_request_route(request)
+
+
+# --- callbacks and responses ------------------------------------------------------------------
+
+def add_callback(callback) -> None:
+    """Register a callback object after the config loaded (the manager dedupes and routes it to every list)."""
+    if not any(type(cb) is type(callback) for cb in litellm.callbacks):
+        litellm.logging_callback_manager.add_litellm_callback(callback)
+
+
+def cache_hit(response) -> bool:
+    """Whether LiteLLM served `response` from its cache (only exposed in `_hidden_params`)."""
+    return bool((getattr(response, "_hidden_params", None) or {}).get("cache_hit"))
+
+
+def set_error(exc: Exception, status: int, message: str) -> None:
+    """Rewrite a failure's status and message in place: the proxy's /v1/completions route ignores the
+    error a failure hook returns and reads these attributes of the original exception instead."""
+    exc.status_code, exc.message = status, message
+
+
+# --- the result cache -------------------------------------------------------------------------
+
+def install_cache(cache: Cache) -> None:
+    """Make `cache` LiteLLM's result cache, keyed on provider-specific sampling params too."""
+    litellm.cache = cache
+    litellm.enable_caching_on_provider_specific_optional_params = True  # min_p, num_predict, mirostat...
+
+
+def make_cache(ttl: int, backend: RedisCache | None = None) -> Cache:
+    """LiteLLM's `Cache`: in-memory, or over our own RedisCache instance (Cache(type="redis") would
+    build its own unguarded client, so the backend is swapped in after construction)."""
+    cache = Cache(type="local", ttl=ttl, default_in_memory_ttl=ttl)
+    if backend is not None:
+        cache.type, cache.cache = "redis", backend
+    return cache
+
+
+async def redis_set(cache: RedisCache, key: str, value, timeout: float, **kwargs) -> None:
+    """One SET with the cache's namespace and TTL (LiteLLM's own set swallows errors we must count)."""
+    import asyncio
+
+    client = cache.init_async_client()
+    await asyncio.wait_for(client.set(name=cache.check_and_fix_namespace(key=key), value=json.dumps(value),
+                                      ex=cache.get_ttl(**kwargs)), timeout)
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+async def as_text_completion_stream(response: AsyncIterator, model: str, stream_options) -> AsyncIterator:
+    """A FIM stream's chat-style chunks as text-completion chunks: LiteLLM 1.110 replays a cached FIM
+    stream as chat chunks, whose `delta.content` a /v1/completions client never reads."""
+    converter = TextCompletionStreamWrapper(completion_stream=None, model=model, stream_options=stream_options)
+    async for chunk in response:
+        chat_style = any(getattr(c, "delta", None) is not None for c in getattr(chunk, "choices", None) or ())
+        yield converter.convert_to_text_completion_object(chunk) if chat_style else chunk
+
+
+def finish_was_synthesized(request_data: dict) -> bool:
+    """Did LiteLLM make up this text-completion finish because the upstream's stream ended without one?
+
+    LiteLLM 1.110 raises for that on chat streams only; a FIM stream gets a made-up "stop". No public
+    API says whether the upstream sent a finish: its stream wrapper is a local of the provider's
+    streaming generator, which the call's logging object holds as `original_response`. A cache hit
+    holds a dict (complete by construction). Raises LiteLLMContractError when that shape is gone.
+    """
+    details = getattr(request_data.get("litellm_logging_obj"), "model_call_details", None)
+    if details is None:
+        raise LiteLLMContractError("finish_was_synthesized: the request has no litellm_logging_obj.model_call_details")
+    original = details.get("original_response")
+    if original is None or isinstance(original, (dict, str)):
+        return False
+    frame = getattr(original, "ag_frame", None)
+    if frame is None:
+        raise LiteLLMContractError(f"finish_was_synthesized: original_response is a {type(original).__name__}, "
+                                   "not a running async generator")
+    wrappers = [v for v in frame.f_locals.values() if hasattr(v, "received_finish_reason")]
+    if not wrappers:
+        raise LiteLLMContractError("finish_was_synthesized: no stream wrapper with received_finish_reason "
+                                   "among the streaming generator's locals")
+    return any(w.received_finish_reason is None for w in wrappers)
+
+
+async def report_failure(request_data: dict, exc: Exception) -> None:
+    """Run LiteLLM's failure callbacks (metrics, request log) for an error raised inside a stream hook."""
+    logging_obj = request_data.get("litellm_logging_obj")
+    if logging_obj is not None:
+        await logging_obj.async_failure_handler(exc, "")

@@ -1,0 +1,121 @@
+"""Nothing sensitive leaves for an external model (issue 12.3), through the real proxy.
+
+`alt-reasoning` is marked `carrot_egress: external` in litellm_config.yaml; every other deployment is
+internal. Secrets and PII in every part of a request (user text, client system prompt, tool results,
+tool-call arguments) become placeholders before an external deployment sees them, also when it is
+reached as a fallback, and come back in the answer at low risk.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+
+import pytest
+import yaml
+
+from tests.fake_upstream import Reply
+from tests.proxy_process import ROOT
+
+RNG = random.Random(1212)
+STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+
+
+def aws_key() -> str:
+    return "AKIA" + "".join(RNG.choice("ABCDEFGHJKLMNPQRSTUVWXYZ234567") for _ in range(16))
+
+
+def db_password() -> str:
+    return "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(14)) + "!9"
+
+
+def agent_messages(marker: str, key: str, password: str, email: str) -> list[dict]:
+    """An agent's turn: client system prompt, a user ask, a tool call and the tool's result."""
+    return [
+        {"role": "system", "content": f"You are an agent. Escalations go to {email}."},
+        {"role": "user", "content": f"{marker} deploy with AWS key {key}, then check the database"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "read_file", "arguments": json.dumps({"path": ".env", "note": f"key {key}"})}}]},
+        {"role": "tool", "tool_call_id": "call_1",
+         "content": f"DATABASE_URL=postgres://app:{password}@db.internal:5432/prod\nOWNER={email}"},
+    ]
+
+
+def answer(client, messages, *, stream: bool, model: str = "alt-reasoning", headers=None):
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, stream=stream,
+                                                          extra_headers=headers or {})
+    body = raw.parse()
+    if not stream:
+        return raw, body.choices[0].message.content or ""
+    return raw, "".join((c.choices[0].delta.content or "") for c in body if c.choices)
+
+
+def assert_nothing_left(fake, marker, *values):
+    (sent,) = fake.find(marker)
+    text = json.dumps(sent.json)
+    for v in values:
+        assert v not in text, "a secret or PII value reached the external upstream"
+    return sent
+
+
+@STREAMS
+def test_external_upstream_gets_placeholders_and_low_risk_answer_gets_values(client, fake_upstream, marker, stream):
+    key, password, email = aws_key(), db_password(), "ops.lead@example.org"
+    fake_upstream.script(Reply(match=marker, chunk_chars=4, content="Rotate <SECRET_1> first; <SECRET_2> next."))
+    raw, text = answer(client, agent_messages(marker, key, password, email), stream=stream)
+    sent = assert_nothing_left(fake_upstream, marker, key, password, email)
+    assert sent.path.endswith("/chat/completions") and "<SECRET_1>" in sent.text and "<SECRET_2>" in sent.text
+    assert raw.headers["x-carrot-model"] == "alt-reasoning"
+    assert "egress:redact" in raw.headers["x-carrot-guardrails"]
+    restored = text.split(";")[0]
+    assert key in restored or password in restored  # the placeholder came back as the caller's own value
+    assert "<SECRET_" not in text
+
+
+def test_internal_upstream_gets_the_request_as_policy_says(client, fake_upstream, marker):
+    """Internal deployments receive secrets as sent (`egress.internal.secrets: keep`)."""
+    key = aws_key()
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    raw, _ = answer(client, [{"role": "user", "content": f"{marker} why is {key} rejected?"}], stream=False,
+                    model="ds-coder-v2")
+    (sent,) = fake_upstream.find(marker)
+    assert key in sent.text and "egress" not in raw.headers["x-carrot-guardrails"]
+
+
+def test_med_risk_answer_keeps_secret_placeholders(client, fake_upstream, marker):
+    """`restore_secrets` is false at med risk: the caller sees the placeholder, not the value."""
+    key = aws_key()
+    fake_upstream.script(Reply(match=marker, content="Rotate <SECRET_1> now."))
+    _, text = answer(client, [{"role": "user", "content": f"{marker} rotate {key}"}], stream=False,
+                     headers={"X-Risk-Level": "med"})
+    assert_nothing_left(fake_upstream, marker, key)
+    assert text.startswith("Rotate <SECRET_1> now.")
+
+
+@pytest.fixture(scope="module")
+def fallback_proxy(start_proxy, redis_url, tmp_path_factory):
+    """The gateway with `ds-coder-v2` falling back to the external `alt-reasoning`."""
+    config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    config["router_settings"]["fallbacks"] = [{"ds-coder-v2": ["alt-reasoning"]}]
+    path = tmp_path_factory.mktemp("egress") / "litellm_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return start_proxy(env={"REDIS_URL": redis_url}, config=path)
+
+
+def test_fallback_from_internal_to_external_is_redacted_for_the_external_one(fallback_proxy, fake_upstream, marker):
+    from tests.conftest import make_client
+
+    key, password, email = aws_key(), db_password(), "dba@example.org"
+    fake_upstream.script(Reply(match=marker, status=500, content="internal down"),
+                         Reply(match=marker, content="Fallback saw <SECRET_1>."))
+    raw, text = answer(make_client(fallback_proxy), agent_messages(marker, key, password, email), stream=False,
+                       model="ds-coder-v2")
+    first, second = fake_upstream.find(marker)
+    assert first.path.startswith("/api/") and key in first.text  # the internal attempt, as sent
+    assert second.path.endswith("/chat/completions")
+    for v in (key, password, email):
+        assert v not in second.text, "the external fallback received a secret or PII value"
+    assert "egress:redact" in raw.headers["x-carrot-guardrails"]
+    assert key in text or password in text

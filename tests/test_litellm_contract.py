@@ -1,0 +1,212 @@
+"""Contract tests for `carrot_hooks/litellm_compat.py`: one per shim, each failing loudly (naming the
+shim) when LiteLLM changes the behaviour we rely on. End-to-end proof of the same shims through the
+real proxy lives in the e2e tests named in each docstring."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import litellm
+import pytest
+from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+from litellm.types.utils import (
+    Delta,
+    ModelResponse,
+    ModelResponseStream,
+    StreamingChoices,
+)
+from starlette.requests import Request
+
+from carrot_hooks import litellm_compat as compat
+from carrot_hooks.gateway import GUARDRAILS, check_guardrail_order
+from carrot_hooks.upstream import ERROR_MAP, StreamCut, as_gateway_error, cause_chain
+from tests import services
+from tests.proxy_process import ROOT
+
+
+def test_installed_litellm_is_in_the_tested_range():
+    assert compat.check_version(), f"litellm {litellm.__version__ if hasattr(litellm, '__version__') else ''} " \
+        f"is outside {compat.TESTED}: re-run this file and widen TESTED only when it passes"
+
+
+@pytest.fixture
+def router(monkeypatch):
+    from litellm.proxy import proxy_server
+
+    r = litellm.Router(model_list=[
+        {"model_name": "a", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}},
+        {"model_name": "b", "litellm_params": {"model": "openai/y", "api_base": "http://127.0.0.1:8/v1", "api_key": "k"}},
+    ], fallbacks=[{"a": ["b"]}])
+    monkeypatch.setattr(proxy_server, "llm_router", r)
+    return r
+
+
+def test_router_shims_read_aliases_deployments_and_fallbacks(router):
+    assert compat.served_aliases() == {"a", "b"}
+    assert [d["litellm_params"]["model"] for d in compat.deployments("a")] == ["openai/x"]
+    assert compat.deployments("nope") == []
+    assert compat.fallbacks("a") == ["b"] and compat.fallbacks("b") == []
+
+
+def test_router_shims_without_a_router(monkeypatch):
+    from litellm.proxy import proxy_server
+
+    monkeypatch.setattr(proxy_server, "llm_router", None)
+    assert compat.served_aliases() == frozenset() and compat.deployments("a") == [] and compat.fallbacks("a") == []
+
+
+def test_proxy_globals_exist():
+    from litellm.proxy import proxy_server
+
+    assert hasattr(proxy_server, "master_key") and hasattr(proxy_server, "prisma_client")
+    assert compat.db_connected() is (proxy_server.prisma_client is not None)
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [], "query_string": b"",
+             "root_path": ""}
+    assert compat.request_route(Request(scope)) == "/v1/chat/completions"
+
+
+def test_add_callback_registers_once():
+    class Probe(litellm.integrations.custom_logger.CustomLogger):
+        pass
+
+    before = len(litellm.callbacks)
+    compat.add_callback(Probe())
+    compat.add_callback(Probe())
+    try:
+        assert len(litellm.callbacks) == before + 1
+        assert isinstance(litellm.callbacks[-1], Probe)
+    finally:
+        litellm.callbacks[:] = [cb for cb in litellm.callbacks if not isinstance(cb, Probe)]
+
+
+def test_cache_hit_reads_hidden_params():
+    response = ModelResponse()
+    assert compat.cache_hit(response) is False
+    response._hidden_params["cache_hit"] = True
+    assert compat.cache_hit(response) is True
+
+
+def test_set_error_rewrites_what_the_completions_route_reads():
+    exc = litellm.APIConnectionError(message="x", llm_provider="openai", model="m")
+    compat.set_error(exc, 502, "named")
+    assert (exc.status_code, exc.message) == (502, "named")
+
+
+def test_cache_shims_round_trip_through_real_redis():
+    url = services.redis_url()
+    backend = compat.RedisCache(url=url)
+    cache = compat.make_cache(60, backend)
+    assert cache.type == "redis" and cache.cache is backend
+    key = f"carrot-contract-{uuid.uuid4().hex}"
+
+    async def go():
+        await compat.redis_set(backend, key, {"v": 1}, timeout=2.0, ttl=60)
+        return await backend.async_get_cache(key)
+
+    assert asyncio.run(go()) == {"v": 1}
+
+
+def test_install_cache_sets_litellm_cache(monkeypatch):
+    monkeypatch.setattr(litellm, "cache", None)
+    monkeypatch.setattr(litellm, "enable_caching_on_provider_specific_optional_params", False)
+    cache = compat.make_cache(60)
+    compat.install_cache(cache)
+    assert litellm.cache is cache and litellm.enable_caching_on_provider_specific_optional_params is True
+
+
+def test_text_stream_converter_turns_chat_chunks_into_text_chunks():
+    """E2E: test_ops_cache's streamed FIM cache replay."""
+    chunk = ModelResponseStream(choices=[StreamingChoices(index=0, delta=Delta(content="abc"))])
+
+    async def source():
+        yield chunk
+
+    async def go():
+        return [c async for c in compat.as_text_completion_stream(source(), "m", None)]
+
+    (out,) = asyncio.run(go())
+    assert out.choices[0].text == "abc"
+
+
+def test_litellm_stream_wrapper_still_tracks_received_finish_reason():
+    """The FIM cut probe reads `received_finish_reason` off LiteLLM's stream wrapper
+    (e2e: test_reliability_upstream's clean-cut FIM cases)."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    logging_obj = Logging(model="m", messages=[], stream=True, call_type="completion", start_time=None,
+                          litellm_call_id="c", function_id="f")
+    wrapper = CustomStreamWrapper(completion_stream=None, model="m", logging_obj=logging_obj,
+                                  custom_llm_provider="openai")
+    assert hasattr(wrapper, "received_finish_reason") and wrapper.received_finish_reason is None
+
+
+def test_finish_probe_raises_when_the_shape_is_gone():
+    class Logging:
+        def __init__(self, original):
+            self.model_call_details = {"original_response": original}
+
+    assert compat.finish_was_synthesized({"litellm_logging_obj": Logging(None)}) is False
+    assert compat.finish_was_synthesized({"litellm_logging_obj": Logging({"cached": True})}) is False
+
+    async def no_wrapper():
+        yield 1
+
+    gen = no_wrapper()
+    asyncio.run(gen.__anext__())  # suspended inside: a frame with no stream wrapper among its locals
+    with pytest.raises(compat.LiteLLMContractError, match="received_finish_reason"):
+        compat.finish_was_synthesized({"litellm_logging_obj": Logging(gen)})
+    with pytest.raises(compat.LiteLLMContractError, match="litellm_logging_obj"):
+        compat.finish_was_synthesized({})
+
+
+def test_logging_object_has_the_failure_handler_we_call():
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    assert callable(getattr(Logging, "async_failure_handler", None))
+
+
+def test_litellm_raises_a_clean_stream_cut_as_a_remote_protocol_error():
+    """ERROR_MAP's `upstream_cut` row keys on this cause type, not on LiteLLM's message text."""
+    assert isinstance(CustomStreamWrapper._stream_eof_error(), httpx.RemoteProtocolError)
+
+
+@pytest.mark.parametrize("exc, status, code", [
+    (litellm.Timeout(message="t", model="m", llm_provider="openai"), 504, "upstream_timeout"),
+    (litellm.ServiceUnavailableError(message="s", model="m", llm_provider="openai"), 503, "upstream_unavailable"),
+    (StreamCut("m"), 502, "upstream_cut"),
+    (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_unreachable"),
+    (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (litellm.RateLimitError(message="r", model="m", llm_provider="openai"), 429, "rate_limited"),
+    (litellm.BadRequestError(message="b", model="m", llm_provider="openai"), None, None),
+])
+def test_error_map_rows(exc, status, code):
+    mapped = as_gateway_error(exc, "ds-coder-v2")
+    assert (mapped.status_code if mapped else None, mapped.detail["error"]["type"] if mapped else None) == (status, code)
+
+
+def test_error_map_reads_the_cause_chain_not_the_text():
+    try:
+        try:
+            raise httpx.RemoteProtocolError("whatever words LiteLLM picks")
+        except httpx.RemoteProtocolError as inner:
+            raise litellm.APIConnectionError(message="different words", model="m", llm_provider="openai") from inner
+    except litellm.APIConnectionError as exc:
+        assert any(isinstance(e, httpx.RemoteProtocolError) for e in cause_chain(exc))
+        assert as_gateway_error(exc, "a").detail["error"]["type"] == "upstream_cut"
+    assert {row.code for row in ERROR_MAP} >= {"upstream_timeout", "upstream_cut", "upstream_unreachable"}
+
+
+@pytest.mark.parametrize("config", ["litellm_config.yaml", "deploy/k8s/config.yaml"])
+def test_configs_list_the_guardrails_in_pipeline_order(config, tmp_path):
+    path = ROOT / config
+    if config.startswith("deploy"):  # the k8s ConfigMap embeds the proxy config as a string
+        import yaml
+
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        embedded = next(v for d in docs for v in (d.get("data") or {}).values() if "guardrails:" in v)
+        path = tmp_path / "config.yaml"
+        path.write_text(embedded)
+    assert check_guardrail_order(path) == []
+    assert [g[0] for g in GUARDRAILS] == ["carrot-prompt-policy", "carrot-pii", "carrot-output"]
