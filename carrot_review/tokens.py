@@ -1,0 +1,26 @@
+"""Token counts for packing diffs under a budget, without requiring the gateway's dependencies.
+
+With the gateway installed, the exact offline cl100k count (its BPE file ships in LiteLLM's wheel);
+with only `carrot-coder-gateway[review]`, an estimate of one token per 3 characters, which
+over-counts code (about 4 characters per token), so chunks stay under the budget. tiktoken alone
+would download its BPE file at first use, hence no third option.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+
+def estimate(text: str) -> int:
+    """A conservative token estimate: one token per 3 characters."""
+    return len(text) // 3 + 1
+
+
+def counter() -> Callable[[str], int]:
+    """The best token counter this installation has."""
+    if importlib.util.find_spec("litellm") is None:
+        return estimate
+    from carrot_hooks.tokens import count_tokens
+
+    return count_tokens

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make test`: the fast suite, then each slow group (its own setup first), each group timed.
+# Usage: scripts/run_tests.sh [group ...]; a group G runs `scripts/setup_G.sh` (when present)
+# and then the tests marked G. Exits non-zero when any group failed; a group that collects no
+# test fails too (a slow group must never pass by running nothing).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+groups=("$@")
+status=0
+summary=()
+fast_expr="not clients and not real_model and not dbmode and not browser"
+
+run() {
+    local name=$1; shift
+    local start=$SECONDS
+    "$@"
+    local rc=$?
+    summary+=("$name: exit $rc in $((SECONDS - start)) s")
+    [ "$rc" -eq 0 ] || status=1
+}
+
+run fast "$PY" -m pytest -m "$fast_expr"
+for g in "${groups[@]}"; do
+    if [ -f "scripts/setup_$g.sh" ]; then
+        run "setup $g" bash "scripts/setup_$g.sh"
+    fi
+    run "$g" "$PY" -m pytest -m "$g"
+done
+printf '\n== test groups ==\n'
+printf '%s\n' "${summary[@]}"
+exit "$status"
