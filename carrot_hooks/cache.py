@@ -53,7 +53,7 @@ class GuardedRedisCache(RedisCache):
         if key is None:
             return None
         try:
-            await compat.redis_set(self, key, value, self.timeout, **kwargs)
+            await compat.redis_set(self, key, value, op_timeout=self.timeout, **kwargs)
         except Exception as e:  # noqa: BLE001 - a failed write only loses a cache entry
             self._failed("set", e)
             return None

@@ -7,6 +7,7 @@ changes one fails a named test instead of the gateway silently. `check_version()
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -142,13 +143,12 @@ def make_cache(ttl: int, backend: RedisCache | None = None) -> Cache:
     return cache
 
 
-async def redis_set(cache: RedisCache, key: str, value, timeout: float, **kwargs) -> None:
-    """One SET with the cache's namespace and TTL (LiteLLM's own set swallows errors we must count)."""
-    import asyncio
-
+async def redis_set(cache: RedisCache, key: str, value, /, *, op_timeout: float, **kwargs) -> None:
+    """One SET with the cache's namespace and TTL (LiteLLM's own set swallows errors we must count).
+    `kwargs` are the request's (LiteLLM passes them all: `timeout`, `cache`, `ttl`...)."""
     client = cache.init_async_client()
     await asyncio.wait_for(client.set(name=cache.check_and_fix_namespace(key=key), value=json.dumps(value),
-                                      ex=cache.get_ttl(**kwargs)), timeout)
+                                      ex=cache.get_ttl(**kwargs)), op_timeout)
 
 
 # --- streams ----------------------------------------------------------------------------------

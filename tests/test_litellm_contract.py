@@ -102,7 +102,8 @@ def test_cache_shims_round_trip_through_real_redis():
     key = f"carrot-contract-{uuid.uuid4().hex}"
 
     async def go():
-        await compat.redis_set(backend, key, {"v": 1}, timeout=2.0, ttl=60)
+        # LiteLLM hands the request's kwargs on: `timeout`, the `cache` controls, `ttl`...
+        await compat.redis_set(backend, key, {"v": 1}, op_timeout=2.0, ttl=60, timeout=120, cache={"no-cache": False})
         return await backend.async_get_cache(key)
 
     assert asyncio.run(go()) == {"v": 1}
