@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -75,11 +76,19 @@ def load_model(path: Path, model: type[M]) -> M:
         raise ConfigError(_describe(path, e, raw)) from None
 
 
+def file_version(path: Path) -> str:
+    """A short content hash naming one version of a policy file (shown in `x-carrot-policy`)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unreadable"
+
+
 class Watched(Generic[M]):
     """The last valid parse of a policy file, re-read when its mtime changes.
 
     A broken edit is logged with file, key and value while the last valid
-    version stays in force. `check` adds semantic problems a schema cannot see
+    version stays in force; `version` is the content hash of the version in force. `check` adds semantic problems a schema cannot see
     (e.g. a model alias the proxy does not serve). The file is stat'ed at most
     once per `interval`.
     """
@@ -97,6 +106,7 @@ class Watched(Generic[M]):
         problems = self.check(value) if self.check else []
         if problems:
             raise ConfigError("; ".join(f"{self.path}: {p}" for p in problems))
+        self.version = file_version(self.path)
         return value
 
     def _stat(self) -> tuple[int, int]:

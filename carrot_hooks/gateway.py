@@ -277,6 +277,7 @@ class CarrotGateway(CustomLogger):
             "x-carrot-task-type": ctx.task_type,
             "x-carrot-guardrails": ctx.guardrail_summary(),
             "x-carrot-cache": "hit" if compat.cache_hit(response) else "miss",
+            "x-carrot-policy": f"routing@{self.routing.version},guardrails@{shared_engines().watched.version}",
         }
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from carrot_hooks.config import file_version
 from carrot_hooks.serve import ROOT, build_env, command
+from tests.services import wait_for
 
 MASTER_KEY = "sk-test-" + "c0ffee" * 8
 
@@ -76,6 +78,25 @@ class ProxyProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_policy(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until requests are served with the current contents of `policy/<name>.yaml`
+        (the `x-carrot-policy` header names the version in force; each probe request makes the
+        proxy look at the file)."""
+        want = f"{name}@{file_version(self.policy_dir / f'{name}.yaml')}"
+        probe = {"model": "carrot-chat", "messages": [{"role": "user", "content": "policy probe"}]}
+
+        def served() -> bool:
+            r = httpx.post(f"{self.base_url}/v1/chat/completions", json=probe, headers=self.headers(), timeout=60)
+            return want in r.headers.get("x-carrot-policy", "")
+
+        if not wait_for(served, timeout, every=0.3):
+            raise AssertionError(f"the proxy never served with {want}:\n{self.log()[-2000:]}")
+
+    def wait_log(self, text: str, after: int = 0, timeout: float = 60.0) -> None:
+        """Wait until `text` appears in the log past character `after` (e.g. `len(proxy.log())` taken before)."""
+        if not wait_for(lambda: text in self.log()[after:], timeout, every=0.2):
+            raise AssertionError(f"{text!r} never appeared in the proxy log:\n{self.log()[-2000:]}")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.master_key}"}

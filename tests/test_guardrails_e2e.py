@@ -6,7 +6,6 @@ import hashlib
 import json
 import random
 import string
-import time
 from collections import Counter
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from tests.fake_upstream import Reply
+from tests.services import wait_for
 
 RNG = random.Random(4242)
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -78,12 +78,12 @@ def policy_edit(proxy, edit):
     raw = yaml.safe_load(original)
     edit(raw)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    time.sleep(1.2)
+    proxy.wait_policy("guardrails")
     try:
         yield
     finally:
         path.write_text(original)
-        time.sleep(1.2)
+        proxy.wait_policy("guardrails")
 
 
 @STREAMS
@@ -237,7 +237,16 @@ def test_task_allowlist_per_key_metadata_and_per_tenant(proxy, fake_upstream, ma
             assert fake_upstream.find(f"{marker}-p ") == [] and fake_upstream.find(f"{marker}-d ") == []
     finally:
         keys_file.write_text(original)
-        time.sleep(1.2)
+        gone = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=keys["payments"], max_retries=0, timeout=60)
+
+        def key_removed() -> bool:
+            try:
+                gone.models.list()
+            except openai.AuthenticationError:
+                return True
+            return False
+
+        assert wait_for(key_removed, timeout=60), "the restored keys.yaml never took effect"
 
 
 def test_pii_engine_failure_fails_closed_for_med_and_high_risk(client, proxy, fake_upstream, marker):
@@ -282,6 +291,7 @@ def test_guardrail_actions_are_counted(client, proxy, fake_upstream, marker):
 def test_logs_never_contain_planted_secrets_or_pii(client, proxy, fake_upstream, marker):
     key, token = aws_key(), gh_token()
     planted = [key, token, EMAIL, PHONE, PERSON]
+    start = len(proxy.log())
     prompt = f"I am {PERSON} ({EMAIL}, {PHONE}); my key is {key} and token {token}."
     for stream in (False, True):
         fake_upstream.script(Reply(match=f"{marker}-{stream}", content=f"Hi <PERSON_1>, rotate {key} and {token}.",
@@ -291,7 +301,9 @@ def test_logs_never_contain_planted_secrets_or_pii(client, proxy, fake_upstream,
     fake_upstream.script(Reply(match=f"{marker}-fail", status=500))
     with pytest.raises(openai.APIError):  # editor → ds-coder-6.7b, which has no fallback
         ask(client, f"{marker}-fail", prompt, headers={"X-Task-Type": "editor"})
-    time.sleep(1.5)  # success/failure callbacks run after the response
+    assert wait_for(lambda: any(ln.startswith('{"event": "request"') and '"status": "error"' in ln
+                                for ln in proxy.log()[start:].splitlines()), timeout=60), \
+        "the failed request was never logged"  # failure callbacks run after the response
     log = proxy.log()
     for value in planted:
         assert value not in log

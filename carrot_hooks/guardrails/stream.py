@@ -20,6 +20,7 @@ from collections.abc import Callable
 from .rules import Finding, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 _TRAILING_TOKEN = re.compile(r"\S+$")
 _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
@@ -89,6 +90,9 @@ class StreamFilter:
             m = _OPEN_PLACEHOLDER.search(window)
             if m:
                 limit = min(limit, m.start())
+            for p in _PLACEHOLDER.finditer(window):  # never cut a `<LABEL_n>` in two
+                if p.start() < limit < p.end():
+                    limit = p.start()
         return limit
 
     def _release(self, final: bool) -> str:
