@@ -14,11 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carrot_hooks.config import ConfigError, load_model
-from carrot_hooks.guardrails.output import OutputScanner
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.serve import ROOT
+from tests.test_guardrails_engines import POLICY_FILE, output, policy  # noqa: F401 -- the shared module fixtures
 
-POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
 DATA = ROOT / "bench" / "data"
 # The sets the rules were tuned on (commands_by_class_heldout.jsonl is the held-out one: bench/guardrails.py
 # reports it, a test asserting on it would turn it into tuning data).
@@ -27,16 +26,6 @@ TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl")
 
 def rows(name: str) -> list[dict]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def policy() -> GuardrailPolicy:
-    return load_model(POLICY_FILE, GuardrailPolicy)
-
-
-@pytest.fixture(scope="module")
-def output(policy) -> OutputScanner:
-    return OutputScanner(policy)
 
 
 def test_every_row_names_its_class_and_source():
