@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carrot_hooks.config import ConfigError, load_model
+from carrot_hooks.guardrails.output import OutputScanner
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.serve import ROOT
-from tests.test_guardrails_engines import POLICY_FILE, output, policy  # noqa: F401 -- the shared module fixtures
 
+POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
+POLICY = load_model(POLICY_FILE, GuardrailPolicy)
+SCANNER = OutputScanner(POLICY).commands
 DATA = ROOT / "bench" / "data"
 # The sets the rules were tuned on (commands_by_class_heldout.jsonl is the held-out one: bench/guardrails.py
 # reports it, a test asserting on it would turn it into tuning data).
@@ -36,10 +38,10 @@ def test_every_row_names_its_class_and_source():
 
 
 @pytest.mark.parametrize("name", TUNED)
-def test_recall_per_class_and_no_false_positive(output, name):
+def test_recall_per_class_and_no_false_positive(name):
     found, total, false_pos = Counter(), Counter(), []
     for row in rows(name):
-        hits = output.commands.scan(row["command"])
+        hits = SCANNER.scan(row["command"])
         if row["label"] == "harmful":
             total[row["class"]] += 1
             found[row["class"]] += bool(hits)
@@ -51,13 +53,13 @@ def test_recall_per_class_and_no_false_positive(output, name):
     assert not false_pos
 
 
-def test_every_finding_holds_one_of_its_rule_keywords(output, policy):
+def test_every_finding_holds_one_of_its_rule_keywords():
     """The stream holds text back from a rule keyword on; a match without one could leak unheld."""
-    keywords = {r.id: r.keywords for r in policy.commands.rules}
+    keywords = {r.id: r.keywords for r in POLICY.commands.rules}
     for name in (*TUNED, "commands_by_class_heldout.jsonl"):
         for row in rows(name):
             text = row["command"]
-            for f in output.commands.scan(text):
+            for f in SCANNER.scan(text):
                 span = text[f.start:f.end].lower()
                 assert any(k in span for k in keywords[f.rule_id]), (f.rule_id, text)
 
@@ -82,9 +84,9 @@ EVERYDAY = [
 
 
 @pytest.mark.parametrize("command", EVERYDAY)
-def test_everyday_command_has_no_finding(output, command):
-    assert output.commands.scan(command) == []
-    assert output.commands.scan(f"Run:\n```bash\n{command}\n```\nthen check the logs.") == []
+def test_everyday_command_has_no_finding(command):
+    assert SCANNER.scan(command) == []
+    assert SCANNER.scan(f"Run:\n```bash\n{command}\n```\nthen check the logs.") == []
 
 
 NAME = st.from_regex(r"[a-z][a-z0-9]{1,8}(?:[-_][a-z0-9]{1,6})?", fullmatch=True)
@@ -119,14 +121,14 @@ COMMAND = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None)
 @given(commands=st.lists(COMMAND, min_size=1, max_size=4), sep=st.sampled_from(["\n", " && ", "; "]),
        fenced=st.booleans())
-def test_generated_developer_commands_have_no_finding(output, commands, sep, fenced):
+def test_generated_developer_commands_have_no_finding(commands, sep, fenced):
     text = sep.join(commands)
     if fenced:
         text = f"Try this:\n```bash\n{text}\n```"
-    assert output.commands.scan(text) == [], text
+    assert SCANNER.scan(text) == [], text
 
 
 def test_command_class_blocks_are_checked_at_load(tmp_path):

@@ -126,9 +126,9 @@ class RuleSet:
                 _any(r.exclude_value),
                 _any(r.exclude_name),
                 tuple(re.compile(x) for x in r.require_value),
-                tuple(re.compile(x, re.M) for x in r.context),
-                tuple(re.compile(x, re.M) for x in r.require_before),
-                _any(r.exclude_before, re.M),
+                tuple(re.compile(x, re.MULTILINE) for x in r.context),
+                tuple(re.compile(x, re.MULTILINE) for x in r.require_before),
+                _any(r.exclude_before, re.MULTILINE),
             )
             for r in self.rules
         ]

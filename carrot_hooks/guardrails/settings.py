@@ -124,7 +124,7 @@ class CommandClass(_Strict):
     rules: tuple[PatternRule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _rules_belong(self) -> "CommandClass":
+    def _rules_belong(self) -> CommandClass:
         for r in self.rules:
             if not r.id.startswith(self.prefix):
                 raise ValueError(f"rule {r.id!r} must start with its class prefix {self.prefix!r}")
