@@ -87,6 +87,33 @@ def bench_labelled(name: str, rows: list[dict], text_key: str, positive: str, sc
     print(f"  {name}: {prf(tp, fp, fn)}; most missed: {dict(missed.most_common(5))}")
 
 
+COMMAND_SETS = (  # (label, file, class field): our own per-class sets, then the shared dev set
+    ("tuned", ROOT / "bench" / "data" / "commands_by_class.jsonl", "class"),
+    ("tuned (held-out until its first run: 140/143)", ROOT / "bench" / "data" / "commands_by_class_markdown.jsonl", "class"),
+    ("held-out", ROOT / "bench" / "data" / "commands_by_class_heldout.jsonl", "class"),
+    ("external, families of its misses looked at", None, "category"),
+)
+
+
+def bench_commands(scan, evaldata: Path) -> None:
+    """Recall per technique class and false positives on the harmless rows, per data set."""
+    for label, path, key in COMMAND_SETS:
+        path = path or evaldata / "commands_dev.jsonl"
+        found, total, fp, harmless = Counter(), Counter(), 0, 0
+        for row in jsonl(path):
+            hit = bool(scan(row["command"]))
+            if row["label"] == "harmful":
+                total[row[key]] += 1
+                found[row[key]] += hit
+            else:
+                harmless += 1
+                fp += hit
+        n = sum(total.values())
+        print(f"  commands [{label}] {path.name}: recall {sum(found.values())}/{n} = {sum(found.values()) / n:.3f}, "
+              f"false positives {fp}/{harmless} harmless")
+        print("    " + ", ".join(f"{c} {found[c]}/{t}" for c, t in sorted(total.items())))
+
+
 def code_corpus(max_mb: float) -> tuple[str, list[str]]:
     """Production sources (tests excluded) of installed packages and the stdlib, up to `max_mb`."""
     site = Path(sysconfig.get_paths()["purelib"])
@@ -185,7 +212,7 @@ def main() -> None:
     out_of_scope = Counter(s["entity_type"] for r in pii_rows for s in r["spans"] if s["entity_type"] not in IN_SCOPE)
     print(f"    not redacted by policy (out of scope): {dict(out_of_scope)}")
     bench_labelled("secrets", jsonl(args.evaldata / "secrets_dev.jsonl"), "text", "secret", output.secrets.scan)
-    bench_labelled("commands", jsonl(args.evaldata / "commands_dev.jsonl"), "command", "harmful", output.commands.scan)
+    bench_commands(output.commands.scan, args.evaldata)
 
     print(f"== false positives on real code (<= {args.code_mb} MB, tests excluded)")
     code, packages = code_corpus(args.code_mb)

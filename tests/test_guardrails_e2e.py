@@ -143,7 +143,7 @@ def test_blocked_command_never_reaches_the_client(client, fake_upstream, marker,
     fake_upstream.script(Reply(match=marker, content=answer, chunk_chars=2))
     _, text, _, _, finish, verdicts = ask(client, marker, "my disk is full", stream=stream)
     assert "rm -rf /" not in text and "--no-preserve-root" not in text
-    assert "[blocked by carrot guardrails: rm-rf-root]" in text
+    assert "[blocked by carrot guardrails: destroy-rm-root]" in text
     assert finish == "content_filter"
     assert "commands:block" in verdicts
 
@@ -173,7 +173,7 @@ def test_dangerous_tool_call_is_blocked(client, fake_upstream, marker, stream):
         "type": "object", "properties": {"command": {"type": "string"}}}}}]
     _, text, _, calls, finish, verdicts = ask(client, marker, "install the tool", stream=stream, tools=tools)
     assert calls == [] and finish == "content_filter" and "commands:block" in verdicts
-    assert "pipe-to-shell" in text and "x.example" not in text
+    assert "remote-pipe-to-interpreter" in text and "x.example" not in text
 
 
 @STREAMS

@@ -26,6 +26,12 @@ class PatternRule(BaseModel):
     starts with literals: `ignore_case` rules run over the lower-cased text (write their
     literals in lower case), and `word_start` rejects a match that starts inside a word
     (instead of a leading `\\b`, which makes `re` try every position).
+
+    Context checks run only on a match, so they cost nothing on text without one: every
+    `context` regex must be found near it (in its line, or within `context_chars` either
+    side; the finding then spans the context hits too), a `require_before` regex must be
+    found in its line before it, and a match is dropped when an `exclude_before` regex is
+    (e.g. the command it is an argument of). Anchor these with `$` to mean "right before".
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +47,10 @@ class PatternRule(BaseModel):
     exclude_value: tuple[str, ...] = ()
     exclude_name: tuple[str, ...] = ()
     require_value: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    context_chars: int = Field(0, ge=0, le=4096)
+    require_before: tuple[str, ...] = ()
+    exclude_before: tuple[str, ...] = ()
 
     @field_validator("regex")
     @classmethod
@@ -48,7 +58,8 @@ class PatternRule(BaseModel):
         _compile(value)
         return value
 
-    @field_validator("exclude_value", "exclude_name", "require_value")
+    @field_validator("exclude_value", "exclude_name", "require_value", "context", "require_before",
+                     "exclude_before")
     @classmethod
     def _all_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for v in value:
@@ -68,8 +79,8 @@ def _compile(value: str) -> re.Pattern[str]:
         raise ValueError(f"regex {value!r} does not compile: {e}") from None
 
 
-def _any(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+def _any(patterns: tuple[str, ...], flags: int = 0) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), flags) if patterns else None
 
 
 class ValueFilter(BaseModel):
@@ -115,6 +126,9 @@ class RuleSet:
                 _any(r.exclude_value),
                 _any(r.exclude_name),
                 tuple(re.compile(x) for x in r.require_value),
+                tuple(re.compile(x, re.MULTILINE) for x in r.context),
+                tuple(re.compile(x, re.MULTILINE) for x in r.require_before),
+                _any(r.exclude_before, re.MULTILINE),
             )
             for r in self.rules
         ]
@@ -144,13 +158,18 @@ class RuleSet:
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
         present = {k for k in self._keywords if k in low}  # each keyword looked up once, not once per rule
         hits: list[Finding] = []
-        for rule, rx, bad_value, bad_name, required in self._compiled:
+        for rule, rx, bad_value, bad_name, required, context, need_before, bad_before in self._compiled:
             if rule.keywords and present.isdisjoint(rule.keywords):
                 continue
-            for m in rx.finditer(low if rule.ignore_case else text):
+            subject = low if rule.ignore_case else text
+            for m in rx.finditer(subject):
                 if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):
                     continue
                 span = m.span("secret") if "secret" in rx.groupindex and m.group("secret") is not None else m.span()
+                if context or need_before or bad_before is not None:
+                    span = _in_context(subject, m, span, context, rule.context_chars, need_before, bad_before)
+                    if span is None:
+                        continue
                 value = text[span[0] : span[1]]
                 if filter_values and (
                     self._placeholder(value)
@@ -162,6 +181,30 @@ class RuleSet:
                     continue
                 hits.append(Finding(rule.id, span[0], span[1], rule.action or self.default_action, rule.description))
         return merge_overlaps(hits)
+
+
+def _in_context(
+    text: str, m: re.Match[str], span: tuple[int, int], context: tuple[re.Pattern[str], ...], chars: int,
+    need_before: tuple[re.Pattern[str], ...], bad_before: re.Pattern[str] | None,
+) -> tuple[int, int] | None:
+    """`span` widened over its context hits, or None when the match is out of its required context."""
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if bad_before is not None and bad_before.search(text, line_start, m.start()):
+        return None
+    if not all(b.search(text, line_start, m.start()) for b in need_before):
+        return None
+    if chars:
+        lo, hi = max(0, m.start() - chars), min(len(text), m.end() + chars)
+    else:
+        end = text.find("\n", m.end())
+        lo, hi = line_start, len(text) if end < 0 else end
+    start, stop = span
+    for c in context:
+        hit = c.search(text, lo, hi)
+        if hit is None:
+            return None
+        start, stop = min(start, hit.start()), max(stop, hit.end())
+    return start, stop
 
 
 def _word(ch: str) -> bool:

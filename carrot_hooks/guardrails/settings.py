@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import Strict as _Strict
 from ..config import Watched, policy_dir
@@ -112,6 +112,47 @@ class RuleList(_Strict):
         return value
 
 
+class CommandClass(_Strict):
+    """One technique class of dangerous commands: its rules' ids start with `prefix`.
+
+    `source` says where the class comes from (GTFOBins function, MITRE ATT&CK technique, OWASP).
+    """
+
+    prefix: str = Field(pattern=r"^[a-z][a-z0-9]*-$")
+    description: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    rules: tuple[PatternRule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _rules_belong(self) -> CommandClass:
+        for r in self.rules:
+            if not r.id.startswith(self.prefix):
+                raise ValueError(f"rule {r.id!r} must start with its class prefix {self.prefix!r}")
+            if r.action is None:
+                raise ValueError(f"command rule {r.id!r} needs an action (flag|redact|block)")
+        return self
+
+
+class CommandPolicy(_Strict):
+    """Dangerous-command rules grouped by technique class."""
+
+    classes: tuple[CommandClass, ...] = Field(min_length=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, value: tuple[CommandClass, ...]) -> tuple[CommandClass, ...]:
+        RuleList(rules=tuple(r for c in value for r in c.rules))  # one rule id once across classes
+        prefixes = [c.prefix for c in value]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"duplicate class prefix in {prefixes}")
+        return value
+
+    @property
+    def rules(self) -> tuple[PatternRule, ...]:
+        """Every class's rules, in order."""
+        return tuple(r for c in self.classes for r in c.rules)
+
+
 class GuardrailPolicy(_Strict):
     """The whole guardrails.yaml."""
 
@@ -123,7 +164,7 @@ class GuardrailPolicy(_Strict):
     egress: Egress
     secret_placeholders: ValueFilter = ValueFilter()
     secrets: RuleList
-    commands: RuleList
+    commands: CommandPolicy
 
     @field_validator("risk")
     @classmethod
@@ -131,14 +172,6 @@ class GuardrailPolicy(_Strict):
         missing = [r for r in RISKS if r not in value]
         if missing:
             raise ValueError(f"missing risk levels {missing}")
-        return value
-
-    @field_validator("commands")
-    @classmethod
-    def _actions(cls, value: RuleList) -> RuleList:
-        for r in value.rules:
-            if r.action is None:
-                raise ValueError(f"command rule {r.id!r} needs an action (flag|redact|block)")
         return value
 
 
