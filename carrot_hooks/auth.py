@@ -46,6 +46,11 @@ class KeysPolicy(Strict):
 
 
 Decision = UserAPIKeyAuth | str
+# What a static tenant key may call: the routed model API and model listing.
+TENANT_ROUTES = frozenset({
+    "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+    "/v1/responses", "/responses", "/v1/messages", "/v1/models", "/models",
+})
 
 
 def unauthorized(reason: Literal["missing", "invalid"]) -> ProxyException:
@@ -68,6 +73,9 @@ def decide(route: str, api_key: str | None, *, master_key: str | None, keys: Cal
         return api_key
     tenant = keys().find(api_key)
     if tenant is not None:
+        if route not in TENANT_ROUTES:  # pass-through and admin routes would skip routing and guardrails
+            raise ProxyException(message=f"Route {route} is not open to tenant keys (they reach the model API only)",
+                                 type=ProxyErrorTypes.auth_error, param="route", code=403)
         # the hash, never the key: LiteLLM keeps a key without the sk- prefix as-is in token/api_key,
         # which end up in logs and metric labels
         return UserAPIKeyAuth(api_key=tenant.sha256, team_id=tenant.tenant, key_alias=tenant.alias,

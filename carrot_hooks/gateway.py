@@ -28,7 +28,7 @@ from .errors import GatewayError
 from .guardrails import egress
 from .guardrails.engines import shared_engines
 from .headers import parse_headers
-from .messages import prompt_text
+from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, prompt_text
 from .prompts import PackStore, pack_message, prompts_dir
 from .routing import RoutingPolicy, route
 from .tokens import count_tokens
@@ -36,10 +36,6 @@ from .upstream import as_gateway_error, upstream_models
 
 log = logging.getLogger("carrot.gateway")
 
-CHAT_CALLS = frozenset({"completion", "acompletion"})
-TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
-# Other prompt-carrying endpoints LiteLLM serves; refused so nothing bypasses routing and guardrails.
-UNROUTED_CALLS = frozenset({"responses", "aresponses", "anthropic_messages", "aanthropic_messages"})
 # The guardrails in the order LiteLLM must run them (name, mode, class), as litellm_config.yaml lists them.
 GUARDRAILS = (
     ("carrot-prompt-policy", "pre_call", "carrot_hooks.guardrails.policy_guardrail.PromptPolicyGuardrail"),
@@ -178,11 +174,9 @@ class CarrotGateway(CustomLogger):
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""
-        if call_type in UNROUTED_CALLS:
+        if call_type not in PROMPT_CALLS:  # embeddings, images, audio, other APIs: nothing may bypass the guards
             raise GatewayError(400, f"This gateway routes /v1/chat/completions and /v1/completions only "
                                f"(call type {call_type} is not served)", code="unsupported_endpoint")
-        if call_type not in CHAT_CALLS | TEXT_CALLS:
-            return data
         headers = {k.lower(): str(v) for k, v in
                    ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
         # one policy version for the whole request, even if the file changes meanwhile
@@ -229,10 +223,12 @@ class CarrotGateway(CustomLogger):
 
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Egress, per deployment attempt (fallbacks included): redact for an external upstream; fails closed."""
-        if not (kwargs.get("messages") or kwargs.get("prompt")):
-            return kwargs
+        engines = shared_engines()
         try:
-            return await asyncio.to_thread(egress.protect, kwargs, shared_engines())
+            return await asyncio.wait_for(asyncio.to_thread(egress.protect, kwargs, engines, str(call_type)),
+                                          engines.watched.get().pii.timeout_ms / 1000)
+        except GatewayError:
+            raise
         except Exception as e:  # noqa: BLE001 - nothing unredacted may leave when the redaction itself fails
             log.error("egress redaction failed (%s); request not sent", type(e).__name__)
             raise GatewayError(503, f"Egress redaction failed ({type(e).__name__}); the request was not sent "

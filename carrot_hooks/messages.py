@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 
+CHAT_CALLS = frozenset({"completion", "acompletion"})
+TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
+PROMPT_CALLS = CHAT_CALLS | TEXT_CALLS  # the call types the gateway routes and guards
+
 
 def content_texts(content) -> list[str]:
     """The text of one message content: a string, or the `text` of each typed part."""
@@ -17,6 +21,21 @@ def content_texts(content) -> list[str]:
     if isinstance(content, list):
         return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return []
+
+
+def _functions(message: dict) -> list[dict]:
+    """The function objects of a message whose `arguments` are text: tool calls and legacy `function_call`."""
+    funcs = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
+    funcs.append(message.get("function_call"))
+    return [f for f in funcs if isinstance(f, dict) and isinstance(f.get("arguments"), str)]
+
+
+def non_text_parts(data: dict) -> list[str]:
+    """`messages[i].content[j]` paths of content parts that carry no text (images, audio, files)."""
+    return [f"messages[{i}].content[{j}] ({p.get('type')})"
+            for i, m in enumerate(data.get("messages") or ()) if isinstance(m, dict)
+            for j, p in enumerate(m.get("content") if isinstance(m.get("content"), list) else ())
+            if isinstance(p, dict) and not isinstance(p.get("text"), str)]
 
 
 def _skipped(message: dict, skip: Collection[str]) -> bool:
@@ -32,15 +51,18 @@ def request_texts(data: dict, *, roles: Collection[str] | None = None, skip: Col
         if not isinstance(m, dict) or (roles is not None and m.get("role") not in roles) or _skipped(m, skip):
             continue
         yield from content_texts(m.get("content"))
+        if isinstance(m.get("reasoning_content"), str):
+            yield m["reasoning_content"]
         if tool_arguments:
-            for call in m.get("tool_calls") or ():
-                func = call.get("function") if isinstance(call, dict) else None
-                if isinstance(func, dict) and isinstance(func.get("arguments"), str):
-                    yield func["arguments"]
+            for func in _functions(m):
+                yield func["arguments"]
     prompt = data.get("prompt")
     yield from [prompt] if isinstance(prompt, str) else [p for p in prompt or () if isinstance(p, str)]
     if isinstance(data.get("suffix"), str):  # fill-in-the-middle: the code after the cursor
         yield data["suffix"]
+    prediction = data.get("prediction")  # OpenAI predicted outputs: usually the whole file
+    if isinstance(prediction, dict):
+        yield from content_texts(prediction.get("content"))
 
 
 def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[str] = ()) -> None:
@@ -55,10 +77,10 @@ def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[
             for part in content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     part["text"] = fn(part["text"])
-        for call in m.get("tool_calls") or ():
-            func = call.get("function") if isinstance(call, dict) else None
-            if isinstance(func, dict) and isinstance(func.get("arguments"), str):
-                func["arguments"] = fn(func["arguments"])
+        if isinstance(m.get("reasoning_content"), str):
+            m["reasoning_content"] = fn(m["reasoning_content"])
+        for func in _functions(m):
+            func["arguments"] = fn(func["arguments"])
     prompt = data.get("prompt")
     if isinstance(prompt, str):
         data["prompt"] = fn(prompt)
@@ -66,6 +88,13 @@ def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[
         data["prompt"] = [fn(p) if isinstance(p, str) else p for p in prompt]
     if isinstance(data.get("suffix"), str):
         data["suffix"] = fn(data["suffix"])
+    prediction = data.get("prediction")
+    if isinstance(prediction, dict) and isinstance(prediction.get("content"), str):
+        prediction["content"] = fn(prediction["content"])
+    elif isinstance(prediction, dict) and isinstance(prediction.get("content"), list):
+        for part in prediction["content"]:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                part["text"] = fn(part["text"])
 
 
 def prompt_text(data: dict) -> str:

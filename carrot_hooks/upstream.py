@@ -12,6 +12,7 @@ from typing import NamedTuple
 import aiohttp
 import httpx
 import litellm
+from litellm.exceptions import MidStreamFallbackError
 
 from . import litellm_compat as compat
 from .errors import GatewayError
@@ -25,7 +26,9 @@ class Row(NamedTuple):
     message: str  # formatted with alias, where
 
 
-CUT = (httpx.RemoteProtocolError, aiohttp.ClientPayloadError)
+# LiteLLM hands a chat stream's clean EOF to its error mapping without raising it: the cut shows
+# as a MidStreamFallbackError inside the APIConnectionError (a raised one is 503, the row above).
+CUT = (httpx.RemoteProtocolError, aiohttp.ClientPayloadError, MidStreamFallbackError)
 UNREACHABLE = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
 ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.Timeout,), (), 504, "upstream_timeout", "Upstream for model {alias} timed out: {where}"),

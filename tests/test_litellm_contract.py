@@ -10,6 +10,7 @@ import uuid
 import httpx
 import litellm
 import pytest
+from litellm.exceptions import MidStreamFallbackError
 from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
 from litellm.types.utils import (
     Delta,
@@ -171,6 +172,20 @@ def test_logging_object_has_the_failure_handler_we_call():
 def test_litellm_raises_a_clean_stream_cut_as_a_remote_protocol_error():
     """ERROR_MAP's `upstream_cut` row keys on this cause type, not on LiteLLM's message text."""
     assert isinstance(CustomStreamWrapper._stream_eof_error(), httpx.RemoteProtocolError)
+
+
+def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
+    """LiteLLM hands a chat stream's clean EOF to its mapping unraised: the client sees an
+    APIConnectionError whose cause is a MidStreamFallbackError (e2e: test_reliability_upstream's
+    cut-stream cases assert the 'broke off mid-stream' message)."""
+    try:
+        try:
+            raise MidStreamFallbackError(message="Stream ended before a finish_reason was received",
+                                                 model="m", llm_provider="openai")
+        except MidStreamFallbackError as inner:
+            raise litellm.APIConnectionError(message="x", model="m", llm_provider="openai") from inner
+    except litellm.APIConnectionError as exc:
+        assert as_gateway_error(exc, "a").detail["error"]["type"] == "upstream_cut"
 
 
 @pytest.mark.parametrize("exc, status, code", [

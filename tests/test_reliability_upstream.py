@@ -130,11 +130,13 @@ def assert_cut_reported(r: httpx.Response, upstream: str) -> None:
     """A cut stream is reported: as an HTTP 502 naming the upstream when nothing had reached the client
     yet (e.g. all still in the output guardrail's holdback), else as an SSE error event; never a finish."""
     if r.status_code != 200:
-        assert r.status_code == 502 and upstream in r.json()["error"]["message"], r.text
+        message = r.json()["error"]["message"]
+        assert r.status_code == 502 and upstream in message and "broke off mid-stream" in message, r.text
         return
     events = [json.loads(e) for e in sse_events(r.text) if e != "[DONE]"]
     assert events and "error" in events[-1], events[-3:]
     assert upstream in events[-1]["error"]["message"]
+    assert "broke off mid-stream" in events[-1]["error"]["message"], events[-1]
     assert not any((e.get("choices") or [{}])[0].get("finish_reason") for e in events), events
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from carrot_hooks.auth import KeysPolicy, TenantKey, decide
+from carrot_hooks.litellm_compat import ProxyException
 
 WRONG_KEYS = ["sk-" + "0" * 48, "not-even-sk", "Bearer", "sk-" + "x" * 5000, "sk-ünïcödé"]
 
@@ -161,3 +162,14 @@ def test_decide_refuses_without_db(key):
     with pytest.raises(Exception) as e:
         decide("/v1/chat/completions", key, master_key="sk-m", keys=team_a_keys, db_connected=False)
     assert getattr(e.value, "code", None) == "401"
+
+
+@pytest.mark.parametrize("route", ["/anthropic/v1/messages", "/key/generate", "/v1/embeddings", "/openai/chat/completions"])
+def test_decide_keeps_tenant_keys_to_the_model_api(route):
+    """Pass-through and admin routes would skip routing and guardrails: 403 naming the route."""
+    key = "sk-tenant-" + "a" * 40
+    policy = KeysPolicy(keys=[TenantKey(sha256=hashlib.sha256(key.encode()).hexdigest(), tenant="team-a")])
+    with pytest.raises(ProxyException) as err:
+        decide(route, key, master_key="sk-m", keys=lambda: policy, db_connected=False)
+    assert str(err.value.code) == "403" and route in err.value.message
+    assert decide("/v1/chat/completions", key, master_key="sk-m", keys=lambda: policy, db_connected=False).team_id == "team-a"

@@ -15,10 +15,11 @@ import copy
 from collections import Counter
 
 from ..context import Verdict, get_context
-from ..messages import map_request_texts
+from ..errors import GatewayError
+from ..messages import PROMPT_CALLS, map_request_texts, non_text_parts
 from .engines import Engines
 from .metrics import record
-from .vaults import PII, SECRETS, vault
+from .vaults import PII, SECRETS, store, vault
 
 
 def deployment_kind(kwargs: dict) -> str:
@@ -27,16 +28,28 @@ def deployment_kind(kwargs: dict) -> str:
     return "internal" if info.get("carrot_egress") == "internal" else "external"
 
 
-def protect(kwargs: dict, engines: Engines) -> dict:
-    """Redact `kwargs` in place as the egress policy says for this deployment's kind; returns it."""
+def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
+    """Redact `kwargs` in place as the egress policy says for this deployment's kind; returns it.
+
+    Placeholders go into copies of the request's vaults, which replace them only when the whole
+    redaction succeeded (a timed-out attempt's thread cannot touch what the answer is restored from).
+    """
     kind = deployment_kind(kwargs)
     settings = getattr(engines.detectors().policy.egress, kind)
     if settings.secrets == "keep" and settings.pii == "keep":
         return kwargs
+    if call_type.split(".")[-1] not in PROMPT_CALLS:
+        raise GatewayError(503, f"call type {call_type} cannot be redacted for an {kind} upstream; not sent "
+                           "(rule egress-unsupported)", code="guardrail_blocked")
+    opaque = non_text_parts(kwargs)
+    if opaque:
+        raise GatewayError(400, f"{', '.join(opaque)}: parts without text cannot be checked for secrets or PII and "
+                           f"this request is routed to an {kind} upstream (rule egress-unsupported)",
+                           param=opaque[0].split(" ")[0], code="guardrail_blocked")
     ctx = get_context(kwargs)
     secret_scan = engines.detectors().output.secrets.scan
     redactor = engines.pii() if settings.pii == "redact" else None
-    secrets, pii = vault(kwargs, SECRETS), vault(kwargs, PII)
+    secrets, pii = copy.deepcopy(vault(kwargs, SECRETS)), copy.deepcopy(vault(kwargs, PII))
     found: Counter[str] = Counter()
 
     def one(text: str) -> str:
@@ -49,10 +62,11 @@ def protect(kwargs: dict, engines: Engines) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    for key in ("messages", "prompt", "suffix"):  # copies: the router shares these with the request's other attempts
-        if key in kwargs:
-            kwargs[key] = copy.deepcopy(kwargs[key])
-    map_request_texts(kwargs, one)
+    redacted = {k: copy.deepcopy(kwargs[k]) for k in ("messages", "prompt", "suffix", "prediction") if k in kwargs}
+    map_request_texts(redacted, one)  # on copies: the router shares these with the request's other attempts
+    kwargs.update(redacted)
+    store(kwargs, SECRETS, secrets)
+    store(kwargs, PII, pii)
     if found:
         listed = ", ".join(f"{e} x{n}" for e, n in sorted(found.items()))
         record(ctx, Verdict("egress", "redact", f"for an external upstream: {listed}", tuple(sorted(found))))

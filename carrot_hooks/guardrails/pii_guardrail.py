@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import copy
 import logging
 from collections import Counter
 from collections.abc import Collection
@@ -13,13 +13,12 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
-from ..messages import map_request_texts
+from ..messages import PROMPT_CALLS, map_request_texts
 from ..metrics import timed_stage
 from .engines import shared_engines
 from .metrics import record
 from .pii import PiiRedactor, Vault
-from .policy_guardrail import CHAT_AND_TEXT
-from .vaults import PII, vault
+from .vaults import PII, store, vault
 
 log = logging.getLogger("carrot.guardrails")
 
@@ -35,13 +34,13 @@ class PiiGuardrail(CustomGuardrail):
     @timed_stage("guardrail_pii")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Replace PII with `<LABEL_n>` placeholders; escalate or fail closed per the risk level."""
-        if call_type not in CHAT_AND_TEXT:
+        if call_type not in PROMPT_CALLS:
             return data
         ctx = get_context(data)
         level = risk_of(ctx, "carrot-pii")
         policy = self.engines.watched.get()
         risk = policy.risk[level]
-        placeholders = vault(data, PII)
+        placeholders = copy.deepcopy(vault(data, PII))  # stored only on success: a timed-out thread may go on
         entities: Counter[str] = Counter()
         try:
             redactor = await asyncio.to_thread(self.engines.pii)  # a policy edit may rebuild it: not timed
@@ -64,6 +63,7 @@ class PiiGuardrail(CustomGuardrail):
             record(ctx, Verdict("pii", "pass", "no PII found"))
             return data
         data.update(redacted)
+        store(data, PII, placeholders)
         summary = ", ".join(f"{e} x{n}" for e, n in entities.items())
         record(ctx, Verdict("pii", "redact", f"replaced with placeholders: {summary}", tuple(sorted(entities))))
         if risk.escalate_on_pii == "review":
@@ -84,12 +84,12 @@ class PiiGuardrail(CustomGuardrail):
 def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
                  authored: Collection[str]) -> dict:
     """Redacted copies of `messages`/`prompt`/`suffix` (applied only when the whole analysis succeeded)."""
-    copy = {k: json.loads(json.dumps(data[k])) for k in ("messages", "prompt", "suffix") if k in data}
+    redacted = {k: copy.deepcopy(data[k]) for k in ("messages", "prompt", "suffix", "prediction") if k in data}
 
     def one(text: str) -> str:
         out, hits = redactor.redact(text, vault)
         entities.update(h.entity for h in hits)
         return out
 
-    map_request_texts(copy, one, skip=authored)
-    return copy
+    map_request_texts(redacted, one, skip=authored)
+    return redacted

@@ -7,14 +7,12 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import request_texts
+from ..messages import PROMPT_CALLS, request_texts
 from ..metrics import timed_stage
 from .allowlist import allowed_tasks
 from .engines import shared_engines
 from .metrics import record
 from .rules import explain
-
-CHAT_AND_TEXT = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
 
 
 class PromptPolicyGuardrail(CustomGuardrail):
@@ -27,7 +25,7 @@ class PromptPolicyGuardrail(CustomGuardrail):
     @timed_stage("guardrail_policy")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Block (400) on a policy rule with action block, 403 on a task type the caller may not use."""
-        if call_type not in CHAT_AND_TEXT:
+        if call_type not in PROMPT_CALLS:
             return data
         ctx = get_context(data)
         det = self.engines.detectors()

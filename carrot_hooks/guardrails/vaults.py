@@ -28,6 +28,11 @@ def vault(data: dict, kind: str) -> Vault:
     return holder[kind]
 
 
+def store(data: dict, kind: str, new: Vault) -> None:
+    """Make `new` the request's vault of `kind` (after a redaction into a copy succeeded)."""
+    _holder(data)[kind] = new
+
+
 def restorer(data: dict, kinds: tuple[str, ...]) -> Callable[[str], str]:
     """A function giving the client back the values behind this request's placeholders of `kinds`."""
     holder = _holder(data)
