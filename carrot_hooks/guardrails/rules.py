@@ -160,6 +160,11 @@ class RuleSet:
         self.default_action = default_action
         self._keywords = tuple(sorted({k for r in self.rules for k in r.keywords}))
         self._keyword_scan = _automaton(self._keywords)
+        self._always = tuple(i for i, r in enumerate(self.rules) if not r.keywords)
+        self._by_keyword: dict[str, list[int]] = {}
+        for i, r in enumerate(self.rules):
+            for k in r.keywords:
+                self._by_keyword.setdefault(k, []).append(i)
         self._compiled = [
             (
                 r,
@@ -195,11 +200,10 @@ class RuleSet:
         low = text.lower()
         if len(low) != len(text):  # a few non-ASCII letters change length when lower-cased
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-        present = {k for _, k in self._keyword_scan.iter(low)} if self._keywords else set()  # one pass for all
+        present = {k for _, k in self._keyword_scan.iter(low)} if self._keywords else ()  # one pass for all
+        run = sorted({i for k in present for i in self._by_keyword[k]}.union(self._always))  # in listed order
         hits: list[Finding] = []
-        for rule, rx, bad_value, bad_name, required, context, need_before, bad_before in self._compiled:
-            if rule.keywords and present.isdisjoint(rule.keywords):
-                continue
+        for rule, rx, bad_value, bad_name, required, context, need_before, bad_before in map(self._compiled.__getitem__, run):
             subject = low if rule.ignore_case else text
             for m in rx.finditer(subject):
                 if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):
