@@ -336,6 +336,7 @@ def test_bad_policy_edit_names_file_key_and_value(tmp_path):
     raw = yaml.safe_load(POLICY_FILE.read_text())
     raw["secrets"]["rules"][0]["regex"] = "(unclosed"
     raw["risk"]["high"]["escalate_on_pii"] = "teleport"
+    raw["secret_placeholders"]["regexes"].append("(?i)^ok$|(bad")
     bad = tmp_path / "guardrails.yaml"
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as err:
@@ -343,6 +344,14 @@ def test_bad_policy_edit_names_file_key_and_value(tmp_path):
     msg = str(err.value)
     assert str(bad) in msg and "secrets.rules.0.regex" in msg and "(unclosed" in msg
     assert "risk.high.escalate_on_pii" in msg and "teleport" in msg
+    assert "secret_placeholders.regexes" in msg and "(bad" in msg
+    raw["secrets"]["exclude"] = ["bl.no-such-rule"]  # only a valid rest of the file gets this far
+    raw["secrets"]["rules"][0]["regex"], raw["risk"]["high"]["escalate_on_pii"] = "x", "review"
+    raw["secret_placeholders"]["regexes"].pop()
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_model(bad, GuardrailPolicy)
+    assert str(bad) in str(err.value) and "secrets" in str(err.value) and "bl.no-such-rule" in str(err.value)
 
 
 WORDS = ["the", "config", "value", "=", "def", "return", "x", "\n", "  ", "deploy", "token", "key:", "(", ")", "'", '"']
