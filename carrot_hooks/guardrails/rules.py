@@ -2,7 +2,8 @@
 
 One mechanism shared by the policy list, the secret detector and the command
 detector (gitleaks-style: a rule's regex only runs when one of its keywords is
-in the text, which keeps a 4 KB scan well under a millisecond).
+in the text; one Aho-Corasick pass finds them all, so ~450 secret rules scan
+4 KB of code in about a millisecond).
 """
 
 from __future__ import annotations
