@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
 
+from bench import secret_heldout, secrets_quality
 from carrot_hooks.config import load_model
 from carrot_hooks.guardrails.allowlist import allowed_tasks
 from carrot_hooks.guardrails.output import OutputScanner
@@ -32,8 +33,6 @@ from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails.policy import PolicyScanner
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.guardrails.stream import StreamFilter
-
-from bench import secret_heldout, secrets_quality
 
 IN_SCOPE = {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
             "STREET_ADDRESS"}
@@ -74,19 +73,6 @@ def bench_pii(redactor: PiiRedactor, rows: list[dict], label: str) -> None:
     print(f"  PII [{label}] micro {prf(total['tp'], total['fp'], total['fn'])}")
     for entity, c in sorted(per.items()):
         print(f"    {entity:15s} {prf(c['tp'], c['fp'], c['fn'])}")
-
-
-def bench_labelled(name: str, rows: list[dict], text_key: str, positive: str, scan) -> None:
-    tp = fp = fn = 0
-    missed: Counter = Counter()
-    for row in rows:
-        hit, pos = bool(scan(row[text_key])), row["label"] == positive
-        tp += hit and pos
-        fp += hit and not pos
-        fn += pos and not hit
-        if pos and not hit:
-            missed[row.get("type") or row.get("category")] += 1
-    print(f"  {name}: {prf(tp, fp, fn)}; most missed: {dict(missed.most_common(5))}")
 
 
 COMMAND_SETS = (  # (label, file, class field): our own per-class sets, then the shared dev set

@@ -21,7 +21,7 @@ from pathlib import Path
 SDISTS = ("Django==5.1.4", "SQLAlchemy==2.0.36", "requests==2.32.3", "Flask==3.1.0", "celery==5.4.0",
           "ansible-core==2.17.7", "paramiko==3.5.0")
 CODE_FILES = re.compile(r"\.(?:py|pyi|ya?ml|json|toml|cfg|ini|xml|properties|conf|sh|js|ts|env)$")
-SKIP_DIRS = re.compile(r"(?:^|/)(?:tests?|testing|testdata|fixtures|docs?|examples?|t/unit|t/integration)(?:/|$)", re.I)
+SKIP_DIRS = re.compile(r"(?:^|/)(?:tests?|testing|testdata|fixtures|docs?|examples?|t/unit|t/integration)(?:/|$)", re.IGNORECASE)
 # Common families the recall goal (>= 0.95) is for; dev-set rule types map onto them.
 FAMILIES = ("aws", "azure", "gcp", "github", "gitlab", "slack", "stripe", "openai", "anthropic", "huggingface",
             "npm", "pypi", "jwt", "private-key", "db-url", "password-assignment")

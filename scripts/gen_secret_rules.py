@@ -191,8 +191,8 @@ def count_groups(py_pattern: str) -> int:
 
 ENTROPY = re.compile(r'^entropy\(finding\["secret"\]\)\s*(<=|<)\s*([\d.]+)$')
 TOKENS = re.compile(r'^tokenRatio\(finding\["secret"\]\)\s*>=\s*([\d.]+)$')
-LIST = re.compile(r'^\(?(!?)(matchesAny|containsAny)\(finding\["secret"\],\s*\[(.*)\]\)\)?$', re.S)
-PATH = re.compile(r'^matchesAny\(attributes\["path"\],.*\)$', re.S)
+LIST = re.compile(r'^\(?(!?)(matchesAny|containsAny)\(finding\["secret"\],\s*\[(.*)\]\)\)?$', re.DOTALL)
+PATH = re.compile(r'^matchesAny\(attributes\["path"\],.*\)$', re.DOTALL)
 ITEM = re.compile(r'`([^`]*)`|"((?:\\.|[^"\\])*)"')
 
 
@@ -288,7 +288,7 @@ FIXES = {"(?i)^true|false|null$": "(?i)^(?:true|false|null)$"}
 def global_placeholders(config: dict) -> list[str]:
     """The global filter (`matchesAny` / `containsAny` over the secret: value shapes) as regexes."""
     out = []
-    for kind, items in re.findall(r'(matchesAny|containsAny)\(finding\["secret"\],\s*\[(.*?)\]\)', config.get("filter", ""), re.S):
+    for kind, items in re.findall(r'(matchesAny|containsAny)\(finding\["secret"\],\s*\[(.*?)\]\)', config.get("filter", ""), re.DOTALL):
         values = [FIXES.get(a, a) or b for a, b in ITEM.findall(items)]
         out += [translate(v, 0, scoped=True) if kind == "matchesAny" else re.escape(v) for v in values]
     return out

@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from carrot_hooks.config import ConfigError, load_model
 from carrot_hooks.guardrails.output import OutputScanner
 from carrot_hooks.guardrails.rules import redact
-from carrot_hooks.guardrails.settings import MAINTAINED_RULES, GuardrailPolicy, MaintainedRules, maintained_rules
+from carrot_hooks.guardrails.settings import (
+    MAINTAINED_RULES,
+    GuardrailPolicy,
+    MaintainedRules,
+    maintained_rules,
+)
 from carrot_hooks.serve import ROOT
 
 POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
@@ -38,7 +43,7 @@ def b64(nbytes: int) -> str:
 
 
 def jwt() -> str:
-    part = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")  # noqa: E731
+    part = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': r(DIG, 9), 'iat': G.randint(10**9, 2 * 10**9)})}.{r(ALNUM + '-_', 43)}"
 
 

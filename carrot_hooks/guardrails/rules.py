@@ -148,7 +148,9 @@ def token_ratio(value: str) -> float:
 
 @functools.cache
 def _cl100k():
-    from litellm.litellm_core_utils.default_encoding import encoding  # the offline copy LiteLLM ships
+    from litellm.litellm_core_utils.default_encoding import (
+        encoding,  # the offline copy LiteLLM ships
+    )
 
     return encoding
 
