@@ -132,7 +132,7 @@ def test_secrets_in_answers_never_reach_the_client(client, fake_upstream, marker
     for secret in (key, token, "Zq8Lr2Xw9Vt4Kp7N"):
         assert secret not in text
         assert not any(secret[i:i + 8] in c for c in chunks for i in range(len(secret) - 8))
-    assert "[REDACTED:aws-access-key]" in text and "[REDACTED:github-token]" in text
+    assert "[REDACTED:bl.aws-access-token]" in text and "[REDACTED:bl.github-pat]" in text
     assert "[REDACTED:connection-string-password]" in text and text.endswith("That is all.")
     assert "secrets:redact" in verdicts
 
@@ -161,7 +161,7 @@ def test_tool_call_arguments_are_checked_and_placeholders_restored(client, fake_
     assert len(calls) == 1 and calls[0][0] == "write_file"
     args = json.loads(calls[0][1])
     assert key not in calls[0][1]
-    assert args["content"] == f"AWS_ACCESS_KEY_ID = '[REDACTED:aws-access-key]'\nOWNER = '{EMAIL}'\n"
+    assert args["content"] == f"AWS_ACCESS_KEY_ID = '[REDACTED:bl.aws-access-token]'\nOWNER = '{EMAIL}'\n"
     assert "secrets:redact" in verdicts and "pii:restore" in verdicts
 
 
@@ -185,7 +185,7 @@ def test_fim_completion_is_filtered_without_notes_in_the_code(client, fake_upstr
         max_tokens=32, stream=stream)
     body = raw.parse()
     text = "".join(c.choices[0].text or "" for c in body if c.choices) if stream else body.choices[0].text
-    assert text == "KEY = '[REDACTED:aws-access-key]'\n    return KEY"
+    assert text == "KEY = '[REDACTED:bl.aws-access-token]'\n    return KEY"
     sent = json.dumps(fake_upstream.find(marker)[0].json)
     assert EMAIL not in sent and "<EMAIL_1>" in sent
 

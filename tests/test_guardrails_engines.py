@@ -53,23 +53,23 @@ def pem_key() -> str:
 
 # (expected rule id, text containing the secret, the secret itself) — freshly generated values.
 SECRETS = [
-    ("aws-access-key", None, "AKIA" + rand("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
-    ("aws-secret-key", 'aws_secret_access_key = "{}"', rand(ALNUM + "/+", 40)),
-    ("gcp-api-key", 'GOOGLE_KEY = "{}"', "AIza" + rand(ALNUM + "_-", 35)),
-    ("azure-client-secret", "client_secret={}", rand(ALNUM, 3) + "8Q~" + rand(ALNUM + "_~.", 34)),
-    ("github-token", "git clone https://x:{}@github.com/o/r", "ghp_" + rand(ALNUM, 36)),
-    ("gitlab-token", "GITLAB_TOKEN={}", "glpat-" + rand(ALNUM, 20)),
-    ("slack-token", "SLACK_BOT={}", "xoxb-" + rand(string.digits, 12) + "-" + rand(string.digits, 12) + "-" + rand(ALNUM, 24)),
-    ("stripe-key", "stripe.api_key = '{}'", "sk_live_" + rand(ALNUM, 40)),
-    ("openai-key", "OPENAI_API_KEY={}", "sk-proj-" + rand(ALNUM + "_-", 64)),
-    ("anthropic-key", "ANTHROPIC_API_KEY={}", "sk-ant-api03-" + rand(ALNUM + "_-", 93) + "AA"),
-    ("huggingface-token", "HF_TOKEN={}", "hf_" + rand(string.ascii_letters, 34)),
-    ("jwt", "Authorization: Bearer {}", b64url({"alg": "HS256", "typ": "JWT"}) + "."
+    ("bl.aws-access-token", None, "AKIA" + rand("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+    ("bl.aws-secret-access-key", 'aws_secret_access_key = "{}"', rand(ALNUM + "/+", 40)),
+    ("bl.gcp-api-key", 'GOOGLE_KEY = "{}"', "AIza" + rand(ALNUM + "_-", 35)),
+    ("bl.azure-ad-client-secret", "client_secret={}", rand(ALNUM, 3) + "8Q~" + rand(ALNUM + "_~.", 34)),
+    ("bl.github-pat", "git clone https://x:{}@github.com/o/r", "ghp_" + rand(ALNUM, 36)),
+    ("bl.gitlab-pat", "GITLAB_TOKEN={}", "glpat-" + rand(ALNUM, 20)),
+    ("bl.slack-bot-token", "SLACK_BOT={}", "xoxb-" + rand(string.digits, 12) + "-" + rand(string.digits, 12) + "-" + rand(ALNUM, 24)),
+    ("bl.stripe-access-token", "stripe.api_key = '{}'", "sk_live_" + rand(ALNUM, 40)),
+    ("bl.openai-api-key", "OPENAI_API_KEY={}", "sk-proj-" + rand(ALNUM + "_-", 74) + "T3BlbkFJ" + rand(ALNUM + "_-", 74)),
+    ("bl.anthropic-api-key", "ANTHROPIC_API_KEY={}", "sk-ant-api03-" + rand(ALNUM + "_-", 93) + "AA"),
+    ("bl.huggingface-access-token", "HF_TOKEN={}", "hf_" + rand(string.ascii_letters, 34)),
+    ("bl.jwt", "Authorization: Bearer {}", b64url({"alg": "HS256", "typ": "JWT"}) + "."
      + b64url({"sub": "1234567890", "name": "svc", "iat": 1516239022}) + "." + rand(ALNUM + "-_", 43)),
-    ("private-key", "{}", pem_key()),
+    ("bl.private-key", "{}", pem_key()),
     ("connection-string-password", "DATABASE_URL=postgres://app:{}@db.internal:5432/app", rand(ALNUM, 18)),
     ("password-assignment", 'password = "{}"', "Tr0ub4dor&3-" + rand(ALNUM, 6)),
-    ("generic-high-entropy", 'INTERNAL_SIGNING_SECRET = "{}"', rand(ALNUM, 32)),
+    ("generic-high-entropy", 'INTERNAL_SIGNING_KEY = "{}"', rand(ALNUM, 32)),
 ]
 
 
@@ -336,6 +336,7 @@ def test_bad_policy_edit_names_file_key_and_value(tmp_path):
     raw = yaml.safe_load(POLICY_FILE.read_text())
     raw["secrets"]["rules"][0]["regex"] = "(unclosed"
     raw["risk"]["high"]["escalate_on_pii"] = "teleport"
+    raw["secret_placeholders"]["regexes"].append("(?i)^ok$|(bad")
     bad = tmp_path / "guardrails.yaml"
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as err:
@@ -343,6 +344,14 @@ def test_bad_policy_edit_names_file_key_and_value(tmp_path):
     msg = str(err.value)
     assert str(bad) in msg and "secrets.rules.0.regex" in msg and "(unclosed" in msg
     assert "risk.high.escalate_on_pii" in msg and "teleport" in msg
+    assert "secret_placeholders.regexes" in msg and "(bad" in msg
+    raw["secrets"]["exclude"] = ["bl.no-such-rule"]  # only a valid rest of the file gets this far
+    raw["secrets"]["rules"][0]["regex"], raw["risk"]["high"]["escalate_on_pii"] = "x", "review"
+    raw["secret_placeholders"]["regexes"].pop()
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_model(bad, GuardrailPolicy)
+    assert str(bad) in str(err.value) and "secrets" in str(err.value) and "bl.no-such-rule" in str(err.value)
 
 
 WORDS = ["the", "config", "value", "=", "def", "return", "x", "\n", "  ", "deploy", "token", "key:", "(", ")", "'", '"']

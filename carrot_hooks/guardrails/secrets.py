@@ -1,16 +1,22 @@
-"""Secret detection on model output: provider tokens, keys, JWTs, passwords, high-entropy values."""
+"""Secret detection: the maintained Betterleaks rules (generated data) plus our own rules from the policy."""
 
 from __future__ import annotations
 
 from .rules import Finding, RuleSet
-from .settings import GuardrailPolicy
+from .settings import GuardrailPolicy, maintained_rules
 
 
 class SecretScanner:
-    """The `secrets.rules` of the policy with the placeholder filter (`xxxx`, `EXAMPLE`, `${VAR}`)."""
+    """The `secrets.rules` of the policy (ours + the maintained set) with the placeholder-shape filter."""
 
     def __init__(self, policy: GuardrailPolicy):
-        self.rules = RuleSet(policy.secrets.rules, "redact", policy.secret_placeholders)
+        shapes, rules = policy.secret_placeholders, policy.secrets.rules
+        if policy.secrets.maintained:
+            maintained = maintained_rules()
+            shapes = shapes.merged(maintained.placeholders)
+            provider = {r.id for r in maintained.rules}
+            rules = sorted(rules, key=lambda r: r.id not in provider)  # a provider's rule wins a tie with a generic one
+        self.rules = RuleSet(rules, "redact", shapes)
 
     def scan(self, text: str) -> list[Finding]:
         """Secret findings in `text` (positions only; the value is never copied)."""

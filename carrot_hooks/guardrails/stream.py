@@ -26,10 +26,10 @@ _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
 
 @functools.lru_cache(maxsize=16)
-def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
-    """One regex for any keyword, and every proper keyword prefix longest first (compiled once per set)."""
+def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+    """One regex for any keyword, and the set of every proper keyword prefix (built once per set)."""
     matcher = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
-    return matcher, tuple(sorted({k[:i] for k in keywords for i in range(1, len(k))}, key=len, reverse=True))
+    return matcher, frozenset(k[:i] for k in keywords for i in range(1, len(k)))
 
 
 def _secret_like(token: str) -> bool:
@@ -50,6 +50,7 @@ class StreamFilter:
     ):
         self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
         self._keywords, self._prefixes = _keyword_matchers(tuple(keywords))
+        self._longest_prefix = max(map(len, self._prefixes), default=0)
         self.tail = ""  # raw text already released, kept as left context
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
@@ -80,9 +81,9 @@ class StreamFilter:
             m = self._keywords.search(low, line_start)
             if m:
                 limit = min(limit, m.start())
-        for p in self._prefixes:
-            if low.endswith(p):
-                limit = min(limit, n - len(p))
+        for i in range(min(n, self._longest_prefix), 0, -1):  # the longest partly arrived keyword
+            if low[n - i:] in self._prefixes:
+                limit = min(limit, n - i)
                 break
         if token and _secret_like(token.group()):  # however long: a 300-character JWT is held whole
             limit = min(limit, token.start())

