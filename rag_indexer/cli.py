@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from carrot_hooks.config import ConfigError
+from carrot_common.config import ConfigError
 
 from .embedding import Embedder, EmbeddingError, setup_offline_model
 from .indexer import IndexerError, index_tree

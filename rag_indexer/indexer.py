@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from .chunk import Chunk
 from .code_chunker import chunk_code
 from .doc_chunker import DOC_EXTENSIONS, chunk_doc
 from .embedding import Embedder
-from .files import SourceFile, git_head, is_indexable_text, list_files
+from .files import SourceFile, content_kind, git_head, is_indexable_text, list_files
 from .settings import EmbeddingSettings
 from .store import Store
 from .text import search_text, windows
@@ -44,8 +44,12 @@ class IndexReport:
         return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
 
 
-def chunk_file(kind: str, path: str, text: str) -> list[Chunk]:
-    return chunk_code(path, text) if kind == "code" else chunk_doc(path, text)
+def chunk_file(kind: str, path: str, text: str, f: SourceFile | None = None) -> list[Chunk]:
+    """The file's chunks, each labelled with the file's kind (code indexes)."""
+    if kind != "code":
+        return chunk_doc(path, text)
+    file_kind, package = content_kind(f.kind, f.package, f.path, text) if f else ("source", "")
+    return [replace(c, kind=file_kind, package=package) for c in chunk_code(path, text)]
 
 
 def embed_texts(kind: str, chunk: Chunk, cfg: EmbeddingSettings) -> list[str]:
@@ -116,7 +120,7 @@ def index_tree(
         per_file: list[tuple[str, SourceFile, list[Chunk]]] = []
         for path, f in batch:
             data = f.abspath.read_bytes()
-            chunks = chunk_file(kind, path, data.decode("utf-8")) if is_indexable_text(data) else []
+            chunks = chunk_file(kind, path, data.decode("utf-8"), f) if is_indexable_text(data) else []
             per_file.append((path, f, chunks))
         texts = {c: embed_texts(kind, c, cfg) for _, _, chunks in per_file for c in chunks}
         vec_of = _embed_cached(store, embedder, [t for ts in texts.values() for t in ts])
