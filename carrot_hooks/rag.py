@@ -58,7 +58,7 @@ class _Engine:
                 raise ConnectionError("vector store failed recently; retrying shortly")
             with self._lock:  # the embedding model (thread-safe ONNX session) is loaded once and shared
                 if self._embedder is None:
-                    self._embedder = Embedder(embedding_spec(settings))
+                    self._embedder = Embedder(embedding_spec(settings), fast=True)
             try:
                 store = Store(store_url(settings), settings.store.connect_timeout_s)
             except Exception:

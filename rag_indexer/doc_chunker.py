@@ -169,7 +169,7 @@ def _passages(group: list[_Section]) -> list[tuple[int, list[str], str]]:
         if cur and tokens >= MIN_PASSAGE_TOKENS:
             out.append((start, cur, heading))
             cur, start, heading, tokens = [], sec.start, sec.heading, 0
-        heading = heading or sec.heading
+        heading = sec.heading or heading  # a lone heading kept with what follows: the inner one names it
         for i, line in enumerate(sec.lines):
             if cur and not sec.end and not line.strip() and tokens >= PASSAGE_TOKENS:
                 out.append((start, cur, heading))

@@ -17,7 +17,7 @@ SKIP_DIRS = frozenset(
 )
 SKIP_NAMES = re.compile(
     r"(\.min\.(js|css)|\.map|_pb2(_grpc)?\.pyi?|\.pb\.go|\.generated\.\w+|\.lock|-lock\.json|\.sum|"
-    r"\.(png|jpe?g|gif|ico|pdf|zip|gz|tgz|bz2|xz|whl|so|dylib|dll|exe|bin|pyc|class|jar|onnx|pt|"
+    r"\.(po|pot|mo|png|jpe?g|gif|ico|pdf|zip|gz|tgz|bz2|xz|whl|so|dylib|dll|exe|bin|pyc|class|jar|onnx|pt|"
     r"woff2?|ttf|eot|mp[34]|db|sqlite|parquet|npy|npz|pkl))$",
     re.IGNORECASE,
 )
@@ -28,7 +28,7 @@ MAX_BYTES = 1_000_000
 
 VENDOR_DIRS = frozenset({"vendor", "vendored", "_vendor", "_vendored", "third_party", "thirdparty", "3rdparty",
                          "third-party", "extern", "externals"})
-TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__"})
+TEST_DIRS = frozenset({"test", "tests", "__tests__"})  # and a top-level `testing/` (pytest's layout)
 TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go|rb|rs|java|c|cpp)|.*\.(test|spec)\.[jt]sx?|conftest\.py|Test.*\.java|.*Tests?\.java)$")
 CHANGELOG_NAME = re.compile(r"^(changes|changelog|history|news|release[-_]?notes|whats[-_]?new)\b", re.IGNORECASE)
 CHANGELOG_DIRS = frozenset({"changelog", "changelogs", "changes", "whatsnew", "release-notes", "releasenotes", "newsfragments"})
@@ -36,7 +36,7 @@ EXAMPLE_DIRS = frozenset({"example", "examples", "sample", "samples", "demo", "d
 DOC_DIRS = frozenset({"doc", "docs", "documentation"})
 DOC_NAMES = re.compile(r"^(readme|contributing|authors|code_of_conduct|security|license|copying)\b|\.(md|markdown|rst|txt|html?|adoc)$",
                        re.IGNORECASE)
-LICENSE_FILE = re.compile(r"^(license|licence|copying)(\.\w+)?$", re.IGNORECASE)
+LICENSE_FILE = re.compile(r"^(license|licence|copying)(\.(txt|md))?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def file_kind(rel: str, vendored_roots: frozenset[str] = frozenset()) -> tuple[s
             return "vendored", root.rsplit("/", 1)[-1]
     if CHANGELOG_NAME.match(name) or any(d in CHANGELOG_DIRS for d in dirs):
         return "changelog", ""
-    if TEST_NAME.match(name) or any(d in TEST_DIRS for d in dirs):
+    if TEST_NAME.match(name) or any(d in TEST_DIRS for d in dirs) or dirs[:1] == ["testing"]:
         return "test", ""
     if any(d in EXAMPLE_DIRS for d in dirs):
         return "example", ""
@@ -88,7 +88,8 @@ def content_kind(kind: str, package: str, path: str, text: str) -> tuple[str, st
 
 def _vendored_roots(paths: list[str]) -> frozenset[str]:
     """Sub-folders (not the root) with their own licence file: copies of other projects."""
-    return frozenset(p.rsplit("/", 1)[0] for p in paths if "/" in p and LICENSE_FILE.match(p.rsplit("/", 1)[1]))
+    return frozenset(p.rsplit("/", 1)[0] for p in paths if "/" in p and LICENSE_FILE.match(p.rsplit("/", 1)[1])
+                     and not DOC_DIRS & set(p.lower().split("/")[:-1]))
 
 
 def blob_hash(data: bytes) -> str:

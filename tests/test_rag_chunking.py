@@ -5,18 +5,19 @@ from __future__ import annotations
 import inspect
 import itertools
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
-from rag_indexer.doc_chunker import MAX_TOKENS, chunk_doc, count_tokens
+from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, chunk_doc, count_tokens
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
 from rag_indexer.query import path_mentions, shape, symbol_mentions
 from rag_indexer.text import search_text, windows
+from tests.rag_sample_docs import routing_guide, write_docs
 
-DOCS = Path(__file__).resolve().parent.parent.parent / "shared" / "evaldata" / "docqa_dev" / "docs"
 
 
 def test_python_chunks_follow_functions_and_methods_with_exact_lines():
@@ -139,39 +140,50 @@ def test_git_checkout_uses_blob_hashes_and_sees_uncommitted_edits(tmp_path):
     assert {f.path: f.blob for f in list_files(tmp_path)} == {"a.py": blob_hash(b"x = 2\n")}
 
 
-def test_markdown_chunks_are_800_to_1200_tokens_along_headings():
-    doc = DOCS / "global_routing.md"
-    if not doc.exists():
-        pytest.skip("evaldata not present")
-    lines = doc.read_text().splitlines()
-    chunks = chunk_doc("global_routing.md", doc.read_text())
-    assert chunks[0].start_line == 1 and chunks[-1].end_line <= len(lines)
-    for a, b in itertools.pairwise(chunks):  # contiguous but for blank lines: nothing lost
-        assert b.start_line > a.end_line
-        assert not "".join(lines[a.end_line : b.start_line - 1]).strip()
-    sizes = [count_tokens(c.text) for c in chunks]
-    assert all(s <= MAX_TOKENS for s in sizes)
-    assert all(s >= 400 for s in sizes[:-1]), sizes  # only the tail may be short
-    assert all(c.heading for c in chunks)
-    for c in chunks:  # a chunk's text is exactly its cited lines
+def test_markdown_passages_sit_in_parent_sections_of_at_most_1200_tokens():
+    text = routing_guide() * 3  # long enough for several parents
+    lines = text.splitlines()
+    chunks = chunk_doc("global_routing.md", text)
+    parents = list(dict.fromkeys(c.parent for c in chunks))
+    assert len(parents) >= 3 and parents[0][0] == 1 and parents[-1][1] <= len(lines)
+    for a, b in itertools.pairwise(parents):  # contiguous but for blank lines: nothing lost
+        assert b[0] > a[1] and not "".join(lines[a[1] : b[0] - 1]).strip()
+    sizes = [count_tokens(p[2]) for p in parents]
+    assert all(s <= MAX_TOKENS for s in sizes) and all(s >= 400 for s in sizes[:-1]), sizes
+    for c in chunks:  # a passage's text is exactly its cited lines, inside its parent
         assert c.text == "\n".join(lines[c.start_line - 1 : c.end_line])
-        first_heading = next((ln for ln in c.text.splitlines() if ln.startswith("#")), None)
-        if first_heading:
-            assert c.heading.split(" > ")[-1] == first_heading.lstrip("#").strip()
+        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
+        assert c.parent[2] == "\n".join(lines[c.parent[0] - 1 : c.parent[1]])
+        assert count_tokens(c.text) <= 2 * PASSAGE_TOKENS and c.heading.startswith("Global Routing")
+    alpha = next(c for c in chunks if "set_routing_alpha" in c.text)
+    assert alpha.heading == "Global Routing > Set Routing Alpha"
+    whole = alpha.enclosing()
+    assert (whole.start_line, whole.end_line) == alpha.parent[:2] and "## Set Routing Alpha" in whole.text
+
+
+def test_markdown_in_a_txt_file_is_split_at_its_headings_and_titled():
+    folder = write_docs(Path(tempfile.mkdtemp()))
+    chunks = chunk_doc("master.txt", (folder / "master.txt").read_text())
+    assert {c.heading for c in chunks} == {"Release Process > Tagging", "Release Process > Publishing"}
+    assert all(c.language == "markdown" for c in chunks)
+    plain = chunk_doc("notes/setup_guide.txt", "Just some words.\n\nAnd more words here.\n")
+    assert plain[0].heading == "setup guide" and plain[0].language == "text"  # no headings: the file name in words
+    rst = "Guide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun it.\n"
+    assert chunk_doc("g.txt", rst)[0].language == "rst"
 
 
 def test_markdown_headings_inside_code_fences_are_not_headings():
     text = "# Title\n\n```sh\n# not a heading\n```\n\n## Real\n\nbody\n"
-    chunk = chunk_doc("x.md", text)[0]
-    assert chunk.heading == "Title"
+    headings = {c.heading for c in chunk_doc("x.md", text)}
+    assert headings == {"Title > Real"} and not any("not a heading" in h for h in headings)
 
 
 def test_rst_and_html_headings():
     rst = "=====\nGuide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun it.\n"
-    assert chunk_doc("g.rst", rst)[0].heading == "Guide"
+    assert chunk_doc("g.rst", rst)[0].heading == "Guide > Install"  # a short intro stays with the next section
     html = "<html><body><h1>Top</h1>\n<p>one</p>\n<h2>Sub</h2>\n<p>two</p><script>evil()</script></body></html>"
     c = chunk_doc("g.html", html)[0]
-    assert c.heading == "Top" and "evil" not in c.text and "two" in c.text
+    assert c.heading == "Top > Sub" and "evil" not in c.text and "two" in c.text
 
 
 def test_search_text_splits_identifiers_and_keeps_whole_names():
