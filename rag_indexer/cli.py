@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"{report.kind} {report.name}@{report.commit or '-'}: {report.files} files, {report.indexed} indexed, "
             f"{report.unchanged} unchanged, {report.deleted} deleted; {report.chunks_written} chunks written "
-            f"({report.chunks_per_s:.0f}/s), {report.chunks_total} in index; {report.seconds:.1f}s; model {embedder.model_id}"
+            f"({report.rate()}), {report.chunks_total} in index; {report.seconds:.1f}s; model {embedder.model_id}"
         )
         return 0
     kind, name = ("code", args.repo) if args.repo else ("docs", args.collection)

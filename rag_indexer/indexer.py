@@ -11,7 +11,7 @@ import numpy as np
 
 from .chunk import Chunk
 from .code_chunker import chunk_code
-from .doc_chunker import DOC_EXTENSIONS, chunk_doc
+from .doc_chunker import DOC_EXTENSIONS, chunk_doc, count_tokens
 from .embedding import Embedder
 from .files import SourceFile, content_kind, git_head, is_indexable_text, list_files
 from .settings import EmbeddingSettings
@@ -38,10 +38,18 @@ class IndexReport:
     chunks_written: int
     chunks_total: int
     seconds: float
+    tokens_written: int = 0  # text tokens of the chunks written (code and docs compare per token)
 
     @property
     def chunks_per_s(self) -> float:
         return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
+
+    def rate(self) -> str:
+        """`12.3 chunks/s, 1,234 tokens/s` for the summary line; never a rounded-down 0."""
+        if not self.chunks_written or self.seconds <= 0:
+            return "nothing to embed"
+        per_s = self.chunks_per_s
+        return f"{per_s:.3g} chunks/s, {self.tokens_written / self.seconds:,.0f} tokens/s"
 
 
 def chunk_file(kind: str, path: str, text: str, f: SourceFile | None = None) -> list[Chunk]:
@@ -114,7 +122,7 @@ def index_tree(
     todo = [(p, f) for p, f in current.items() if known.get(p) != f.blob]
     if on_total:
         on_total(len(todo))
-    written = 0
+    written = tokens = 0
     for i in range(0, len(todo), FILES_PER_BATCH):
         batch = todo[i : i + FILES_PER_BATCH]
         per_file: list[tuple[str, SourceFile, list[Chunk]]] = []
@@ -129,10 +137,11 @@ def index_tree(
             terms = [search_text(f"{c.path} {c.symbol} {c.heading} " * LABEL_REPEAT + c.text) for c in chunks]
             store.replace_file(info, path, f.blob, chunks, terms, vectors)
             written += len(chunks)
+            tokens += sum(count_tokens(c.text) for c in chunks)
         if progress:
             progress(len(batch))
     info = store.finish_run(info, commit)
     return IndexReport(
         kind, name, commit, len(files), len(todo), len(files) - len(todo), len(deleted), written, info.chunks,
-        time.perf_counter() - t0,
+        time.perf_counter() - t0, tokens,
     )
