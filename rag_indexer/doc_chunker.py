@@ -5,7 +5,7 @@ that are matched while the model is handed the whole parent. Headings read `Titl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 
 from .chunk import Chunk
@@ -184,8 +184,29 @@ def _passages(group: list[_Section]) -> list[tuple[int, list[str], str]]:
     return out
 
 
+def _around(chunks: list[Chunk], lines: list[str]) -> list[Chunk]:
+    """Each passage's parent: the passage and its neighbours, added below and above in turn while the whole
+    stays within MAX_TOKENS (overlapping windows, so an answer that starts one passage earlier or ends one
+    later is still handed over whole)."""
+    sizes = [count_tokens(c.text) for c in chunks]
+    out = []
+    for i, c in enumerate(chunks):
+        lo = hi = i
+        total = sizes[i]
+        grew = True
+        while grew:
+            grew = False
+            for j in (hi + 1, lo - 1):
+                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= MAX_TOKENS:
+                    lo, hi, total, grew = min(lo, j), max(hi, j), total + sizes[j], True
+        start, end = chunks[lo].start_line, chunks[hi].end_line
+        out.append(replace(c, parent=(start, end, "\n".join(lines[start - 1 : end]))))
+    return out
+
+
 def chunk_doc(path: str, text: str) -> list[Chunk]:
-    """Passages with their parent: whole sections grouped to 800-1200 tokens where possible."""
+    """Passages of about PASSAGE_TOKENS, each with the neighbourhood of at most MAX_TOKENS around it as its
+    parent (HTML: whole sections grouped to 800-1200 tokens, as source lines do not map to text there)."""
     kind = doc_format(path, text)
     lines = text.splitlines()
     if kind == "markdown":
@@ -232,4 +253,4 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
             flush()
             tokens = 0
     flush()
-    return chunks
+    return chunks if kind == "html" else _around(chunks, lines)

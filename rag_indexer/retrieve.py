@@ -156,13 +156,12 @@ class Retriever:
         threshold = self.cfg.diversify_similarity.get(q.kind, 1.0)
         window = order[: max(q.k * 4, q.k + 8)] if threshold < 1.0 or q.kind == "docs" else order[: q.k]
         chunks = self.store.chunks(window)
-        seen_sections: set[tuple[str, int]] = set()
+        taken: list[tuple[str, int, int]] = []
         unique = []
-        for cid in window:
-            c = chunks[cid]
-            key = (c.path, c.parent[0] if c.parent else -cid)
-            if key not in seen_sections:
-                seen_sections.add(key)
+        for cid in window:  # a passage whose section is (inside) one already taken adds nothing
+            c = chunks[cid].enclosing()
+            if c is chunks[cid] or not any(p == c.path and s <= c.start_line and c.end_line <= e for p, s, e in taken):
+                taken.append((c.path, c.start_line, c.end_line))
                 unique.append(cid)
         picked = diversify(unique, lambda c: chunks[c].enclosing().text, q.k, threshold)
         return [Hit(chunks[c].enclosing(), c, info.name, info.commit, fused[c], dense.get(c), bm25.get(c))

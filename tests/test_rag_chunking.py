@@ -140,21 +140,22 @@ def test_git_checkout_uses_blob_hashes_and_sees_uncommitted_edits(tmp_path):
     assert {f.path: f.blob for f in list_files(tmp_path)} == {"a.py": blob_hash(b"x = 2\n")}
 
 
-def test_markdown_passages_sit_in_parent_sections_of_at_most_1200_tokens():
+def test_markdown_passages_carry_the_neighbourhood_of_at_most_1200_tokens_around_them():
     text = routing_guide() * 3  # long enough for several parents
     lines = text.splitlines()
     chunks = chunk_doc("global_routing.md", text)
-    parents = list(dict.fromkeys(c.parent for c in chunks))
-    assert len(parents) >= 3 and parents[0][0] == 1 and parents[-1][1] <= len(lines)
-    for a, b in itertools.pairwise(parents):  # contiguous but for blank lines: nothing lost
-        assert b[0] > a[1] and not "".join(lines[a[1] : b[0] - 1]).strip()
-    sizes = [count_tokens(p[2]) for p in parents]
-    assert all(s <= MAX_TOKENS for s in sizes) and all(s >= 400 for s in sizes[:-1]), sizes
-    for c in chunks:  # a passage's text is exactly its cited lines, inside its parent
+    assert chunks[0].start_line == 1 and chunks[-1].end_line <= len(lines)
+    for a, b in itertools.pairwise(chunks):  # passages are contiguous but for blank lines: nothing lost
+        assert b.start_line > a.end_line and not "".join(lines[a.end_line : b.start_line - 1]).strip()
+    for i, c in enumerate(chunks):  # a passage's text is exactly its cited lines, inside its parent
         assert c.text == "\n".join(lines[c.start_line - 1 : c.end_line])
         assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
         assert c.parent[2] == "\n".join(lines[c.parent[0] - 1 : c.parent[1]])
+        assert count_tokens(c.parent[2]) <= MAX_TOKENS
         assert count_tokens(c.text) <= 2 * PASSAGE_TOKENS and c.heading.startswith("Global Routing")
+        grown = [n for n in (i - 1, i + 1) if 0 <= n < len(chunks)]  # a neighbour left out would not have fit
+        assert all(c.parent[0] <= chunks[n].start_line and chunks[n].end_line <= c.parent[1]
+                   or count_tokens(c.parent[2]) + count_tokens(chunks[n].text) > MAX_TOKENS for n in grown)
     alpha = next(c for c in chunks if "set_routing_alpha" in c.text)
     assert alpha.heading == "Global Routing > Set Routing Alpha"
     whole = alpha.enclosing()
