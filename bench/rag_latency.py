@@ -28,14 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.retrieval import CACHE, EVAL
 from rag_indexer.embedding import Embedder
 from rag_indexer.files import list_files
 from rag_indexer.indexer import chunk_file, index_tree
 from rag_indexer.retrieve import Query, Retriever
 from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
 from rag_indexer.store import Store
-
-from bench.retrieval import CACHE, EVAL  # noqa: E402 - the same data and sdist cache as the quality bench
 
 NAME = "bench-latency"
 TARGET_MS = 20.0

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from carrot_common.config import Strict as _Strict
 from carrot_common.config import load_model
 from carrot_common.paths import policy_dir, state_dir
 
@@ -18,10 +19,6 @@ from .embedding import EmbeddingSpec
 IndexKind = Literal["code", "docs"]
 FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "generated"]
 Tier = int | Literal["named", "off"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StoreSettings(_Strict):
@@ -68,11 +65,11 @@ class FileKindSettings(_Strict):
     """In which order file kinds fill a code question's results: tier 0 first, then 1, ... (by relevance within
     a tier); `named`: only when the query names the file or the vendored package; `off`: never."""
 
-    tiers: dict[FileKind, Tier] = {"source": 0, "example": 1, "docs": 1, "changelog": 1, "test": 2,
-                                   "vendored": "named", "generated": "named"}
+    tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
+        "source": 0, "example": 1, "docs": 1, "changelog": 1, "test": 2, "vendored": "named", "generated": "named"})
     # ...when the question is about tests (task `tests`, a test file named, or `tests_pattern` matches)
-    tests_tiers: dict[FileKind, Tier] = {"source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1,
-                                         "vendored": "named", "generated": "named"}
+    tests_tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
+        "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "vendored": "named", "generated": "named"})
     tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|file|case)s?|(?:the|our|its|failing|flaky) tests?"
                           r"|tests? (?:for|of|in)|fixtures? (?:file|in|for))\b")
 
@@ -97,7 +94,8 @@ class RetrievalSettings(_Strict):
     fuse_files: tuple[IndexKind, ...] = ("code",)
     max_query_terms: int = Field(40, ge=1, le=512)
     # full-text skips lexemes found in more than this share of an index's chunks (per index kind)
-    max_term_df: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = {"code": 0.1, "docs": 0.3}
+    max_term_df: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 0.1, "docs": 0.3})
     query_window_words: int = Field(64, ge=16, le=512)
     max_query_windows: int = Field(1, ge=1, le=32)
     # the best hit must pass one of these to count as relevant (else "none"); then k hits are returned
@@ -105,9 +103,11 @@ class RetrievalSettings(_Strict):
     min_fulltext_score: float = Field(2.0, ge=0)
     max_chunk_chars: int = Field(8000, ge=200)
     # typo tolerance: an unknown query word also matches the indexed lexeme this trigram-similar (0 = off)
-    typo_similarity: dict[IndexKind, Annotated[float, Field(ge=0, le=1)]] = {"code": 0.0, "docs": 0.5}
+    typo_similarity: dict[IndexKind, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 0.0, "docs": 0.5})
     # a result whose text is this similar (word-trigram Jaccard) to a higher one goes behind the rest (1 = off)
-    diversify_similarity: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = {"code": 1.0, "docs": 0.6}
+    diversify_similarity: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 1.0, "docs": 0.6})
     file_kinds: FileKindSettings = FileKindSettings()
 
 

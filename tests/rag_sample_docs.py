@@ -36,7 +36,7 @@ def install_guide(cloud: str, offline_word: str = "disconnected") -> str:
     """One of several near-identical install guides (one per cloud)."""
     return "\n".join([
         f"# Installing on {cloud}", "",
-        f"## Prerequisites", "", _prose(f"{cloud} account", 8), "",
+        "## Prerequisites", "", _prose(f"{cloud} account", 8), "",
         f"## {offline_word.capitalize()} installation", "",
         f"A {offline_word} install runs without internet access: copy the bundle to the {cloud} host, "
         f"run `./install.sh --offline`, then start the service with `svc start`. " + _prose("bundle", 6), "",

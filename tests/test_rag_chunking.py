@@ -19,7 +19,6 @@ from rag_indexer.text import search_text, windows
 from tests.rag_sample_docs import routing_guide, write_docs
 
 
-
 def test_python_chunks_follow_functions_and_methods_with_exact_lines():
     src = Path(files_mod.__file__).read_text()
     chunks = chunk_code("rag_indexer/files.py", src)
