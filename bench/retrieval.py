@@ -12,8 +12,8 @@ Docs: file@k (a gold document among the first k distinct documents) and passage@
 returned chunks contains every non-blank, non-heading line of a gold passage). Goals: file@1 >= 0.85,
 passage@5 >= 0.95.
 
-Indexing dev2 in full is hours of CPU on a shared 2-core machine: `--max-releases N` keeps the N releases
-with the most issues per set (the subsample is printed).
+Indexing dev2 in full (44 releases) is hours of CPU on a shared 2-core machine: `--max-releases N` keeps,
+per project, the N releases with the most issues (the subsample is printed).
 
     .venv/bin/python bench/retrieval.py [--sets dev,dev2,docqa] [--max-releases N] [--limit N] [--fresh]
 """
@@ -84,7 +84,10 @@ def bench_code(set_name: str, store, index_embedder, retriever, settings, args) 
     file, label = CODE_SETS[set_name]
     items = [json.loads(line) for line in (EVAL / file).read_text().splitlines()]
     per_release = collections.Counter(it["pypi_sdist"] for it in items)
-    keep = [spec for spec, _ in per_release.most_common(args.max_releases)]
+    by_project: dict[str, list[str]] = collections.defaultdict(list)
+    for spec, _ in per_release.most_common():
+        by_project[spec.split("==")[0]].append(spec)
+    keep = [spec for specs in by_project.values() for spec in specs[: args.max_releases]]
     items = [it for it in items if it["pypi_sdist"] in keep][: args.limit]
     print(f"{set_name} ({label}): {len(items)} of {sum(per_release.values())} issues, "
           f"releases {', '.join(sorted(keep))}", flush=True)
@@ -172,7 +175,7 @@ def summary(res: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="dev,dev2,docqa", help="comma-separated: dev, dev2, docqa")
-    ap.add_argument("--max-releases", type=int, default=None, help="per code set: the N releases with most issues")
+    ap.add_argument("--max-releases", type=int, default=None, help="per project: the N releases with the most issues")
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set")
     ap.add_argument("--fresh", action="store_true", help="drop the bench indexes first (embedding cache stays)")
     ap.add_argument("--index-threads", type=int, default=None, help="ONNX threads for indexing (policy default)")
