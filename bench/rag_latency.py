@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.retrieval import CACHE, EVAL
 from rag_indexer.embedding import Embedder
 from rag_indexer.files import list_files
 from rag_indexer.indexer import chunk_file, index_tree
@@ -35,9 +36,8 @@ from rag_indexer.retrieve import Query, Retriever
 from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
 from rag_indexer.store import Store
 
-EVAL = ROOT.parent / "shared" / "evaldata"
 NAME = "bench-latency"
-TARGET_MS = 30.0
+TARGET_MS = 20.0
 STAGES = {  # object attribute -> stage label
     ("store", "index"): "index lookup",
     ("embedder", "embed"): "query embedding",
@@ -45,7 +45,8 @@ STAGES = {  # object attribute -> stage label
     ("store", "bm25"): "full-text searches",
     ("store", "symbols"): "symbol search",
     ("store", "paths_matching"): "path mentions",
-    ("store", "chunk_paths"): "candidate paths",
+    ("store", "typo_corrections"): "typo corrections",
+    ("store", "chunk_meta"): "candidate paths, kinds",
     ("store", "chunks"): "chunk fetch",
 }
 
@@ -58,9 +59,9 @@ def pct(values, p):
 def build_repo(folder: str, enough, part: str = "src") -> Path:
     """Release trees (`part` of each unpacked sdist: "src", or "" for all of it) copied side by side,
     newest first, until `enough(files, chunks)` says so."""
-    releases = sorted(p for p in (state_dir() / "bench" / "sdists").glob("pytest-*") if p.is_dir())
+    releases = sorted(p for p in CACHE.glob("pytest-*") if p.is_dir())
     if not releases:
-        sys.exit("no pytest sources under .state/bench/sdists: run bench/retrieval.py first")
+        sys.exit(f"no pytest sources under {CACHE}: run bench/retrieval.py first")
     repo = state_dir() / "bench" / folder
     shutil.rmtree(repo, ignore_errors=True)
     files = chunks = 0
@@ -138,15 +139,77 @@ def server_cpu_ms(store: Store) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def embedding_throughput(settings, sample: int) -> None:
+    """Cold indexing's embedding cost (no cache) for code chunks and doc passages, per variant of ONNX threads
+    and batch size, the variants interleaved round by round so load changes hit them alike."""
+    from dataclasses import replace
+
+    from rag_indexer.doc_chunker import chunk_doc, count_tokens
+    from rag_indexer.indexer import embed_texts
+
+    releases = sorted(p for p in CACHE.glob("pytest-*") if p.is_dir())
+    code = [c for f in list_files(releases[-1] / "src") for c in chunk_file("code", f.path, f.abspath.read_text())]
+    docs = [c for p in sorted((EVAL / "docqa_dev" / "docs").glob("*.md")) for c in chunk_doc(p.name, p.read_text())]
+    base = embedding_spec(settings, for_query=False)
+    variants = {f"threads {t}, batch {b}": (replace(base, threads=t), b) for t, b in ((None, 32), (1, 8), (2, 8))}
+    models = {name: Embedder(spec, fast=True) for name, (spec, _) in variants.items()}
+    for kind, chunks in (("code", code[:sample]), ("docs", docs[:sample])):
+        texts = [t for c in chunks for t in embed_texts(kind, c, settings.embedding)]
+        tokens = sum(count_tokens(c.text) for c in chunks)
+        secs: dict[str, list[float]] = defaultdict(list)
+        for _ in range(2):
+            for name, (_, batch) in variants.items():
+                t0 = time.perf_counter()
+                models[name].embed(texts, batch_size=batch)
+                secs[name].append(time.perf_counter() - t0)
+        print(f"cold embedding, {kind}: {len(chunks)} chunks, {len(texts)} windows, {tokens} text tokens "
+              f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        ref = min(secs[next(iter(variants))])
+        for name, values in secs.items():
+            best = min(values)
+            print(f"  {name:<22} {len(chunks) / best:8.1f} chunks/s {tokens / best:9.0f} tokens/s  x{ref / best:.2f}")
+
+
+def cli_query_wall(repeats: int = 3) -> None:
+    """`rag-indexer query` wall time (fresh process each), and what the model load costs with and without
+    fastembed in a fresh process (the baseline the lazy path is compared against)."""
+    import subprocess
+
+    def wall(argv: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+        return time.perf_counter() - t0
+
+    py = sys.executable
+    load = ("from rag_indexer.embedding import Embedder; from rag_indexer.settings import embedding_spec, "
+            "load_settings; Embedder(embedding_spec(load_settings()), fast={}).embed(['q'])")
+    rows = {
+        "rag-indexer query": [py, "-m", "rag_indexer.cli", "query", "how do I set the routing alpha", "--collection",
+                              "bench-docqa"],
+        "model load, fast path": [py, "-c", load.format(True)],
+        "model load, fastembed": [py, "-c", load.format(False)],
+    }
+    print(f"CLI wall (best of {repeats}, load {os.getloadavg()[0]:.1f}):")
+    for label, argv in rows.items():
+        print(f"  {label:<24} {min(wall(argv) for _ in range(repeats)):.2f} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-chunks", type=int, default=10_000)
     ap.add_argument("--reindex-files", type=int, default=1_000, help="repo size for the one-file re-index")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only cold embedding throughput and CLI wall (on the bench-docqa index)")
+    ap.add_argument("--sample", type=int, default=200, help="chunks per kind for the throughput runs")
     args = ap.parse_args()
     settings = load_settings()
+    if args.speed_only:
+        embedding_throughput(settings, args.sample)
+        cli_query_wall()
+        return 0
     store = Store(store_url(settings))
-    embedder = Embedder(embedding_spec(settings))  # query side, as in the gateway
+    embedder = Embedder(embedding_spec(settings), fast=True)  # query side, as in the gateway
     index_embedder = Embedder(embedding_spec(settings, for_query=False))
     retriever = Retriever(store, embedder, settings.retrieval)
     repo = build_repo("latency_repo", lambda _, chunks: chunks >= args.min_chunks)

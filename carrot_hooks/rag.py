@@ -1,8 +1,11 @@
 """Context stage: retrieved code/doc chunks for rag-code / rag-doc requests (and any X-Context-Refs).
 
-Sets `ctx.rag_status` ("injected:N" | "none" | "unavailable"), which the gateway renders as
-`x-carrot-rag`. Retrieved text goes in a user-role context block as quoted data, never into
-the system role. A store that is down never fails the request.
+Sets `ctx.rag_status`, which the gateway renders as `x-carrot-rag`: "injected:N", "none" (searched,
+nothing relevant), "no-repo" (a rag-code request that names no repository and none is configured: the
+log line says where to set one) or "unavailable". Which repositories a rag-code request searches:
+`X-Context-Refs`, else the key's metadata `carrot_repos`, else its team's, else `gateway.default_repos`
+in policy/rag.yaml. Retrieved text goes in a user-role context block as quoted data, never into the
+system role. A store that is down never fails the request.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ import threading
 import time
 
 from .config import Watched, policy_dir
-from .context import RequestContext
+from .context import ContextRefs, RequestContext
 from .messages import last_user_text
 from .metrics import RAG_DURATION
 
 log = logging.getLogger("carrot.rag")
 
 RETRY_AFTER_S = 5.0  # after a store failure, report "unavailable" without reconnecting for this long
+REPOS_KEY = "carrot_repos"  # key / team metadata: the repositories a header-less rag-code request searches
+_REPO = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<ref>[0-9A-Za-z._/\-]{1,100}))?$")
+NO_REPO_FIX = (
+    "rag-code request names no repository: send 'X-Context-Refs: <repo>' (or <repo>@<commit|branch|HEAD>), "
+    f"or set '{REPOS_KEY}: [<repo>, ...]' in the API key's metadata (policy/keys.yaml, or LiteLLM's key/team "
+    "metadata), or 'gateway.default_repos' in policy/rag.yaml"
+)
 
 
 class _Engine:
@@ -48,7 +58,7 @@ class _Engine:
                 raise ConnectionError("vector store failed recently; retrying shortly")
             with self._lock:  # the embedding model (thread-safe ONNX session) is loaded once and shared
                 if self._embedder is None:
-                    self._embedder = Embedder(embedding_spec(settings))
+                    self._embedder = Embedder(embedding_spec(settings), fast=True)
             try:
                 store = Store(store_url(settings), settings.store.connect_timeout_s)
             except Exception:
@@ -84,6 +94,31 @@ def warm() -> None:
     engine().retriever()
 
 
+def _metadata_repos(meta: object, where: str) -> tuple[ContextRefs, ...]:
+    """`carrot_repos` of a key's or team's metadata as refs; a malformed value is logged and ignored."""
+    value = meta.get(REPOS_KEY) if isinstance(meta, dict) else None
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    refs = [_REPO.match(n) if isinstance(n, str) else None for n in names] if isinstance(names, list) else [None]
+    if not all(refs):
+        log.error("%s metadata %s=%r ignored: expected a list of repository names ('repo' or 'repo@ref')",
+                  where, REPOS_KEY, value)
+        return ()
+    return tuple(ContextRefs(m["repo"], m["ref"], ()) for m in refs)  # type: ignore[index,union-attr]
+
+
+def code_repos(ctx: RequestContext, data: dict, defaults: tuple[str, ...]) -> tuple[ContextRefs, ...]:
+    """The repositories a rag-code request searches: X-Context-Refs, the key's `carrot_repos`, the team's,
+    the policy default (first that names any)."""
+    if ctx.context_refs is not None:
+        return (ctx.context_refs,)
+    meta = next((data.get(k) for k in ("metadata", "litellm_metadata") if isinstance(data.get(k), dict)), {})
+    return (_metadata_repos(meta.get("user_api_key_metadata"), "key")
+            or _metadata_repos(meta.get("user_api_key_team_metadata"), "team")
+            or _metadata_repos({REPOS_KEY: list(defaults)}, "policy/rag.yaml gateway.default_repos"))
+
+
 def _fence(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     return "`" * max(3, longest + 1)
@@ -103,7 +138,8 @@ def render_block(kind: str, hits, max_chars: int) -> str:
         fence = _fence(text)
         if kind == "code":
             where = f"{h.index}@{h.commit}" if h.commit else h.index
-            label = f"{where} {c.cite}" + (f" ({c.symbol})" if c.symbol else "")
+            what = f"{c.kind}: {c.package}" if c.package else c.kind
+            label = f"{where} {c.cite}" + (f" ({c.symbol})" if c.symbol else "") + f" [{what}]"
             parts.append(f"{label}\n{fence}{c.language}\n{text}\n{fence}")
         else:
             label = f"[{i}] {c.path}" + (f" — {c.heading}" if c.heading else "") + f" (lines {c.start_line}-{c.end_line})"
@@ -112,10 +148,13 @@ def render_block(kind: str, hits, max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
-def render_none(kind: str, name: str) -> str:
+def render_none(kind: str, name: str | None) -> str:
+    """The block for no context: nothing relevant in index `name`, or (None) no repository selected."""
     what = "code" if kind == "code" else "documentation"
+    found = (f"No relevant {what} was found in the index {name!r} for this request." if name
+             else "No repository was selected for this request, so no code was retrieved.")
     return (
-        f"<retrieved-context kind=\"{kind}\">\nNo relevant {what} was found in the index {name!r} for this request. "
+        f"<retrieved-context kind=\"{kind}\">\n{found} "
         "Tell the user that the retrieved context does not cover the question; do not answer from memory.\n"
         "</retrieved-context>"
     )
@@ -138,29 +177,37 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         return
     settings = eng.settings.get()
     kind = "docs" if ctx.task_type == "rag-doc" else "code"
-    refs = ctx.context_refs
-    name = refs.repo if refs else (settings.gateway.default_collection if kind == "docs" else settings.gateway.default_repo)
+    if kind == "code":
+        targets = code_repos(ctx, data, settings.gateway.default_repos)
+    else:
+        refs = ctx.context_refs
+        collection = refs.repo if refs else settings.gateway.default_collection
+        targets = (ContextRefs(collection, refs.commit if refs else None, refs.paths if refs else ()),) if collection else ()
     messages = data.get("messages")
     text = last_user_text(messages) if isinstance(messages, list) else ""
     if not isinstance(messages, list) or not text.strip():
         ctx.rag_status = "none"
         return
-    if not name:
-        ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "(no repository named)"))
+    if not targets:
+        log.warning("x-carrot-rag: no-repo (tenant %s): %s", ctx.tenant, NO_REPO_FIX)
+        ctx.rag_status = "no-repo"
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, None))
         return
-    query = Query(kind, name, text, settings.retrieval.top_k, refs.commit if refs else None, refs.paths if refs else ())
+    k = settings.retrieval.top_k
+    queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=ctx.task_type == "tests") for t in targets]
     t0 = time.perf_counter()
     try:
-        hits = await asyncio.to_thread(eng.search, query)
+        per_repo = await asyncio.to_thread(lambda: [eng.search(q) for q in queries])
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
-        log.warning("retrieval unavailable for %s %r: %s", kind, name, e)
+        log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets), e)
         ctx.rag_status = "unavailable"
         return
     RAG_DURATION.observe(time.perf_counter() - t0)
+    # several repositories: their best hits in turn (first, second, ...), k in all
+    hits = [h for rank in zip(*(r + [None] * (k - len(r)) for r in per_repo), strict=True) for h in rank if h][:k]
     if not hits:
         ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, name))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, ", ".join(t.repo for t in targets)))
         return
     data["messages"] = _insert_before_last_user(ctx, messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
     ctx.rag_status = f"injected:{len(hits)}"

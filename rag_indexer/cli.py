@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from carrot_hooks.config import ConfigError
+from carrot_common.config import ConfigError
 
 from .embedding import Embedder, EmbeddingError, setup_offline_model
 from .indexer import IndexerError, index_tree
@@ -62,14 +62,14 @@ def _run(args: argparse.Namespace) -> int:
             print(store_url(settings))
         return 0
     store = Store(store_url(settings), settings.store.connect_timeout_s)
-    embedder = Embedder(embedding_spec(settings, for_query=args.cmd == "query"))
+    embedder = Embedder(embedding_spec(settings, for_query=args.cmd == "query"), fast=args.cmd == "query")
     if args.cmd in ("code", "docs"):
         name = args.repo if args.cmd == "code" else args.collection
         report = _index(args, store, embedder, settings, name)
         print(
             f"{report.kind} {report.name}@{report.commit or '-'}: {report.files} files, {report.indexed} indexed, "
             f"{report.unchanged} unchanged, {report.deleted} deleted; {report.chunks_written} chunks written "
-            f"({report.chunks_per_s:.0f}/s), {report.chunks_total} in index; {report.seconds:.1f}s; model {embedder.model_id}"
+            f"({report.rate()}), {report.chunks_total} in index; {report.seconds:.1f}s; model {embedder.model_id}"
         )
         return 0
     kind, name = ("code", args.repo) if args.repo else ("docs", args.collection)

@@ -1,19 +1,25 @@
-"""Doc chunks of 800-1200 tokens along headings (Markdown, reStructuredText, HTML, text)."""
+"""Doc chunks along the document's structure (Markdown, reStructuredText, HTML; detected in any file, `.txt`
+included): sections grouped into parents of 800-1200 tokens, each split into passages of about 200 tokens
+that are matched while the model is handed the whole parent. Headings read `Title > Section > Sub`."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 
 from .chunk import Chunk
 
-MIN_TOKENS, MAX_TOKENS = 800, 1200
+MIN_TOKENS, MAX_TOKENS = 800, 1200  # parents: what the model is handed
+PASSAGE_TOKENS = 200  # passages: what is matched (cut at a blank line past this, or at a section start)
+MIN_PASSAGE_TOKENS = 40  # a section start shorter than this (a lone heading) stays with what follows
 DOC_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html", ".txt": "text"}
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _RST_UNDERLINE = re.compile(r"^([=\-`:'\"~^_*+#<>])\1{2,}\s*$")
+_MD_SIGNAL = re.compile(r"^\s*(```|~~~|[-*+] |\d+\. |> )|\[[^\]]+\]\([^)]+\)|`[^`]+`")
+_HTML_START = re.compile(r"^\s*(<!doctype html|<html\b)", re.IGNORECASE)
 
 
 def count_tokens(text: str) -> int:
@@ -123,9 +129,85 @@ def _split_long(sec: _Section) -> list[_Section]:
     return out
 
 
-def chunk_doc(path: str, text: str) -> list[Chunk]:
-    """Chunks of 800-1200 tokens made of whole sections where possible, labelled with the first heading."""
+def doc_format(path: str, text: str) -> str:
+    """markdown | rst | html | text: by extension, and for `.txt` and unknown ones by the text's structure."""
     kind = DOC_EXTENSIONS.get("." + path.rsplit(".", 1)[-1].lower(), "text")
+    if kind != "text":
+        return kind
+    if _HTML_START.match(text[:500]):
+        return "html"
+    lines = text.splitlines()
+    fenced, atx = False, 0
+    for line in lines:
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and _MD_HEADING.match(line):
+            atx += 1
+    if atx >= 2 or (atx == 1 and sum(bool(_MD_SIGNAL.search(line)) for line in lines) >= 2):
+        return "markdown"
+    if sum(1 for s in _rst_sections(lines) if s.heading) >= 2:
+        return "rst"
+    return "text"
+
+
+def _title(path: str, sections: list[_Section]) -> str:
+    """The document's own title: its first top-level heading, else the file name in words."""
+    for s in sections:
+        if s.heading:
+            return s.heading.split(" > ")[0]
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return re.sub(r"[_-]+", " ", stem).strip() or stem
+
+
+def _passages(group: list[_Section]) -> list[tuple[int, list[str], str]]:
+    """(first line, lines, heading) of the passages of a parent: cut at a section start (once the passage
+    has MIN_PASSAGE_TOKENS) or at a blank line past PASSAGE_TOKENS; HTML sections stay whole."""
+    out: list[tuple[int, list[str], str]] = []
+    cur: list[str] = []
+    start, heading, tokens = group[0].start, group[0].heading, 0
+    for sec in group:
+        if cur and tokens >= MIN_PASSAGE_TOKENS:
+            out.append((start, cur, heading))
+            cur, start, heading, tokens = [], sec.start, sec.heading, 0
+        heading = sec.heading or heading  # a lone heading kept with what follows: the inner one names it
+        for i, line in enumerate(sec.lines):
+            if cur and not sec.end and not line.strip() and tokens >= PASSAGE_TOKENS:
+                out.append((start, cur, heading))
+                cur, start, heading, tokens = [], sec.start + i, sec.heading, 0
+            if not cur and not line.strip():
+                start += 1  # a passage starts at its first non-blank line
+                continue
+            cur.append(line)
+            tokens += count_tokens(line)
+    if cur:
+        out.append((start, cur, heading))
+    return out
+
+
+def _around(chunks: list[Chunk], lines: list[str]) -> list[Chunk]:
+    """Each passage's parent: the passage and its neighbours, added below and above in turn while the whole
+    stays within MAX_TOKENS (overlapping windows, so an answer that starts one passage earlier or ends one
+    later is still handed over whole)."""
+    sizes = [count_tokens(c.text) for c in chunks]
+    out = []
+    for i, c in enumerate(chunks):
+        lo = hi = i
+        total = sizes[i]
+        grew = True
+        while grew:
+            grew = False
+            for j in (hi + 1, lo - 1):
+                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= MAX_TOKENS:
+                    lo, hi, total, grew = min(lo, j), max(hi, j), total + sizes[j], True
+        start, end = chunks[lo].start_line, chunks[hi].end_line
+        out.append(replace(c, parent=(start, end, "\n".join(lines[start - 1 : end]))))
+    return out
+
+
+def chunk_doc(path: str, text: str) -> list[Chunk]:
+    """Passages of about PASSAGE_TOKENS, each with the neighbourhood of at most MAX_TOKENS around it as its
+    parent (HTML: whole sections grouped to 800-1200 tokens, as source lines do not map to text there)."""
+    kind = doc_format(path, text)
     lines = text.splitlines()
     if kind == "markdown":
         sections = _markdown_sections(lines)
@@ -135,6 +217,11 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
         sections = _html_sections(text)
     else:
         sections = [_Section("", 1, lines)]
+    title = _title(path, sections)
+
+    def titled(heading: str) -> str:
+        return heading if heading.split(" > ")[0] == title else " > ".join(x for x in (title, heading) if x)
+
     pieces = [p for s in sections if s.lines for p in _split_long(s)]
     chunks, group = [], []
 
@@ -146,9 +233,12 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
             while body_lines and not body_lines[-1].strip() and not group[-1].end:  # trailing blank lines
                 body_lines.pop()
                 end -= 1
-            body = "\n".join(body_lines)
-            heading = next((p.heading for p in group if p.heading), "")
-            chunks.append(Chunk(path, start, end, body, kind, "", heading))
+            parent = (start, end, "\n".join(body_lines))
+            for p_start, p_lines, heading in _passages(group):
+                while p_lines and not p_lines[-1].strip():
+                    p_lines = p_lines[:-1]
+                p_end = min(end, p_start + len(p_lines) - 1) if not group[-1].end else max(p_start, end)
+                chunks.append(Chunk(path, p_start, p_end, "\n".join(p_lines), kind, "", titled(heading), parent=parent))
         group.clear()
 
     tokens = 0
@@ -163,4 +253,4 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
             flush()
             tokens = 0
     flush()
-    return chunks
+    return chunks if kind == "html" else _around(chunks, lines)

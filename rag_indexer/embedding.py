@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,10 +78,95 @@ class EmbeddingSpec:
     max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
-class Embedder:
-    """A warm fastembed model; `model_id` and `dim` are what an index records."""
+class _DirectOnnx:
+    """The query path without importing fastembed (a second of imports): onnxruntime + tokenizers with the
+    tokenizer, model file and pooling fastembed used, recorded in a bundle the first fastembed load wrote."""
 
-    def __init__(self, spec: EmbeddingSpec):
+    def __init__(self, bundle: dict, threads: int | None, max_tokens: int | None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            so.intra_op_num_threads = so.inter_op_num_threads = threads
+        self.session = ort.InferenceSession(bundle["onnx"], providers=["CPUExecutionProvider"], sess_options=so)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_str(bundle["tokenizer"])
+        if max_tokens:
+            self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.pooling = bundle["pooling"]
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer.encode_batch(list(texts[i : i + batch_size]))
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            feed = {"input_ids": ids}
+            if "attention_mask" in self.inputs:
+                feed["attention_mask"] = mask
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feed)[0]
+            if self.pooling == "mean":
+                pooled = np.sum(hidden, axis=1, where=mask[:, :, None].astype(bool), dtype=np.float64)
+                pooled = pooled / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+            else:  # "cls"
+                pooled = hidden[:, 0] if hidden.ndim == 3 else hidden
+            norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out.extend((pooled / norm).astype(np.float32))
+        return out
+
+
+def _bundle_path(spec: EmbeddingSpec) -> Path:
+    slug = re.sub(r"[^\w.-]+", "_", f"{spec.model}-{'dl' if spec.allow_download else 'offline'}")
+    return Path(spec.models_dir) / "query-bundles" / f"{slug}.json"
+
+
+class Embedder:
+    """A warm embedding model; `model_id` and `dim` are what an index records.
+
+    `fast=True` (queries) loads the model without fastembed when an earlier fastembed load recorded how
+    (same tokenizer, model file and pooling, so vectors match the index's); otherwise fastembed loads it.
+    """
+
+    def __init__(self, spec: EmbeddingSpec, fast: bool = False):
+        bundle = _bundle_path(spec)
+        if fast and bundle.exists():
+            data = json.loads(bundle.read_text())
+            if Path(data["onnx"]).exists():
+                self._direct: _DirectOnnx | None = _DirectOnnx(data, spec.threads, spec.max_tokens)
+                self.model_id, self.dim = data["model_id"], int(data["dim"])
+                return
+        self._direct = None
+        self._load_fastembed(spec)
+        self._record_bundle(bundle)
+
+    def _record_bundle(self, path: Path) -> None:
+        """Write how to load this model without fastembed (mean- or CLS-pooled ONNX models only)."""
+        from fastembed.text.onnx_embedding import OnnxTextEmbedding
+        from fastembed.text.pooled_normalized_embedding import PooledNormalizedEmbedding
+
+        inner = self._model.model
+        pooling = ("mean" if isinstance(inner, PooledNormalizedEmbedding)
+                   else "cls" if type(inner) is OnnxTextEmbedding else None)
+        onnx = Path(getattr(inner, "_model_dir", "")) / getattr(inner.model_description, "model_file", "")
+        if pooling is None or not onnx.is_file():
+            return
+        tok = inner.tokenizer
+        current = tok.truncation
+        tok.enable_truncation(max_length=self._window)  # record the model's own window; a query cut is set on load
+        text = tok.to_str()
+        if current:
+            tok.enable_truncation(**current)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"model_id": self.model_id, "dim": self.dim, "onnx": str(onnx.resolve()),
+                                   "pooling": pooling, "tokenizer": text}))
+        tmp.replace(path)
+
+    def _load_fastembed(self, spec: EmbeddingSpec) -> None:
         from fastembed import TextEmbedding
 
         models_dir = Path(spec.models_dir)
@@ -108,15 +194,19 @@ class Embedder:
         finally:
             logger.enable("fastembed")
         self.dim = int(self._model.embedding_size)
+        tok = self._model.model.tokenizer
+        self._window = (tok.truncation or {}).get("max_length", 512)
         if spec.max_tokens:
-            self._model.model.tokenizer.enable_truncation(max_length=spec.max_tokens)
+            tok.enable_truncation(max_length=spec.max_tokens)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Embed texts (sorted by length before batching, returned in input order)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vecs = list(self._model.embed([texts[i] for i in order], batch_size=batch_size))
+        ordered = [texts[i] for i in order]
+        vecs = (self._direct.embed(ordered, batch_size) if self._direct
+                else list(self._model.embed(ordered, batch_size=batch_size)))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for pos, i in enumerate(order):
             out[i] = vecs[pos]

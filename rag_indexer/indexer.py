@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .chunk import Chunk
 from .code_chunker import chunk_code
-from .doc_chunker import DOC_EXTENSIONS, chunk_doc
+from .doc_chunker import DOC_EXTENSIONS, chunk_doc, count_tokens
 from .embedding import Embedder
-from .files import SourceFile, git_head, is_indexable_text, list_files
+from .files import SourceFile, content_kind, git_head, is_indexable_text, list_files
 from .settings import EmbeddingSettings
 from .store import Store
 from .text import search_text, windows
@@ -38,14 +38,26 @@ class IndexReport:
     chunks_written: int
     chunks_total: int
     seconds: float
+    tokens_written: int = 0  # text tokens of the chunks written (code and docs compare per token)
 
     @property
     def chunks_per_s(self) -> float:
         return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
 
+    def rate(self) -> str:
+        """`12.3 chunks/s, 1,234 tokens/s` for the summary line; never a rounded-down 0."""
+        if not self.chunks_written or self.seconds <= 0:
+            return "nothing to embed"
+        per_s = self.chunks_per_s
+        return f"{per_s:.3g} chunks/s, {self.tokens_written / self.seconds:,.0f} tokens/s"
 
-def chunk_file(kind: str, path: str, text: str) -> list[Chunk]:
-    return chunk_code(path, text) if kind == "code" else chunk_doc(path, text)
+
+def chunk_file(kind: str, path: str, text: str, f: SourceFile | None = None) -> list[Chunk]:
+    """The file's chunks, each labelled with the file's kind (code indexes)."""
+    if kind != "code":
+        return chunk_doc(path, text)
+    file_kind, package = content_kind(f.kind, f.package, f.path, text) if f else ("source", "")
+    return [replace(c, kind=file_kind, package=package) for c in chunk_code(path, text)]
 
 
 def embed_texts(kind: str, chunk: Chunk, cfg: EmbeddingSettings) -> list[str]:
@@ -110,13 +122,13 @@ def index_tree(
     todo = [(p, f) for p, f in current.items() if known.get(p) != f.blob]
     if on_total:
         on_total(len(todo))
-    written = 0
+    written = tokens = 0
     for i in range(0, len(todo), FILES_PER_BATCH):
         batch = todo[i : i + FILES_PER_BATCH]
         per_file: list[tuple[str, SourceFile, list[Chunk]]] = []
         for path, f in batch:
             data = f.abspath.read_bytes()
-            chunks = chunk_file(kind, path, data.decode("utf-8")) if is_indexable_text(data) else []
+            chunks = chunk_file(kind, path, data.decode("utf-8"), f) if is_indexable_text(data) else []
             per_file.append((path, f, chunks))
         texts = {c: embed_texts(kind, c, cfg) for _, _, chunks in per_file for c in chunks}
         vec_of = _embed_cached(store, embedder, [t for ts in texts.values() for t in ts])
@@ -125,10 +137,11 @@ def index_tree(
             terms = [search_text(f"{c.path} {c.symbol} {c.heading} " * LABEL_REPEAT + c.text) for c in chunks]
             store.replace_file(info, path, f.blob, chunks, terms, vectors)
             written += len(chunks)
+            tokens += sum(count_tokens(c.text) for c in chunks)
         if progress:
             progress(len(batch))
     info = store.finish_run(info, commit)
     return IndexReport(
         kind, name, commit, len(files), len(todo), len(files) - len(todo), len(deleted), written, info.chunks,
-        time.perf_counter() - t0,
+        time.perf_counter() - t0, tokens,
     )

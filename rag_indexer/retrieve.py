@@ -1,23 +1,29 @@
-"""Hybrid retrieval: dense windows + BM25 over Postgres full-text (+ code signals, symbols and path
-mentions), fused by weighted RRF; code files ranked by their chunks together."""
+"""Hybrid retrieval: dense windows + BM25 over Postgres full-text (+ typo corrections, code signals,
+symbols and path mentions), fused by weighted RRF; code files ranked by their chunks together, file
+kinds in policy order, near-duplicate documents spread out."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .embedding import Embedder
+from .fusion import by_tier, diversify, file_order, from_first_answering, rrf
 from .query import Shaped, head, shape
 from .settings import RetrievalSettings
-from .store import Hit, IndexInfo, Store, check_model, rrf
+from .store import ChunkMeta, Hit, IndexInfo, Store, check_model
 from .text import search_text, windows
 
 MODES = ("hybrid", "dense", "fulltext")
+_COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
+_TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test\.\w+|conftest\.py)$")
 
 
 @dataclass(frozen=True)
 class Query:
-    """What to search: an index (kind + name) and optional commit / path filters."""
+    """What to search: an index (kind + name), optional commit / path filters, whether it is about tests
+    (None: decided from the text by the policy's pattern and the test files it names)."""
 
     kind: str
     name: str
@@ -26,20 +32,14 @@ class Query:
     commit: str | None = None
     paths: tuple[str, ...] = ()
     mode: str = "hybrid"
+    about_tests: bool | None = None
 
 
-def file_order(rankings: list[list[int]], weights: list[float], k: int, fused: dict[int, float],
-               path_of: dict[int, str]) -> list[int]:
-    """Chunk ids ordered file by file: files fused by RRF over each ranking's file order (a file ranks
-    where its best chunk does), then the best chunk of each file in that order, then the second, ..."""
-    file_rankings = [list(dict.fromkeys(path_of[c] for c in ranking)) for ranking in rankings]
-    file_score = rrf(file_rankings, k, weights)
-    by_file: dict[str, list[int]] = {}
-    for cid in sorted(fused, key=lambda c: -fused[c]):
-        by_file.setdefault(path_of[cid], []).append(cid)
-    files = sorted(by_file, key=lambda p: -file_score.get(p, 0.0))
-    depth = max((len(ids) for ids in by_file.values()), default=0)
-    return [by_file[p][i] for i in range(depth) for p in files if i < len(by_file[p])]
+def commit_matches(indexed: str | None, ref: str | None) -> bool:
+    """A commit SHA (4-40 hex digits) must be the indexed one; `HEAD`, a branch or no ref mean the newest."""
+    if not ref or not indexed or not _COMMIT.fullmatch(ref):
+        return True
+    return indexed.lower().startswith(ref.lower())
 
 
 class Retriever:
@@ -60,15 +60,33 @@ class Retriever:
         size = self.cfg.query_window_words
         return windows(s.prose, size, size // 4)[: self.cfg.max_query_windows] or [head(s.text, size)]
 
+    def _kind_tier(self, q: Query, s: Shaped, meta: dict[int, ChunkMeta], mentioned: set[str]):
+        """Tier of a chunk by its file kind (code indexes): None leaves it out."""
+        fk = self.cfg.file_kinds
+        about_tests = q.about_tests
+        if about_tests is None:
+            about_tests = bool(re.search(fk.tests_pattern, s.text)) or any(_TEST_PATH.search(p) for p in s.paths)
+        tiers = fk.tests_tiers if about_tests else fk.tiers
+        words = {w.lower() for w in re.findall(r"[\w.-]+", s.text)}
+
+        def tier(cid: int) -> int | None:
+            m = meta[cid]
+            t = tiers[m.kind]
+            if m.path in mentioned or any(m.path == p or m.path.startswith(p.rstrip("/") + "/") for p in q.paths):
+                return 0  # a file the question names or references is always in
+            if t == "named":
+                return 0 if m.package and m.package.lower() in words else None
+            return None if t == "off" else t
+
+        return tier
+
     def search(self, q: Query) -> list[Hit]:
-        """Top `q.k` relevant chunks (possibly fewer, or none)."""
+        """Top `q.k` chunks once one of them is relevant (fewer only when the index has fewer), else none."""
         if q.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {q.mode!r}")
         info = self.index_for(q)
-        if info is None or info.chunks == 0:
-            return []
-        if q.commit and info.commit and not info.commit.startswith(q.commit):
-            return []  # the index holds another commit of this repo
+        if info is None or info.chunks == 0 or not commit_matches(info.commit, q.commit):
+            return []  # no such index, or it holds another commit of this repo
         cfg, cand = self.cfg, self.cfg.candidates
         w = cfg.weights.code if q.kind == "code" else cfg.weights.docs
         rankings: list[list[int]] = []
@@ -82,7 +100,9 @@ class Retriever:
         if q.mode in ("hybrid", "dense"):
             embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(s))
         if q.mode in ("hybrid", "fulltext"):
-            bm25 = dict(self.store.bm25(info, search_text(s.text), cand, cfg.max_query_terms, q.paths, max_df))
+            terms = search_text(s.text)
+            fixes = self.store.typo_corrections(info, terms, cfg.typo_similarity.get(q.kind, 0.0))
+            bm25 = dict(self.store.bm25(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes))
             rankings.append(list(bm25))
             weights.append(w.fulltext)
         if q.mode == "hybrid" and w.code_terms and s.signals:
@@ -103,33 +123,49 @@ class Retriever:
             rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
             weights.append(1.0)
         pool = set().union(*rankings) if rankings else set()
-        path_of = self.store.chunk_paths(pool)
-        if q.mode == "hybrid" and w.path:
-            mentioned = set(self.store.paths_matching(info, s.paths))
-            if mentioned:
-                fused_so_far = rrf(rankings, cfg.rrf_k, weights)
-                rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])
-                weights.append(w.path)
+        meta = self.store.chunk_meta(pool)
+        path_of = {c: m.path for c, m in meta.items()}
+        mentioned = set(self.store.paths_matching(info, s.paths)) if q.mode == "hybrid" else set()
+        if mentioned and w.path:
+            fused_so_far = rrf(rankings, cfg.rrf_k, weights)
+            rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])
+            weights.append(w.path)
         fused = rrf(rankings, cfg.rrf_k, weights)
         if q.mode == "hybrid" and q.kind in cfg.fuse_files:
             order = file_order(rankings, weights, cfg.rrf_k, fused, path_of)
         else:
             order = sorted(fused, key=lambda c: -fused[c])
-        picked = []
-        for cid in order:
-            d, b = dense.get(cid), bm25.get(cid)
-            relevant = (
-                bool(q.paths)  # explicitly referenced files are relevant
-                or cid in lexical
-                or (d is not None and d >= cfg.min_dense_similarity)
-                or (b is not None and b >= cfg.min_fulltext_score)
-            )
-            if relevant:
-                picked.append(cid)
-                if len(picked) >= q.k:
-                    break
-        chunks = self.store.chunks(picked)
-        return [Hit(chunks[c], c, info.name, info.commit, fused[c], dense.get(c), bm25.get(c)) for c in picked]
+        groups = by_tier(order, self._kind_tier(q, s, meta, mentioned)) if q.kind == "code" else [order]
+        order = from_first_answering(groups, lambda c: self._relevant(q, c, dense, bm25, lexical))
+        return self._picked(q, info, order, fused, dense, bm25) if order else []
+
+    def _relevant(self, q: Query, cid: int, dense: dict[int, float], bm25: dict[int, float], lexical: set[int]) -> bool:
+        """Whether a chunk answers at all: below both floors it has nothing on the question."""
+        d, b = dense.get(cid), bm25.get(cid)
+        return (
+            bool(q.paths)  # explicitly referenced files are relevant
+            or cid in lexical
+            or (d is not None and d >= self.cfg.min_dense_similarity)
+            or (b is not None and b >= self.cfg.min_fulltext_score)
+        )
+
+    def _picked(self, q: Query, info: IndexInfo, order: list[int], fused: dict[int, float],
+                dense: dict[int, float], bm25: dict[int, float]) -> list[Hit]:
+        """The first `q.k` of `order` as hits: passages that share a parent section become that section
+        once, near-copies go behind the rest."""
+        threshold = self.cfg.diversify_similarity.get(q.kind, 1.0)
+        window = order[: max(q.k * 4, q.k + 8)] if threshold < 1.0 or q.kind == "docs" else order[: q.k]
+        chunks = self.store.chunks(window)
+        taken: list[tuple[str, int, int]] = []
+        unique = []
+        for cid in window:  # a passage whose section is (inside) one already taken adds nothing
+            c = chunks[cid].enclosing()
+            if c is chunks[cid] or not any(p == c.path and s <= c.start_line and c.end_line <= e for p, s, e in taken):
+                taken.append((c.path, c.start_line, c.end_line))
+                unique.append(cid)
+        picked = diversify(unique, lambda c: chunks[c].enclosing().text, q.k, threshold)
+        return [Hit(chunks[c].enclosing(), c, info.name, info.commit, fused[c], dense.get(c), bm25.get(c))
+                for c in picked]
 
 
 def as_dict(hit: Hit) -> dict:
@@ -137,7 +173,7 @@ def as_dict(hit: Hit) -> dict:
     c = hit.chunk
     return {
         "index": hit.index, "commit": hit.commit, "path": c.path, "start_line": c.start_line, "end_line": c.end_line,
-        "cite": c.cite, "symbol": c.symbol, "heading": c.heading, "language": c.language,
+        "cite": c.cite, "kind": c.kind, "symbol": c.symbol, "heading": c.heading, "language": c.language,
         "score": round(hit.rrf, 6), "dense": None if hit.dense is None else round(hit.dense, 4),
         "fulltext": None if hit.bm25 is None else round(hit.bm25, 4), "text": c.text,
     }

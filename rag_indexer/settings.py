@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
-from carrot_hooks.config import load_model, policy_dir
+from carrot_common.config import Strict as _Strict
+from carrot_common.config import load_model
+from carrot_common.paths import policy_dir, state_dir
 
+from .chunk import FILE_KINDS
 from .embedding import EmbeddingSpec
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+IndexKind = Literal["code", "docs"]
+FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "generated"]
+Tier = int | Literal["named", "off"]
 
 
 class StoreSettings(_Strict):
@@ -50,25 +54,66 @@ class KindWeights(_Strict):
     docs: Weights = Weights(dense=0.5, code_terms=0, symbol=0, path=0)
 
 
+def _full(tiers: dict[str, Tier]) -> dict[str, Tier]:
+    missing = [k for k in FILE_KINDS if k not in tiers]
+    if missing:
+        raise ValueError(f"every file kind needs a tier; missing: {', '.join(missing)}")
+    return tiers
+
+
+class FileKindSettings(_Strict):
+    """In which order file kinds fill a code question's results: tier 0 first, then 1, ... (by relevance within
+    a tier); `named`: only when the query names the file or the vendored package; `off`: never."""
+
+    tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
+        "source": 0, "example": 1, "docs": 1, "changelog": 1, "test": 2, "vendored": "named", "generated": "named"})
+    # ...when the question is about tests (task `tests`, a test file named, or `tests_pattern` matches)
+    tests_tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
+        "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "vendored": "named", "generated": "named"})
+    tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|file|case)s?|(?:the|our|its|failing|flaky) tests?"
+                          r"|tests? (?:for|of|in)|fixtures? (?:file|in|for))\b")
+
+    _full_tiers = field_validator("tiers", "tests_tiers")(_full)
+
+    @field_validator("tests_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        return v
+
+
 class RetrievalSettings(_Strict):
     top_k: int = Field(3, ge=1, le=50)
     candidates: int = Field(40, ge=5, le=1000)
     rrf_k: int = Field(10, ge=1)
     weights: KindWeights = KindWeights()
     # index kinds whose files are fused first (RRF over each ranking's file order), then their chunks
-    fuse_files: tuple[Literal["code", "docs"], ...] = ("code",)
+    fuse_files: tuple[IndexKind, ...] = ("code",)
     max_query_terms: int = Field(40, ge=1, le=512)
     # full-text skips lexemes found in more than this share of an index's chunks (per index kind)
-    max_term_df: dict[Literal["code", "docs"], Annotated[float, Field(gt=0, le=1)]] = {"code": 0.1, "docs": 0.3}
+    max_term_df: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 0.1, "docs": 0.3})
     query_window_words: int = Field(64, ge=16, le=512)
     max_query_windows: int = Field(1, ge=1, le=32)
+    # the best hit must pass one of these to count as relevant (else "none"); then k hits are returned
     min_dense_similarity: float = Field(0.35, ge=-1, le=1)
     min_fulltext_score: float = Field(2.0, ge=0)
     max_chunk_chars: int = Field(8000, ge=200)
+    # typo tolerance: an unknown query word also matches the indexed lexeme this trigram-similar (0 = off)
+    typo_similarity: dict[IndexKind, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 0.0, "docs": 0.5})
+    # a result whose text is this similar (word-trigram Jaccard) to a higher one goes behind the rest (1 = off)
+    diversify_similarity: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: {"code": 1.0, "docs": 0.6})
+    file_kinds: FileKindSettings = FileKindSettings()
 
 
 class GatewaySettings(_Strict):
-    default_repo: str | None = None
+    # rag-code without X-Context-Refs: the key's `carrot_repos` metadata, then its team's, then these
+    default_repos: tuple[str, ...] = ()
     default_collection: str | None = "docs"
 
 
@@ -86,11 +131,6 @@ def load_settings(path: Path | None = None) -> RagSettings:
         if not path.exists():
             return RagSettings()
     return load_model(Path(path), RagSettings)
-
-
-def state_dir() -> Path:
-    """Project state folder (`CARROT_STATE_DIR`, default `./.state`)."""
-    return Path(os.environ.get("CARROT_STATE_DIR", ".state")).resolve()
 
 
 def embedding_spec(settings: RagSettings, for_query: bool = True) -> EmbeddingSpec:

@@ -88,6 +88,9 @@ def test_incremental_reindex_skips_unchanged_replaces_changed_removes_deleted(tm
     code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")
     assert code == 0, err
     assert "2 files, 1 indexed, 1 unchanged, 1 deleted" in out
+    assert " chunks/s, " in out and " tokens/s)" in out and "(0/s)" not in out
+    code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")
+    assert code == 0 and "0 indexed, 2 unchanged" in out and "(nothing to embed)" in out and "0/s" not in out
 
     hits = query(capsys, repo_name, "make_slug url slug from a title", "-k", "1")
     assert (hits[0]["path"], hits[0]["start_line"], hits[0]["symbol"]) == ("text.py", 3, "make_slug")
@@ -140,3 +143,32 @@ def test_unreachable_store_is_a_clear_error(tmp_path):
     )
     assert out.returncode == 2, out.stderr
     assert "vector store unreachable (postgresql://postgres@127.0.0.1:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_file_kinds_rank_source_first_tests_when_asked_vendored_only_when_named(tmp_path, capsys, env, repo_name):
+    files = {
+        "pkg/parser.py": "def parse_duration(text):\n    \"\"\"Parse '5m' or '2h' into seconds.\"\"\"\n"
+                         "    return int(text[:-1]) * {'m': 60, 'h': 3600}[text[-1]]\n",
+        "tests/test_parser.py": "from pkg.parser import parse_duration\n\n\ndef test_parse_duration_minutes_hours():\n"
+                                "    \"\"\"parse duration of minutes and hours into seconds\"\"\"\n"
+                                "    assert parse_duration('5m') == 300 and parse_duration('2h') == 7200\n",
+        "vendor/timeparse/timeparse.py": "def parse_duration(text):\n    \"\"\"Parse a duration into seconds.\"\"\"\n"
+                                         "    return float(text)\n",
+        "CHANGELOG.md": "# 1.1\n\n- parse_duration parses hours into seconds too.\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+
+    def ranked(text):
+        return [(h["path"], h["kind"]) for h in query(capsys, repo_name, text, "-k", "5")]
+
+    plain = ranked("how does parse_duration turn minutes and hours into seconds")
+    assert plain[0] == ("pkg/parser.py", "source")
+    assert [k for _, k in plain] == sorted((k for _, k in plain), key=["source", "changelog", "test"].index)
+    assert all(k != "vendored" for _, k in plain)
+    about_tests = ranked("which unit tests cover parse_duration of minutes and hours")
+    assert ("tests/test_parser.py", "test") in about_tests[:2]
+    named = ranked("is the vendored timeparse parse_duration different from ours")
+    assert ("vendor/timeparse/timeparse.py", "vendored") in named

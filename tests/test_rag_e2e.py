@@ -5,6 +5,7 @@ the right path and line range."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 import shutil
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import backoff
 import httpx
+import openai
 import pytest
+import yaml
 
 from tests import services
 from tests.conftest import make_client
+from tests.rag_sample_docs import write_docs
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT.parent / "shared" / "evaldata" / "docqa_dev" / "docs"
-DOC_FILES = ("global_routing.md", "pin_placement.md", "detailed_placement.md")
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -68,11 +70,7 @@ def code_repo(tmp_path_factory, store_env) -> dict:
 
 @pytest.fixture(scope="module")
 def doc_collection(tmp_path_factory, store_env) -> dict:
-    if not DOCS.exists():
-        pytest.skip(f"shared eval docs not found at {DOCS}")
-    folder = tmp_path_factory.mktemp("docs")
-    for name in DOC_FILES:
-        shutil.copy(DOCS / name, folder / name)
+    folder = write_docs(tmp_path_factory.mktemp("docs"))
     name = f"e2e-docs-{uuid.uuid4().hex[:8]}"
     out = run_cli("docs", str(folder), "--collection", name, env=store_env)
     assert out.returncode == 0, out.stderr
@@ -82,7 +80,7 @@ def doc_collection(tmp_path_factory, store_env) -> dict:
 
 @pytest.fixture(scope="module")
 def rag_proxy(start_proxy, redis_url, store_env):
-    return start_proxy(env={"REDIS_URL": redis_url, **store_env})
+    return start_proxy(env={"REDIS_URL": redis_url, **store_env}, startup_timeout=600)  # slow on a busy host
 
 
 def def_lines(path: Path, name: str) -> tuple[int, int]:
@@ -158,7 +156,8 @@ def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, f
     from rag_indexer.doc_chunker import chunk_doc
 
     text = (doc_collection["path"] / "global_routing.md").read_text()
-    target = next(c for c in chunk_doc("global_routing.md", text) if "set_routing_alpha" in c.text)
+    # matched on the passage, handed over as its enclosing section
+    target = next(c for c in chunk_doc("global_routing.md", text) if "set_routing_alpha" in c.text).enclosing()
     raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-doc",
                         "How do I set the routing alpha of a net to trade off wirelength against path depth?",
                         refs=doc_collection["name"])
@@ -174,7 +173,7 @@ def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, f
 
 def test_store_down_still_serves_without_context(start_proxy, redis_url, fake_upstream, marker):
     dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
-    proxy = start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": dead})
+    proxy = start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": dead}, startup_timeout=600)
     raw, messages = ask(proxy, fake_upstream, marker, "rag-code", "How is the delay computed?", refs="any-repo")
     assert raw.headers["x-carrot-rag"] == "unavailable"
     assert raw.parse().choices[0].message.content
@@ -211,3 +210,74 @@ def test_different_injected_context_misses_the_cache(rag_proxy, fake_upstream, m
     sent = fake_upstream.find(marker)
     assert len(sent) == 2
     assert context_block(sent[0].json["messages"]) != context_block(sent[1].json["messages"])
+
+
+def test_misspelt_question_finds_the_passage_and_near_copies_do_not_fill_every_slot(
+        rag_proxy, fake_upstream, marker, doc_collection):
+    raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-doc", "how do i start the disconected instal",
+                        refs=doc_collection["name"])
+    assert raw.headers["x-carrot-rag"] == "injected:3"  # k asked, k returned: no score cut-off below k
+    labels = re.findall(r"^\[\d\] (\S+) — (.*) \(lines", context_block(messages), re.MULTILINE)
+    assert labels[0][1].endswith("> Disconnected installation"), labels
+    assert sum(path.startswith("install_") for path, _ in labels) == 1, labels  # one guide per cloud: one slot
+
+
+KEYS = {"repo-key": "sk-carrot-repos-" + uuid.uuid4().hex, "plain-key": "sk-carrot-plain-" + uuid.uuid4().hex}
+
+
+@pytest.fixture(scope="module")
+def key_clients(rag_proxy, code_repo):
+    """Two static keys: one whose metadata names the repo (`carrot_repos`), one without."""
+    path = rag_proxy.policy_dir / "keys.yaml"
+    original = path.read_text()
+    meta = {"repo-key": {"carrot_repos": [code_repo["name"]]}, "plain-key": {}}
+    path.write_text(yaml.safe_dump({"keys": [
+        {"sha256": hashlib.sha256(k.encode()).hexdigest(), "tenant": f"team-{t}", "metadata": meta[t]}
+        for t, k in KEYS.items()]}))
+    clients = {t: openai.OpenAI(base_url=f"{rag_proxy.base_url}/v1", api_key=k, max_retries=0, timeout=60)
+               for t, k in KEYS.items()}
+
+    def accepted() -> bool:
+        try:
+            return all(c.models.list() is not None for c in clients.values())
+        except openai.AuthenticationError:
+            return False
+
+    assert services.wait_for(accepted, timeout=30), "the keys file was not picked up"
+    yield clients
+    path.write_text(original)
+
+
+def ask_as(client, fake_upstream, marker, question, headers=None):
+    raw = client.chat.completions.with_raw_response.create(
+        model="carrot-chat", messages=[{"role": "user", "content": f"{question} ({marker})"}],
+        extra_headers={"X-Task-Type": "rag-code", **(headers or {})})
+    sent = fake_upstream.find(marker)
+    assert len(sent) == 1
+    return raw, sent[0].json["messages"]
+
+
+def test_header_less_rag_code_searches_the_keys_repos(rag_proxy, key_clients, fake_upstream, marker, code_repo):
+    raw, messages = ask_as(key_clients["repo-key"], fake_upstream, marker,
+                           "How does the expo wait generator compute the exponential backoff delay?")
+    assert raw.headers["x-carrot-rag"] == "injected:3"
+    assert f"{code_repo['name']}@{code_repo['sha']} backoff/_wait_gen.py:" in context_block(messages)
+
+
+def test_no_repo_selected_is_no_repo_not_none_and_the_log_says_how_to_fix_it(
+        rag_proxy, key_clients, fake_upstream, marker):
+    raw, messages = ask_as(key_clients["plain-key"], fake_upstream, marker, "How is the delay computed?")
+    assert raw.headers["x-carrot-rag"] == "no-repo"
+    assert "No repository was selected" in context_block(messages)
+    assert services.wait_for(lambda: "x-carrot-rag: no-repo" in rag_proxy.log(), timeout=30)
+    line = next(ln for ln in rag_proxy.log().splitlines() if "x-carrot-rag: no-repo" in ln)
+    assert "X-Context-Refs" in line and "carrot_repos" in line and "default_repos" in line
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "main", None])
+def test_symbolic_refs_resolve_to_the_newest_indexed_commit(rag_proxy, fake_upstream, marker, code_repo, ref):
+    refs = f"{code_repo['name']}@{ref}" if ref else code_repo["name"]
+    raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-code", "How is the exponential delay computed?",
+                        refs=refs)
+    assert raw.headers["x-carrot-rag"] == "injected:3"
+    assert f"{code_repo['name']}@{code_repo['sha']} " in context_block(messages)

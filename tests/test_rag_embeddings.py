@@ -83,8 +83,13 @@ def _reference(texts: list[str]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory):
-    return Embedder(EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=tmp_path_factory.mktemp("models")))
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def embedder(models_dir):
+    return Embedder(EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir))
 
 
 def test_offline_fallback_records_model_and_dimension(embedder):
@@ -111,3 +116,21 @@ def test_embed_keeps_input_order_after_length_sort(embedder):
     batch = embedder.embed(texts)
     single = np.vstack([embedder.embed([t]) for t in texts])
     assert np.allclose(batch, single, atol=1e-4)
+
+
+def test_query_path_without_fastembed_gives_the_same_vectors(embedder, models_dir):
+    import subprocess
+    import sys
+
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
+    fast = Embedder(spec, fast=True)
+    assert fast._direct is not None and (fast.model_id, fast.dim) == (embedder.model_id, embedder.dim)
+    full = Embedder(spec)  # fastembed, same query cut
+    long = SENTENCES + [" ".join(["token"] * 100)]
+    assert np.allclose(fast.embed(long), full.embed(long), atol=1e-5)
+    code = ("import sys; from rag_indexer.embedding import Embedder, EmbeddingSpec; "
+            f"Embedder(EmbeddingSpec(models_dir={str(spec.models_dir)!r}), fast=True).embed(['x']); "
+            "print('fastembed' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "False"  # the query path never imports fastembed
+

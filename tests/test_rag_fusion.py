@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rag_indexer.retrieve import file_order
-from rag_indexer.store import rrf
+from rag_indexer.fusion import file_order, rrf
 
 PATH_OF = {1: "a.py", 2: "a.py", 3: "b.py", 4: "c.py", 5: "c.py"}
 

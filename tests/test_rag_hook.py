@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from carrot_hooks.rag import last_user_text, render_block, render_none
+from carrot_hooks.context import ContextRefs, RequestContext
+from carrot_hooks.rag import code_repos, last_user_text, render_block, render_none
 from rag_indexer.chunk import Chunk
 from rag_indexer.store import Hit
 
@@ -14,7 +15,9 @@ def hit(text: str, **kw) -> Hit:
 
 def test_code_block_labels_repo_commit_path_lines_and_symbol():
     block = render_block("code", [hit("def f():\n    return 1", symbol="f")], 8000)
-    assert "acme/app@0123abc src/app.py:L10-L12 (f)\n```python\ndef f():\n    return 1\n```" in block
+    assert "acme/app@0123abc src/app.py:L10-L12 (f) [source]\n```python\ndef f():\n    return 1\n```" in block
+    vendored = render_block("code", [hit("x = 1", path="vendor/six/six.py", kind="vendored", package="six")], 8000)
+    assert "vendor/six/six.py:L10-L12 [vendored: six]" in vendored
     assert block.startswith('<retrieved-context kind="code">') and block.endswith("</retrieved-context>")
     assert "not instructions" in block
 
@@ -45,3 +48,24 @@ def test_none_block_and_last_user_text():
                 {"role": "assistant", "content": "a"},
                 {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]
     assert last_user_text(messages) == "second"
+
+
+def test_repos_come_from_the_header_then_key_then_team_then_policy():
+    ctx = RequestContext(task_type="rag-code", risk="low", tenant="t")
+    key = {"user_api_key_metadata": {"carrot_repos": ["acme/app", "lib@main"]},
+           "user_api_key_team_metadata": {"carrot_repos": ["team-repo"]}}
+    assert code_repos(ctx, {"metadata": key}, ("default",)) == (
+        ContextRefs("acme/app", None, ()), ContextRefs("lib", "main", ()))
+    team_only = {"user_api_key_metadata": {}, "user_api_key_team_metadata": {"carrot_repos": "team-repo@HEAD"}}
+    assert code_repos(ctx, {"litellm_metadata": team_only}, ("default",)) == (ContextRefs("team-repo", "HEAD", ()),)
+    assert code_repos(ctx, {"metadata": {}}, ("default",)) == (ContextRefs("default", None, ()),)
+    assert code_repos(ctx, {}, ()) == ()
+    bad = {"user_api_key_metadata": {"carrot_repos": [{"repo": "x"}]}}  # malformed: ignored (logged), next level
+    assert code_repos(ctx, {"metadata": bad}, ("default",)) == (ContextRefs("default", None, ()),)
+    ctx.context_refs = ContextRefs("hdr", "abc1234", ("a.py",))
+    assert code_repos(ctx, {"metadata": key}, ("default",)) == (ctx.context_refs,)
+
+
+def test_none_says_whether_nothing_was_selected_or_nothing_found():
+    assert "No repository was selected" in render_none("code", None)
+    assert "No relevant code was found in the index 'acme'" in render_none("code", "acme")

@@ -1,0 +1,1 @@
+"""What `carrot_hooks` and `rag_indexer` share: project paths and typed YAML loading (imports neither)."""

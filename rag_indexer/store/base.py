@@ -1,0 +1,100 @@
+"""The connection every store part shares, the index record, and SQL helpers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..chunk import Chunk
+from .schema import SCHEMA, TRIGRAM_SCHEMA
+
+log = logging.getLogger("rag_indexer.store")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or does not match the request; the message says which."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    id: int
+    kind: str
+    name: str
+    commit: str | None
+    model: str
+    dim: int
+    chunks: int
+    avgdl: float
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its component scores (rrf is the fused one)."""
+
+    chunk: Chunk
+    chunk_id: int
+    index: str
+    commit: str | None
+    rrf: float = 0.0
+    dense: float | None = None
+    bm25: float | None = None
+
+
+class Connection:
+    """One autocommit psycopg connection to the RAG database, schema ensured."""
+
+    def __init__(self, url: str, connect_timeout: float = 3.0):
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+            self.conn.execute(SCHEMA)
+            register_vector(self.conn)
+            # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
+            self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        except psycopg.OperationalError as e:
+            raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
+        try:
+            self.conn.execute(TRIGRAM_SCHEMA)
+            self.trigrams = True
+        except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
+            log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
+            self.trigrams = False
+        self._ef_search: int | None = None
+        self._changed = 0  # chunks deleted or written since this connection's last VACUUM
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def check_model(info: IndexInfo, model: str, dim: int) -> None:
+    """A query or update with a different embedding model than the index was built with is an error."""
+    if info.model != model or info.dim != dim:
+        raise StoreError(
+            f"{info.kind} index {info.name!r} was built with embedding model {info.model!r} (dim {info.dim}) "
+            f"but the configured model is {model!r} (dim {dim}); use the same model or re-index with --reset"
+        )
+
+
+def vector_literal(vec: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vec, dtype=np.float32).tolist()) + "]"
+
+
+def path_filter(paths: Sequence[str]) -> tuple[str, dict]:
+    """SQL (on alias `c`) keeping chunks in the given files or folders, and its parameters."""
+    if not paths:
+        return "", {}
+    sql = (
+        "AND EXISTS (SELECT 1 FROM unnest(%(paths)s::text[]) fp "
+        "WHERE c.path = fp OR starts_with(c.path, rtrim(fp, '/') || '/'))"
+    )
+    return sql, {"paths": [p.strip("/") for p in paths]}
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

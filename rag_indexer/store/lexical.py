@@ -1,0 +1,95 @@
+"""Lexical search: BM25 over Postgres full-text lexemes, typo correction by trigrams, symbol and path lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Connection, IndexInfo, path_filter
+from .writes import TS_CONFIG
+
+K1, B = 1.2, 0.75
+MIN_DF_CUTOFF = 200  # common-term pruning only where postings are long; small indexes keep every term
+MIN_TYPO_LENGTH = 5  # shorter unknown words are names or abbreviations more often than typos
+
+
+class Lexical(Connection):
+    def bm25(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
+             paths: Sequence[str] = (), max_df_ratio: float = 1.0,
+             extra_lexemes: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """(chunk_id, BM25 score) over Postgres full-text lexemes: the rarest `max_terms` query terms
+        (plus `extra_lexemes`, e.g. typo corrections), leaving out terms in more than `max_df_ratio` of
+        the chunks (long postings, little weight). All arithmetic in float8: numeric `ln` was slower."""
+        path_sql, params = path_filter(paths)
+        rows = self.conn.execute(
+            f"""
+            WITH qt AS (
+                SELECT lexeme, coalesce(array_length(positions, 1), 1) AS qtf
+                FROM unnest(to_tsvector('{TS_CONFIG}', %(text)s))
+                UNION SELECT x, 1 FROM unnest(%(extra)s::text[]) x),
+            q AS (
+                SELECT t.lexeme, max(ln(1 + (%(n)s - t.df + 0.5) / (t.df + 0.5)) * (1 + ln(qt.qtf::float8))) AS w
+                FROM qt JOIN rag_terms t ON t.index_id = %(idx)s AND t.lexeme = qt.lexeme
+                WHERE t.df <= %(maxdf)s GROUP BY t.lexeme, t.df ORDER BY t.df ASC LIMIT %(maxterms)s)
+            SELECT p.chunk_id, sum(q.w * p.tf * {K1 + 1} / (p.tf + {K1} * (1 - {B} + {B} * p.doclen::float8 / %(avgdl)s))) AS s
+            FROM q JOIN rag_postings p ON p.index_id = %(idx)s AND p.lexeme = q.lexeme
+            {'JOIN rag_chunks c ON c.id = p.chunk_id WHERE true ' + path_sql if path_sql else ''}
+            GROUP BY p.chunk_id ORDER BY s DESC LIMIT %(lim)s
+            """,
+            {"text": query_terms, "extra": list(extra_lexemes), "n": float(max(1, info.chunks)), "idx": info.id,
+             "avgdl": max(1.0, info.avgdl), "maxterms": max_terms,
+             "maxdf": max(MIN_DF_CUTOFF, int(max_df_ratio * info.chunks)), "lim": limit, **params},
+        ).fetchall()
+        return [(cid, float(s)) for cid, s in rows]
+
+    def typo_corrections(self, info: IndexInfo, query_terms: str, min_similarity: float) -> list[str]:
+        """Indexed lexemes nearest (trigram similarity ≥ `min_similarity`) to each query lexeme the index
+        does not have: "disconected" finds "disconnect". Empty without pg_trgm."""
+        if not self.trigrams or min_similarity <= 0:
+            return []
+        rows = self.conn.execute(
+            f"""
+            WITH unknown AS (
+                SELECT DISTINCT lexeme FROM unnest(to_tsvector('{TS_CONFIG}', %(text)s))
+                WHERE length(lexeme) >= {MIN_TYPO_LENGTH} AND NOT EXISTS (
+                    SELECT 1 FROM rag_terms t WHERE t.index_id = %(idx)s AND t.lexeme = unnest.lexeme))
+            SELECT u.lexeme, best.lexeme FROM unknown u CROSS JOIN LATERAL (
+                SELECT t.lexeme FROM rag_terms t WHERE t.index_id = %(idx)s AND t.lexeme %% u.lexeme
+                AND similarity(t.lexeme, u.lexeme) >= %(sim)s
+                ORDER BY similarity(t.lexeme, u.lexeme) DESC, t.df DESC LIMIT 1) best
+            """,
+            {"text": query_terms, "idx": info.id, "sim": min_similarity},
+        ).fetchall()
+        return [r[1] for r in rows]
+
+    def symbols(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
+                paths: Sequence[str] = ()) -> list[tuple[int, bool]]:
+        """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
+        `dotted` names; qualified = the symbol ends with the whole dotted name. Case-insensitive."""
+        if not names and not dotted:
+            return []
+        path_sql, params = path_filter(paths)
+        rows = self.conn.execute(
+            "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
+            "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
+            "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
+            f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
+            {"idx": info.id, "keys": list({n.rsplit(".", 1)[-1].lower() for n in (*names, *dotted)}),
+             "dotted": [d.lower() for d in dotted], "lim": limit, **params},
+        ).fetchall()
+        return [(r[0], bool(r[1])) for r in rows]
+
+    def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
+        """Indexed file paths that end with, or are the tail of, a path mentioned in a query. A bare file
+        name that several files share (`__init__.py`, `utils.py`) names none of them."""
+        if not suffixes:
+            return []
+        rows = self.conn.execute(
+            "SELECT s, f.path FROM rag_files f JOIN unnest(%s::text[]) s ON f.path = s "
+            "OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path "
+            "WHERE f.index_id = %s",
+            (list(suffixes), info.id),
+        ).fetchall()
+        per_mention: dict[str, list[str]] = {}
+        for mention, path in rows:
+            per_mention.setdefault(mention, []).append(path)
+        return list(dict.fromkeys(p for m, ps in per_mention.items() if "/" in m or len(ps) == 1 for p in ps))

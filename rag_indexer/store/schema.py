@@ -1,0 +1,70 @@
+"""The store's tables, created (and migrated in place) on connect."""
+
+from __future__ import annotations
+
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS rag_indexes (
+    id serial PRIMARY KEY, kind text NOT NULL, name text NOT NULL, commit text,
+    model text NOT NULL, dim int NOT NULL, chunks int NOT NULL DEFAULT 0, avgdl real NOT NULL DEFAULT 1,
+    updated_at timestamptz NOT NULL DEFAULT now(), UNIQUE (kind, name));
+CREATE TABLE IF NOT EXISTS rag_files (
+    index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE, path text NOT NULL, blob text NOT NULL,
+    PRIMARY KEY (index_id, path));
+CREATE TABLE IF NOT EXISTS rag_chunks (
+    id bigserial PRIMARY KEY, index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE,
+    path text NOT NULL, language text NOT NULL, symbol text NOT NULL, heading text NOT NULL,
+    start_line int NOT NULL, end_line int NOT NULL, content text NOT NULL, doclen int NOT NULL);
+-- file kind (source, test, vendored, docs, changelog, example, generated), the vendored package's
+-- name, and the enclosing section a small doc passage hands to the model (parent-child)
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS file_kind text NOT NULL DEFAULT 'source';
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS package text NOT NULL DEFAULT '';
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS parent_start int;
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS parent_end int;
+ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS parent text;
+CREATE INDEX IF NOT EXISTS rag_chunks_file ON rag_chunks (index_id, path);
+-- symbol_key: the symbol's last dotted part, lower-cased (`Foo.Bar` -> `bar`), derived by Postgres;
+-- an older plain column of that name (filled by the indexer) is replaced once
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'rag_chunks'
+                   AND column_name = 'symbol_key' AND is_generated = 'ALWAYS') THEN
+        ALTER TABLE rag_chunks DROP COLUMN IF EXISTS symbol_key;
+        ALTER TABLE rag_chunks ADD COLUMN symbol_key text
+            GENERATED ALWAYS AS (lower(regexp_replace(symbol, '^.*\\.', ''))) STORED;
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS rag_chunks_symbol ON rag_chunks (index_id, symbol_key);
+CREATE TABLE IF NOT EXISTS rag_postings (
+    index_id int NOT NULL, lexeme text NOT NULL, chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
+    tf int NOT NULL, doclen int NOT NULL, PRIMARY KEY (index_id, lexeme, chunk_id));
+CREATE INDEX IF NOT EXISTS rag_postings_chunk ON rag_postings (chunk_id);
+-- BM25 reads postings by (index, lexeme): index-only scans, no heap visits (3x faster on long queries)
+CREATE INDEX IF NOT EXISTS rag_postings_cover ON rag_postings (index_id, lexeme) INCLUDE (chunk_id, tf, doclen);
+CREATE TABLE IF NOT EXISTS rag_terms (
+    index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE, lexeme text NOT NULL, df int NOT NULL,
+    PRIMARY KEY (index_id, lexeme));
+"""
+
+# typo-tolerant matching: a misspelt query word is mapped to the nearest indexed lexemes by trigram
+# similarity (pg_trgm ships with PostgreSQL's contrib modules, and with the embedded server)
+TRIGRAM_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX IF NOT EXISTS rag_terms_trgm ON rag_terms USING gin (lexeme gin_trgm_ops);
+"""
+
+
+def vec_table(dim: int) -> str:
+    return f"rag_vectors_{int(dim)}"
+
+
+def per_dim_schema(dim: int) -> str:
+    """The window-vector table and the embedding cache for one vector size."""
+    table, d = vec_table(dim), int(dim)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE, "
+        f"index_id int NOT NULL, embedding vector({d}) NOT NULL);"
+        f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
+        f"CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);"
+        f"CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL, "
+        f"embedding vector({d}) NOT NULL, PRIMARY KEY (model, h));"
+    )

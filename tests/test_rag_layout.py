@@ -1,0 +1,55 @@
+"""Package direction and paths: rag_indexer stands without carrot_hooks, and `rag-indexer` finds the
+project's policy and store from any folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from rag_indexer.embedded import ensure_server
+from rag_indexer.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_rag_indexer_imports_without_carrot_hooks():
+    code = (
+        "import sys, rag_indexer.cli, rag_indexer.retrieve, rag_indexer.indexer, rag_indexer.settings, rag_indexer.store;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'carrot_hooks'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _env_without_project_settings() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PGVECTOR_URL", "CARROT_STATE_DIR", "CARROT_POLICY_DIR")}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])}
+
+
+def test_rag_indexer_from_another_folder_uses_the_projects_store_and_policy(tmp_path):
+    url = ensure_server(ROOT / ".state")  # the project's embedded store (what `rag-indexer` uses by default)
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    (repo / "pkg").mkdir(parents=True)
+    elsewhere.mkdir()
+    (repo / "pkg" / "clock.py").write_text("def tick_interval_ms():\n    return 250\n")
+    env = _env_without_project_settings()
+    name = f"anywhere-{uuid.uuid4().hex[:8]}"
+
+    def cli(*args: str, cwd: Path) -> str:
+        out = subprocess.run([sys.executable, "-m", "rag_indexer.cli", "--no-progress", *args], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=600, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    try:
+        assert cli("db", "url", cwd=elsewhere).strip() == url
+        assert f"code {name}@" in cli("code", str(repo), "--repo", name, cwd=elsewhere)
+        assert "pkg/clock.py:L1-L2" in cli("query", "tick interval", "--repo", name, cwd=ROOT)  # same store
+    finally:
+        store = Store(url)
+        store.drop_index("code", name)
+        store.close()
