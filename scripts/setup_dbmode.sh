@@ -9,8 +9,15 @@
 # file, outside the clone: ${CARROT_CACHE_DIR:-$HOME/.cache/carrot}/dbmode/<key>. Then generates
 # prisma-python's client from LiteLLM's schema.prisma into the venv (skipped when already
 # generated from the same schema). Idempotent; a second run takes about a second.
-# Prints the cache directory (the tests read it as CARROT_DBMODE_HOME) on the last line.
+# Also installs Chromium (Debian package; needs root) for the admin-UI test, which drives it with
+# the playwright wheel (never `playwright install`); `--engines-only` skips that (the tests' own
+# fixture calls it so). Prints the cache directory (CARROT_DBMODE_HOME) on the last line.
 set -eu
+if [ "${1:-}" != "--engines-only" ] && ! [ -x /usr/bin/chromium ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 SRC=$ROOT/tests/dbmode

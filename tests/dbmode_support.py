@@ -12,7 +12,10 @@ import importlib.util
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_DIR = ROOT / "tests" / "dbmode"
@@ -58,3 +61,27 @@ def proxy_env(home: Path, database_url: str) -> dict[str, str]:
         "CHECKPOINT_DISABLE": "1",
         "npm_config_ignore_scripts": "true",
     }
+
+
+def admin(proxy, method: str, path: str, **kw) -> dict:
+    """A management API call with the master key; fails the test unless it answers 200."""
+    r = httpx.request(method, f"{proxy.base_url}{path}", headers=proxy.headers(), timeout=60, **kw)
+    assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+
+def new_team(proxy, **body) -> str:
+    """A new LiteLLM team (`/team/new`); its team_id."""
+    return admin(proxy, "POST", "/team/new", json={"team_alias": f"team-{uuid.uuid4().hex[:8]}", **body})["team_id"]
+
+
+def new_key(proxy, **body) -> str:
+    """A new virtual key (`/key/generate`)."""
+    return admin(proxy, "POST", "/key/generate", json=body)["key"]
+
+
+def chat(proxy, key: str, marker: str, *, model: str = "auto", headers: dict[str, str] | None = None) -> httpx.Response:
+    """One chat completion with `key`; `marker` in the prompt finds it at the fake upstream."""
+    return httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120,
+                      headers={"Authorization": f"Bearer {key}", **(headers or {})},
+                      json={"model": model, "messages": [{"role": "user", "content": f"question {marker}"}]})
