@@ -23,7 +23,8 @@ ENGINE_DIR = ROOT / "tests" / "dbmode"
 
 def setup_home() -> Path:
     """Run the idempotent setup; the cached package directory it prints last."""
-    proc = subprocess.run(["sh", str(ROOT / "scripts" / "setup_dbmode.sh")], env={**os.environ, "PY": sys.executable},
+    proc = subprocess.run(["sh", str(ROOT / "scripts" / "setup_dbmode.sh")], check=False,
+                          env={**os.environ, "PY": sys.executable},
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"scripts/setup_dbmode.sh failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
@@ -39,7 +40,7 @@ def push_schema(home: Path, database_url: str) -> None:
     """Bring `database_url` level with LiteLLM's schema.prisma (the wasm schema engine's `db push`)."""
     proc = subprocess.run(["node", str(ENGINE_DIR / "push_schema.mjs"), str(litellm_schema()), database_url],
                           env={**os.environ, "CARROT_DBMODE_HOME": str(home)}, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"schema push failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
 

@@ -260,6 +260,11 @@ def redis_url() -> str:
     return start_private_redis("suite").url
 
 
+def _pg_error(e: psycopg.Error) -> str:
+    """A one-line description of a psycopg error, for messages."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 def _vector_problem(url: str, create: bool) -> str | None:
     """None when `url` has (or, with `create`, now has) the vector extension, else why not."""
     try:
@@ -275,7 +280,7 @@ def _vector_problem(url: str, create: bool) -> str | None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             return None
     except psycopg.Error as e:
-        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        return _pg_error(e)
 
 
 @functools.cache
@@ -312,11 +317,10 @@ def _embedded_pgvector() -> str:
 def _pg_problem(url: str) -> str | None:
     """None when the Postgres at `url` answers, else why not."""
     try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-        return None
+        psycopg.connect(url, connect_timeout=3).close()
     except psycopg.Error as e:
-        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        return _pg_error(e)
+    return None
 
 
 @functools.cache
