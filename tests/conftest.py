@@ -72,7 +72,7 @@ def dbmode_database() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def db_proxy(start_proxy, redis_url, dbmode_database) -> Iterator[ProxyProcess]:
     """A gateway in LiteLLM's database mode (virtual keys, teams, budgets, admin UI), Redis for limits."""
-    p = start_proxy(env={"REDIS_URL": redis_url, **dbmode_database}, startup_timeout=300)  # engine + DB connect
+    p = start_proxy(env={"REDIS_URL": redis_url, **dbmode_database})
     yield p
     p.stop()  # before its database is dropped
 

@@ -22,8 +22,8 @@ ENGINE_DIR = ROOT / "tests" / "dbmode"
 
 
 def setup_home() -> Path:
-    """Run the idempotent setup; the cached package directory it prints last."""
-    proc = subprocess.run(["sh", str(ROOT / "scripts" / "setup_dbmode.sh")], check=False,
+    """Run the idempotent setup (engines; Chromium is the group setup's job); the package directory."""
+    proc = subprocess.run(["sh", str(ROOT / "scripts" / "setup_dbmode.sh"), "--engines-only"], check=False,
                           env={**os.environ, "PY": sys.executable},
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:

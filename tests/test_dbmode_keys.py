@@ -136,7 +136,7 @@ def test_rag_code_request_searches_the_keys_repos(db_proxy, marker):
 
 def test_two_replicas_share_keys_and_limits(db_proxy, start_proxy, redis_url, dbmode_database, fake_upstream,
                                            marker):
-    second = start_proxy(env={"REDIS_URL": redis_url, **dbmode_database}, startup_timeout=300)
+    second = start_proxy(env={"REDIS_URL": redis_url, **dbmode_database})
     try:
         key = new_key(db_proxy, rpm_limit=3)  # made on the first replica
         codes = [chat(p, key, f"{marker}-{i}").status_code for i, p in enumerate((second, db_proxy, second))]

@@ -18,7 +18,7 @@ from tests.services import STATE_DIR
 
 pytestmark = [pytest.mark.dbmode, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"  # `make test-dbmode` installs it (scripts/setup_dbmode.sh --browser)
+CHROMIUM = "/usr/bin/chromium"  # scripts/setup_dbmode.sh installs it (Debian package)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 UI_TIMEOUT_MS = 120_000  # the UI's first load compiles a large bundle; generous under CPU load
@@ -28,7 +28,7 @@ ARTIFACTS = STATE_DIR / "artifacts"
 @pytest.fixture
 def browser_page():
     if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: run `sh scripts/setup_dbmode.sh --browser` (Debian package chromium)")
+        raise RuntimeError(f"{CHROMIUM} is missing: run `bash scripts/setup_dbmode.sh` (Debian package chromium)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
