@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
 SLOW_GROUPS ?=
 
-.PHONY: setup test-deps run test test-fast bench clean
+.PHONY: setup test-deps run test test-fast test-dbmode bench clean
 
 $(STAMP): pyproject.toml scripts/setup_models.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ setup: $(STAMP)
 # Prometheus (Debian package) for the dashboard test; pip cannot install it.
 test-deps: setup
 	sh scripts/setup_ops.sh
+
+# The dbmode group alone (`make test SLOW_GROUPS=dbmode` runs it after the fast suite): LiteLLM's
+# database mode on Prisma's wasm engines (test infrastructure; npm packages cached in
+# $${CARROT_CACHE_DIR:-~/.cache/carrot}/dbmode) + Chromium for the admin-UI test, then those tests.
+test-dbmode: setup
+	PY=$(PY) bash scripts/setup_dbmode.sh
+	$(PY) -m pytest -m dbmode
 
 run: setup
 	$(PY) -m carrot_hooks.serve

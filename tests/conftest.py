@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
-from tests import services
+from tests import dbmode_support, services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
 
@@ -58,6 +58,23 @@ def make_client(p: ProxyProcess, **kw) -> openai.OpenAI:
 @pytest.fixture(scope="session")
 def client(proxy: ProxyProcess) -> openai.OpenAI:
     return make_client(proxy)
+
+
+@pytest.fixture(scope="session")
+def dbmode_database() -> Iterator[dict[str, str]]:
+    """A fresh database with LiteLLM's schema; the proxy env for database mode on it (wasm engines)."""
+    home = dbmode_support.setup_home()
+    with services.fresh_database("carrot_dbmode") as url:
+        dbmode_support.push_schema(home, url)
+        yield dbmode_support.proxy_env(home, url)
+
+
+@pytest.fixture(scope="session")
+def db_proxy(start_proxy, redis_url, dbmode_database) -> Iterator[ProxyProcess]:
+    """A gateway in LiteLLM's database mode (virtual keys, teams, budgets, admin UI), Redis for limits."""
+    p = start_proxy(env={"REDIS_URL": redis_url, **dbmode_database})
+    yield p
+    p.stop()  # before its database is dropped
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real services for the test suite: a Redis and a Postgres with pgvector, found or started.
+"""Real services for the test suite: a Redis and a Postgres (with pgvector), found or started.
 
 `redis_url()` and `pgvector_url()` never skip: they return a URL that answers, or raise
 `ServiceError` saying what was tried. Servers started here keep their data under
@@ -12,6 +12,7 @@ our own (how the fallback path is exercised on a machine that has them).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import importlib.util
 import os
@@ -20,6 +21,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
@@ -257,6 +260,11 @@ def redis_url() -> str:
     return start_private_redis("suite").url
 
 
+def _pg_error(e: psycopg.Error) -> str:
+    """A one-line description of a psycopg error, for messages."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 def _vector_problem(url: str, create: bool) -> str | None:
     """None when `url` has (or, with `create`, now has) the vector extension, else why not."""
     try:
@@ -272,7 +280,7 @@ def _vector_problem(url: str, create: bool) -> str | None:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             return None
     except psycopg.Error as e:
-        return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        return _pg_error(e)
 
 
 @functools.cache
@@ -304,3 +312,40 @@ def _embedded_pgvector() -> str:
     if problem:
         raise ServiceError(f"embedded Postgres at {redact(url)} cannot serve pgvector: {problem}")
     return url
+
+
+def _pg_problem(url: str) -> str | None:
+    """None when the Postgres at `url` answers, else why not."""
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as e:
+        return _pg_error(e)
+    return None
+
+
+@functools.cache
+def postgres_url() -> str:
+    """URL of a plain Postgres that answers: `DATABASE_URL`, local :5432, or the embedded one."""
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        problem = _pg_problem(explicit)
+        if problem:
+            raise ServiceError(f"DATABASE_URL={redact(explicit)} does not answer: {problem}")
+        return explicit
+    if not force_own() and _pg_problem(LOCAL_PG_URL) is None:
+        return LOCAL_PG_URL
+    return _embedded_pgvector()
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on `postgres_url()`'s server for the block; dropped afterwards."""
+    server = postgres_url()
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -160,3 +160,20 @@ def test_forced_own_pgvector_starts_embedded_server():
     url, problem = out.splitlines()[-2:]
     assert url != services.LOCAL_PG_URL
     assert problem == "None"
+
+
+def test_fresh_database_is_empty_and_dropped_afterwards():
+    with services.fresh_database("carrot_svc_test") as url:
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        with psycopg.connect(url) as conn:
+            tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        assert tables == 0
+    with psycopg.connect(services.postgres_url()) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
+
+
+def test_unreachable_database_url_names_the_variable():
+    dead = f"postgresql://carrot:s3cret@127.0.0.1:{services.free_port()}/x"
+    err = run_failing("services.postgres_url()", {"DATABASE_URL": dead})
+    assert "ServiceError: DATABASE_URL=postgresql://carrot:***@127.0.0.1" in err
+    assert "does not answer" in err and "s3cret" not in err
