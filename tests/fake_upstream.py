@@ -1,13 +1,17 @@
 """The one test double: a loopback model server speaking Ollama's and OpenAI's wire formats.
 
 It records every request it receives and answers from a script of canned replies, so tests
-assert on what the gateway actually sent upstream.
+assert on what the gateway actually sent upstream. Tool-calling requests are answered the same way
+in both chat formats (OpenAI `/v1/chat/completions`, Ollama `/api/chat`): a reply may call one of
+the request's tools, and a request ending in a tool result gets the reply's text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +25,41 @@ class Reply:
 
     content: str = "Hello from the fake upstream."
     match: str | None = None
-    tool_calls: list[dict] | None = None
+    tool_calls: list[dict] | None = None  # [{"name", "arguments": dict}] answered as they are
+    call_tool: str | None = None  # call this tool of the request's `tools` (if offered) with `tool_arguments`
+    tool_arguments: dict = field(default_factory=dict)
     status: int = 200
     delay: float = 0.0
     cut_after: int | None = None  # stream: drop the connection after this many chunks
     clean_cut: bool = False  # with cut_after: end the stream cleanly (no final chunk) instead of dropping it
     chunk_chars: int = 8
     times: int = 1  # how many requests it answers (0 = unlimited)
+
+
+def planted_secret(seed: str) -> str:
+    """An AWS access key id (the secrets guardrail's aws-access-key rule), the same for the same seed."""
+    rng = random.Random(seed)
+    return "AKIA" + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(16))
+
+
+def _tool_names(body: dict) -> list[str]:
+    """Names of the tools a chat request offers (OpenAI and Ollama both use {"function": {"name"}})."""
+    return [str((t.get("function") or {}).get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
+
+
+def _answers_tool_result(body: dict) -> bool:
+    messages = body.get("messages") or []
+    return bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+
+
+def tool_calls_for(reply: Reply, body: dict) -> list[dict]:
+    """The calls this reply makes to this request: its own list, or `call_tool` when the request offers
+    that tool and is not already answering a tool result (so an agent loop ends with the reply's text)."""
+    if reply.tool_calls:
+        return reply.tool_calls
+    if reply.call_tool and reply.call_tool in _tool_names(body) and not _answers_tool_result(body):
+        return [{"name": reply.call_tool, "arguments": reply.tool_arguments}]
+    return []
 
 
 @dataclass
@@ -51,6 +83,9 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Ollama answers 400 "... does not support tools" for models whose template has no tools;
+        # tests add such model names here (substrings of the upstream model name).
+        self.models_without_tools: set[str] = set()
         self._script: list[Reply] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -142,22 +177,33 @@ class FakeUpstream:
         await resp.write_eof()
         return resp
 
+    def _refuses_tools(self, body: dict) -> web.Response | None:
+        model = str(body.get("model"))
+        if body.get("tools") and any(m in model for m in self.models_without_tools):
+            return web.json_response({"error": f"registry.ollama.ai/library/{model} does not support tools"},
+                                     status=400)
+        return None
+
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._begin(request)
         if reply.status != 200:
             return self._error(reply)
+        refused = self._refuses_tools(body)
+        if refused is not None:
+            return refused
+        calls = tool_calls_for(reply, body)
         model, now = body.get("model"), "2025-01-01T00:00:00Z"
         final = {"model": model, "created_at": now, "message": {"role": "assistant", "content": ""},
                  "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 7}
         if not body.get("stream", True):
             msg = {"role": "assistant", "content": reply.content}
-            if reply.tool_calls:
-                msg["tool_calls"] = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in reply.tool_calls]
+            if calls:
+                msg["tool_calls"] = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]
             return web.json_response({**final, "message": msg})
         lines = [json.dumps({"model": model, "created_at": now, "message": {"role": "assistant", "content": p},
                              "done": False}).encode() + b"\n" for p in self._pieces(reply)]
-        if reply.tool_calls:
-            tc = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in reply.tool_calls]
+        if calls:
+            tc = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]
             lines.append(json.dumps({"model": model, "created_at": now, "done": False,
                                      "message": {"role": "assistant", "content": "", "tool_calls": tc}}).encode() + b"\n")
         lines.append(json.dumps(final).encode() + b"\n")
@@ -188,7 +234,7 @@ class FakeUpstream:
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         tool_calls = [{"id": f"call_{i}", "type": "function",
                        "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
-                      for i, t in enumerate(reply.tool_calls or [])]
+                      for i, t in enumerate(tool_calls_for(reply, body))]
         if not body.get("stream"):
             msg = {"role": "assistant", "content": reply.content}
             if tool_calls:

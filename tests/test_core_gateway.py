@@ -188,7 +188,7 @@ def test_fim_completion_keeps_suffix(client, fake_upstream, marker, stream):
         assert verdicts == ["none"]
     up = only_request(fake_upstream, marker)
     assert up.path == "/v1/completions"
-    assert up.json["model"] == "deepseek-coder:6.7b-base-q4_K_M"
+    assert up.json["model"] == "carrot-deepseek-coder-fim:6.7b-base-q4_K_M"
     assert up.json["suffix"] == "\n\nprint(add(1, 2))\n"
     assert up.json["prompt"] == f"# {marker}\ndef add(a, b):\n    "
     assert raw.headers["x-carrot-task-type"] == "editor"
@@ -200,7 +200,7 @@ BULK = "x = 1\n" * 1000  # > 3,000 tokens: the refactor-bulk-vllm rule
 
 
 @pytest.mark.parametrize("kw,upstream_model,alias", [
-    ({"extra_headers": {"X-Model-Alias": "ds-coder-6.7b@2025-03-01"}}, "deepseek-coder:6.7b-base-q4_0",
+    ({"extra_headers": {"X-Model-Alias": "ds-coder-6.7b@2025-03-01"}}, "carrot-deepseek-coder-fim:6.7b-base-q4_0",
      "ds-coder-6.7b@2025-03-01"),
     ({"model": "ds-coder-v2@2025-06-10"}, "deepseek-coder-v2:16b-lite-base-q4_0", "ds-coder-v2@2025-06-10"),
     ({"model": "ds-coder-v2@2025-09-23"}, "deepseek-coder-v2:16b-lite-base-q4_K_M", "ds-coder-v2@2025-09-23"),

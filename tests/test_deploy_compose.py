@@ -226,8 +226,23 @@ def test_pull_job_pulls_exactly_the_ollama_models_the_config_names():
         for m in LITELLM["model_list"]
         if m["litellm_params"].get("api_base") in ollama_bases
     }
-    pulled = set(COMPOSE["services"]["ollama-pull"]["environment"]["OLLAMA_MODELS_TO_PULL"].split())
-    assert pulled == wanted
+    env = COMPOSE["services"]["ollama-pull"]["environment"]
+    pulled = set(env["OLLAMA_MODELS_TO_PULL"].split())
+    created = dict(pair.split("=", 1) for pair in env["OLLAMA_FIM_MODELS"].split())
+    assert set(created.values()) <= pulled  # every FIM tag's base is pulled first
+    assert (pulled - set(created.values())) | set(created) == wanted
+
+
+def test_created_fim_tags_render_deepseek_fim_from_prompt_and_suffix():
+    """Ollama answers `suffix` only for a template with .Suffix; ours puts DeepSeek's sentinels around it."""
+    template = (ROOT / "deploy/ollama/deepseek-coder-fim.gotmpl").read_text()
+    branch = template.split("{{- else }}")[0]
+    assert branch.index("<｜fim▁begin｜>") < branch.index("{{ .Prompt }}") < branch.index("<｜fim▁hole｜>")
+    assert branch.index("<｜fim▁hole｜>") < branch.index("{{ .Suffix }}") < branch.index("<｜fim▁end｜>")
+    assert "{{ if .Suffix }}" in template.replace("{{- if", "{{ if")
+    fim_models = {m["litellm_params"]["model"] for m in LITELLM["model_list"] if m["model_name"].endswith("-fim")
+                  or "-fim@" in m["model_name"]}
+    assert all("deepseek-coder-v2:" in m or "carrot-deepseek-coder-fim:" in m for m in fim_models)
 
 
 def test_vllm_serves_the_name_the_config_asks_for():

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Real coding clients for the `clients` tests, installed once into a machine-level cache outside
+# the clone: ${CARROT_CACHE_DIR:-$HOME/.cache/carrot}/clients/npm (one prefix) and venv-<command>
+# per PyPI client (aider-chat and llm pin conflicting dependencies). Versions come from
+# scripts/clients.txt only; a stamp holding that file's content makes a second run a no-op.
+# Telemetry and update checks are switched off by the tests' environment (tests/clients.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+DEST=${CARROT_CACHE_DIR:-$HOME/.cache/carrot}/clients
+PINS=scripts/clients.txt
+STAMP=$DEST/installed.txt
+if [ -f "$STAMP" ] && cmp -s "$PINS" "$STAMP"; then
+    exit 0
+fi
+mkdir -p "$DEST/npm"
+export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false DISABLE_TELEMETRY=1
+npm_specs=$(awk '$1 == "npm" {print $2 "@" $3}' "$PINS")
+# shellcheck disable=SC2086 # one word per package spec
+npm install --prefix "$DEST/npm" --no-save --loglevel=error $npm_specs
+awk '$1 == "pip" {print $2, $3, $4}' "$PINS" | while read -r pkg version cmd; do
+    venv=$DEST/venv-$cmd
+    test -x "$venv/bin/python" || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$pkg==$version"
+done
+awk '$1 != "#" && NF == 4 {print $1, $4}' "$PINS" | while read -r kind cmd; do
+    case $kind in npm) bin=$DEST/npm/node_modules/.bin/$cmd ;; pip) bin=$DEST/venv-$cmd/bin/$cmd ;; esac
+    test -x "$bin" || { echo "setup_clients: $cmd missing after install ($bin)" >&2; exit 1; }
+done
+cp "$PINS" "$STAMP"
