@@ -44,6 +44,7 @@ class RequestContext:
     pack: str = "none"
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
+    fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
