@@ -1,0 +1,248 @@
+"""Output guardrails over the agent endpoints' answers: Anthropic Messages event streams (SSE bytes, as
+LiteLLM's bridge yields them) and OpenAI Responses event streams, plus their non-streamed bodies.
+
+Text deltas go through a `StreamFilter` per content block (the same holdback window as chat streams);
+tool-call arguments (`input_json_delta`, `function_call_arguments.delta`) are held whole and checked
+once complete, then sent as one delta. The `.done` / `completed` events that repeat the full text carry
+the checked text, so no copy of a finding leaks through a summary event.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from .stream import StreamFilter
+
+
+@dataclass
+class OutputChecks:
+    """What the output guardrail supplies: a filter per text block, a checker for complete tool
+    arguments (JSON text in, checked JSON text out), a whole-text checker, and the note for a block."""
+
+    new_filter: Callable[[], StreamFilter]
+    check_arguments: Callable[[str], str]
+    check_text: Callable[[str], str]
+    closing_note: Callable[[StreamFilter], str]
+
+
+def _get(obj, key, default=None):
+    return obj.get(key, default) if isinstance(obj, dict) else getattr(obj, key, default)
+
+
+def _put(obj, key, value) -> None:
+    if isinstance(obj, dict):
+        obj[key] = value
+    else:
+        setattr(obj, key, value)
+
+
+# --- Anthropic Messages --------------------------------------------------------------------------
+
+def _frame(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _parse_frame(frame: bytes) -> tuple[str | None, dict | None]:
+    event, data = None, []
+    for line in frame.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    try:
+        payload = json.loads("\n".join(data)) if data else None
+    except ValueError:
+        payload = None
+    return event or (payload or {}).get("type"), payload if isinstance(payload, dict) else None
+
+
+class _AnthropicBlocks:
+    """Per content block state: a text filter, or the tool input JSON held until the block stops."""
+
+    def __init__(self, checks: OutputChecks):
+        self.checks = checks
+        self.text: dict[int, StreamFilter] = {}
+        self.tool: dict[int, list[str]] = {}
+
+    def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
+        if data is None:
+            return [raw]
+        index = data.get("index", 0)
+        if event == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "text":
+                self.text[index] = self.checks.new_filter()
+                seed = block.get("text") or ""
+                block["text"] = ""
+                return [_frame(event, data)] + self._text(index, self.text[index].feed(seed))
+            if block.get("type") == "tool_use":
+                self.tool[index] = [json.dumps(block["input"])] if block.get("input") else []
+                block["input"] = {}
+                return [_frame(event, data)]
+            return [raw]
+        if event == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and index in self.text:
+                return self._text(index, self.text[index].feed(delta.get("text") or ""))
+            if delta.get("type") == "input_json_delta" and index in self.tool:
+                self.tool[index].append(delta.get("partial_json") or "")
+                return []
+            return [raw]
+        if event == "content_block_stop":
+            out: list[bytes] = []
+            if index in self.text:
+                f = self.text.pop(index)
+                out = self._text(index, f.finish() + self.checks.closing_note(f))
+            elif index in self.tool:
+                arguments = "".join(self.tool.pop(index)) or "{}"
+                checked = self.checks.check_arguments(arguments)
+                out = [_frame("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                      "delta": {"type": "input_json_delta", "partial_json": checked}})]
+            return out + [raw]
+        return [raw]
+
+    @staticmethod
+    def _text(index: int, text: str) -> list[bytes]:
+        if not text:
+            return []
+        return [_frame("content_block_delta", {"type": "content_block_delta", "index": index,
+                                               "delta": {"type": "text_delta", "text": text}})]
+
+
+async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator[bytes]:
+    """Anthropic SSE (bytes or str chunks, frames possibly split across chunks) → checked SSE frames."""
+    blocks = _AnthropicBlocks(checks)
+    buffer = b""
+    async for chunk in stream:
+        if isinstance(chunk, dict):  # an already parsed event
+            chunk = _frame(str(chunk.get("type")), chunk)
+        buffer += chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+        buffer = buffer.replace(b"\r\n", b"\n")
+        while b"\n\n" in buffer:
+            raw, buffer = buffer.split(b"\n\n", 1)
+            if not raw.strip():
+                continue
+            event, data = _parse_frame(raw)
+            for out in blocks.frames(event, data, raw + b"\n\n"):
+                yield out
+    if buffer.strip():
+        event, data = _parse_frame(buffer)
+        for out in blocks.frames(event, data, buffer + b"\n\n"):
+            yield out
+
+
+def check_anthropic_message(message, checks: OutputChecks):
+    """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked."""
+    for block in _get(message, "content") or []:
+        btype = _get(block, "type")
+        if btype == "text":
+            _put(block, "text", checks.check_text(_get(block, "text") or ""))
+        elif btype == "tool_use":
+            _put(block, "input", json.loads(checks.check_arguments(json.dumps(_get(block, "input") or {}))))
+    return message
+
+
+# --- OpenAI Responses ----------------------------------------------------------------------------
+
+class _ResponsesState:
+    def __init__(self, checks: OutputChecks):
+        self.checks = checks
+        self.text: dict[tuple, StreamFilter] = {}
+        self.released: dict[tuple, str] = {}
+        self.template: dict[tuple, object] = {}
+        self.arguments: dict[int, list[str]] = {}
+        self.checked_arguments: dict[int, str] = {}
+        self.arg_template: dict[int, object] = {}
+
+    def _key(self, event) -> tuple:
+        return (_get(event, "output_index", 0), _get(event, "content_index", 0))
+
+    def _emit_text(self, key: tuple, text: str) -> list:
+        if not text or key not in self.template:
+            return []
+        out = copy.deepcopy(self.template[key])
+        _put(out, "delta", text)
+        self.released[key] = self.released.get(key, "") + text
+        return [out]
+
+    def events(self, event) -> list:
+        kind = _get(event, "type")
+        if kind == "response.output_text.delta":
+            key = self._key(event)
+            f = self.text.setdefault(key, self.checks.new_filter())
+            self.template.setdefault(key, copy.deepcopy(event))
+            return self._emit_text(key, f.feed(_get(event, "delta") or ""))
+        if kind == "response.output_text.done":
+            key = self._key(event)
+            f = self.text.pop(key, None)
+            out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
+            _put(event, "text", self.released.get(key, self.checks.check_text(_get(event, "text") or "")))
+            return out + [event]
+        if kind == "response.content_part.done":
+            key = self._key(event)
+            part = _get(event, "part")
+            if part is not None and _get(part, "type") == "output_text":
+                _put(part, "text", self.released.get(key, self.checks.check_text(_get(part, "text") or "")))
+            return [event]
+        if kind == "response.function_call_arguments.delta":
+            index = _get(event, "output_index", 0)
+            self.arguments.setdefault(index, []).append(_get(event, "delta") or "")
+            self.arg_template.setdefault(index, copy.deepcopy(event))
+            return []
+        if kind == "response.function_call_arguments.done":
+            index = _get(event, "output_index", 0)
+            checked = self._arguments(index, _get(event, "arguments"))
+            _put(event, "arguments", checked)
+            out = []
+            if index in self.arg_template:
+                delta = copy.deepcopy(self.arg_template[index])
+                _put(delta, "delta", checked)
+                out.append(delta)
+            return out + [event]
+        if kind == "response.output_item.done":
+            self._item(_get(event, "item"), _get(event, "output_index", 0))
+            return [event]
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            response = _get(event, "response")
+            for i, item in enumerate(_get(response, "output") or [] if response is not None else []):
+                self._item(item, i)
+            return [event]
+        return [event]
+
+    def _arguments(self, index: int, full: str | None) -> str:
+        if index not in self.checked_arguments:
+            text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
+            self.checked_arguments[index] = self.checks.check_arguments(text)
+        return self.checked_arguments[index]
+
+    def _item(self, item, index: int) -> None:
+        if item is None:
+            return
+        kind = _get(item, "type")
+        if kind == "function_call":
+            _put(item, "arguments", self._arguments(index, _get(item, "arguments")))
+        elif kind == "message":
+            for j, part in enumerate(_get(item, "content") or []):
+                if _get(part, "type") == "output_text":
+                    released = self.released.get((index, j))
+                    _put(part, "text", released if released is not None
+                         else self.checks.check_text(_get(part, "text") or ""))
+
+
+async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator:
+    """Responses API stream events (objects or dicts) → the same events, checked."""
+    state = _ResponsesState(checks)
+    async for event in stream:
+        for out in state.events(event):
+            yield out
+
+
+def check_responses_body(response, checks: OutputChecks):
+    """A non-streamed Responses body: output texts and function-call arguments checked."""
+    state = _ResponsesState(checks)
+    for i, item in enumerate(_get(response, "output") or []):
+        state._item(item, i)
+    return response

@@ -1,0 +1,171 @@
+"""The Responses / Anthropic Messages adapters on their own: every caller text is reached, what cannot
+be checked is refused by name, and answers (streamed or not) are checked with the real detectors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from carrot_hooks import endpoints
+from carrot_hooks.errors import GatewayError
+from carrot_hooks.guardrails.engines import shared_engines
+from carrot_hooks.guardrails.event_streams import (
+    OutputChecks,
+    check_anthropic_message,
+    check_responses_body,
+    filter_anthropic_stream,
+    filter_responses_stream,
+)
+from carrot_hooks.guardrails.rules import redact
+from carrot_hooks.guardrails.stream import StreamFilter
+from tests.fake_upstream import planted_secret
+
+SECRET = planted_secret("agent-endpoints")
+
+
+def real_checks() -> OutputChecks:
+    det = shared_engines().detectors()
+    risk = det.policy.risk["low"]
+    scan = lambda text: det.output.scan(text, risk)
+    keywords = det.output.hold_keywords(risk)
+    settings = det.policy.stream
+
+    def check_text(text: str) -> str:
+        return redact(text, scan(text))
+
+    def check_arguments(arguments: str) -> str:
+        return json.dumps(endpoints._map_value(json.loads(arguments), check_text))
+
+    return OutputChecks(lambda: StreamFilter(scan, keywords, settings.holdback_chars, settings.max_pending_chars),
+                        check_arguments, check_text, lambda f: "")
+
+
+RESPONSES = {"model": "carrot-chat", "instructions": "client system", "input": [
+    {"role": "user", "content": [{"type": "input_text", "text": "user text"}]},
+    {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": json.dumps({"cmd": "call args"})},
+    {"type": "function_call_output", "call_id": "c1", "output": "tool output"},
+    {"type": "reasoning", "summary": []},
+    {"role": "assistant", "content": [{"type": "output_text", "text": "earlier answer"}]}]}
+MESSAGES = {"model": "carrot-chat", "system": [{"type": "text", "text": "client system"}], "messages": [
+    {"role": "user", "content": "user text"},
+    {"role": "assistant", "content": [{"type": "text", "text": "earlier answer"},
+                                      {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"cmd": "call args"}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+        {"type": "text", "text": "tool output"}]}]}]}
+EVERY_TEXT = {"client system", "user text", "call args", "tool output", "earlier answer"}
+
+
+@pytest.mark.parametrize("call_type,body", [("aresponses", RESPONSES), ("anthropic_messages", MESSAGES)])
+def test_every_input_item_is_reached_and_the_pack_is_not(call_type, body):
+    data = json.loads(json.dumps(body))
+    endpoints.refuse_unchecked(data, call_type)
+    endpoints.put_system(data, call_type, "PACK\n\nwith a blank line")
+    assert set(endpoints.texts(data, call_type, authored={"PACK\n\nwith a blank line"})) == EVERY_TEXT
+    endpoints.map_texts(data, call_type, str.upper, authored={"PACK\n\nwith a blank line"})
+    flat = json.dumps(data)
+    assert all(t.upper() in flat for t in EVERY_TEXT) and "PACK\\n\\nwith a blank line" in flat
+
+
+@pytest.mark.parametrize("call_type,change,field", [
+    ("aresponses", {"previous_response_id": "resp_1"}, "previous_response_id"),
+    ("aresponses", {"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ("aresponses", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+     "input[0].content[0]"),
+    ("aresponses", {"input": [{"type": "file_search_call", "id": "x"}]}, "input[0]"),
+    ("anthropic_messages", {"mcp_servers": [{"url": "x"}]}, "mcp_servers"),
+    ("anthropic_messages", {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
+    ("anthropic_messages", {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+     "messages[0].content[0]"),
+    ("anthropic_messages", {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                                                       "content": [{"type": "image"}]}]}]},
+     "messages[0].content[0].content[0]"),
+])
+def test_what_cannot_be_checked_is_refused_by_name(call_type, change, field):
+    body = json.loads(json.dumps(RESPONSES if call_type == "aresponses" else MESSAGES)) | change
+    with pytest.raises(GatewayError) as e:
+        endpoints.refuse_unchecked(body, call_type)
+    assert e.value.status_code == 400 and f"'{field}'" in e.value.message
+
+
+def sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def collect(gen):
+    return [x async for x in gen]
+
+
+def test_anthropic_stream_secret_split_across_deltas_and_frames_never_leaks():
+    text = f"key: {SECRET} done"
+    frames = [sse("message_start", {"type": "message_start", "message": {"id": "m", "content": []}}),
+              sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})]
+    frames += [sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                           "delta": {"type": "text_delta", "text": text[i:i + 3]}})
+               for i in range(0, len(text), 3)]
+    frames += [sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               sse("content_block_start", {"type": "content_block_start", "index": 1,
+                                           "content_block": {"type": "tool_use", "id": "t", "name": "Bash", "input": {}}})]
+    args = json.dumps({"command": f"export AWS_ACCESS_KEY_ID={SECRET}"})
+    frames += [sse("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                           "delta": {"type": "input_json_delta", "partial_json": args[i:i + 5]}})
+               for i in range(0, len(args), 5)]
+    frames += [sse("content_block_stop", {"type": "content_block_stop", "index": 1}),
+               sse("message_stop", {"type": "message_stop"})]
+    blob = b"".join(frames)
+
+    async def chunks():  # byte chunks that cut frames anywhere
+        for i in range(0, len(blob), 7):
+            yield blob[i:i + 7]
+
+    out = b"".join(asyncio.run(collect(filter_anthropic_stream(chunks(), real_checks()))))
+    assert SECRET not in out.decode() and not any(SECRET[i:i + 8] in out.decode() for i in range(12))
+    events = [json.loads(ln[6:]) for ln in out.decode().splitlines() if ln.startswith("data: ")]
+    said = "".join(e["delta"]["text"] for e in events if e.get("delta", {}).get("type") == "text_delta")
+    assert said == "key: [REDACTED:aws-access-key] done"
+    tool = "".join(e["delta"]["partial_json"] for e in events if e.get("delta", {}).get("type") == "input_json_delta")
+    assert json.loads(tool) == {"command": "export AWS_ACCESS_KEY_ID=[REDACTED:aws-access-key]"}
+    assert [e["type"] for e in events][-1] == "message_stop"
+
+
+def test_responses_stream_and_its_summary_events_carry_no_secret():
+    text = f"key: {SECRET} done"
+    args = json.dumps({"cmd": f"echo {SECRET}"})
+    events = [{"type": "response.created", "response": {"id": "r", "output": []}}]
+    events += [{"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "i",
+                "delta": text[i:i + 4]} for i in range(0, len(text), 4)]
+    events += [{"type": "response.output_text.done", "output_index": 0, "content_index": 0, "text": text},
+               {"type": "response.content_part.done", "output_index": 0, "content_index": 0,
+                "part": {"type": "output_text", "text": text}},
+               {"type": "response.output_item.done", "output_index": 0,
+                "item": {"type": "message", "content": [{"type": "output_text", "text": text}]}}]
+    events += [{"type": "response.function_call_arguments.delta", "output_index": 1, "delta": args[i:i + 6]}
+               for i in range(0, len(args), 6)]
+    events += [{"type": "response.function_call_arguments.done", "output_index": 1, "arguments": args},
+               {"type": "response.completed", "response": {"output": [
+                   {"type": "message", "content": [{"type": "output_text", "text": text}]},
+                   {"type": "function_call", "arguments": args}]}}]
+
+    async def stream():
+        for e in events:
+            yield e
+
+    out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
+    assert SECRET not in json.dumps(out)
+    said = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")
+    assert said == "key: [REDACTED:aws-access-key] done"
+    assert out[-1]["response"]["output"][0]["content"][0]["text"] == said
+    calls = [e["delta"] for e in out if e["type"] == "response.function_call_arguments.delta"]
+    assert len(calls) == 1 and json.loads(calls[0]) == {"cmd": "echo [REDACTED:aws-access-key]"}
+
+
+def test_non_streamed_bodies_are_checked():
+    msg = check_anthropic_message({"content": [{"type": "text", "text": f"k {SECRET}"},
+                                               {"type": "tool_use", "input": {"a": [SECRET]}}]}, real_checks())
+    body = check_responses_body({"output": [{"type": "message", "content": [{"type": "output_text", "text": SECRET}]},
+                                            {"type": "function_call", "arguments": json.dumps({"a": SECRET})}]},
+                                real_checks())
+    assert SECRET not in json.dumps(msg) + json.dumps(body)
+    assert "[REDACTED:aws-access-key]" in msg["content"][0]["text"]
