@@ -20,3 +20,12 @@ def bad_header(name: str, value: str, allowed: list[str]) -> GatewayError:
         f"Invalid {name} header: allowed values are {', '.join(allowed)}",  # never echo it: could be a token
         param=name,
     )
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status an exception answers with: `status_code`, or LiteLLM's ProxyException `code` ("401")."""
+    for attr in ("status_code", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return int(value)
+    return 500

@@ -24,7 +24,7 @@ from . import litellm_compat as compat
 from . import metrics, rag, reqlog
 from .config import ConfigError, Watched, load_yaml, policy_dir
 from .context import RequestContext, attach, get_context
-from .errors import GatewayError
+from .errors import GatewayError, http_status
 from .guardrails import egress
 from .guardrails.engines import shared_engines
 from .headers import parse_headers
@@ -241,7 +241,7 @@ class CarrotGateway(CustomLogger):
         mapped = as_gateway_error(original_exception, str(request_data.get("model") or ctx.model_alias)) if ctx else None
         if mapped is not None:
             compat.set_error(original_exception, mapped.status_code, mapped.message)
-        status = getattr(mapped or original_exception, "status_code", None) or 500
+        status = http_status(mapped or original_exception)
         metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
                                 ctx.rule_id if ctx else "none", "false", str(status)).inc()
         return mapped

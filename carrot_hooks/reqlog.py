@@ -96,7 +96,10 @@ class RequestLog(CustomLogger):
         log.info(json.dumps(request_record(kwargs, response_obj, start_time, end_time), default=str))
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
-        """One `upstream_attempt` line per failed upstream call: a fallback may still answer the request."""
+        """One `upstream_attempt` line per failed upstream call: a fallback may still answer the request.
+        A request the gateway never routed (refused by auth or a hook) reached no upstream: no line."""
+        if (get_context(kwargs.get("litellm_params")) or get_context(kwargs)) is None:
+            return
         error = kwargs.get("exception") or Exception("unknown error")
         record = request_record(kwargs, response_obj, start_time, end_time, error, event="upstream_attempt")
         log.info(json.dumps(record, default=str))

@@ -14,6 +14,7 @@ import yaml
 
 from carrot_hooks.auth import KeysPolicy, TenantKey, decide
 from carrot_hooks.litellm_compat import ProxyException
+from tests.services import wait_for
 
 WRONG_KEYS = ["sk-" + "0" * 48, "not-even-sk", "Bearer", "sk-" + "x" * 5000, "sk-ünïcödé"]
 
@@ -173,3 +174,27 @@ def test_decide_keeps_tenant_keys_to_the_model_api(route):
         decide(route, key, master_key="sk-m", keys=lambda: policy, db_connected=False)
     assert str(err.value.code) == "403" and route in err.value.message
     assert decide("/v1/chat/completions", key, master_key="sk-m", keys=lambda: policy, db_connected=False).team_id == "team-a"
+
+
+def _requests_counted(proxy, status: str) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics", timeout=30, follow_redirects=True).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith("carrot_requests_total{") and f'status="{status}"' in ln)
+
+
+@pytest.mark.parametrize("status,headers", [
+    (401, {"Authorization": "Bearer sk-" + "3" * 48}),
+    (403, None),  # a known key asking for high-risk CI, which the routing policy refuses
+], ids=["401-wrong-key", "403-refused"])
+def test_refusals_are_counted_with_their_status_and_are_no_upstream_attempt(proxy, fake_upstream, marker, status,
+                                                                             headers):
+    before = _requests_counted(proxy, str(status))
+    body = {"model": marker, "messages": [{"role": "user", "content": f"question {marker}"}]}
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", json=body, timeout=30,
+                   headers=headers or {**proxy.headers(), "X-Task-Type": "ci", "X-Risk-Level": "high"})
+    assert r.status_code == status, r.text
+    assert wait_for(lambda: _requests_counted(proxy, str(status)) > before, timeout=30)
+    assert wait_for(lambda: any(f'"model": "{marker}"' in ln for ln in proxy.log().splitlines()), timeout=30)
+    events = [json.loads(ln)["event"] for ln in proxy.log().splitlines()
+              if ln.startswith("{") and f'"model": "{marker}"' in ln]
+    assert events == ["request"] and fake_upstream.find(marker) == []
