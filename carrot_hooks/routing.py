@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +25,7 @@ class Match(_Strict):
     risk: list[Risk] | None = None
     min_tokens: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
+    tools: bool | None = None  # true: the request carries tool definitions (agents); false: it does not
 
 
 class Rule(_Strict):
@@ -48,6 +50,14 @@ class Task(_Strict):
     pack: str = Field(pattern=_PACK.pattern)
 
 
+class Tools(_Strict):
+    """A request with tools routed to an alias whose deployments cannot call tools (litellm_config.yaml
+    `model_info.supports_function_calling`): `drop` them (answered without, `x-carrot-tools: dropped`)
+    or `refuse` it (400 naming the alias). Rules with `when: {tools: true}` route agents elsewhere first."""
+
+    incapable: Literal["drop", "refuse"] = "refuse"
+
+
 class RoutingPolicy(_Strict):
     """The whole routing file."""
 
@@ -58,6 +68,7 @@ class RoutingPolicy(_Strict):
     virtual_model_prefix: str = "carrot-"
     tasks: dict[str, Task]
     fim: dict[str, str] = {}
+    tools: Tools = Tools()
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -95,11 +106,12 @@ class Route:
 
 
 def route(
-    policy: RoutingPolicy, *, task_type: str, risk: Risk, tokens: int, client_alias: str | None
+    policy: RoutingPolicy, *, task_type: str, risk: Risk, tokens: int, client_alias: str | None,
+    tools: bool = False,
 ) -> Route:
     """First matching rule wins (the last rule matches all); a client-chosen alias stands unless
     that rule overrides clients."""
-    rule = next(r for r in policy.rules if _matches(r.when, task_type, risk, tokens))
+    rule = next(r for r in policy.rules if _matches(r.when, task_type, risk, tokens, tools))
     if client_alias is not None and not rule.override_client:
         return Route(rule_id="client-choice", model=client_alias)
     if rule.refuse is not None:
@@ -107,8 +119,21 @@ def route(
     return Route(rule_id=rule.id, model=rule.model)  # type: ignore[arg-type]
 
 
-def _matches(w: Match, task_type: str, risk: Risk, tokens: int) -> bool:
-    return ((w.task_type is None or task_type in w.task_type)
+def tools_verdict(policy: RoutingPolicy, route: Route, capable: bool) -> Literal["sent", "dropped"]:
+    """What happens to the tools of a request routed to `route`: sent, dropped, or a 400 naming the alias."""
+    if capable:
+        return "sent"
+    if policy.tools.incapable == "drop":
+        return "dropped"
+    raise GatewayError(400, f"Model {route.model} (rule {route.rule_id}) cannot call tools and the routing policy "
+                       "refuses tool requests for it (tools.incapable: refuse): send the request without 'tools', "
+                       "or route agents to a tool-capable model with a rule 'when: {tools: true}'",
+                       param="tools", code="tools_not_supported")
+
+
+def _matches(w: Match, task_type: str, risk: Risk, tokens: int, tools: bool) -> bool:
+    return ((w.tools is None or w.tools == tools)
+            and (w.task_type is None or task_type in w.task_type)
             and (w.risk is None or risk in w.risk)
             and (w.min_tokens is None or tokens >= w.min_tokens)
             and (w.max_tokens is None or tokens <= w.max_tokens))

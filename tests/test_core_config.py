@@ -11,7 +11,7 @@ from carrot_hooks.config import ConfigError, Watched, load_model
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.headers import parse_context_refs, parse_headers
 from carrot_hooks.prompts import PackStore, load_pack
-from carrot_hooks.routing import RoutingPolicy, route
+from carrot_hooks.routing import Route, RoutingPolicy, route, tools_verdict
 from carrot_hooks.serve import ROOT
 
 POLICY = ROOT / "policy" / "routing.yaml"
@@ -115,6 +115,24 @@ def test_refusal_is_403_with_reason():
     with pytest.raises(GatewayError) as e:
         route(policy, task_type="ci", risk="high", tokens=1, client_alias=None)
     assert e.value.status_code == 403 and "ci-high-risk-human-review" in e.value.message
+
+
+def test_tool_requests_follow_a_tools_rule_and_the_incapable_policy():
+    doc = yaml.safe_load(POLICY.read_text())
+    doc["rules"].insert(0, {"id": "agents-to-alt", "when": {"tools": True, "task_type": ["chat"]},
+                            "model": "alt-reasoning"})
+    policy = RoutingPolicy.model_validate(doc)
+    with_tools = route(policy, task_type="chat", risk="low", tokens=10, client_alias=None, tools=True)
+    without = route(policy, task_type="chat", risk="low", tokens=10, client_alias=None)
+    assert (with_tools.rule_id, with_tools.model) == ("agents-to-alt", "alt-reasoning")
+    assert (without.rule_id, without.model) == ("default-v2", "ds-coder-v2")
+    shipped = load_model(POLICY, RoutingPolicy)
+    assert shipped.tools.incapable == "drop" and tools_verdict(shipped, without, capable=False) == "dropped"
+    assert tools_verdict(shipped, without, capable=True) == "sent"
+    doc["tools"] = {"incapable": "refuse"}
+    with pytest.raises(GatewayError) as e:
+        tools_verdict(RoutingPolicy.model_validate(doc), Route("default-v2", "ds-coder-v2"), capable=False)
+    assert e.value.status_code == 400 and "ds-coder-v2" in e.value.message and "default-v2" in e.value.message
 
 
 def test_context_refs_parse():
