@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
 SLOW_GROUPS ?= dbmode
 
-.PHONY: setup test-deps run test test-fast test-dbmode bench clean
+.PHONY: setup test-deps run test test-fast test-dbmode test-clients bench clean
 
 $(STAMP): pyproject.toml scripts/setup_models.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: setup test-deps
 
 test-fast: setup test-deps
 	PY=$(PY) bash scripts/run_tests.sh
+
+# Real coding clients (pinned in scripts/clients.txt, cached outside the clone), each run headless
+# against the real proxy and the fake upstream; `make test SLOW_GROUPS=clients` runs them after the rest.
+test-clients: setup
+	PYTHON=$(PYTHON) bash scripts/setup_clients.sh
+	$(PY) -m pytest -m clients
 
 bench: setup
 	$(PY) bench/overhead.py

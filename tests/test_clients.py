@@ -1,0 +1,156 @@
+"""Every real coding client, run headless against the real proxy and the recording fake upstream.
+
+Installed once by scripts/setup_clients.sh (`make clients`; versions in scripts/clients.txt). Each test
+asserts: exit 0 and the fake's answer printed, the upstream got the routed model and the prompt pack,
+the secret planted in the fake's answer never reaches the client's output, and the request is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from carrot_hooks.prompts import load_pack
+from carrot_hooks.serve import ROOT
+from tests import clients
+from tests.fake_upstream import Reply, planted_secret
+
+pytestmark = pytest.mark.clients
+
+CHAT_MODEL = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"  # ds-coder-v2, where carrot-chat routes
+CHAT_PACK = load_pack(ROOT / "prompts" / "chat@v1.md").body
+
+
+def counted(proxy, **labels: str) -> float:
+    """carrot_requests_total summed over the series matching `labels`."""
+    text = httpx.get(f"{proxy.base_url}/metrics", timeout=30, follow_redirects=True).text
+    return sum(s.value for fam in text_string_to_metric_families(text) if fam.name == "carrot_requests"
+               for s in fam.samples if s.name == "carrot_requests_total"
+               and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+@pytest.fixture
+def scene(proxy, fake_upstream, marker, tmp_path):
+    """The fake's answer for this test (with a planted secret), a HOME and a work dir for the client."""
+    secret = planted_secret(marker)
+    answer = f"Answer {marker}: export AWS_ACCESS_KEY_ID={secret} and run the tests."
+    fake_upstream.script(Reply(match=marker, content=answer, times=0))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    before = counted(proxy, task_type="chat", model="ds-coder-v2", status="200")
+    yield {"secret": secret, "home": tmp_path / "home", "work": work, "before": before,
+           "prompt": f"Reply with one word. {marker}"}
+
+
+def check(proc, scene, proxy, fake_upstream, marker) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"Answer {marker}" in proc.stdout, out[-3000:]
+    assert scene["secret"] not in out and scene["secret"][:12] not in out
+    assert "[REDACTED:aws-access-key]" in proc.stdout
+    asked = [r for r in fake_upstream.find(marker) if r.json.get("model") == CHAT_MODEL]
+    assert asked, [r.json.get("model") for r in fake_upstream.find(marker)]
+    assert all(r.system_messages[0] == CHAT_PACK for r in asked)
+    assert counted(proxy, task_type="chat", model="ds-coder-v2", status="200") > scene["before"]
+
+
+def test_llm(proxy, fake_upstream, marker, scene):
+    user = scene["home"] / "llm"
+    user.mkdir(parents=True)
+    (user / "extra-openai-models.yaml").write_text(yaml.safe_dump([
+        {"model_id": "carrot-chat", "model_name": "carrot-chat", "api_base": f"{proxy.base_url}/v1",
+         "api_key_name": "carrot"}]))
+    (user / "keys.json").write_text(json.dumps({"carrot": proxy.master_key}))
+    env = clients.client_env(scene["home"], LLM_USER_PATH=str(user))
+    proc = clients.run("llm", ["-m", "carrot-chat", scene["prompt"]], env, scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
+
+
+def test_aider(proxy, fake_upstream, marker, scene):
+    env = clients.client_env(scene["home"])
+    proc = clients.run("aider", [
+        "--model", "openai/carrot-chat", "--openai-api-base", f"{proxy.base_url}/v1",
+        "--openai-api-key", proxy.master_key, "--message", scene["prompt"], "--no-git", "--yes-always",
+        "--no-check-update", "--analytics-disable", "--no-show-model-warnings", "--no-pretty", "--no-stream",
+        "--no-auto-commits", "--no-show-release-notes", "app.py"], env, scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
+
+
+def continue_config(proxy) -> dict:
+    """The README's Continue config.yaml: chat through carrot-chat, autocomplete through carrot-editor."""
+    model = {"provider": "openai", "apiBase": f"{proxy.base_url}/v1", "apiKey": proxy.master_key}
+    return {"name": "Carrot Coder Gateway", "version": "1.0.0", "schema": "v1", "models": [
+        {"name": "Carrot chat", "model": "carrot-chat", "roles": ["chat", "edit", "apply"], **model},
+        {"name": "Carrot autocomplete", "model": "carrot-editor", "roles": ["autocomplete"], **model}]}
+
+
+def test_continue_cli(proxy, fake_upstream, marker, scene):
+    config = scene["home"] / "continue.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(yaml.safe_dump(continue_config(proxy)))
+    env = clients.client_env(scene["home"])
+    proc = clients.run("cn", ["-p", scene["prompt"], "--config", str(config)], env, scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
+
+
+def opencode_config(proxy) -> dict:
+    return {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
+            "model": "carrot/carrot-chat",
+            "provider": {"carrot": {"npm": "@ai-sdk/openai-compatible", "name": "Carrot Coder Gateway",
+                                    "options": {"baseURL": f"{proxy.base_url}/v1", "apiKey": proxy.master_key},
+                                    "models": {"carrot-chat": {"name": "Carrot chat", "tool_call": True}}}}}
+
+
+def test_opencode(proxy, fake_upstream, marker, scene):
+    (scene["work"] / "opencode.json").write_text(json.dumps(opencode_config(proxy)))
+    env = clients.client_env(scene["home"])
+    proc = clients.run("opencode", ["run", scene["prompt"]], env, scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
+
+
+def test_pins_are_the_installed_versions():
+    """The cache holds what scripts/clients.txt pins (setup_clients.sh re-installs when the file changes)."""
+    stamp = clients.CACHE / "installed.txt"
+    assert stamp.read_text() == (ROOT / "scripts" / "clients.txt").read_text(), "run `make clients`"
+    for command, pin in clients.pins().items():
+        assert clients.executable(command).exists()
+        assert re.fullmatch(r"\d+(\.\d+)+", pin.version), f"{command}: {pin.version} is not an exact pin"
+
+
+def test_client_environment_carries_no_keys_of_the_caller(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-leak")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://elsewhere")
+    env = clients.client_env(tmp_path)
+    assert "OPENAI_API_KEY" not in env and "ANTHROPIC_BASE_URL" not in env
+    assert Path(env["HOME"]) == tmp_path and env["DISABLE_TELEMETRY"] == "1"
+
+
+def test_codex(proxy, fake_upstream, marker, scene):
+    """Codex speaks only the Responses API (`wire_api = "responses"`)."""
+    codex_home = scene["home"] / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text(
+        'model = "carrot-chat"\nmodel_provider = "carrot"\ncheck_for_update_on_startup = false\n\n'
+        '[model_providers.carrot]\nname = "Carrot Coder Gateway"\n'
+        f'base_url = "{proxy.base_url}/v1"\nenv_key = "CARROT_API_KEY"\nwire_api = "responses"\n\n'
+        '[analytics]\nenabled = false\n')
+    env = clients.client_env(scene["home"], CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
+    proc = clients.run("codex", ["exec", "--skip-git-repo-check", "--color", "never", scene["prompt"]], env,
+                       scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
+
+
+def test_claude_code(proxy, fake_upstream, marker, scene):
+    """Claude Code speaks only Anthropic Messages (`/v1/messages?beta=true`, streamed)."""
+    env = clients.client_env(scene["home"], ANTHROPIC_BASE_URL=proxy.base_url, ANTHROPIC_AUTH_TOKEN=proxy.master_key,
+                             ANTHROPIC_MODEL="carrot-chat", ANTHROPIC_DEFAULT_HAIKU_MODEL="carrot-chat",
+                             CLAUDE_CODE_MAX_RETRIES="1")
+    proc = clients.run("claude", ["-p", scene["prompt"]], env, scene["work"])
+    check(proc, scene, proxy, fake_upstream, marker)
