@@ -1,0 +1,65 @@
+"""What clients hit before any hook runs: JSON whatever the Content-Type (the README's curl verbatim),
+/metrics without a redirect, /v1/models listing only models a client may choose."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from carrot_hooks.serve import ROOT
+
+
+def readme_curl() -> str:
+    line = next(ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("- **curl**:"))
+    return re.search(r"`(curl [^`]+)`", line).group(1)
+
+
+def test_readme_curl_runs_verbatim(proxy, fake_upstream):
+    command = readme_curl().replace("http://127.0.0.1:4000", proxy.base_url)
+    proc = subprocess.run(["bash", "-c", command], env={"KEY": proxy.master_key, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["choices"][0]["message"]["content"] == "Hello from the fake upstream.", proc.stdout
+
+
+@pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_json_body_is_read_whatever_the_content_type(proxy, fake_upstream, marker, ctype):
+    body = json.dumps({"model": "carrot-chat", "messages": [{"role": "user", "content": f"q {marker}"}]})
+    headers = {**proxy.headers(), **({"Content-Type": ctype} if ctype else {})}
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", content=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    assert len(fake_upstream.find(marker)) == 1
+
+
+def test_a_form_body_that_is_not_json_is_415_naming_the_header(proxy, fake_upstream, marker):
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", data={"model": "x", "q": marker},
+                   headers=proxy.headers(), timeout=60)
+    assert r.status_code == 415 and "Content-Type" in r.json()["error"]["message"]
+    assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
+def test_metrics_answer_without_a_redirect(proxy, path):
+    r = httpx.get(f"{proxy.base_url}{path}", timeout=30)
+    assert r.status_code == 200 and "# HELP" in r.text
+
+
+def test_models_lists_only_choosable_models(proxy, client):
+    fim = set(yaml.safe_load((proxy.policy_dir / "routing.yaml").read_text())["fim"].values())
+    listed = {m.id for m in client.models.list()}
+    assert listed and not listed & fim
+    assert {"carrot-chat", "carrot-editor", "ds-coder-v2", "ds-coder-6.7b"} <= listed
+
+
+def test_naming_a_fim_twin_is_400(client, fake_upstream, marker):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="ds-coder-6.7b-fim", prompt=f"# {marker}\n", suffix="x")
+    assert "ds-coder-6.7b-fim" in str(e.value) and "ds-coder-6.7b" in str(e.value)
+    assert fake_upstream.find(marker) == []
