@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,30 @@ class Tools(_Strict):
     incapable: Literal["drop", "refuse"] = "refuse"
 
 
+class Auxiliary(_Strict):
+    """A client's housekeeping call (chat title, conversation summary), recognised by `regex`
+    (case-insensitive) in its system prompt or the head of its last user message: no pack, no retrieval."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    regex: str
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Auxiliary:
+        try:
+            _compiled(self.regex)
+        except re.error as e:
+            raise ValueError(f"auxiliary {self.id}: regex does not compile: {e}") from None
+        return self
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(regex: str) -> re.Pattern[str]:
+    return re.compile(regex, re.IGNORECASE)
+
+
+AUX_HEAD_CHARS = 300  # how much of the last user message an auxiliary instruction is looked for in
+
+
 class RoutingPolicy(_Strict):
     """The whole routing file."""
 
@@ -69,6 +94,7 @@ class RoutingPolicy(_Strict):
     tasks: dict[str, Task]
     fim: dict[str, str] = {}
     tools: Tools = Tools()
+    auxiliary: list[Auxiliary] = []
     rules: list[Rule] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -88,6 +114,11 @@ class RoutingPolicy(_Strict):
     def virtual_models(self) -> dict[str, str]:
         """`carrot-editor` → `editor`, for clients that cannot send headers."""
         return {f"{self.virtual_model_prefix}{t}": t for t in self.tasks}
+
+    def auxiliary_call(self, system_texts: Iterable[str], last_user_text: str) -> str | None:
+        """The id of the auxiliary pattern this request matches, if any."""
+        texts = [*system_texts, last_user_text[:AUX_HEAD_CHARS]]
+        return next((a.id for a in self.auxiliary for t in texts if _compiled(a.regex).search(t)), None)
 
     def unknown_aliases(self, known: Collection[str]) -> list[str]:
         """Problems naming each rule/fim entry that targets a model alias the proxy does not serve."""

@@ -165,3 +165,28 @@ def test_make_run_generates_a_strong_key_once(tmp_path, monkeypatch, capsys):
     assert env_file.read_text().count("LITELLM_MASTER_KEY=") == 1
     monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-from-the-environment")
     assert master_key(env_file) == "sk-from-the-environment"
+
+
+# Auxiliary calls: the patterns were written on these (opencode, Continue, aider) ...
+AUX_TUNED = [
+    ("You are a title generator. You output ONLY a thread title. Nothing else.", "", "title"),
+    ("", "Given the following... please reply with a title for the chat that is 3-4 words in length", "title"),
+    ("*Briefly* summarize this partial conversation about programming.", "", "summary"),
+]
+# ... and checked on these, which they were not written on (Claude Code, opencode's summary)
+AUX_HELD_OUT = [
+    ("", "Your task is to create a detailed summary of the conversation so far, paying close attention", "summary"),
+    ("Summarize what was done in this conversation. Write like a pull request description.", "", "summary"),
+    ("", "Your task is to create a detailed summary of this conversation. This summary will be placed", "summary"),
+]
+NOT_AUX = [
+    ("You are Carrot Engineering's coding assistant.", "Write a function that summarizes a CSV column", None),
+    ("You are an agent in the Continue CLI.", "Add a title attribute to the <img> tag", None),
+    ("", "x = 1\n" * 80 + "please summarize this conversation", None),  # beyond the head of the message
+]
+
+
+@pytest.mark.parametrize("system,user,expect", AUX_TUNED + AUX_HELD_OUT + NOT_AUX)
+def test_auxiliary_calls_are_recognised(system, user, expect):
+    policy = load_model(POLICY, RoutingPolicy)
+    assert policy.auxiliary_call([system] if system else [], user) == expect
