@@ -1,0 +1,182 @@
+"""/v1/responses (Codex) and /v1/messages (Claude Code) through the real proxy: the same pipeline as chat
+(routing, pack, guardrails over every input item and over the answer streams, metrics, headers), the
+tools policy, and what cannot be checked refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import yaml
+
+from carrot_hooks.prompts import load_pack
+from carrot_hooks.serve import ROOT
+from tests.fake_upstream import Reply, planted_secret
+from tests.services import wait_for
+
+V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
+CHAT_PACK = load_pack(ROOT / "prompts" / "chat@v1.md").body
+TOOL = {"name": "run", "description": "run a shell command",
+        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
+
+
+def responses_body(marker: str, **kw) -> dict:
+    return {"model": "carrot-chat", "instructions": "You are the client's agent.", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": f"question {marker}"}]},
+        {"type": "function_call", "call_id": "c1", "name": "run", "arguments": json.dumps({"cmd": "ls"})},
+        {"type": "function_call_output", "call_id": "c1", "output": "mail maria.gonzalez@example.org"}], **kw}
+
+
+def messages_body(marker: str, **kw) -> dict:
+    return {"model": "carrot-chat", "max_tokens": 256, "system": [{"type": "text", "text": "You are the client's agent."}],
+            "messages": [{"role": "user", "content": f"question {marker}"},
+                         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "run",
+                                                            "input": {"cmd": "ls"}}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                       "content": "mail maria.gonzalez@example.org"}]}], **kw}
+
+
+ENDPOINTS = {
+    "responses": ("/v1/responses", responses_body, {}),
+    "messages": ("/v1/messages", messages_body, {"anthropic-version": "2023-06-01"}),
+}
+
+
+def post(proxy, which: str, body: dict) -> httpx.Response:
+    path, _, extra = ENDPOINTS[which]
+    return httpx.post(f"{proxy.base_url}{path}", json=body, headers={**proxy.headers(), **extra}, timeout=120)
+
+
+def answer_text(which: str, r: httpx.Response, stream: bool) -> str:
+    """What the client shows: the streamed text deltas, or the body's text."""
+    if stream:
+        events = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip()
+                  not in ("", "[DONE]")]
+        if which == "responses":
+            return "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
+        return "".join(e["delta"].get("text", "") for e in events if e.get("type") == "content_block_delta")
+    doc = r.json()
+    if which == "responses":
+        return "".join(p.get("text", "") for item in doc["output"] if item.get("type") == "message"
+                       for p in item.get("content") or [])
+    return "".join(b.get("text", "") for b in doc["content"] if b.get("type") == "text")
+
+
+def counted(proxy, **labels: str) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics/", timeout=30).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("carrot_requests_total{")
+               and all(f'{k}="{v}"' in ln for k, v in labels.items()))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_same_pipeline_as_chat(proxy, fake_upstream, marker, which, stream):
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(match=marker, content=f"Use AWS_ACCESS_KEY_ID={secret} now.", chunk_chars=3))
+    before = counted(proxy, task_type="chat", model="ds-coder-v2", status="200")
+    body = ENDPOINTS[which][1](marker, stream=stream)
+    r = post(proxy, which, body)
+    assert r.status_code == 200, r.text
+    assert secret not in r.text and not any(secret[i:i + 8] in r.text for i in range(12))
+    assert answer_text(which, r, stream) == "Use AWS_ACCESS_KEY_ID=[REDACTED:aws-access-key] now."
+    assert (r.headers["x-carrot-route"], r.headers["x-carrot-model"]) == ("default-v2", "ds-coder-v2")
+    assert r.headers["x-carrot-prompt-pack"] == "chat@v1" and "secrets:redact" in r.headers.get(
+        "x-carrot-guardrails", "") + (r.text if stream else "")
+    [up] = fake_upstream.find(marker)
+    assert up.json["model"] == V2
+    systems = up.system_messages
+    assert systems[0].startswith(CHAT_PACK) and any("You are the client's agent." in s for s in systems)
+    upstream_text = up.text
+    assert "maria.gonzalez@example.org" not in upstream_text and "<EMAIL_" in upstream_text  # the tool output too
+    assert wait_for(lambda: counted(proxy, task_type="chat", model="ds-coder-v2", status="200") > before, timeout=30)
+
+
+@pytest.mark.parametrize("which,change,field", [
+    ("responses", {"previous_response_id": "resp_123"}, "previous_response_id"),
+    ("responses", {"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ("messages", {"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}, "mcp_servers"),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "image", "source": {
+        "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}, "messages[0].content[0]"),
+])
+def test_what_cannot_be_checked_is_400_naming_it(proxy, fake_upstream, marker, which, change, field):
+    r = post(proxy, which, ENDPOINTS[which][1](marker) | change)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+    assert fake_upstream.find(marker) == []
+
+
+def _tools(which: str) -> list[dict]:
+    if which == "responses":
+        return [{"type": "function", **TOOL}]
+    return [{"name": TOOL["name"], "description": TOOL["description"], "input_schema": TOOL["parameters"]}]
+
+
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_tools_for_a_model_that_cannot_call_them_are_dropped_and_said_so(proxy, fake_upstream, marker, which):
+    fake_upstream.models_without_tools.add("deepseek-coder")  # what a real Ollama answers for these models
+    try:
+        r = post(proxy, which, ENDPOINTS[which][1](marker, tools=_tools(which)))
+    finally:
+        fake_upstream.models_without_tools.discard("deepseek-coder")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-tools"] == "dropped" and r.headers["x-carrot-model"] == "ds-coder-v2"
+    [up] = fake_upstream.find(marker)
+    assert up.json["model"] == V2 and not up.json.get("tools")
+
+
+def _edit_routing(proxy, mutate):
+    path = proxy.policy_dir / "routing.yaml"
+    original = path.read_text()
+    doc = yaml.safe_load(original)
+    mutate(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return original
+
+
+def test_tools_policy_refuse_and_a_tools_rule(proxy, client, fake_upstream, marker):
+    def refuse_and_route_agents(doc):
+        doc["tools"] = {"incapable": "refuse"}
+        doc["rules"].insert(0, {"id": "agents-to-alt", "when": {"tools": True, "task_type": ["refactor"]},
+                                "model": "alt-reasoning"})
+
+    path = proxy.policy_dir / "routing.yaml"
+    original = _edit_routing(proxy, refuse_and_route_agents)
+    tools = [{"type": "function", "function": TOOL}]
+    ask = lambda task, m: httpx.post(  # noqa: E731
+        f"{proxy.base_url}/v1/chat/completions", timeout=120, headers={**proxy.headers(), "X-Task-Type": task},
+        json={"model": "gpt-4o", "tools": tools, "messages": [{"role": "user", "content": f"q {m}"}]})
+    try:
+        assert wait_for(lambda: ask("chat", marker + "-probe").status_code == 400, timeout=30)
+        refused = ask("chat", marker)
+        assert refused.status_code == 400 and "ds-coder-v2" in refused.text and "default-v2" in refused.text
+        assert fake_upstream.find(marker) == []
+        routed = ask("refactor", marker + "-r")
+        assert routed.status_code == 200, routed.text
+        assert (routed.headers["x-carrot-route"], routed.headers["x-carrot-model"]) == ("agents-to-alt", "alt-reasoning")
+        assert routed.headers["x-carrot-tools"] == "sent"
+        [up] = fake_upstream.find(marker + "-r")
+        assert up.json["model"] == "gpt-4.1" and up.json["tools"][0]["function"]["name"] == "run"
+    finally:
+        path.write_text(original)
+        assert wait_for(lambda: ask("chat", marker + "-back").status_code == 200, timeout=30)
+
+
+def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(match=marker, status=500))  # ds-coder-v2 fails once, vLLM answers
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(),
+                   json={"model": "carrot-chat", "messages": [{"role": "user", "content": f"q {marker}"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-model"] == "ds-coder-v2-vllm"
+    assert r.headers["x-carrot-fallback"] == "ds-coder-v2 -> ds-coder-v2-vllm"
+
+
+def test_auxiliary_calls_get_no_pack(proxy, fake_upstream, marker):
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(), json={
+        "model": "carrot-chat", "messages": [
+            {"role": "system", "content": "You are a title generator. You output ONLY a thread title."},
+            {"role": "user", "content": f"Generate a title for this conversation: {marker}"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-prompt-pack"] == "none" and r.headers["x-carrot-auxiliary"] == "title"
+    [up] = fake_upstream.find(marker)
+    assert CHAT_PACK not in up.text
