@@ -45,6 +45,8 @@ class RequestContext:
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
+    tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
+    auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
@@ -75,8 +77,9 @@ def risk_of(ctx: RequestContext | None, stage: str) -> Risk:
 
 
 def attach(data: dict, ctx: RequestContext) -> None:
-    """Store `ctx` on a LiteLLM request dict (in its metadata, which travels to every hook)."""
-    data.setdefault("metadata", {})[_KEY] = ctx
+    """Store `ctx` on a LiteLLM request dict (in its metadata, which travels to every hook; on the Anthropic
+    route `metadata` is the client's own field, sent upstream, and LiteLLM's is `litellm_metadata`)."""
+    data.setdefault("litellm_metadata" if "litellm_metadata" in data else "metadata", {})[_KEY] = ctx
 
 
 def get_context(data: dict | None) -> RequestContext | None:

@@ -112,43 +112,51 @@ def _map_parts(content, fn: Callable[[str], str], text_types: frozenset[str] | s
     return content
 
 
-def map_texts(data: dict, call_type: str, fn: Callable[[str], str], authored: Collection[str] = ()) -> None:
+def map_texts(data: dict, call_type: str, fn: Callable[[str], str], authored: Collection[str] = (), *,
+              roles: Collection[str] | None = None, tool_arguments: bool = True) -> None:
     """Apply `fn` to every text the caller sent (messages, tool calls and their results, system /
-    instructions); `authored` are texts the gateway wrote itself (pack, retrieved context), left alone."""
-    guarded = (lambda t: t if t in authored else _map_authored(t, fn, authored))
+    instructions) whose role is one of `roles` (all when None; tool results count as role `tool`);
+    `authored` are texts the gateway wrote itself (pack, retrieved context), left alone."""
+
+    def visit(role: str, args: bool = False) -> Callable[[str], str]:
+        if (roles is not None and role not in roles) or (args and not tool_arguments):
+            return lambda t: t
+        return lambda t: t if t in authored else _map_authored(t, fn, authored)
+
     if call_type in RESPONSES_CALLS:
         if isinstance(data.get("instructions"), str):
-            data["instructions"] = guarded(data["instructions"])
+            data["instructions"] = visit("system")(data["instructions"])
         if isinstance(data.get("input"), str):
-            data["input"] = guarded(data["input"])
+            data["input"] = visit("user")(data["input"])
             return
         for item in data.get("input") or []:
             kind = item.get("type", "message")
             if kind == "message":
-                item["content"] = _map_parts(item.get("content"), guarded, _RESPONSES_PARTS)
+                item["content"] = _map_parts(item.get("content"), visit(str(item.get("role"))), _RESPONSES_PARTS)
             elif kind == "function_call" and isinstance(item.get("arguments"), str):
-                item["arguments"] = _map_json_strings(item["arguments"], guarded)
+                item["arguments"] = _map_json_strings(item["arguments"], visit("assistant", args=True))
             elif kind == "function_call_output" and isinstance(item.get("output"), str):
-                item["output"] = guarded(item["output"])
+                item["output"] = visit("tool")(item["output"])
         return
     system = data.get("system")
     if isinstance(system, str):
-        data["system"] = guarded(system)
+        data["system"] = visit("system")(system)
     else:
-        _map_parts(system, guarded, {"text"})
+        _map_parts(system, visit("system"), {"text"})
     for m in data.get("messages") or []:
+        role = str(m.get("role"))
         content = m.get("content")
         if isinstance(content, str):
-            m["content"] = guarded(content)
+            m["content"] = visit(role)(content)
             continue
         for block in content or []:
             btype = block.get("type")
             if btype == "text" and isinstance(block.get("text"), str):
-                block["text"] = guarded(block["text"])
+                block["text"] = visit(role)(block["text"])
             elif btype == "tool_use" and isinstance(block.get("input"), dict):
-                block["input"] = _map_value(block["input"], guarded)
+                block["input"] = _map_value(block["input"], visit(role, args=True))
             elif btype == "tool_result":
-                block["content"] = _map_parts(block.get("content"), guarded, {"text"})
+                block["content"] = _map_parts(block.get("content"), visit("tool"), {"text"})
 
 
 PACK_SEPARATOR = "\n\n"
@@ -162,15 +170,17 @@ def _map_authored(text: str, fn: Callable[[str], str], authored: Collection[str]
     return fn(text)
 
 
-def texts(data: dict, call_type: str, authored: Collection[str] = ()) -> list[str]:
-    """Every caller text of the request (the gateway's own `authored` texts left out)."""
+def texts(data: dict, call_type: str, authored: Collection[str] = (), **which) -> list[str]:
+    """Every caller text of the request (the gateway's own `authored` texts left out; `which`: roles,
+    tool_arguments as for `map_texts`). Walks a copy: `map_texts` rebuilds what it visits."""
     out: list[str] = []
 
     def collect(t: str) -> str:
         out.append(t)
         return t
 
-    map_texts(data, call_type, collect, authored)
+    fields = {k: data[k] for k in ("instructions", "input", "system", "messages") if k in data}
+    map_texts(json.loads(json.dumps(fields)), call_type, collect, authored, **which)
     return out
 
 

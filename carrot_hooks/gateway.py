@@ -20,19 +20,27 @@ from dataclasses import dataclass
 from litellm.integrations.custom_logger import CustomLogger
 
 from . import cache as result_cache
+from . import fim, metrics, rag, reqlog
 from . import litellm_compat as compat
-from . import metrics, rag, reqlog
 from .config import ConfigError, Watched, load_yaml, policy_dir
 from .context import RequestContext, attach, get_context
+from .endpoints import (
+    AGENT_CALLS,
+    has_tools,
+    last_user_text,
+    put_system,
+    refuse_unchecked,
+    system_texts,
+)
 from .errors import GatewayError, http_status
 from .guardrails import egress
 from .guardrails.engines import shared_engines
 from .headers import parse_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, prompt_text
 from .prompts import PackStore, pack_message, prompts_dir
-from .routing import RoutingPolicy, route
+from .routing import RoutingPolicy, route, tools_verdict
 from .tokens import count_tokens
-from .upstream import as_gateway_error, upstream_models
+from .upstream import as_gateway_error, tools_capable, upstream_models
 
 log = logging.getLogger("carrot.gateway")
 
@@ -72,7 +80,9 @@ def _check_size(headers: dict[str, str], text: str, limit: int) -> None:
 
 def _check_body(data: dict, call_type: str) -> None:
     """400 naming the missing or malformed field."""
-    if call_type in CHAT_CALLS:
+    if call_type in AGENT_CALLS:
+        refuse_unchecked(data, call_type)
+    elif call_type in CHAT_CALLS:
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise GatewayError(400, "Field 'messages' must be a non-empty list of messages", param="messages")
@@ -137,6 +147,7 @@ class CarrotGateway(CustomLogger):
         for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
         result_cache.configure()
+        compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()))
         self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
                        ("cache_key", self._cache_key))
         if os.environ.get("CARROT_RAG_WARM", "1") == "1":  # load the embedding model off the request path
@@ -155,6 +166,11 @@ class CarrotGateway(CustomLogger):
         pins = {a for a in aliases if "@" in a}
         h = parse_headers(headers, policy.tasks, pins)
         requested = str(data.get("model") or "")
+        twin_of = {twin: alias for alias, twin in policy.fim.items()}
+        if requested in twin_of:
+            raise GatewayError(400, f"Model {requested} is a fill-in-the-middle deployment that /v1/completions "
+                               f"reaches through routing: name {twin_of[requested]} (or a carrot-* model)",
+                               param="model", code="fim_twin_named")
         if "@" in requested and requested not in pins and requested.split("@", 1)[0] in aliases:
             raise GatewayError(400, f"Unknown pinned version in field 'model': known pinned aliases are "
                                f"{', '.join(sorted(pins))}", param="model")
@@ -164,19 +180,25 @@ class CarrotGateway(CustomLogger):
         client_alias = h.pin or (requested if requested in aliases and requested not in virtual else None)
         risk = h.risk or policy.default_risk
         tokens = count_tokens(text)
-        decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias)
+        tools = has_tools(data)
+        decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias, tools=tools)
         if call_type in TEXT_CALLS and decision.model not in policy.fim:
             raise GatewayError(400, f"/v1/completions routed to {decision.model} (rule {decision.rule_id}), which has "
                                f"no fill-in-the-middle deployment ({self.routing.path}: fim); use "
                                "/v1/chat/completions", param="model", code="no_fim_deployment")
-        return RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
-                              rule_id=decision.rule_id, model_alias=decision.model)
+        ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
+                             rule_id=decision.rule_id, model_alias=decision.model)
+        if tools:
+            ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
+        if call_type not in TEXT_CALLS:
+            ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_text(data, call_type))
+        return ctx
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""
         if call_type not in PROMPT_CALLS:  # embeddings, images, audio, other APIs: nothing may bypass the guards
-            raise GatewayError(400, f"This gateway routes /v1/chat/completions and /v1/completions only "
-                               f"(call type {call_type} is not served)", code="unsupported_endpoint")
+            raise GatewayError(400, f"This gateway routes /v1/chat/completions, /v1/completions, /v1/responses and "
+                               f"/v1/messages only (call type {call_type} is not served)", code="unsupported_endpoint")
         headers = {k.lower(): str(v) for k, v in
                    ((data.get("proxy_server_request") or {}).get("headers") or {}).items()}
         # one policy version for the whole request, even if the file changes meanwhile
@@ -198,23 +220,41 @@ class CarrotGateway(CustomLogger):
         call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key.metadata or {}, tenant)
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)
+        if call.call_type in TEXT_CALLS:
+            call.ctx.fim_format = fim.split_sentinels(call.data)
+        if call.ctx.tools == "dropped":
+            for field in ("tools", "tool_choice", "parallel_tool_calls"):
+                call.data.pop(field, None)
         attach(call.data, call.ctx)
 
     async def _prompt_pack(self, call: Call) -> None:
-        """The task's pack becomes the first system message (chat only: completions are raw code)."""
-        if call.call_type in TEXT_CALLS:
+        """The task's pack becomes the first system message, or goes before `instructions` / `system` on the
+        agent endpoints (not for completions, raw code, nor for clients' auxiliary calls such as titles)."""
+        if call.call_type in TEXT_CALLS or call.ctx.auxiliary is not None:
             return
         try:
             pack = self.packs.get(call.policy.tasks[call.ctx.task_type].pack)
         except ConfigError as e:  # a pack file removed or broken while the proxy runs
             raise GatewayError(503, str(e), code="prompt_pack_error") from None
         call.ctx.pack = pack.ref
-        call.data["messages"] = [call.ctx.author(pack_message(pack)), *call.data["messages"]]
+        if call.call_type in AGENT_CALLS:
+            put_system(call.data, call.call_type, call.ctx.author(pack_message(pack))["content"])
+        else:
+            call.data["messages"] = [call.ctx.author(pack_message(pack)), *call.data["messages"]]
 
     async def _context(self, call: Call) -> None:
         """Retrieved code/doc context for rag tasks or requests naming X-Context-Refs."""
-        if call.ctx.task_type in ("rag-code", "rag-doc") or call.ctx.context_refs is not None:
+        if call.ctx.auxiliary is not None or not (call.ctx.task_type in ("rag-code", "rag-doc")
+                                                  or call.ctx.context_refs is not None):
+            return
+        if call.call_type not in AGENT_CALLS:
             await rag.inject_context(call.ctx, call.data)
+            return
+        # the agent endpoints: retrieve for the last user text, put the block with the pack
+        probe = {"messages": [{"role": "user", "content": last_user_text(call.data, call.call_type)}]}
+        await rag.inject_context(call.ctx, probe)
+        for m in probe["messages"][:-1]:
+            put_system(call.data, call.call_type, call.ctx.author(m)["content"])
 
     async def _cache_key(self, call: Call) -> None:
         """The result cache's partition: tenant × the exact upstream model."""
@@ -277,6 +317,13 @@ class CarrotGateway(CustomLogger):
         }
         if ctx.rag_status is not None:
             headers["x-carrot-rag"] = ctx.rag_status
+        for name, value in (("fim", ctx.fim_format), ("tools", ctx.tools), ("auxiliary", ctx.auxiliary)):
+            if value is not None:
+                headers[f"x-carrot-{name}"] = value
+        answered = compat.fallback_model(response)
+        if answered is not None and answered != ctx.model_alias:
+            headers["x-carrot-model"] = answered
+            headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {answered}"
         return headers
 
 

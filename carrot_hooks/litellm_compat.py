@@ -120,6 +120,24 @@ def cache_hit(response) -> bool:
     return bool((getattr(response, "_hidden_params", None) or {}).get("cache_hit"))
 
 
+def fallback_model(response) -> str | None:
+    """The model group that answered when LiteLLM fell back (None when the routed one answered)."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    headers = hidden.get("additional_headers") or {}
+    if not headers.get("x-litellm-attempted-fallbacks"):
+        return None
+    return headers.get("x-litellm-model-group") or hidden.get("model_group")
+
+
+def install_http_edge(hidden_models) -> None:
+    """Put carrot_hooks.http_edge in front of the proxy's ASGI app (JSON bodies, /metrics, /v1/models)."""
+    from litellm.proxy import proxy_server
+
+    from .http_edge import install
+
+    install(proxy_server.app, hidden_models)
+
+
 def set_error(exc: Exception, status: int, message: str) -> None:
     """Rewrite a failure's status and message in place: the proxy's /v1/completions route ignores the
     error a failure hook returns and reads these attributes of the original exception instead."""

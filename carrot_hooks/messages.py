@@ -1,17 +1,36 @@
 """Message walking in one place: every stage that reads or rewrites request text goes through here.
 
 A request's text lives in chat `messages` (string content or typed content parts, plus assistant
-tool-call arguments) or in a completion's `prompt` and `suffix`. Messages the gateway wrote itself
-(prompt pack, retrieved context: `RequestContext.authored`) can be skipped by passing `skip`.
+tool-call arguments) or in a completion's `prompt` and `suffix`; on the agent endpoints also in
+Anthropic Messages' `system` and content blocks (tool_use input, tool_result content) and in the
+Responses API's `instructions` and `input` items (function-call arguments and outputs); the walking of
+those two formats is `endpoints.map_texts`. Messages the gateway wrote itself (prompt pack, retrieved
+context: `RequestContext.authored`) can be skipped by passing `skip`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 
+from . import endpoints
+
 CHAT_CALLS = frozenset({"completion", "acompletion"})
 TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
-PROMPT_CALLS = CHAT_CALLS | TEXT_CALLS  # the call types the gateway routes and guards
+# the call types the gateway routes and guards; /v1/responses and /v1/messages are bridged to chat
+PROMPT_CALLS = CHAT_CALLS | TEXT_CALLS | endpoints.AGENT_CALLS
+
+TEXT_FIELDS = ("messages", "prompt", "suffix", "prediction", "input", "instructions", "system")  # where request text lives
+
+
+def agent_call_type(data: dict) -> str | None:
+    """The agent endpoint a request body belongs to, from its shape (None: chat or completion)."""
+    if "input" in data and "messages" not in data:
+        return "aresponses"
+    if "system" in data or any(isinstance(m, dict) and isinstance(m.get("content"), list) and any(
+            isinstance(p, dict) and p.get("type") in ("tool_use", "tool_result") for p in m["content"])
+            for m in data.get("messages") or ()):
+        return "anthropic_messages"
+    return None
 
 
 def content_texts(content) -> list[str]:
@@ -47,6 +66,10 @@ def request_texts(data: dict, *, roles: Collection[str] | None = None, skip: Col
                   tool_arguments: bool = True) -> Iterator[str]:
     """Every text of a request: contents of messages with one of `roles` (all when None), their
     tool-call arguments, and a completion's prompt and suffix."""
+    agent = agent_call_type(data)
+    if agent is not None:
+        yield from endpoints.texts(data, agent, skip, roles=roles, tool_arguments=tool_arguments)
+        return
     for m in data.get("messages") or ():
         if not isinstance(m, dict) or (roles is not None and m.get("role") not in roles) or _skipped(m, skip):
             continue
@@ -65,10 +88,18 @@ def request_texts(data: dict, *, roles: Collection[str] | None = None, skip: Col
         yield from content_texts(prediction.get("content"))
 
 
-def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[str] = ()) -> None:
-    """Replace every text `request_texts` yields (all roles) by `fn(text)`, in place."""
+CALLER_ROLES = ("user", "assistant", "tool", "function")  # every role but the client's own system prompt
+
+
+def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[str] = (),
+                      roles: Collection[str] | None = None) -> None:
+    """Replace every text `request_texts` yields (of `roles`, all when None) by `fn(text)`, in place."""
+    agent = agent_call_type(data)
+    if agent is not None:
+        endpoints.map_texts(data, agent, fn, skip, roles=roles)
+        return
     for m in data.get("messages") or ():
-        if not isinstance(m, dict) or _skipped(m, skip):
+        if not isinstance(m, dict) or _skipped(m, skip) or (roles is not None and m.get("role") not in roles):
             continue
         content = m.get("content")
         if isinstance(content, str):

@@ -83,6 +83,12 @@ def upstream_models(alias: str) -> list[str]:
     return [str((d.get("litellm_params") or {}).get("model")) for d in compat.deployments(alias)]
 
 
+def tools_capable(alias: str) -> bool:
+    """Whether every deployment of `alias` can call tools (litellm_config.yaml model_info.supports_function_calling)."""
+    found = compat.deployments(alias)
+    return bool(found) and all((d.get("model_info") or {}).get("supports_function_calling") is True for d in found)
+
+
 def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
     """Our status for an upstream failure by `ERROR_MAP`; a rate limit is 429 with Retry-After (rpm/tpm
     windows are per minute); client errors and our own errors pass through unchanged (None)."""

@@ -16,7 +16,7 @@ from collections import Counter
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, map_request_texts, non_text_parts
+from ..messages import PROMPT_CALLS, TEXT_FIELDS, map_request_texts, non_text_parts
 from .engines import Engines
 from .metrics import record
 from .vaults import PII, SECRETS, store, vault
@@ -62,7 +62,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    redacted = {k: copy.deepcopy(kwargs[k]) for k in ("messages", "prompt", "suffix", "prediction") if k in kwargs}
+    redacted = {k: copy.deepcopy(kwargs[k]) for k in TEXT_FIELDS if k in kwargs}
     map_request_texts(redacted, one)  # on copies: the router shares these with the request's other attempts
     kwargs.update(redacted)
     store(kwargs, SECRETS, secrets)

@@ -6,6 +6,7 @@ copies: the object LiteLLM caches and logs keeps the upstream's placeholders.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 
@@ -14,10 +15,12 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from .. import litellm_compat as compat
 from ..context import RequestContext, get_context, risk_of
+from ..messages import agent_call_type
 from ..metrics import timed_stage
 from . import tool_calls
 from .answers import filter_text, flag_note, notice
 from .engines import shared_engines
+from .event_streams import check_anthropic_message, check_responses_body
 from .metrics import record_output
 from .output_stream import OutputStream
 from .rules import Finding
@@ -46,8 +49,15 @@ class OutputGuardrail(CustomGuardrail):
     @timed_stage("guardrail_output")
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
         """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders."""
-        ctx, _, scan, restore = self._setup(data)
+        ctx, level, scan, restore = self._setup(data)
         response = response.model_copy(deep=True) if hasattr(response, "model_copy") else response
+        if not hasattr(response, "choices"):  # the agent endpoints: a Responses body or an Anthropic message
+            stream = self._stream(ctx, level, scan, restore)
+            responses = hasattr(response, "output") or (isinstance(response, dict) and "output" in response)
+            check = check_responses_body if responses else check_anthropic_message
+            checked = check(copy.deepcopy(response) if isinstance(response, dict) else response, stream.checks())
+            stream.record_once()
+            return checked
         applied: Counter[tuple[str, str]] = Counter()
         restored = 0
         for choice in getattr(response, "choices", None) or []:
@@ -87,8 +97,14 @@ class OutputGuardrail(CustomGuardrail):
         if "prompt" in request_data:  # a /v1/completions (FIM) stream
             response = compat.as_text_completion_stream(response, str(request_data.get("model")),
                                                         request_data.get("stream_options"))
-        det = self.engines.detectors()
-        stream = OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
-                              det.policy.stream, self._secret_ids())
-        async for chunk in stream.run(response, request_data):
+        stream = self._stream(ctx, level, scan, restore)
+        agent = agent_call_type(request_data)
+        chunks = (stream.run_events(response, anthropic=agent == "anthropic_messages") if agent is not None
+                  else stream.run(response, request_data))
+        async for chunk in chunks:
             yield chunk
+
+    def _stream(self, ctx, level: str, scan, restore) -> OutputStream:
+        det = self.engines.detectors()
+        return OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
+                            det.policy.stream, self._secret_ids())

@@ -14,7 +14,12 @@ from .. import litellm_compat as compat
 from ..context import RequestContext
 from ..upstream import StreamCut
 from . import tool_calls
-from .answers import Scan, flag_note, notice, set_text, text_chunk
+from .answers import Scan, filter_text, flag_note, notice, set_text, text_chunk
+from .event_streams import (
+    OutputChecks,
+    filter_anthropic_stream,
+    filter_responses_stream,
+)
 from .metrics import record_output
 from .stream import StreamFilter
 
@@ -87,6 +92,31 @@ class OutputStream:
         send = bool(out) or bool(choice.finish_reason) or (delta is not None and bool(
             getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
         return out, send
+
+    def checks(self) -> OutputChecks:
+        """The same filters, restore and verdict counting for the agent endpoints' event streams."""
+        counter = iter(range(1 << 30))
+
+        def check_arguments(arguments: str) -> str:
+            checked, hits = tool_calls.filter_arguments(arguments, self.scan)
+            self.tool_hits.update((f.rule_id, f.action) for f in hits)
+            return self.restore(checked)
+
+        def check_text(text: str) -> str:
+            checked, hits = filter_text(text, self.scan)
+            self.tool_hits.update((f.rule_id, f.action) for f in hits)
+            return self.restore(checked)
+
+        return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_text, self.notes)
+
+    async def run_events(self, response: AsyncIterator, anthropic: bool) -> AsyncIterator:
+        """An Anthropic Messages (SSE bytes) or Responses (event objects) stream, filtered."""
+        events = filter_anthropic_stream if anthropic else filter_responses_stream
+        try:
+            async for out in events(response, self.checks()):
+                yield out
+        finally:
+            self.record_once()
 
     async def run(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
         """Forward `response` chunk by chunk, filtered; stops early once every choice is blocked."""

@@ -13,7 +13,7 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, map_request_texts
+from ..messages import CALLER_ROLES, PROMPT_CALLS, TEXT_FIELDS, map_request_texts
 from ..metrics import timed_stage
 from .engines import shared_engines
 from .metrics import record
@@ -83,13 +83,15 @@ class PiiGuardrail(CustomGuardrail):
 
 def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
                  authored: Collection[str]) -> dict:
-    """Redacted copies of `messages`/`prompt`/`suffix` (applied only when the whole analysis succeeded)."""
-    redacted = {k: copy.deepcopy(data[k]) for k in ("messages", "prompt", "suffix", "prediction") if k in data}
+    """Redacted copies of the request's text fields (applied only when the whole analysis succeeded).
+    The client's own system prompt is left as written (`noreply@continue.dev` is no one's PII): egress
+    redacts every role for an external deployment."""
+    redacted = {k: copy.deepcopy(data[k]) for k in TEXT_FIELDS if k in data}
 
     def one(text: str) -> str:
         out, hits = redactor.redact(text, vault)
         entities.update(h.entity for h in hits)
         return out
 
-    map_request_texts(redacted, one, skip=authored)
+    map_request_texts(redacted, one, skip=authored, roles=CALLER_ROLES)
     return redacted
