@@ -226,3 +226,34 @@ def test_configs_list_the_guardrails_in_pipeline_order(config, tmp_path):
         path.write_text(embedded)
     assert check_guardrail_order(path) == []
     assert [g[0] for g in GUARDRAILS] == ["carrot-prompt-policy", "carrot-pii", "carrot-output"]
+
+
+def test_fallback_model_reads_the_answering_group_after_a_fallback():
+    """e2e: tests/test_agent_endpoints_e2e.py::test_a_fallback_is_reported_as_such"""
+    r = litellm.Router(model_list=[
+        {"model_name": "a", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}},
+        {"model_name": "b", "litellm_params": {"model": "openai/y", "api_key": "k", "mock_response": "hi"}},
+    ], fallbacks=[{"a": ["b"]}], num_retries=0)
+    fell_back = asyncio.run(r.acompletion(model="a", messages=[{"role": "user", "content": "x"}]))
+    direct = asyncio.run(r.acompletion(model="b", messages=[{"role": "user", "content": "x"}]))
+    assert compat.fallback_model(fell_back) == "b", "fallback_model: router no longer reports the answering group"
+    assert compat.fallback_model(direct) is None
+
+
+def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(monkeypatch):
+    """e2e: tests/test_http_edge.py"""
+    from litellm.proxy import proxy_server
+    from starlette.applications import Starlette
+
+    from carrot_hooks.http_edge import HttpEdge
+
+    app = Starlette()
+    monkeypatch.setattr(proxy_server, "app", app)
+    compat.install_http_edge(frozenset)
+    assert any(m.cls is HttpEdge for m in app.user_middleware)  # not started: a regular middleware
+    started = Starlette()
+    started.middleware_stack = started.build_middleware_stack()
+    monkeypatch.setattr(proxy_server, "app", started)
+    compat.install_http_edge(frozenset)
+    compat.install_http_edge(frozenset)
+    assert isinstance(started.middleware_stack, HttpEdge) and not isinstance(started.middleware_stack.app, HttpEdge)
