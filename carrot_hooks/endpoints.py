@@ -38,14 +38,20 @@ def refuse_unchecked(data: dict, call_type: str) -> None:
     for field in _RESPONSES_OPAQUE if responses else _MESSAGES_OPAQUE:
         if data.get(field) not in (None, "", [], {}):
             raise _bad(field, "refers to content stored elsewhere")
-    for i, tool in enumerate(data.get("tools") or []):
-        kind = tool.get("type", "function") if isinstance(tool, dict) else None
-        if responses and kind != "function" or not responses and kind not in ("custom", "function", None):
-            raise _bad(f"tools[{i}]", f"is a server-side tool ({kind})")
     if responses:
         _check_responses_input(data.get("input"))
     else:
         _check_messages(data.get("messages"), data.get("system"))
+
+
+def refuse_server_tools(data: dict, call_type: str) -> None:
+    """400 naming the first tool that is not a plain function the client runs itself (server-side tools,
+    Codex's tool namespaces, freeform tools): checked when the tools are sent upstream, not when dropped."""
+    responses = call_type in RESPONSES_CALLS
+    for i, tool in enumerate(data.get("tools") or []):
+        kind = tool.get("type", "function") if isinstance(tool, dict) else None
+        if responses and kind != "function" or not responses and kind not in ("custom", "function", None):
+            raise _bad(f"tools[{i}]", f"is not a plain function tool ({kind})")
 
 
 def _check_responses_input(items) -> None:

@@ -29,6 +29,7 @@ from .endpoints import (
     has_tools,
     last_user_text,
     put_system,
+    refuse_server_tools,
     refuse_unchecked,
     system_texts,
 )
@@ -190,6 +191,8 @@ class CarrotGateway(CustomLogger):
                              rule_id=decision.rule_id, model_alias=decision.model)
         if tools:
             ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
+            if ctx.tools == "sent" and call_type in AGENT_CALLS:
+                refuse_server_tools(data, call_type)
         if call_type not in TEXT_CALLS:
             ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_text(data, call_type))
         return ctx

@@ -70,12 +70,10 @@ def test_every_input_item_is_reached_and_the_pack_is_not(call_type, body):
 
 @pytest.mark.parametrize("call_type,change,field", [
     ("aresponses", {"previous_response_id": "resp_1"}, "previous_response_id"),
-    ("aresponses", {"tools": [{"type": "web_search"}]}, "tools[0]"),
     ("aresponses", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
      "input[0].content[0]"),
     ("aresponses", {"input": [{"type": "file_search_call", "id": "x"}]}, "input[0]"),
     ("anthropic_messages", {"mcp_servers": [{"url": "x"}]}, "mcp_servers"),
-    ("anthropic_messages", {"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0]"),
     ("anthropic_messages", {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
      "messages[0].content[0]"),
     ("anthropic_messages", {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
@@ -87,6 +85,17 @@ def test_what_cannot_be_checked_is_refused_by_name(call_type, change, field):
     with pytest.raises(GatewayError) as e:
         endpoints.refuse_unchecked(body, call_type)
     assert e.value.status_code == 400 and f"'{field}'" in e.value.message
+
+
+@pytest.mark.parametrize("call_type,tool", [("aresponses", {"type": "web_search"}),
+                                            ("aresponses", {"type": "namespace", "name": "mcp", "tools": []}),
+                                            ("anthropic_messages", {"type": "web_search_20250305", "name": "w"})])
+def test_tools_that_are_not_plain_functions_are_refused_when_sent(call_type, tool):
+    body = json.loads(json.dumps(RESPONSES if call_type == "aresponses" else MESSAGES)) | {"tools": [tool]}
+    endpoints.refuse_unchecked(body, call_type)  # the content is fine: tools may still be dropped
+    with pytest.raises(GatewayError) as e:
+        endpoints.refuse_server_tools(body, call_type)
+    assert "'tools[0]'" in e.value.message
 
 
 def sse(event: str, data: dict) -> bytes:

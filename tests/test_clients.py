@@ -16,7 +16,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from carrot_hooks import endpoints
+from carrot_hooks.config import load_model
 from carrot_hooks.prompts import load_pack
+from carrot_hooks.routing import RoutingPolicy
 from carrot_hooks.serve import ROOT
 from tests import clients
 from tests.fake_upstream import Reply, planted_secret
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.clients
 
 CHAT_MODEL = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"  # ds-coder-v2, where carrot-chat routes
 CHAT_PACK = load_pack(ROOT / "prompts" / "chat@v1.md").body
+ROUTING = load_model(ROOT / "policy" / "routing.yaml", RoutingPolicy)
 
 
 def counted(proxy, **labels: str) -> float:
@@ -57,7 +61,12 @@ def check(proc, scene, proxy, fake_upstream, marker) -> None:
     assert "[REDACTED:aws-access-key]" in proc.stdout
     asked = [r for r in fake_upstream.find(marker) if r.json.get("model") == CHAT_MODEL]
     assert asked, [r.json.get("model") for r in fake_upstream.find(marker)]
-    assert all(r.system_messages[0] == CHAT_PACK for r in asked)
+    # the pack leads every call but the client's housekeeping ones (titles, summaries: routing `auxiliary`)
+    aux = [r for r in asked if ROUTING.auxiliary_call(endpoints.system_texts(r.json, "acompletion"),
+                                                      endpoints.last_user_text(r.json, "acompletion"))]
+    main = [r for r in asked if r not in aux]
+    assert main and all(r.system_messages[0].startswith(CHAT_PACK) for r in main)
+    assert not any(CHAT_PACK in r.text for r in aux)
     assert counted(proxy, task_type="chat", model="ds-coder-v2", status="200") > scene["before"]
 
 
