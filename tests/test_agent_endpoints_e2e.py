@@ -8,12 +8,12 @@ import json
 
 import httpx
 import pytest
-import yaml
 
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.serve import ROOT
 from tests.fake_upstream import Reply, planted_secret
 from tests.services import wait_for
+from tests.test_core_gateway import _edit_routing
 
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
 CHAT_PACK = load_pack(ROOT / "prompts" / "chat@v1.md").body
@@ -123,15 +123,6 @@ def test_tools_for_a_model_that_cannot_call_them_are_dropped_and_said_so(proxy, 
     assert r.headers["x-carrot-tools"] == "dropped" and r.headers["x-carrot-model"] == "ds-coder-v2"
     [up] = fake_upstream.find(marker)
     assert up.json["model"] == V2 and not up.json.get("tools")
-
-
-def _edit_routing(proxy, mutate):
-    path = proxy.policy_dir / "routing.yaml"
-    original = path.read_text()
-    doc = yaml.safe_load(original)
-    mutate(doc)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return original
 
 
 def test_tools_policy_refuse_and_a_tools_rule(proxy, client, fake_upstream, marker):
