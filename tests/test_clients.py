@@ -92,33 +92,30 @@ def test_aider(proxy, fake_upstream, marker, scene):
     check(proc, scene, proxy, fake_upstream, marker)
 
 
-def continue_config(proxy) -> dict:
-    """The README's Continue config.yaml: chat through carrot-chat, autocomplete through carrot-editor."""
-    model = {"provider": "openai", "apiBase": f"{proxy.base_url}/v1", "apiKey": proxy.master_key}
-    return {"name": "Carrot Coder Gateway", "version": "1.0.0", "schema": "v1", "models": [
-        {"name": "Carrot chat", "model": "carrot-chat", "roles": ["chat", "edit", "apply"], **model},
-        {"name": "Carrot autocomplete", "model": "carrot-editor", "roles": ["autocomplete"], **model}]}
+def readme_config(client: str, proxy) -> str:
+    """The README's configuration block for `client` (section Clients), pointed at this proxy."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(f"- **{client}**"):]
+    block = re.search(r"```[a-z]*\n(.*?)```", after, re.DOTALL).group(1)
+    lines = [ln.removeprefix("  ") for ln in block.splitlines()]
+    return "\n".join(lines).replace("http://127.0.0.1:4000", proxy.base_url).replace("<KEY>", proxy.master_key)
 
 
 def test_continue_cli(proxy, fake_upstream, marker, scene):
+    """The README's Continue config.yaml as written (chat + autocomplete models)."""
     config = scene["home"] / "continue.yaml"
     config.parent.mkdir(parents=True)
-    config.write_text(yaml.safe_dump(continue_config(proxy)))
+    config.write_text(readme_config("Continue", proxy))
+    models = {m["model"]: m for m in yaml.safe_load(config.read_text())["models"]}
+    assert models["carrot-editor"]["roles"] == ["autocomplete"] and "chat" in models["carrot-chat"]["roles"]
     env = clients.client_env(scene["home"])
     proc = clients.run("cn", ["-p", scene["prompt"], "--config", str(config)], env, scene["work"])
     check(proc, scene, proxy, fake_upstream, marker)
 
 
-def opencode_config(proxy) -> dict:
-    return {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
-            "model": "carrot/carrot-chat",
-            "provider": {"carrot": {"npm": "@ai-sdk/openai-compatible", "name": "Carrot Coder Gateway",
-                                    "options": {"baseURL": f"{proxy.base_url}/v1", "apiKey": proxy.master_key},
-                                    "models": {"carrot-chat": {"name": "Carrot chat", "tool_call": True}}}}}
-
-
 def test_opencode(proxy, fake_upstream, marker, scene):
-    (scene["work"] / "opencode.json").write_text(json.dumps(opencode_config(proxy)))
+    """The README's opencode.json as written."""
+    (scene["work"] / "opencode.json").write_text(readme_config("opencode", proxy))
     env = clients.client_env(scene["home"])
     proc = clients.run("opencode", ["run", scene["prompt"]], env, scene["work"])
     check(proc, scene, proxy, fake_upstream, marker)
@@ -145,11 +142,8 @@ def test_codex(proxy, fake_upstream, marker, scene):
     """Codex speaks only the Responses API (`wire_api = "responses"`)."""
     codex_home = scene["home"] / ".codex"
     codex_home.mkdir(parents=True)
-    (codex_home / "config.toml").write_text(
-        'model = "carrot-chat"\nmodel_provider = "carrot"\ncheck_for_update_on_startup = false\n\n'
-        '[model_providers.carrot]\nname = "Carrot Coder Gateway"\n'
-        f'base_url = "{proxy.base_url}/v1"\nenv_key = "CARROT_API_KEY"\nwire_api = "responses"\n\n'
-        '[analytics]\nenabled = false\n')
+    (codex_home / "config.toml").write_text(  # the README's config.toml, update check and analytics off
+        "check_for_update_on_startup = false\n" + readme_config("Codex CLI", proxy) + "\n[analytics]\nenabled = false\n")
     env = clients.client_env(scene["home"], CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
     proc = clients.run("codex", ["exec", "--skip-git-repo-check", "--color", "never", scene["prompt"]], env,
                        scene["work"])
