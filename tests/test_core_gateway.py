@@ -237,11 +237,13 @@ def test_unknown_pin_in_model_field_is_400_listing_pins(client, fake_upstream, m
     ("/v1/responses", {"model": "ds-coder-v2", "input": "{marker}"}),
     ("/v1/messages", {"model": "ds-coder-v2", "max_tokens": 8, "messages": [{"role": "user", "content": "{marker}"}]}),
 ])
-def test_endpoints_that_would_bypass_routing_are_400(proxy, fake_upstream, marker, path, body):
+def test_agent_endpoints_are_routed_not_bypassed(proxy, fake_upstream, marker, path, body):
+    """/v1/responses and /v1/messages go through routing and the pack (tests/test_agent_endpoints_e2e.py: all stages)."""
     r = post(proxy, path, json.dumps(body).replace("{marker}", marker))
-    assert r.status_code == 400, r.text
-    assert "/v1/chat/completions" in r.text
-    assert fake_upstream.find(marker) == []
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-route"] == "client-choice" and r.headers["x-carrot-prompt-pack"] == "chat@v1"
+    up = only_request(fake_upstream, marker)
+    assert up.json["model"] == V2 and up.system_messages[0] == pack_body("chat@v1")
 
 
 def test_chunked_body_over_limit_is_413(proxy, fake_upstream, marker):
