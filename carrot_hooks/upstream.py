@@ -42,6 +42,8 @@ ERROR_MAP: tuple[Row, ...] = (
         "Upstream for model {alias} could not be reached: {where}"),
     Row((litellm.InternalServerError, litellm.BadGatewayError), (), 502, "upstream_error",
         "Upstream for model {alias} failed ({kind}): {where}"),
+    # an upstream 404: the deployment's model is not there (not pulled, wrong tag), ours to fix
+    Row((litellm.NotFoundError,), (), 502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
 )
 
 

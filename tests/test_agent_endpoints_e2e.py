@@ -171,3 +171,26 @@ def test_auxiliary_calls_get_no_pack(proxy, fake_upstream, marker):
     assert r.headers["x-carrot-prompt-pack"] == "none" and r.headers["x-carrot-auxiliary"] == "title"
     [up] = fake_upstream.find(marker)
     assert CHAT_PACK not in up.text
+
+
+def test_clients_own_system_prompt_is_not_pii_redacted(proxy, fake_upstream, marker):
+    """Continue's system prompt names noreply@continue.dev: no one's PII, kept for the internal model;
+    the user's own email is still replaced (egress redacts every role for external deployments)."""
+    system = "You are an agent in the Continue CLI. Commits get Co-Authored-By: Continue <noreply@continue.dev>."
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(), json={
+        "model": "carrot-chat", "messages": [{"role": "system", "content": system},
+                                             {"role": "user", "content": f"q {marker} mail maria.gonzalez@example.org"}]})
+    assert r.status_code == 200, r.text
+    [up] = fake_upstream.find(marker)
+    assert system in up.system_messages
+    assert "maria.gonzalez@example.org" not in up.text and "<EMAIL_" in up.text
+
+
+def test_fim_upstream_error_is_502_naming_the_url_and_locks_nothing_out(proxy, client, fake_upstream, marker):
+    fake_upstream.script(Reply(match=marker, status=404))
+    r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=120, headers=proxy.headers(),
+                   json={"model": "carrot-editor", "prompt": f"# {marker}\n", "suffix": "\n"})
+    assert r.status_code == 502, r.text
+    assert f"{fake_upstream.url}/v1" in r.json()["error"]["message"] and "ds-coder-6.7b" in r.json()["error"]["message"]
+    again = client.completions.create(model="carrot-editor", prompt=f"# {marker}-2\n", suffix="\n")
+    assert again.choices[0].text == "Hello from the fake upstream."
