@@ -194,6 +194,7 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
     (StreamCut("m"), 502, "upstream_cut"),
     (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_unreachable"),
     (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (litellm.NotFoundError(message="n", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.RateLimitError(message="r", model="m", llm_provider="openai"), 429, "rate_limited"),
     (litellm.BadRequestError(message="b", model="m", llm_provider="openai"), None, None),
 ])
