@@ -37,7 +37,7 @@ class Reply:
 
 
 def planted_secret(seed: str) -> str:
-    """An AWS access key id (the secrets guardrail's aws-access-key rule), the same for the same seed."""
+    """An AWS access key id (an `AKIA…` key the secrets guardrail redacts), the same for the same seed."""
     rng = random.Random(seed)
     return "AKIA" + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(16))
 

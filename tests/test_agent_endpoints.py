@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -133,9 +134,9 @@ def test_anthropic_stream_secret_split_across_deltas_and_frames_never_leaks():
     assert SECRET not in out.decode() and not any(SECRET[i:i + 8] in out.decode() for i in range(12))
     events = [json.loads(ln[6:]) for ln in out.decode().splitlines() if ln.startswith("data: ")]
     said = "".join(e["delta"]["text"] for e in events if e.get("delta", {}).get("type") == "text_delta")
-    assert said == "key: [REDACTED:aws-access-key] done"
+    assert re.fullmatch(r"key: \[REDACTED:[\w.-]+\] done", said), said
     tool = "".join(e["delta"]["partial_json"] for e in events if e.get("delta", {}).get("type") == "input_json_delta")
-    assert json.loads(tool) == {"command": "export AWS_ACCESS_KEY_ID=[REDACTED:aws-access-key]"}
+    assert re.fullmatch(r"export AWS_ACCESS_KEY_ID=\[REDACTED:[\w.-]+\]", json.loads(tool)["command"])
     assert [e["type"] for e in events][-1] == "message_stop"
 
 
@@ -164,10 +165,10 @@ def test_responses_stream_and_its_summary_events_carry_no_secret():
     out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
     assert SECRET not in json.dumps(out)
     said = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")
-    assert said == "key: [REDACTED:aws-access-key] done"
+    assert re.fullmatch(r"key: \[REDACTED:[\w.-]+\] done", said), said
     assert out[-1]["response"]["output"][0]["content"][0]["text"] == said
     calls = [e["delta"] for e in out if e["type"] == "response.function_call_arguments.delta"]
-    assert len(calls) == 1 and json.loads(calls[0]) == {"cmd": "echo [REDACTED:aws-access-key]"}
+    assert len(calls) == 1 and re.fullmatch(r"echo \[REDACTED:[\w.-]+\]", json.loads(calls[0])["cmd"])
 
 
 def test_non_streamed_bodies_are_checked():
@@ -177,4 +178,4 @@ def test_non_streamed_bodies_are_checked():
                                             {"type": "function_call", "arguments": json.dumps({"a": SECRET})}]},
                                 real_checks())
     assert SECRET not in json.dumps(msg) + json.dumps(body)
-    assert "[REDACTED:aws-access-key]" in msg["content"][0]["text"]
+    assert "[REDACTED:" in msg["content"][0]["text"]
