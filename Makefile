@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
-SLOW_GROUPS ?= dbmode
+SLOW_GROUPS ?= clients dbmode
 
 .PHONY: setup test-deps run test test-fast test-dbmode test-clients bench clean
 
