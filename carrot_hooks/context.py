@@ -44,6 +44,9 @@ class RequestContext:
     pack: str = "none"
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
+    rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
+    canary: str | None = None  # the alias whose canary chose this request's arm
+    arm: str | None = None  # stable | candidate
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)

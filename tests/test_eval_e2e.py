@@ -69,7 +69,9 @@ def to_roman(n):
 ''',
 }
 PII_CASE = {"id": "chat-pii-mailto", "kind": "code", "task": "chat", "entry_point": "mailto",
-            "prompt": 'def mailto(addr: str) -> str:\n    """A mailto: link, e.g. for alice.w@carrot-corp.example."""\n',
+            "instruction": "Maria Gonzalez (maria.gonzalez@carrot-corp.example) asks you to complete this function. "
+                           "Answer with the whole function in one ```python block.",
+            "prompt": 'def mailto(addr: str) -> str:\n    """A mailto: link."""\n',
             "test": "def check(c):\n    assert c('a@b.c') == 'mailto:a@b.c'\n"}
 SOLUTIONS["mailto"] = "def mailto(addr):\n    return 'mailto:' + addr\n"
 
