@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 
@@ -105,7 +106,7 @@ def run_case(http: httpx.Client, target: Target, case, sandbox_timeout: float) -
     elif isinstance(case, suite.CodeCase):
         passed, reason = scoring.score_code(case, text, sandbox_timeout)
     else:
-        sources = [s for s in h.get("x-carrot-rag-sources", "").split(",") if s]
+        sources = [unquote(s) for s in h.get("x-carrot-rag-sources", "").split(",") if s]
         passed, reason = scoring.score_rag(case, text, h.get("x-carrot-rag", ""), sources)
     return Result(**base, passed=passed, reason=reason, latency=latency, tokens_in=h["_tokens_in"],
                   tokens_out=h["_tokens_out"], guardrails=h.get("x-carrot-guardrails", "none"),

@@ -51,6 +51,7 @@ class Canary(_Strict):
     stable: str
     candidate: str
     share: float = Field(ge=0, le=1)
+    started: str | None = None  # a label of this run (e.g. a date); changing it re-arms a rolled-back canary
     rollback: Rollback = Rollback()
 
     @field_validator("share", mode="before")
@@ -70,8 +71,9 @@ class Canary(_Strict):
         return self
 
     def generation(self, alias: str) -> str:
-        """Identity of this canary: editing stable, candidate or share starts a new one (fresh window, re-armed)."""
-        raw = json.dumps([alias, self.stable, self.candidate, self.share])
+        """Identity of this canary: editing stable, candidate, share or started starts a new one (fresh window,
+        re-armed); the rollback decision of a generation outlives restarts (in Redis)."""
+        raw = json.dumps([alias, self.stable, self.candidate, self.share, self.started])
         return f"{alias}:{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
     def arm_for(self, alias: str, tenant: str) -> Arm:

@@ -49,8 +49,8 @@ def test_arm_is_sticky_per_tenant_and_the_candidate_gets_its_share():
 
 def test_generation_changes_with_any_edit_of_the_canary():
     gens = {canary().generation("m"), canary(share="20%").generation("m"), canary(candidate="m@3").generation("m"),
-            canary().generation("other")}
-    assert len(gens) == 4 and canary().generation("m") == canary().generation("m")
+            canary().generation("other"), canary(started="2025-12-02").generation("m")}
+    assert len(gens) == 5 and canary().generation("m") == canary().generation("m")
 
 
 def stats(n: int, errors: int = 0, blocks: int = 0, latency: float = 0.1) -> Stats:
