@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import re
 
-from litellm.proxy._types import LitellmUserRoles
-
+from . import litellm_compat as compat
 from .config import ConfigError
 from .errors import GatewayError
 from .prompts import PackStore
@@ -18,7 +17,7 @@ _PACK = re.compile(r"^[a-z0-9_]+@v[0-9]+$")
 def is_admin(user_api_key_dict) -> bool:
     """The master key (LiteLLM's proxy admin) or a key whose metadata says `carrot_admin: true`."""
     meta = user_api_key_dict.metadata if isinstance(user_api_key_dict.metadata, dict) else {}
-    return user_api_key_dict.user_role == LitellmUserRoles.PROXY_ADMIN or meta.get("carrot_admin") is True
+    return compat.is_proxy_admin(user_api_key_dict) or meta.get("carrot_admin") is True
 
 
 def pack_override(headers: dict[str, str], user_api_key_dict, packs: PackStore) -> str | None:

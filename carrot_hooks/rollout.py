@@ -19,8 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from .config import Strict
 from .context import RequestContext
 from .metrics import ROLLBACKS, ROLLOUT_STATE
 
@@ -31,11 +32,7 @@ BUCKET_SECONDS = 5  # Redis window granularity
 STATE_TTL = 1.0  # how long a replica trusts its copy of the shared decision
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Rollback(_Strict):
+class Rollback(Strict):
     """When the candidate counts as worse than stable, over the last `window_seconds`."""
 
     window_seconds: int = Field(default=300, ge=5)
@@ -45,7 +42,7 @@ class Rollback(_Strict):
     slo_p95_seconds: float | None = Field(default=None, gt=0)  # candidate p95 above it (and above stable's)
 
 
-class Canary(_Strict):
+class Canary(Strict):
     """`alias: {stable: pin, candidate: pin, share: 10%}`: requests routed to `alias` go to one of two pins."""
 
     stable: str
