@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import resource
 import shutil
 import subprocess
 import sys
@@ -11,16 +10,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Prepended to every program: even where no network namespace is available, sockets cannot be opened.
-_NO_NETWORK = """\
-import socket as _s
+MEMORY_BYTES = 1024 * 1024 * 1024
+FILE_BYTES = 16 * 1024 * 1024
+# Prepended to every program, so it runs before the generated code: resource limits (set inside the child,
+# not with preexec_fn, which is unsafe in the evaluator's threads) and, even where no network namespace
+# is available, no sockets.
+_PRELUDE = """\
+import resource as _r, socket as _s
+for _lim, _v in ((_r.RLIMIT_CPU, {cpu}), (_r.RLIMIT_AS, {mem}), (_r.RLIMIT_FSIZE, {fsize}), (_r.RLIMIT_CORE, 0)):
+    _r.setrlimit(_lim, (_v, _v))
 def _no_network(*a, **k):
     raise OSError("network access is disabled in the carrot-eval sandbox")
 _s.socket = _s.create_connection = _s.socketpair = _no_network
-del _s
+del _r, _s, _lim, _v
 """
-MEMORY_BYTES = 1024 * 1024 * 1024
-FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,23 +42,16 @@ def _unshare() -> list[str]:
     return [exe, "-rn"] if ok else []
 
 
-def _limits(cpu_seconds: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_python(program: str, timeout: float = 10.0) -> Outcome:
     """Run `program` with `python -I` in a fresh temp dir; passed = exit status 0 within `timeout`."""
     with tempfile.TemporaryDirectory(prefix="carrot-eval-") as tmp:
         script = Path(tmp) / "case.py"
-        script.write_text(_NO_NETWORK + program, encoding="utf-8")
+        prelude = _PRELUDE.format(cpu=int(timeout) + 1, mem=MEMORY_BYTES, fsize=FILE_BYTES)
+        script.write_text(prelude + program, encoding="utf-8")
         cmd = [*_unshare(), sys.executable, "-I", "-B", str(script)]
         try:
             out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False,
-                                 env={"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp},
-                                 preexec_fn=functools.partial(_limits, int(timeout) + 1), stdin=subprocess.DEVNULL)
+                                 env={"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp}, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return Outcome(False, f"timeout after {timeout:g}s")
     if out.returncode == 0:
