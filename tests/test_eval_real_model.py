@@ -107,8 +107,9 @@ def test_eval_against_a_real_model_counts_real_tokens_and_scores_real_answers(re
     for r in rows:
         assert r["status"] == 200, r  # every request answered by the real model through the gateway
         assert r["model"] == PIN and r["reason"], r
-        assert r["tokens_in"] > 0 and r["tokens_out"] > 0 and r["latency"] > 0, r
+        assert r["tokens_in"] > 0 and r["latency"] > 0, r
     chat = [r for r in rows if r["task"] == "tests"]
+    assert all(r["tokens_out"] > 0 for r in chat), chat  # a FIM answer may be empty; a chat answer is not
     # the pack and the HumanEval prompt make a prompt far longer than the fake's constant 11 tokens
     assert min(r["tokens_in"] for r in chat) > 100, chat
     # scored by the sandbox: a pass, or a failure with the interpreter's reason

@@ -284,6 +284,8 @@ def test_symbolic_refs_resolve_to_the_newest_indexed_commit(rag_proxy, fake_upst
                         refs=refs)
     assert raw.headers["x-carrot-rag"] == "injected:3"
     assert f"{code_repo['name']}@{code_repo['sha']} " in context_block(messages)
+
+
 def test_eval_scores_rag_on_the_retrieved_sources_and_the_citation(rag_proxy, fake_upstream, marker, code_repo):
     """carrot-eval's RAG scoring reads `x-carrot-rag-sources` (what was retrieved) and the answer (what it cites)."""
     refs = f"{code_repo['name']}@{code_repo['sha']}"
