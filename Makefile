@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
-SLOW_GROUPS ?= clients dbmode
+SLOW_GROUPS ?= clients dbmode real_model
 
-.PHONY: setup test-deps run test test-fast test-dbmode test-clients bench clean
+.PHONY: setup test-deps run test test-fast test-dbmode test-clients test-real-model bench clean
 
 $(STAMP): pyproject.toml scripts/setup_models.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ test-fast: setup test-deps
 test-clients: setup
 	PYTHON=$(PYTHON) bash scripts/setup_clients.sh
 	$(PY) -m pytest -m clients
+
+# carrot-eval against a real small model (SmolLM2-135M on llama-cpp-python): the first run compiles
+# llama-cpp-python (7-15 min on 2 cores) into ${CARROT_CACHE_DIR:-~/.cache/carrot}; later runs take seconds.
+# (the group `real_model` of scripts/run_tests.sh alone)
+test-real-model: setup
+	PY=$(PY) bash scripts/setup_real_model.sh
+	$(PY) -m pytest -m real_model
 
 bench: setup
 	$(PY) bench/overhead.py

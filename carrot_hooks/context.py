@@ -47,6 +47,9 @@ class RequestContext:
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
+    rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
+    canary: str | None = None  # the alias whose canary chose this request's arm
+    arm: str | None = None  # stable | candidate
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -38,7 +39,9 @@ from .guardrails import egress
 from .guardrails.engines import shared_engines
 from .headers import parse_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, prompt_text
+from .overrides import pack_override
 from .prompts import PackStore, pack_message, prompts_dir
+from .rollout import rollouts
 from .routing import RoutingPolicy, route, tools_verdict
 from .tokens import count_tokens
 from .upstream import as_gateway_error, tools_capable, upstream_models
@@ -221,6 +224,7 @@ class CarrotGateway(CustomLogger):
         key = call.key
         tenant = key.team_id or key.token or "anonymous"
         call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key.metadata or {}, tenant)
+        await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)
         if call.call_type in TEXT_CALLS:
@@ -231,12 +235,14 @@ class CarrotGateway(CustomLogger):
         attach(call.data, call.ctx)
 
     async def _prompt_pack(self, call: Call) -> None:
-        """The task's pack becomes the first system message, or goes before `instructions` / `system` on the
-        agent endpoints (not for completions, raw code, nor for clients' auxiliary calls such as titles)."""
+        """The task's pack (or an admin's X-Carrot-Prompt-Pack) becomes the first system message, or goes
+        before `instructions` / `system` on the agent endpoints (not for completions, raw code, nor for
+        clients' auxiliary calls such as titles)."""
+        override = pack_override(call.headers, call.key, self.packs)  # a non-admin key gets 403 on any endpoint
         if call.call_type in TEXT_CALLS or call.ctx.auxiliary is not None:
             return
         try:
-            pack = self.packs.get(call.policy.tasks[call.ctx.task_type].pack)
+            pack = self.packs.get(override or call.policy.tasks[call.ctx.task_type].pack)
         except ConfigError as e:  # a pack file removed or broken while the proxy runs
             raise GatewayError(503, str(e), code="prompt_pack_error") from None
         call.ctx.pack = pack.ref
@@ -287,6 +293,8 @@ class CarrotGateway(CustomLogger):
         status = http_status(mapped or original_exception)
         metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
                                 ctx.rule_id if ctx else "none", "false", str(status)).inc()
+        if ctx is not None:
+            await rollouts.observe(self.routing.get().canaries, ctx, error=int(status) >= 500, latency=None)
         return mapped
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
@@ -296,7 +304,9 @@ class CarrotGateway(CustomLogger):
             return
         hit = bool(kwargs.get("cache_hit"))
         metrics.REQUESTS.labels(ctx.task_type, ctx.model_alias, ctx.rule_id, str(hit).lower(), "200").inc()
-        metrics.REQUEST_DURATION.labels(ctx.task_type, ctx.model_alias).observe(time.perf_counter() - ctx.started)
+        latency = time.perf_counter() - ctx.started
+        metrics.REQUEST_DURATION.labels(ctx.task_type, ctx.model_alias).observe(latency)
+        await rollouts.observe(self.routing.get().canaries, ctx, error=False, latency=latency)
         usage = getattr(response_obj, "usage", None)
         if usage is not None:
             metrics.TOKENS.labels("input", ctx.model_alias).inc(getattr(usage, "prompt_tokens", 0) or 0)
@@ -327,6 +337,10 @@ class CarrotGateway(CustomLogger):
         if answered is not None and answered != ctx.model_alias:
             headers["x-carrot-model"] = answered
             headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {answered}"
+        if ctx.rag_sources:
+            headers["x-carrot-rag-sources"] = ",".join(quote(p, safe="/._-@") for p in ctx.rag_sources)
+        if ctx.arm is not None:
+            headers["x-carrot-arm"] = ctx.arm
         return headers
 
 

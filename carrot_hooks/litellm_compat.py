@@ -18,6 +18,7 @@ from litellm.caching.caching import Cache
 from litellm.caching.redis_cache import RedisCache
 from litellm.proxy._types import (  # custom_auth's types
     LiteLLMRoutes,
+    LitellmUserRoles,
     ProxyErrorTypes,
     ProxyException,
     UserAPIKeyAuth,
@@ -91,6 +92,11 @@ def master_key() -> str | None:
     from litellm.proxy import proxy_server
 
     return proxy_server.master_key
+
+
+def is_proxy_admin(key) -> bool:
+    """Whether a request's UserAPIKeyAuth is the proxy admin (the master key resolves to this role)."""
+    return getattr(key, "user_role", None) == LitellmUserRoles.PROXY_ADMIN
 
 
 def db_connected() -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("carrot_requests_total", "Requests through the gateway.",
                    ["task_type", "model", "route", "cache_hit", "status"])
@@ -25,6 +25,10 @@ GUARDRAIL_ACTIONS = Counter("carrot_guardrail_actions_total",
                             "Guardrail decisions by guardrail and action (pass, flag, redact, block, restore, escalate).",
                             ["guardrail", "action"])
 CACHE_ERRORS = Counter("carrot_cache_errors_total", "Result-cache operations that failed or timed out.")
+ROLLOUT_STATE = Gauge("carrot_rollout_state", "Traffic share of each arm of a canary (0..1; candidate 0 after a rollback).",
+                      ["alias", "arm"], multiprocess_mode="max")
+ROLLBACKS = Counter("carrot_rollout_rollbacks_total", "Automatic canary rollbacks, by the check that failed.",
+                    ["alias", "reason"])
 
 
 def timed_stage(stage: str):

@@ -211,3 +211,4 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         return
     data["messages"] = _insert_before_last_user(ctx, messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
     ctx.rag_status = f"injected:{len(hits)}"
+    ctx.rag_sources = tuple(dict.fromkeys(h.chunk.path for h in hits))

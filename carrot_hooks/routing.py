@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from .config import Strict as _Strict
 from .context import Risk
 from .errors import GatewayError
+from .rollout import Canary
 
 _PACK = re.compile(r"^[a-z0-9_]+@v[0-9]+$")
 
@@ -96,6 +97,7 @@ class RoutingPolicy(_Strict):
     tools: Tools = Tools()
     auxiliary: list[Auxiliary] = []
     rules: list[Rule] = Field(min_length=1)
+    canaries: dict[str, Canary] = {}  # alias -> stable/candidate pins and the candidate's share (carrot_hooks/rollout.py)
 
     @model_validator(mode="after")
     def _known_tasks(self) -> RoutingPolicy:
@@ -106,6 +108,12 @@ class RoutingPolicy(_Strict):
             unknown = set(rule.when.task_type or ()) - set(self.tasks)
             if unknown:
                 raise ValueError(f"rules.{i} ({rule.id}): when.task_type has unknown {sorted(unknown)}")
+        for alias, c in self.canaries.items():
+            if "@" in alias:
+                raise ValueError(f"canaries.{alias}: a canary belongs to an undated alias (pins are never re-routed)")
+            if alias in self.fim and not {c.stable, c.candidate} <= set(self.fim):
+                raise ValueError(f"canaries.{alias}: {alias} serves /v1/completions, so stable and candidate need "
+                                 "fim entries too")
         if self.rules[-1].when != Match():
             raise ValueError(f"rules.{len(self.rules) - 1} ({self.rules[-1].id}): the last rule must match "
                              "everything (no 'when')")
@@ -125,6 +133,8 @@ class RoutingPolicy(_Strict):
         bad = [f"rules.{i} ({r.id}).model: unknown alias {r.model!r}" for i, r in enumerate(self.rules)
                if r.model is not None and r.model not in known]
         bad += [f"fim.{k}: unknown alias {v!r}" for k, v in self.fim.items() if v not in known]
+        bad += [f"canaries.{a}.{arm}: unknown alias {getattr(c, arm)!r}" for a, c in self.canaries.items()
+                for arm in ("stable", "candidate") if getattr(c, arm) not in known]
         return bad
 
 

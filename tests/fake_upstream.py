@@ -21,10 +21,13 @@ from aiohttp import web
 
 @dataclass
 class Reply:
-    """A canned answer, used for the first request whose body contains `match` (None = any)."""
+    """A canned answer, used for the first request whose body contains `match` and names upstream `model`
+    (None = any). With `times=0` it answers every such request until withdrawn: a deterministic answer per
+    prompt or per model (e.g. a failing or slow candidate model)."""
 
     content: str = "Hello from the fake upstream."
     match: str | None = None
+    model: str | None = None
     tool_calls: list[dict] | None = None  # [{"name", "arguments": dict}] answered as they are
     call_tool: str | None = None  # call this tool of the request's `tools` (if offered) with `tool_arguments`
     tool_arguments: dict = field(default_factory=dict)
@@ -103,15 +106,20 @@ class FakeUpstream:
         with self._lock:
             self._script.extend(replies)
 
+    def withdraw(self, *replies: Reply) -> None:
+        """Remove scripted replies that are still waiting (e.g. `times=0` ones at the end of a test)."""
+        with self._lock:
+            self._script = [r for r in self._script if all(r is not w for w in replies)]
+
     def find(self, marker: str) -> list[Recorded]:
         """Requests whose body contains `marker`."""
         with self._lock:
             return [r for r in self.requests if marker in r.text]
 
-    def _pick(self, body_text: str) -> Reply:
+    def _pick(self, body_text: str, model: str | None) -> Reply:
         with self._lock:
             for i, r in enumerate(self._script):
-                if r.match is None or r.match in body_text:
+                if (r.match is None or r.match in body_text) and (r.model is None or r.model == model):
                     if r.times == 1:
                         self._script.pop(i)
                     elif r.times > 1:
@@ -149,7 +157,7 @@ class FakeUpstream:
         rec = Recorded(request.path, body, dict(request.headers))
         with self._lock:
             self.requests.append(rec)
-        reply = self._pick(rec.text)
+        reply = self._pick(rec.text, body.get("model"))
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return body, reply

@@ -294,7 +294,8 @@ def test_hadolint_passes_the_dockerfile():
 
 def test_shellcheck_passes_the_ops_scripts():
     shellcheck = Path(sys.executable).with_name("shellcheck")
-    scripts = [str(ROOT / "scripts" / name) for name in ("docker-entrypoint.sh", "setup_ops.sh", "setup_dbmode.sh")]
+    scripts = [str(ROOT / "scripts" / name)
+               for name in ("docker-entrypoint.sh", "setup_ops.sh", "setup_dbmode.sh", "setup_real_model.sh")]
     out = subprocess.run([str(shellcheck), *scripts], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -63,6 +63,8 @@ def test_contract_names_follow_prometheus_conventions():
         assert name.startswith("carrot_"), name
         if spec["type"] == "counter":
             assert name.endswith("_total"), name
+        elif spec["type"] == "gauge":
+            assert not name.endswith(("_total", "_bucket", "_count", "_sum")), name
         else:
             assert spec["type"] == "histogram" and name.endswith("_seconds"), name
         assert "user" not in " ".join(spec["labels"]) and "prompt" not in " ".join(spec["labels"]), name

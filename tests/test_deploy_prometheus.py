@@ -55,20 +55,28 @@ def test_promtool_accepts_the_compose_scrape_config():
 
 @pytest.fixture(scope="module")
 def metrics_proxy(start_proxy, redis_url):
-    """A proxy only this module's traffic reaches (no idle series from other tests), with a vector store."""
-    return start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": services.pgvector_url()})
+    """A proxy only this module's traffic reaches (no idle series from other tests), with a vector store and a
+    canary at share 0 on ds-coder-v2 (the rollout panels have series; every request still goes to ds-coder-v2)."""
+    proxy = start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": services.pgvector_url()})
+    routing = proxy.policy_dir / "routing.yaml"
+    policy = yaml.safe_load(routing.read_text())
+    policy["canaries"] = {"ds-coder-v2": {"stable": "ds-coder-v2", "candidate": "ds-coder-v2@2025-11-30",
+                                          "share": "0%", "started": uuid.uuid4().hex}}
+    routing.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return proxy
 
 
 @pytest.fixture(scope="module")
 def prometheus(metrics_proxy):
-    """A Prometheus on loopback scraping the module's proxy with the compose scrape config."""
+    """A Prometheus on loopback scraping the module's proxy with the compose scrape config and its rules."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    config["global"]["scrape_interval"] = "1s"
+    config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = "1s"
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "carrot-gateway")
     job["static_configs"][0]["targets"] = [metrics_proxy.base_url.removeprefix("http://")]
     work = STATE_DIR / "prometheus" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True)
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copytree(ROOT / "deploy/prometheus/rules", work / "rules")  # rule_files is relative to the config
     port = free_port()
     log = (work / "prometheus.log").open("wb")
     proc = subprocess.Popen(
@@ -180,6 +188,15 @@ def test_every_dashboard_query_returns_data_from_the_scraped_proxy(prometheus, m
     stages = {r["metric"]["stage"] for r in finite(query(prometheus, panel_query("Gateway hook overhead")))}
     assert {"route", "prompt_pack", "context"} <= stages
     assert value("RAG retrieval duration") > 0
+    states = {(r["metric"]["alias"], r["metric"]["arm"]): float(r["value"][1])
+              for r in query(prometheus, panel_query("Canary traffic share"))}
+    assert states == {("ds-coder-v2", "stable"): 1.0, ("ds-coder-v2", "candidate"): 0.0}
+    # the alerting and recording rules loaded and evaluate on the scraped series
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert {g["name"] for g in groups} == {"carrot-recording", "carrot-slo", "carrot-safety"}
+    assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+    recorded = wait_until(prometheus, "model:carrot_request_duration_seconds:p95_5m", lambda r: finite(r))
+    assert {"ds-coder-6.7b", "ds-coder-v2"} <= {r["metric"]["model"] for r in finite(recorded)}
 
 
 def panel_query(title_prefix: str) -> str:

@@ -58,6 +58,11 @@ def test_router_shims_without_a_router(monkeypatch):
     assert compat.served_aliases() == frozenset() and compat.deployments("a") == [] and compat.fallbacks("a") == []
 
 
+def test_proxy_admin_role_is_recognised():
+    assert compat.is_proxy_admin(compat.UserAPIKeyAuth(user_role="proxy_admin"))
+    assert not compat.is_proxy_admin(compat.UserAPIKeyAuth(api_key="sk-x", team_id="t"))
+
+
 def test_proxy_globals_exist():
     from litellm.proxy import proxy_server
 

@@ -20,8 +20,11 @@ import openai
 import pytest
 import yaml
 
+from carrot_eval.runner import Target, run_case
+from carrot_eval.suite import RagCase
 from tests import services
 from tests.conftest import make_client
+from tests.fake_upstream import Reply
 from tests.rag_sample_docs import write_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,3 +284,21 @@ def test_symbolic_refs_resolve_to_the_newest_indexed_commit(rag_proxy, fake_upst
                         refs=refs)
     assert raw.headers["x-carrot-rag"] == "injected:3"
     assert f"{code_repo['name']}@{code_repo['sha']} " in context_block(messages)
+
+
+def test_eval_scores_rag_on_the_retrieved_sources_and_the_citation(rag_proxy, fake_upstream, marker, code_repo):
+    """carrot-eval's RAG scoring reads `x-carrot-rag-sources` (what was retrieved) and the answer (what it cites)."""
+    refs = f"{code_repo['name']}@{code_repo['sha']}"
+    question = f"How does the expo wait generator compute the exponential delay? {marker}"
+    case = RagCase(id="expo", task="rag-code", kind="rag", question=question, refs=refs, gold="backoff/_wait_gen.py")
+    cited = Reply(match=f"{marker} cited", content="See backoff/_wait_gen.py: expo multiplies base by factor.")
+    fake_upstream.script(cited)
+    with httpx.Client(base_url=rag_proxy.base_url, headers=rag_proxy.headers(), timeout=60) as http:
+        good = run_case(http, Target.parse("carrot-rag-code"), case.model_copy(update={"question": f"{question} cited"}),
+                        10)
+        silent = run_case(http, Target.parse("carrot-rag-code"), case, 10)  # the default fake answer cites nothing
+        elsewhere = run_case(http, Target.parse("carrot-rag-code"),
+                             case.model_copy(update={"refs": f"{refs},backoff/_jitter.py"}), 10)
+    assert (good.passed, good.reason) == (True, "retrieved and cited")
+    assert (silent.passed, silent.reason) == (False, "answer does not cite the gold file")
+    assert (elsewhere.passed, elsewhere.reason) == (False, "gold file not among the retrieved sources")
