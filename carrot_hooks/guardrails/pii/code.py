@@ -1,0 +1,178 @@
+"""Where a prompt holds code, and where inside that code the string literals and comments are.
+
+Code is: fenced blocks (``` / ~~~), inline `code`, and unfenced lines that look like code
+(indentation, line ends, keywords, assignments, calls, annotations, decorators, comment
+markers, symbol density), together with the docstrings and block comments that belong to
+them and prose-looking lines wedged between two code lines. A line-level lexer then marks
+string literals and comments in the code, the only places where an email address in code
+is a candidate (see `redactor`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"(?ms)^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)")
+_INLINE = re.compile(r"`[^`\n]+`")
+_CODE_LINE = re.compile(
+    r"""^(?:[ \t]{4,}|\t)\S                                   # indented block
+    |[;{}]\s*$|^\s*[}\])]                                     # C-like line ends / closers
+    |^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
+         yield|async|await|assert|const|let|var|function|export|interface|type|enum|public|private|
+         protected|static|package|func|fn|struct|impl|use|\#include|\#define|
+         SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\b)
+    |^\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
+    |^\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
+        (?:\[.*\])?(?:\s*\|\s*\S+)*\s*(?:[=,;)].*)?$            # annotation: request: Request
+    |^\s*@[\w.]+(?:\(.*\))?\s*$                                # decorator
+    |^\s*(?:[$#]|>>>|\.\.\.|//|/\*|\*/|--)(?:\s|$)|^\#!          # prompts, comments ("> " quotes are prose)
+    |^\s*["'][^"']*["'],?\s*$                                  # a lone string literal (import lists, arrays)
+    |\w\([^)]*\)\s*[:;,]?\s*$                                  # call at end of line
+    |^\s*\w+(?:\.\w+)+\([^)]*\)?                               # method call at the start: obj.run(...)
+    """,
+    re.VERBOSE,
+)
+# symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
+_SYMBOLS = re.compile(r"[{}\[\];=<>|&^~]|\w\(|->|::|\)\.|\w\.\w+\(")
+# Multi-line literals/comments that belong to surrounding code: docstrings, /* */ blocks.
+_BLOCK = re.compile(r'(?s)("""|\'\'\')(?:\\.|(?!\1).)*(?:\1|\Z)|/\*.*?(?:\*/|\Z)')
+_LEX = re.compile(r'"""|\'\'\'|/\*|\*/|//|#|\\.|["\'`]|\n')
+
+
+def _symbol_dense(line: str) -> bool:
+    """At least 3 code symbols, one per 12 non-space characters or more."""
+    hits = len(_SYMBOLS.findall(line))
+    return hits >= 3 and hits * 12 >= len(line) - line.count(" ")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """`text` split into code and prose, with the code's literals and comments marked."""
+
+    text: str
+    prose: str  # `text` with code blanked to spaces (offsets and newlines kept): what NER may read
+    literal: bytes  # 1 where a character of code lies in a string literal or a comment
+
+    def is_code(self, start: int, end: int) -> bool:
+        """True when any character of `[start, end)` is code."""
+        return any(self.prose[i] == " " and not self.text[i].isspace() for i in range(start, end))
+
+    def in_literal(self, start: int, end: int) -> bool:
+        """True when all of `[start, end)` lies inside a string literal or comment of the code."""
+        return all(self.literal[start:end])
+
+
+def _line_spans(text: str) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for line in text.split("\n"):
+        spans.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return spans
+
+
+def _code_lines(text: str, masked: str) -> list[bool]:
+    """Per line of `text`: is it code (`masked` has fenced and inline code already blanked)?"""
+    lines = _line_spans(text)
+    code = [False] * len(lines)
+    for i, (s, e) in enumerate(lines):
+        line = masked[s:e]
+        if not line.strip():
+            code[i] = bool(text[s:e].strip())  # all of it fenced or inline code
+        else:
+            code[i] = bool(_CODE_LINE.search(line)) or _symbol_dense(line)
+    starts = [s for s, _ in lines]
+    # docstrings and block comments next to code (or opened after code on their first line)
+    for m in _BLOCK.finditer(masked):
+        first = _line_of(starts, m.start())
+        last = _line_of(starts, max(m.start(), m.end() - 1))
+        before = masked[lines[first][0] : m.start()].strip()
+        if before or _near_code(code, lines, masked, first - 1, -1) or _near_code(code, lines, masked, last + 1, 1):
+            for i in range(first, last + 1):
+                code[i] = True
+    # a prose-looking line wedged between code lines (no blank line between) is part of the code
+    for i in range(1, len(lines) - 1):
+        if not code[i] and masked[lines[i][0] : lines[i][1]].strip() and code[i - 1] and code[i + 1] \
+                and text[lines[i - 1][0] : lines[i - 1][1]].strip() and text[lines[i + 1][0] : lines[i + 1][1]].strip():
+            code[i] = True
+    return code
+
+
+def _line_of(starts: list[int], pos: int) -> int:
+    return bisect.bisect_right(starts, pos) - 1
+
+
+def _near_code(code: list[bool], lines, masked: str, i: int, step: int) -> bool:
+    """The nearest non-blank line from `i` in direction `step` (at most one blank line away) is code."""
+    blanks = 0
+    while 0 <= i < len(lines):
+        if masked[lines[i][0] : lines[i][1]].strip() or code[i]:
+            return code[i]
+        blanks += 1
+        if blanks > 1:
+            return False
+        i += step
+    return False
+
+
+def _literals(text: str, code: bytearray) -> bytearray:
+    """1 for code characters inside string literals or comments (a small C/Python/shell lexer)."""
+    out = bytearray(len(text))
+    quote = None  # open string delimiter
+    comment = None  # "line" or "block"
+    start = 0
+    for m in _LEX.finditer(text):
+        tok, pos = m.group(0), m.start()
+        if not code[pos] and tok != "\n":
+            quote = comment = None  # prose resets the lexer
+            continue
+        if comment == "line":
+            if tok == "\n":
+                out[start:pos] = b"\x01" * (pos - start)
+                comment = None
+        elif comment == "block":
+            if tok == "*/":
+                out[start : m.end()] = b"\x01" * (m.end() - start)
+                comment = None
+        elif quote:
+            if tok == quote:
+                out[start : m.end()] = b"\x01" * (m.end() - start)
+                quote = None
+            elif tok == "\n" and len(quote) == 1 and quote != "`":
+                quote = None  # unterminated one-line string
+        elif tok in ('"', "'", "`", '"""', "'''"):
+            quote, start = tok, pos
+        elif tok == "/*":
+            comment, start = "block", pos
+        elif tok == "//" and (pos == 0 or text[pos - 1] != ":") or tok == "#" and (pos == 0 or text[pos - 1] in " \t\n"):
+            comment, start = "line", pos
+    if comment or quote:
+        out[start:] = b"\x01" * (len(text) - start)
+    return out
+
+
+def layout(text: str) -> Layout:
+    """Split `text` into code and prose and mark the code's literals and comments."""
+    chars = list(text)
+    code = bytearray(len(text))
+
+    def blank(start: int, end: int) -> None:
+        for i in range(start, end):
+            if chars[i] != "\n":
+                chars[i] = " "
+            code[i] = 1
+
+    for m in _FENCE.finditer(text):
+        # the fence lines themselves are markup; the body is code
+        body_start = text.index("\n", m.start()) + 1 if "\n" in m.group(0) else m.end()
+        blank(m.start(), m.end())
+        code[m.start() : body_start] = bytes(body_start - m.start())
+    masked = "".join(chars)
+    for m in _INLINE.finditer(masked):
+        blank(*m.span())
+    masked = "".join(chars)
+    for (s, e), is_code_line in zip(_line_spans(text), _code_lines(text, masked)):
+        if is_code_line:
+            blank(s, e)
+    return Layout(text, "".join(chars), bytes(_literals(text, code)))

@@ -1,0 +1,160 @@
+"""The PII stage: which finding counts where (code or prose), and redaction into vault placeholders."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+
+from presidio_analyzer import AnalyzerEngine, RecognizerResult
+from presidio_analyzer.nlp_engine import NerModelConfiguration
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+
+from ..settings import PiiSettings
+from .code import Layout, layout
+from .memo import Memo
+from .names import is_name, load_spacy, ner_names
+from .recognizers import PatternsOnlyNlpEngine, registry
+from .vault import Vault
+
+log = logging.getLogger("carrot.guardrails.pii")
+
+# The only entities that count inside code, each validated by checksum or format (see `_keep_in_code`).
+CODE_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS"})
+_BUILTIN_CARD = "CreditCardRecognizer"  # Luhn-validated
+_SSN_IN_CODE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_VERSION_BEFORE = re.compile(r"(?:\bv|version\s*=?\s*[\"']?)$", re.IGNORECASE)
+_DOTTED_NUMBER = re.compile(r"\d+(?:\.\d+){2,}")  # 192.168.1.0, 1.2.3: IPs and versions, never phones
+
+
+@dataclass(frozen=True)
+class PiiHit:
+    """One redacted entity (type and position only)."""
+
+    entity: str
+    start: int
+    end: int
+
+
+def _in_url_authority(text: str, start: int, end: int) -> bool:
+    """`user:pass@host` inside `scheme://…`, or `git@host:path`: an email shape that is not an address."""
+    token_start = max(text.rfind(c, 0, start) for c in " \t\n\"'`<(") + 1
+    return "://" in text[token_start:start] or ":" in text[token_start:start] or text[end : end + 1] == ":"
+
+
+def _recognizer(r: RecognizerResult) -> str:
+    return (r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, "")
+
+
+class PiiRedactor:
+    """Presidio analyzer + anonymizer configured from the `pii:` section of the policy."""
+
+    def __init__(self, settings: PiiSettings):
+        self.settings = settings
+        self.labels = {**settings.pattern_entities, **settings.ner_entities}
+        self._allow_nets = [ipaddress.ip_network(n) for n in settings.ip_allow_networks]
+        self._nlp, self.model_name = load_spacy(settings.spacy_models)
+        self.mode = "ner" if self._nlp is not None and settings.ner_entities else "patterns"
+        log.warning(
+            "PII redaction mode: %s (%s)",
+            self.mode,
+            f"spaCy pipeline {self.model_name}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
+        )
+        self._patterns = AnalyzerEngine(
+            registry=registry(settings), nlp_engine=PatternsOnlyNlpEngine.blank(), supported_languages=["en"]
+        )
+        ner_config = NerModelConfiguration()
+        # spaCy label -> Presidio entity, for the entities the policy wants from NER (PERSON <- PERSON, PER)
+        self._ner_labels = {
+            label: entity for label, entity in ner_config.model_to_presidio_entity_mapping.items()
+            if entity in settings.ner_entities
+        }
+        self._ner_score = ner_config.default_score
+        self._memo = Memo(2048)
+        entities = {*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)}
+        self._code_entities = sorted(entities & CODE_ENTITIES)  # run on the whole text
+        self._prose_entities = sorted(entities - CODE_ENTITIES)  # run on the prose only
+        self._anonymizer = AnonymizerEngine()
+
+    def _threshold(self, entity: str) -> float:
+        return self.settings.entity_thresholds.get(entity, self.settings.score_threshold)
+
+    def _keep_in_code(self, r: RecognizerResult, value: str, lay: Layout) -> bool:
+        """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, quoted email."""
+        if r.entity_type == "CREDIT_CARD":
+            return _recognizer(r) == _BUILTIN_CARD
+        if r.entity_type == "US_SSN":
+            return bool(_SSN_IN_CODE.fullmatch(value))
+        if r.entity_type == "EMAIL_ADDRESS":
+            return lay.in_literal(r.start, r.end)
+        return r.entity_type == "IBAN_CODE"
+
+    def _keep(self, r: RecognizerResult, lay: Layout) -> bool:
+        text = lay.text
+        value = text[r.start : r.end]
+        if r.score < self._threshold(r.entity_type):
+            return False
+        if r.entity_type == "EMAIL_ADDRESS" and _in_url_authority(text, r.start, r.end):
+            return False
+        if lay.is_code(r.start, r.end):
+            return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
+        if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
+            return is_name(value, self.settings.technical_terms, lower_ok=_recognizer(r).startswith("yaml_"))
+        if r.entity_type == "IP_ADDRESS":
+            return self._public_ip(text, r.start, value)
+        if r.entity_type == "PHONE_NUMBER":
+            return not _DOTTED_NUMBER.fullmatch(value) and text[r.end : r.end + 1] != "/"
+        return True
+
+    def _public_ip(self, text: str, start: int, value: str) -> bool:
+        """A routable address that is no version number and no slice (`data[::2]`) or short IPv6 shape."""
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        if ip.version == 6 and sum(1 for g in value.split(":") if g) < 3:
+            return False
+        return not any(ip in net for net in self._allow_nets) and not _VERSION_BEFORE.search(text[max(0, start - 8) : start])
+
+    def analyze(self, text: str) -> list[PiiHit]:
+        """PII entities in `text`, code-aware, non-overlapping, sorted by position (memoized by digest)."""
+        if not text.strip():
+            return []
+        key = self._memo.key(text)
+        hits = self._memo.get(key)
+        if hits is None:
+            hits = self._analyze(text)
+            self._memo.put(key, hits)
+        return list(hits)
+
+    def _analyze(self, text: str) -> tuple[PiiHit, ...]:
+        lay = layout(text)
+        results = self._patterns.analyze(text=text, language="en", entities=self._code_entities)
+        if lay.prose.strip():
+            results += self._patterns.analyze(text=lay.prose, language="en", entities=self._prose_entities)
+            if self.mode == "ner":
+                results += ner_names(self._nlp, lay.prose, self.settings.technical_terms, self._ner_labels, self._ner_score)
+        kept = sorted((r for r in results if self._keep(r, lay)), key=lambda r: (r.start, -(r.end - r.start)))
+        hits: list[PiiHit] = []
+        for r in kept:
+            if hits and r.start < hits[-1].end:
+                continue
+            hits.append(PiiHit(r.entity_type, r.start, r.end))
+        return tuple(hits)
+
+    def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
+        """`text` with each PII entity replaced by its stable placeholder from `vault`."""
+        hits = self.analyze(text)
+        if not hits:
+            return text, []
+        for h in hits:  # mint in reading order so <EMAIL_1> is the first email
+            vault.placeholder(self.labels[h.entity], text[h.start : h.end])
+        operators = {
+            entity: OperatorConfig("custom", {"lambda": lambda v, label=label: vault.placeholder(label, v)})
+            for entity, label in self.labels.items()
+        }
+        results = [RecognizerResult(h.entity, h.start, h.end, 1.0) for h in hits]
+        out = self._anonymizer.anonymize(text=text, analyzer_results=results, operators=operators)
+        return out.text, hits
