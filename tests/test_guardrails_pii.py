@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from carrot_hooks.config import load_model
+from carrot_hooks.config import ConfigError, load_model
 from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.serve import ROOT
@@ -96,3 +97,59 @@ def test_memo_returns_fresh_results_and_keys_by_digest(redactor):
     first.clear()
     assert [h.entity for h in redactor.analyze(text)] == ["PERSON", "EMAIL_ADDRESS"]
     assert all(isinstance(k, bytes) and len(k) == 16 for k in redactor._memo._items)
+
+
+def test_custom_recognizer_typo_is_rejected_at_load_naming_file_key_and_value(tmp_path):
+    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
+    raw["pii"]["custom_recognizers"][0]["patterns"].append(r"\b\d{1,6}(?:Street")
+    bad = tmp_path / "guardrails.yaml"
+    bad.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        load_model(bad, GuardrailPolicy)
+    msg = str(err.value)
+    assert str(bad) in msg and "pii.custom_recognizers.0.patterns" in msg and r"\\d{1,6}(?:Street" in msg
+
+
+# Each family from issue 12 with members the rules were not written from.
+CODE_FAMILIES = [
+    "evens, odds = data[::2], data[1::2]\nrest = items[3::4]\n",
+    "ALLOWED = ['192.168.1.0/24', '10.20.0.0/16', '172.16.4.0/22']\n",
+    "def handler(request: Request, response: Response) -> None:\n    session: Session = request.session\n",
+    '"""\nModule for the HTTP client.\n\nSee RFC 2068 Section 2 and RFC 7230 Part 3 for the grammar.\n"""\nimport re\n',
+    "DSN = 'postgres://app:hunter22@db.internal:5432/app'\nBROKER = 'amqp://guest:guest@rabbit.example.com//'\n",
+    "REMOTE = 'git@github.com:pallets/flask.git'\n",
+    "version = '10.0.0.1'\nfor i in range(1, 9472 - 7916):\n    total += i\n",
+]
+
+
+@pytest.mark.parametrize("code", CODE_FAMILIES, ids=range(len(CODE_FAMILIES)))
+@pytest.mark.parametrize("wrap", ["{}", "```python\n{}```", "Why does this fail?\n\n{}\nThanks!"], ids=["bare", "fenced", "in-prose"])
+def test_code_families_pass_byte_exact(redactor, code, wrap):
+    text = wrap.format(code)
+    assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("text,value,label", [
+    ("my name is mieszko and the build fails", "mieszko", "PERSON"),
+    ("she named him anthony after his grandfather", "anthony", "PERSON"),
+    ("hi, this is oksana kowalczyk, the cache is down", "oksana kowalczyk", "PERSON"),
+    ("call me on 785 8949 after lunch", "785 8949", "PHONE"),
+    ("you can reach us at (88) 684-334 today", "(88) 684-334", "PHONE"),
+    ("+1-962-819-8200 fax", "+1-962-819-8200", "PHONE"),
+    ("the desk line is (415) 555-0199 ext. 123", "(415) 555-0199 ext. 123", "PHONE"),
+    ("pay it to de89 3704 0044 0532 0130 00 please", "de89 3704 0044 0532 0130 00", "IBAN"),
+])
+def test_prose_families_are_redacted(redactor, text, value, label):
+    out = redacted(redactor, text)
+    assert value not in out and f"<{label}_1>" in out, out
+
+
+@pytest.mark.parametrize("text", ["call me back when the tests pass", "my name is not important here",
+                                  "this is broken since the upgrade", "see RFC 2068 Section 2 for details"])
+def test_prose_that_only_looks_introduced_passes(redactor, text):
+    assert redacted(redactor, text) == text
+
+
+def test_email_in_a_code_string_is_redacted_but_not_in_a_url(redactor):
+    code = "AUTHOR = 'jane.doe@corp-mail.com'\nURL = 'https://user:s3cret@example.com/x'\n"
+    assert redacted(redactor, code) == code.replace("jane.doe@corp-mail.com", "<EMAIL_1>")

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import regex
 from pydantic import Field, field_validator, model_validator
 
 from ..config import Strict as _Strict
@@ -25,12 +26,22 @@ class TaskAllowlist(_Strict):
 
 
 class CustomRecognizer(_Strict):
-    """A Presidio PatternRecognizer declared in YAML."""
+    """A Presidio PatternRecognizer declared in YAML; its patterns are compiled here, when the policy loads."""
 
     entity: str
     patterns: tuple[str, ...] = Field(min_length=1)
     score: float = Field(0.6, gt=0, le=1)
     context: tuple[str, ...] = ()
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(value):
+            try:  # the module and flags Presidio matches with
+                regex.compile(pattern, regex.MULTILINE | regex.DOTALL)
+            except regex.error as e:
+                raise ValueError(f"pattern {i} {pattern!r} does not compile: {e}") from None
+        return value
 
 
 class PiiSettings(_Strict):

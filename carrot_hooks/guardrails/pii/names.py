@@ -55,6 +55,14 @@ def is_name(value: str, technical: frozenset[str], lower_ok: bool = False) -> bo
     return named
 
 
+def trim_stop_words(value: str) -> str:
+    """`value` without its trailing lower-case stop words ("anthony after her" -> "anthony")."""
+    words = value.split(" ")
+    while words and words[-1].islower() and words[-1] in STOP_WORDS:
+        words.pop()
+    return " ".join(words)
+
+
 def may_name(word: str, technical: frozenset[str]) -> bool:
     """Cheap gate before NER: a capitalised word that is neither a stop word nor a technical term."""
     return any(w[0].isupper() and w not in STOP and w not in technical for w in _LETTERS.findall(word))

@@ -15,7 +15,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from ..settings import PiiSettings
 from .code import Layout, layout
 from .memo import Memo
-from .names import is_name, load_spacy, ner_names
+from .names import is_name, load_spacy, ner_names, trim_stop_words
 from .recognizers import PatternsOnlyNlpEngine, registry
 from .vault import Vault
 
@@ -26,7 +26,7 @@ CODE_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS"
 _BUILTIN_CARD = "CreditCardRecognizer"  # Luhn-validated
 _SSN_IN_CODE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*=?\s*[\"']?)$", re.IGNORECASE)
-_DOTTED_NUMBER = re.compile(r"\d+(?:\.\d+){2,}")  # 192.168.1.0, 1.2.3: IPs and versions, never phones
+_IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,15 @@ class PiiRedactor:
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
-            return is_name(value, self.settings.technical_terms, lower_ok=_recognizer(r).startswith("yaml_"))
+            introduced = _recognizer(r).startswith("yaml_")
+            if introduced:  # "named him anthony after her": the pattern's trailing stop words go
+                value = trim_stop_words(value)
+                r.end = r.start + len(value)
+            return is_name(value, self.settings.technical_terms, lower_ok=introduced)
         if r.entity_type == "IP_ADDRESS":
             return self._public_ip(text, r.start, value)
         if r.entity_type == "PHONE_NUMBER":
-            return not _DOTTED_NUMBER.fullmatch(value) and text[r.end : r.end + 1] != "/"
+            return not _IPV4_SHAPE.fullmatch(value) and text[r.end : r.end + 1] != "/"
         return True
 
     def _public_ip(self, text: str, start: int, value: str) -> bool:
