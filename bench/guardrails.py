@@ -260,6 +260,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--sdist-mb", type=float, default=12.0, help="real code from PyPI sdists for the secret FP rate")
     ap.add_argument("--secrets-only", action="store_true", help="only the secrets section")
+    ap.add_argument("--sdists", type=Path,
+                    default=Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / "sdists",
+                    help="where the PyPI source releases for the PII-on-code check are downloaded (once)")
     args = ap.parse_args()
     policy = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy)
     output, prompt_policy = OutputScanner(policy), PolicyScanner(policy)
@@ -306,6 +309,8 @@ def main() -> None:
           f"{dict(Counter(h.rule_id for h in command_hits))}")
     pii_hits = Counter(h.entity for i in range(0, len(code), 32768) for h in ner.analyze(code[i:i + 32768]))
     print(f"  PII (code pasted as 32 KB prompts, no fences): {sum(pii_hits.values()) / mb:.2f} hits/MB {dict(pii_hits)}")
+    for group in SDISTS:
+        bench_code_pii(ner, group, args.sdists)
 
     print("== latency in ms (fresh text every run: no memo hits)")
     ref = reference_ms()

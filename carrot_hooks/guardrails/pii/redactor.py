@@ -26,6 +26,17 @@ CODE_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS"
 _BUILTIN_CARD = "CreditCardRecognizer"  # Luhn-validated
 _SSN_IN_CODE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*=?\s*[\"']?)$", re.IGNORECASE)
+# Domains reserved for documentation and tests (RFC 2606, RFC 6761): addresses there are fixtures.
+_RESERVED_DOMAIN = re.compile(r"@(?:[\w.-]+\.)?(?:example\.(?:com|org|net)|example|test|invalid|localhost)$", re.IGNORECASE)
+# A "name" that ends in or is followed by a street or company designator is an address or a firm.
+_NOT_A_PERSON_AFTER = re.compile(
+    r"^[ \t]*(?:Str\.?|Street|St\.|Road|Rd\.?|Avenue|Ave\.?|Sq\.?|Square|Lane|Drive|Boulevard|Blvd\.?|Way|Place|"
+    r"Suite|Apt\.?|Inc\.?|Ltd\.?|LLC|GmbH|Corp\.?|Co\.|PLC|and Sons|Orchestra|Group|Foundation)(?!\w)")
+# "a class named Widget", "the service called Billing": what follows names a code or project thing.
+_THING_NAMED_BEFORE = re.compile(
+    r"\b(?:class|function|method|module|package|component|type|interface|struct|enum|table|column|field|"
+    r"variable|file|folder|service|repo|repository|project|app|model|branch|job|bucket|library|plugin|"
+    r"endpoint|test|command|script|queue|topic|channel)(?:es|s)?[ \t]+(?:named|called)[ \t]+$", re.IGNORECASE)
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -82,13 +93,14 @@ class PiiRedactor:
         return self.settings.entity_thresholds.get(entity, self.settings.score_threshold)
 
     def _keep_in_code(self, r: RecognizerResult, value: str, lay: Layout) -> bool:
-        """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, quoted email."""
+        """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, an email in a
+        literal or comment (not at a documentation domain such as example.com)."""
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            return lay.in_literal(r.start, r.end)
+            return lay.in_literal(r.start, r.end) and not _RESERVED_DOMAIN.search(value)
         return r.entity_type == "IBAN_CODE"
 
     def _keep(self, r: RecognizerResult, lay: Layout) -> bool:
@@ -105,6 +117,10 @@ class PiiRedactor:
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
+            last = value.split()[-1] if len(value.split()) > 1 else ""
+            if _NOT_A_PERSON_AFTER.match(last) or _NOT_A_PERSON_AFTER.match(text[r.end : r.end + 16]) \
+                    or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
+                return False
             return is_name(value, self.settings.technical_terms, lower_ok=introduced)
         if r.entity_type == "IP_ADDRESS":
             return self._public_ip(text, r.start, value)
