@@ -17,8 +17,7 @@ from dataclasses import dataclass
 _FENCE = re.compile(r"(?ms)^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)")
 _INLINE = re.compile(r"`[^`\n]+`")
 _CODE_LINE = re.compile(
-    r"""^(?:[ \t]{4,}|\t)\S                                   # indented block
-    |[;{}]\s*$|^\s*[}\])]                                     # C-like line ends / closers
+    r"""[;{}]\s*$|^\s*[}\])]                                     # C-like line ends / closers
     |^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
          yield|async|await|assert|const|let|var|function|export|interface|type|enum|public|private|
          protected|static|package|func|fn|struct|impl|use|\#include|\#define|
@@ -35,6 +34,10 @@ _CODE_LINE = re.compile(
     re.VERBOSE,
 )
 # symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
+# Indented lines are code when they hold a code symbol or follow code (an indented address
+# block in a mail signature is prose).
+_INDENTED = re.compile(r"^(?:[ \t]{4,}|\t)\S")
+_CODE_SYMBOL = re.compile(r"[(){}\[\]=;:<>#@\\]|\w\.\w|^\s*(?:\"\"\"|\'\'\')")
 _SYMBOLS = re.compile(r"[{}\[\];=<>|&^~]|\w\(|->|::|\)\.|\w\.\w+\(")
 # Multi-line literals/comments that belong to surrounding code: docstrings, /* */ blocks.
 _BLOCK = re.compile(r'(?s)("""|\'\'\')(?:\\.|(?!\1).)*(?:\1|\Z)|/\*.*?(?:\*/|\Z)')
@@ -81,7 +84,8 @@ def _code_lines(text: str, masked: str) -> list[bool]:
         if not line.strip():
             code[i] = bool(text[s:e].strip())  # all of it fenced or inline code
         else:
-            code[i] = bool(_CODE_LINE.search(line)) or _symbol_dense(line)
+            code[i] = bool(_CODE_LINE.search(line)) or _symbol_dense(line) or bool(
+                _INDENTED.match(line) and (_CODE_SYMBOL.search(line) or _near_code(code, lines, masked, i - 1, -1)))
     starts = [s for s, _ in lines]
     # docstrings and block comments next to code (or opened after code on their first line)
     for m in _BLOCK.finditer(masked):

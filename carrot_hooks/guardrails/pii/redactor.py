@@ -26,8 +26,8 @@ CODE_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS"
 _BUILTIN_CARD = "CreditCardRecognizer"  # Luhn-validated
 _SSN_IN_CODE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*=?\s*[\"']?)$", re.IGNORECASE)
-# Domains reserved for documentation and tests (RFC 2606, RFC 6761): addresses there are fixtures.
-_RESERVED_DOMAIN = re.compile(r"@(?:[\w.-]+\.)?(?:example\.(?:com|org|net)|example|test|invalid|localhost)$", re.IGNORECASE)
+# An unquoted config value (`OWNER=a@b.io`, `email: a@b.io`) or a mail header address (`Name <a@b.io>`).
+_VALUE_BEFORE = re.compile(r"(?:[=:][ \t]*|<)$")
 # A "name" that ends in or is followed by a street or company designator is an address or a firm.
 _NOT_A_PERSON_AFTER = re.compile(
     r"^[ \t]*(?:Str\.?|Street|St\.|Road|Rd\.?|Avenue|Ave\.?|Sq\.?|Square|Lane|Drive|Boulevard|Blvd\.?|Way|Place|"
@@ -94,13 +94,14 @@ class PiiRedactor:
 
     def _keep_in_code(self, r: RecognizerResult, value: str, lay: Layout) -> bool:
         """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, an email in a
-        literal or comment (not at a documentation domain such as example.com)."""
+        literal, a comment or as an unquoted config value."""
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            return lay.in_literal(r.start, r.end) and not _RESERVED_DOMAIN.search(value)
+            line_start = lay.text.rfind("\n", 0, r.start) + 1
+            return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(lay.text[line_start : r.start]))
         return r.entity_type == "IBAN_CODE"
 
     def _keep(self, r: RecognizerResult, lay: Layout) -> bool:
