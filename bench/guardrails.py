@@ -2,6 +2,11 @@
 real code, pre/post-filter latency at 200 B / 4 KB / 32 KB, and the first-token delay of the
 streaming holdback (against a pass-through stream run in the same process).
 
+PII is also scored on our own template sentences (`pii_templates.py`, a tuned and a held-out
+group) and on whole source files of PyPI sdists pasted as code (a tuned and a held-out set of
+projects, `SDISTS`; downloaded once with pip into `--sdists`): replaced spans per 100 KB and
+altered code tokens.
+
     .venv/bin/python bench/guardrails.py [--evaldata ../shared/evaldata] [--code-mb 8]
 
 Data is read from the evaluation folder (never copied into the repo); every loop is bounded.
