@@ -150,6 +150,6 @@ def test_prose_that_only_looks_introduced_passes(redactor, text):
     assert redacted(redactor, text) == text
 
 
-def test_email_in_a_code_string_is_redacted_but_not_in_a_url(redactor):
-    code = "AUTHOR = 'jane.doe@corp-mail.com'\nURL = 'https://user:s3cret@example.com/x'\n"
-    assert redacted(redactor, code) == code.replace("jane.doe@corp-mail.com", "<EMAIL_1>")
+def test_email_in_a_code_string_or_config_value_is_redacted_but_not_in_a_url(redactor):
+    code = "AUTHOR = 'jane.doe@corp-mail.com'\nURL = 'https://user:s3cret@example.com/x'\nOWNER=ops@corp.io\n"
+    assert redacted(redactor, code) == code.replace("jane.doe@corp-mail.com", "<EMAIL_1>").replace("ops@corp.io", "<EMAIL_2>")

@@ -109,8 +109,11 @@ class PiiRedactor:
         value = text[r.start : r.end]
         if r.score < self._threshold(r.entity_type):
             return False
-        if r.entity_type == "EMAIL_ADDRESS" and _in_url_authority(text, r.start, r.end):
-            return False
+        if r.entity_type == "EMAIL_ADDRESS":
+            if _in_url_authority(text, r.start, r.end):
+                return False
+            r.start += value.split("@")[0].rfind("=") + 1  # OWNER=a@b.io: the address starts after the `=`
+            value = text[r.start : r.end]
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
