@@ -21,7 +21,7 @@ _CODE_LINE = re.compile(
     |^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
          yield|async|await|assert|const|let|var|function|export|interface|type|enum|public|private|
          protected|static|package|func|fn|struct|impl|use|\#include|\#define|
-         SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\b)
+         SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)
     |^\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
     |^\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
         (?:\[.*\])?(?:\s*\|\s*\S+)*\s*(?:[=,;)].*)?$            # annotation: request: Request
