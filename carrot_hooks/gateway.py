@@ -273,6 +273,8 @@ class CarrotGateway(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
         """Egress, per deployment attempt (fallbacks included): redact for an external upstream; fails closed."""
         engines = shared_engines()
+        if not egress.needed(kwargs, engines):  # e.g. internal deployments: nothing to redact, no thread
+            return kwargs
         try:
             return await asyncio.wait_for(asyncio.to_thread(egress.protect, kwargs, engines, str(call_type)),
                                           engines.watched.get().pii.timeout_ms / 1000)

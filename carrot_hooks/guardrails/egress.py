@@ -28,6 +28,12 @@ def deployment_kind(kwargs: dict) -> str:
     return "internal" if info.get("carrot_egress") == "internal" else "external"
 
 
+def needed(kwargs: dict, engines: Engines) -> bool:
+    """Whether the egress policy redacts anything for the deployment LiteLLM is about to call."""
+    settings = getattr(engines.detectors().policy.egress, deployment_kind(kwargs))
+    return settings.secrets == "redact" or settings.pii == "redact"
+
+
 def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
     """Redact `kwargs` in place as the egress policy says for this deployment's kind; returns it.
 
@@ -36,8 +42,6 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
     """
     kind = deployment_kind(kwargs)
     settings = getattr(engines.detectors().policy.egress, kind)
-    if settings.secrets == "keep" and settings.pii == "keep":
-        return kwargs
     if call_type.split(".")[-1] not in PROMPT_CALLS:
         raise GatewayError(503, f"call type {call_type} cannot be redacted for an {kind} upstream; not sent "
                            "(rule egress-unsupported)", code="guardrail_blocked")
