@@ -50,7 +50,7 @@ def test_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
 
 def test_unreachable_upstream_is_one_line_and_a_counter_not_a_traceback_per_request(start_proxy):
     dead = f"127.0.0.1:{free_port()}"
-    proxy = start_proxy(env={"OLLAMA_URL": f"http://{dead}", "VLLM_URL": f"http://{dead}/v1"})
+    proxy = start_proxy(env={"OLLAMA_URL": f"http://{dead}", "VLLM_URL": f"http://{dead}/v1"}, startup_timeout=600)
     for _ in range(3):
         r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(), timeout=120,
                        json={"model": "ds-coder-v2", "messages": [{"role": "user", "content": "hi"}]})
