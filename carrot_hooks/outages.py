@@ -1,11 +1,12 @@
 """An unreachable upstream is one log line per outage, naming it, and a counter; not a traceback per request.
 
-A request that fails for good because an upstream (or its fallback) could not be connected to marks
-each such upstream (host:port, as the error names it) down: logged once when the outage starts,
-counted every time in `carrot_upstream_unreachable_total{upstream}`. The next answer from it ends
-the outage (logged once). A filter on LiteLLM's loggers drops their per-request error records (with
-traceback) for connection failures; CARROT_LOG_LEVEL=debug keeps them. The client still gets the
-502 naming the URL (carrot_hooks/upstream.py).
+LiteLLM logs each request that fails for good once, with its exception (`log_llm_api_exception`,
+before any failure hook rewrites the message). A filter on LiteLLM's loggers reads that record: each
+upstream (host:port) the error could not connect to, fallbacks included, is marked down, logged once
+when the outage starts and counted every time in `carrot_upstream_unreachable_total{upstream}`; the
+record itself and LiteLLM's other connection-failure error records are dropped (kept, with their
+tracebacks, at CARROT_LOG_LEVEL=debug). A success event from the upstream ends the outage (logged
+once). The client still gets the 502 naming the URL (carrot_hooks/upstream.py).
 """
 
 from __future__ import annotations
@@ -79,33 +80,37 @@ class Outages(CustomLogger):
             log.warning("upstream %s answers again (%d request(s) failed while it was unreachable)",
                         upstream, failures)
 
-    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
-                                           traceback_str=None):
-        for upstream in unreachable_upstreams(original_exception, _api_base(request_data)):
-            self.failed(upstream, original_exception)
-
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         api_base = _api_base(kwargs)
         if api_base and not kwargs.get("cache_hit"):
             self.answered(urlsplit(api_base).netloc)
 
 
-class _DropConnectionTracebacks(logging.Filter):
-    """Drop LiteLLM's error records about a connection failure: the outage line says it once."""
+class _ConnectionFailureRecords(logging.Filter):
+    """LiteLLM's error records about connection failures: the per-request one marks outages; all are dropped."""
+
+    def __init__(self, drop: bool) -> None:
+        super().__init__()
+        self.drop = drop
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR:
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        return not (is_connection_failure(exc) or _names_connection_failure(record.getMessage()))
+        if not (is_connection_failure(exc) or _names_connection_failure(record.getMessage())):
+            return True
+        if exc is not None:  # the once-per-request record; fallbacks' records carry no exception
+            for upstream in unreachable_upstreams(exc):
+                outages.failed(upstream, exc)
+        return not self.drop
 
 
 outages = Outages()
-_filter = _DropConnectionTracebacks()
+_filter = _ConnectionFailureRecords(drop=os.environ.get("CARROT_LOG_LEVEL", "").lower() != "debug")
 
 
 def install() -> None:
-    """Add the outage callback and the log filter once per process (the filter not at CARROT_LOG_LEVEL=debug)."""
+    """Add the outage callback and the log filter once per process."""
     if outages not in litellm.callbacks:
         litellm.logging_callback_manager.add_litellm_callback(outages)
     if not log.handlers:
@@ -113,6 +118,5 @@ def install() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s carrot %(levelname)s: %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
         log.propagate = False
-    if os.environ.get("CARROT_LOG_LEVEL", "").lower() != "debug":
-        for name in LITELLM_LOGGERS:
-            logging.getLogger(name).addFilter(_filter)
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).addFilter(_filter)
