@@ -57,7 +57,7 @@ def test_unreachable_upstream_is_one_line_and_a_counter_not_a_traceback_per_requ
         assert r.status_code == 502 and f"http://{dead}" in r.json()["error"]["message"]
 
     def counted() -> str:
-        text = httpx.get(f"{proxy.base_url}/metrics", timeout=30).text
+        text = httpx.get(f"{proxy.base_url}/metrics/", timeout=30, follow_redirects=True).text
         m = re.search(rf'carrot_upstream_unreachable_total{{upstream="{re.escape(dead)}"}} (\S+)', text)
         return m.group(1) if m else ""
 
