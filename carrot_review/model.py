@@ -71,12 +71,12 @@ class ModelReviewer:
         return result
 
     def _unusable(self, exc: openai.APIError) -> bool:
-        """A rejected key, an unknown model (404, or a 400 naming it) or a gateway that cannot be connected to;
+        """A rejected key, an unknown model (404, or a 400 about `model`) or a gateway that cannot be connected to;
         not a slow one (a timeout) nor an upstream failure behind it."""
         if isinstance(exc, openai.APITimeoutError):
             return False
-        if isinstance(exc, openai.BadRequestError):
-            return self.model in str(exc.message)
+        if isinstance(exc, openai.BadRequestError):  # OpenAI's convention: `param` names the bad field
+            return getattr(exc, "param", None) == "model" or self.model in str(exc.message)
         return isinstance(exc, FATAL_ERRORS)
 
     def _complete(self, messages: list[dict], result: ChunkResult) -> str | None:

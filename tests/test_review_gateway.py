@@ -200,4 +200,5 @@ def test_unknown_model_is_exit_2_naming_it(proxy, fake_upstream, marker, repo):
                   env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": proxy.master_key})
     assert out.returncode == 2, out.stderr
     (line,) = out.stderr.strip().splitlines()
-    assert "model review impossible (gateway error: HTTP 400" in line and "ds-coder-v2@1999-01-01" in line
+    assert "model review impossible (gateway error: HTTP 400" in line and "pinned" in line
+    assert "--model ds-coder-v2@1999-01-01" in line
