@@ -75,8 +75,9 @@ class ModelReviewer:
         not a slow one (a timeout) nor an upstream failure behind it."""
         if isinstance(exc, openai.APITimeoutError):
             return False
-        if isinstance(exc, openai.BadRequestError):  # OpenAI's convention: `param` names the bad field
-            return getattr(exc, "param", None) == "model" or self.model in str(exc.message)
+        if isinstance(exc, openai.BadRequestError):  # about the model: `param`, or the gateway's "field 'model'"
+            message = str(exc.message)
+            return getattr(exc, "param", None) == "model" or "'model'" in message or self.model in message
         return isinstance(exc, FATAL_ERRORS)
 
     def _complete(self, messages: list[dict], result: ChunkResult) -> str | None:
