@@ -25,4 +25,4 @@ if [ ! -x "$PY" ]; then
 fi
 # --no-compile: modules are byte-compiled on first import instead of all ~40k at install time
 phase "install$EXTRAS" "$PY" -m pip install -q --no-compile -e ".$EXTRAS"
-phase "model" env PY="$PY" bash scripts/setup_models.sh >/dev/null
+phase "model" bash -c 'PY=$1 bash scripts/setup_models.sh >/dev/null' _ "$PY"
