@@ -21,7 +21,7 @@ from urllib.parse import quote
 from litellm.integrations.custom_logger import CustomLogger
 
 from . import cache as result_cache
-from . import fim, metrics, rag, reqlog
+from . import fim, metrics, outages, rag, reqlog
 from . import litellm_compat as compat
 from .config import ConfigError, Watched, load_yaml, policy_dir
 from .context import RequestContext, attach, get_context
@@ -146,6 +146,7 @@ class CarrotGateway(CustomLogger):
         super().__init__()
         compat.check_version()
         reqlog.install()  # the request log is the gateway's, whichever guardrails are switched on
+        outages.install()  # one log line per upstream outage instead of a traceback per request
         self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy, check=_alias_problems)
         self.packs = PackStore(prompts_dir())
         for spec in self.routing.get().tasks.values():

@@ -29,6 +29,9 @@ ROLLOUT_STATE = Gauge("carrot_rollout_state", "Traffic share of each arm of a ca
                       ["alias", "arm"], multiprocess_mode="max")
 ROLLBACKS = Counter("carrot_rollout_rollbacks_total", "Automatic canary rollbacks, by the check that failed.",
                     ["alias", "reason"])
+UPSTREAM_UNREACHABLE = Counter("carrot_upstream_unreachable_total",
+                               "Upstream calls that could not connect, by API base (carrot_hooks/outages.py).",
+                               ["upstream"])
 
 
 def timed_stage(stage: str):

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     gw = p.add_argument_group("model (through the Carrot gateway)")
     gw.add_argument("--model", default=os.environ.get("CARROT_REVIEW_MODEL", DEFAULT_MODEL))
     gw.add_argument("--no-model", action="store_true", help="run the linters only")
+    gw.add_argument("--model-optional", action="store_true",
+                    help="a rejected key, unknown model or unreachable gateway is a note in the report "
+                         "instead of exit 2")
     gw.add_argument("--no-cache", action="store_true", help="bypass the gateway's result cache")
     gw.add_argument("--budget", type=int, default=3000, help="max diff tokens per model request")
     gw.add_argument("--max-requests", type=int, default=20, help="max model requests per run")
@@ -103,6 +106,11 @@ def review(args: argparse.Namespace) -> int:
 
             reviewer = ModelReviewer(client, args.model, use_cache=not args.no_cache)
             run_model(outcome, reviewer, args.budget, args.max_requests, counter())
+            unusable = next((c.error for c in outcome.chunks if c.unusable), None)
+            if unusable and not args.model_optional:
+                raise InputError(f"model review impossible ({' '.join(unusable.split())[:300]}); check "
+                                 f"OPENAI_BASE_URL, OPENAI_API_KEY and --model {args.model}, or pass --model-optional")
+        _warn_nothing_linted(outcome, args.repo_dir)
         summary = report.markdown(outcome)
         _write_outputs(args, outcome, summary)
         if gh and not args.no_post:
@@ -111,6 +119,15 @@ def review(args: argparse.Namespace) -> int:
         if gh:
             gh.close()
     return outcome.exit_code
+
+
+def _warn_nothing_linted(outcome: Outcome, repo_dir: Path) -> None:
+    """Changed files none of which exist under --repo-dir: probably run from the wrong folder."""
+    changed = [f.path for f in outcome.diff.reviewed]
+    if outcome.nothing_linted:
+        print(f"carrot-review: warning: 0 files linted: none of the {len(changed)} changed file(s) "
+              f"(e.g. {changed[0]}) exists under {repo_dir.resolve()}; run from the repository root "
+              "or pass --repo-dir", file=sys.stderr)
 
 
 def _write_outputs(args: argparse.Namespace, outcome: Outcome, summary: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,8 @@ DEFAULT_COMMANDS = {
     "shell": "shellcheck --format=gcc {files}",
     "yaml": "yamllint --format=parsable {files}",
 }
+# Linters' caches go to a temporary folder, never into the user's checkout (.ruff_cache, .mypy_cache, __pycache__)
+CACHE_ENV = {"RUFF_CACHE_DIR": "ruff", "MYPY_CACHE_DIR": "mypy", "PYTHONPYCACHEPREFIX": "pycache"}
 _LOCATED = re.compile(r"^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)?\s*(?P<msg>\S.*)$")
 _LEVEL = re.compile(r"^\[?(?P<level>error|warning|note|info|style)\]?:?\s+", re.IGNORECASE)
 _RULE = re.compile(r"^(?P<rule>[A-Z]+[0-9]+)\b\s*(?:\[\*\]\s*)?|\[(?P<trail>SC\d+|[\w-]+)\]\s*$")
@@ -85,7 +89,14 @@ def plan(changed: list[str], explicit: list[LintSpec], use_defaults: bool = True
     return steps
 
 
-def run(spec: LintSpec, files: list[str], cwd: Path, timeout: float) -> LintResult:
+def run_all(steps: list[tuple[LintSpec, list[str]]], cwd: Path, timeout: float) -> list[LintResult]:
+    """Run each planned command, with the linters' caches in a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="carrot-review-cache-") as tmp:
+        env = {**os.environ, **{var: str(Path(tmp) / sub) for var, sub in CACHE_ENV.items()}}
+        return [run(spec, files, cwd, timeout, env) for spec, files in steps]
+
+
+def run(spec: LintSpec, files: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> LintResult:
     """Run one lint command on the files that exist in `cwd`; its exit status decides `failed`."""
     present = [f for f in files if (cwd / f).is_file()]
     result = LintResult(spec, present)
@@ -103,7 +114,7 @@ def run(spec: LintSpec, files: list[str], cwd: Path, timeout: float) -> LintResu
         return result
     argv[0] = exe
     try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         result.returncode, result.note = -1, f"timed out after {timeout:g}s"
         return result

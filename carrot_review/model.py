@@ -35,6 +35,7 @@ class ChunkResult:
     attempts: int = 0
     error: str | None = None  # set when the chunk could not be reviewed
     fatal: bool = False  # one of FATAL_ERRORS: the remaining chunks are not sent
+    unusable: bool = False  # the key, the model or the gateway itself is wrong: exit 2 unless --model-optional
     served_by: str | None = None  # the gateway's `x-carrot-model` and `x-carrot-prompt-pack`, if it said
 
 
@@ -57,6 +58,7 @@ class ModelReviewer:
             except openai.APIError as exc:
                 result.error = f"gateway error: {_describe(exc)}"
                 result.fatal = isinstance(exc, FATAL_ERRORS)
+                result.unusable = self._unusable(exc)
                 return result
             try:
                 result.findings, result.invalid_items = parse_model_reply(reply)
@@ -67,6 +69,16 @@ class ModelReviewer:
                 messages = [*messages, {"role": "assistant", "content": reply or ""},
                             {"role": "user", "content": RETRY_NOTE}]
         return result
+
+    def _unusable(self, exc: openai.APIError) -> bool:
+        """A rejected key, an unknown model (404, or a 400 about `model`) or a gateway that cannot be connected to;
+        not a slow one (a timeout) nor an upstream failure behind it."""
+        if isinstance(exc, openai.APITimeoutError):
+            return False
+        if isinstance(exc, openai.BadRequestError):  # about the model: `param`, or the gateway's "field 'model'"
+            message = str(exc.message)
+            return getattr(exc, "param", None) == "model" or "'model'" in message or self.model in message
+        return isinstance(exc, FATAL_ERRORS)
 
     def _complete(self, messages: list[dict], result: ChunkResult) -> str | None:
         """The reply text; APIResponseValidationError if a 200 body is not a chat completion (HTML, a list)."""

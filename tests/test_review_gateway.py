@@ -180,11 +180,25 @@ def test_rejected_key_stops_after_one_request(proxy, fake_upstream, marker, repo
     (repo / "big.py").write_text("".join(f"def g{i}(x):\n    return x * {i}  # {marker}\n\n\n" for i in range(40)))
     git(repo, "add", "big.py")
     git(repo, "commit", "-q", "-m", "big")
-    out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--json", cwd=repo,
-                  env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": "sk-not-a-gateway-key"})
+    env = {"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": "sk-not-a-gateway-key"}
+    out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--json", cwd=repo, env=env)
+    assert out.returncode == 2 and out.stdout == "", out.stderr  # a wrong key is not a passed review
+    (line,) = out.stderr.strip().splitlines()
+    assert "model review impossible (gateway error: HTTP 401" in line and "OPENAI_API_KEY" in line
+    out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--json", "--model-optional",
+                  cwd=repo, env=env)
     assert out.returncode == 0, out.stderr  # the linters passed; the model only advises
     doc = json.loads(out.stdout)
     (problem,) = doc["model"]["problems"]
     assert "gateway error: HTTP 401" in problem
     assert doc["model"]["requests"] == 1 and "big.py" in doc["model"]["not_reviewed"]
     assert fake_upstream.find(marker) == []
+
+
+def test_unknown_model_is_exit_2_naming_it(proxy, fake_upstream, marker, repo):
+    out = run_bot("--base", "main", "--head", "feature", "--model", "ds-coder-v2@1999-01-01", cwd=repo,
+                  env={"OPENAI_BASE_URL": f"{proxy.base_url}/v1", "OPENAI_API_KEY": proxy.master_key})
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "model review impossible (gateway error: HTTP 400" in line and "pinned" in line
+    assert "--model ds-coder-v2@1999-01-01" in line

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make setup` / `make test-deps`: the venv, the project installed into it (editable, EXTRAS e.g.
+# "[test]"), and the offline embedding model; prints how long each phase took. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-}
+PY=$VENV/bin/python
+
+phase() {  # phase NAME CMD...: run CMD, then print NAME and its duration
+    local name=$1 t0=$EPOCHREALTIME
+    shift
+    "$@"
+    awk -v n="$name" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "setup: %-13s %6.1f s\n", n, b - a }'
+}
+
+if [ ! -x "$PY" ]; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        echo "setup: Python 3.11 is required; '$PYTHON' is missing or another version." \
+             "Install Python 3.11 and run: make PYTHON=/path/to/python3.11 ..." >&2
+        exit 1
+    fi
+    phase venv "$PYTHON" -m venv "$VENV"
+fi
+# --no-compile: modules are byte-compiled on first import instead of all ~40k at install time
+phase "install$EXTRAS" "$PY" -m pip install -q --no-compile -e ".$EXTRAS"
+phase "model" bash -c 'PY=$1 bash scripts/setup_models.sh >/dev/null' _ "$PY"
