@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
 
+import pii_templates
+
 from bench import secret_heldout, secrets_quality
 from carrot_hooks.config import load_model
 from carrot_hooks.guardrails.allowlist import allowed_tasks
@@ -42,8 +44,6 @@ from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails.policy import PolicyScanner
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.guardrails.stream import StreamFilter
-
-import pii_templates  # noqa: E402  (bench/ is on the path when run as a script)
 
 IN_SCOPE = {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
             "STREET_ADDRESS"}

@@ -33,7 +33,7 @@ def _d(rng: random.Random, n: int) -> str:
 
 def phone(rng: random.Random) -> str:
     """A phone number in one of many national and international layouts, sometimes with an extension."""
-    d = lambda n: _d(rng, n)  # noqa: E731
+    d = lambda n: _d(rng, n)
     value = rng.choice([
         lambda: f"{d(3)} {d(4)}", lambda: f"({d(2)}) {d(3)}-{d(3)}", lambda: f"+1-{d(3)}-{d(3)}-{d(4)}",
         lambda: f"+44 20 {d(4)} {d(4)}", lambda: f"0{d(2)} {d(8)}", lambda: f"06-{d(2)} {d(2)} {d(2)} {d(2)}",

@@ -27,7 +27,7 @@ VENV = Path(sys.executable).parent.parent
 
 def readme_block(marker: str) -> str:
     """The fenced block right after `<!-- quickstart:MARKER ...-->` in README.md."""
-    m = re.search(rf"<!-- quickstart:{marker}\b.*?-->\s*```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    m = re.search(rf"<!-- quickstart:{marker}\b.*?-->\s*```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     assert m, f"README.md has no quickstart:{marker} block"
     return m.group(1)
 
