@@ -139,7 +139,8 @@ def test_tools_policy_refuse_and_a_tools_rule(proxy, client, fake_upstream, mark
         f"{proxy.base_url}/v1/chat/completions", timeout=120, headers={**proxy.headers(), "X-Task-Type": task},
         json={"model": "gpt-4o", "tools": tools, "messages": [{"role": "user", "content": f"q {m}"}]})
     try:
-        assert wait_for(lambda: ask("chat", marker + "-probe").status_code == 400, timeout=30)
+        # the probe's text must not contain `marker`: probes sent before the edit took effect reach the upstream
+        assert wait_for(lambda: ask("chat", "probe-" + marker[::-1]).status_code == 400, timeout=60)
         refused = ask("chat", marker)
         assert refused.status_code == 400 and "ds-coder-v2" in refused.text and "default-v2" in refused.text
         assert fake_upstream.find(marker) == []
