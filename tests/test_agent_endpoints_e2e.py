@@ -155,11 +155,14 @@ def test_tools_policy_refuse_and_a_tools_rule(proxy, client, fake_upstream, mark
         assert wait_for(lambda: ask("chat", marker + "-back").status_code == 200, timeout=30)
 
 
-def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker):
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker, stream):
     fake_upstream.script(Reply(match=marker, status=500))  # ds-coder-v2 fails once, vLLM answers
     r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(),
-                   json={"model": "carrot-chat", "messages": [{"role": "user", "content": f"q {marker}"}]})
+                   json={"model": "carrot-chat", "stream": stream,
+                         "messages": [{"role": "user", "content": f"q {marker}"}]})
     assert r.status_code == 200, r.text
+    assert "[DONE]" in r.text if stream else r.json()["choices"]
     assert r.headers["x-carrot-model"] == "ds-coder-v2-vllm"
     assert r.headers["x-carrot-fallback"] == "ds-coder-v2 -> ds-coder-v2-vllm"
 
