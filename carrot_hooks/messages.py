@@ -10,6 +10,7 @@ context: `RequestContext.authored`) can be skipped by passing `skip`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection, Iterator
 
 from . import endpoints
@@ -40,6 +41,12 @@ def content_texts(content) -> list[str]:
     if isinstance(content, list):
         return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return []
+
+
+def text_copy(data: dict) -> dict:
+    """Deep copies of the request fields that carry text (`TEXT_FIELDS`), to redact without touching the
+    originals, which LiteLLM shares between a request's attempts."""
+    return {k: copy.deepcopy(data[k]) for k in TEXT_FIELDS if k in data}
 
 
 def _functions(message: dict) -> list[dict]:

@@ -16,7 +16,7 @@ from collections import Counter
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, TEXT_FIELDS, map_request_texts, non_text_parts
+from ..messages import PROMPT_CALLS, map_request_texts, non_text_parts, text_copy
 from .engines import Engines
 from .metrics import record
 from .vaults import PII, SECRETS, store, vault
@@ -28,9 +28,15 @@ def deployment_kind(kwargs: dict) -> str:
     return "internal" if info.get("carrot_egress") == "internal" else "external"
 
 
+def _settings(kwargs: dict, engines: Engines):
+    """The deployment's kind and what the egress policy says that kind receives."""
+    kind = deployment_kind(kwargs)
+    return kind, getattr(engines.detectors().policy.egress, kind)
+
+
 def needed(kwargs: dict, engines: Engines) -> bool:
     """Whether the egress policy redacts anything for the deployment LiteLLM is about to call."""
-    settings = getattr(engines.detectors().policy.egress, deployment_kind(kwargs))
+    settings = _settings(kwargs, engines)[1]
     return settings.secrets == "redact" or settings.pii == "redact"
 
 
@@ -40,8 +46,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
     Placeholders go into copies of the request's vaults, which replace them only when the whole
     redaction succeeded (a timed-out attempt's thread cannot touch what the answer is restored from).
     """
-    kind = deployment_kind(kwargs)
-    settings = getattr(engines.detectors().policy.egress, kind)
+    kind, settings = _settings(kwargs, engines)
     if call_type.split(".")[-1] not in PROMPT_CALLS:
         raise GatewayError(503, f"call type {call_type} cannot be redacted for an {kind} upstream; not sent "
                            "(rule egress-unsupported)", code="guardrail_blocked")
@@ -66,8 +71,8 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    redacted = {k: copy.deepcopy(kwargs[k]) for k in TEXT_FIELDS if k in kwargs}
-    map_request_texts(redacted, one)  # on copies: the router shares these with the request's other attempts
+    redacted = text_copy(kwargs)
+    map_request_texts(redacted, one)
     kwargs.update(redacted)
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)

@@ -13,7 +13,7 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
-from ..messages import CALLER_ROLES, PROMPT_CALLS, TEXT_FIELDS, map_request_texts
+from ..messages import CALLER_ROLES, PROMPT_CALLS, map_request_texts, text_copy
 from ..metrics import timed_stage
 from .engines import shared_engines
 from .metrics import record
@@ -86,7 +86,7 @@ def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Coun
     """Redacted copies of the request's text fields (applied only when the whole analysis succeeded).
     The client's own system prompt is left as written (`noreply@continue.dev` is no one's PII): egress
     redacts every role for an external deployment."""
-    redacted = {k: copy.deepcopy(data[k]) for k in TEXT_FIELDS if k in data}
+    redacted = text_copy(data)
 
     def one(text: str) -> str:
         out, hits = redactor.redact(text, vault)
