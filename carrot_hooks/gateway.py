@@ -54,7 +54,6 @@ GUARDRAILS = (
     ("carrot-pii", "pre_call", "carrot_hooks.guardrails.pii_guardrail.PiiGuardrail"),
     ("carrot-output", "post_call", "carrot_hooks.guardrails.output_guardrail.OutputGuardrail"),
 )
-served_aliases = compat.served_aliases
 
 
 def check_guardrail_order(config_path) -> list[str]:
@@ -70,7 +69,7 @@ def check_guardrail_order(config_path) -> list[str]:
 
 def _alias_problems(policy: RoutingPolicy) -> list[str]:
     """Rules or FIM entries naming an alias the proxy does not serve (none known before the router exists)."""
-    served = served_aliases()
+    served = compat.served_aliases()
     return policy.unknown_aliases(served) if served else []
 
 
@@ -163,7 +162,7 @@ class CarrotGateway(CustomLogger):
         _check_body(data, call_type)
         text = prompt_text(data)
         _check_size(headers, text, policy.max_body_bytes)
-        served = served_aliases()
+        served = compat.served_aliases()
         problems = policy.unknown_aliases(served)  # a file that was already bad before the router existed
         if problems:
             raise GatewayError(503, f"{self.routing.path}: {'; '.join(problems)}", code="routing_policy_error")
