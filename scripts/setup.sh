@@ -7,6 +7,8 @@ PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-}
 PY=$VENV/bin/python
+# shellcheck source=scripts/pyinstall.sh
+. scripts/pyinstall.sh
 
 phase() {  # phase NAME CMD...: run CMD, then print NAME and its duration
     local name=$1 t0=$EPOCHREALTIME
@@ -23,6 +25,6 @@ if [ ! -x "$PY" ]; then
     fi
     phase venv "$PYTHON" -m venv "$VENV"
 fi
-# --no-compile: modules are byte-compiled on first import instead of all ~40k at install time
-phase "install$EXTRAS" "$PY" -m pip install -q --no-compile -e ".$EXTRAS"
+# modules are byte-compiled on first import instead of all ~40k at install time
+phase "install$EXTRAS" pyinstall "$VENV" -e ".$EXTRAS"
 phase "model" bash -c 'PY=$1 bash scripts/setup_models.sh >/dev/null' _ "$PY"

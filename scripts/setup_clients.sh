@@ -10,6 +10,8 @@ PYTHON=${PYTHON:-python3.11}
 DEST=${CARROT_CACHE_DIR:-$HOME/.cache/carrot}/clients
 PINS=scripts/clients.txt
 STAMP=$DEST/installed.txt
+# shellcheck source=scripts/pyinstall.sh
+. scripts/pyinstall.sh
 if [ -f "$STAMP" ] && cmp -s "$PINS" "$STAMP"; then
     exit 0
 fi
@@ -21,7 +23,7 @@ npm install --prefix "$DEST/npm" --no-save --loglevel=error $npm_specs
 awk '$1 == "pip" {print $2, $3, $4}' "$PINS" | while read -r pkg version cmd; do
     venv=$DEST/venv-$cmd
     test -x "$venv/bin/python" || "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$pkg==$version"
+    pyinstall "$venv" "$pkg==$version"
 done
 awk '$1 != "#" && NF == 4 {print $1, $4}' "$PINS" | while read -r kind cmd; do
     case $kind in npm) bin=$DEST/npm/node_modules/.bin/$cmd ;; pip) bin=$DEST/venv-$cmd/bin/$cmd ;; esac
