@@ -9,6 +9,10 @@ requests/s, and the proxy's RSS before/after the run against a stated bound. Exi
 check fails: any answer other than 200 (a 4xx too), a lost request, or RSS growth beyond the bound.
 
 Usage: .venv/bin/python bench/load.py [--clients 16] [--duration 60] [--max-requests 200000]
+                                      [--workers N] [--profile DIR]
+--workers runs both proxies with `--num_workers N`. --profile samples both proxies with py-spy during
+their runs (collapsed stacks in DIR/bare.txt, DIR/gateway.txt) and prints CPU ms per request of
+each, and the functions whose CPU per request grew most from bare LiteLLM to the gateway.
 """
 
 from __future__ import annotations
@@ -116,7 +120,45 @@ async def one(http: httpx.AsyncClient, p: ProxyProcess, kind, task, stream, gate
     return status, time.perf_counter() - t
 
 
-async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float, cap: int) -> dict:
+SAMPLE_HZ = 100
+
+
+def start_profile(p: ProxyProcess, out: Path, duration: float) -> subprocess.Popen:
+    """py-spy on the proxy and its workers for `duration` seconds, collapsed stacks into `out`."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
+                             "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
+                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _frame_name(frame: str) -> str:
+    """`function file.py` from py-spy's `function (path/file.py:line)`."""
+    func, _, where = frame.partition(" (")
+    return f"{func.split()[-1] if func else '?'} {where.rpartition('/')[2].split(':')[0]}"
+
+
+def profile_ms(out: Path, requests: int) -> Counter:
+    """CPU ms per request each function is on the stack for (inclusive); key "" is the total."""
+    ms = Counter()
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        cost = int(n) * 1000 / SAMPLE_HZ / requests
+        ms[""] += cost
+        for frame in {_frame_name(f) for f in stack.split(";")[1:]}:
+            ms[frame] += cost
+    return ms
+
+
+def print_profile(bare: Counter, gateway: Counter, top: int = 25) -> None:
+    print(f"profile: CPU ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
+          "functions whose CPU per request grew most (inclusive):")
+    grown = {f: gateway[f] - bare[f] for f in gateway if f}
+    for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")
+
+
+async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float, cap: int,
+                   profile: Path | None = None) -> dict:
     mix = requests_mix()
     statuses: Counter[int] = Counter()
     lat: list[float] = []
@@ -142,9 +184,12 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
                 lat.append(seconds)
                 by_task.setdefault("fim" if kind == "fim" else task, []).append(seconds)
 
+        spy = start_profile(p, profile, duration) if profile else None
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         wall = time.perf_counter() - t0
+        if spy and spy.wait(timeout=120):
+            raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode()[-500:]}")
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
     return {"sent": sent, "answered": sum(statuses.values()), "lost": lost, "statuses": dict(statuses),
             "non200": sum(n for s, n in statuses.items() if s != 200), "p50": q[49] * 1000, "p95": q[94] * 1000,
@@ -157,22 +202,29 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per target")
     ap.add_argument("--max-requests", type=int, default=200_000, help="per target, a hard cap")
+    ap.add_argument("--workers", type=int, default=1, help="LiteLLM --num_workers for both proxies")
+    ap.add_argument("--profile", type=Path, help="folder for py-spy's collapsed stacks of both runs")
     args = ap.parse_args()
     fake = FakeUpstream()
     tmp = Path(tempfile.mkdtemp(prefix="carrot-load-"))
-    bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)})
+    bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)}, workers=args.workers)
     store = pgvector_url()
     index_for_rag(store, tmp)
-    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store})
+    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store}, workers=args.workers)
     try:
-        rows = {"bare LiteLLM": asyncio.run(run_load(bare, False, args.clients, args.duration, args.max_requests)),
-                "carrot gateway": asyncio.run(run_load(gw, True, args.clients, args.duration, args.max_requests))}
+        out = {name: args.profile / f"{name}.txt" for name in ("bare", "gateway")} if args.profile else {}
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        rows = {"bare LiteLLM": asyncio.run(run_load(bare, False, args.clients, args.duration, args.max_requests,
+                                                     out.get("bare"))),
+                "carrot gateway": asyncio.run(run_load(gw, True, args.clients, args.duration, args.max_requests,
+                                                        out.get("gateway")))}
     finally:
         bare.stop()
         gw.stop()
         fake.close()
     base = rows["bare LiteLLM"]
-    print(f"{args.clients} clients x {args.duration:.0f} s per target; mix: {len(TASKS)} task types chat + FIM, "
+    print(f"{args.clients} clients x {args.duration:.0f} s per target, {args.workers} worker(s) each; mix: {len(TASKS)} task types chat + FIM, "
           "streaming and not, unique prompts")
     print(f"{'':15} {'sent':>6} {'answered':>8} {'lost':>5} {'non200':>6} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
           f"{'p95/bare':>8} {'rps/bare':>8} {'RSS MB before→after':>20}")
@@ -192,6 +244,9 @@ def main() -> int:
         print(f"  non-200 sample {key}: {text}")
     print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
     ok = ok and growth <= RSS_GROWTH_BOUND_MB
+    if args.profile:
+        print_profile(profile_ms(out["bare"], rows["bare LiteLLM"]["answered"]),
+                      profile_ms(out["gateway"], rows["carrot gateway"]["answered"]))
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

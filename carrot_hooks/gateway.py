@@ -43,7 +43,6 @@ from .overrides import pack_override
 from .prompts import PackStore, pack_message, prompts_dir
 from .rollout import rollouts
 from .routing import RoutingPolicy, route, tools_verdict
-from .tokens import count_tokens
 from .upstream import as_gateway_error, tools_capable, upstream_models
 
 log = logging.getLogger("carrot.gateway")
@@ -183,7 +182,7 @@ class CarrotGateway(CustomLogger):
         task = h.task_type or virtual.get(requested) or _key_task(key_meta, policy.tasks) or default_task
         client_alias = h.pin or (requested if requested in aliases and requested not in virtual else None)
         risk = h.risk or policy.default_risk
-        tokens = count_tokens(text)
+        tokens = policy.routing_size(text, compat.count_tokens)
         tools = has_tools(data)
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias, tools=tools)
         if call_type in TEXT_CALLS and decision.model not in policy.fim:

@@ -121,6 +121,14 @@ def add_callback(callback) -> None:
         litellm.logging_callback_manager.add_litellm_callback(callback)
 
 
+def count_tokens(text: str) -> int:
+    """Tokens in `text` with the cl100k encoding LiteLLM ships offline in its wheel (close enough to
+    DeepSeek's tokenizer for size thresholds); LiteLLM's `token_counter` would also build a message."""
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    return len(encoding.encode(text, disallowed_special=()))
+
+
 def cache_hit(response) -> bool:
     """Whether LiteLLM served `response` from its cache (only exposed in `_hidden_params`)."""
     return bool((getattr(response, "_hidden_params", None) or {}).get("cache_hit"))

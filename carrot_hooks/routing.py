@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,6 +127,13 @@ class RoutingPolicy(_Strict):
         """The id of the auxiliary pattern this request matches, if any."""
         texts = [*system_texts, last_user_text[:AUX_HEAD_CHARS]]
         return next((a.id for a in self.auxiliary for t in texts if _compiled(a.regex).search(t)), None)
+
+    def routing_size(self, text: str, count_tokens: Callable[[str], int]) -> int:
+        """The prompt size the rules compare: exact tokens only when `text` could reach a token threshold
+        (a cl100k token is at least one UTF-8 byte, so fewer bytes than every threshold is below all of them)."""
+        size = len(text.encode())
+        bounds = [b for r in self.rules for b in (r.when.min_tokens, r.when.max_tokens) if b is not None]
+        return count_tokens(text) if bounds and size >= min(bounds) else size
 
     def unknown_aliases(self, known: Collection[str]) -> list[str]:
         """Problems naming each rule/fim entry that targets a model alias the proxy does not serve."""

@@ -63,10 +63,12 @@ def build_env(base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def command(port: int, host: str = "127.0.0.1", config: Path = ROOT / "litellm_config.yaml") -> list[str]:
-    """The off-the-shelf proxy command line."""
+def command(port: int, host: str = "127.0.0.1", config: Path = ROOT / "litellm_config.yaml",
+            workers: int = 1) -> list[str]:
+    """The off-the-shelf proxy command line (`workers` > 1: LiteLLM's uvicorn worker processes)."""
     litellm = Path(sys.executable).with_name("litellm")
-    return [str(litellm), "--config", str(config), "--host", host, "--port", str(port)]
+    extra = ["--num_workers", str(workers)] if workers > 1 else []
+    return [str(litellm), "--config", str(config), "--host", host, "--port", str(port), *extra]
 
 
 def master_key(env_file: Path) -> str:

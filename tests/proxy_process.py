@@ -45,7 +45,7 @@ class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
     def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 startup_timeout: float = 360.0):
+                 startup_timeout: float = 360.0, workers: int = 1):
         self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
         self.policy_dir = self.workdir / "policy"
         shutil.copytree(ROOT / "policy", self.policy_dir)
@@ -64,7 +64,7 @@ class ProxyProcess:
             **(env or {}),
         })
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(command(self.port, config=config or ROOT / "litellm_config.yaml"),
+        self.proc = subprocess.Popen(command(self.port, config=config or ROOT / "litellm_config.yaml", workers=workers),
                                      cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._wait_ready(startup_timeout)

@@ -11,7 +11,7 @@ from carrot_hooks.config import ConfigError, Watched, load_model
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.headers import parse_context_refs, parse_headers
 from carrot_hooks.prompts import PackStore, load_pack
-from carrot_hooks.routing import Route, RoutingPolicy, route, tools_verdict
+from carrot_hooks.routing import Route, RoutingPolicy, _matches, route, tools_verdict
 from carrot_hooks.serve import ROOT
 
 POLICY = ROOT / "policy" / "routing.yaml"
@@ -108,6 +108,23 @@ def test_route_first_match_wins(task, risk, tokens, client, expect):
     policy = load_model(POLICY, RoutingPolicy)
     r = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client)
     assert (r.rule_id, r.model) == expect
+
+
+@pytest.mark.parametrize("text", ["def f(): pass\n" * n for n in (1, 50, 200, 230, 250, 1000)]
+                         + ["é" * 2999, "é" * 3001, "🥕" * 800, "x" * 2999, "x " * 1600])
+def test_routing_size_decides_like_an_exact_token_count(text):
+    """Below every threshold in bytes the count is skipped, and every rule decides as with exact tokens."""
+    from carrot_hooks.litellm_compat import count_tokens
+
+    policy = load_model(POLICY, RoutingPolicy)
+    counted: list[str] = []
+    size = policy.routing_size(text, lambda t: counted.append(t) or count_tokens(t))
+    assert bool(counted) == (len(text.encode()) >= 3000), "counted exactly only when a threshold is reachable"
+    exact = count_tokens(text)
+    rule = lambda tokens, task, risk: next(r.id for r in policy.rules if _matches(r.when, task, risk, tokens, False))
+    for task in policy.tasks:
+        for risk in ("low", "med", "high"):
+            assert rule(size, task, risk) == rule(exact, task, risk), (task, risk, size, exact)
 
 
 def test_refusal_is_403_with_reason():

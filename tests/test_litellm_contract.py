@@ -263,3 +263,12 @@ def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(mon
     compat.install_http_edge(frozenset)
     compat.install_http_edge(frozenset)
     assert isinstance(started.middleware_stack, HttpEdge) and not isinstance(started.middleware_stack.app, HttpEdge)
+
+
+def test_count_tokens_uses_the_cl100k_encoding_litellm_ships_offline():
+    """compat.count_tokens: LiteLLM's bundled cl100k (no download; routing by size depends on it)."""
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    assert encoding.name == "cl100k_base"
+    assert compat.count_tokens("def add(a, b):\n    return a + b") == 11
+    assert compat.count_tokens("<|endoftext|>") > 1, "special tokens are counted as text, not refused"

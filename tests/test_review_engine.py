@@ -48,7 +48,7 @@ def history_diff(history_commit: str) -> str:
 
 
 def count(text: str) -> int:
-    from carrot_hooks.tokens import count_tokens
+    from carrot_hooks.litellm_compat import count_tokens
 
     return count_tokens(text)
 
