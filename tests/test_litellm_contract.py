@@ -272,3 +272,19 @@ def test_count_tokens_uses_the_cl100k_encoding_litellm_ships_offline():
     assert encoding.name == "cl100k_base"
     assert compat.count_tokens("def add(a, b):\n    return a + b") == 11
     assert compat.count_tokens("<|endoftext|>") > 1, "special tokens are counted as text, not refused"
+
+
+def test_the_imports_litellm_auth_runs_per_request_resolve():
+    """pyproject's opentelemetry-sdk: LiteLLM's auth imports its OTel fan-out inside every request and
+    swallows a failure, so a missing module costs a sys.path scan per request without any error."""
+    import importlib
+    import inspect
+    import re
+
+    from litellm.proxy.auth import user_api_key_auth as auth
+
+    source = inspect.getsource(auth._seed_request_destinations)
+    modules = re.findall(r"^\s*from (litellm\.[\w.]+) import", source, re.M)
+    assert modules, "LiteLLM no longer imports inside _seed_request_destinations: drop opentelemetry-sdk if unused"
+    for module in modules:
+        importlib.import_module(module)  # ModuleNotFoundError names the missing dependency
