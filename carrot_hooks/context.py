@@ -48,6 +48,8 @@ class RequestContext:
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
     rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
+    key_metadata: dict = field(default_factory=dict)  # the API key's and its team's metadata (e.g. carrot_repos)
+    team_metadata: dict = field(default_factory=dict)
     canary: str | None = None  # the alias whose canary chose this request's arm
     arm: str | None = None  # stable | candidate
     timings: dict[str, float] = field(default_factory=dict)

@@ -223,6 +223,7 @@ class CarrotGateway(CustomLogger):
         key = call.key
         tenant = key.team_id or key.token or "anonymous"
         call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key.metadata or {}, tenant)
+        call.ctx.key_metadata, call.ctx.team_metadata = key.metadata or {}, key.team_metadata or {}
         await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)

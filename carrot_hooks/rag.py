@@ -108,14 +108,13 @@ def _metadata_repos(meta: object, where: str) -> tuple[ContextRefs, ...]:
     return tuple(ContextRefs(m["repo"], m["ref"], ()) for m in refs)  # type: ignore[index,union-attr]
 
 
-def code_repos(ctx: RequestContext, data: dict, defaults: tuple[str, ...]) -> tuple[ContextRefs, ...]:
+def code_repos(ctx: RequestContext, defaults: tuple[str, ...]) -> tuple[ContextRefs, ...]:
     """The repositories a rag-code request searches: X-Context-Refs, the key's `carrot_repos`, the team's,
     the policy default (first that names any)."""
     if ctx.context_refs is not None:
         return (ctx.context_refs,)
-    meta = next((data.get(k) for k in ("metadata", "litellm_metadata") if isinstance(data.get(k), dict)), {})
-    return (_metadata_repos(meta.get("user_api_key_metadata"), "key")
-            or _metadata_repos(meta.get("user_api_key_team_metadata"), "team")
+    return (_metadata_repos(ctx.key_metadata, "key")
+            or _metadata_repos(ctx.team_metadata, "team")
             or _metadata_repos({REPOS_KEY: list(defaults)}, "policy/rag.yaml gateway.default_repos"))
 
 
@@ -178,7 +177,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     settings = eng.settings.get()
     kind = "docs" if ctx.task_type == "rag-doc" else "code"
     if kind == "code":
-        targets = code_repos(ctx, data, settings.gateway.default_repos)
+        targets = code_repos(ctx, settings.gateway.default_repos)
     else:
         refs = ctx.context_refs
         collection = refs.repo if refs else settings.gateway.default_collection

@@ -51,19 +51,19 @@ def test_none_block_and_last_user_text():
 
 
 def test_repos_come_from_the_header_then_key_then_team_then_policy():
-    ctx = RequestContext(task_type="rag-code", risk="low", tenant="t")
-    key = {"user_api_key_metadata": {"carrot_repos": ["acme/app", "lib@main"]},
-           "user_api_key_team_metadata": {"carrot_repos": ["team-repo"]}}
-    assert code_repos(ctx, {"metadata": key}, ("default",)) == (
-        ContextRefs("acme/app", None, ()), ContextRefs("lib", "main", ()))
-    team_only = {"user_api_key_metadata": {}, "user_api_key_team_metadata": {"carrot_repos": "team-repo@HEAD"}}
-    assert code_repos(ctx, {"litellm_metadata": team_only}, ("default",)) == (ContextRefs("team-repo", "HEAD", ()),)
-    assert code_repos(ctx, {"metadata": {}}, ("default",)) == (ContextRefs("default", None, ()),)
-    assert code_repos(ctx, {}, ()) == ()
-    bad = {"user_api_key_metadata": {"carrot_repos": [{"repo": "x"}]}}  # malformed: ignored (logged), next level
-    assert code_repos(ctx, {"metadata": bad}, ("default",)) == (ContextRefs("default", None, ()),)
-    ctx.context_refs = ContextRefs("hdr", "abc1234", ("a.py",))
-    assert code_repos(ctx, {"metadata": key}, ("default",)) == (ctx.context_refs,)
+    def ctx(key=None, team=None):
+        return RequestContext(task_type="rag-code", risk="low", tenant="t", key_metadata=key or {},
+                              team_metadata=team or {})
+
+    both = ctx({"carrot_repos": ["acme/app", "lib@main"]}, {"carrot_repos": ["team-repo"]})
+    assert code_repos(both, ("default",)) == (ContextRefs("acme/app", None, ()), ContextRefs("lib", "main", ()))
+    assert code_repos(ctx({}, {"carrot_repos": "team-repo@HEAD"}), ("default",)) == (ContextRefs("team-repo", "HEAD", ()),)
+    assert code_repos(ctx(), ("default",)) == (ContextRefs("default", None, ()),)
+    assert code_repos(ctx(), ()) == ()
+    bad = ctx({"carrot_repos": [{"repo": "x"}]})  # malformed: ignored (logged), next level
+    assert code_repos(bad, ("default",)) == (ContextRefs("default", None, ()),)
+    both.context_refs = ContextRefs("hdr", "abc1234", ("a.py",))
+    assert code_repos(both, ("default",)) == (both.context_refs,)
 
 
 def test_none_says_whether_nothing_was_selected_or_nothing_found():
