@@ -1,7 +1,8 @@
 """Labelled PII sentences from our own templates and value lists (a second source beside pii_dev.jsonl).
 
-Two template groups: `tuned` (rules were adjusted while looking at its misses) and `held-out`
-(never looked at while tuning; only its scores are printed). Each group also has sentences
+Template groups: `tuned` (rules were adjusted while looking at its misses), `held-out` (held out
+until its first run, its misses have since been looked at) and `held-out-2` (written before any
+result on it was seen, with its own name lists; only its scores are printed). Each group also has sentences
 without PII from everyday coding prose, so precision is measured too. Rows have the shape of
 pii_dev.jsonl: {"text", "spans": [{"entity_type", "start", "end"}]}.
 """
@@ -18,6 +19,11 @@ FIRST = ["mieszko", "anthony", "oksana", "tadeusz", "ngozi", "haruto", "ines", "
 LAST = ["kowalczyk", "okafor", "lindqvist", "haddad", "moreau", "tanaka", "fitzgerald", "novak", "rossi",
         "abernathy", "mbeki", "castellanos", "ivanova", "schultz", "park", "oyelaran", "van der berg", "nakamura",
         "dubois", "grabowski", "henriksen", "oconnell", "petrov", "salazar", "whitfield"]
+# names for the `held-out-2` group only (none of them in FIRST/LAST)
+FIRST2 = ["wojciech", "chidinma", "aurelio", "svetlana", "takeshi", "eilidh", "bongani", "radka", "esperanza", "faisal",
+          "maelle", "henrik", "thandiwe", "gianluca", "ottilie", "xiomara", "ruairi", "parisa", "kofi", "liesbeth"]
+LAST2 = ["brzezinski", "adeyemi", "vasquez", "kuznetsova", "yamamoto", "macrae", "dlamini", "horakova", "quintero",
+         "al-rashid", "lefebvre", "sorensen", "ferreira", "de luca", "lindgren", "mahlangu", "oduya", "stroud"]
 STREETS = ["Elm", "Harbor", "Maple", "Quarry", "Birchwood", "Kingsley", "Orchard", "Juniper", "Lakeview", "Foxglove"]
 TYPES = ["Street", "Road", "Avenue", "Lane", "Drive", "Boulevard", "Court", "Way", "St.", "Rd."]
 EUROPE = ["Hauptstraße {n}", "Lindenweg {n}", "Kirkegade {n}", "Via Garibaldi {n}", "Rue Lepic {n}",
@@ -64,8 +70,8 @@ def iban(rng: random.Random) -> str:
     return value.lower() if rng.random() < 0.5 else value
 
 
-def name(rng: random.Random, full: bool) -> str:
-    value = rng.choice(FIRST) + (f" {rng.choice(LAST)}" if full else "")
+def name(rng: random.Random, full: bool, first: list[str] = FIRST, last: list[str] = LAST) -> str:
+    value = rng.choice(first) + (f" {rng.choice(last)}" if full else "")
     return value.title() if rng.random() < 0.4 else value
 
 
@@ -106,13 +112,54 @@ TEMPLATES = {
         "we bumped the version to 2.14.1 and the build took 412 seconds",
         "see RFC 2068 Section 2 for the header grammar",
     ],
+    # Written before any result on it was seen, after the two groups above had been looked at;
+    # its own names (FIRST2/LAST2). Only its scores are printed; never tune on its misses.
+    "held-out-2": [
+        "I'm {PERSON}, the new on-call engineer for payments",
+        "regards,\n{PERSON_FULL}",
+        "cheers, {PERSON}",
+        "can you ask {PERSON} whether the staging db was reset?",
+        "cc {PERSON_FULL} on the incident report",
+        "ping {PERSON} when the release branch is cut",
+        "my colleague {PERSON_FULL} wrote the original parser",
+        "their son is named {PERSON}",
+        "I am {PERSON_FULL} and I lead the data team",
+        "best,\n{PERSON}",
+        "{PERSON} said the flaky test is fixed now",
+        "according to {PERSON_FULL}, the cron job runs at midnight",
+        "please assign the ticket to {PERSON}",
+        "the name's {PERSON}, I'm taking over this repo",
+        "-- {PERSON_FULL}",
+        "talked to {PERSON} yesterday about the outage",
+        "my manager {PERSON_FULL} approved the change",
+        "fax it to {PHONE_NUMBER}",
+        "my cell is {PHONE_NUMBER}",
+        "deliver to {STREET_ADDRESS} before noon",
+        "the account is {IBAN_CODE}, please wire the deposit",
+        "I'm getting a KeyError in the Request handler",
+        "thanks, that fixed the import error",
+        "ask the Module loader to reload the plugin",
+        "ping the health endpoint every 30 seconds",
+        "cc the release notes to the mailing list",
+        "the Session object is named session_factory in our code",
+        "regards to the retry policy, we use exponential backoff",
+        "cheers, works now",
+        "I'm stuck on the Docker build since Monday",
+        "my name field is empty after the form submit",
+        "we named the branch feature/login-form",
+        "Best practices for the Logger class?",
+        "assign the value to the Config object before calling Start",
+        "talked to the API yesterday and got a 502",
+    ],
 }
+_NAMES = {"held-out-2": (FIRST2, LAST2)}
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
 
 
 def rows(group: str, n: int, seed: int) -> list[dict]:
     """`n` sentences from the group's templates, values drawn with `seed`."""
     rng = random.Random(seed)
+    first, last = _NAMES.get(group, (FIRST, LAST))
     out = []
     for _ in range(n):
         template = rng.choice(TEMPLATES[group])
@@ -120,7 +167,7 @@ def rows(group: str, n: int, seed: int) -> list[dict]:
         for m in _SLOT.finditer(template):
             text += template[pos:m.start()]
             slot = m.group(1)
-            value = {"PERSON": lambda: name(rng, False), "PERSON_FULL": lambda: name(rng, True),
+            value = {"PERSON": lambda: name(rng, False, first, last), "PERSON_FULL": lambda: name(rng, True, first, last),
                      "PHONE_NUMBER": lambda: phone(rng), "STREET_ADDRESS": lambda: address(rng),
                      "IBAN_CODE": lambda: iban(rng)}[slot]()
             entity = "PERSON" if slot.startswith("PERSON") else slot
