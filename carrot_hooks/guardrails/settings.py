@@ -25,6 +25,15 @@ class TaskAllowlist(_Strict):
     tenants: dict[str, tuple[str, ...]] = {}
 
 
+def _compiles(value: tuple[str, ...], flags: int) -> tuple[str, ...]:
+    for i, pattern in enumerate(value):
+        try:
+            regex.compile(pattern, flags)
+        except regex.error as e:
+            raise ValueError(f"pattern {i} {pattern!r} does not compile: {e}") from None
+    return value
+
+
 class CustomRecognizer(_Strict):
     """A Presidio PatternRecognizer declared in YAML; its patterns are compiled here, when the policy loads."""
 
@@ -36,12 +45,26 @@ class CustomRecognizer(_Strict):
     @field_validator("patterns")
     @classmethod
     def _compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for i, pattern in enumerate(value):
-            try:  # the module and flags Presidio matches with
-                regex.compile(pattern, regex.MULTILINE | regex.DOTALL)
-            except regex.error as e:
-                raise ValueError(f"pattern {i} {pattern!r} does not compile: {e}") from None
-        return value
+        return _compiles(value, regex.MULTILINE | regex.DOTALL)  # the module and flags Presidio matches with
+
+
+class NameIntroducers(_Strict):
+    """Phrases (case-insensitive regexes) that put a person's name right after them, or before them.
+
+    `any`: the phrase introduces only people ("my name is"), so a name-shaped word in any case counts;
+    `confirm`: it also introduces other things ("thanks, that worked", "ping the endpoint"), so the
+    words count when NER, run on a copy where they are capitalised, calls them a PERSON;
+    `confirm_after`: like `confirm`, for phrases that follow the name ("<name> said").
+    """
+
+    any: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
+    confirm_after: tuple[str, ...] = ()
+
+    @field_validator("any", "confirm", "confirm_after")
+    @classmethod
+    def _compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiles(value, regex.IGNORECASE)
 
 
 class PiiSettings(_Strict):
@@ -55,6 +78,7 @@ class PiiSettings(_Strict):
     technical_terms: frozenset[str] = frozenset()
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
+    name_introducers: NameIntroducers = NameIntroducers()
     timeout_ms: float = Field(2000, gt=0, description="analysis slower than this counts as an engine failure")
 
     @field_validator("pattern_entities", "ner_entities")

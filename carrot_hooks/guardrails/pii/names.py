@@ -1,4 +1,5 @@
-"""Person names in prose: spaCy NER on short windows around candidate words, and name-shape checks."""
+"""Person names in prose: spaCy NER on short windows around candidate words, names after (or before)
+phrases that introduce people, and name-shape checks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import bisect
 import functools
 import re
 
+import regex
 import spacy
 from presidio_analyzer import RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.lookups import Lookups
+
+from ..settings import NameIntroducers
 
 _WORD = re.compile(r"\S+")
 _LETTERS = re.compile(r"[^\W\d_]+")
@@ -21,6 +26,10 @@ _NER_CONTEXT_WORDS = 8
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
+_NAME_TOKEN = regex.compile(r"\p{L}[\p{L}'\u2019-]*")
+_TRAILING = ",.;:!?)\"'\u2019"
+_MAX_NAME_WORDS = 3
+_CONTRACTION = regex.compile(r"['\u2019](?:re|ll|ve|d|m|t|s)$", regex.IGNORECASE)  # you're, we'll
 
 
 def _is_name_part(part: str, lower_ok: bool = False) -> bool:
@@ -123,3 +132,109 @@ def ner_names(nlp, prose: str, technical: frozenset[str], labels: dict[str, str]
         start = ent.start_char + spans[i][0] - starts[i]
         out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
+
+
+class English:
+    """Is a word English? The WordNet lemma lists, inflection rules and exceptions of the pipeline's own
+    lemmatizer tables (empty when the pipeline has none: then no word is known)."""
+
+    def __init__(self, nlp):
+        path = getattr(nlp, "path", None)
+        self.words: set[str] = set()
+        self.exceptions: set[str] = set()
+        self.rules: set[tuple[str, str]] = set()
+        if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
+            return
+        tables = Lookups().from_disk(path / "lemmatizer" / "lookups")
+        for words in tables.get_table("lemma_index").values():
+            self.words.update(words)
+        for exceptions in tables.get_table("lemma_exc").values():
+            self.exceptions.update(exceptions)
+        for rules in tables.get_table("lemma_rules").values():
+            self.rules.update((old, new) for old, new in rules if old.isalpha())
+
+    def __contains__(self, word: str) -> bool:
+        w = word.lower()
+        return w in self.words or w in self.exceptions or any(
+            w.endswith(old) and w[: len(w) - len(old)] + new in self.words for old, new in self.rules)
+
+
+class Introducers:
+    """The policy's name-introducing phrases, compiled (see `settings.NameIntroducers`)."""
+
+    def __init__(self, settings: NameIntroducers):
+        def one(patterns: tuple[str, ...], tail: str) -> regex.Pattern | None:
+            return regex.compile(r"(?<![\p{L}\d_])(?:" + "|".join(patterns) + ")" + tail, regex.IGNORECASE) if patterns else None
+        self.any = one(settings.any, r"(?<![\p{L}\d_](?=[\p{L}\d_]))[ \t]*")
+        self.confirm = one(settings.confirm, r"(?<![\p{L}\d_](?=[\p{L}\d_]))[ \t]*")
+        self.confirm_after = one(settings.confirm_after, r"(?![\p{L}\d_])")
+
+
+def _name_word(token: str, technical: frozenset[str]) -> bool:
+    return bool(_NAME_TOKEN.fullmatch(token)) and token not in STOP and token.lower() not in STOP_WORDS \
+        and token not in technical and not _CONTRACTION.search(token)
+
+
+def _words_after(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
+    """Up to 3 name-shaped words from `pos` on one line, up to a stop word or punctuation."""
+    out: list[tuple[int, int]] = []
+    for m in regex.finditer(r"[^\s]+|\n", prose[pos : pos + 120]):
+        token = m.group(0)
+        if token == "\n" or len(out) == _MAX_NAME_WORDS:
+            break
+        core = _POSSESSIVE.sub("", token.rstrip(_TRAILING))
+        if not _name_word(core, technical) or token == core + "." and len(core) <= 3 and not out:
+            break  # "this is Dr. Kyle": an abbreviation is no name (the honorific introduces the next word)
+        out.append((pos + m.start(), pos + m.start() + len(core)))
+        if core != token:  # punctuation or a possessive ends the name
+            break
+        if m.end() < len(prose) - pos and prose[pos + m.end()] not in " \t":
+            break
+    return out
+
+
+def _words_before(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
+    """Up to 3 name-shaped words right before `pos` on one line, back to a stop word or punctuation."""
+    line_start = prose.rfind("\n", 0, pos) + 1
+    out: list[tuple[int, int]] = []
+    for m in reversed(list(regex.finditer(r"\S+", prose[line_start:pos]))):
+        token = m.group(0)
+        if len(out) == _MAX_NAME_WORDS or not _name_word(token, technical):
+            break
+        out.insert(0, (line_start + m.start(), line_start + m.end()))
+    return out
+
+
+def introduced(prose: str, intro: Introducers, english: English, technical: frozenset[str]) -> list[tuple[int, int]]:
+    """Spans of words that a phrase introduces as a person's name.
+
+    After an `any` phrase the first word counts in any case (unless a stop word or technical term),
+    and so does each next one that is capitalised or no English word. After a `confirm` phrase (or
+    before a `confirm_after` one) the words count when one of them is no English word ("thanks,
+    ngozi", "anthony moreau said", not "cheers, works now"); names that are also English words
+    (Grace, Mark) are left to NER there.
+    """
+    out = []
+    for confirm, pattern in ((False, intro.any), (True, intro.confirm)):
+        for m in pattern.finditer(prose) if pattern else ():
+            words = _words_after(prose, m.end(), technical)
+            if confirm:
+                words = _unknown_words(prose, words, english)
+            else:  # "my name is anna please help": the name ends at a lower-case English word
+                keep = min(1, len(words))
+                while keep < len(words) and not (prose[words[keep][0]].islower() and prose[slice(*words[keep])] in english):
+                    keep += 1
+                words = words[:keep]
+            if words:
+                out.append((words[0][0], words[-1][1]))
+    for m in intro.confirm_after.finditer(prose) if intro.confirm_after else ():
+        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english)
+        if words:
+            out.append((words[0][0], words[-1][1]))
+    return out
+
+
+def _unknown_words(prose: str, words: list[tuple[int, int]], english: English) -> list[tuple[int, int]]:
+    """`words` when at least one is no English word ("anthony moreau", not "works now"), up to the last such."""
+    unknown = [i for i, w in enumerate(words) if prose[slice(*w)] not in english]
+    return words[: unknown[-1] + 1] if unknown else []

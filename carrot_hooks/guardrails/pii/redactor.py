@@ -15,7 +15,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from ..settings import PiiSettings
 from .code import Layout, layout
 from .memo import Memo
-from .names import is_name, load_spacy, ner_names, trim_stop_words
+from .names import English, Introducers, introduced, is_name, load_spacy, ner_names, trim_stop_words
 from .recognizers import PatternsOnlyNlpEngine, registry
 from .vault import Vault
 
@@ -37,6 +37,8 @@ _THING_NAMED_BEFORE = re.compile(
     r"\b(?:class|function|method|module|package|component|type|interface|struct|enum|table|column|field|"
     r"variable|file|folder|service|repo|repository|project|app|model|branch|job|bucket|library|plugin|"
     r"endpoint|test|command|script|queue|topic|channel)(?:es|s)?[ \t]+(?:named|called)[ \t]+$", re.IGNORECASE)
+INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
+_INTRODUCED_SCORE = 0.85
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -53,6 +55,11 @@ def _in_url_authority(text: str, start: int, end: int) -> bool:
     """`user:pass@host` inside `scheme://…`, or `git@host:path`: an email shape that is not an address."""
     token_start = max(text.rfind(c, 0, start) for c in " \t\n\"'`<(") + 1
     return "://" in text[token_start:start] or ":" in text[token_start:start] or text[end : end + 1] == ":"
+
+
+def _introduced(start: int, end: int) -> RecognizerResult:
+    return RecognizerResult("PERSON", start, end, _INTRODUCED_SCORE,
+                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: INTRODUCED})
 
 
 def _recognizer(r: RecognizerResult) -> str:
@@ -84,6 +91,8 @@ class PiiRedactor:
         }
         self._ner_score = ner_config.default_score
         self._memo = Memo(2048)
+        self._introducers = Introducers(settings.name_introducers)
+        self._english = English(self._nlp)
         entities = {*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)}
         self._code_entities = sorted(entities & CODE_ENTITIES)  # run on the whole text
         self._prose_entities = sorted(entities - CODE_ENTITIES)  # run on the prose only
@@ -117,7 +126,7 @@ class PiiRedactor:
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
-            introduced = _recognizer(r).startswith("yaml_")
+            introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
@@ -158,8 +167,7 @@ class PiiRedactor:
         results = self._patterns.analyze(text=text, language="en", entities=self._code_entities)
         if lay.prose.strip():
             results += self._patterns.analyze(text=lay.prose, language="en", entities=self._prose_entities)
-            if self.mode == "ner":
-                results += ner_names(self._nlp, lay.prose, self.settings.technical_terms, self._ner_labels, self._ner_score)
+            results += self._names(lay.prose)
         kept = sorted((r for r in results if self._keep(r, lay)), key=lambda r: (r.start, -(r.end - r.start)))
         hits: list[PiiHit] = []
         for r in kept:
@@ -167,6 +175,16 @@ class PiiRedactor:
                 continue
             hits.append(PiiHit(r.entity_type, r.start, r.end))
         return tuple(hits)
+
+    def _names(self, prose: str) -> list[RecognizerResult]:
+        """PERSON: words a phrase introduces as a name, and NER's names (in NER mode)."""
+        if "PERSON" not in self.settings.ner_entities:
+            return []
+        technical = self.settings.technical_terms
+        out = [_introduced(s, e) for s, e in introduced(prose, self._introducers, self._english, technical)]
+        if self.mode == "ner":
+            out += ner_names(self._nlp, prose, technical, self._ner_labels, self._ner_score)
+        return out
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
         """`text` with each PII entity replaced by its stable placeholder from `vault`."""
