@@ -135,6 +135,9 @@ SDISTS = {  # PyPI source releases fed to the PII stage as pasted code
     "tune": ["requests==2.32.3", "flask==3.1.0", "rich==13.9.4", "click==8.1.8", "jinja2==3.1.5"],
     "held-out": ["django==5.1.4", "paramiko==3.5.0", "tornado==6.4.2", "werkzeug==3.1.3", "pygments==2.18.0",
                  "docutils==0.21.2", "urllib3==2.3.0"],
+    # added with the code-email attribution rule and measured only after it was written; never looked at
+    "fresh": ["twisted==24.11.0", "networkx==3.4.2", "scrapy==2.12.0", "mypy==1.13.0", "sympy==1.13.3",
+              "boltons==24.1.0", "attrs==24.2.0"],
 }
 
 
@@ -291,7 +294,7 @@ def main() -> None:
     pii_rows = jsonl(args.evaldata / "pii_dev.jsonl")
     ner = PiiRedactor(policy.pii)
     bench_pii(ner, pii_rows, f"pii_dev.jsonl, tuned, {ner.mode}: {ner.model_name}")
-    for group, seed in (("tuned", 1), ("held-out", 2)):
+    for group, seed in (("tuned", 1), ("held-out", 2), ("held-out-2", 3)):
         bench_pii(ner, pii_templates.rows(group, 400, seed), f"own templates, {group}")
     patterns = PiiRedactor(policy.pii.model_copy(update={"spacy_models": ()}))
     bench_pii(patterns, pii_rows, "patterns only")

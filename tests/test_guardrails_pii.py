@@ -153,3 +153,66 @@ def test_prose_that_only_looks_introduced_passes(redactor, text):
 def test_email_in_a_code_string_or_config_value_is_redacted_but_not_in_a_url(redactor):
     code = "AUTHOR = 'jane.doe@corp-mail.com'\nURL = 'https://user:s3cret@example.com/x'\nOWNER=ops@corp.io\n"
     assert redacted(redactor, code) == code.replace("jane.doe@corp-mail.com", "<EMAIL_1>").replace("ops@corp.io", "<EMAIL_2>")
+
+
+@pytest.mark.parametrize("text,name", [
+    ("my name is mieszko and the build fails", "mieszko"),
+    ("Hi, this is Dr. Kyle Kuefer from ops", "Kyle Kuefer"),
+    ("I'm oksana, I work on the billing service", "oksana"),
+    ("thanks, anthony moreau", "anthony moreau"),
+    ("regards,\ntadeusz kowalczyk", "tadeusz kowalczyk"),
+    ("best,\nngozi okafor", "ngozi okafor"),
+    ("ping haruto when the deploy finishes", "haruto"),
+    ("talked to siobhan yesterday about the outage", "siobhan"),
+    ("assign the ticket to joaquin", "joaquin"),
+    ("my colleague ingrid lindqvist wrote the parser", "ingrid lindqvist"),
+    ("we called our daughter zofia", "zofia"),
+    ("matteo said the flaky test is fixed", "matteo"),
+])
+def test_names_after_introducing_phrases_in_any_case(redactor, text, name):
+    out = redacted(redactor, text)
+    assert name not in out and "<PERSON_1>" in out, out
+
+
+@pytest.mark.parametrize("text", [
+    "I'm stuck on the build since the upgrade", "thanks, that fixed it", "cheers, works now",
+    "ping the health endpoint every 30 seconds", "cc the release notes to the list",
+    "the linter said the import is unused", "the request takes 500 ms latency",
+    "the Session object is named session_factory", "please call me when you're here",
+    "Why is the import so slow?",
+])
+def test_introducing_phrases_before_ordinary_words_or_code_pass(redactor, text):
+    assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("code", [
+    "# Copyright (c) 2019 Jane Doe <jane.doe@gmail.com>\n",
+    "# Authors: A. Smith <asmith@gmail.com>\n#          B. Jones <bjones@yahoo.com>\n",
+    '__author_email__ = "jane@gmail.com"\n',
+    "setup(name='x', author_email='jane@gmail.com')\n",
+    '"""\n.. moduleauthor:: Jane Doe <jane@gmail.com>\n"""\nimport os\n',
+    "/**\n * @author Jane Doe (jane@gmail.com)\n */\npublic class A {}\n",
+    "ADMINS = [('Full Name', 'email@example.com')]\n",
+    "LIST = 'python-dev@python.org'\n",
+])
+def test_published_attributions_and_role_addresses_in_code_pass(redactor, code):
+    assert redacted(redactor, code) == code
+
+
+@pytest.mark.parametrize("code", [
+    'EMAIL = "jane.doe@gmail.com"\n',
+    "# send the report to jane.doe@gmail.com\n",
+    'user = User(email="bob.smith@corp-mail.com")  # author of the ticket\n',
+])
+def test_pasted_addresses_in_code_stay_candidates(redactor, code):
+    assert "<EMAIL_1>" in redacted(redactor, code)
+
+
+def test_introducer_regex_typo_is_rejected_at_load(tmp_path):
+    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
+    raw["pii"]["name_introducers"]["confirm"].append("(?:ask|cc")
+    bad = tmp_path / "guardrails.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_model(bad, GuardrailPolicy)
+    assert "pii.name_introducers.confirm" in str(e.value) and "(?:ask|cc" in str(e.value)

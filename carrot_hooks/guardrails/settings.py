@@ -79,6 +79,18 @@ class PiiSettings(_Strict):
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
     name_introducers: NameIntroducers = NameIntroducers()
+    code_email_attributions: tuple[str, ...] = ()
+    code_email_not_personal: str = "(?!)"
+
+    @field_validator("code_email_attributions")
+    @classmethod
+    def _attributions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiles(value, regex.IGNORECASE)
+
+    @field_validator("code_email_not_personal")
+    @classmethod
+    def _not_personal(cls, value: str) -> str:
+        return _compiles((value,), regex.IGNORECASE)[0]
     timeout_ms: float = Field(2000, gt=0, description="analysis slower than this counts as an engine failure")
 
     @field_validator("pattern_entities", "ner_entities")

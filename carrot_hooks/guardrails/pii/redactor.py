@@ -7,6 +7,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+import regex
 from presidio_analyzer import AnalyzerEngine, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration
 from presidio_anonymizer import AnonymizerEngine
@@ -15,7 +16,15 @@ from presidio_anonymizer.entities import OperatorConfig
 from ..settings import PiiSettings
 from .code import Layout, layout
 from .memo import Memo
-from .names import English, Introducers, introduced, is_name, load_spacy, ner_names, trim_stop_words
+from .names import (
+    English,
+    Introducers,
+    introduced,
+    is_name,
+    load_spacy,
+    ner_names,
+    trim_stop_words,
+)
 from .recognizers import PatternsOnlyNlpEngine, registry
 from .vault import Vault
 
@@ -39,6 +48,8 @@ _THING_NAMED_BEFORE = re.compile(
     r"endpoint|test|command|script|queue|topic|channel)(?:es|s)?[ \t]+(?:named|called)[ \t]+$", re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 _INTRODUCED_SCORE = 0.85
+_COMMENT_LINE = re.compile(r"^[ \t]*(?:#|//|\*|/\*)")
+_COMMENT_BLOCK_LINES = 12  # how far up a comment block an attribution header is looked for
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -92,6 +103,9 @@ class PiiRedactor:
         self._ner_score = ner_config.default_score
         self._memo = Memo(2048)
         self._introducers = Introducers(settings.name_introducers)
+        self._not_personal = regex.compile(settings.code_email_not_personal, regex.IGNORECASE)
+        self._attribution = regex.compile("|".join(settings.code_email_attributions), regex.IGNORECASE) \
+            if settings.code_email_attributions else None
         self._english = English(self._nlp)
         entities = {*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)}
         self._code_entities = sorted(entities & CODE_ENTITIES)  # run on the whole text
@@ -103,15 +117,33 @@ class PiiRedactor:
 
     def _keep_in_code(self, r: RecognizerResult, value: str, lay: Layout) -> bool:
         """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, an email in a
-        literal, a comment or as an unquoted config value."""
+        literal, a comment or as an unquoted config value, unless its line publishes authorship."""
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            line_start = lay.text.rfind("\n", 0, r.start) + 1
-            return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(lay.text[line_start : r.start]))
+            before = lay.text[lay.text.rfind("\n", 0, r.start) + 1 : r.start]
+            if self._not_personal.search(value) or self._attributed(lay.text, r.start, before):
+                return False  # "# Copyright 2020 Jane Doe <jane@x.org>", "python-dev@python.org"
+            return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(before))
         return r.entity_type == "IBAN_CODE"
+
+    def _attributed(self, text: str, start: int, before: str) -> bool:
+        """The line up to `start`, or an earlier line of the same comment block, publishes authorship."""
+        if self._attribution is None:
+            return False
+        if self._attribution.search(before):
+            return True
+        line_start = start - len(before)
+        for _ in range(_COMMENT_BLOCK_LINES):
+            if not _COMMENT_LINE.match(before) or line_start == 0:
+                return False
+            prev_start = text.rfind("\n", 0, line_start - 1) + 1
+            before, line_start = text[prev_start : line_start - 1], prev_start
+            if self._attribution.search(before):
+                return True
+        return False
 
     def _keep(self, r: RecognizerResult, lay: Layout) -> bool:
         text = lay.text
