@@ -284,7 +284,7 @@ def test_the_imports_litellm_auth_runs_per_request_resolve():
     from litellm.proxy.auth import user_api_key_auth as auth
 
     source = inspect.getsource(auth._seed_request_destinations)
-    modules = re.findall(r"^\s*from (litellm\.[\w.]+) import", source, re.M)
+    modules = re.findall(r"^\s*from (litellm\.[\w.]+) import", source, re.MULTILINE)
     assert modules, "LiteLLM no longer imports inside _seed_request_destinations: drop opentelemetry-sdk if unused"
     for module in modules:
         importlib.import_module(module)  # ModuleNotFoundError names the missing dependency
