@@ -208,6 +208,40 @@ def test_pasted_addresses_in_code_stay_candidates(redactor, code):
     assert "<EMAIL_1>" in redacted(redactor, code)
 
 
+@pytest.mark.parametrize("code", [
+    "x = 4111111111111111 + offset\n",  # a Luhn-valid integer constant is code, not a card
+    "total = 79927398713 * 4012888888881881\n",
+    "diff = 123-45-6789\n",  # arithmetic, not an SSN
+    "    + 5555555555554444*uk_1 - 378282246310005*uk_2\n",
+])
+def test_checksum_values_as_bare_code_tokens_pass(redactor, code):
+    assert redacted(redactor, f"```python\n{code}```") == f"```python\n{code}```"
+
+
+@pytest.mark.parametrize(("code", "placeholder"), [
+    ('CARD = "4111 1111 1111 1111"\n', "<CREDIT_CARD_1>"),
+    ("charge(card='5555555555554444')  # test card\n", "<CREDIT_CARD_1>"),
+    ('ssn = "536-22-8726"\n', "<SSN_1>"),
+    ("iban = 'DE89370400440532013000'\n", "<IBAN_1>"),
+])
+def test_checksum_values_in_code_literals_stay_candidates(redactor, code, placeholder):
+    assert placeholder in redacted(redactor, f"```python\n{code}```")
+
+
+@pytest.mark.parametrize("code", [
+    "@dispatch(AccumulationBounds, Expr)  # type:ignore\ndef f(Module, Request):\n    return 1\n",
+    "poly = (2*s1**3*s3 + s1**2*s2**2\n+ 1640*s1**4*s2*s3 - 850*s1**4*s2\n- 5123*s1**3*s3*s4**2)\n",
+    "CALLBACKS = [\n    Jane_Smith,\n    Request Handler,\n    5551234567,\n]\n",
+])
+def test_unfenced_code_lines_continued_or_commented_pass(redactor, code):
+    assert redacted(redactor, code) == code
+
+
+def test_a_closed_bracket_does_not_carry_code_into_the_prose_after_it(redactor):
+    out = redacted(redactor, "x = compute(1, 2)\n\nCall me at +1-962-819-8200 tomorrow.")
+    assert out.startswith("x = compute(1, 2)\n") and "<PHONE_1>" in out
+
+
 def test_introducer_regex_typo_is_rejected_at_load(tmp_path):
     raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
     raw["pii"]["name_introducers"]["confirm"].append("(?:ask|cc")

@@ -38,7 +38,10 @@ _CODE_LINE = re.compile(
 # block in a mail signature is prose).
 _INDENTED = re.compile(r"^(?:[ \t]{4,}|\t)\S")
 _CODE_SYMBOL = re.compile(r"[(){}\[\]=;:<>#@\\]|\w\.\w|^\s*(?:\"\"\"|\'\'\')")
-_SYMBOLS = re.compile(r"[{}\[\];=<>|&^~]|\w\(|->|::|\)\.|\w\.\w+\(")
+_SYMBOLS = re.compile(r"[{}\[\];=<>|&^~]|\w\(|->|::|\)\.|\w\.\w+\(|\w\*\*?\w")  # ... tight a*b, x**2
+# A trailing comment (`@dispatch(A, B)  # type: ignore`) is set aside before the line patterns look.
+_TRAILING_COMMENT = re.compile(r"[ \t]+(?:#|//)[^\n]*$")
+_QUOTED = re.compile(r""""(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'""")
 # Multi-line literals/comments that belong to surrounding code: docstrings, /* */ blocks.
 _BLOCK = re.compile(r'(?s)("""|\'\'\')(?:\\.|(?!\1).)*(?:\1|\Z)|/\*.*?(?:\*/|\Z)')
 _LEX = re.compile(r'"""|\'\'\'|/\*|\*/|//|#|\\.|["\'`]|\n')
@@ -84,8 +87,10 @@ def _code_lines(text: str, masked: str) -> list[bool]:
         if not line.strip():
             code[i] = bool(text[s:e].strip())  # all of it fenced or inline code
         else:
-            code[i] = bool(_CODE_LINE.search(line)) or _symbol_dense(line) or bool(
+            head = _TRAILING_COMMENT.sub("", line)
+            code[i] = bool(_CODE_LINE.search(line) or _CODE_LINE.search(head)) or _symbol_dense(line) or bool(
                 _INDENTED.match(line) and (_CODE_SYMBOL.search(line) or _near_code(code, lines, masked, i - 1, -1)))
+    _continuations(code, [masked[s:e] for s, e in lines])
     starts = [s for s, _ in lines]
     # docstrings and block comments next to code (or opened after code on their first line)
     for m in _BLOCK.finditer(masked):
@@ -101,6 +106,21 @@ def _code_lines(text: str, masked: str) -> list[bool]:
                 and text[lines[i - 1][0] : lines[i - 1][1]].strip() and text[lines[i + 1][0] : lines[i + 1][1]].strip():
             code[i] = True
     return code
+
+
+def _continuations(code: list[bool], lines: list[str]) -> None:
+    """Lines inside a bracket a code line left open are code too (a multi-line call, list or
+    expression), up to the closing bracket or a blank line."""
+    depth = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            depth = 0
+            continue
+        if depth > 0:
+            code[i] = True
+        if code[i]:
+            bare = _TRAILING_COMMENT.sub("", _QUOTED.sub("", line))
+            depth = max(0, depth + sum(bare.count(c) for c in "([{") - sum(bare.count(c) for c in ")]}"))
 
 
 def _line_of(starts: list[int], pos: int) -> int:
@@ -177,6 +197,6 @@ def layout(text: str) -> Layout:
         blank(*m.span())
     masked = "".join(chars)
     for (s, e), is_code_line in zip(_line_spans(text), _code_lines(text, masked)):
-        if is_code_line:
+        if is_code_line and masked[s:e].strip():  # fenced/inline code is blanked already; fence lines are markup
             blank(s, e)
     return Layout(text, "".join(chars), bytes(_literals(text, code)))

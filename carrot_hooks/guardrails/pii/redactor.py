@@ -116,8 +116,11 @@ class PiiRedactor:
         return self.settings.entity_thresholds.get(entity, self.settings.score_threshold)
 
     def _keep_in_code(self, r: RecognizerResult, value: str, lay: Layout) -> bool:
-        """Inside code only checksum- or format-validated values: card (Luhn), IBAN, SSN, an email in a
-        literal, a comment or as an unquoted config value, unless its line publishes authorship."""
+        """Inside code only checksum- or format-validated values, and only as data: a card (Luhn), IBAN or
+        SSN in a string literal or comment (a bare number or name is code: a constant, not a card), an
+        email in a literal, a comment or as an unquoted config value, unless its line publishes authorship."""
+        if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end):
+            return False
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
         if r.entity_type == "US_SSN":
