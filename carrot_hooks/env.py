@@ -29,3 +29,17 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
     """`$name` as a float (`default` when unset or empty)."""
     return _number(name, default, float, minimum)
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """`$name` as a boolean: 1/true/yes/on or 0/false/no/off, any case (`default` when unset or empty)."""
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        return _BOOLS[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"environment variable {name}: expected one of {', '.join(_BOOLS)}, got {raw!r}") from None

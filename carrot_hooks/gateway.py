@@ -11,7 +11,6 @@
 # dataclasses cannot resolve postponed annotations.
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Collection
@@ -34,6 +33,7 @@ from .endpoints import (
     refuse_unchecked,
     system_texts,
 )
+from .env import env_bool
 from .errors import GatewayError, http_status
 from .guardrails import egress
 from .guardrails.engines import shared_engines
@@ -153,7 +153,7 @@ class CarrotGateway(CustomLogger):
         compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()))
         self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
                        ("cache_key", self._cache_key))
-        if os.environ.get("CARROT_RAG_WARM", "1") == "1":  # load the embedding model off the request path
+        if env_bool("CARROT_RAG_WARM", True):  # load the embedding model off the request path
             threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
     def _decide(self, policy: RoutingPolicy, data: dict, call_type: str, headers: dict[str, str],

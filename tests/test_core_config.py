@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from carrot_hooks.config import ConfigError, Watched, load_model
+from carrot_hooks.env import env_bool, env_float, env_int
 from carrot_hooks.errors import GatewayError
+from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.headers import parse_context_refs, parse_headers
 from carrot_hooks.prompts import PackStore, load_pack
 from carrot_hooks.routing import Route, RoutingPolicy, _matches, route, tools_verdict
@@ -207,3 +209,69 @@ NOT_AUX = [
 def test_auxiliary_calls_are_recognised(system, user, expect):
     policy = load_model(POLICY, RoutingPolicy)
     assert policy.auxiliary_call([system] if system else [], user) == expect
+
+
+GUARDRAILS = ROOT / "policy" / "guardrails.yaml"
+
+
+def pii_edit(mutate) -> dict:
+    doc = yaml.safe_load(GUARDRAILS.read_text())
+    mutate(doc["pii"])
+    return doc
+
+
+@pytest.mark.parametrize("mutate,key,value", [
+    (lambda p: p["pattern_entities"].update(EMAIL="EMAIL"), "pattern_entities", "'EMAIL'"),
+    (lambda p: p["ner_entities"].update(PERSONS="PERSON"), "ner_entities", "'PERSONS'"),
+    (lambda p: p["entity_thresholds"].update(PHONE=0.4), "entity_thresholds", "'PHONE'"),
+    (lambda p: p["ip_allow_networks"].append("10.0.0.300/8"), "ip_allow_networks", "'10.0.0.300/8'"),
+    (lambda p: p["ip_allow_networks"].append("10.0.0.1/8"), "ip_allow_networks", "'10.0.0.1/8'"),  # host bits set
+    (lambda p: p["spacy_models"].insert(0, "en_core_web_smm"), "spacy_models", "'en_core_web_smm'"),
+    (lambda p: p["custom_recognizers"].append({"entity": "DE_TAX_ID", "patterns": [r"\b\d{11}\b"]}),
+     "custom_recognizers.4", "'DE_TAX_ID'"),
+])
+def test_pii_settings_are_checked_at_load_naming_file_key_and_value(tmp_path, mutate, key, value):
+    path = tmp_path / "guardrails.yaml"
+    path.write_text(yaml.safe_dump(pii_edit(mutate), sort_keys=False))
+    with pytest.raises(ConfigError) as e:
+        load_model(path, GuardrailPolicy)
+    msg = str(e.value)
+    assert str(path) in msg and key in msg and value in msg, msg
+
+
+def test_pii_settings_accept_a_spacy_pipeline_that_is_not_installed(tmp_path):
+    """The documented fallback: a published pipeline name that is not installed means patterns only."""
+    path = tmp_path / "guardrails.yaml"
+    path.write_text(yaml.safe_dump(pii_edit(lambda p: p.update(spacy_models=["de_core_news_lg"])), sort_keys=False))
+    assert load_model(path, GuardrailPolicy).pii.spacy_models == ("de_core_news_lg",)
+
+
+def test_bad_pii_edit_keeps_the_last_valid_guardrail_policy(tmp_path):
+    path = tmp_path / "guardrails.yaml"
+    path.write_text(GUARDRAILS.read_text())
+    w = Watched(path, GuardrailPolicy, interval=0)
+    first = w.get()
+    path.write_text(yaml.safe_dump(pii_edit(lambda p: p["pattern_entities"].update(EMAIL="EMAIL")), sort_keys=False))
+    assert w.get() is first
+    path.write_text(yaml.safe_dump(pii_edit(lambda p: p["entity_thresholds"].update(PERSON=0.7)), sort_keys=False))
+    assert w.get().pii.entity_thresholds["PERSON"] == 0.7
+
+
+@pytest.mark.parametrize("read,raw", [
+    (lambda: env_int("CARROT_TEST_VALUE", 1), "ten"),
+    (lambda: env_int("CARROT_TEST_VALUE", 1, minimum=1), "0"),
+    (lambda: env_float("CARROT_TEST_VALUE", 0.25), "0,25"),
+    (lambda: env_bool("CARROT_TEST_VALUE", True), "enabled"),
+])
+def test_bad_environment_value_names_the_variable_and_value(monkeypatch, read, raw):
+    monkeypatch.setenv("CARROT_TEST_VALUE", raw)
+    with pytest.raises(ConfigError) as e:
+        read()
+    assert "CARROT_TEST_VALUE" in str(e.value) and repr(raw) in str(e.value)
+
+
+@pytest.mark.parametrize("raw,expect", [("", True), ("1", True), ("True", True), ("on", True), ("0", False),
+                                        ("no", False), ("FALSE", False)])
+def test_environment_booleans(monkeypatch, raw, expect):
+    monkeypatch.setenv("CARROT_TEST_VALUE", raw)
+    assert env_bool("CARROT_TEST_VALUE", True) is expect

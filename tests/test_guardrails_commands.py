@@ -21,9 +21,12 @@ POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
 POLICY = load_model(POLICY_FILE, GuardrailPolicy)
 SCANNER = OutputScanner(POLICY).commands
 DATA = ROOT / "bench" / "data"
-# The sets the rules were tuned on (commands_by_class_heldout.jsonl is the held-out one: bench/guardrails.py
-# reports it, a test asserting on it would turn it into tuning data).
+# The sets the rules were tuned on, with recall asserted here. commands_by_class_heldout.jsonl was tuned on
+# too once heldout2 was written, but keeps one harmless row the policy flags by design (a cron job written to
+# /etc/cron.d); commands_by_class_heldout2.jsonl is the held-out one: bench/guardrails.py reports both, a test
+# asserting recall on the held-out set would turn it into tuning data.
 TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl")
+ALL_SETS = (*TUNED, "commands_by_class_heldout.jsonl", "commands_by_class_heldout2.jsonl")
 
 
 def rows(name: str) -> list[dict]:
@@ -31,7 +34,7 @@ def rows(name: str) -> list[dict]:
 
 
 def test_every_row_names_its_class_and_source():
-    for name in (*TUNED, "commands_by_class_heldout.jsonl"):
+    for name in ALL_SETS:
         for row in rows(name):
             assert row["label"] in ("harmful", "harmless") and row["class"] and row["command"], row
             assert "GTFOBins" in row["source"] or "ATT&CK" in row["source"] or row["class"] == "everyday", row
@@ -56,7 +59,7 @@ def test_recall_per_class_and_no_false_positive(name):
 def test_every_finding_holds_one_of_its_rule_keywords():
     """The stream holds text back from a rule keyword on; a match without one could leak unheld."""
     keywords = {r.id: r.keywords for r in POLICY.commands.rules}
-    for name in (*TUNED, "commands_by_class_heldout.jsonl"):
+    for name in ALL_SETS:
         for row in rows(name):
             text = row["command"]
             for f in SCANNER.scan(text):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,7 @@ from ..context import RISKS, Risk
 from .rules import PatternRule, RuleAction, ValueFilter
 
 _ESCALATE = re.compile(r"^(?:review|reroute:[\w.@-]+)$")
+_SPACY_PIPELINE = re.compile(r"[a-z]{2,3}_(?:core|dep|ent|sent)_(?:web|news|wiki|ud)_(?:sm|md|lg|trf)")
 
 
 class TaskAllowlist(_Strict):
@@ -100,6 +103,53 @@ class PiiSettings(_Strict):
             if not re.fullmatch(r"[A-Z][A-Z_]*", label):
                 raise ValueError(f"placeholder label for {entity} must be UPPER_CASE, got {label!r}")
         return value
+
+    @field_validator("ip_allow_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net)  # strict, as the redactor parses it: no host bits set
+            except ValueError as e:
+                raise ValueError(f"{net!r} is not an IP network: {e}") from None
+        return value
+
+    @field_validator("spacy_models")
+    @classmethod
+    def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:  # none installed is allowed (patterns only); a name spaCy never published is a typo
+            if not _SPACY_PIPELINE.fullmatch(name) and not (name.isidentifier() and importlib.util.find_spec(name)):
+                raise ValueError(f"{name!r} is neither an installed spaCy pipeline nor a spaCy pipeline name "
+                                 "(<lang>_core_web_sm, ..._md, ..._lg, ..._trf)")
+        return value
+
+    @model_validator(mode="after")
+    def _entities_known(self) -> PiiSettings:
+        # imported here, when the policy loads: the recognizers module imports this one
+        from presidio_analyzer.nlp_engine import NerModelConfiguration
+
+        from .pii.recognizers import BUILTIN_ENTITIES
+
+        custom = {c.entity for c in self.custom_recognizers}
+        known = {
+            "pattern_entities": BUILTIN_ENTITIES | custom,
+            "ner_entities": set(NerModelConfiguration().model_to_presidio_entity_mapping.values()) | custom,
+        }
+        for key, allowed in known.items():
+            unknown = sorted(set(getattr(self, key)) - allowed)
+            if unknown:
+                raise ValueError(f"{key}: unknown entity {', '.join(map(repr, unknown))}; "
+                                 f"known: {', '.join(sorted(allowed))}")
+        labelled = {*self.pattern_entities, *self.ner_entities}
+        unknown = sorted(set(self.entity_thresholds) - labelled)
+        if unknown:
+            raise ValueError(f"entity_thresholds: {', '.join(map(repr, unknown))} is in neither pattern_entities "
+                             f"nor ner_entities")
+        for i, c in enumerate(self.custom_recognizers):
+            if c.entity not in labelled:
+                raise ValueError(f"custom_recognizers.{i}: entity {c.entity!r} has no placeholder label "
+                                 "(add it to pattern_entities or ner_entities)")
+        return self
 
 
 class RiskSettings(_Strict):

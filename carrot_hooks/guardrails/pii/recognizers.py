@@ -124,6 +124,7 @@ _BUILTIN = {
     "US_SSN": UsSsnRecognizer,
     "IP_ADDRESS": WindowedIpRecognizer,
 }
+BUILTIN_ENTITIES = frozenset(_BUILTIN)  # what `pii.pattern_entities` may name besides YAML recognizers
 
 
 def registry(settings: PiiSettings) -> RecognizerRegistry:
