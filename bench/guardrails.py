@@ -91,7 +91,12 @@ COMMAND_SETS = (  # (label, file, class field): our own per-class sets, then the
     ("tuned (held-out until its first run: 140/143)", ROOT / "bench" / "data" / "commands_by_class_markdown.jsonl", "class"),
     ("tuned (held-out until the session that wrote heldout2: 68/75)", ROOT / "bench" / "data" / "commands_by_class_heldout.jsonl",
      "class"),
-    ("held-out (first run: 134/139, 0 FP in 70 harmless)", ROOT / "bench" / "data" / "commands_by_class_heldout2.jsonl", "class"),
+    ("tuned (held-out until its first run: 134/139, 0 FP in 70 harmless)", ROOT / "bench" / "data" / "commands_by_class_heldout2.jsonl",
+     "class"),
+    ("tuned (held-out until its first run: 84/104, 1 FP in 45 harmless)", ROOT / "bench" / "data" / "commands_by_class_heldout3.jsonl",
+     "class"),
+    ("held-out (written before its first run: 90/104, 1 FP in 50 harmless)", ROOT / "bench" / "data" / "commands_by_class_heldout4.jsonl",
+     "class"),
     ("external, families of its misses looked at", None, "category"),
 )
 

@@ -21,12 +21,12 @@ POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
 POLICY = load_model(POLICY_FILE, GuardrailPolicy)
 SCANNER = OutputScanner(POLICY).commands
 DATA = ROOT / "bench" / "data"
-# The sets the rules were tuned on, with recall asserted here. commands_by_class_heldout.jsonl was tuned on
-# too once heldout2 was written, but keeps one harmless row the policy flags by design (a cron job written to
-# /etc/cron.d); commands_by_class_heldout2.jsonl is the held-out one: bench/guardrails.py reports both, a test
-# asserting recall on the held-out set would turn it into tuning data.
-TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl")
-ALL_SETS = (*TUNED, "commands_by_class_heldout.jsonl", "commands_by_class_heldout2.jsonl")
+# The sets the rules were tuned on, with recall asserted here. commands_by_class_heldout.jsonl and ..._heldout3.jsonl
+# were tuned on too, but each keeps one harmless row the policy flags by design (a cron job written to /etc/cron.d,
+# a public key appended to authorized_keys); commands_by_class_heldout4.jsonl is the held-out one: bench/guardrails.py
+# reports it, a test asserting recall on it would turn it into tuning data.
+TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl", "commands_by_class_heldout2.jsonl")
+ALL_SETS = (*TUNED, *(f"commands_by_class_heldout{n}.jsonl" for n in ("", "3", "4")))
 
 
 def rows(name: str) -> list[dict]:
