@@ -228,7 +228,7 @@ def pii_edit(mutate) -> dict:
     (lambda p: p["ip_allow_networks"].append("10.0.0.1/8"), "ip_allow_networks", "'10.0.0.1/8'"),  # host bits set
     (lambda p: p["spacy_models"].insert(0, "en_core_web_smm"), "spacy_models", "'en_core_web_smm'"),
     (lambda p: p["custom_recognizers"].append({"entity": "DE_TAX_ID", "patterns": [r"\b\d{11}\b"]}),
-     "custom_recognizers.4", "'DE_TAX_ID'"),
+     "custom_recognizers.", "'DE_TAX_ID'"),
 ])
 def test_pii_settings_are_checked_at_load_naming_file_key_and_value(tmp_path, mutate, key, value):
     path = tmp_path / "guardrails.yaml"
