@@ -227,6 +227,7 @@ def pii_edit(mutate) -> dict:
     (lambda p: p["ip_allow_networks"].append("10.0.0.300/8"), "ip_allow_networks", "'10.0.0.300/8'"),
     (lambda p: p["ip_allow_networks"].append("10.0.0.1/8"), "ip_allow_networks", "'10.0.0.1/8'"),  # host bits set
     (lambda p: p["spacy_models"].insert(0, "en_core_web_smm"), "spacy_models", "'en_core_web_smm'"),
+    (lambda p: p["spacy_models"].insert(0, "yaml"), "spacy_models", "'yaml'"),  # installed, but no spaCy pipeline
     (lambda p: p["custom_recognizers"].append({"entity": "DE_TAX_ID", "patterns": [r"\b\d{11}\b"]}),
      "custom_recognizers.", "'DE_TAX_ID'"),
 ])

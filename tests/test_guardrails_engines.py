@@ -237,26 +237,28 @@ def until(pred, tries: int = 50):
     return False
 
 
-def test_pii_engine_that_raises_fails_closed_for_med_and_high_risk(proxy, fake_upstream, marker):
-    """An engine that cannot be built (an allow-listed network it cannot parse): every request's PII step raises."""
+def test_pii_edit_the_engine_cannot_use_is_rejected_and_the_last_valid_policy_serves(proxy, fake_upstream, marker):
+    """An allow-listed network that does not parse used to make every request's PII step raise; it is now rejected
+    when the policy loads (file, key and value in the log) and the last valid policy keeps serving. (Fail-closed on
+    an engine failure: test_guardrails_e2e.py, an engine that times out.)"""
     path = proxy.policy_dir / "guardrails.yaml"
     original = path.read_text()
     raw = yaml.safe_load(original)
     raw["pii"]["ip_allow_networks"] = ["not-a-network"]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     try:
-        assert until(lambda: ask_at(proxy, f"{marker}-probe", "high").status_code == 503)
+        # each request makes the proxy look at the file; the rejection is logged once it has
+        assert until(lambda: ask_at(proxy, f"{marker}-probe", "high").status_code == 200
+                     and "guardrails.yaml: pii.ip_allow_networks" in proxy.log())
+        assert "'not-a-network' is not an IP network" in proxy.log()
+        assert "last valid version stays in force" in proxy.log()
         for risk in ("med", "high"):
             r = ask_at(proxy, f"{marker}-{risk}", risk)
-            assert r.status_code == 503 and "pii-engine-failure" in r.json()["error"]["message"], r.text
-            assert fake_upstream.find(f"{marker}-{risk}") == []
-        r = ask_at(proxy, f"{marker}-low", "low")
-        assert r.status_code == 200 and "pii:flag" in r.headers["x-carrot-guardrails"], r.text
-        assert len(fake_upstream.find(f"{marker}-low")) == 1
-        assert "PII engine failed (ValueError) for a high-risk request" in proxy.log()
+            assert r.status_code == 200, r.text
+            assert len(fake_upstream.find(f"{marker}-{risk}")) == 1
+        assert "PII engine failed" not in proxy.log()
     finally:
         path.write_text(original)
-    assert until(lambda: ask_at(proxy, f"{marker}-after", "high").status_code == 200)
 
 
 def stream_through(f: StreamFilter, text: str, sizes: list[int]) -> list[str]:

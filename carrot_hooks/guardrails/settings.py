@@ -21,6 +21,12 @@ _ESCALATE = re.compile(r"^(?:review|reroute:[\w.@-]+)$")
 _SPACY_PIPELINE = re.compile(r"[a-z]{2,3}_(?:core|dep|ent|sent)_(?:web|news|wiki|ud)_(?:sm|md|lg|trf)")
 
 
+def _installed_pipeline(name: str) -> bool:
+    """`name` is an installed spaCy pipeline package (a module with spaCy's meta.json beside it)."""
+    spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    return bool(spec and spec.origin) and (Path(spec.origin).parent / "meta.json").is_file()
+
+
 class TaskAllowlist(_Strict):
     """Task types a caller may use: a global default, per-tenant overrides (key metadata wins)."""
 
@@ -118,7 +124,7 @@ class PiiSettings(_Strict):
     @classmethod
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:  # none installed is allowed (patterns only); a name spaCy never published is a typo
-            if not _SPACY_PIPELINE.fullmatch(name) and not (name.isidentifier() and importlib.util.find_spec(name)):
+            if not _SPACY_PIPELINE.fullmatch(name) and not _installed_pipeline(name):
                 raise ValueError(f"{name!r} is neither an installed spaCy pipeline nor a spaCy pipeline name "
                                  "(<lang>_core_web_sm, ..._md, ..._lg, ..._trf)")
         return value
