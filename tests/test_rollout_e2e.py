@@ -43,13 +43,13 @@ def set_canaries(proxy, canaries: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicas(start_proxy, redis_url, tmp_path_factory):
+def replicas(start_proxies, redis_url, tmp_path_factory):
     """Two proxies on one Redis, with tenant keys (one of them admin) and a pack chat@v2 next to the shipped ones."""
     prompts = tmp_path_factory.mktemp("prompts")
     shutil.copytree(ROOT / "prompts", prompts, dirs_exist_ok=True)
     (prompts / "chat@v2.md").write_text("You are the chat pack version two. PACK-V2-MARKER\n")
     env = {"REDIS_URL": redis_url, "CARROT_PROMPTS_DIR": str(prompts)}
-    procs = [start_proxy(env=env) for _ in range(2)]
+    procs = start_proxies(env, env)
     keys = [{"sha256": hashlib.sha256(key_of(t).encode()).hexdigest(), "tenant": t} for t in TENANTS]
     keys.append({"sha256": hashlib.sha256(key_of(ADMIN_TENANT).encode()).hexdigest(), "tenant": ADMIN_TENANT,
                  "metadata": {"carrot_admin": True}})

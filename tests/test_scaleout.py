@@ -30,6 +30,7 @@ PROBE_KEY = "DeepSeek-Coder-V2-Instruct:rpm:"
 @dataclass
 class Fleet:
     replicas: list[ProxyProcess]
+    without_redis: ProxyProcess  # same config and policy dir, no REDIS_URL: not part of the fleet
     policy: Path
     redis: services.RedisServer
     env: dict[str, str]
@@ -37,8 +38,9 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(start_proxy):
-    """Two proxies: same config (pins rpm-limited), same Redis, same policy dir (a shared ConfigMap)."""
+def fleet(start_proxies):
+    """Two proxies: same config (pins rpm-limited), same Redis, same policy dir (a shared ConfigMap); and a
+    third one like them but without REDIS_URL (started beside them: an empty REDIS_URL is unset)."""
     redis = services.start_private_redis("scaleout")
     tmp = Path(tempfile.mkdtemp(prefix="carrot-scaleout-"))
     shutil.copytree(ROOT / "policy", tmp / "policy")
@@ -51,9 +53,9 @@ def fleet(start_proxy):
     # LiteLLM's breaker retries a Redis that came back after this many seconds (default 60)
     env = {"REDIS_URL": redis.url, "CARROT_POLICY_DIR": str(tmp / "policy"), "REDIS_SOCKET_TIMEOUT": "0.25",
            "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2"}
-    pair = [start_proxy(env=env, config=tmp / "litellm_config.yaml") for _ in range(2)]
-    yield Fleet(pair, tmp / "policy", redis, env, tmp / "litellm_config.yaml")
-    for p in pair:
+    *pair, alone = start_proxies(env, env, {**env, "REDIS_URL": ""}, config=tmp / "litellm_config.yaml")
+    yield Fleet(pair, alone, tmp / "policy", redis, env, tmp / "litellm_config.yaml")
+    for p in (*pair, alone):
         p.stop()
     redis.cleanup()
 
@@ -175,12 +177,8 @@ def test_replica_started_while_redis_down_joins_the_shared_limit(fleet, start_pr
         b.stop()
 
 
-def test_without_redis_url_a_replica_starts_and_counts_in_memory(fleet, start_proxy, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)  # the proxy inherits the test environment
-    p = start_proxy(env={k: v for k, v in fleet.env.items() if k != "REDIS_URL"}, config=fleet.config)
-    try:
-        fresh_window(15)
-        assert [status(p, PIN) for _ in range(RPM + 1)] == [200] * RPM + [429]
-        assert "result cache: in-memory" in p.log()
-    finally:
-        p.stop()
+def test_without_redis_url_a_replica_starts_and_counts_in_memory(fleet):
+    p = fleet.without_redis
+    fresh_window(15)
+    assert [status(p, PIN) for _ in range(RPM + 1)] == [200] * RPM + [429]
+    assert "result cache: in-memory" in p.log()
