@@ -108,8 +108,9 @@ def _break_routing(chaos) -> str:
 
 
 def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
-    """6 clients for ~20 s while Redis, the vector store and the routing file each break and recover."""
-    results: list[tuple[str, int | str, bool]] = []
+    """6 clients while Redis, the vector store and the routing file each break and recover; each state
+    lasts until every kind of request has been answered twice after it began."""
+    results: list[tuple[str, int | str, bool, float]] = []  # kind, status, complete, when the request was sent
     stop = threading.Event()
     kinds = ["editor", "refactor-stream", "rag-doc", "repeat", "fim"]
 
@@ -119,6 +120,7 @@ def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
             kind = kinds[(i + n) % len(kinds)]
             n += 1
             marker = f"load-{i}-{n}-{uuid.uuid4().hex[:6]}"
+            sent = time.monotonic()
             try:
                 if kind == "fim":  # streaming FIM is exercised in test_reliability_upstream
                     r = httpx.post(f"{chaos.base_url}/v1/completions", headers=chaos.headers(), timeout=30,
@@ -132,35 +134,47 @@ def test_all_faults_during_concurrent_traffic(chaos, fake_upstream, collection):
                 else:
                     r = ask(chaos, marker, "editor")
             except httpx.HTTPError as e:
-                results.append((kind, f"lost: {e!r}", False))
+                results.append((kind, f"lost: {e!r}", False, sent))
                 continue
-            results.append((kind, r.status_code, stream_complete(r) if kind == "refactor-stream" else True))
+            results.append((kind, r.status_code, stream_complete(r) if kind == "refactor-stream" else True, sent))
+
+    def traffic_through_it() -> None:
+        """Return once every kind of request sent from now on has been answered twice."""
+        since = time.monotonic()
+
+        def twice_each() -> bool:
+            answered = Counter(k for k, *_, sent in list(results) if sent >= since)
+            return all(answered[k] >= 2 for k in kinds)
+
+        assert wait_for(twice_each, timeout=180), Counter(k for k, *_ in results)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     try:
-        time.sleep(2)
+        traffic_through_it()
         chaos.redis.stop()
-        time.sleep(3)
+        traffic_through_it()
         chaos.redis.start()
-        time.sleep(2)
+        traffic_through_it()
+        seen = len(chaos.log())
         original = _break_routing(chaos)
-        time.sleep(3)
+        chaos.wait_log("rules.4.model", after=seen)
+        traffic_through_it()
         (chaos.policy_dir / "routing.yaml").write_text(original)
-        time.sleep(2)
+        traffic_through_it()
         chaos.store.stop()
-        time.sleep(3)
+        traffic_through_it()
         chaos.store.start()
-        time.sleep(3)
+        traffic_through_it()
     finally:
         stop.set()
         for t in threads:
             t.join(60)
-    statuses = Counter((k, s) for k, s, _ in results)
+    statuses = Counter((k, s) for k, s, *_ in results)
     assert len(results) > 50, statuses
-    assert all(s == 200 for _, s, _ in results), statuses
-    assert all(ok for *_, ok in results), [r for r in results if not r[2]][:5]
+    assert all(s == 200 for _, s, *_ in results), statuses
+    assert all(ok for _, _, ok, _ in results), [r for r in results if not r[2]][:5]
     assert "rules.4.model" in chaos.log() and str(chaos.policy_dir / "routing.yaml") in chaos.log()
     assert wait_for(lambda: ask(chaos, "after", "rag-doc", refs=collection).headers["x-carrot-rag"]
                     .startswith("injected:"), timeout=30, every=0.5)
@@ -177,14 +191,23 @@ BROKEN = {
 }
 
 
+def read_every_policy_file(chaos, collection) -> None:
+    """Requests that make the proxy look at each policy file: a rag-doc one, and one with a key that is not
+    the master key (only such keys read keys.yaml)."""
+    ask(chaos, f"probe-{uuid.uuid4().hex[:6]}", "rag-doc", refs=collection)
+    httpx.get(f"{chaos.base_url}/v1/models", headers={"Authorization": "Bearer sk-no-such-tenant"}, timeout=60)
+
+
 @pytest.mark.parametrize("policy", ["routing.yaml", "guardrails.yaml", "rag.yaml", "keys.yaml"])
 @pytest.mark.parametrize("how", sorted(BROKEN))
 def test_broken_policy_file_keeps_last_valid_version(chaos, fake_upstream, collection, policy, how):
     path = chaos.policy_dir / policy
     original = path.read_text()
+    read_every_policy_file(chaos, collection)  # the last valid versions, keys.yaml's included
+    seen = len(chaos.log())
     BROKEN[how](path)
-    try:
-        time.sleep(1.2)  # past the once-a-second re-read
+    try:  # the proxy logs every look at a changed file (rejected, unreadable or reloaded) naming it
+        chaos.wait_log(str(path), after=seen, probe=lambda: read_every_policy_file(chaos, collection))
         for task, stream in (("editor", False), ("rag-doc", True), ("chat", False)):
             r = ask(chaos, f"broken-{policy}-{how}-{uuid.uuid4().hex[:6]}", task, stream=stream, refs=collection
                     if task == "rag-doc" else None)
