@@ -72,9 +72,18 @@ def store_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def rag_proxy(start_proxy, redis_url, store_env) -> ProxyProcess:
-    """The gateway with a vector store, shared by the modules that retrieve through it."""
-    return start_proxy(env={"REDIS_URL": redis_url, **store_env}, startup_timeout=600)  # slow on a busy host
+def rag_proxies(start_proxies, redis_url, store_env) -> tuple[ProxyProcess, ProxyProcess]:
+    """The gateway with a vector store, and one whose store is down (nothing listens at its PGVECTOR_URL):
+    started side by side, shared by the modules that retrieve through them."""
+    dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
+    up, down = start_proxies({"REDIS_URL": redis_url, **store_env}, {"REDIS_URL": redis_url, "PGVECTOR_URL": dead},
+                             startup_timeout=600)  # slow on a busy host
+    return up, down
+
+
+@pytest.fixture(scope="session")
+def rag_proxy(rag_proxies) -> ProxyProcess:
+    return rag_proxies[0]
 
 
 def make_client(p: ProxyProcess, **kw) -> openai.OpenAI:

@@ -9,15 +9,7 @@ import uuid
 import pytest
 
 from carrot_hooks.prompts import load_pack
-from tests.test_rag_e2e import (  # noqa: F401
-    ROOT,
-    ask,
-    context_block,
-    drop_index,
-    rag_proxy,
-    run_cli,
-    store_env,
-)
+from tests.test_rag_e2e import ROOT, ask, context_block, drop_index, run_cli
 
 DOC = """# Access requests
 
@@ -30,7 +22,7 @@ Description: the approver checks the ticket, the team and the expiry date before
 
 
 @pytest.fixture(scope="module")
-def access_docs(tmp_path_factory, store_env):  # noqa: F811 - the imported module fixture
+def access_docs(tmp_path_factory, store_env):
     folder = tmp_path_factory.mktemp("access-docs")
     (folder / "access.md").write_text(DOC)
     name = f"e2e-access-{uuid.uuid4().hex[:8]}"
@@ -40,7 +32,7 @@ def access_docs(tmp_path_factory, store_env):  # noqa: F811 - the imported modul
     drop_index(store_env, "docs", name)
 
 
-def test_retrieved_context_travels_verbatim_while_the_callers_pii_is_redacted(rag_proxy, fake_upstream, marker,  # noqa: F811
+def test_retrieved_context_travels_verbatim_while_the_callers_pii_is_redacted(rag_proxy, fake_upstream, marker,
                                                                               access_docs):
     raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-doc",
                         "Who approves access to the build cluster? Reply to bob.stone@example.net", refs=access_docs)

@@ -44,11 +44,6 @@ def drop_index(store_env: dict[str, str], kind: str, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def store_env() -> dict[str, str]:
-    return {"PGVECTOR_URL": services.pgvector_url()}
-
-
-@pytest.fixture(scope="module")
 def code_repo(tmp_path_factory, store_env) -> dict:
     """The `backoff` package's real source as a git checkout, indexed under a fresh repo name."""
     repo = tmp_path_factory.mktemp("repo")
@@ -79,11 +74,6 @@ def doc_collection(tmp_path_factory, store_env) -> dict:
     assert out.returncode == 0, out.stderr
     yield {"path": folder, "name": name}
     drop_index(store_env, "docs", name)
-
-
-@pytest.fixture(scope="module")
-def rag_proxy(start_proxy, redis_url, store_env):
-    return start_proxy(env={"REDIS_URL": redis_url, **store_env}, startup_timeout=600)  # slow on a busy host
 
 
 def def_lines(path: Path, name: str) -> tuple[int, int]:
@@ -174,9 +164,8 @@ def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, f
         assert " ".join(line.split()) in flat
 
 
-def test_store_down_still_serves_without_context(start_proxy, redis_url, fake_upstream, marker):
-    dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
-    proxy = start_proxy(env={"REDIS_URL": redis_url, "PGVECTOR_URL": dead}, startup_timeout=600)
+def test_store_down_still_serves_without_context(rag_proxies, fake_upstream, marker):
+    proxy = rag_proxies[1]
     raw, messages = ask(proxy, fake_upstream, marker, "rag-code", "How is the delay computed?", refs="any-repo")
     assert raw.headers["x-carrot-rag"] == "unavailable"
     assert raw.parse().choices[0].message.content
