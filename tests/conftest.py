@@ -65,6 +65,20 @@ def proxy(start_proxy, redis_url) -> ProxyProcess:
     return start_proxy(env={"REDIS_URL": redis_url})
 
 
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens
+
+
+@pytest.fixture(scope="session")
+def unreachable_proxies(start_proxies) -> dict[str, ProxyProcess]:
+    """Gateways whose upstreams at `DEAD` refuse connections, started side by side (each its own: the tests
+    count outages per proxy): "all" (Ollama, its FIM URL `DEAD/v1fim` and vLLM), "ollama-vllm" (Ollama and
+    vLLM, the `make run` variables), "ollama" (Ollama only; vLLM, the fallback, answers)."""
+    envs = {"all": {"OLLAMA_URL": DEAD, "OLLAMA_V1_URL": f"{DEAD}/v1fim", "VLLM_URL": f"{DEAD}/v1"},
+            "ollama-vllm": {"OLLAMA_URL": DEAD, "VLLM_URL": f"{DEAD}/v1"},
+            "ollama": {"OLLAMA_URL": DEAD, "OLLAMA_V1_URL": f"{DEAD}/v1"}}
+    return dict(zip(envs, start_proxies(*envs.values(), startup_timeout=600), strict=True))
+
+
 @pytest.fixture(scope="session")
 def store_env() -> dict[str, str]:
     """The environment naming the real pgvector store (`PGVECTOR_URL`)."""

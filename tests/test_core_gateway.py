@@ -11,6 +11,7 @@ import yaml
 
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.serve import ROOT
+from tests.conftest import DEAD
 from tests.services import wait_for
 
 PACKS = {
@@ -340,9 +341,8 @@ def test_invalid_routing_edit_keeps_last_valid_rules(proxy, client, marker):
         _restore_routing(proxy, client, marker, original)
 
 
-def test_unreachable_upstream_is_502_naming_url(start_proxy, marker):
-    dead = "http://127.0.0.1:9"  # discard port: nothing listens
-    p = start_proxy(env={"OLLAMA_URL": dead, "OLLAMA_V1_URL": f"{dead}/v1fim", "VLLM_URL": f"{dead}/v1"})
+def test_unreachable_upstream_is_502_naming_url(unreachable_proxies, marker):
+    dead, p = DEAD, unreachable_proxies["all"]
     r = post(p, "/v1/chat/completions", json.dumps({"model": "x", "messages": [{"role": "user", "content": marker}]}))
     assert r.status_code == 502, r.text
     assert dead in r.json()["error"]["message"]

@@ -8,7 +8,8 @@ import httpx
 
 from carrot_hooks.outages import Outages, unreachable_upstreams
 from carrot_hooks.serve import QUIET, _environment, build_env
-from tests.services import free_port, wait_for
+from tests.conftest import DEAD
+from tests.services import wait_for
 
 
 def test_ollama_v1_url_follows_ollama_url_unless_set():
@@ -48,9 +49,8 @@ def test_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
     assert unreachable_upstreams(TimeoutError("Request timed out")) == []
 
 
-def test_unreachable_upstream_is_one_line_and_a_counter_not_a_traceback_per_request(start_proxy):
-    dead = f"127.0.0.1:{free_port()}"
-    proxy = start_proxy(env={"OLLAMA_URL": f"http://{dead}", "VLLM_URL": f"http://{dead}/v1"}, startup_timeout=600)
+def test_unreachable_upstream_is_one_line_and_a_counter_not_a_traceback_per_request(unreachable_proxies):
+    dead, proxy = DEAD.removeprefix("http://"), unreachable_proxies["ollama-vllm"]
     for _ in range(3):
         r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(), timeout=120,
                        json={"model": "ds-coder-v2", "messages": [{"role": "user", "content": "hi"}]})

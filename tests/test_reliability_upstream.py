@@ -11,12 +11,11 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_client
+from tests.conftest import DEAD, make_client
 from tests.fake_upstream import Reply
 from tests.reliability_support import chaos_proxy
 from tests.services import wait_for
 
-DEAD = "http://127.0.0.1:9"  # discard port: nothing listens
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
 VLLM = "deepseek-ai/DeepSeek-Coder-V2-Instruct"
 
@@ -32,9 +31,9 @@ def ask(p, marker, task, stream=False, timeout=60.0):
 
 
 @pytest.fixture(scope="module")
-def ollama_down(start_proxy, fake_upstream):
+def ollama_down(unreachable_proxies):
     """A gateway whose Ollama refuses connections while vLLM (the fallback) answers."""
-    return start_proxy(env={"OLLAMA_URL": DEAD, "OLLAMA_V1_URL": f"{DEAD}/v1"})
+    return unreachable_proxies["ollama"]
 
 
 @pytest.fixture(scope="module")
