@@ -34,7 +34,7 @@ CODE = inspect.getsource(argparse)
 
 
 def prompt_2k() -> str:
-    from carrot_hooks.tokens import count_tokens
+    from carrot_hooks.litellm_compat import count_tokens
 
     text = ""
     while count_tokens(text) < 2000:

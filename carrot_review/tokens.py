@@ -1,6 +1,7 @@
 """Token counts for packing diffs under a budget, without requiring the gateway's dependencies.
 
-With the gateway installed, the exact offline cl100k count (its BPE file ships in LiteLLM's wheel);
+With the gateway installed, the exact offline cl100k count (its BPE file ships in LiteLLM's wheel; read
+through the gateway's LiteLLM seam);
 with only `carrot-coder-gateway[review]`, an estimate of one token per 3 characters, which
 over-counts code (about 4 characters per token), so chunks stay under the budget. tiktoken alone
 would download its BPE file at first use, hence no third option.
@@ -21,6 +22,6 @@ def counter() -> Callable[[str], int]:
     """The best token counter this installation has."""
     if importlib.util.find_spec("litellm") is None:
         return estimate
-    from carrot_hooks.tokens import count_tokens
+    from carrot_hooks.litellm_compat import count_tokens
 
     return count_tokens
