@@ -123,7 +123,10 @@ class _DirectOnnx:
         encoded = self.tokenizer.encode_batch(list(texts))  # parallel in Rust
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        run = lambda batch: self._run([encoded[i] for i in batch])  # noqa: E731
+
+        def run(batch: list[int]) -> np.ndarray:
+            return self._run([encoded[i] for i in batch])
+
         if self.workers > 1 and len(batches) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rag-onnx")

@@ -13,17 +13,20 @@ from .chunk import Chunk
 from .code_chunker import chunk_code
 from .doc_chunker import DOC_EXTENSIONS, chunk_doc, count_tokens
 from .embedding import Embedder
-from .files import SourceFile, content_kind, git_head, is_indexable_text, list_files
+from .files import (
+    IndexerError,
+    SourceFile,
+    content_kind,
+    git_head,
+    is_indexable_text,
+    list_files,
+)
 from .settings import EmbeddingSettings
 from .store import Store
 from .text import search_text, windows
 
 FILES_PER_BATCH = 48
 LABEL_REPEAT = 3  # full-text field weight of path, symbol and heading (repeated terms)
-
-
-class IndexerError(RuntimeError):
-    """Bad input to the indexer (missing path, nothing to index); the message names it."""
 
 
 @dataclass(frozen=True)
