@@ -66,7 +66,7 @@ class EmbeddingSpec:
     model: str = "BAAI/bge-small-en-v1.5"
     models_dir: Path = Path(".state/models")
     allow_download: bool = False
-    threads: int | None = None
+    threads: int | None = None  # model runs in parallel, one ONNX thread each; None = one per core
     max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
