@@ -193,7 +193,8 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, None))
         return
     k = settings.retrieval.top_k
-    queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=ctx.task_type == "tests") for t in targets]
+    about_tests = True if ctx.task_type == "tests" else None  # else decided from the message (policy pattern)
+    queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=about_tests) for t in targets]
     t0 = time.perf_counter()
     try:
         per_repo = await asyncio.to_thread(lambda: [eng.search(q) for q in queries])

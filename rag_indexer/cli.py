@@ -11,7 +11,7 @@ from pathlib import Path
 from carrot_common.config import ConfigError
 
 from .embedding import Embedder, EmbeddingError, setup_offline_model
-from .indexer import IndexerError, index_tree
+from .files import IndexerError
 from .retrieve import MODES, Query, Retriever, as_dict
 from .settings import embedding_spec, load_settings, state_dir, store_url
 from .store import Store, StoreError
@@ -93,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _index(args, store, embedder, settings, name):
     from tqdm import tqdm
+
+    from .indexer import index_tree  # chunkers and tree-sitter: not loaded for queries
 
     bar = tqdm(unit="file", disable=args.no_progress or None, desc=f"indexing {name}")
     try:

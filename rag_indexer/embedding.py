@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,13 +66,18 @@ class EmbeddingSpec:
     model: str = "BAAI/bge-small-en-v1.5"
     models_dir: Path = Path(".state/models")
     allow_download: bool = False
-    threads: int | None = None
+    threads: int | None = None  # model runs in parallel, one ONNX thread each; None = one per core
     max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
 class _DirectOnnx:
-    """The query path without importing fastembed (a second of imports): onnxruntime + tokenizers with the
-    tokenizer, model file and pooling fastembed used, recorded in a bundle the first fastembed load wrote."""
+    """The model run without fastembed: onnxruntime + tokenizers with the tokenizer, model file and pooling
+    fastembed used, recorded in a bundle the first fastembed load wrote (same vectors; no second of imports).
+
+    Measured on 2 shared cores (bench/rag_latency.py --speed-only): one ONNX thread per session run with
+    spinning off, small batches of similar token length, and one run per core in parallel cost about half
+    the CPU per text of fastembed's defaults (all cores per run, spinning, batches of 32 by character length).
+    """
 
     def __init__(self, bundle: dict, threads: int | None, max_tokens: int | None):
         import onnxruntime as ort
@@ -78,34 +85,57 @@ class _DirectOnnx:
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            so.intra_op_num_threads = so.inter_op_num_threads = threads
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
         self.session = ort.InferenceSession(bundle["onnx"], providers=["CPUExecutionProvider"], sess_options=so)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_str(bundle["tokenizer"])
+        self.tokenizer.no_padding()  # batches are padded to their own longest text below
         if max_tokens:
             self.tokenizer.enable_truncation(max_length=max_tokens)
         self.pooling = bundle["pooling"]
+        self.workers = threads or len(os.sched_getaffinity(0))
+        self._pool: ThreadPoolExecutor | None = None
 
-    def embed(self, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[i : i + batch_size]))
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feed = {"input_ids": ids}
-            if "attention_mask" in self.inputs:
-                feed["attention_mask"] = mask
-            if "token_type_ids" in self.inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self.session.run(None, feed)[0]
-            if self.pooling == "mean":
-                pooled = np.sum(hidden, axis=1, where=mask[:, :, None].astype(bool), dtype=np.float64)
-                pooled = pooled / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-            else:  # "cls"
-                pooled = hidden[:, 0] if hidden.ndim == 3 else hidden
-            norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            out.extend((pooled / norm).astype(np.float32))
+    def _run(self, encoded: list) -> np.ndarray:
+        width = max(len(e.ids) for e in encoded)
+        ids = np.zeros((len(encoded), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feed = {"input_ids": ids}
+        if "attention_mask" in self.inputs:
+            feed["attention_mask"] = mask
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feed)[0]
+        if self.pooling == "mean":
+            pooled = np.sum(hidden, axis=1, where=mask[:, :, None].astype(bool), dtype=np.float64)
+            pooled = pooled / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        else:  # "cls"
+            pooled = hidden[:, 0] if hidden.ndim == 3 else hidden
+        norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norm).astype(np.float32)
+
+    def embed(self, texts: Sequence[str], batch_size: int, dim: int) -> np.ndarray:
+        """Vectors in input order; texts are batched by token length, batches run one per core."""
+        encoded = self.tokenizer.encode_batch(list(texts))  # parallel in Rust
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+        def run(batch: list[int]) -> np.ndarray:
+            return self._run([encoded[i] for i in batch])
+
+        if self.workers > 1 and len(batches) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rag-onnx")
+            results = list(self._pool.map(run, batches))
+        else:
+            results = [run(b) for b in batches]
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for batch, vecs in zip(batches, results, strict=True):
+            out[batch] = vecs
         return out
 
 
@@ -118,7 +148,9 @@ class Embedder:
     """A warm embedding model; `model_id` and `dim` are what an index records.
 
     `fast=True` (queries) loads the model without fastembed when an earlier fastembed load recorded how
-    (same tokenizer, model file and pooling, so vectors match the index's); otherwise fastembed loads it.
+    (same tokenizer, model file and pooling, so vectors match the index's); otherwise fastembed resolves the
+    model and records that, and the texts are embedded the same direct way (fastembed's own `embed` only for a
+    model whose pooling cannot be recorded).
     """
 
     def __init__(self, spec: EmbeddingSpec, fast: bool = False):
@@ -131,10 +163,13 @@ class Embedder:
                 return
         self._direct = None
         self._load_fastembed(spec)
-        self._record_bundle(bundle)
+        data = self._record_bundle(bundle)
+        if data is not None:  # fastembed resolved the model and recorded how to run it; run it the faster way
+            self._direct = _DirectOnnx(data, spec.threads, spec.max_tokens)
+            del self._model
 
-    def _record_bundle(self, path: Path) -> None:
-        """Write how to load this model without fastembed (mean- or CLS-pooled ONNX models only)."""
+    def _record_bundle(self, path: Path) -> dict | None:
+        """Write (and return) how to load this model without fastembed (mean- or CLS-pooled ONNX models only)."""
         from fastembed.text.onnx_embedding import OnnxTextEmbedding
         from fastembed.text.pooled_normalized_embedding import PooledNormalizedEmbedding
 
@@ -143,7 +178,7 @@ class Embedder:
                    else "cls" if type(inner) is OnnxTextEmbedding else None)
         onnx = Path(getattr(inner, "_model_dir", "")) / getattr(inner.model_description, "model_file", "")
         if pooling is None or not onnx.is_file():
-            return
+            return None
         tok = inner.tokenizer
         current = tok.truncation
         tok.enable_truncation(max_length=self._window)  # record the model's own window; a query cut is set on load
@@ -152,9 +187,11 @@ class Embedder:
             tok.enable_truncation(**current)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"model_id": self.model_id, "dim": self.dim, "onnx": str(onnx.resolve()),
-                                   "pooling": pooling, "tokenizer": text}))
+        data = {"model_id": self.model_id, "dim": self.dim, "onnx": str(onnx.resolve()), "pooling": pooling,
+                "tokenizer": text}
+        tmp.write_text(json.dumps(data))
         tmp.replace(path)
+        return data
 
     def _load_fastembed(self, spec: EmbeddingSpec) -> None:
         from fastembed import TextEmbedding
@@ -189,14 +226,14 @@ class Embedder:
         if spec.max_tokens:
             tok.enable_truncation(max_length=spec.max_tokens)
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embed texts (sorted by length before batching, returned in input order)."""
+    def embed(self, texts: Sequence[str], batch_size: int = 4) -> np.ndarray:
+        """Embed texts (batched by length, returned in input order)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._direct:
+            return self._direct.embed(texts, batch_size, self.dim)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        ordered = [texts[i] for i in order]
-        vecs = (self._direct.embed(ordered, batch_size) if self._direct
-                else list(self._model.embed(ordered, batch_size=batch_size)))
+        vecs = list(self._model.embed([texts[i] for i in order], batch_size=batch_size))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for pos, i in enumerate(order):
             out[i] = vecs[pos]

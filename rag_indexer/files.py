@@ -8,6 +8,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+
+class IndexerError(RuntimeError):
+    """Bad input to the indexer (missing path, nothing to index); the message names it."""
+
+
 # node_modules and site-packages are whole dependency trees (often larger than the project): skipped;
 # smaller vendored copies (vendor/, third_party/, a sub-folder with its own licence) are indexed as `vendored`
 SKIP_DIRS = frozenset(

@@ -65,7 +65,8 @@ class Retriever:
         fk = self.cfg.file_kinds
         about_tests = q.about_tests
         if about_tests is None:
-            about_tests = bool(re.search(fk.tests_pattern, s.text)) or any(_TEST_PATH.search(p) for p in s.paths)
+            # a test file of this repository named (a reporter's own `test_x.py` is not one of them)
+            about_tests = bool(re.search(fk.tests_pattern, s.text)) or any(_TEST_PATH.search(p) for p in mentioned)
         tiers = fk.tests_tiers if about_tests else fk.tiers
         words = {w.lower() for w in re.findall(r"[\w.-]+", s.text)}
 

@@ -70,7 +70,7 @@ class FileKindSettings(_Strict):
     # ...when the question is about tests (task `tests`, a test file named, or `tests_pattern` matches)
     tests_tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
         "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "vendored": "named", "generated": "named"})
-    tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|file|case)s?|(?:the|our|its|failing|flaky) tests?"
+    tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|files|cases)|(?:the|our|its|failing|flaky) tests"
                           r"|tests? (?:for|of|in)|fixtures? (?:file|in|for))\b")
 
     _full_tiers = field_validator("tiers", "tests_tiers")(_full)

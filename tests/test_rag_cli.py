@@ -88,7 +88,7 @@ def test_incremental_reindex_skips_unchanged_replaces_changed_removes_deleted(tm
     code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")
     assert code == 0, err
     assert "2 files, 1 indexed, 1 unchanged, 1 deleted" in out
-    assert " chunks/s, " in out and " tokens/s)" in out and "(0/s)" not in out
+    assert " chunks/s, " in out and " tokens/s, " in out and " per CPU-s)" in out and "(0/s)" not in out
     code, out, err = cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")
     assert code == 0 and "0 indexed, 2 unchanged" in out and "(nothing to embed)" in out and "0/s" not in out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_indexer.embedding import OFFLINE_ID, Embedder, EmbeddingSpec
+from rag_indexer.embedding import OFFLINE_ID, OFFLINE_NAME, Embedder, EmbeddingSpec
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -125,9 +125,14 @@ def test_query_path_without_fastembed_gives_the_same_vectors(embedder, models_di
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
     fast = Embedder(spec, fast=True)
     assert fast._direct is not None and (fast.model_id, fast.dim) == (embedder.model_id, embedder.dim)
-    full = Embedder(spec)  # fastembed, same query cut
-    long = SENTENCES + [" ".join(["token"] * 100)]
-    assert np.allclose(fast.embed(long), full.embed(long), atol=1e-5)
+    from fastembed import TextEmbedding
+
+    full = TextEmbedding(OFFLINE_NAME, specific_model_path=str(models_dir / "all-MiniLM-L6-v2-int8"))
+    long = SENTENCES + [" ".join(["token"] * 300)]  # past the model's 256-token window
+    reference = np.array(list(full.embed(long)))  # fastembed itself, whole window: what indexing must give
+    assert np.allclose(embedder.embed(long), reference, atol=1e-5)
+    full.model.tokenizer.enable_truncation(max_length=32)  # ...and with the query cut
+    assert np.allclose(fast.embed(long), np.array(list(full.embed(long))), atol=1e-5)
     code = ("import sys; from rag_indexer.embedding import Embedder, EmbeddingSpec; "
             f"Embedder(EmbeddingSpec(models_dir={str(spec.models_dir)!r}), fast=True).embed(['x']); "
             "print('fastembed' in sys.modules)")

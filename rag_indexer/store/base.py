@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chunk import Chunk
-from .schema import SCHEMA, TRIGRAM_SCHEMA
+from .schema import SCHEMA, SCHEMA_VERSION, TRIGRAM_SCHEMA
 
 log = logging.getLogger("rag_indexer.store")
 
@@ -50,21 +50,28 @@ class Connection:
     def __init__(self, url: str, connect_timeout: float = 3.0):
         import psycopg
         from pgvector.psycopg import register_vector
+        from psycopg import sql
 
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
-            self.conn.execute(SCHEMA)
+            version, trigram_index = self.conn.execute(
+                "SELECT obj_description(to_regclass('rag_indexes'), 'pg_class'), "
+                "to_regclass('rag_terms_trgm') IS NOT NULL").fetchone()
+            if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
+                self.conn.execute(SCHEMA)
+                self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
             register_vector(self.conn)
             # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
             self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
-        try:
-            self.conn.execute(TRIGRAM_SCHEMA)
-            self.trigrams = True
-        except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
-            log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
-            self.trigrams = False
+        self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
+        if not self.trigrams:
+            try:
+                self.conn.execute(TRIGRAM_SCHEMA)
+                self.trigrams = True
+            except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
+                log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
         self._ef_search: int | None = None
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
 

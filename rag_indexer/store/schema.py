@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE IF NOT EXISTS rag_indexes (
@@ -51,6 +53,9 @@ TRIGRAM_SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS rag_terms_trgm ON rag_terms USING gin (lexeme gin_trgm_ops);
 """
+
+# recorded as rag_indexes' table comment: a connection runs the DDL above only when it differs
+SCHEMA_VERSION = "carrot-rag " + hashlib.sha256((SCHEMA + TRIGRAM_SCHEMA).encode()).hexdigest()[:16]
 
 
 def vec_table(dim: int) -> str:
