@@ -2,7 +2,9 @@
 # `make setup` / `make test-deps`: the venv, the project installed into it (editable, EXTRAS e.g.
 # "[test]"), and the offline embedding model; prints how long each phase took. Idempotent.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=${BASH_SOURCE[0]%/*}  # no dirname: the PATH may be bare (tests/test_firstrun_setup.py)
+[ "$here" != "${BASH_SOURCE[0]}" ] || here=.
+cd "$here/.."
 PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-}
