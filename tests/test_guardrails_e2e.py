@@ -29,7 +29,7 @@ def gh_token() -> str:
     return "ghp_" + "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(36))
 
 
-PERSON, EMAIL, PHONE = "Maria Gonzalez", "maria.gonzalez@example.org", "+1 415-555-0133"
+PERSON, EMAIL, PHONE = "Maria Gonzalez", "maria.gonzalez@gmail.com", "+1 415-555-0133"
 CODE = ('```python\nclass Info:\n    def load(self) -> String:\n        self.info = String(42)\n'
         '        version = "1.110.2"\n        retries, timeout_ms = 3, 5551234567\n'
         '        return self.info.get("127.0.0.1:8080")\n```')

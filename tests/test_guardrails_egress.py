@@ -62,7 +62,7 @@ def assert_nothing_left(fake, marker, *values):
 
 @STREAMS
 def test_external_upstream_gets_placeholders_and_low_risk_answer_gets_values(client, fake_upstream, marker, stream):
-    key, password, email = aws_key(), db_password(), "ops.lead@example.org"
+    key, password, email = aws_key(), db_password(), "ops.lead@acmecorp.io"
     fake_upstream.script(Reply(match=marker, chunk_chars=4, content="Rotate <SECRET_1> first; <SECRET_2> next."))
     raw, text = answer(client, agent_messages(marker, key, password, email), stream=stream)
     sent = assert_nothing_left(fake_upstream, marker, key, password, email)
@@ -107,7 +107,7 @@ def fallback_proxy(start_proxy, redis_url, tmp_path_factory):
 def test_fallback_from_internal_to_external_is_redacted_for_the_external_one(fallback_proxy, fake_upstream, marker):
     from tests.conftest import make_client
 
-    key, password, email = aws_key(), db_password(), "dba@example.org"
+    key, password, email = aws_key(), db_password(), "dba.oncall@acmecorp.io"
     fake_upstream.script(Reply(match=marker, status=500, content="internal down"),
                          Reply(match=marker, content="Fallback saw <SECRET_1>."))
     raw, text = answer(make_client(fallback_proxy), agent_messages(marker, key, password, email), stream=False,
