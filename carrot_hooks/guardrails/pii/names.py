@@ -216,8 +216,9 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
     (Grace, Mark) are left to NER there.
     """
     out = []
+    lines = _text_lines(prose)
     for confirm, pattern in ((False, intro.any), (True, intro.confirm)):
-        for m in pattern.finditer(prose) if pattern else ():
+        for m in (m for s, e in lines for m in pattern.finditer(prose, s, e)) if pattern else ():
             words = _words_after(prose, m.end(), technical)
             if confirm:
                 words = _unknown_words(prose, words, english)
@@ -228,10 +229,22 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
                 words = words[:keep]
             if words:
                 out.append((words[0][0], words[-1][1]))
-    for m in intro.confirm_after.finditer(prose) if intro.confirm_after else ():
+    for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
         words = _unknown_words(prose, _words_before(prose, m.start(), technical), english)
         if words:
             out.append((words[0][0], words[-1][1]))
+    return out
+
+
+def _text_lines(prose: str) -> list[tuple[int, int]]:
+    """(start, end) of each line of `prose` holding text, its newline included: the blanked code of a
+    coding prompt is long runs of spaces, where every position would be tried by every phrase."""
+    out, start = [], 0
+    for line in prose.split("\n"):
+        end = start + len(line) + 1
+        if line.strip():
+            out.append((start, min(end, len(prose))))
+        start = end
     return out
 
 
