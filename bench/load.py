@@ -75,6 +75,19 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) `pid` and its children have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def _children(pid: int) -> list[int]:
     try:
         kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -142,6 +155,8 @@ def profile_ms(out: Path, requests: int) -> Counter:
     ms = Counter()
     for line in out.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
+        if not n.isdigit():  # a frame name py-spy could not keep on one line
+            continue
         cost = int(n) * 1000 / SAMPLE_HZ / requests
         ms[""] += cost
         for frame in {_frame_name(f) for f in stack.split(";")[1:]}:
@@ -167,7 +182,7 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
         for _ in range(20):  # warm-up, not counted
             await one(http, p, *next(mix), gateway)
-        rss_before = rss_mb(p.proc.pid)
+        rss_before, cpu_before = rss_mb(p.proc.pid), cpu_s(p.proc.pid)
         stop_at = time.perf_counter() + duration
 
         async def client() -> None:
@@ -194,6 +209,7 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
     return {"sent": sent, "answered": sum(statuses.values()), "lost": lost, "statuses": dict(statuses),
             "non200": sum(n for s, n in statuses.items() if s != 200), "p50": q[49] * 1000, "p95": q[94] * 1000,
             "rps": len(lat) / wall, "rss_before": rss_before, "rss_after": rss_mb(p.proc.pid),
+            "cpu_ms": (cpu_s(p.proc.pid) - cpu_before) * 1000 / max(1, len(lat)),
             "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(by_task.items())}}
 
 
@@ -227,12 +243,12 @@ def main() -> int:
     print(f"{args.clients} clients x {args.duration:.0f} s per target, {args.workers} worker(s) each; mix: {len(TASKS)} task types chat + FIM, "
           "streaming and not, unique prompts")
     print(f"{'':15} {'sent':>6} {'answered':>8} {'lost':>5} {'non200':>6} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
-          f"{'p95/bare':>8} {'rps/bare':>8} {'RSS MB before→after':>20}")
+          f"{'p95/bare':>8} {'rps/bare':>8} {'CPU ms/req':>10} {'RSS MB before→after':>20}")
     ok = True
     for name, r in rows.items():
         print(f"{name:15} {r['sent']:6} {r['answered']:8} {r['lost']:5} {r['non200']:6} {r['p50']:8.1f} {r['p95']:8.1f} "
               f"{r['rps']:7.1f} {r['p95'] / base['p95']:7.2f}x {r['rps'] / base['rps']:7.2f}x "
-              f"{r['rss_before']:9.0f}→{r['rss_after']:.0f}")
+              f"{r['cpu_ms']:10.1f} {r['rss_before']:9.0f}→{r['rss_after']:.0f}")
         print(f"  statuses {name}: " + ", ".join(f"{s} x{n}" for s, n in sorted(r["statuses"].items())))
         if r["non200"] or r["lost"] or r["answered"] != r["sent"]:
             ok = False
