@@ -74,6 +74,34 @@ def test_malformed_content_is_400_naming_the_field(proxy, content):
     assert "messages[1].content" in r.json()["error"]["message"]
 
 
+CALL = {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "a.py"}'}}
+
+
+@pytest.mark.parametrize(("message", "field"), [
+    ({"role": "user", "content": "", "tool_calls": [CALL]}, "messages[1].tool_calls"),
+    ({"role": "assistant", "content": None, "tool_calls": CALL}, "messages[1].tool_calls"),
+    ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "", "arguments": "{}"}}]},
+     "messages[1].tool_calls[0].function"),
+    ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": ""}}]},
+     "messages[1].tool_calls[0].function.arguments"),
+    ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": {}}}]},
+     "messages[1].tool_calls[0].function.arguments"),
+], ids=["on-user", "not-a-list", "no-name", "empty-arguments", "arguments-object"])
+def test_malformed_tool_calls_are_400_naming_the_field(proxy, message, field):
+    """Routed to the Ollama deployment (carrot-editor), whose converter would fail on them upstream-side."""
+    body = {"model": "carrot-editor", "messages": [{"role": "user", "content": "hi"}, message]}
+    r = send(proxy, json.dumps(body).encode())
+    assert r.status_code == 400, r.text
+    assert f"'{field}'" in r.json()["error"]["message"]
+
+
+def test_a_well_formed_tool_call_history_is_served(proxy):
+    body = {"model": "carrot-editor", "messages": [
+        {"role": "user", "content": "open a.py"}, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "c1", "content": "print(1)"}, {"role": "user", "content": "explain it"}]}
+    assert send(proxy, json.dumps(body).encode()).status_code == 200
+
+
 @FUZZ
 @given(body=st.fixed_dictionaries({"model": st.sampled_from(["gpt-4o", "carrot-editor"]) | scalars,
                                    "prompt": text | st.lists(text | st.integers(), max_size=3) | json_values},
