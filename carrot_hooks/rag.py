@@ -69,14 +69,20 @@ class _Engine:
         return retriever
 
     def search(self, query):
-        """Run one query on this thread's connection; a broken one is dropped so the next request reconnects."""
-        retriever = self.retriever()
-        try:
-            return retriever.search(query)
-        except Exception:
-            if retriever.store.conn.closed or retriever.store.conn.broken:
-                self._local.retriever, self._failed_at = None, time.monotonic()
-            raise
+        """Run one query on this thread's connection. A broken one (the server restarted since this thread
+        last asked) is replaced once at once; if that fails too, the store is down: remembered for
+        RETRY_AFTER_S so requests meanwhile answer without context instead of waiting on connects."""
+        for retry in (False, True):
+            retriever = self.retriever()
+            try:
+                return retriever.search(query)
+            except Exception:
+                if not (retriever.store.conn.closed or retriever.store.conn.broken):
+                    raise
+                self._local.retriever = None
+                if retry:
+                    self._failed_at = time.monotonic()
+                    raise
 
 
 _engine: _Engine | None = None
