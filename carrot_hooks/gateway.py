@@ -95,7 +95,7 @@ def _check_body(data: dict, call_type: str) -> None:
             if not _valid_content(m.get("content")):
                 raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of "
                                    "content parts (objects with a 'type')", param=f"messages[{i}].content")
-            if m.get("tool_calls") is not None:
+            if m.get("tool_calls"):  # null and [] are what some SDKs put on every message
                 _check_tool_calls(m, f"messages[{i}].tool_calls")
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
         raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings or token ids",
@@ -103,8 +103,9 @@ def _check_body(data: dict, call_type: str) -> None:
 
 
 def _check_tool_calls(message: dict, field: str) -> None:
-    """An assistant turn's tool calls: a list of functions, each with a name and JSON-text arguments
-    (what every upstream format is converted from; Ollama's converter parses the arguments)."""
+    """An assistant turn's tool calls: a list of calls, each function call with a name and JSON-text
+    arguments (what every upstream format is converted from; Ollama's converter parses them). Empty
+    arguments, which several models and clients record for a call without parameters, become "{}"."""
     if message["role"] != "assistant":
         raise GatewayError(400, f"Field '{field}' is only valid on assistant messages (role is "
                            f"{message['role']!r})", param=field)
@@ -112,12 +113,16 @@ def _check_tool_calls(message: dict, field: str) -> None:
     if not isinstance(calls, list):
         raise GatewayError(400, f"Field '{field}' must be a list of tool calls", param=field)
     for j, call in enumerate(calls):
+        if isinstance(call, dict) and call.get("type", "function") != "function":
+            continue  # another kind of tool call (e.g. "custom"): its own shape, passed on as sent
         fn = call.get("function") if isinstance(call, dict) else None
         where = f"{field}[{j}].function"
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise GatewayError(400, f"Field '{where}' must be an object with a non-empty 'name'", param=where)
+        if fn.get("arguments") is None or (isinstance(fn["arguments"], str) and not fn["arguments"].strip()):
+            fn["arguments"] = "{}"
         try:
-            json.loads(fn.get("arguments"))
+            json.loads(fn["arguments"])
         except (TypeError, ValueError):
             raise GatewayError(400, f"Field '{where}.arguments' must be a JSON text (e.g. \"{{}}\")",
                                param=f"{where}.arguments") from None

@@ -80,6 +80,8 @@ class _Engine:
                 if not (retriever.store.conn.closed or retriever.store.conn.broken):
                     raise
                 self._local.retriever = None
+                log.warning("vector store connection broken: %s",
+                            "reconnect failed too, answering without context" if retry else "reconnecting")
                 if retry:
                     self._failed_at = time.monotonic()
                     raise

@@ -10,6 +10,7 @@ would download its BPE file at first use, hence no third option.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 
 
@@ -22,6 +23,9 @@ def counter() -> Callable[[str], int]:
     """The best token counter this installation has."""
     if importlib.util.find_spec("litellm") is None:
         return estimate
-    from carrot_hooks.litellm_compat import count_tokens
-
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # importing LiteLLM must not go online
+    try:
+        from carrot_hooks.litellm_compat import count_tokens
+    except ImportError:  # a LiteLLM other than the gateway's (e.g. another tool's pin in this venv)
+        return estimate
     return count_tokens

@@ -12,8 +12,11 @@ pyinstall() {
         "$venv/bin/python" -m pip install -q --no-compile --disable-pip-version-check "$@"
         return
     fi
-    if ! "$venv/bin/uv" --version 2>/dev/null | grep -qx "uv $UV_VERSION"; then
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+    if ! "$venv/bin/uv" --version 2>/dev/null | grep -q "^uv $UV_VERSION\( \|$\)"; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION" || {
+            echo "pyinstall: could not install uv $UV_VERSION with pip; CARROT_INSTALLER=pip installs with pip" >&2
+            return 1
+        }
     fi
     "$venv/bin/uv" pip install -q --python "$venv/bin/python" "$@"
 }

@@ -82,11 +82,11 @@ CALL = {"id": "c1", "type": "function", "function": {"name": "read_file", "argum
     ({"role": "assistant", "content": None, "tool_calls": CALL}, "messages[1].tool_calls"),
     ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "", "arguments": "{}"}}]},
      "messages[1].tool_calls[0].function"),
-    ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": ""}}]},
+    ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "{x"}}]},
      "messages[1].tool_calls[0].function.arguments"),
     ({"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": {}}}]},
      "messages[1].tool_calls[0].function.arguments"),
-], ids=["on-user", "not-a-list", "no-name", "empty-arguments", "arguments-object"])
+], ids=["on-user", "not-a-list", "no-name", "arguments-not-json", "arguments-object"])
 def test_malformed_tool_calls_are_400_naming_the_field(proxy, message, field):
     """Routed to the Ollama deployment (carrot-editor), whose converter would fail on them upstream-side."""
     body = {"model": "carrot-editor", "messages": [{"role": "user", "content": "hi"}, message]}
@@ -95,11 +95,18 @@ def test_malformed_tool_calls_are_400_naming_the_field(proxy, message, field):
     assert f"'{field}'" in r.json()["error"]["message"]
 
 
-def test_a_well_formed_tool_call_history_is_served(proxy):
+@pytest.mark.parametrize("arguments", ['{"path": "a.py"}', "", None], ids=["json", "empty", "absent"])
+def test_a_tool_call_history_is_served_with_empty_arguments_as_an_empty_object(proxy, fake_upstream, marker, arguments):
+    """`arguments: ""` is what several models return for a call without parameters; clients keep it."""
+    call = {**CALL, "function": {"name": "read_file", **({} if arguments is None else {"arguments": arguments})}}
     body = {"model": "carrot-editor", "messages": [
-        {"role": "user", "content": "open a.py"}, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "user", "content": f"{marker} open a.py", "tool_calls": []},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "c1", "content": "print(1)"}, {"role": "user", "content": "explain it"}]}
     assert send(proxy, json.dumps(body).encode()).status_code == 200
+    turn = next(m for m in fake_upstream.find(marker)[-1].json["messages"] if m.get("tool_calls"))
+    sent = turn["tool_calls"][0]["function"]["arguments"]  # Ollama's format carries an object
+    assert (json.loads(sent) if isinstance(sent, str) else sent) == (json.loads(arguments) if arguments else {})
 
 
 @FUZZ

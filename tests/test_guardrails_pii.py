@@ -223,8 +223,11 @@ def test_checksum_values_as_bare_code_tokens_pass(redactor, code):
     ("charge(card='5555555555554444')  # test card\n", "<CREDIT_CARD_1>"),
     ('ssn = "536-22-8726"\n', "<SSN_1>"),
     ("iban = 'DE89370400440532013000'\n", "<IBAN_1>"),
+    ("user=jane ssn=536-22-8726 card=4111111111111111\n", "<CREDIT_CARD_1>"),
+    ("export CARD_NUMBER=4111111111111111\n", "<CREDIT_CARD_1>"),
+    ("billing:\n    ssn: 536-22-8726\n", "<SSN_1>"),
 ])
-def test_checksum_values_in_code_literals_stay_candidates(redactor, code, placeholder):
+def test_checksum_values_in_code_literals_or_as_config_values_stay_candidates(redactor, code, placeholder):
     assert placeholder in redacted(redactor, f"```python\n{code}```")
 
 
@@ -240,6 +243,14 @@ def test_unfenced_code_lines_continued_or_commented_pass(redactor, code):
 def test_a_closed_bracket_does_not_carry_code_into_the_prose_after_it(redactor):
     out = redacted(redactor, "x = compute(1, 2)\n\nCall me at +1-962-819-8200 tomorrow.")
     assert out.startswith("x = compute(1, 2)\n") and "<PHONE_1>" in out
+
+
+@pytest.mark.parametrize("text", [
+    "result = client.send(\nI get an error, call me at +1-962-819-8200\nthanks",
+    "if (x) {\nPlease call me at +1-962-819-8200.",
+])
+def test_prose_after_a_bracket_that_never_closes_stays_prose(redactor, text):
+    assert "<PHONE_1>" in redacted(redactor, text)
 
 
 def test_introducer_regex_typo_is_rejected_at_load(tmp_path):

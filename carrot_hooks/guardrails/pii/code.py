@@ -110,17 +110,25 @@ def _code_lines(text: str, masked: str) -> list[bool]:
 
 def _continuations(code: list[bool], lines: list[str]) -> None:
     """Lines inside a bracket a code line left open are code too (a multi-line call, list or
-    expression), up to the closing bracket or a blank line."""
-    depth = 0
+    expression), when the bracket closes before a blank line or the end: a question typed after
+    half-pasted code stays prose."""
+    depth, run = 0, []
     for i, line in enumerate(lines):
         if not line.strip():
-            depth = 0
+            for j in run:  # never closed: the lines after the open bracket were not its arguments
+                code[j] = False
+            depth, run = 0, []
             continue
-        if depth > 0:
+        if depth > 0 and not code[i]:
             code[i] = True
+            run.append(i)
         if code[i]:
             bare = _TRAILING_COMMENT.sub("", _QUOTED.sub("", line))
             depth = max(0, depth + sum(bare.count(c) for c in "([{") - sum(bare.count(c) for c in ")]}"))
+            if depth == 0:
+                run = []
+    for j in run:
+        code[j] = False
 
 
 def _line_of(starts: list[int], pos: int) -> int:
@@ -190,8 +198,12 @@ def layout(text: str) -> Layout:
     for m in _FENCE.finditer(text):
         # the fence lines themselves are markup; the body is code
         body_start = text.index("\n", m.start()) + 1 if "\n" in m.group(0) else m.end()
+        close_start = text.rfind("\n", body_start, m.end()) + 1 or m.end()
+        if text[close_start : m.end()].strip() != m.group(1):
+            close_start = m.end()  # unterminated: the block runs to the end of the text
         blank(m.start(), m.end())
         code[m.start() : body_start] = bytes(body_start - m.start())
+        code[close_start : m.end()] = bytes(m.end() - close_start)
     masked = "".join(chars)
     for m in _INLINE.finditer(masked):
         blank(*m.span())

@@ -35,6 +35,9 @@ CODE_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS"
 _BUILTIN_CARD = "CreditCardRecognizer"  # Luhn-validated
 _SSN_IN_CODE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _VERSION_BEFORE = re.compile(r"(?:\bv|version\s*=?\s*[\"']?)$", re.IGNORECASE)
+# A value written as data outside a literal: `card=4111...` (env files, logs; `x = 4111` is code) or a
+# YAML/config `key: value` line (`ssn: 123-45-6789`).
+_DATA_VALUE_BEFORE = re.compile(r"(?:(?<![\s=!<>])=|^[ \t]*[\w.-]+:[ \t]+)$")
 # An unquoted config value (`OWNER=a@b.io`, `email: a@b.io`) or a mail header address (`Name <a@b.io>`).
 _VALUE_BEFORE = re.compile(r"(?:[=:][ \t]*|<)$")
 # A "name" that ends in or is followed by a street or company designator is an address or a firm.
@@ -119,7 +122,8 @@ class PiiRedactor:
         """Inside code only checksum- or format-validated values, and only as data: a card (Luhn), IBAN or
         SSN in a string literal or comment (a bare number or name is code: a constant, not a card), an
         email in a literal, a comment or as an unquoted config value, unless its line publishes authorship."""
-        if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end):
+        if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end) \
+                and not _DATA_VALUE_BEFORE.search(lay.text[lay.text.rfind("\n", 0, r.start) + 1 : r.start]):
             return False
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
