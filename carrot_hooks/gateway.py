@@ -186,7 +186,7 @@ class CarrotGateway(CustomLogger):
             threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
     def _decide(self, policy: RoutingPolicy, data: dict, call_type: str, headers: dict[str, str],
-                key_meta: dict, tenant: str) -> RequestContext:
+                key: compat.UserAPIKeyAuth, tenant: str) -> RequestContext:
         _check_body(data, call_type)
         text = prompt_text(data)
         _check_size(headers, text, policy.max_body_bytes)
@@ -208,7 +208,7 @@ class CarrotGateway(CustomLogger):
                                f"{', '.join(sorted(pins))}", param="model")
         virtual = policy.virtual_models()
         default_task = policy.default_completion_task_type if call_type in TEXT_CALLS else policy.default_task_type
-        task = h.task_type or virtual.get(requested) or _key_task(key_meta, policy.tasks) or default_task
+        task = h.task_type or virtual.get(requested) or _key_task(key.metadata or {}, policy.tasks) or default_task
         client_alias = h.pin or (requested if requested in aliases and requested not in virtual else None)
         risk = h.risk or policy.default_risk
         tokens = policy.routing_size(text, compat.count_tokens)
@@ -219,7 +219,8 @@ class CarrotGateway(CustomLogger):
                                f"no fill-in-the-middle deployment ({self.routing.path}: fim); use "
                                "/v1/chat/completions", param="model", code="no_fim_deployment")
         ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
-                             rule_id=decision.rule_id, model_alias=decision.model)
+                             rule_id=decision.rule_id, model_alias=decision.model,
+                             key_metadata=key.metadata or {}, team_metadata=key.team_metadata or {})
         if tools:
             ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
             if ctx.tools == "sent" and call_type in AGENT_CALLS:
@@ -251,8 +252,7 @@ class CarrotGateway(CustomLogger):
         """Headers and routing rules decide task, risk and model alias (the FIM twin for completions)."""
         key = call.key
         tenant = key.team_id or key.token or "anonymous"
-        call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key.metadata or {}, tenant)
-        call.ctx.key_metadata, call.ctx.team_metadata = key.metadata or {}, key.team_metadata or {}
+        call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key, tenant)
         await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)

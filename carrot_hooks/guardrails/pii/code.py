@@ -88,7 +88,7 @@ def _code_lines(text: str, masked: str) -> list[bool]:
             code[i] = bool(text[s:e].strip())  # all of it fenced or inline code
         else:
             head = _TRAILING_COMMENT.sub("", line)
-            code[i] = bool(_CODE_LINE.search(line) or _CODE_LINE.search(head)) or _symbol_dense(line) or bool(
+            code[i] = bool(_CODE_LINE.search(line) or head != line and _CODE_LINE.search(head)) or _symbol_dense(line) or bool(
                 _INDENTED.match(line) and (_CODE_SYMBOL.search(line) or _near_code(code, lines, masked, i - 1, -1)))
     _continuations(code, [masked[s:e] for s, e in lines])
     starts = [s for s, _ in lines]

@@ -122,15 +122,15 @@ class PiiRedactor:
         """Inside code only checksum- or format-validated values, and only as data: a card (Luhn), IBAN or
         SSN in a string literal or comment (a bare number or name is code: a constant, not a card), an
         email in a literal, a comment or as an unquoted config value, unless its line publishes authorship."""
+        before = lay.text[lay.text.rfind("\n", 0, r.start) + 1 : r.start]  # its line up to the value
         if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end) \
-                and not _DATA_VALUE_BEFORE.search(lay.text[lay.text.rfind("\n", 0, r.start) + 1 : r.start]):
+                and not _DATA_VALUE_BEFORE.search(before):
             return False
         if r.entity_type == "CREDIT_CARD":
             return _recognizer(r) == _BUILTIN_CARD
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            before = lay.text[lay.text.rfind("\n", 0, r.start) + 1 : r.start]
             if self._not_personal.search(value) or self._attributed(lay.text, r.start, before):
                 return False  # "# Copyright 2020 Jane Doe <jane@x.org>", "python-dev@python.org"
             return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(before))
