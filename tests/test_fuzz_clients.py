@@ -69,8 +69,7 @@ def test_clients_hanging_up_mid_stream(proxy, fake_upstream, marker):
         with open_socket(proxy) as s:
             s.sendall(raw_request(proxy, body))
             assert s.recv(1024).startswith(b"HTTP/1.1 200")
-    time.sleep(1)
-    assert chat_ok(proxy, marker + "-after").status_code == 200
+    assert chat_ok(proxy, marker + "-after").status_code == 200  # served while 20 cut streams are torn down
     assert httpx.get(f"{proxy.base_url}/health/liveliness", timeout=10).status_code == 200
 
 

@@ -29,8 +29,7 @@ class Engines:
         self.watched = watched
         self._lock = threading.Lock()
         self._detectors = self._build(watched.get())
-        self._pii_settings: PiiSettings | None = None
-        self._pii: PiiRedactor | None = None
+        self._pii: tuple[PiiSettings, PiiRedactor] | None = None  # one object: read without the lock
 
     @staticmethod
     def _build(policy: GuardrailPolicy) -> Detectors:
@@ -47,9 +46,16 @@ class Engines:
         """The PII redactor for the current `pii:` settings (loads spaCy on first use)."""
         settings = self.watched.get().pii
         with self._lock:
-            if self._pii is None or settings != self._pii_settings:
-                self._pii, self._pii_settings = PiiRedactor(settings), settings
-            return self._pii
+            if self._pii is None or settings != self._pii[0]:
+                self._pii = (settings, PiiRedactor(settings))
+            elif settings is not self._pii[0]:  # an equal copy from a reload: keep the redactor, track the copy
+                self._pii = (settings, self._pii[1])
+            return self._pii[1]
+
+    def pii_if_built(self) -> PiiRedactor | None:
+        """The PII redactor when it is built for the `pii:` settings in force, else None (nothing built here)."""
+        built = self._pii
+        return built[1] if built is not None and built[0] is self.watched.get().pii else None
 
 
 @functools.cache

@@ -14,6 +14,8 @@ class OutputScanner:
     def __init__(self, policy: GuardrailPolicy):
         self.secrets = SecretScanner(policy)
         self.commands = CommandScanner(policy)
+        self.secret_ids = frozenset(r.id for r in self.secrets.rules.rules)
+        self._hold: dict[RiskSettings, tuple[str, ...]] = {}  # per risk level; built on first use
 
     def secret_action(self, action: RuleAction | None, risk: RiskSettings) -> RuleAction:
         """A secret rule's action at this risk: `block` stays, everything else follows `risk.secrets`."""
@@ -29,6 +31,11 @@ class OutputScanner:
 
         A flag only annotates the end of the answer, so text that can only be flagged need not wait.
         """
+        if risk not in self._hold:
+            self._hold[risk] = self._changing_keywords(risk)
+        return self._hold[risk]
+
+    def _changing_keywords(self, risk: RiskSettings) -> tuple[str, ...]:
         changing = [r for r in self.secrets.rules.rules if self.secret_action(r.action, risk) != "flag"]
         changing += [r for r in self.commands.rules.rules if self.command_action(r.action, risk) != "flag"]
         return tuple(sorted({k for r in changing for k in r.keywords}))

@@ -43,9 +43,6 @@ class OutputGuardrail(CustomGuardrail):
         restore = restorer(data, tuple(k for k, on in ((PII, risk.restore_pii), (SECRETS, risk.restore_secrets)) if on))
         return ctx, level, (lambda text: det.output.scan(text, risk)), restore
 
-    def _secret_ids(self) -> frozenset[str]:
-        return frozenset(r.id for r in self.engines.detectors().policy.secrets.rules)
-
     @timed_stage("guardrail_output")
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
         """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders."""
@@ -88,7 +85,7 @@ class OutputGuardrail(CustomGuardrail):
                 if message is not None:
                     message.tool_calls = None
                 choice.finish_reason = "content_filter"
-        record_output(ctx, applied, restored, self._secret_ids())
+        record_output(ctx, applied, restored, self.engines.detectors().output.secret_ids)
         return response
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
@@ -107,4 +104,4 @@ class OutputGuardrail(CustomGuardrail):
     def _stream(self, ctx, level: str, scan, restore) -> OutputStream:
         det = self.engines.detectors()
         return OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
-                            det.policy.stream, self._secret_ids())
+                            det.policy.stream, det.output.secret_ids)

@@ -24,6 +24,14 @@ from .metrics import record_output
 from .stream import StreamFilter
 
 
+def _own_copy(chunk):
+    """A copy of `chunk` whose choices and deltas (what the filter changes) are new objects, the rest shared."""
+    out = chunk.model_copy()
+    out.choices = [c.model_copy(update={"delta": c.delta.model_copy()}) if getattr(c, "delta", None) is not None
+                   else c.model_copy() for c in getattr(chunk, "choices", None) or []]
+    return out
+
+
 class OutputStream:
     """State of one guarded stream: a holdback filter per choice, tool-call fragments, verdicts."""
 
@@ -124,7 +132,7 @@ class OutputStream:
         stopped = False
         try:
             async for upstream_chunk in response:
-                chunk = upstream_chunk.model_copy(deep=True)  # the cached/logged stream keeps placeholders
+                chunk = _own_copy(upstream_chunk)  # the cached/logged stream keeps placeholders
                 last = chunk
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices

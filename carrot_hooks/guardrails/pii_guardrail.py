@@ -43,7 +43,8 @@ class PiiGuardrail(CustomGuardrail):
         placeholders = copy.deepcopy(vault(data, PII))  # stored only on success: a timed-out thread may go on
         entities: Counter[str] = Counter()
         try:
-            redactor = await asyncio.to_thread(self.engines.pii)  # a policy edit may rebuild it: not timed
+            # a policy edit may rebuild it (in a thread, not timed); else no thread hop
+            redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
             redacted = await asyncio.wait_for(
                 asyncio.to_thread(_redact_copy, redactor, data, placeholders, entities, ctx.authored if ctx else ()),
                 timeout=policy.pii.timeout_ms / 1000

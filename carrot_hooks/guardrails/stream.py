@@ -26,10 +26,12 @@ _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
 
 @functools.lru_cache(maxsize=16)
-def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
-    """One regex for any keyword, and the set of every proper keyword prefix (built once per set)."""
+def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, frozenset[str], int]:
+    """One regex for any keyword, the set of every proper keyword prefix and the longest one's length
+    (built once per set)."""
     matcher = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
-    return matcher, frozenset(k[:i] for k in keywords for i in range(1, len(k)))
+    prefixes = frozenset(k[:i] for k in keywords for i in range(1, len(k)))
+    return matcher, prefixes, max(map(len, prefixes), default=0)
 
 
 def _secret_like(token: str) -> bool:
@@ -49,8 +51,7 @@ class StreamFilter:
         restore: Callable[[str], str] | None = None,
     ):
         self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
-        self._keywords, self._prefixes = _keyword_matchers(tuple(keywords))
-        self._longest_prefix = max(map(len, self._prefixes), default=0)
+        self._keywords, self._prefixes, self._longest_prefix = _keyword_matchers(tuple(keywords))
         self.tail = ""  # raw text already released, kept as left context
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on

@@ -111,16 +111,22 @@ class WindowedIpRecognizer(Windowed, IpRecognizer):
     anchor = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
 
 
-def _iban() -> IbanRecognizer:
-    """Presidio's IBAN recognizer, case-insensitive (its checksum check upper-cases the value)."""
-    return IbanRecognizer(regex_flags=regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
+class WindowedIbanRecognizer(Windowed, IbanRecognizer):
+    """Presidio's IBAN recognizer after a country code and check digits, case-insensitive (its checksum
+    check upper-cases the value); the window reaches over the longest IBAN written in groups."""
+
+    anchor = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
+    reach = 42
+
+    def __init__(self):
+        super().__init__(regex_flags=regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
 
 
 _BUILTIN = {
     "EMAIL_ADDRESS": OfflineEmailRecognizer,
     "PHONE_NUMBER": WindowedPhoneRecognizer,
     "CREDIT_CARD": CreditCardRecognizer,
-    "IBAN_CODE": _iban,
+    "IBAN_CODE": WindowedIbanRecognizer,
     "US_SSN": UsSsnRecognizer,
     "IP_ADDRESS": WindowedIpRecognizer,
 }
