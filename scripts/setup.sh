@@ -27,6 +27,13 @@ if [ ! -x "$PY" ]; then
     fi
     phase venv "$PYTHON" -m venv "$VENV"
 fi
-# modules are byte-compiled on first import instead of all ~40k at install time
 phase "install$EXTRAS" pyinstall "$VENV" -e ".$EXTRAS"
+# Byte-compile what was installed (uv does not; files already compiled are skipped in seconds). With
+# PYTHONDONTWRITEBYTECODE set, as on many CI hosts, nothing is cached at import: every proxy start
+# would compile LiteLLM's sources again (~10 s of CPU). -qq, status ignored: a package may ship files
+# that are not meant to compile (test fixtures, templates); they are never imported.
+compile_venv() {
+    "$PY" -m compileall -qq -j 0 "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
+}
+phase bytecode compile_venv
 phase "model" bash -c 'PY=$1 bash scripts/setup_models.sh >/dev/null' _ "$PY"
