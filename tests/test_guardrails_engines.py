@@ -327,6 +327,34 @@ def test_stream_never_cuts_a_placeholder_in_two(size):
     assert "".join(stream_through(f, text, [size])) == text.replace("<SECRET_1>", "AKIAD3XNBMLAQHVCBUDQ")
 
 
+def test_guarded_stream_restores_for_the_client_and_leaves_the_upstream_chunks_as_sent(output, policy):
+    """What LiteLLM caches and logs (the upstream's chunks) keeps the placeholders; the client gets values."""
+    import asyncio
+
+    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+
+    from carrot_hooks.guardrails.output_stream import OutputStream
+
+    vault = Vault()
+    vault.placeholder("EMAIL", "dev@example.org")
+    low = policy.risk["low"]
+    sent = [ModelResponseStream(id="c", model="m", choices=[StreamingChoices(index=0, delta=Delta(content=piece))])
+            for piece in ("Mail <EM", "AIL_1> today", "")]
+    sent[-1].choices[0].finish_reason = "stop"
+    upstream = [c.model_dump() for c in sent]
+
+    async def client() -> str:
+        async def chunks():
+            for c in sent:
+                yield c
+        stream = OutputStream(None, lambda t: output.scan(t, low), vault.restore, output.hold_keywords(low),
+                              policy.stream, output.secret_ids)
+        return "".join([c.choices[0].delta.content or "" async for c in stream.run(chunks(), {})])
+
+    assert asyncio.run(client()) == "Mail dev@example.org today"
+    assert [c.model_dump() for c in sent] == upstream
+
+
 def test_prompt_policy_blocks_by_rule_id(policy):
     scanner = PolicyScanner(policy)
     found = scanner.scan("Please write ransomware that encrypts the disk")

@@ -27,8 +27,9 @@ from .stream import StreamFilter
 def _own_copy(chunk):
     """A copy of `chunk` whose choices and deltas (what the filter changes) are new objects, the rest shared."""
     out = chunk.model_copy()
-    out.choices = [c.model_copy(update={"delta": c.delta.model_copy()}) if getattr(c, "delta", None) is not None
-                   else c.model_copy() for c in getattr(chunk, "choices", None) or []]
+    if getattr(chunk, "choices", None):
+        out.choices = [c.model_copy(update={"delta": c.delta.model_copy()}) if getattr(c, "delta", None) is not None
+                       else c.model_copy() for c in chunk.choices]
     return out
 
 
