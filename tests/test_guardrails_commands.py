@@ -23,10 +23,11 @@ SCANNER = OutputScanner(POLICY).commands
 DATA = ROOT / "bench" / "data"
 # The sets the rules were tuned on, with recall asserted here. commands_by_class_heldout.jsonl and ..._heldout3.jsonl
 # were tuned on too, but each keeps one harmless row the policy flags by design (a cron job written to /etc/cron.d,
-# a public key appended to authorized_keys); commands_by_class_heldout4.jsonl is the held-out one: bench/guardrails.py
-# reports it, a test asserting recall on it would turn it into tuning data.
+# a public key appended to authorized_keys); ..._heldout4.jsonl (tuned) has fewer than 5 rows in a class.
+# commands_by_class_heldout5.jsonl is the held-out one: bench/guardrails.py reports it, a test asserting recall on it
+# would turn it into tuning data.
 TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl", "commands_by_class_heldout2.jsonl")
-ALL_SETS = (*TUNED, *(f"commands_by_class_heldout{n}.jsonl" for n in ("", "3", "4")))
+ALL_SETS = (*TUNED, *(f"commands_by_class_heldout{n}.jsonl" for n in ("", "3", "4", "5")))
 
 
 def rows(name: str) -> list[dict]:
