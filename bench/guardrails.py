@@ -312,7 +312,7 @@ def main() -> None:
     pii_rows = jsonl(args.evaldata / "pii_dev.jsonl")
     ner = PiiRedactor(policy.pii)
     bench_pii(ner, pii_rows, f"pii_dev.jsonl, tuned, {ner.mode}: {ner.model_name}")
-    for group, seed in (("tuned", 1), ("held-out", 2), ("held-out-2", 3)):
+    for group, seed in (("tuned", 1), ("held-out", 2), ("held-out-2", 3), ("held-out-3", 4)):
         bench_pii(ner, pii_templates.rows(group, 400, seed), f"own templates, {group}")
     patterns = PiiRedactor(policy.pii.model_copy(update={"spacy_models": ()}))
     bench_pii(patterns, pii_rows, "patterns only")

@@ -1,8 +1,10 @@
 """Labelled PII sentences from our own templates and value lists (a second source beside pii_dev.jsonl).
 
 Template groups: `tuned` (rules were adjusted while looking at its misses), `held-out` (held out
-until its first run, its misses have since been looked at) and `held-out-2` (written before any
-result on it was seen, with its own name lists; only its scores are printed). Each group also has sentences
+until its first run, its misses have since been looked at), `held-out-2` (written before any
+result on it was seen, with its own name lists; its phone misses have since been looked at) and
+`held-out-3` (phones, addresses and IBANs in its own formats and sentence shapes, written before
+any result on it was seen; only its scores are printed). Each group also has sentences
 without PII from everyday coding prose, so precision is measured too. Rows have the shape of
 pii_dev.jsonl: {"text", "spans": [{"entity_type", "start", "end"}]}.
 """
@@ -59,15 +61,91 @@ def address(rng: random.Random) -> str:
     return rng.choice(EUROPE).format(n=rng.randint(1, 250))
 
 
-def iban(rng: random.Random) -> str:
+def iban(rng: random.Random, layouts: dict[str, str] = IBAN_LAYOUT) -> str:
     """A checksum-valid IBAN (mod 97), grouped in fours or not, upper or lower case."""
-    country = rng.choice(sorted(IBAN_LAYOUT))
-    bban = "".join(rng.choice(string.ascii_uppercase if c == "L" else string.digits) for c in IBAN_LAYOUT[country])
+    country = rng.choice(sorted(layouts))
+    bban = "".join(rng.choice(string.ascii_uppercase if c == "L" else string.digits) for c in layouts[country])
     digits = "".join(str(int(c, 36)) for c in bban + country + "00")
     value = f"{country}{98 - int(digits) % 97:02d}{bban}"
     if rng.random() < 0.5:
         value = " ".join(value[i:i + 4] for i in range(0, len(value), 4))
     return value.lower() if rng.random() < 0.5 else value
+
+
+# ---- values for the `held-out-3` group only: their own formats (none of the layouts above)
+def _nz(rng: random.Random) -> str:
+    return rng.choice("23456789")
+
+
+def phone3(rng: random.Random) -> str:
+    """A plausible number per country: E.164 (spaced, compact, 00-prefixed), national and local layouts."""
+    d = lambda n: _d(rng, n)
+    value = rng.choice([
+        lambda: f"+1{_nz(rng)}{d(2)}{_nz(rng)}{d(6)}",                     # +14155550134
+        lambda: f"+49 15{rng.choice('1279')} {d(4)} {d(4)}",                # +49 151 2345 6789
+        lambda: f"0049 30 {d(7)}",                                          # 0049 30 1234567
+        lambda: f"+44 7{rng.choice('456789')}{d(2)} {d(6)}",                # +44 7700 900123
+        lambda: f"+33 6 {d(2)} {d(2)} {d(2)} {d(2)}",
+        lambda: f"+61 4{d(2)} {d(3)} {d(3)}",
+        lambda: f"+91 9{d(4)} {d(5)}",
+        lambda: f"+55 11 9{d(4)}-{d(4)}",
+        lambda: f"+81 90-{d(4)}-{d(4)}",
+        lambda: f"+353 8{rng.choice('567')} {d(3)} {d(4)}",
+        lambda: f"+1 ({_nz(rng)}{d(2)}) {_nz(rng)}{d(2)}-{d(4)}",
+        lambda: f"({_nz(rng)}{d(2)}){_nz(rng)}{d(2)}-{d(4)}",              # (415)555-0134
+        lambda: f"{_nz(rng)}{d(2)} {_nz(rng)}{d(2)} {d(4)}",                # 415 555 0134
+        lambda: f"1-800-{_nz(rng)}{d(2)}-{d(4)}",
+        lambda: f"020 7{d(3)} {d(4)}",                                      # London
+        lambda: f"07{rng.choice('456789')}{d(2)} {d(6)}",                    # UK mobile
+        lambda: f"030 {d(8)}",                                              # Berlin
+        lambda: f"0151/{d(4)} {d(4)}",                                      # German slash style
+        lambda: f"01 {d(2)} {d(2)} {d(2)} {d(2)}",                          # Paris
+        lambda: f"06.{d(2)}.{d(2)}.{d(2)}.{d(2)}",
+        lambda: f"020-{_nz(rng)}{d(2)} {d(4)}",                             # Amsterdam
+        lambda: f"(02) 9{d(3)} {d(4)}",                                     # Sydney
+        lambda: f"03-{d(4)}-{d(4)}",                                        # Tokyo
+        lambda: f"138 {d(4)} {d(4)}",                                       # CN mobile
+        lambda: f"{_nz(rng)}{d(2)}-{d(4)}",                                 # local 555-0134
+        lambda: f"{_nz(rng)}{d(2)} {d(4)}",                                 # local 867 5309
+    ])()
+    if rng.random() < 0.2:
+        value += rng.choice([f", ext {d(3)}", f" extension {d(2)}", f" x {d(3)}", f" (ext. {d(4)})", f" ext.{d(1)}"])
+    return value
+
+
+STREETS3 = ["Willow", "Cedar Ridge", "Old Mill", "Chestnut", "Hawthorne", "Pinecrest", "Sycamore", "Riverside",
+            "Magnolia", "Larkspur", "Saint Albans", "Gloucester", "Queensbury", "Blackthorn"]
+TYPES3 = ["Ave", "Blvd", "Pkwy", "Crescent", "Close", "Circle", "Trail", "Terrace", "Place", "Row", "Hwy",
+          "Street", "Lane", "Ave.", "Dr"]
+EUROPE3 = ["Schillerstraße {n}a", "Karl-Marx-Allee {n}", "Storgatan {n}", "Mannerheimintie {n} B", "ul. Długa {n}/3",
+           "Carrer de Mallorca {n}", "Via dei Mille {n}", "Hoofdstraat {n}", "{n} rue de la Paix",
+           "Avenida da Liberdade {n}", "Kongens Gade {n}", "Leopoldstraße {n}", "Prinsengracht {n}"]
+TAILS3 = [", Portland, OR 97205", ", Leeds LS1 4AP", ", Unit 5B", " #12", ", 2nd floor", ", Springfield IL 62704"]
+
+
+def address3(rng: random.Random) -> str:
+    """A street address: US/UK street lines (directions, flats, city and postcode), European layouts, PO boxes."""
+    roll = rng.random()
+    if roll < 0.5:
+        direction = rng.choice(["", "", "N ", "West ", "SE ", "East "])
+        value = f"{rng.randint(1, 12000)} {direction}{rng.choice(STREETS3)} {rng.choice(TYPES3)}"
+        if rng.random() < 0.4:
+            value += rng.choice(TAILS3)
+        if rng.random() < 0.15:
+            value = f"Flat {rng.randint(1, 30)}, {value}"
+    elif roll < 0.9:
+        value = rng.choice(EUROPE3).format(n=rng.randint(1, 300))
+    else:
+        value = rng.choice(["PO Box {n}", "P.O. Box {n}"]).format(n=rng.randint(10, 99999))
+    return value.lower() if rng.random() < 0.25 else value
+
+
+IBAN_LAYOUT3 = {"BE": "9" * 12, "AT": "9" * 16, "SE": "9" * 20, "NO": "9" * 11, "IE": "LLLL" + "9" * 14,
+                "DK": "9" * 14, "FI": "9" * 14, "PT": "9" * 21}
+
+
+def iban3(rng: random.Random) -> str:
+    return iban(rng, IBAN_LAYOUT3)
 
 
 def name(rng: random.Random, full: bool, first: list[str] = FIRST, last: list[str] = LAST) -> str:
@@ -113,7 +191,8 @@ TEMPLATES = {
         "see RFC 2068 Section 2 for the header grammar",
     ],
     # Written before any result on it was seen, after the two groups above had been looked at;
-    # its own names (FIRST2/LAST2). Only its scores are printed; never tune on its misses.
+    # its own names (FIRST2/LAST2). Its PERSON misses were never printed; its phone misses were
+    # looked at (the phone-format session), so its PHONE score is a tuned one.
     "held-out-2": [
         "I'm {PERSON}, the new on-call engineer for payments",
         "regards,\n{PERSON_FULL}",
@@ -151,8 +230,47 @@ TEMPLATES = {
         "assign the value to the Config object before calling Start",
         "talked to the API yesterday and got a 502",
     ],
+    # Written before any result on it was seen (phones, addresses, IBANs: own value formats above and
+    # own sentence shapes, with number-heavy sentences without PII). Only its scores are printed.
+    "held-out-3": [
+        "my desk line is {PHONE_NUMBER}, I'm in the office until 6",
+        "if the pager doesn't fire, the on-call phone is {PHONE_NUMBER}",
+        "{PHONE_NUMBER} - that's my personal mobile, please don't share it",
+        "WhatsApp me at {PHONE_NUMBER} when the rollout starts",
+        "the vendor's support hotline ({PHONE_NUMBER}) kept me on hold for an hour",
+        "you can get hold of me at {PHONE_NUMBER} or on slack",
+        "leave a voicemail at {PHONE_NUMBER} and I'll call back",
+        "numbers to try: {PHONE_NUMBER} or {PHONE_NUMBER}",
+        "Tel. {PHONE_NUMBER}",
+        "the customer left {PHONE_NUMBER} as the callback number",
+        "emergency contact: {PHONE_NUMBER}",
+        "I'm reachable under {PHONE_NUMBER} this week",
+        "the office moved to {STREET_ADDRESS} last month",
+        "send the hardware token to {STREET_ADDRESS}",
+        "home address: {STREET_ADDRESS}",
+        "we're at {STREET_ADDRESS}, third floor, ask at reception",
+        "the invoice address is {STREET_ADDRESS}",
+        "i'm staying at {STREET_ADDRESS} until friday",
+        "{STREET_ADDRESS} is where the courier should drop the monitors",
+        "pick me up at {STREET_ADDRESS} at 8",
+        "wire the refund to {IBAN_CODE} (my savings account)",
+        "bank details: {IBAN_CODE}",
+        "the max int32 number is 2147483647, so the counter overflows",
+        "call fetch() with a timeout of 30 seconds and 5 retries",
+        "the build id is 20231104 and the job ran 1432 tests",
+        "ports 8080 and 5432 are open on the box",
+        "commit 4f3a2c1 broke the build on 2024-03-15 at 14:02",
+        "we processed 1,234,567 records in 12.5 seconds",
+        "the 12 Factor App principles say config belongs in the environment",
+        "use 2 Way binding in the settings form",
+        "order 48213 shipped in 3 boxes, tracking 1Z 999 AA1 01 2345 6784",
+        "the epoch 1700000000 is in November 2023",
+        "run 4 Workers per pod and 2 Replica Sets per zone",
+        "see page 112-118 of the manual and section 4.2.1",
+    ],
 }
 _NAMES = {"held-out-2": (FIRST2, LAST2)}
+_VALUES = {"held-out-3": {"PHONE_NUMBER": phone3, "STREET_ADDRESS": address3, "IBAN_CODE": iban3}}
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
 
 
@@ -160,6 +278,7 @@ def rows(group: str, n: int, seed: int) -> list[dict]:
     """`n` sentences from the group's templates, values drawn with `seed`."""
     rng = random.Random(seed)
     first, last = _NAMES.get(group, (FIRST, LAST))
+    own = _VALUES.get(group, {})
     out = []
     for _ in range(n):
         template = rng.choice(TEMPLATES[group])
@@ -169,7 +288,7 @@ def rows(group: str, n: int, seed: int) -> list[dict]:
             slot = m.group(1)
             value = {"PERSON": lambda: name(rng, False, first, last), "PERSON_FULL": lambda: name(rng, True, first, last),
                      "PHONE_NUMBER": lambda: phone(rng), "STREET_ADDRESS": lambda: address(rng),
-                     "IBAN_CODE": lambda: iban(rng)}[slot]()
+                     "IBAN_CODE": lambda: iban(rng)}[slot]() if slot not in own else own[slot](rng)
             entity = "PERSON" if slot.startswith("PERSON") else slot
             spans.append({"entity_type": entity, "start": len(text), "end": len(text) + len(value)})
             text += value
