@@ -261,3 +261,64 @@ def test_introducer_regex_typo_is_rejected_at_load(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_model(bad, GuardrailPolicy)
     assert "pii.name_introducers.confirm" in str(e.value) and "(?:ask|cc" in str(e.value)
+
+
+# Phone numbers by format family (python-phonenumbers per policy region) and by context.
+@pytest.mark.parametrize("text,value", [
+    # international, valid for its country: no context needed (+, compact E.164, 00 prefix)
+    ("Escalations go to +49 30 901820 during business hours", "+49 30 901820"),
+    ("Escalations go to +12127365000 during business hours", "+12127365000"),
+    ("Escalations go to 0044 20 7946 0321 during business hours", "0044 20 7946 0321"),
+    # national, grouped as the region writes it: no context needed
+    ("Escalations go to (212) 736-5000 during business hours", "(212) 736-5000"),
+    ("Escalations go to 030 9018 2031 during business hours", "030 9018 2031"),
+    ("Escalations go to 01 53 45 67 89 during business hours", "01 53 45 67 89"),
+    # local or unassigned numbers after a phrase that announces a number, or before the kind of line
+    ("ring me on 555 0198 after the standup", "555 0198"),
+    ("text us at 2025550143 if the job dies", "2025550143"),
+    ("the pager rota says 0161 496 0734 this week", "0161 496 0734"),
+    ("07911 123456 (mobile), after 6 pm only", "07911 123456"),
+    ("+1-207-104-5521 office, the other one is personal", "+1-207-104-5521"),
+    # extensions stay with their number
+    ("my direct line is 020 7946 0958 ext 4410, the rest of the week I'm remote", "020 7946 0958 ext 4410"),
+])
+def test_phone_number_families_are_redacted(redactor, text, value):
+    assert redacted(redactor, text) == text.replace(value, "<PHONE_1>")
+
+
+@pytest.mark.parametrize("text", [
+    "bump the heap to 4294967296 bytes",                  # a bare digit run without phone context
+    "the build number is 20231104",                       # "number" alone announces IDs too
+    "call the endpoint with id 88412345 and log it",      # "call" in its code sense
+    "we reach 1500000 users on a normal day",
+    "the range 1000-2000 and 3000-4000 failed",           # local-length numbers need context
+    "the release is tagged 2024-11-05 and ships 3.12.1",
+    "PR 48213 changed 1203 lines across 12 files",
+])
+def test_numbers_that_are_no_phone_numbers_pass(redactor, text):
+    assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("text,value", [
+    ("pay it to nl91 abna 0417 1643 00 before friday", "nl91 abna 0417 1643 00"),
+    ("pay it to NL91ABNA0417164300 when you can", "NL91ABNA0417164300"),
+    # a lower-case word after the IBAN is no last group of it
+    ("refund ES91 2100 0418 4502 0005 1332 when the order is back", "ES91 2100 0418 4502 0005 1332"),
+    ("refund es91 2100 0418 4502 0005 1332 when the order is back", "es91 2100 0418 4502 0005 1332"),
+])
+def test_iban_in_any_case_is_redacted_exactly(redactor, text, value):
+    assert redacted(redactor, text) == text.replace(value, "<IBAN_1>")
+
+
+def test_iban_with_a_bad_checksum_is_no_iban(redactor):
+    assert "<IBAN_1>" not in redacted(redactor, "the iban NL91 ABNA 0417 1643 01 has a bad checksum")
+
+
+def test_phone_region_typo_is_rejected_at_load(tmp_path):
+    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
+    raw["pii"]["phone"]["regions"].append("UK")  # python-phonenumbers says GB
+    bad = tmp_path / "guardrails.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_model(bad, GuardrailPolicy)
+    assert "pii.phone.regions" in str(err.value) and "UK" in str(err.value)

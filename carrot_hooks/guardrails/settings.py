@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import phonenumbers
 import regex
 from pydantic import Field, field_validator, model_validator
 
@@ -57,6 +58,41 @@ class CustomRecognizer(_Strict):
         return _compiles(value, regex.MULTILINE | regex.DOTALL)  # the module and flags Presidio matches with
 
 
+class PhoneSettings(_Strict):
+    """Where python-phonenumbers looks for phone numbers (`recognizers.PhoneFamilyRecognizer`).
+
+    Without context a number of `min_digits_alone`+ digits counts when it is valid and written
+    internationally (+, 00) or, for one of `regions`, grouped as that region writes it; within
+    `context_chars` after a `context_before` match or right before a `context_after` match, any number
+    of `min_digits`+ digits possible for a region.
+    """
+
+    regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")  # Presidio's default
+    min_digits: int = Field(7, ge=4, le=15)
+    min_digits_alone: int = Field(9, ge=4, le=15)
+    context_chars: int = Field(48, ge=0, le=200)
+    context_before: tuple[str, ...] = ()
+    context_after: str = "(?!)"
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - phonenumbers.SUPPORTED_REGIONS)
+        if unknown:
+            raise ValueError(f"not a python-phonenumbers region: {', '.join(unknown)}")
+        return value
+
+    @field_validator("context_before")
+    @classmethod
+    def _before(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiles(value, regex.IGNORECASE)
+
+    @field_validator("context_after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        return _compiles((value,), regex.IGNORECASE)[0]
+
+
 class NameIntroducers(_Strict):
     """Phrases (case-insensitive regexes) that put a person's name right after them, or before them.
 
@@ -87,6 +123,7 @@ class PiiSettings(_Strict):
     technical_terms: frozenset[str] = frozenset()
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
+    phone: PhoneSettings = PhoneSettings()
     name_introducers: NameIntroducers = NameIntroducers()
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"

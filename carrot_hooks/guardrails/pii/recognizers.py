@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
 import regex
 import spacy
 import tldextract
@@ -28,7 +29,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from ..settings import PiiSettings
+from ..settings import PhoneSettings, PiiSettings
 
 # Offline public-suffix lookup: the snapshot bundled with tldextract, never an HTTP fetch.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
@@ -99,10 +100,65 @@ class OfflineEmailRecognizer(Windowed, EmailRecognizer):
         return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
-class WindowedPhoneRecognizer(Windowed, PhoneRecognizer):
-    """Presidio's phone recognizer around digit runs that could be numbers (~100 ms per 4 KB otherwise)."""
+# A phone-shaped run: digit groups split by spaces, dots, dashes, slashes or parentheses, with an optional
+# +/00 prefix and extension; not glued to a word, a decimal or a version (1.2.3) on either side.
+_PHONE_SHAPE = regex.compile(
+    r"(?<![\w.+/-])(?:\+|\(\+?)?\d[\d \t().\/-]{4,24}\d"
+    r"(?:[ \t]*,?[ \t]*\(?(?i:ext|extension|x)[ \t.:]*\d{1,6}\)?)?(?![\w]|[.\/-]\d)")
+_DIGIT = regex.compile(r"\d")
 
-    anchor = re.compile(r"[+(]?\d[\d \t().-]{5,}\d")
+
+class PhoneFamilyRecognizer(PhoneRecognizer):
+    """Phone numbers by python-phonenumbers per region (policy `pii.phone`), in phone-shaped digit runs.
+
+    Without context (and with `min_digits_alone` digits, so no local number): an international number
+    (+, 00) valid for its country, or a national one with separators, valid for a policy region and
+    grouped as that region writes it (STRICT_GROUPING); a bare run of digits is as often an ID. Next to
+    a context phrase: any number of `min_digits`+ digits possible for a region (local 7-digit numbers,
+    unassigned ranges). Context is read from the raw text: the pattern pass has no tokens for Presidio's
+    context enhancer.
+    """
+
+    SCORE = 0.6
+
+    def __init__(self, phone: PhoneSettings):
+        super().__init__(supported_regions=phone.regions, leniency=phonenumbers.Leniency.VALID)
+        self.phone = phone
+        self._before = regex.compile("|".join(phone.context_before) or "(?!)", regex.IGNORECASE)
+        self._after = regex.compile(phone.context_after, regex.IGNORECASE)
+
+    def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
+        out: list[RecognizerResult] = []
+        for m in _PHONE_SHAPE.finditer(text):
+            before = text[max(0, m.start() - self.phone.context_chars) : m.start()]
+            context = bool(self._before.search(before) or self._after.match(text, m.end(), m.end() + 40))
+            found = self._number(m.group(), context)
+            if found is not None:
+                out.append(self._result(m.start() + found.start, m.start() + found.end))
+        return out
+
+    def _number(self, value: str, context: bool) -> phonenumbers.PhoneNumberMatch | None:
+        """The first region's match covering most of `value` under the leniency its shape and context allow."""
+        international = value.startswith(("+", "(+", "00"))
+        least = self.phone.min_digits if context else self.phone.min_digits_alone
+        if context:
+            leniency = phonenumbers.Leniency.POSSIBLE
+        elif international:
+            leniency = phonenumbers.Leniency.VALID
+        elif not value.isdigit():  # separators: a national layout
+            leniency = phonenumbers.Leniency.STRICT_GROUPING
+        else:
+            return None
+        for region in self.supported_regions:
+            for match in phonenumbers.PhoneNumberMatcher(value, region, leniency=leniency):
+                digits = len(_DIGIT.findall(match.raw_string)) - len(match.number.extension or "")
+                if match.end - match.start >= len(value) * 2 // 3 and digits >= least:
+                    return match
+        return None
+
+    def _result(self, start: int, end: int) -> RecognizerResult:
+        return RecognizerResult(self.supported_entities[0], start, end, self.SCORE, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
 
 
 class WindowedIpRecognizer(Windowed, IpRecognizer):
@@ -111,24 +167,43 @@ class WindowedIpRecognizer(Windowed, IpRecognizer):
     anchor = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
 
 
-class WindowedIbanRecognizer(Windowed, IbanRecognizer):
-    """Presidio's IBAN recognizer after a country code and check digits, case-insensitive (its checksum
-    check upper-cases the value); the window reaches over the longest IBAN written in groups."""
-
-    anchor = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
-    reach = 42
+class AnyCaseIbanRecognizer(IbanRecognizer):
+    """Presidio's IBAN pattern and checksum in any case ("de89 3704 ..."): the longest prefix of each match
+    that ends at a group boundary and validates, so a word after the IBAN ("... 1768 when") that the
+    case-insensitive pattern reads as one more group does not spoil it."""
 
     def __init__(self):
         super().__init__(regex_flags=regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
 
+    def analyze(self, text: str, entities, nlp_artifacts=None, regex_flags=None) -> list[RecognizerResult]:
+        out: list[RecognizerResult] = []
+        for pattern in self.patterns:
+            for m in regex.finditer(pattern.regex, text, flags=self.global_regex_flags):
+                value = m.group()
+                ends = [len(value)] + [i for i in range(len(value) - 1, 14, -1) if value[i] in " -"]
+                end = next((e for e in ends if self.validate_result(value[:e].upper())), None)
+                if end is not None:
+                    out.append(RecognizerResult(self.supported_entities[0], m.start(), m.start() + end, 1.0,
+                                                recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                                      RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+        return out
 
-_BUILTIN = {
-    "EMAIL_ADDRESS": OfflineEmailRecognizer,
-    "PHONE_NUMBER": WindowedPhoneRecognizer,
-    "CREDIT_CARD": CreditCardRecognizer,
-    "IBAN_CODE": WindowedIbanRecognizer,
-    "US_SSN": UsSsnRecognizer,
-    "IP_ADDRESS": WindowedIpRecognizer,
+
+class WindowedIbanRecognizer(Windowed, AnyCaseIbanRecognizer):
+    """The IBAN recognizer after a country code and check digits; the window reaches over the longest IBAN
+    written in groups."""
+
+    anchor = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")
+    reach = 42
+
+
+_BUILTIN = {  # entity -> recognizer from the policy's pii settings
+    "EMAIL_ADDRESS": lambda _: OfflineEmailRecognizer(),
+    "PHONE_NUMBER": lambda settings: PhoneFamilyRecognizer(settings.phone),
+    "CREDIT_CARD": lambda _: CreditCardRecognizer(),
+    "IBAN_CODE": lambda _: WindowedIbanRecognizer(),
+    "US_SSN": lambda _: UsSsnRecognizer(),
+    "IP_ADDRESS": lambda _: WindowedIpRecognizer(),
 }
 BUILTIN_ENTITIES = frozenset(_BUILTIN)  # what `pii.pattern_entities` may name besides YAML recognizers
 
@@ -138,7 +213,7 @@ def registry(settings: PiiSettings) -> RecognizerRegistry:
     reg = RecognizerRegistry(supported_languages=["en"])
     for entity in settings.pattern_entities:
         if entity in _BUILTIN:
-            reg.add_recognizer(_BUILTIN[entity]())
+            reg.add_recognizer(_BUILTIN[entity](settings))
     for custom in settings.custom_recognizers:
         reg.add_recognizer(
             PatternRecognizer(
