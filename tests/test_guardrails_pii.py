@@ -322,3 +322,47 @@ def test_phone_region_typo_is_rejected_at_load(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_model(bad, GuardrailPolicy)
     assert "pii.phone.regions" in str(err.value) and "UK" in str(err.value)
+
+
+# Street addresses by family (invented streets): US/UK street types and directions, lower case, a second
+# number before the house number, number-first Romance layouts, Nordic and compound names, PO and
+# military boxes, intersections, and the lines of a postal address block.
+@pytest.mark.parametrize("text,value", [
+    ("Courier goes to 1180 NW Tamarack Crescent on Monday.", "1180 NW Tamarack Crescent"),
+    ("Courier goes to 66 Pellham Mews on Monday.", "66 Pellham Mews"),
+    ("Courier goes to 402 Ostler Pkwy. on Monday.", "402 Ostler Pkwy."),
+    ("courier goes to 73 brandle road on monday.", "73 brandle road"),
+    ("Courier goes to 5120 18 Verlaine Road on Monday.", "5120 18 Verlaine Road"),
+    ("Courier goes to 9 rue des Tanneurs on Monday.", "9 rue des Tanneurs"),
+    ("Courier goes to Avda. de Castrelos 117 on Monday.", "Avda. de Castrelos 117"),
+    ("Courier goes to Ormslev gate 14 on Monday.", "Ormslev gate 14"),
+    ("courier goes to birkelundvej 8 on monday.", "birkelundvej 8"),
+    ("Courier goes to Rennsteigallee 31 on Monday.", "Rennsteigallee 31"),
+    ("Courier goes to P.O. Box 5521 on Monday.", "P.O. Box 5521"),
+    ("Courier goes to Unit 2231 Box 4410 on Monday.", "Unit 2231 Box 4410"),
+    ("Courier waits at the corner of 14 Harlow Road and Pinfold Lane.", "the corner of 14 Harlow Road and Pinfold Lane"),
+])
+def test_street_address_families_are_redacted(redactor, text, value):
+    assert redacted(redactor, text) == text.replace(value, "<ADDRESS_1>")
+
+
+def test_a_postal_address_block_is_redacted_up_to_its_postcode_line(redactor):
+    text = "Send the contract to:\n\n77 Quillon Avenue\nSuite 310\nMarbury Heath\nEngland BR4 7QT\n\nThanks for the quick turnaround"
+    assert redacted(redactor, text) == "Send the contract to:\n\n<ADDRESS_1>\n\nThanks for the quick turnaround"
+
+
+def test_lines_after_an_address_without_a_postcode_line_stay(redactor):
+    text = "Send the contract to 77 Quillon Avenue\nThe Review Team\nhas it on the agenda"
+    assert redacted(redactor, text) == "Send the contract to <ADDRESS_1>\nThe Review Team\nhas it on the agenda"
+
+
+@pytest.mark.parametrize("text", [
+    "the 5 Event Loop tasks are blocked",                  # tech words are no street types
+    "the page has 3 Hero Banners and 2 Call To Action buttons",
+    "deploy 2 Replica Sets across 3 Availability Zones",
+    "aggregate 3 and delegate 2 are the only calls that fail",
+    "the corner of the table and the sidebar overlap",
+    "we run 2 way binding and 4 road tests",
+])
+def test_prose_that_only_looks_like_an_address_passes(redactor, text):
+    assert redacted(redactor, text) == text

@@ -44,6 +44,23 @@ def _compiles(value: tuple[str, ...], flags: int) -> tuple[str, ...]:
     return value
 
 
+class LineBlock(_Strict):
+    """Following lines a match that ends its line extends over (a postal address's unit, town and code lines).
+
+    The match extends to the last of the next `max_lines` lines that fully matches `ends`, when every line
+    before it fully matches `ends` or `through` (one blank line between them is allowed).
+    """
+
+    ends: str
+    through: str = "(?!)"
+    max_lines: int = Field(5, ge=1, le=10)
+
+    @field_validator("ends", "through")
+    @classmethod
+    def _compile(cls, value: str) -> str:
+        return _compiles((value,), 0)[0]
+
+
 class CustomRecognizer(_Strict):
     """A Presidio PatternRecognizer declared in YAML; its patterns are compiled here, when the policy loads."""
 
@@ -51,6 +68,7 @@ class CustomRecognizer(_Strict):
     patterns: tuple[str, ...] = Field(min_length=1)
     score: float = Field(0.6, gt=0, le=1)
     context: tuple[str, ...] = ()
+    block: LineBlock | None = None
 
     @field_validator("patterns")
     @classmethod

@@ -1,8 +1,9 @@
 """The Presidio recognizers the redactor runs: the built-in ones (windowed, offline) and the YAML ones.
 
-Built-in recognizers are Presidio's own; the subclasses here only limit where they run (cheap
-anchors) or make them offline. YAML `custom_recognizers` become Presidio PatternRecognizers,
-their regexes compiled when the policy loads (`settings.CustomRecognizer`).
+Built-in recognizers are Presidio's own; the subclasses here limit where they run (cheap anchors),
+make them offline, read phone numbers per policy region and context, and match IBANs in any case.
+YAML `custom_recognizers` become Presidio PatternRecognizers, their regexes compiled when the policy
+loads (`settings.CustomRecognizer`), optionally extended over an address block's following lines.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from ..settings import PhoneSettings, PiiSettings
+from ..settings import LineBlock, PhoneSettings, PiiSettings
 
 # Offline public-suffix lookup: the snapshot bundled with tldextract, never an HTTP fetch.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
@@ -206,6 +207,49 @@ _BUILTIN = {  # entity -> recognizer from the policy's pii settings
     "IP_ADDRESS": lambda _: WindowedIpRecognizer(),
 }
 BUILTIN_ENTITIES = frozenset(_BUILTIN)  # what `pii.pattern_entities` may name besides YAML recognizers
+_LINE_REST = re.compile(r"[ \t.,;]*(?:\n|$)")
+
+
+class BlockPatternRecognizer(PatternRecognizer):
+    """A YAML PatternRecognizer; with a `block` (`CustomRecognizer.block`), a match that ends its line extends
+    over the block's following lines: a postal address's unit, town and postcode lines."""
+
+    def __init__(self, block: LineBlock | None, **kwargs):
+        super().__init__(**kwargs)
+        self.block = block
+        if block is not None:
+            self._ends, self._through = regex.compile(block.ends), regex.compile(block.through)
+
+    def analyze(self, text: str, entities, nlp_artifacts=None, regex_flags=None) -> list[RecognizerResult]:
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        if self.block is not None:
+            for r in results:
+                r.end = self._block_end(text, r.end)
+        return results
+
+    def _block_end(self, text: str, end: int) -> int:
+        rest = _LINE_REST.match(text, end)
+        if rest is None:
+            return end
+        best, pos, blank = end, rest.end(), False
+        for _ in range(self.block.max_lines):
+            if pos >= len(text):
+                break
+            line_end = text.find("\n", pos)
+            line_end = len(text) if line_end < 0 else line_end
+            line = text[pos:line_end]
+            if self._ends.fullmatch(line):
+                best, blank = line_end, False
+            elif not line.strip():
+                if blank:
+                    break
+                blank = True
+            elif self._through.fullmatch(line):
+                blank = False
+            else:
+                break
+            pos = line_end + 1
+        return best
 
 
 def registry(settings: PiiSettings) -> RecognizerRegistry:
@@ -216,7 +260,8 @@ def registry(settings: PiiSettings) -> RecognizerRegistry:
             reg.add_recognizer(_BUILTIN[entity](settings))
     for custom in settings.custom_recognizers:
         reg.add_recognizer(
-            PatternRecognizer(
+            BlockPatternRecognizer(
+                custom.block,
                 supported_entity=custom.entity,
                 name=f"yaml_{custom.entity.lower()}",
                 patterns=[Pattern(f"{custom.entity}_{i}", p, custom.score) for i, p in enumerate(custom.patterns)],

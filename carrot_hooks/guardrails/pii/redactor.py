@@ -211,6 +211,8 @@ class PiiRedactor:
         hits: list[PiiHit] = []
         for r in kept:
             if hits and r.start < hits[-1].end:
+                if r.entity_type == hits[-1].entity and r.end > hits[-1].end:  # one entity found in two parts
+                    hits[-1] = PiiHit(r.entity_type, hits[-1].start, r.end)
                 continue
             hits.append(PiiHit(r.entity_type, r.start, r.end))
         return tuple(hits)
