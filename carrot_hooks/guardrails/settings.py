@@ -88,6 +88,7 @@ class PiiSettings(_Strict):
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
     name_introducers: NameIntroducers = NameIntroducers()
+    name_gazetteer: Literal["faker", "none"] = "none"
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
 
