@@ -53,6 +53,10 @@ _THING_NAMED_BEFORE = re.compile(
     r"endpoint|test|command|script|queue|topic|channel)(?:es|s)?[ \t]+(?:named|called)[ \t]+$", re.IGNORECASE)
 _NEXT_WORD = re.compile(r"[ \t]+(\w+)")
 _HOUSE_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-z]?(?:[,.]?[ \t]*$|[,.]?[ \t]*\n|,)")  # "Joaquin Suarez 2906": a street
+# "the Adam optimizer", "a Jasmine test", "the Grace period": one name word right after a determiner
+# names a thing (unless a phrase introduced it: "the name's Ines"); a full name stays ("a Ravil Yefimov
+# concert").
+_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|its)[ \t]+$", re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
 _INTRODUCED_SCORE = 0.85
@@ -182,6 +186,8 @@ class PiiRedactor:
                     or any(w in street for w in value.split()[1:]) \
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
+                return False
+            if not introduced and " " not in value and _DETERMINER_BEFORE.search(text[max(0, r.start - 8) : r.start]):
                 return False
             return is_name(value, self.settings.technical_terms, lower_ok=introduced)
         if r.entity_type == "IP_ADDRESS":
