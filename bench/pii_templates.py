@@ -2,9 +2,11 @@
 
 Template groups: `tuned` (rules were adjusted while looking at its misses), `held-out` (held out
 until its first run, its misses have since been looked at), `held-out-2` (written before any
-result on it was seen, with its own name lists; its phone misses have since been looked at) and
-`held-out-3` (phones, addresses and IBANs in its own formats and sentence shapes, written before
-any result on it was seen; only its scores are printed). Each group also has sentences
+result on it was seen, with its own name lists; its phone misses have since been looked at),
+`held-out-3` (phones, addresses and IBANs in its own formats and sentence shapes) and `held-out-4`
+(its own name lists, names mid-sentence without an introducing phrase, capitalised code words in
+prose); the last two were written before any result on them was seen and only their scores are
+printed. Each group also has sentences
 without PII from everyday coding prose, so precision is measured too. Rows have the shape of
 pii_dev.jsonl: {"text", "spans": [{"entity_type", "start", "end"}]}.
 """
@@ -26,6 +28,11 @@ FIRST2 = ["wojciech", "chidinma", "aurelio", "svetlana", "takeshi", "eilidh", "b
           "maelle", "henrik", "thandiwe", "gianluca", "ottilie", "xiomara", "ruairi", "parisa", "kofi", "liesbeth"]
 LAST2 = ["brzezinski", "adeyemi", "vasquez", "kuznetsova", "yamamoto", "macrae", "dlamini", "horakova", "quintero",
          "al-rashid", "lefebvre", "sorensen", "ferreira", "de luca", "lindgren", "mahlangu", "oduya", "stroud"]
+# names for the `held-out-4` group only (in none of the lists above)
+FIRST3 = ["gunnhild", "abimbola", "casimir", "yevgenia", "hiroko", "declan", "nokuthula", "jaroslav", "marisol", "tariq",
+          "annelies", "ferdinand", "chiamaka", "lucien", "sunniva", "anselm", "rukhsana", "teodora", "kaveh", "isolde"]
+LAST3 = ["wisniewski", "nwachukwu", "bergstrom", "khoury", "lavigne", "matsumoto", "mcallister", "zielinska", "obi",
+         "rasmussen", "van houten", "delgado", "achterberg", "pellegrini", "szabo", "thorne", "kaminski", "eze"]
 STREETS = ["Elm", "Harbor", "Maple", "Quarry", "Birchwood", "Kingsley", "Orchard", "Juniper", "Lakeview", "Foxglove"]
 TYPES = ["Street", "Road", "Avenue", "Lane", "Drive", "Boulevard", "Court", "Way", "St.", "Rd."]
 EUROPE = ["Hauptstraße {n}", "Lindenweg {n}", "Kirkegade {n}", "Via Garibaldi {n}", "Rue Lepic {n}",
@@ -268,8 +275,47 @@ TEMPLATES = {
         "run 4 Workers per pod and 2 Replica Sets per zone",
         "see page 112-118 of the manual and section 4.2.1",
     ],
+    # Written before any result on it was seen (its own names, FIRST3/LAST3, and sentence shapes not in
+    # the groups above: names mid-sentence without an introducing phrase, and capitalised code words
+    # in prose). Only its scores are printed; never tune on its misses.
+    "held-out-4": [
+        "{PERSON_FULL} from the infra team will review the helm chart",
+        "yesterday {PERSON} merged the hotfix without a review",
+        "Hello, I am {PERSON} and I work on the mobile client",
+        "could {PERSON_FULL} take a look at the flaky e2e suite?",
+        "the design doc was drafted by {PERSON_FULL} last quarter",
+        "I paired with {PERSON} on the websocket reconnect logic",
+        "my teammate {PERSON} keeps getting a 403 from the registry",
+        "forward the stack trace to {PERSON_FULL}, she owns that service",
+        "kind regards,\n{PERSON_FULL}\nsite reliability",
+        "{PERSON} here, the nightly build is red again",
+        "as {PERSON_FULL} pointed out in the review, the lock is never released",
+        "{PERSON_FULL} wrote: the retry budget is too small",
+        "my first name is {PERSON}",
+        "please loop in {PERSON} before touching the billing schema",
+        "ring me on {PHONE_NUMBER} after the standup",
+        "landline {PHONE_NUMBER}, ask for the front desk",
+        "return the hardware to {STREET_ADDRESS}",
+        "wire the refund to {IBAN_CODE} please",
+        "the Router component re-renders on every keystroke",
+        "why does the Scheduler skip jobs after a Worker restart?",
+        "Parser throws when the Token stream is empty",
+        "our Gateway forwards the Header to the Backend service",
+        "the Builder pattern feels heavy for this Config object",
+        "set the Timeout on the Client before calling Connect",
+        "Bearer tokens expire after an hour in the Auth middleware",
+        "Django Admin shows a blank page after the Migration ran",
+        "the Pipeline stage called Deploy Staging never finishes",
+        "Queue consumers stall when the Broker restarts",
+        "ask Jenkins to rerun the Integration job",
+        "I'm using Terraform with the AWS Provider version 5",
+        "Handler returns None when the Request body is empty",
+        "thanks, Sentry caught the regression in Production",
+        "the Logger prints twice since we added the Formatter",
+        "Max Retries is set to 3 in the Celery config",
+    ],
 }
-_NAMES = {"held-out-2": (FIRST2, LAST2)}
+_NAMES = {"held-out-2": (FIRST2, LAST2), "held-out-4": (FIRST3, LAST3)}
 _VALUES = {"held-out-3": {"PHONE_NUMBER": phone3, "STREET_ADDRESS": address3, "IBAN_CODE": iban3}}
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
 

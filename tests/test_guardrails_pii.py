@@ -366,3 +366,42 @@ def test_lines_after_an_address_without_a_postcode_line_stay(redactor):
 ])
 def test_prose_that_only_looks_like_an_address_passes(redactor, text):
     assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("text,name", [
+    ("please loop in Derek before the release", "Derek"),  # a given name that is no English word
+    ("the review was done by Grace Hopper last week", "Grace Hopper"),  # listed given + family name
+    ("yesterday Chihiro Fukunaga merged the fix", "Chihiro Fukunaga"),
+    ("Mail John Smith at noon", "John Smith"),  # the name starts at the given name, not at "Mail"
+])
+def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(redactor, text, name):
+    assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
+
+
+@pytest.mark.parametrize("text", [
+    "ask the Module loader to reload the plugin", "the Scheduler skips jobs when a Worker restarts",
+    "Mark the Request as done", "Will the Session close?", "the Parser throws on an empty Token list",
+    "use the Adam optimizer", "the Jasmine tests fail", "the Grace period is 30 seconds",
+    "turn left at Inna Loop", "He lives on Joaquin Suarez 2906.",
+])
+def test_capitalised_code_words_things_and_streets_in_prose_pass(redactor, text):
+    assert redacted(redactor, text) == text
+
+
+def test_without_the_gazetteer_only_introduced_names_count():
+    from carrot_hooks.guardrails.pii.names import Gazetteer
+
+    assert not Gazetteer.load("none").first and "derek" in Gazetteer.load("faker").first
+    settings = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy).pii
+    plain = PiiRedactor(settings.model_copy(update={"name_gazetteer": "none"}))
+    assert redacted(plain, "please loop in Derek before the release") == "please loop in Derek before the release"
+
+
+def test_unknown_name_gazetteer_is_rejected_at_load(tmp_path):
+    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
+    raw["pii"]["name_gazetteer"] = "names-dataset"
+    bad = tmp_path / "guardrails.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_model(bad, GuardrailPolicy)
+    assert "pii.name_gazetteer" in str(e.value)

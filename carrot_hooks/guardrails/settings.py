@@ -143,6 +143,7 @@ class PiiSettings(_Strict):
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
     phone: PhoneSettings = PhoneSettings()
     name_introducers: NameIntroducers = NameIntroducers()
+    name_gazetteer: Literal["faker", "none"] = "none"
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
 

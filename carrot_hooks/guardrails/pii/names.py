@@ -1,10 +1,12 @@
-"""Person names in prose: spaCy NER on short windows around candidate words, names after (or before)
-phrases that introduce people, and name-shape checks."""
+"""Person names in prose: given and family names from a name gazetteer (spaCy NER confirms the ones
+that are also English words), names after (or before) phrases that introduce people, and name-shape checks."""
 
 from __future__ import annotations
 
 import bisect
 import functools
+import importlib
+import pkgutil
 import re
 
 import regex
@@ -21,9 +23,9 @@ _MC = re.compile(r"^Ma?c(?=[A-Z])")  # McConnan, MacLeod
 _NAME_JOINERS = re.compile(r"['\u2019-]")  # O'Brien, Jean-Luc
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
-# Words of context kept on each side of a candidate name: the NER model sees 4 tokens each way
-# (5 words: same results on pii_dev as 8, 0.84x the time on 4 KB of prose).
-_NER_CONTEXT_WORDS = 5
+# Words of context kept on each side of a candidate name (3: the same PERSON P/R on pii_dev and our
+# templates as 5, 0.7x the NER time on 4 KB of prose; 2 loses precision).
+_NER_CONTEXT_WORDS = 3
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
@@ -73,9 +75,119 @@ def trim_stop_words(value: str) -> str:
     return " ".join(words)
 
 
-def may_name(word: str, technical: frozenset[str]) -> bool:
-    """Cheap gate before NER: a capitalised word that is neither a stop word nor a technical term."""
-    return any(w[0].isupper() and w not in STOP and w not in technical for w in _LETTERS.findall(word))
+class Gazetteer:
+    """Given names, family names (lower-cased) and street designators (Loop, Trail, Coves: no family
+    names) of every locale of Faker's person and address providers (MIT)."""
+
+    _FIRST = ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary")
+    _LAST = ("last_names", "last_names_male", "last_names_female")
+
+    def __init__(self, first: frozenset[str] = frozenset(), last: frozenset[str] = frozenset(),
+                 streets: frozenset[str] = frozenset()):
+        self.first, self.last, self.streets = first, last, streets
+
+    @classmethod
+    @functools.cache
+    def load(cls, source: str) -> Gazetteer:
+        """The lists of `source` ("faker": the installed Faker package; "none": empty)."""
+        if source == "none":
+            return cls()
+        first = {v.lower() for v in _provider_values("person", cls._FIRST)}
+        last = {v.lower() for v in _provider_values("person", cls._LAST)}
+        streets = {v for v in _provider_values("address", ("street_suffixes",))
+                   if len(v) > 2 and v.isalpha() and v.istitle() and v.lower() not in first | last}
+        return cls(frozenset(first), frozenset(last), frozenset(streets))
+
+
+def _provider_values(kind: str, attrs: tuple[str, ...]) -> set[str]:
+    """The values of the class attributes `attrs` of Faker's `kind` providers, all locales."""
+    out: set[str] = set()
+    providers = importlib.import_module(f"faker.providers.{kind}")
+    for module in pkgutil.iter_modules(providers.__path__):
+        provider = importlib.import_module(f"{providers.__name__}.{module.name}").Provider
+        for attr in attrs:
+            values = vars(provider).get(attr, ())  # class data only (some are properties)
+            if isinstance(values, (dict, list, tuple, set, frozenset)):
+                out.update(v for v in values if isinstance(v, str))
+    return out
+
+
+def _capitalised_name(word: str, technical: frozenset[str]) -> bool:
+    return len(word) > 1 and word not in STOP and word not in technical \
+        and all(part and _is_name_part(part) for part in _NAME_JOINERS.split(word))
+
+
+def _lower_name(word: str, technical: frozenset[str]) -> bool:
+    return len(word) > 1 and word.islower() and word not in STOP_WORDS and word not in technical \
+        and all(part.isalpha() for part in _NAME_JOINERS.split(word))
+
+
+def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technical: frozenset[str]
+                    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
+    """(names, ambiguous): runs of name-shaped words on one line (initials between them allowed) that
+    the gazetteer says are names; the rest of its capitalised words are left to NER.
+
+    A run is a name when a capitalised given name that is no English word starts it (Isabel, Derek
+    Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
+    ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
+    Lower-case, only a given and a family name both listed and no English words (eva kleist). Listed
+    words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides.
+    """
+    names: list[tuple[int, int]] = []
+    ambiguous: list[tuple[int, int, bool]] = []
+    for run in _runs(prose, technical):
+        while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
+                and prose[run[0][0] : run[0][1]] in english:
+            run = run[1:]  # "Mail John Smith", "Ask Mary": the name starts at the given name
+        words = [prose[s:e] for s, e in run if e - s > 1]
+        if len(words) == 1 and words[0].lower() not in gazetteer.first and words[0].lower() not in gazetteer.last:
+            continue  # the common case, decided before the costlier English look-ups
+        known = [w in english for w in words]
+        first = words[0].lower() in gazetteer.first
+        if words[0].islower():
+            ok = len(words) > 1 and first and words[-1] in gazetteer.last and not any(known)
+        else:
+            family = len(words) > 1 and words[-1].lower() in gazetteer.last
+            ok = first and (not known[0] or family) or family and not any(known)
+        if ok:
+            names.append((run[0][0], run[-1][1]))
+        elif words[0][0].isupper():  # for NER: listed given names and family names that are no English
+            # words; the words of a run of unlisted non-English words (a name NER may know: Irenke Sörös)
+            foreign = len(words) > 1 and not any(known)
+            ambiguous += [(*span, listed) for span, w, k in zip((r for r in run if r[1] - r[0] > 1), words, known)
+                          if (listed := w.lower() in gazetteer.first or w.lower() in gazetteer.last and not k) or foreign]
+    return names, ambiguous
+
+
+def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
+    """Runs of up to 4 name-shaped words of one case on one line, only spaces (or an initial's dot)
+    between them: capitalised (Isabel M. Okafor) or lower-case (eva kleist)."""
+    runs: list[list[tuple[int, int]]] = []
+    prev_end, prev_upper = -1, False
+    for m in _NAME_TOKEN.finditer(prose):
+        s, e = m.start(), m.start() + len(_POSSESSIVE.sub("", m.group()))
+        word = prose[s:e]
+        initial = e - s == 1 and word.isupper()
+        upper = initial or _capitalised_name(word, technical)
+        if not (upper or _lower_name(word, technical) or e - s == 1 and word.islower()):
+            prev_end = -1
+            continue
+        gap = prose[prev_end:s] if prev_end >= 0 else "\n"
+        joined = gap.strip(" \t") in ("", ".") and "\n" not in gap and (not gap.startswith(".") or runs[-1][-1][1] - runs[-1][-1][0] == 1)
+        if joined and upper == prev_upper and len(runs[-1]) < 4:
+            runs[-1].append((s, e))
+        elif e - s > 1:
+            runs.append([(s, e)])
+        else:
+            prev_end = -1
+            continue
+        prev_end, prev_upper = (e + 1 if initial and prose[e : e + 1] == "." else e), upper
+        if m.end() != e:  # a possessive ends the name
+            prev_end = -1
+    for run in runs:  # a run ends in a name word, never in an initial
+        while run[-1][1] - run[-1][0] == 1:
+            run.pop()
+    return runs
 
 
 @functools.cache
@@ -89,29 +201,34 @@ def load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None, 
     return None, "none"
 
 
-def candidate_windows(prose: str, technical: frozenset[str]) -> list[tuple[int, int]]:
-    """Spans of `prose` (within one line) around words that could start a name, merged."""
+def candidate_windows(prose: str, anchors: list[tuple[int, int, bool]]) -> list[tuple[int, int]]:
+    """Spans of `prose` (within one line) around the `anchors` (sorted spans), merged."""
     spans: list[tuple[int, int]] = []
-    pos = 0
+    pos, k = 0, 0
     for line in prose.split("\n"):
+        end = pos + len(line)
         words = [m.span() for m in _WORD.finditer(line)]
         last = -1  # index of the last word already in a window
         for i, (s, e) in enumerate(words):
-            if not may_name(line[s:e], technical):
+            if k >= len(anchors) or anchors[k][0] >= pos + e:
                 continue
+            while k < len(anchors) and anchors[k][0] < pos + e:
+                k += 1
             lo, hi = max(0, i - _NER_CONTEXT_WORDS), min(len(words) - 1, i + _NER_CONTEXT_WORDS)
             if last >= 0 and lo <= last + 1:
                 spans[-1] = (spans[-1][0], pos + words[hi][1])
             else:
                 spans.append((pos + words[lo][0], pos + words[hi][1]))
             last = hi
-        pos += len(line) + 1
+        pos = end + 1
     return spans
 
 
-def ner_names(nlp, prose: str, technical: frozenset[str], labels: dict[str, str], score: float) -> list[RecognizerResult]:
-    """spaCy NER over the candidate windows of `prose` (one doc), offsets mapped back to `prose`."""
-    spans = candidate_windows(prose, technical)
+def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: English, labels: dict[str, str],
+              score: float) -> list[RecognizerResult]:
+    """spaCy NER's names holding one of the `anchors` (sorted (start, end, listed)), run on windows around
+    them (one doc): holding a listed one, or of two or more words none of them English (Irenke Sörös)."""
+    spans = candidate_windows(prose, anchors)
     if not spans:
         return []
     starts, pieces, pos = [], [], 0
@@ -120,6 +237,7 @@ def ner_names(nlp, prose: str, technical: frozenset[str], labels: dict[str, str]
         pieces.append(prose[s:e])
         pos += e - s + 1
     doc = nlp("\n".join(pieces))
+    anchor_starts = [a[0] for a in anchors]
     out = []
     for ent in doc.ents:
         entity = labels.get(ent.label_)
@@ -131,7 +249,9 @@ def ner_names(nlp, prose: str, technical: frozenset[str], labels: dict[str, str]
             continue
         i = bisect.bisect_right(starts, ent.start_char) - 1
         start = ent.start_char + spans[i][0] - starts[i]
-        out.append(RecognizerResult(entity, start, start + len(text), score))
+        held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
+        if any(listed for _, _, listed in held) or held and len(text.split()) > 1 and not any(w in english for w in text.split()):
+            out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
 
 
@@ -206,14 +326,15 @@ def _words_before(prose: str, pos: int, technical: frozenset[str]) -> list[tuple
     return out
 
 
-def introduced(prose: str, intro: Introducers, english: English, technical: frozenset[str]) -> list[tuple[int, int]]:
+def introduced(prose: str, intro: Introducers, english: English, technical: frozenset[str],
+               gazetteer: Gazetteer) -> list[tuple[int, int]]:
     """Spans of words that a phrase introduces as a person's name.
 
     After an `any` phrase the first word counts in any case (unless a stop word or technical term),
     and so does each next one that is capitalised or no English word. After a `confirm` phrase (or
-    before a `confirm_after` one) the words count when one of them is no English word ("thanks,
-    ngozi", "anthony moreau said", not "cheers, works now"); names that are also English words
-    (Grace, Mark) are left to NER there.
+    before a `confirm_after` one) the words count when one of them is no English word or a
+    capitalised given name of the gazetteer ("thanks, ngozi", "call me Grace", "anthony moreau said",
+    not "cheers, works now", "thanks, will do").
     """
     out = []
     lines = _text_lines(prose)
@@ -221,7 +342,7 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
         for m in (m for s, e in lines for m in pattern.finditer(prose, s, e)) if pattern else ():
             words = _words_after(prose, m.end(), technical)
             if confirm:
-                words = _unknown_words(prose, words, english)
+                words = _unknown_words(prose, words, english, gazetteer)
             else:  # "my name is anna please help": the name ends at a lower-case English word
                 keep = min(1, len(words))
                 while keep < len(words) and not (prose[words[keep][0]].islower() and prose[slice(*words[keep])] in english):
@@ -230,7 +351,7 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             if words:
                 out.append((words[0][0], words[-1][1]))
     for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
-        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english)
+        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer)
         if words:
             out.append((words[0][0], words[-1][1]))
     return out
@@ -248,7 +369,10 @@ def _text_lines(prose: str) -> list[tuple[int, int]]:
     return out
 
 
-def _unknown_words(prose: str, words: list[tuple[int, int]], english: English) -> list[tuple[int, int]]:
-    """`words` when at least one is no English word ("anthony moreau", not "works now"), up to the last such."""
-    unknown = [i for i, w in enumerate(words) if prose[slice(*w)] not in english]
+def _unknown_words(prose: str, words: list[tuple[int, int]], english: English,
+                   gazetteer: Gazetteer) -> list[tuple[int, int]]:
+    """`words` when at least one is no English word or a capitalised given name ("anthony moreau",
+    "Grace", not "works now", "will do"), up to the last such."""
+    unknown = [i for i, (s, e) in enumerate(words) if prose[s:e] not in english
+               or prose[s].isupper() and prose[s:e].lower() in gazetteer.first]
     return words[: unknown[-1] + 1] if unknown else []

@@ -18,10 +18,12 @@ from .code import Layout, layout
 from .memo import Memo
 from .names import (
     English,
+    Gazetteer,
     Introducers,
     introduced,
     is_name,
     load_spacy,
+    name_candidates,
     ner_names,
     trim_stop_words,
 )
@@ -49,7 +51,14 @@ _THING_NAMED_BEFORE = re.compile(
     r"\b(?:class|function|method|module|package|component|type|interface|struct|enum|table|column|field|"
     r"variable|file|folder|service|repo|repository|project|app|model|branch|job|bucket|library|plugin|"
     r"endpoint|test|command|script|queue|topic|channel)(?:es|s)?[ \t]+(?:named|called)[ \t]+$", re.IGNORECASE)
+_NEXT_WORD = re.compile(r"[ \t]+(\w+)")
+_HOUSE_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-z]?(?:[,.]?[ \t]*$|[,.]?[ \t]*\n|,)")  # "Joaquin Suarez 2906": a street
+# "the Adam optimizer", "a Jasmine test", "the Grace period": one name word right after a determiner
+# names a thing (unless a phrase introduced it: "the name's Ines"); a full name stays ("a Ravil Yefimov
+# concert").
+_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|its)[ \t]+$", re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
+GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
 _INTRODUCED_SCORE = 0.85
 _COMMENT_LINE = re.compile(r"^[ \t]*(?:#|//|\*|/\*)")
 _COMMENT_BLOCK_LINES = 12  # how far up a comment block an attribution header is looked for
@@ -71,9 +80,9 @@ def _in_url_authority(text: str, start: int, end: int) -> bool:
     return "://" in text[token_start:start] or ":" in text[token_start:start] or text[end : end + 1] == ":"
 
 
-def _introduced(start: int, end: int) -> RecognizerResult:
+def _person(start: int, end: int, recognizer: str) -> RecognizerResult:
     return RecognizerResult("PERSON", start, end, _INTRODUCED_SCORE,
-                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: INTRODUCED})
+                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: recognizer})
 
 
 def _recognizer(r: RecognizerResult) -> str:
@@ -110,6 +119,7 @@ class PiiRedactor:
         self._attribution = regex.compile("|".join(settings.code_email_attributions), regex.IGNORECASE) \
             if settings.code_email_attributions else None
         self._english = English(self._nlp)
+        self._gazetteer = Gazetteer.load(settings.name_gazetteer)
         entities = {*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)}
         self._code_entities = sorted(entities & CODE_ENTITIES)  # run on the whole text
         self._prose_entities = sorted(entities - CODE_ENTITIES)  # run on the prose only
@@ -170,8 +180,14 @@ class PiiRedactor:
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
             last = value.split()[-1] if len(value.split()) > 1 else ""
-            if _NOT_A_PERSON_AFTER.match(last) or _NOT_A_PERSON_AFTER.match(text[r.end : r.end + 16]) \
+            after = text[r.end : r.end + 16]
+            street = self._gazetteer.streets  # "Inna Loop", "Alexander Flat": a street, not a person
+            if _NOT_A_PERSON_AFTER.match(last) or _NOT_A_PERSON_AFTER.match(after) or _HOUSE_NUMBER_AFTER.match(after) \
+                    or any(w in street for w in value.split()[1:]) \
+                    or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
+                return False
+            if not introduced and " " not in value and _DETERMINER_BEFORE.search(text[max(0, r.start - 8) : r.start]):
                 return False
             return is_name(value, self.settings.technical_terms, lower_ok=introduced)
         if r.entity_type == "IP_ADDRESS":
@@ -218,13 +234,17 @@ class PiiRedactor:
         return tuple(hits)
 
     def _names(self, prose: str) -> list[RecognizerResult]:
-        """PERSON: words a phrase introduces as a name, and NER's names (in NER mode)."""
+        """PERSON: words a phrase introduces as a name and, in NER mode, the gazetteer's names (`names.
+        name_candidates`) and NER's names holding an ambiguous one."""
         if "PERSON" not in self.settings.ner_entities:
             return []
         technical = self.settings.technical_terms
-        out = [_introduced(s, e) for s, e in introduced(prose, self._introducers, self._english, technical)]
-        if self.mode == "ner":
-            out += ner_names(self._nlp, prose, technical, self._ner_labels, self._ner_score)
+        out = [_person(s, e, INTRODUCED) for s, e in introduced(prose, self._introducers, self._english, technical,
+                                                                  self._gazetteer)]
+        if self.mode == "ner":  # the gazetteer needs the pipeline's English word list
+            names, ambiguous = name_candidates(prose, self._gazetteer, self._english, technical)
+            out += [_person(s, e, GAZETTEER) for s, e in names]
+            out += ner_names(self._nlp, prose, ambiguous, self._english, self._ner_labels, self._ner_score)
         return out
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
