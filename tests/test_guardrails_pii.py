@@ -405,3 +405,11 @@ def test_unknown_name_gazetteer_is_rejected_at_load(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_model(bad, GuardrailPolicy)
     assert "pii.name_gazetteer" in str(e.value)
+
+
+def test_ner_runs_with_single_threaded_blas(redactor):
+    """BLAS thread hand-offs cost more than they save on NER's small matrices (see names.load_spacy)."""
+    from threadpoolctl import threadpool_info
+
+    blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    assert blas and all(p["num_threads"] == 1 for p in blas)

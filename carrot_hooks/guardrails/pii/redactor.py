@@ -27,7 +27,7 @@ from .names import (
     ner_names,
     trim_stop_words,
 )
-from .recognizers import PatternsOnlyNlpEngine, registry
+from .recognizers import NoContextEnhancer, PatternsOnlyNlpEngine, registry
 from .vault import Vault
 
 log = logging.getLogger("carrot.guardrails.pii")
@@ -104,7 +104,8 @@ class PiiRedactor:
             f"spaCy pipeline {self.model_name}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
         )
         self._patterns = AnalyzerEngine(
-            registry=registry(settings), nlp_engine=PatternsOnlyNlpEngine.blank(), supported_languages=["en"]
+            registry=registry(settings), nlp_engine=PatternsOnlyNlpEngine.blank(), supported_languages=["en"],
+            context_aware_enhancer=NoContextEnhancer(),
         )
         ner_config = NerModelConfiguration()
         # spaCy label -> Presidio entity, for the entities the policy wants from NER (PERSON <- PERSON, PER)
