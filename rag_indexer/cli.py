@@ -62,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
             print(store_url(settings))
         return 0
     store = Store(store_url(settings), settings.store.connect_timeout_s)
-    embedder = Embedder(embedding_spec(settings, for_query=args.cmd == "query"), fast=args.cmd == "query")
+    query = args.cmd == "query"
+    embedder = Embedder(embedding_spec(settings, for_query=query), fast=query, one_shot=query)
     if args.cmd in ("code", "docs"):
         name = args.repo if args.cmd == "code" else args.collection
         report = _index(args, store, embedder, settings, name)

@@ -41,6 +41,9 @@ EXAMPLE_DIRS = frozenset({"example", "examples", "sample", "samples", "demo", "d
 DOC_DIRS = frozenset({"doc", "docs", "documentation"})
 DOC_NAMES = re.compile(r"^(readme|contributing|authors|code_of_conduct|security|license|copying)\b|\.(md|markdown|rst|txt|html?|adoc)$",
                        re.IGNORECASE)
+# build, CI and packaging settings, data formats: not the program (a question about them names the file)
+CONFIG_NAME = re.compile(r"\.(toml|ya?ml|json|ini|cfg|conf|properties)$|^(pkg-info|manifest\.in|makefile|dockerfile|"
+                         r"procfile|pipfile|requirements[\w.-]*\.txt)$", re.IGNORECASE)
 LICENSE_FILE = re.compile(r"^(license|licence|copying)(\.(txt|md))?$", re.IGNORECASE)
 
 
@@ -76,6 +79,8 @@ def file_kind(rel: str, vendored_roots: frozenset[str] = frozenset()) -> tuple[s
         return "example", ""
     if any(d in DOC_DIRS for d in dirs) or DOC_NAMES.search(name):
         return "docs", ""
+    if CONFIG_NAME.search(name) or any(p.startswith(".") for p in parts):  # also `.github/`, `.coveragerc`
+        return "config", ""
     return "source", ""
 
 

@@ -24,6 +24,10 @@ _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
 _FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.MULTILINE)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
+_INDENTED = re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)  # Markdown's other code block
+_WORD_RUN = re.compile(r"[A-Za-z][A-Za-z']*(?: [A-Za-z][A-Za-z']*){2,}")  # three or more words in a row
+MIN_PHRASE_CHARS = 12
+MAX_PHRASES = 32
 
 
 def clean(text: str) -> str:
@@ -59,6 +63,14 @@ def dotted_mentions(text: str) -> list[str]:
     return list(dict.fromkeys(m for m in _NAME.findall(text) if "." in m and not _PATH.fullmatch(m)))[:32]
 
 
+def phrase_mentions(text: str) -> list[str]:
+    """Literal wording quoted in code blocks and backticks (program output, messages), lower-cased runs of
+    three or more words: `Right contains more items` is printed by the code that holds that string."""
+    quoted = [m.group(0) for m in _FENCED.finditer(text)] + _INDENTED.findall(text) + _BACKTICKED.findall(text)
+    runs = (r.lower() for q in quoted for r in _WORD_RUN.findall(q) if len(r) >= MIN_PHRASE_CHARS)
+    return list(dict.fromkeys(runs))[:MAX_PHRASES]
+
+
 @dataclass(frozen=True)
 class Shaped:
     """One message taken apart for retrieval (computed once per query)."""
@@ -69,6 +81,7 @@ class Shaped:
     dotted: list[str]
     paths: list[str]  # file paths, links included
     signals: list[str]  # code-ish words: backticked spans, symbols, --options, traceback frames, error names
+    phrases: list[str]  # quoted wording (output, messages), lower-cased
 
 
 def shape(message: str) -> Shaped:
@@ -81,4 +94,4 @@ def shape(message: str) -> Shaped:
         signals += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
     signals += _ERROR.findall(text)
     return Shaped(text, prose if prose.strip() else text, symbols, dotted_mentions(text),
-                  path_mentions(message), list(dict.fromkeys(signals)))  # links to files name them too
+                  path_mentions(message), list(dict.fromkeys(signals)), phrase_mentions(text))  # links to files name them too

@@ -131,6 +131,12 @@ class Retriever:
             fused_so_far = rrf(rankings, cfg.rrf_k, weights)
             rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])
             weights.append(w.path)
+        if q.mode == "hybrid" and w.phrase and s.phrases and pool:  # the leading candidates quoting the message
+            fused_so_far = rrf(rankings, cfg.rrf_k, weights)
+            counts = self.store.phrase_counts(sorted(pool, key=lambda c: -fused_so_far[c])[: cfg.phrase_candidates],
+                                              s.phrases)
+            rankings.append(sorted(counts, key=lambda c: (-counts[c], -fused_so_far[c])))
+            weights.append(w.phrase)
         fused = rrf(rankings, cfg.rrf_k, weights)
         if q.mode == "hybrid" and q.kind in cfg.fuse_files:
             order = file_order(rankings, weights, cfg.rrf_k, fused, path_of)

@@ -17,7 +17,7 @@ from .chunk import FILE_KINDS
 from .embedding import EmbeddingSpec
 
 IndexKind = Literal["code", "docs"]
-FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "generated"]
+FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "config", "generated"]
 Tier = int | Literal["named", "off"]
 
 
@@ -47,10 +47,11 @@ class Weights(_Strict):
     code_terms: float = Field(1.0, ge=0)  # BM25 over the code signals of the message only
     symbol: float = Field(1.0, ge=0)
     path: float = Field(1.0, ge=0)
+    phrase: float = Field(0.0, ge=0)  # candidates holding wording quoted in the message (output, messages)
 
 
 class KindWeights(_Strict):
-    code: Weights = Weights(dense=1.5, symbol=0.5, path=0.5)
+    code: Weights = Weights(dense=1.5, symbol=0.5, path=0.5, phrase=0.5)
     docs: Weights = Weights(dense=0.5, code_terms=0, symbol=0, path=0)
 
 
@@ -66,10 +67,12 @@ class FileKindSettings(_Strict):
     a tier); `named`: only when the query names the file or the vendored package; `off`: never."""
 
     tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
-        "source": 0, "example": 1, "docs": 1, "changelog": 1, "test": 2, "vendored": "named", "generated": "named"})
+        "source": 0, "example": 1, "docs": 1, "changelog": 1, "config": 1, "test": 2, "vendored": "named",
+        "generated": "named"})
     # ...when the question is about tests (task `tests`, a test file named, or `tests_pattern` matches)
     tests_tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
-        "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "vendored": "named", "generated": "named"})
+        "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "config": 1, "vendored": "named",
+        "generated": "named"})
     tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|files|cases)|(?:the|our|its|failing|flaky) tests"
                           r"|tests? (?:for|of|in)|fixtures? (?:file|in|for))\b")
 
@@ -89,6 +92,7 @@ class RetrievalSettings(_Strict):
     top_k: int = Field(3, ge=1, le=50)
     candidates: int = Field(40, ge=5, le=1000)
     rrf_k: int = Field(10, ge=1)
+    phrase_candidates: int = Field(50, ge=1, le=1000)  # the first N fused candidates are checked for quoted wording
     weights: KindWeights = KindWeights()
     # index kinds whose files are fused first (RRF over each ranking's file order), then their chunks
     fuse_files: tuple[IndexKind, ...] = ("code",)

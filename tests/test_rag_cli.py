@@ -189,3 +189,25 @@ def test_embedded_store_starts_and_stops_without_runtime_dir_warnings(tmp_path):
         stopped = db("stop")
     assert (stopped.returncode, stopped.stdout.strip(), stopped.stderr) == (0, "stopped", "")
     assert db("stop").stdout.strip() == "not running"
+
+
+def test_output_quoted_in_the_question_finds_the_code_that_prints_it_and_config_comes_after_source(
+        tmp_path, capsys, env, repo_name):
+    files = {
+        "pkg/report.py": "def explain_sequence_difference(left, right):\n"
+                         "    \"\"\"Explain how two compared sequences differ.\"\"\"\n"
+                         "    return 'Right contains more items, first extra item: %r' % (right[len(left)],)\n",
+        "pkg/compare.py": "def compare_byte_strings(left, right):\n"
+                          "    \"\"\"Compare byte strings for the assertion message; confusing items are shown.\"\"\"\n"
+                          "    return [item for item in right if item not in left]\n",
+        "tox.ini": "[testenv]\n# byte strings comparison: confusing assertion message items\ncommands = pytest\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+    question = ("Confusing assertion message with byte strings\n```\n>  assert b'' == b'42'\n"
+                "E  Right contains more items, first extra item: 52\n```\n")
+    hits = [(h["path"], h["kind"]) for h in query(capsys, repo_name, question, "-k", "3")]
+    assert hits[0] == ("pkg/report.py", "source")
+    assert hits[-1] == ("tox.ini", "config")

@@ -133,6 +133,8 @@ def test_query_path_without_fastembed_gives_the_same_vectors(embedder, models_di
     assert np.allclose(embedder.embed(long), reference, atol=1e-5)
     full.model.tokenizer.enable_truncation(max_length=32)  # ...and with the query cut
     assert np.allclose(fast.embed(long), np.array(list(full.embed(long))), atol=1e-5)
+    one_shot = Embedder(spec, fast=True, one_shot=True)  # a CLI query: int8 weights not folded at load
+    assert np.allclose(one_shot.embed(long), fast.embed(long), atol=1e-5)
     code = ("import sys; from rag_indexer.embedding import Embedder, EmbeddingSpec; "
             f"Embedder(EmbeddingSpec(models_dir={str(spec.models_dir)!r}), fast=True).embed(['x']); "
             "print('fastembed' in sys.modules)")

@@ -22,6 +22,14 @@ class Reads(Connection):
             "SELECT id, path, file_kind, package FROM rag_chunks WHERE id = ANY(%s)", (list(ids),)).fetchall()
         return {r[0]: ChunkMeta(*r[1:]) for r in rows}
 
+    def phrase_counts(self, ids: Iterable[int], phrases: Sequence[str]) -> dict[int, int]:
+        """How many of the (lower-case) phrases each of these chunks contains literally (chunks with none left out)."""
+        rows = self.conn.execute(
+            "WITH c AS MATERIALIZED (SELECT id, lower(content) AS t FROM rag_chunks WHERE id = ANY(%s)) "
+            "SELECT c.id, count(*) FROM c JOIN unnest(%s::text[]) p ON strpos(c.t, p) > 0 GROUP BY c.id",
+            (list(ids), list(phrases))).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
         rows = self.conn.execute(
             "SELECT id, path, start_line, end_line, content, language, symbol, heading, file_kind, package, "
