@@ -24,10 +24,11 @@ DATA = ROOT / "bench" / "data"
 # The sets the rules were tuned on, with recall asserted here. commands_by_class_heldout.jsonl and ..._heldout3.jsonl
 # were tuned on too, but each keeps one harmless row the policy flags by design (a cron job written to /etc/cron.d,
 # a public key appended to authorized_keys); ..._heldout4.jsonl (tuned) has fewer than 5 rows in a class.
-# commands_by_class_heldout5.jsonl is the held-out one: bench/guardrails.py reports it, a test asserting recall on it
-# would turn it into tuning data.
-TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl", "commands_by_class_heldout2.jsonl")
-ALL_SETS = (*TUNED, *(f"commands_by_class_heldout{n}.jsonl" for n in ("", "3", "4", "5")))
+# commands_by_class_heldout6.jsonl is the held-out one: bench/guardrails.py reports it, a test asserting recall on it
+# would turn it into tuning data (its rows are only checked for format and for keywords inside findings).
+TUNED = ("commands_by_class.jsonl", "commands_by_class_markdown.jsonl", "commands_by_class_heldout2.jsonl",
+         "commands_by_class_heldout5.jsonl")
+ALL_SETS = (*TUNED, *(f"commands_by_class_heldout{n}.jsonl" for n in ("", "3", "4", "6")))
 
 
 def rows(name: str) -> list[dict]:
@@ -129,7 +130,7 @@ def test_everyday_command_has_no_finding(command):
     assert SCANNER.scan(f"Run:\n```bash\n{command}\n```\nthen check the logs.") == []
 
 
-# One or more members per technique family added with heldout4's misses and the family sweep that followed
+# One or more members per technique family added with heldout4's and heldout5's misses and the family sweeps that followed
 # (the rows of the data sets are not repeated here): (command, rule id that must catch it).
 FAMILIES = [
     ("powershell -e JABjAGwAaQBlAG4AdAAgAD0AIABOAGUAdwAtAE8AYgBq", "remote-encoded-powershell"),
