@@ -11,8 +11,9 @@ check fails: any answer other than 200 (a 4xx too), a lost request, or RSS growt
 Usage: .venv/bin/python bench/load.py [--clients 16] [--duration 60] [--max-requests 200000]
                                       [--workers N] [--profile DIR]
 --workers runs both proxies with `--num_workers N`. --profile samples both proxies with py-spy during
-their runs (collapsed stacks in DIR/bare.txt, DIR/gateway.txt) and prints CPU ms per request of
-each, and the functions whose CPU per request grew most from bare LiteLLM to the gateway.
+their runs, threads holding the GIL only (the work that serialises a worker; collapsed stacks in
+DIR/bare.txt, DIR/gateway.txt), and prints the GIL-held ms per request of each and the functions
+whose share grew most from bare LiteLLM to the gateway.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def start_profile(p: ProxyProcess, out: Path, duration: float) -> subprocess.Pop
     """py-spy on the proxy and its workers for `duration` seconds, collapsed stacks into `out`."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
-                             "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
+                             "--gil", "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
                              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -165,7 +166,7 @@ def profile_ms(out: Path, requests: int) -> Counter:
 
 
 def print_profile(bare: Counter, gateway: Counter, top: int = 25) -> None:
-    print(f"profile: CPU ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
+    print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
           "functions whose CPU per request grew most (inclusive):")
     grown = {f: gateway[f] - bare[f] for f in gateway if f}
     for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
