@@ -152,7 +152,7 @@ def _frame_name(frame: str) -> str:
 
 
 def profile_ms(out: Path, requests: int) -> Counter:
-    """CPU ms per request each function is on the stack for (inclusive); key "" is the total."""
+    """GIL-held ms per request each function is on the stack for (inclusive); key "" is the total."""
     ms = Counter()
     for line in out.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
