@@ -227,6 +227,22 @@ def test_bad_generated_rule_names_file_rule_and_value(tmp_path):
     assert str(bad) in msg and "rules.3.regex" in msg and repr(raw["rules"][3]["id"]) in msg and "ghp_[0-9" in msg
 
 
+@pytest.mark.parametrize("text,secret", [
+    ('tokenizer: "PreTrainedTokenizerBase" = None', None),  # the credential word runs on into another word
+    ('@tokenizers = "spacy.ja.JapaneseTokenizer"', None),
+    ('Secretary = "Margaret Okafor-Lindqvist"', None),
+    ('token = f"{orth}-t-{pronoun}"', None),  # computed from {expressions}, not written down
+    ('secret = "{prefix}{digest}".format(prefix=p, digest=d)', None),
+    ('api_token = "q8Zr2LxT0vWm4Kp9"', "q8Zr2LxT0vWm4Kp9"),  # still secrets: names ending in the word,
+    ('tokens = "x7Hq2Lm9Pz4Rw8"', "x7Hq2Lm9Pz4Rw8"),  # its plural, camelCase qualifiers
+    ('secretKey: "Summer2024!xyz"', "Summer2024!xyz"),
+    ('self.refreshToken = "d0e1f2a3b4c5d6e7"', "d0e1f2a3b4c5d6e7"),
+])
+def test_credential_names_and_values_by_shape(output, text, secret):
+    found = [text[f.start:f.end] for f in output.secrets.scan(text)]
+    assert (secret in "".join(found)) if secret else not found, found
+
+
 def test_code_without_secrets_has_no_findings(output):
     """Everyday code around credentials (reading them from the environment, hashing, forms) is not a secret."""
     code = Path(__file__).with_name("fake_upstream.py").read_text() + """
