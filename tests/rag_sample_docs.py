@@ -43,6 +43,13 @@ def install_guide(cloud: str, offline_word: str = "disconnected") -> str:
     ])
 
 
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    """`files` (relative path -> text) written under `root`, folders created."""
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
 def write_docs(folder: Path) -> Path:
     """The sample collection: a routing guide, Markdown in a `.txt` file, three near-copy install guides."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -230,6 +230,9 @@ def pii_edit(mutate) -> dict:
     (lambda p: p["spacy_models"].insert(0, "yaml"), "spacy_models", "'yaml'"),  # installed, but no spaCy pipeline
     (lambda p: p["custom_recognizers"].append({"entity": "DE_TAX_ID", "patterns": [r"\b\d{11}\b"]}),
      "custom_recognizers.", "'DE_TAX_ID'"),
+    (lambda p: p["name_introducers"]["confirm"].append("(?:ask|cc"), "name_introducers.confirm", "(?:ask|cc"),
+    (lambda p: p["phone"]["regions"].append("UK"), "phone.regions", "UK"),  # python-phonenumbers says GB
+    (lambda p: p.update(name_gazetteer="names-dataset"), "name_gazetteer", "names-dataset"),
 ])
 def test_pii_settings_are_checked_at_load_naming_file_key_and_value(tmp_path, mutate, key, value):
     path = tmp_path / "guardrails.yaml"

@@ -253,16 +253,6 @@ def test_prose_after_a_bracket_that_never_closes_stays_prose(redactor, text):
     assert "<PHONE_1>" in redacted(redactor, text)
 
 
-def test_introducer_regex_typo_is_rejected_at_load(tmp_path):
-    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
-    raw["pii"]["name_introducers"]["confirm"].append("(?:ask|cc")
-    bad = tmp_path / "guardrails.yaml"
-    bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError) as e:
-        load_model(bad, GuardrailPolicy)
-    assert "pii.name_introducers.confirm" in str(e.value) and "(?:ask|cc" in str(e.value)
-
-
 # Phone numbers by format family (python-phonenumbers per policy region) and by context.
 @pytest.mark.parametrize("text,value", [
     # international, valid for its country: no context needed (+, compact E.164, 00 prefix)
@@ -312,16 +302,6 @@ def test_iban_in_any_case_is_redacted_exactly(redactor, text, value):
 
 def test_iban_with_a_bad_checksum_is_no_iban(redactor):
     assert "<IBAN_1>" not in redacted(redactor, "the iban NL91 ABNA 0417 1643 01 has a bad checksum")
-
-
-def test_phone_region_typo_is_rejected_at_load(tmp_path):
-    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
-    raw["pii"]["phone"]["regions"].append("UK")  # python-phonenumbers says GB
-    bad = tmp_path / "guardrails.yaml"
-    bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError) as err:
-        load_model(bad, GuardrailPolicy)
-    assert "pii.phone.regions" in str(err.value) and "UK" in str(err.value)
 
 
 # Street addresses by family (invented streets): US/UK street types and directions, lower case, a second
@@ -395,16 +375,6 @@ def test_without_the_gazetteer_only_introduced_names_count():
     settings = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy).pii
     plain = PiiRedactor(settings.model_copy(update={"name_gazetteer": "none"}))
     assert redacted(plain, "please loop in Derek before the release") == "please loop in Derek before the release"
-
-
-def test_unknown_name_gazetteer_is_rejected_at_load(tmp_path):
-    raw = yaml.safe_load((ROOT / "policy" / "guardrails.yaml").read_text())
-    raw["pii"]["name_gazetteer"] = "names-dataset"
-    bad = tmp_path / "guardrails.yaml"
-    bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError) as e:
-        load_model(bad, GuardrailPolicy)
-    assert "pii.name_gazetteer" in str(e.value)
 
 
 def test_ner_runs_with_single_threaded_blas(redactor):

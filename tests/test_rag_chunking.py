@@ -17,7 +17,7 @@ from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, chunk_doc, count
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
 from rag_indexer.query import path_mentions, phrase_mentions, shape, symbol_mentions
 from rag_indexer.text import search_text, windows
-from tests.rag_sample_docs import routing_guide, write_docs
+from tests.rag_sample_docs import routing_guide, write_docs, write_tree
 
 
 def test_python_chunks_follow_functions_and_methods_with_exact_lines():
@@ -107,9 +107,7 @@ def test_every_file_gets_a_kind_from_its_folders_name_and_first_lines(tmp_path):
         "tox.ini": "[tox]\n", ".github/workflows/ci.yml": "on: push\n", "PKG-INFO": "Name: p\n",
         "src/pkg/schema.json": "{}\n", "setup.py": "setup()\n",
     }
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+    write_tree(tmp_path, files)
     listed = {f.path: f for f in list_files(tmp_path)}
     kinds = {p: content_kind(f.kind, f.package, p, files[p]) for p, f in listed.items()}
     assert kinds == {

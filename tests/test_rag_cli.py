@@ -13,6 +13,7 @@ import pytest
 from rag_indexer.cli import main
 from rag_indexer.store import Store
 from tests import services
+from tests.rag_sample_docs import write_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,9 +157,7 @@ def test_file_kinds_rank_source_first_tests_when_asked_vendored_only_when_named(
                                          "    return float(text)\n",
         "CHANGELOG.md": "# 1.1\n\n- parse_duration parses hours into seconds too.\n",
     }
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+    write_tree(tmp_path, files)
     assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
 
     def ranked(text):
@@ -202,9 +201,7 @@ def test_output_quoted_in_the_question_finds_the_code_that_prints_it_and_config_
                           "    return [item for item in right if item not in left]\n",
         "tox.ini": "[testenv]\n# byte strings comparison: confusing assertion message items\ncommands = pytest\n",
     }
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+    write_tree(tmp_path, files)
     assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
     question = ("Confusing assertion message with byte strings\n```\n>  assert b'' == b'42'\n"
                 "E  Right contains more items, first extra item: 52\n```\n")
