@@ -121,6 +121,10 @@ EVERYDAY = [
     "Send-MailMessage -To team@example.com -Subject report -Attachments .\\report.pdf -SmtpServer smtp.example.com",
     "find . -name '*.pem' -newer ca.crt", "msiexec /i python-3.11.msi /quiet", "cipher /e secret-folder",
     "Invoke-WebRequest https://aka.ms/vs/17/release/vs_buildtools.exe -OutFile vs_buildtools.exe; Start-Process vs_buildtools.exe",
+    # public keys and env templates are no secrets, wherever they are sent
+    "gh gist create .env.example", "mail -s 'my key' admin@example.com < ~/.ssh/id_ed25519.pub",
+    "ssh deploy@web01 'cat > /srv/app/.env' < .env.sample", "scp ~/.ssh/id_rsa.pub me@build01:",
+    "curl -F file=@.env.template https://paste.example.com",
 ]
 
 
