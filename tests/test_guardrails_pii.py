@@ -284,9 +284,24 @@ def test_phone_number_families_are_redacted(redactor, text, value):
     "the range 1000-2000 and 3000-4000 failed",           # local-length numbers need context
     "the release is tagged 2024-11-05 and ships 3.12.1",
     "PR 48213 changed 1203 lines across 12 files",
+    "2024-11-05 12:30:07 INFO worker 17 done\n2024-11-05 12:30:09 INFO worker 18 done",  # log timestamps
+    "due 05.11.2024 or 11/05/2024 at the latest",
 ])
 def test_numbers_that_are_no_phone_numbers_pass(redactor, text):
     assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("text,values", [
+    ("Tel 0161 496 0734 / 0161 496 0735 (office)", ["0161 496 0734", "0161 496 0735"]),
+    ("ring (212) 736-5000 / (212) 736-5001 after 9", ["(212) 736-5000", "(212) 736-5001"]),
+    ("phone: 0161 496 0734 / 07911 123456", ["0161 496 0734", "07911 123456"]),
+    ("call me on +44 20 7946 0958 - 2 lines", ["+44 20 7946 0958"]),
+])
+def test_numbers_listed_in_one_run_are_each_redacted(redactor, text, values):
+    expected = text
+    for i, value in enumerate(values, 1):
+        expected = expected.replace(value, f"<PHONE_{i}>")
+    assert redacted(redactor, text) == expected
 
 
 @pytest.mark.parametrize("text,value", [

@@ -8,6 +8,7 @@ loads (`settings.CustomRecognizer`), optionally extended over an address block's
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -116,9 +117,14 @@ class OfflineEmailRecognizer(Windowed, EmailRecognizer):
 # A phone-shaped run: digit groups split by spaces, dots, dashes, slashes or parentheses, with an optional
 # +/00 prefix and extension; not glued to a word, a decimal or a version (1.2.3) on either side.
 _PHONE_SHAPE = regex.compile(
-    r"(?<![\w.+/-])(?:\+|\(\+?)?\d[\d \t().\/-]{4,24}\d"
+    r"(?<![\w.+/-])(?:\+|\(\+?)?\d[\d \t().\/-]{4,48}\d"
     r"(?:[ \t]*,?[ \t]*\(?(?i:ext|extension|x)[ \t.:]*\d{1,6}\)?)?(?![\w]|[.\/-]\d)")
 _DIGIT = regex.compile(r"\d")
+# Numbers listed in one run ("0161 496 0734 / 0161 496 0735", "... 0958 - 2 lines"): a spaced slash or dash
+_JOINER = regex.compile(r"[ \t]+[/-][ \t]+")
+# Dates (2024-11-05, 05.11.2024, 11/05/2024) are no phone numbers: log lines are full of them
+_DATE = regex.compile(r"(?:19|20)\d\d([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?!\d)"
+                      r"|(?<!\d)(?:0?[1-9]|[12]\d|3[01])([-/.])(?:0?[1-9]|1[0-2])\2(?:19|20)\d\d")
 
 
 class PhoneFamilyRecognizer(PhoneRecognizer):
@@ -139,18 +145,25 @@ class PhoneFamilyRecognizer(PhoneRecognizer):
         self.phone = phone
         self._before = regex.compile("|".join(phone.context_before) or "(?!)", regex.IGNORECASE)
         self._after = regex.compile(phone.context_after, regex.IGNORECASE)
+        self._number = functools.lru_cache(maxsize=4096)(self._number_uncached)  # runs repeat (logs, tables)
 
     def analyze(self, text: str, entities, nlp_artifacts=None) -> list[RecognizerResult]:
         out: list[RecognizerResult] = []
         for m in _PHONE_SHAPE.finditer(text):
-            before = text[max(0, m.start() - self.phone.context_chars) : m.start()]
-            context = bool(self._before.search(before) or self._after.match(text, m.end(), m.end() + 40))
-            found = self._number(m.group(), context)
-            if found is not None:
-                out.append(self._result(m.start() + found.start, m.start() + found.end))
+            if _DATE.search(m.group()):
+                continue
+            start = m.start()
+            for part in _JOINER.split(m.group()):
+                end = start + len(part)
+                before = text[max(0, start - self.phone.context_chars) : start]
+                context = bool(self._before.search(before) or self._after.match(text, end, end + 40))
+                found = self._number(part, context)
+                if found is not None:
+                    out.append(self._result(start + found.start, start + found.end))
+                start = end + len(_JOINER.match(text, end).group()) if end < m.end() else end
         return out
 
-    def _number(self, value: str, context: bool) -> phonenumbers.PhoneNumberMatch | None:
+    def _number_uncached(self, value: str, context: bool) -> phonenumbers.PhoneNumberMatch | None:
         """The first region's match covering most of `value` under the leniency its shape and context allow."""
         international = value.startswith(("+", "(+", "00"))
         least = self.phone.min_digits if context else self.phone.min_digits_alone
