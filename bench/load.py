@@ -167,7 +167,7 @@ def profile_ms(out: Path, requests: int) -> Counter:
 
 def print_profile(bare: Counter, gateway: Counter, top: int = 25) -> None:
     print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
-          "functions whose CPU per request grew most (inclusive):")
+          "functions whose share grew most (inclusive):")
     grown = {f: gateway[f] - bare[f] for f in gateway if f}
     for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")

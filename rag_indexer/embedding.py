@@ -190,7 +190,7 @@ class Embedder:
         if current:
             tok.enable_truncation(**current)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes recording at once never share a half-written file
         data = {"model_id": self.model_id, "dim": self.dim, "onnx": str(onnx.resolve()), "pooling": pooling,
                 "tokenizer": text}
         tmp.write_text(json.dumps(data))

@@ -21,14 +21,14 @@ run() {
 }
 
 # The fast suite on CARROT_TEST_WORKERS pytest-xdist workers (default 2), one test file per worker at a
-# time (module fixtures start once); each worker starts its own session proxies. 1 = no xdist.
+# time (module fixtures start once); each worker starts its own session proxies. 0 or 1 = no xdist.
 workers=${CARROT_TEST_WORKERS:-2}
 case $workers in
     '' | *[!0-9]*) echo "CARROT_TEST_WORKERS=$workers: expected a whole number of test workers (1 = no xdist)" >&2; exit 2 ;;
 esac
 xdist=()
 [ "$workers" -le 1 ] || xdist=(-n "$workers" --dist loadfile)
-run fast "$PY" -m pytest -m "$fast_expr" "${xdist[@]}"
+run fast "$PY" -m pytest -m "$fast_expr" ${xdist[@]+"${xdist[@]}"}  # (bash < 4.4: an empty array is unset)
 for g in "${groups[@]}"; do
     if [ -f "scripts/setup_$g.sh" ]; then
         run "setup $g" bash "scripts/setup_$g.sh"

@@ -33,7 +33,10 @@ phase "install$EXTRAS" pyinstall "$VENV" -e ".$EXTRAS"
 # would compile LiteLLM's sources again (~10 s of CPU). -qq, status ignored: a package may ship files
 # that are not meant to compile (test fixtures, templates); they are never imported.
 compile_venv() {
-    "$PY" -m compileall -qq -j 0 "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
+    local site
+    site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    [ -d "$site" ] || { echo "setup: no site-packages folder at '$site'" >&2; return 1; }
+    "$PY" -m compileall -qq -j 0 "$site" >/dev/null || true
 }
 phase bytecode compile_venv
 phase "model" bash -c 'PY=$1 bash scripts/setup_models.sh >/dev/null' _ "$PY"

@@ -233,6 +233,7 @@ def test_bad_generated_rule_names_file_rule_and_value(tmp_path):
     ('Secretary = "Margaret Okafor-Lindqvist"', None),
     ('token = f"{orth}-t-{pronoun}"', None),  # computed from {expressions}, not written down
     ('secret = "{prefix}{digest}".format(prefix=p, digest=d)', None),
+    ('password = "Hunter{2}Secure99"', "Hunter{2}Secure99"),  # braces around no name: written down
     ('api_token = "q8Zr2LxT0vWm4Kp9"', "q8Zr2LxT0vWm4Kp9"),  # still secrets: names ending in the word,
     ('tokens = "x7Hq2Lm9Pz4Rw8"', "x7Hq2Lm9Pz4Rw8"),  # its plural, camelCase qualifiers
     ('secretKey: "Summer2024!xyz"', "Summer2024!xyz"),
