@@ -344,6 +344,8 @@ def main() -> None:
         secrets_quality.false_positives(files, output.secrets.scan)
         chunks = [t[i:i + 4096] for _, t in files for i in range(0, len(t), 4096) if len(t) - i >= 1024]
         secrets_quality.scan_speed(chunks, output.secrets.scan, output.commands.scan)
+        keywords = sorted({k for r in (*output.secrets.rules.rules, *output.commands.rules.rules) for k in r.keywords})
+        secrets_quality.hostile_scan(keywords, output.secrets.scan, output.commands.scan)
     if args.secrets_only:
         return
 

@@ -130,3 +130,20 @@ def scan_speed(chunks: list[str], scan_secrets: Callable[[str], list], scan_comm
     cpu.sort()
     print(f"  secret + command scan per 4 KB of real code ({len(cpu)} chunks): CPU p50 {cpu[len(cpu) // 2]:.3f} ms, "
           f"p95 {cpu[int(len(cpu) * .95)]:.3f} ms, max {cpu[-1]:.3f} ms (goal p95 <= 2 ms)")
+
+
+def hostile_scan(keywords: list[str], scan_secrets: Callable[[str], list], scan_commands: Callable[[str], list],
+                 size: int = 5_000) -> None:
+    """The slowest scans of a hostile answer: each rule keyword followed by `size` repeats of one character
+    (runaway backtracking in a rule shows here; ordinary text never gets near)."""
+    worst = []
+    for keyword in keywords:
+        for fill in "a-":
+            text = f"{keyword} {fill * size}"
+            t = time.thread_time()
+            scan_secrets(text)
+            scan_commands(text)
+            worst.append(((time.thread_time() - t) * 1000, keyword, fill))
+    worst.sort(reverse=True)
+    print(f"  hostile answers ({len(worst)}: every keyword + {size:,} x one character): slowest scans "
+          + ", ".join(f"{ms:.0f} ms ({kw!r} + {fill!r})" for ms, kw, fill in worst[:3]))
