@@ -95,8 +95,9 @@ class Gazetteer:
             return cls()
         first = {v.lower() for v in _provider_values("person", cls._FIRST)}
         last = {v.lower() for v in _provider_values("person", cls._LAST)}
+        names = first | last
         streets = {v for v in _provider_values("address", ("street_suffixes",))
-                   if len(v) > 2 and v.isalpha() and v.istitle() and v.lower() not in first | last}
+                   if len(v) > 2 and v.isalpha() and v.istitle() and v.lower() not in names}
         return cls(frozenset(first), frozenset(last), frozenset(streets))
 
 
