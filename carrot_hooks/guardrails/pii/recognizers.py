@@ -114,6 +114,12 @@ class OfflineEmailRecognizer(Windowed, EmailRecognizer):
         return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
+def _result(recognizer, start: int, end: int, score: float) -> RecognizerResult:
+    """A finding of `recognizer`'s entity, named as Presidio names its own recognizers' findings."""
+    return RecognizerResult(recognizer.supported_entities[0], start, end, score, recognition_metadata={
+        RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})
+
+
 # A phone-shaped run: digit groups split by spaces, dots, dashes, slashes or parentheses, with an optional
 # +/00 prefix and extension; not glued to a word, a decimal or a version (1.2.3) on either side.
 _PHONE_SHAPE = regex.compile(
@@ -159,7 +165,7 @@ class PhoneFamilyRecognizer(PhoneRecognizer):
                 context = bool(self._before.search(before) or self._after.match(text, end, end + 40))
                 found = self._number(part, context)
                 if found is not None:
-                    out.append(self._result(start + found.start, start + found.end))
+                    out.append(_result(self, start + found.start, start + found.end, self.SCORE))
                 start = end + len(_JOINER.match(text, end).group()) if end < m.end() else end
         return out
 
@@ -195,10 +201,6 @@ class PhoneFamilyRecognizer(PhoneRecognizer):
             return False
         return phonenumbers.is_possible_number(number) if context else phonenumbers.is_valid_number(number)
 
-    def _result(self, start: int, end: int) -> RecognizerResult:
-        return RecognizerResult(self.supported_entities[0], start, end, self.SCORE, recognition_metadata={
-            RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
-
 
 class WindowedIpRecognizer(Windowed, IpRecognizer):
     """Presidio's IP recognizer around dotted quads and colon groups."""
@@ -222,9 +224,7 @@ class AnyCaseIbanRecognizer(IbanRecognizer):
                 ends = [len(value)] + [i for i in range(len(value) - 1, 14, -1) if value[i] in " -"]
                 end = next((e for e in ends if self.validate_result(value[:e].upper())), None)
                 if end is not None:
-                    out.append(RecognizerResult(self.supported_entities[0], m.start(), m.start() + end, 1.0,
-                                                recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                                      RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+                    out.append(_result(self, m.start(), m.start() + end, 1.0))
         return out
 
 
