@@ -35,8 +35,9 @@ class TaskAllowlist(_Strict):
     tenants: dict[str, tuple[str, ...]] = {}
 
 
-def _compiles(value: tuple[str, ...], flags: int) -> tuple[str, ...]:
-    for i, pattern in enumerate(value):
+def _compiles(value: str | tuple[str, ...], flags: int) -> str | tuple[str, ...]:
+    """`value` (one pattern or several) as it is, once each pattern compiles with `flags`."""
+    for i, pattern in enumerate((value,) if isinstance(value, str) else value):
         try:
             regex.compile(pattern, flags)
         except regex.error as e:
@@ -58,7 +59,7 @@ class LineBlock(_Strict):
     @field_validator("ends", "through")
     @classmethod
     def _compile(cls, value: str) -> str:
-        return _compiles((value,), 0)[0]
+        return _compiles(value, 0)
 
 
 class CustomRecognizer(_Strict):
@@ -100,15 +101,10 @@ class PhoneSettings(_Strict):
             raise ValueError(f"not a python-phonenumbers region: {', '.join(unknown)}")
         return value
 
-    @field_validator("context_before")
+    @field_validator("context_before", "context_after")
     @classmethod
-    def _before(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _context(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         return _compiles(value, regex.IGNORECASE)
-
-    @field_validator("context_after")
-    @classmethod
-    def _after(cls, value: str) -> str:
-        return _compiles((value,), regex.IGNORECASE)[0]
 
 
 class NameIntroducers(_Strict):
@@ -147,15 +143,10 @@ class PiiSettings(_Strict):
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
 
-    @field_validator("code_email_attributions")
+    @field_validator("code_email_attributions", "code_email_not_personal")
     @classmethod
-    def _attributions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _code_email(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         return _compiles(value, regex.IGNORECASE)
-
-    @field_validator("code_email_not_personal")
-    @classmethod
-    def _not_personal(cls, value: str) -> str:
-        return _compiles((value,), regex.IGNORECASE)[0]
     timeout_ms: float = Field(2000, gt=0, description="analysis slower than this counts as an engine failure")
 
     @field_validator("pattern_entities", "ner_entities")
