@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from carrot_common.config import ConfigError
@@ -61,9 +62,12 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(store_url(settings))
         return 0
-    store = Store(store_url(settings), settings.store.connect_timeout_s)
     query = args.cmd == "query"
-    embedder = Embedder(embedding_spec(settings, for_query=query), fast=query, one_shot=query)
+    # the model loads (mostly outside the GIL) while the store connects: a query's wall time is start-up
+    with ThreadPoolExecutor(1, thread_name_prefix="rag-load") as pool:
+        loading = pool.submit(Embedder, embedding_spec(settings, for_query=query), fast=query, one_shot=query)
+        store = Store(store_url(settings), settings.store.connect_timeout_s)
+        embedder = loading.result()
     if args.cmd in ("code", "docs"):
         name = args.repo if args.cmd == "code" else args.collection
         report = _index(args, store, embedder, settings, name)
