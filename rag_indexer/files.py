@@ -77,8 +77,8 @@ def file_kind(rel: str, vendored_roots: frozenset[str] = frozenset()) -> tuple[s
         return "test", ""
     if any(d in EXAMPLE_DIRS for d in dirs):
         return "example", ""
-    if any(d in DOC_DIRS for d in dirs) or DOC_NAMES.search(name):
-        return "docs", ""
+    if any(d in DOC_DIRS for d in dirs) or DOC_NAMES.search(name) and not CONFIG_NAME.search(name):
+        return "docs", ""  # by name: `requirements-dev.txt` is config, not docs
     if CONFIG_NAME.search(name) or any(p.startswith(".") for p in parts):  # also `.github/`, `.coveragerc`
         return "config", ""
     return "source", ""
