@@ -368,6 +368,7 @@ def test_prose_that_only_looks_like_an_address_passes(redactor, text):
     ("the review was done by Grace Hopper last week", "Grace Hopper"),  # listed given + family name
     ("yesterday Chihiro Fukunaga merged the fix", "Chihiro Fukunaga"),
     ("Mail John Smith at noon", "John Smith"),  # the name starts at the given name, not at "Mail"
+    ("I heard that Isabel left the team", "Isabel"),  # "that" starts a clause here, no thing is named
 ])
 def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(redactor, text, name):
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")

@@ -55,8 +55,8 @@ _NEXT_WORD = re.compile(r"[ \t]+(\w+)")
 _HOUSE_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-z]?(?:[,.]?[ \t]*$|[,.]?[ \t]*\n|,)")  # "Joaquin Suarez 2906": a street
 # "the Adam optimizer", "a Jasmine test", "the Grace period": one name word right after a determiner
 # names a thing (unless a phrase introduced it: "the name's Ines"); a full name stays ("a Ravil Yefimov
-# concert").
-_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|its)[ \t]+$", re.IGNORECASE)
+# concert"). Not "that": it mostly starts a clause ("I heard that Isabel left").
+_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|these|those|its)[ \t]+$", re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
 _INTRODUCED_SCORE = 0.85
