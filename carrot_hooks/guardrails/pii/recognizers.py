@@ -303,7 +303,6 @@ def registry(settings: PiiSettings) -> RecognizerRegistry:
                 supported_entity=custom.entity,
                 name=f"yaml_{custom.entity.lower()}",
                 patterns=[Pattern(f"{custom.entity}_{i}", p, custom.score) for i, p in enumerate(custom.patterns)],
-                context=list(custom.context),
                 global_regex_flags=re.MULTILINE | re.DOTALL,  # case-sensitive: the YAML says (?i) where needed
             )
         )
