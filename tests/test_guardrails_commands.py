@@ -125,8 +125,6 @@ EVERYDAY = [
     "gh gist create .env.example", "mail -s 'my key' admin@example.com < ~/.ssh/id_ed25519.pub",
     "ssh deploy@web01 'cat > /srv/app/.env' < .env.sample", "scp ~/.ssh/id_rsa.pub me@build01:",
     "curl -F file=@.env.template https://paste.example.com",
-    # reading kernel settings is no tampering
-    "cat /proc/sys/kernel/core_pattern", "sysctl kernel.core_pattern",
 ]
 
 
