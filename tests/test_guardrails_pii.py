@@ -378,6 +378,7 @@ def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(reda
     "ask the Module loader to reload the plugin", "the Scheduler skips jobs when a Worker restarts",
     "Mark the Request as done", "Will the Session close?", "the Parser throws on an empty Token list",
     "use the Adam optimizer", "the Jasmine tests fail", "the Grace period is 30 seconds",
+    "swap that Adam optimizer", "that Jasmine test is flaky", "is that Adam or AdamW?",
     "turn left at Inna Loop", "He lives on Joaquin Suarez 2906.",
 ])
 def test_capitalised_code_words_things_and_streets_in_prose_pass(redactor, text):

@@ -55,8 +55,14 @@ _NEXT_WORD = re.compile(r"[ \t]+(\w+)")
 _HOUSE_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-z]?(?:[,.]?[ \t]*$|[,.]?[ \t]*\n|,)")  # "Joaquin Suarez 2906": a street
 # "the Adam optimizer", "a Jasmine test", "the Grace period": one name word right after a determiner
 # names a thing (unless a phrase introduced it: "the name's Ines"); a full name stays ("a Ravil Yefimov
-# concert"). Not "that": it mostly starts a clause ("I heard that Isabel left").
-_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|these|those|its)[ \t]+$", re.IGNORECASE)
+# concert"). "that" after a verb or adjective that takes a clause starts one ("I heard that Isabel left").
+_DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|its)[ \t]+$", re.IGNORECASE)
+_CLAUSE_THAT_BEFORE = re.compile(
+    r"\b(?:say|says|said|tell|tells|told|hear|heard|think|thinks|thought|know|knows|knew|believe|believes|"
+    r"believed|guess|hope|hoped|notice|noticed|reali[sz]e|reali[sz]ed|mean|meant|sure|so|seems|seemed|found|"
+    r"saw|mentioned|confirmed|agree|agreed|wrote|read|learned|learnt|claimed|explained|suggested|reported|"
+    r"assume|assumed|forgot|remember|remembered|doubt|glad|sorry|wish|feel|felt|afraid|aware)[ \t]+that[ \t]+$",
+    re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
 _INTRODUCED_SCORE = 0.85
@@ -188,7 +194,9 @@ class PiiRedactor:
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
                 return False
-            if not introduced and " " not in value and _DETERMINER_BEFORE.search(text[max(0, r.start - 8) : r.start]):
+            before = text[max(0, r.start - 24) : r.start]
+            if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
+                    and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
             return is_name(value, self.settings.technical_terms, lower_ok=introduced)
         if r.entity_type == "IP_ADDRESS":
