@@ -62,13 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(store_url(settings))
         return 0
-    query = args.cmd == "query"
-    # the model loads (mostly outside the GIL) while the store connects: a query's wall time is start-up
-    with ThreadPoolExecutor(1, thread_name_prefix="rag-load") as pool:
-        loading = pool.submit(Embedder, embedding_spec(settings, for_query=query), fast=query, one_shot=query)
-        store = Store(store_url(settings), settings.store.connect_timeout_s)
-        embedder = loading.result()
     if args.cmd in ("code", "docs"):
+        store = Store(store_url(settings), settings.store.connect_timeout_s)
+        embedder = Embedder(embedding_spec(settings, for_query=False))
         name = args.repo if args.cmd == "code" else args.collection
         report = _index(args, store, embedder, settings, name)
         print(
@@ -77,6 +73,11 @@ def _run(args: argparse.Namespace) -> int:
             f"({report.rate()}), {report.chunks_total} in index; {report.seconds:.1f}s; model {embedder.model_id}"
         )
         return 0
+    # a query's wall time is start-up: the model loads (mostly outside the GIL) while the store connects
+    with ThreadPoolExecutor(1, thread_name_prefix="rag-load") as pool:
+        loading = pool.submit(Embedder, embedding_spec(settings, for_query=True), fast=True, one_shot=True)
+        store = Store(store_url(settings), settings.store.connect_timeout_s)
+        embedder = loading.result()
     kind, name = ("code", args.repo) if args.repo else ("docs", args.collection)
     if store.index(kind, name) is None:
         raise IndexerError(f"no {kind} index named {name!r}; run `rag-indexer {kind} PATH ...` first")
