@@ -369,6 +369,8 @@ def test_prose_that_only_looks_like_an_address_passes(redactor, text):
     ("yesterday Chihiro Fukunaga merged the fix", "Chihiro Fukunaga"),
     ("Mail John Smith at noon", "John Smith"),  # the name starts at the given name, not at "Mail"
     ("I heard that Isabel left the team", "Isabel"),  # "that" starts a clause here, no thing is named
+    ("He told me that Isabel left", "Isabel"), ("She said, that Isabel was right", "Isabel"),
+    ("Now that Isabel is back we can merge", "Isabel"),
 ])
 def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(redactor, text, name):
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
@@ -378,7 +380,7 @@ def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(reda
     "ask the Module loader to reload the plugin", "the Scheduler skips jobs when a Worker restarts",
     "Mark the Request as done", "Will the Session close?", "the Parser throws on an empty Token list",
     "use the Adam optimizer", "the Jasmine tests fail", "the Grace period is 30 seconds",
-    "swap that Adam optimizer", "that Jasmine test is flaky", "is that Adam or AdamW?",
+    "swap that Adam optimizer", "that Jasmine test is flaky", "is that Adam or AdamW?", "did you see that Adam optimizer?",
     "turn left at Inna Loop", "He lives on Joaquin Suarez 2906.",
 ])
 def test_capitalised_code_words_things_and_streets_in_prose_pass(redactor, text):

@@ -57,11 +57,14 @@ _HOUSE_NUMBER_AFTER = re.compile(r"[ \t]+\d{1,5}[a-z]?(?:[,.]?[ \t]*$|[,.]?[ \t]
 # names a thing (unless a phrase introduced it: "the name's Ines"); a full name stays ("a Ravil Yefimov
 # concert"). "that" after a verb or adjective that takes a clause starts one ("I heard that Isabel left").
 _DETERMINER_BEFORE = re.compile(r"\b(?:the|a|an|this|that|these|those|its)[ \t]+$", re.IGNORECASE)
-_CLAUSE_THAT_BEFORE = re.compile(
-    r"\b(?:say|says|said|tell|tells|told|hear|heard|think|thinks|thought|know|knows|knew|believe|believes|"
-    r"believed|guess|hope|hoped|notice|noticed|reali[sz]e|reali[sz]ed|mean|meant|sure|so|seems|seemed|found|"
-    r"saw|mentioned|confirmed|agree|agreed|wrote|read|learned|learnt|claimed|explained|suggested|reported|"
-    r"assume|assumed|forgot|remember|remembered|doubt|glad|sorry|wish|feel|felt|afraid|aware)[ \t]+that[ \t]+$",
+_CLAUSE_THAT_BEFORE = re.compile(  # a verb (and its object pronoun) or word that takes a "that" clause;
+    # not verbs whose object is often "that <thing>" (see, find, read, write, remember, forget)
+    r"\b(?:says?|said|saying|tell|tells|told|hears?|heard|thinks?|thought|knows?|knew|believes?|believed|guess|"
+    r"guessed|hopes?|hoped|notices?|noticed|reali[sz]es?|reali[sz]ed|means?|meant|shows?|showed|shown|"
+    r"mentions?|mentioned|confirms?|confirmed|agrees?|agreed|learns?|learned|learnt|"
+    r"claims?|claimed|explains?|explained|suggests?|suggested|reports?|reported|assumes?|assumed|doubt|"
+    r"wish|feels?|felt|seems?|seemed|noted|warned|promised|decided|sure|glad|sorry|afraid|aware|"
+    r"so|now|fact|possible|likely|true|out)(?:[ \t]+(?:me|us|him|her|them|you|everyone))?[\s,]+that[ \t]+$",
     re.IGNORECASE)
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
@@ -194,7 +197,7 @@ class PiiRedactor:
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
                 return False
-            before = text[max(0, r.start - 24) : r.start]
+            before = text[max(0, r.start - 40) : r.start]
             if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
                     and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
