@@ -190,14 +190,13 @@ class PiiRedactor:
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
             last = value.split()[-1] if len(value.split()) > 1 else ""
-            after = text[r.end : r.end + 16]
+            before, after = text[max(0, r.start - 40) : r.start], text[r.end : r.end + 16]
             street = self._gazetteer.streets  # "Inna Loop", "Alexander Flat": a street, not a person
             if _NOT_A_PERSON_AFTER.match(last) or _NOT_A_PERSON_AFTER.match(after) or _HOUSE_NUMBER_AFTER.match(after) \
                     or any(w in street for w in value.split()[1:]) \
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
-                    or _THING_NAMED_BEFORE.search(text[max(0, r.start - 40) : r.start]):
+                    or _THING_NAMED_BEFORE.search(before):
                 return False
-            before = text[max(0, r.start - 40) : r.start]
             if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
                     and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
