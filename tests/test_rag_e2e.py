@@ -181,7 +181,10 @@ def retrievals(proxy) -> float:
 
 def test_retrieval_time_is_observed(rag_proxy, fake_upstream, marker, code_repo):
     before = retrievals(rag_proxy)
-    raw, _ = ask(rag_proxy, fake_upstream, marker, "rag-code", "How is the delay computed?", refs=code_repo["name"])
+    # a question the index clearly answers: "How is the delay computed? (<random marker>)" scores near the
+    # relevance floors ("delay" is in over a tenth of backoff's chunks), and 2% of markers tip it to "none"
+    raw, _ = ask(rag_proxy, fake_upstream, marker, "rag-code", "How is the exponential delay computed?",
+                 refs=code_repo["name"])
     assert raw.headers["x-carrot-rag"].startswith("injected:")
     assert retrievals(rag_proxy) == before + 1
 
