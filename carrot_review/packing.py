@@ -31,13 +31,25 @@ def render_line(line: DiffLine) -> str:
     return f"{num:>5} {line.kind} {text}"
 
 
+def _whole(hunk: Hunk) -> tuple[str, list[str], str]:
+    """The hunk's head, its rendered lines, and the two as one text."""
+    head = f"### {hunk.path}\n{hunk.header}"
+    rendered = [render_line(ln) for ln in hunk.lines]
+    return head, rendered, head + "\n" + "\n".join(rendered)
+
+
+def fits_one_request(diff: Diff, budget: int) -> bool:
+    """Whether the whole reviewed diff fits one request by its UTF-8 size alone: no token is shorter than a
+    byte, so then any token count packs it into one chunk and counting exactly is not needed."""
+    size = sum(len(_whole(h)[2].encode()) + SEPARATOR_TOKENS for f in diff.reviewed for h in f.hunks)
+    return size <= budget
+
+
 def _pieces(hunk: Hunk, budget: int, count: Callable[[str], int]) -> Iterable[str]:
     """The hunk as one text, or cut into consecutive line windows if it alone exceeds the budget.
 
     A window holds at least one line, so a single line over the budget is sent on its own."""
-    head = f"### {hunk.path}\n{hunk.header}"
-    rendered = [render_line(ln) for ln in hunk.lines]
-    whole = head + "\n" + "\n".join(rendered)
+    head, rendered, whole = _whole(hunk)
     if count(whole) <= budget:
         yield whole
         return

@@ -19,6 +19,11 @@ def estimate(text: str) -> int:
     return len(text) // 3 + 1
 
 
+def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8: never fewer than its tokens (a token is at least one byte)."""
+    return len(text.encode())
+
+
 def counter() -> Callable[[str], int]:
     """The best token counter this installation has."""
     if importlib.util.find_spec("litellm") is None:

@@ -24,7 +24,8 @@ from carrot_review.findings import (
     parse_model_reply,
 )
 from carrot_review.model import RETRY_NOTE
-from carrot_review.packing import pack, render_line
+from carrot_review.packing import fits_one_request, pack, render_line
+from carrot_review.tokens import utf8_size
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -120,6 +121,17 @@ def test_packing_keeps_every_line_once_in_order_and_under_budget(history_diff):
     assert packed == rendered
     for c in chunks:
         assert c.files == {p.splitlines()[0].removeprefix("### ") for p in c.parts}
+
+
+@pytest.mark.parametrize("lines", [["x = 1"], ["greeting = 'Grüße, 世界 🎉'"] * 3])
+def test_a_diff_that_fits_by_its_bytes_packs_as_the_exact_count_does(lines):
+    body = "".join(f"+{ln}\n" for ln in lines)
+    diff = parse_diff(f"--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,{len(lines)} @@\n{body}")
+    exact = pack(diff, 400, count)
+    assert fits_one_request(diff, 400) and len(exact) == 1
+    assert [c.parts for c in pack(diff, 400, utf8_size)] == [c.parts for c in exact]
+    assert utf8_size(exact[0].text) >= count(exact[0].text)
+    assert not fits_one_request(diff, len(exact[0].text.encode()) - 1)
 
 
 def test_one_huge_hunk_is_cut_into_windows_under_budget():
