@@ -130,7 +130,7 @@ def test_cli_reports_per_target_and_task_and_gates_on_regression(proxy, scripted
     s = summaries(report)
     # baseline: every case passes, including HumanEval's canonical solutions run against its hidden tests
     for task, n in {"editor": 6, "tests": 5, "refactor": 2, "chat": 3}.items():
-        assert (s[(BASE_PIN, task)]["n"], s[(BASE_PIN, task)]["passed"]) == (n, n), task
+        assert (s[(BASE_PIN, task)]["n"], s[(BASE_PIN, task)]["passed"]) == (n, n), (task, s[(BASE_PIN, task)])
     assert s[(TARGET_PIN, "editor")]["passed"] == 3 and s[(TARGET_PIN, "chat")]["passed"] == 0
     assert s[(TARGET_PIN, "tests")]["passed"] == 5 and s[(TARGET_PIN, "refactor")]["passed"] == 2
     reasons = {f["case"]: f["reason"] for f in s[(TARGET_PIN, "all")]["failures"]}

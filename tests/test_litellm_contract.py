@@ -100,6 +100,43 @@ def test_set_error_rewrites_what_the_completions_route_reads():
     assert (exc.status_code, exc.message) == (502, "named")
 
 
+class _GoneVar:
+    """A context variable whose value is already gone when LiteLLM restores it."""
+
+    def reset(self, token) -> None:
+        raise LookupError(self)
+
+
+def test_service_target_restores_through_the_function_the_shim_replaces(monkeypatch):
+    from litellm import _internal_context as labels
+
+    litellms = getattr(labels._restore, "__wrapped__", labels._restore)  # the gateway's import installs the shim
+    seen = []
+    monkeypatch.setattr(labels, "_restore", lambda var, token: (seen.append(var), litellms(var, token)))
+    with labels.service_target("carrot-contract"):
+        assert labels.current_service_target() == "carrot-contract"
+    assert seen == [labels._service_target] and labels.current_service_target() is None
+    # LiteLLM's own still lets a lost label fail the request (when this fails, drop tolerate_lost_service_target)
+    with pytest.raises(LookupError):
+        litellms(_GoneVar(), None)
+
+
+def test_lost_service_target_is_skipped_and_a_present_one_still_restored(monkeypatch):
+    from litellm import _internal_context as labels
+
+    monkeypatch.setattr(labels, "_restore", getattr(labels._restore, "__wrapped__", labels._restore))
+    compat.tolerate_lost_service_target()
+    shim = labels._restore
+    compat.tolerate_lost_service_target()
+    assert labels._restore is shim and shim.carrot_tolerant  # installed once, not wrapped twice
+    labels._restore(_GoneVar(), None)
+    with labels.service_target("outer"):
+        with labels.service_target("inner"):
+            assert labels.current_service_target() == "inner"
+        assert labels.current_service_target() == "outer"
+    assert labels.current_service_target() is None
+
+
 def test_cache_shims_round_trip_through_real_redis():
     url = services.redis_url()
     backend = compat.RedisCache(url=url)
