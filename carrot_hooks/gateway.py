@@ -172,7 +172,7 @@ class CarrotGateway(CustomLogger):
     def __init__(self) -> None:
         super().__init__()
         compat.check_version()
-        compat.tolerate_lost_service_target()
+        compat.tolerate_lost_context_vars()
         reqlog.install()  # the request log is the gateway's, whichever guardrails are switched on
         outages.install()  # one log line per upstream outage instead of a traceback per request
         self.routing = Watched(policy_dir() / "routing.yaml", RoutingPolicy, check=_alias_problems)

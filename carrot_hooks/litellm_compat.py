@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from importlib.metadata import version
 
 import litellm
@@ -160,24 +159,34 @@ def set_error(exc: Exception, status: int, message: str) -> None:
     exc.status_code, exc.message = status, message
 
 
-def tolerate_lost_service_target() -> None:
-    """LiteLLM 1.110 labels its Redis calls with a context variable and restores it on leaving each block,
-    skipping a token from another context (ValueError) but not a variable already gone (LookupError), which its
-    router's cache reads now and then meet under concurrency: the request fails with a 500 (seen at carrot-eval's
-    concurrency 4). The label only names what a Redis call is for, so a lost one is skipped too."""
-    from litellm import _internal_context as labels
+def tolerate_lost_context_vars() -> None:
+    """LiteLLM 1.110 restores its request-scoped context variables (the Redis-call label `service_target`, the
+    caller, mirrored/resent flags) on leaving each block, skipping a token from another context (ValueError) but
+    not a variable already gone (LookupError), which its router's cache reads now and then meet under
+    concurrency: the request fails with a 500 (seen at carrot-eval's concurrency 4). Gone is the state the
+    reset would leave, so it is skipped too, with one warning naming the variable."""
+    from litellm import _internal_context as ctxvars
 
-    original = labels._restore
+    original = getattr(ctxvars, "_restore", None)
+    if original is None:
+        log.warning("litellm._internal_context._restore is gone: tolerate_lost_context_vars not installed")
+        return
     if getattr(original, "carrot_tolerant", False):
         return
+    warned: set[str] = set()
 
     @functools.wraps(original)
     def restore(var, token) -> None:
-        with suppress(LookupError):
+        try:
             original(var, token)
+        except LookupError:
+            if var.name not in warned:
+                warned.add(var.name)
+                log.warning("LiteLLM lost its context variable %r before restoring it; skipped (reported once)",
+                            var.name)
 
     restore.carrot_tolerant = True  # type: ignore[attr-defined]
-    labels._restore = restore
+    ctxvars._restore = restore
 
 
 # --- the result cache -------------------------------------------------------------------------

@@ -103,38 +103,53 @@ def test_set_error_rewrites_what_the_completions_route_reads():
 class _GoneVar:
     """A context variable whose value is already gone when LiteLLM restores it."""
 
+    name = "carrot_contract_gone"
+
     def reset(self, token) -> None:
         raise LookupError(self)
 
 
-def test_service_target_restores_through_the_function_the_shim_replaces(monkeypatch):
-    from litellm import _internal_context as labels
+def test_context_vars_restore_through_the_function_the_shim_replaces(monkeypatch):
+    from litellm import _internal_context as ctxvars
 
-    litellms = getattr(labels._restore, "__wrapped__", labels._restore)  # the gateway's import installs the shim
+    assert getattr(ctxvars._restore, "carrot_tolerant", False)  # the gateway (imported above) installed the shim
+    litellms = ctxvars._restore.__wrapped__
     seen = []
-    monkeypatch.setattr(labels, "_restore", lambda var, token: (seen.append(var), litellms(var, token)))
-    with labels.service_target("carrot-contract"):
-        assert labels.current_service_target() == "carrot-contract"
-    assert seen == [labels._service_target] and labels.current_service_target() is None
-    # LiteLLM's own still lets a lost label fail the request (when this fails, drop tolerate_lost_service_target)
+    monkeypatch.setattr(ctxvars, "_restore", lambda var, token: (seen.append(var), litellms(var, token)))
+    with ctxvars.service_target("carrot-contract"):
+        assert ctxvars.current_service_target() == "carrot-contract"
+    assert seen == [ctxvars._service_target] and ctxvars.current_service_target() is None
+    # LiteLLM's own still lets a lost variable fail the request (when this fails, drop tolerate_lost_context_vars)
     with pytest.raises(LookupError):
         litellms(_GoneVar(), None)
 
 
-def test_lost_service_target_is_skipped_and_a_present_one_still_restored(monkeypatch):
-    from litellm import _internal_context as labels
+def test_lost_context_var_is_skipped_with_one_warning_and_a_present_one_still_restored(monkeypatch, caplog):
+    from litellm import _internal_context as ctxvars
 
-    monkeypatch.setattr(labels, "_restore", getattr(labels._restore, "__wrapped__", labels._restore))
-    compat.tolerate_lost_service_target()
-    shim = labels._restore
-    compat.tolerate_lost_service_target()
-    assert labels._restore is shim and shim.carrot_tolerant  # installed once, not wrapped twice
-    labels._restore(_GoneVar(), None)
-    with labels.service_target("outer"):
-        with labels.service_target("inner"):
-            assert labels.current_service_target() == "inner"
-        assert labels.current_service_target() == "outer"
-    assert labels.current_service_target() is None
+    monkeypatch.setattr(ctxvars, "_restore", ctxvars._restore.__wrapped__)  # LiteLLM's own, put back afterwards
+    compat.tolerate_lost_context_vars()
+    shim = ctxvars._restore
+    compat.tolerate_lost_context_vars()
+    assert ctxvars._restore is shim and shim.carrot_tolerant  # installed once, not wrapped twice
+    with caplog.at_level("WARNING", logger="carrot.litellm_compat"):
+        shim(_GoneVar(), None)
+        shim(_GoneVar(), None)
+    assert [r.getMessage().count("carrot_contract_gone") for r in caplog.records] == [1]
+    with ctxvars.service_target("outer"):
+        with ctxvars.service_target("inner"):
+            assert ctxvars.current_service_target() == "inner"
+        assert ctxvars.current_service_target() == "outer"
+    assert ctxvars.current_service_target() is None
+
+
+def test_a_litellm_without_the_restore_function_still_starts(monkeypatch, caplog):
+    from litellm import _internal_context as ctxvars
+
+    monkeypatch.delattr(ctxvars, "_restore")
+    with caplog.at_level("WARNING", logger="carrot.litellm_compat"):
+        compat.tolerate_lost_context_vars()
+    assert "not installed" in caplog.text and not hasattr(ctxvars, "_restore")
 
 
 def test_cache_shims_round_trip_through_real_redis():

@@ -126,12 +126,15 @@ def test_packing_keeps_every_line_once_in_order_and_under_budget(history_diff):
 @pytest.mark.parametrize("lines", [["x = 1"], ["greeting = 'Grüße, 世界 🎉'"] * 3])
 def test_a_diff_that_fits_by_its_bytes_packs_as_the_exact_count_does(lines):
     body = "".join(f"+{ln}\n" for ln in lines)
-    diff = parse_diff(f"--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,{len(lines)} @@\n{body}")
+    diff = parse_diff(f"--- /dev/null\n+++ b/a.py\n@@ -0,0 +1,{len(lines)} @@\n{body}"
+                      f"--- a/b.py\n+++ b/b.py\n@@ -1,2 +1,2 @@\n a = 1\n-b = 2\n+b = 3\n"
+                      f"@@ -40,1 +40,2 @@\n z = 0\n+{lines[0]}\n")
     exact = pack(diff, 400, count)
-    assert fits_one_request(diff, 400) and len(exact) == 1
-    assert [c.parts for c in pack(diff, 400, utf8_size)] == [c.parts for c in exact]
+    assert len(exact) == 1 and len(exact[0].parts) == 3 and exact[0].files == {"a.py", "b.py"}
+    size = sum(len(part.encode()) + 1 for part in exact[0].parts)  # each hunk's text and its separator
+    assert fits_one_request(diff, size) and not fits_one_request(diff, size - 1)
+    assert [c.parts for c in pack(diff, size, utf8_size)] == [c.parts for c in pack(diff, size, count)]
     assert utf8_size(exact[0].text) >= count(exact[0].text)
-    assert not fits_one_request(diff, len(exact[0].text.encode()) - 1)
 
 
 def test_one_huge_hunk_is_cut_into_windows_under_budget():

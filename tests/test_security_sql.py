@@ -18,7 +18,8 @@ from carrot_hooks.serve import ROOT
 from tests.reliability_support import chaos_proxy
 
 HOSTILE_FILE = """src/o'neil"; DROP TABLE rag_chunks;--.py"""
-HOSTILE_REPO = """o'brien"); DELETE FROM rag_indexes; --"""
+# per process: pytest-xdist workers (and CI jobs sharing a store) must not index and drop the same name
+HOSTILE_REPO = f"""o'brien-{uuid.uuid4().hex[:8]}"); DELETE FROM rag_indexes; --"""
 HOSTILE_QUERY = """How is the wobble factor computed? ' OR '1'='1'; DROP TABLE rag_files; -- %(idx)s $1 \\' E'\\x00'"""
 TABLES = ("rag_indexes", "rag_files", "rag_chunks")
 
@@ -31,7 +32,7 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess:
 def table_counts(url: str, names: tuple[str, ...]) -> dict[str, int]:
     """Rows of the tables that belong to the indexes `names` (the hostile statements would empty or drop the
     whole tables; other workers' indexes come and go meanwhile, so only this module's own are counted)."""
-    own = "SELECT id FROM rag_indexes WHERE name = ANY(%s)"
+    own = "SELECT id FROM rag_indexes WHERE kind = 'code' AND name = ANY(%s)"
     with psycopg.connect(url, autocommit=True) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE {'id' if t == 'rag_indexes' else 'index_id'} "
                                 f"IN ({own})", (list(names),)).fetchone()[0] for t in TABLES}
