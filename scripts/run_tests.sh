@@ -11,24 +11,34 @@ status=0
 summary=()
 fast_expr="not clients and not real_model and not dbmode and not browser"
 
+cpu_file=$(mktemp)
+trap 'rm -f "$cpu_file"' EXIT
+cpu_total() {  # user+sys CPU seconds of every finished child process -> $cpu (bash's `times`, 2nd line)
+    times > "$cpu_file"  # in this shell: a $(...) subshell would count its own children only
+    cpu=$(awk 'NR == 2 { split($0, f, /[ms ]+/); printf "%.0f", f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$cpu_file")
+}
+
 run() {
     local name=$1; shift
-    local start=$SECONDS
+    local start=$SECONDS cpu before
+    cpu_total; before=$cpu
     "$@"
     local rc=$?
-    summary+=("$name: exit $rc in $((SECONDS - start)) s")
+    cpu_total
+    summary+=("$name: exit $rc in $((SECONDS - start)) s, $((cpu - before)) CPU-s")
     [ "$rc" -eq 0 ] || status=1
 }
 
 # The fast suite on CARROT_TEST_WORKERS pytest-xdist workers (default 2), one test file per worker at a
-# time (module fixtures start once); each worker starts its own session proxies. 0 or 1 = no xdist.
+# time (module fixtures start once); the files sharing a multi-proxy session fixture run on one worker
+# (groups set in tests/conftest.py). 0 or 1 = no xdist.
 workers=${CARROT_TEST_WORKERS:-2}
 case $workers in
     '' | *[!0-9]*) echo "CARROT_TEST_WORKERS=$workers: expected a whole number of test workers (1 = no xdist)" >&2; exit 2 ;;
 esac
 xdist=()
-[ "$workers" -le 1 ] || xdist=(-n "$workers" --dist loadfile)
-run fast "$PY" -m pytest -m "$fast_expr" ${xdist[@]+"${xdist[@]}"}  # (bash < 4.4: an empty array is unset)
+[ "$workers" -le 1 ] || xdist=(-n "$workers" --dist loadgroup)
+run fast "$PY" -m pytest -m "$fast_expr" --durations=15 ${xdist[@]+"${xdist[@]}"}  # (bash < 4.4: an empty array is unset)
 for g in "${groups[@]}"; do
     if [ -f "scripts/setup_$g.sh" ]; then
         run "setup $g" bash "scripts/setup_$g.sh"

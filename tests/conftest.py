@@ -16,6 +16,22 @@ from tests import dbmode_support, services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
 
+# Session fixtures that start several proxies: the files using one run on the same xdist worker
+# (`--dist loadgroup`, scripts/run_tests.sh), so each starts once per run instead of once per worker.
+SHARED_ON_ONE_WORKER = ("unreachable_proxies", "rag_proxies")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group per test file, or per costly shared fixture for the files that use it."""
+    group: dict[str, str] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        shared = next((f for f in SHARED_ON_ONE_WORKER if f in item.fixturenames), None)
+        if shared or path not in group:
+            group[path] = shared or group.get(path, path)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::")[0]]))
+
 
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeUpstream]:
