@@ -63,7 +63,8 @@ def metrics_proxy(start_proxy, redis_url):
     policy["canaries"] = {"ds-coder-v2": {"stable": "ds-coder-v2", "candidate": "ds-coder-v2@2025-11-30",
                                           "share": "0%", "started": uuid.uuid4().hex}}
     routing.write_text(yaml.safe_dump(policy, sort_keys=False))
-    return proxy
+    yield proxy
+    proxy.stop()  # each proxy holds about 1 GB: the suite's memory peak is the proxies alive at once
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,9 @@ def fallback_proxy(start_proxy, redis_url, tmp_path_factory):
     config["router_settings"]["fallbacks"] = [{"ds-coder-v2": ["alt-reasoning"]}]
     path = tmp_path_factory.mktemp("egress") / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return start_proxy(env={"REDIS_URL": redis_url}, config=path)
+    proxy = start_proxy(env={"REDIS_URL": redis_url}, config=path)
+    yield proxy
+    proxy.stop()  # not kept to the session's end (about 1 GB)
 
 
 def test_fallback_from_internal_to_external_is_redacted_for_the_external_one(fallback_proxy, fake_upstream, marker):

@@ -87,10 +87,13 @@ def test_namespace_separates_tenants_and_upstream_models():
 def test_in_memory_cache_without_redis(start_proxy, fake_upstream, marker, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)  # the proxy inherits the test environment
     p = start_proxy()
-    c = make_client(p)
-    assert [ask(c, marker)[0]["x-carrot-cache"] for _ in range(2)] == ["miss", "hit"]
-    assert len(fake_upstream.find(marker)) == 1
-    assert "result cache: in-memory" in p.log()
+    try:
+        c = make_client(p)
+        assert [ask(c, marker)[0]["x-carrot-cache"] for _ in range(2)] == ["miss", "hit"]
+        assert len(fake_upstream.find(marker)) == 1
+        assert "result cache: in-memory" in p.log()
+    finally:
+        p.stop()  # not kept to the session's end (about 1 GB)
 
 
 @pytest.mark.parametrize("bypass", [{"extra_headers": {"Cache-Control": "no-cache"}},
@@ -175,9 +178,11 @@ def ops_proxy(start_proxy, own_redis, own_prompts):
             m["litellm_params"]["rpm"] = 3
     path = Path(tempfile.mkdtemp(prefix="carrot-ops-")) / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return start_proxy(env={"REDIS_URL": own_redis.url, "CARROT_CACHE_TIMEOUT": "0.2", "CARROT_CACHE_TTL": "120",
-                            "CARROT_PROMPTS_DIR": str(own_prompts), "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2"},
-                       config=path)
+    proxy = start_proxy(env={"REDIS_URL": own_redis.url, "CARROT_CACHE_TIMEOUT": "0.2", "CARROT_CACHE_TTL": "120",
+                             "CARROT_PROMPTS_DIR": str(own_prompts), "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2"},
+                        config=path)
+    yield proxy
+    proxy.stop()  # before own_redis goes; not kept to the session's end (about 1 GB)
 
 
 def test_cache_ttl_is_configurable(ops_proxy, own_redis, marker):

@@ -55,7 +55,9 @@ def replicas(start_proxies, redis_url, tmp_path_factory):
                  "metadata": {"carrot_admin": True}})
     for p in procs:
         (p.policy_dir / "keys.yaml").write_text(yaml.safe_dump({"keys": keys}))
-    return procs
+    yield procs
+    for p in procs:
+        p.stop()  # not kept to the session's end (about 1 GB each)
 
 
 def ask(proxy, tenant: str, text: str, **headers) -> httpx.Response:
