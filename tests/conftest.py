@@ -15,22 +15,28 @@ import pytest
 from tests import dbmode_support, services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
+from tests.reliability_support import ChaosProxy
 
-# Session fixtures that start several proxies: the files using one run on the same xdist worker
-# (`--dist loadgroup`, scripts/run_tests.sh), so each starts once per run instead of once per worker.
-SHARED_ON_ONE_WORKER = ("unreachable_proxies", "rag_proxies")
+# Costly session fixtures (several proxies, or one with its own Redis; about 1 GB each): the files using
+# one run on the same xdist worker (`--dist loadgroup`, scripts/run_tests.sh), so it starts once per run.
+SHARED_ON_ONE_WORKER = ("unreachable_proxies", "rag_proxies", "chaos")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test file, or per costly shared fixture for the files that use it."""
-    group: dict[str, str] = {}
+    """One xdist group per test file; files sharing a costly fixture, directly or through another file, one group."""
+    joined: dict[str, str] = {}  # a file or a fixture -> what it joined
+
+    def group(key: str) -> str:
+        while joined.get(key, key) != key:
+            key = joined[key]
+        return key
+
     for item in items:
-        path = item.nodeid.split("::")[0]
-        shared = next((f for f in SHARED_ON_ONE_WORKER if f in item.fixturenames), None)
-        if shared or path not in group:
-            group[path] = shared or group.get(path, path)
+        for shared in SHARED_ON_ONE_WORKER:
+            if shared in item.fixturenames:
+                joined[group(item.nodeid.split("::")[0])] = group(shared)
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(group[item.nodeid.split("::")[0]]))
+        item.add_marker(pytest.mark.xdist_group(group(item.nodeid.split("::")[0])))
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +115,15 @@ def rag_proxies(start_proxies, redis_url, store_env) -> tuple[ProxyProcess, Prox
     up, down = start_proxies({"REDIS_URL": redis_url, **store_env}, {"REDIS_URL": redis_url, "PGVECTOR_URL": dead},
                              startup_timeout=600)  # slow on a busy host
     return up, down
+
+
+@pytest.fixture(scope="session")
+def chaos(fake_upstream) -> Iterator[ChaosProxy]:
+    """The fault-test gateway: its own Redis, the vector store behind a forwarder to cut, 2 s upstream
+    timeouts and an egress log (tests/reliability_support.py); shared by the fault and security tests."""
+    p = ChaosProxy(fake_upstream)
+    yield p
+    p.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ recorder injected into the proxy process, and the one "chaos" proxy the fault te
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import os
@@ -177,16 +176,6 @@ def _pg_target(url: str) -> tuple[str, int] | str:
     return (parts.hostname or "127.0.0.1", port)
 
 
-_chaos: ChaosProxy | None = None
-
-
-def chaos_proxy(fake: FakeUpstream) -> ChaosProxy:
-    """The session's ChaosProxy (started on first use, stopped at exit)."""
-    global _chaos
-    if _chaos is None:
-        _chaos = ChaosProxy(fake)
-        atexit.register(_chaos.stop)
-    return _chaos
 
 
 @contextlib.contextmanager

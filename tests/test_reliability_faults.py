@@ -14,15 +14,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.reliability_support import chaos_proxy, indexed_docs
+from tests.reliability_support import indexed_docs
 from tests.services import wait_for
 
 PHRASE = "zebrafish turbine calibration"
-
-
-@pytest.fixture(scope="module")
-def chaos(fake_upstream):
-    return chaos_proxy(fake_upstream)
 
 
 @pytest.fixture(scope="module")

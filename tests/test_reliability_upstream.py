@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import DEAD, make_client
 from tests.fake_upstream import Reply
-from tests.reliability_support import chaos_proxy
 from tests.services import wait_for
 
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
@@ -37,9 +36,9 @@ def ollama_down(unreachable_proxies):
 
 
 @pytest.fixture(scope="module")
-def impatient(fake_upstream):
+def impatient(chaos):
     """A gateway that gives upstreams 2 s (the shared fault-test proxy)."""
-    return chaos_proxy(fake_upstream)
+    return chaos
 
 
 # --- refused connections ---

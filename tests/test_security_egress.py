@@ -10,14 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.reliability_support import chaos_proxy
-
 TASKS = ["editor", "refactor", "tests", "chat", "rag-code", "rag-doc", "ci"]
-
-
-@pytest.fixture(scope="module")
-def chaos(fake_upstream):
-    return chaos_proxy(fake_upstream)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from carrot_hooks.serve import ROOT
-from tests.reliability_support import chaos_proxy
 
 HOSTILE_FILE = """src/o'neil"; DROP TABLE rag_chunks;--.py"""
 # per process: pytest-xdist workers (and CI jobs sharing a store) must not index and drop the same name
@@ -36,11 +35,6 @@ def table_counts(url: str, names: tuple[str, ...]) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE {'id' if t == 'rag_indexes' else 'index_id'} "
                                 f"IN ({own})", (list(names),)).fetchone()[0] for t in TABLES}
-
-
-@pytest.fixture(scope="module")
-def chaos(fake_upstream):
-    return chaos_proxy(fake_upstream)
 
 
 @pytest.fixture(scope="module")
