@@ -124,8 +124,8 @@ def _lower_name(word: str, technical: frozenset[str]) -> bool:
         and all(part.isalpha() for part in _NAME_JOINERS.split(word))
 
 
-def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technical: frozenset[str]
-                    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
+def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technical: frozenset[str],
+                    decided: list[tuple[int, int]] = ()) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
     """(names, ambiguous): runs of name-shaped words on one line (initials between them allowed) that
     the gazetteer says are names; the rest of its capitalised words are left to NER.
 
@@ -133,11 +133,13 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
     Lower-case, only a given and a family name both listed and no English words (eva kleist). Listed
-    words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides.
+    words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies
+    in a `decided` span (a name an introducing phrase already found: "Name: Toshimi Arata").
     """
     names: list[tuple[int, int]] = []
     ambiguous: list[tuple[int, int, bool]] = []
     for run in _runs(prose, technical):
+        whole = (run[0][0], run[-1][1])
         while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
                 and prose[run[0][0] : run[0][1]] in english:
             run = run[1:]  # "Mail John Smith", "Ask Mary": the name starts at the given name
@@ -153,7 +155,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
             ok = first and (not known[0] or family) or family and not any(known)
         if ok:
             names.append((run[0][0], run[-1][1]))
-        elif words[0][0].isupper():  # for NER: listed given names and family names that are no English
+        elif words[0][0].isupper() and not any(s <= whole[0] and whole[1] <= e for s, e in decided):  # for NER: listed given names and family names that are no English
             # words; the words of a run of unlisted non-English words (a name NER may know: Irenke Sörös)
             foreign = len(words) > 1 and not any(known)
             ambiguous += [(*span, listed) for span, w, k in zip((r for r in run if r[1] - r[0] > 1), words, known)
