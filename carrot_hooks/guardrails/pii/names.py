@@ -114,6 +114,16 @@ def _provider_values(kind: str, attrs: tuple[str, ...]) -> set[str]:
     return out
 
 
+def _name_shape(word: str, technical: frozenset[str]) -> bool | None:
+    """True for a capitalised name word or an initial (Isabel, M), False for a lower-case one (eva, m),
+    None for no name word."""
+    if word[0].isupper() and (len(word) == 1 or _capitalised_name(word, technical)):
+        return True
+    if word.islower() and (len(word) == 1 or _lower_name(word, technical)):  # most words of prose
+        return False
+    return None
+
+
 def _capitalised_name(word: str, technical: frozenset[str]) -> bool:
     return len(word) > 1 and word not in STOP and word not in technical \
         and all(part and _is_name_part(part) for part in _NAME_JOINERS.split(word))
@@ -146,17 +156,18 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
         words = [prose[s:e] for s, e in run if e - s > 1]
         if len(words) == 1 and words[0].lower() not in gazetteer.first and words[0].lower() not in gazetteer.last:
             continue  # the common case, decided before the costlier English look-ups
-        known = [w in english for w in words]
         first = words[0].lower() in gazetteer.first
-        if words[0].islower():
-            ok = len(words) > 1 and first and words[-1] in gazetteer.last and not any(known)
-        else:
-            family = len(words) > 1 and words[-1].lower() in gazetteer.last
-            ok = first and (not known[0] or family) or family and not any(known)
-        if ok:
+        if words[0].islower():  # most lower-case runs are ordinary words: no English look-up unless both are listed
+            if len(words) > 1 and first and words[-1] in gazetteer.last and not any(w in english for w in words):
+                names.append((run[0][0], run[-1][1]))
+            continue
+        known = [w in english for w in words]
+        family = len(words) > 1 and words[-1].lower() in gazetteer.last
+        if first and (not known[0] or family) or family and not any(known):
             names.append((run[0][0], run[-1][1]))
-        elif words[0][0].isupper() and not any(s <= whole[0] and whole[1] <= e for s, e in decided):  # for NER: listed given names and family names that are no English
-            # words; the words of a run of unlisted non-English words (a name NER may know: Irenke Sörös)
+        elif words[0][0].isupper() and not any(s <= whole[0] and whole[1] <= e for s, e in decided):
+            # for NER: listed given names and family names that are no English words; the words of a run of
+            # unlisted non-English words (a name NER may know: Irenke Sörös)
             foreign = len(words) > 1 and not any(known)
             ambiguous += [(*span, listed) for span, w, k in zip((r for r in run if r[1] - r[0] > 1), words, known)
                           if (listed := w.lower() in gazetteer.first or w.lower() in gazetteer.last and not k) or foreign]
@@ -169,13 +180,15 @@ def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
     runs: list[list[tuple[int, int]]] = []
     prev_end, prev_upper = -1, False
     for m in _NAME_TOKEN.finditer(prose):
-        s, e = m.start(), m.start() + len(_POSSESSIVE.sub("", m.group()))
-        word = prose[s:e]
-        initial = e - s == 1 and word.isupper()
-        upper = initial or _capitalised_name(word, technical)
-        if not (upper or _lower_name(word, technical) or e - s == 1 and word.islower()):
+        word = m.group()
+        if word.endswith(("'s", "\u2019s")):  # a possessive: "Anna's"
+            word = word[:-2]
+        s, e = m.start(), m.start() + len(word)
+        upper = _name_shape(word, technical)
+        if upper is None:
             prev_end = -1
             continue
+        initial = e - s == 1 and upper
         gap = prose[prev_end:s] if prev_end >= 0 else "\n"
         joined = gap.strip(" \t") in ("", ".") and "\n" not in gap and (not gap.startswith(".") or runs[-1][-1][1] - runs[-1][-1][0] == 1)
         if joined and upper == prev_upper and len(runs[-1]) < 4:
