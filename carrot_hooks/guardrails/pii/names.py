@@ -152,6 +152,8 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     names: list[tuple[int, int]] = []
     ambiguous: list[tuple[int, int, bool]] = []
     for run in _runs(prose, technical):
+        if prose[run[0][0] : run[0][1]].islower() and (len(run) < 2 or prose[run[-1][0] : run[-1][1]] not in gazetteer.last):
+            continue  # most runs: lower-case words not ending in a listed family name
         whole = (run[0][0], run[-1][1])
         while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
                 and prose[run[0][0] : run[0][1]] in english:
@@ -160,7 +162,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
         if len(words) == 1 and words[0].lower() not in gazetteer.first and words[0].lower() not in gazetteer.last:
             continue  # the common case, decided before the costlier English look-ups
         first = words[0].lower() in gazetteer.first
-        if words[0].islower():  # most lower-case runs are ordinary words: no English look-up unless both are listed
+        if words[0].islower():
             if len(words) > 1 and first and words[-1] in gazetteer.last and not any(w in english for w in words):
                 names.append((run[0][0], run[-1][1]))
             continue
