@@ -24,11 +24,11 @@ _MC = re.compile(r"^Ma?c(?=[A-Z])")  # McConnan, MacLeod
 _NAME_JOINERS = re.compile(r"['\u2019-]")  # O'Brien, Jean-Luc
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
-# Words of context kept on each side of a candidate name. 3 had the same PERSON P/R as 5 at 0.7x the NER
-# time; 2 lost precision before the gazetteer chose the candidates, and now gives the same hits as 3 on
-# every prose set sentence by sentence (and on those sentences joined into long prose, 4 fewer false
-# PERSON, one name lost and one found) at ~0.8x the NER time; 1 adds false PERSON, 2 left / 1 right loses
-# names on held-out-4.
+# Words of context kept on each side of a candidate name. 3 was chosen with the gazetteer (same PERSON P/R
+# as 5 at 0.7x the NER time; 2 lost precision then); with the name rules added since, 2 gives the same hits
+# as 3 on every prose set sentence by sentence (and on those sentences joined into long prose, 4 fewer
+# false PERSON, one name lost and one found) at ~0.8x the NER time; 1 adds false PERSON, 2 left / 1 right
+# loses a name on held-out-4.
 _NER_CONTEXT_WORDS = 2
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
