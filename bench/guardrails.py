@@ -8,6 +8,12 @@ projects, `SDISTS`; downloaded once with pip into `--sdists`): replaced spans pe
 altered code tokens.
 
     .venv/bin/python bench/guardrails.py [--evaldata ../shared/evaldata] [--code-mb 8] [--pii-only]
+        [--baseline REF]
+
+`--baseline REF` also times the 4 KB all-prose pre-filter of the PII stage as it was at git REF
+(`carrot_hooks/guardrails/pii/` of REF beside this tree's, same policy), interleaved run by run with this
+tree's, and prints CPU and wall p50/p95 of both and their ratios (CPU time is what a loaded machine
+distorts least).
 
 Data is read from the evaluation folder (never copied into the repo); every loop is bounded.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import io
 import json
 import os
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 import time
 import tokenize
 from collections import Counter
@@ -84,6 +92,20 @@ def bench_pii(redactor: PiiRedactor, rows: list[dict], label: str) -> None:
     print(f"  PII [{label}] micro {prf(total['tp'], total['fp'], total['fn'])}")
     for entity, c in sorted(per.items()):
         print(f"    {entity:15s} {prf(c['tp'], c['fp'], c['fn'])}")
+
+
+def joined(rows: list[dict], n: int) -> list[dict]:
+    """`rows` joined with a space, `n` at a time, their spans shifted: long prose, where NER's candidate
+    windows sit side by side in one text as in the latency benchmark."""
+    out = []
+    for i in range(0, len(rows), n):
+        text, spans = "", []
+        for row in rows[i : i + n]:
+            text += " " if text else ""
+            spans += [{**g, "start": g["start"] + len(text), "end": g["end"] + len(text)} for g in row["spans"]]
+            text += row["text"]
+        out.append({"text": text, "spans": spans})
+    return out
 
 
 COMMAND_SETS = (  # (label, file, class field): our own per-class sets, then the shared dev set
@@ -311,6 +333,59 @@ def bench_prefilter(policy: GuardrailPolicy, prompt_policy: PolicyScanner, redac
               f"{pct(wall, .95) / ref:8.3f}")
 
 
+def baseline_redactor(ref: str, settings) -> PiiRedactor:
+    """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` only; settings, policy and everything else
+    are this tree's), imported beside this tree's as `carrot_hooks.guardrails.pii_baseline`."""
+    folder = Path(tempfile.mkdtemp(prefix="pii-baseline-")) / "pii"
+    folder.mkdir()
+    pkg = "carrot_hooks/guardrails/pii"
+    names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{ref}:{pkg}"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{pkg}/{name}"], check=True,
+                                capture_output=True).stdout
+        (folder / name).write_bytes(source)
+    spec = importlib.util.spec_from_file_location("carrot_hooks.guardrails.pii_baseline", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.PiiRedactor(settings)
+
+
+def bench_prose_ab(policy: GuardrailPolicy, prompt_policy: PolicyScanner, redactors: dict[str, PiiRedactor],
+                   prose: str, runs: int) -> None:
+    """The 4 KB all-prose pre-filter with each redactor, interleaved run by run (who goes first alternates):
+    CPU (this thread) and wall p50/p95 per redactor, and the last one's over the first one's."""
+    text = sized(prose, 4096)
+    counter = iter(range(10**9))
+    cpu: dict[str, list[float]] = {label: [] for label in redactors}
+    wall: dict[str, list[float]] = {label: [] for label in redactors}
+    for red in redactors.values():  # warm both (first-call imports, caches)
+        red.redact(f"{text} #warm", Vault())
+    order = list(redactors.items())
+    load_before = os.getloadavg()
+    for i in range(runs):
+        for label, red in order if i % 2 == 0 else order[::-1]:
+            prompt = f"{text} #{next(counter)}"  # fresh text every run: no memo hits
+            t, c = time.perf_counter(), time.thread_time()
+            prompt_policy.scan(prompt)
+            allowed_tasks(policy.task_allowlist, "bench", None, None)
+            red.redact(prompt, Vault())
+            cpu[label].append((time.thread_time() - c) * 1000)
+            wall[label].append((time.perf_counter() - t) * 1000)
+    load = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg()))
+    print(f"  4 KB all-prose pre-filter, {runs} runs each, interleaved (load average 1/5/15 min before/after: {load})")
+    print(f"  {'PII stage':34s} {'cpu p50':>8s} {'cpu p95':>8s} {'wall p50':>9s} {'wall p95':>9s}")
+    for label in redactors:
+        print(f"  {label:34s} {pct(cpu[label], .5):8.2f} {pct(cpu[label], .95):8.2f} {pct(wall[label], .5):9.2f} "
+              f"{pct(wall[label], .95):9.2f}")
+    (old, new) = (order[0][0], order[-1][0])
+    print(f"  {'ratio (this tree / baseline)':34s} " + " ".join(
+        f"{pct(series[new], q) / pct(series[old], q):{w}.2f}" for series, q, w in
+        ((cpu, .5, 8), (cpu, .95, 8), (wall, .5, 9), (wall, .95, 9))))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--evaldata", type=Path, default=ROOT.parent / "shared" / "evaldata")
@@ -320,6 +395,8 @@ def main() -> None:
     ap.add_argument("--secrets-only", action="store_true", help="only the secrets section")
     ap.add_argument("--pii-only", action="store_true", help="only PII in prose (pii_dev and own templates) and prose latency")
     ap.add_argument("--code-pii-only", nargs="*", metavar="GROUP", help="only PII on whole sdists (these groups, or all)")
+    ap.add_argument("--baseline", metavar="REF", help="also time the 4 KB prose pre-filter of the PII stage at git REF, "
+                    "interleaved with this tree's")
     ap.add_argument("--sdists", type=Path,
                     default=Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / "sdists",
                     help="where the PyPI source releases for the PII-on-code check are downloaded (once)")
@@ -353,14 +430,18 @@ def main() -> None:
     pii_rows = jsonl(args.evaldata / "pii_dev.jsonl")
     ner = PiiRedactor(policy.pii)
     bench_pii(ner, pii_rows, f"pii_dev.jsonl, tuned, {ner.mode}: {ner.model_name}")
+    bench_pii(ner, joined(pii_rows, 30), "pii_dev.jsonl, 30 rows joined per text (long prose, as in the latency table)")
     # held-out-4 keeps the seed it was first scored with (as held-out-3 on its own branch)
     for group, seed in (("tuned", 1), ("held-out", 2), ("held-out-2", 3), ("held-out-3", 4), ("held-out-4", 4)):
         bench_pii(ner, pii_templates.rows(group, 400, seed), f"own templates, {group}")
     if args.pii_only:  # the latency table's code snippet is the start of the same corpus
         print("== latency in ms (fresh text every run: no memo hits)")
         rng = random.Random(7)
-        bench_prefilter(policy, prompt_policy, ner, " ".join(r["text"] for r in rng.sample(pii_rows, 60)),
-                        code_corpus(0.05)[0][:40000], args.runs, reference_ms())
+        prose = " ".join(r["text"] for r in rng.sample(pii_rows, 60))
+        bench_prefilter(policy, prompt_policy, ner, prose, code_corpus(0.05)[0][:40000], args.runs, reference_ms())
+        if args.baseline:
+            bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline, policy.pii),
+                                                   "this tree": ner}, prose, args.runs * 4)
         return
     patterns = PiiRedactor(policy.pii.model_copy(update={"spacy_models": ()}))
     bench_pii(patterns, pii_rows, "patterns only")
@@ -396,6 +477,9 @@ def main() -> None:
     secrets_rows = [r["text"] for r in jsonl(args.evaldata / "secrets_dev.jsonl") if r["label"] == "secret"]
     answer_src = f"{snippet}\n" + "\n".join(rng.sample(secrets_rows, 20))
     bench_prefilter(policy, prompt_policy, ner, prose, snippet, args.runs, ref)
+    if args.baseline:
+        bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline, policy.pii),
+                                               "this tree": ner}, prose, args.runs * 4)
 
     def post(text: str) -> None:
         output.scan(text, risk)

@@ -387,6 +387,21 @@ def test_capitalised_code_words_things_and_streets_in_prose_pass(redactor, text)
     assert redacted(redactor, text) == text
 
 
+def test_a_name_an_introducing_phrase_found_whole_sends_no_words_to_ner(redactor):
+    """Its words are no NER candidates; a name the phrase found only in part still is ("Vanessa P" of
+    "Vanessa P. Hertzog"), so the whole name is redacted."""
+    from carrot_hooks.guardrails.pii.names import introduced, name_candidates
+
+    lists = (redactor._gazetteer, redactor._english, redactor.settings.technical_terms)
+    for text, left in (("Name: Toshimi Arata", []), ("My name is Vanessa P. Hertzog", ["Vanessa"])):
+        found = introduced(text, redactor._introducers, redactor._english, redactor.settings.technical_terms,
+                           redactor._gazetteer)
+        assert [text[s:e] for s, e, _ in name_candidates(text, *lists)[1]] != []
+        assert [text[s:e] for s, e, _ in name_candidates(text, *lists, found)[1]] == left
+    assert redacted(redactor, "Name: Toshimi Arata") == "Name: <PERSON_1>"
+    assert redacted(redactor, "My name is Vanessa P. Hertzog") == "My name is <PERSON_1>"
+
+
 def test_without_the_gazetteer_only_introduced_names_count():
     from carrot_hooks.guardrails.pii.names import Gazetteer
 

@@ -16,23 +16,26 @@ from dataclasses import dataclass
 
 _FENCE = re.compile(r"(?ms)^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)")
 _INLINE = re.compile(r"`[^`\n]+`")
-_CODE_LINE = re.compile(
-    r"""[;{}]\s*$|^\s*[}\])]                                     # C-like line ends / closers
-    |^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
+# A line is code when it starts like code (matched at its start) or ends like it (`;`, `{`, `}` or a call):
+# one anchored match and two end checks that first look for their characters, not one search of every
+# position of every line.
+_CODE_START = re.compile(
+    r"""\s*[}\])]                                                  # closers
+    |\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
          yield|async|await|assert|const|let|var|function|export|interface|type|enum|public|private|
          protected|static|package|func|fn|struct|impl|use|\#include|\#define|
          SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)
-    |^\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
-    |^\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
+    |\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
+    |\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
         (?:\[.*\])?(?:\s*\|\s*\S+)*\s*(?:[=,;)].*)?$            # annotation: request: Request
-    |^\s*@[\w.]+(?:\(.*\))?\s*$                                # decorator
-    |^\s*(?:[$#]|>>>|\.\.\.|//|/\*|\*/|--)(?:\s|$)|^\#!          # prompts, comments ("> " quotes are prose)
-    |^\s*["'][^"']*["'],?\s*$                                  # a lone string literal (import lists, arrays)
-    |\w\([^)]*\)\s*[:;,]?\s*$                                  # call at end of line
-    |^\s*\w+(?:\.\w+)+\([^)]*\)?                               # method call at the start: obj.run(...)
+    |\s*@[\w.]+(?:\(.*\))?\s*$                                # decorator
+    |\s*(?:[$#]|>>>|\.\.\.|//|/\*|\*/|--)(?:\s|$)|\#!          # prompts, comments ("> " quotes are prose)
+    |\s*["'][^"']*["'],?\s*$                                  # a lone string literal (import lists, arrays)
+    |\s*\w+(?:\.\w+)+\([^)]*\)?                               # method call at the start: obj.run(...)
     """,
     re.VERBOSE,
 )
+_CALL_END = re.compile(r"\w\([^)]*\)\s*[:;,]?\s*$")  # call at end of line
 # symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
 # Indented lines are code when they hold a code symbol or follow code (an indented address
 # block in a mail signature is prose).
@@ -47,10 +50,24 @@ _BLOCK = re.compile(r'(?s)("""|\'\'\')(?:\\.|(?!\1).)*(?:\1|\Z)|/\*.*?(?:\*/|\Z)
 _LEX = re.compile(r'"""|\'\'\'|/\*|\*/|//|#|\\.|["\'`]|\n')
 
 
+_SYMBOL_CHARS = "{}[];=<>|&^~():*"  # every _SYMBOLS match holds one of these
+
+
+def _code_line(line: str) -> bool:
+    """`line` (no newline) starts or ends like code."""
+    return bool(_CODE_START.match(line)) or line.rstrip().endswith((";", "{", "}")) \
+        or "(" in line and bool(_CALL_END.search(line))
+
+
 def _symbol_dense(line: str) -> bool:
-    """At least 3 code symbols, one per 12 non-space characters or more."""
+    """At least 3 code symbols, one per 12 non-space characters or more (the regex runs only when counting
+    the symbols' characters, an upper bound of its matches, leaves that possible)."""
+    chars = len(line) - line.count(" ")
+    most = sum(map(line.count, _SYMBOL_CHARS))
+    if most < 3 or most * 12 < chars:
+        return False
     hits = len(_SYMBOLS.findall(line))
-    return hits >= 3 and hits * 12 >= len(line) - line.count(" ")
+    return hits >= 3 and hits * 12 >= chars
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ def _code_lines(text: str, masked: str) -> list[bool]:
             code[i] = bool(text[s:e].strip())  # all of it fenced or inline code
         else:
             head = _TRAILING_COMMENT.sub("", line)
-            code[i] = bool(_CODE_LINE.search(line) or head != line and _CODE_LINE.search(head)) or _symbol_dense(line) or bool(
+            code[i] = _code_line(line) or head != line and _code_line(head) or _symbol_dense(line) or bool(
                 _INDENTED.match(line) and (_CODE_SYMBOL.search(line) or _near_code(code, lines, masked, i - 1, -1)))
     _continuations(code, [masked[s:e] for s, e in lines])
     starts = [s for s, _ in lines]

@@ -24,9 +24,12 @@ _MC = re.compile(r"^Ma?c(?=[A-Z])")  # McConnan, MacLeod
 _NAME_JOINERS = re.compile(r"['\u2019-]")  # O'Brien, Jean-Luc
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
-# Words of context kept on each side of a candidate name (3: the same PERSON P/R on pii_dev and our
-# templates as 5, 0.7x the NER time on 4 KB of prose; 2 loses precision).
-_NER_CONTEXT_WORDS = 3
+# Words of context kept on each side of a candidate name. 3 was chosen with the gazetteer (same PERSON P/R
+# as 5 at 0.7x the NER time; 2 lost precision then); with the name rules added since, 2 gives the same hits
+# as 3 on every prose set sentence by sentence (and on those sentences joined into long prose, 4 fewer
+# false PERSON, one name lost and one found) at ~0.8x the NER time; 1 adds false PERSON, 2 left / 1 right
+# loses a name on held-out-4.
+_NER_CONTEXT_WORDS = 2
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
@@ -114,6 +117,16 @@ def _provider_values(kind: str, attrs: tuple[str, ...]) -> set[str]:
     return out
 
 
+def _name_shape(word: str, technical: frozenset[str]) -> bool | None:
+    """True for a capitalised name word or an initial (Isabel, M), False for a lower-case one (eva, m),
+    None for no name word."""
+    if word[0].isupper() and (len(word) == 1 or _capitalised_name(word, technical)):
+        return True
+    if word.islower() and (len(word) == 1 or _lower_name(word, technical)):  # most words of prose
+        return False
+    return None
+
+
 def _capitalised_name(word: str, technical: frozenset[str]) -> bool:
     return len(word) > 1 and word not in STOP and word not in technical \
         and all(part and _is_name_part(part) for part in _NAME_JOINERS.split(word))
@@ -124,8 +137,8 @@ def _lower_name(word: str, technical: frozenset[str]) -> bool:
         and all(part.isalpha() for part in _NAME_JOINERS.split(word))
 
 
-def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technical: frozenset[str]
-                    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
+def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technical: frozenset[str],
+                    decided: list[tuple[int, int]] = ()) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
     """(names, ambiguous): runs of name-shaped words on one line (initials between them allowed) that
     the gazetteer says are names; the rest of its capitalised words are left to NER.
 
@@ -133,28 +146,33 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
     Lower-case, only a given and a family name both listed and no English words (eva kleist). Listed
-    words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides.
+    words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies
+    in a `decided` span (a name an introducing phrase already found: "Name: Toshimi Arata").
     """
     names: list[tuple[int, int]] = []
     ambiguous: list[tuple[int, int, bool]] = []
     for run in _runs(prose, technical):
+        if prose[run[0][0] : run[0][1]].islower() and (len(run) < 2 or prose[run[-1][0] : run[-1][1]] not in gazetteer.last):
+            continue  # most runs: lower-case words not ending in a listed family name
+        whole = (run[0][0], run[-1][1])
         while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
                 and prose[run[0][0] : run[0][1]] in english:
             run = run[1:]  # "Mail John Smith", "Ask Mary": the name starts at the given name
         words = [prose[s:e] for s, e in run if e - s > 1]
         if len(words) == 1 and words[0].lower() not in gazetteer.first and words[0].lower() not in gazetteer.last:
             continue  # the common case, decided before the costlier English look-ups
-        known = [w in english for w in words]
         first = words[0].lower() in gazetteer.first
         if words[0].islower():
-            ok = len(words) > 1 and first and words[-1] in gazetteer.last and not any(known)
-        else:
-            family = len(words) > 1 and words[-1].lower() in gazetteer.last
-            ok = first and (not known[0] or family) or family and not any(known)
-        if ok:
+            if len(words) > 1 and first and words[-1] in gazetteer.last and not any(w in english for w in words):
+                names.append((run[0][0], run[-1][1]))
+            continue
+        known = [w in english for w in words]
+        family = len(words) > 1 and words[-1].lower() in gazetteer.last
+        if first and (not known[0] or family) or family and not any(known):
             names.append((run[0][0], run[-1][1]))
-        elif words[0][0].isupper():  # for NER: listed given names and family names that are no English
-            # words; the words of a run of unlisted non-English words (a name NER may know: Irenke Sörös)
+        elif words[0][0].isupper() and not any(s <= whole[0] and whole[1] <= e for s, e in decided):
+            # for NER: listed given names and family names that are no English words; the words of a run of
+            # unlisted non-English words (a name NER may know: Irenke Sörös)
             foreign = len(words) > 1 and not any(known)
             ambiguous += [(*span, listed) for span, w, k in zip((r for r in run if r[1] - r[0] > 1), words, known)
                           if (listed := w.lower() in gazetteer.first or w.lower() in gazetteer.last and not k) or foreign]
@@ -167,13 +185,15 @@ def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
     runs: list[list[tuple[int, int]]] = []
     prev_end, prev_upper = -1, False
     for m in _NAME_TOKEN.finditer(prose):
-        s, e = m.start(), m.start() + len(_POSSESSIVE.sub("", m.group()))
-        word = prose[s:e]
-        initial = e - s == 1 and word.isupper()
-        upper = initial or _capitalised_name(word, technical)
-        if not (upper or _lower_name(word, technical) or e - s == 1 and word.islower()):
+        word = m.group()
+        if word.endswith(("'s", "\u2019s")):  # a possessive: "Anna's"
+            word = word[:-2]
+        s, e = m.start(), m.start() + len(word)
+        upper = _name_shape(word, technical)
+        if upper is None:
             prev_end = -1
             continue
+        initial = e - s == 1 and upper
         gap = prose[prev_end:s] if prev_end >= 0 else "\n"
         joined = gap.strip(" \t") in ("", ".") and "\n" not in gap and (not gap.startswith(".") or runs[-1][-1][1] - runs[-1][-1][0] == 1)
         if joined and upper == prev_upper and len(runs[-1]) < 4:

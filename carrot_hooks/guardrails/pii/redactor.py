@@ -250,10 +250,10 @@ class PiiRedactor:
         if "PERSON" not in self.settings.ner_entities:
             return []
         technical = self.settings.technical_terms
-        out = [_person(s, e, INTRODUCED) for s, e in introduced(prose, self._introducers, self._english, technical,
-                                                                  self._gazetteer)]
+        found = introduced(prose, self._introducers, self._english, technical, self._gazetteer)
+        out = [_person(s, e, INTRODUCED) for s, e in found]
         if self.mode == "ner":  # the gazetteer needs the pipeline's English word list
-            names, ambiguous = name_candidates(prose, self._gazetteer, self._english, technical)
+            names, ambiguous = name_candidates(prose, self._gazetteer, self._english, technical, found)
             out += [_person(s, e, GAZETTEER) for s, e in names]
             out += ner_names(self._nlp, prose, ambiguous, self._english, self._ner_labels, self._ner_score)
         return out
