@@ -49,20 +49,25 @@ class Connection:
 
     def __init__(self, url: str, connect_timeout: float = 3.0):
         import psycopg
-        from pgvector.psycopg import register_vector
+        from pgvector.psycopg.vector import register_vector_info
         from psycopg import sql
+        from psycopg.types import TypeInfo
 
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
-            version, trigram_index = self.conn.execute(
+            # one round trip (no parameters: both statements go as one simple query): the schema version, the
+            # vector type, and filtered HNSW scans that keep going until `limit` rows pass (pgvector >= 0.8)
+            version, trigram_index, vector_oid, vector_array = self.conn.execute(
                 "SELECT obj_description(to_regclass('rag_indexes'), 'pg_class'), "
-                "to_regclass('rag_terms_trgm') IS NOT NULL").fetchone()
+                "to_regclass('rag_terms_trgm') IS NOT NULL, to_regtype('vector')::oid, "
+                "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
+                "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
                 self.conn.execute(SCHEMA)
                 self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
-            register_vector(self.conn)
-            # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
-            self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            # numpy arrays bind as `vector` (pgvector's register_vector also looks up types this store never uses)
+            register_vector_info(self.conn, TypeInfo("vector", vector_oid, vector_array) if vector_oid
+                                 else TypeInfo.fetch(self.conn, "vector"))
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
