@@ -7,13 +7,16 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .embedding import Embedder
 from .fusion import by_tier, diversify, file_order, from_first_answering, rrf
 from .query import Shaped, head, shape
-from .settings import RetrievalSettings
 from .store import ChunkMeta, Hit, IndexInfo, Store, check_model
 from .text import search_text, windows
+
+if TYPE_CHECKING:  # a CLI query runs on the settings' snapshot, without pydantic
+    from .settings import RetrievalSettings
 
 MODES = ("hybrid", "dense", "fulltext")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
