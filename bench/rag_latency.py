@@ -43,10 +43,8 @@ TARGET_MS = 20.0
 STAGES = {  # object attribute -> stage label
     ("store", "index"): "index lookup",
     ("embedder", "embed"): "query embedding",
-    ("store", "dense"): "dense search (HNSW)",
-    ("store", "bm25"): "full-text searches",
-    ("store", "symbols"): "symbol search",
-    ("store", "paths_matching"): "path mentions",
+    ("store", "dense"): "dense search (HNSW) + kinds",
+    ("store", "read"): "full-text, symbols, paths",  # one round trip
     ("store", "typo_corrections"): "typo corrections",
     ("store", "chunk_meta"): "candidate paths, kinds",
     ("store", "chunks"): "chunk fetch",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,15 @@ class Hit:
     bm25: float | None = None
 
 
+@dataclass(frozen=True)
+class Read:
+    """One read, to be sent alone or with others (`Connection.read`); no `sql`: nothing to ask, no rows."""
+
+    sql: str | None
+    params: object
+    convert: Callable[[list[tuple]], object]
+
+
 class Connection:
     """One autocommit psycopg connection to the RAG database, schema ensured."""
 
@@ -79,6 +88,18 @@ class Connection:
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
         self._ef_search: int | None = None
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
+
+    def read(self, *reads: Read) -> list:
+        """Each read's converted rows; several go out together and are answered in one round trip (libpq
+        pipeline mode): on a busy machine every round trip waits for the scheduler twice."""
+        asked = [r for r in reads if r.sql]
+        if len(asked) > 1:
+            with self.conn.pipeline():
+                cursors = [self.conn.execute(r.sql, r.params) for r in asked]
+        else:
+            cursors = [self.conn.execute(r.sql, r.params) for r in asked]
+        rows = dict(zip(map(id, asked), (c.fetchall() for c in cursors), strict=True))
+        return [r.convert(rows.get(id(r), [])) for r in reads]
 
     def close(self) -> None:
         self.conn.close()
