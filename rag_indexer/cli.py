@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     settings = args.cmd == "query" and load_snapshot(args.policy)
-    if not settings:  # pydantic and PyYAML (~75 ms CPU): a query reads the snapshot this saves
+    if not settings:  # pydantic and PyYAML (~80 ms CPU): a query reads the snapshot this saves
         from .settings import load_settings
 
         settings = load_settings(args.policy)

@@ -1,4 +1,4 @@
-"""The rag policy without PyYAML and pydantic (about 75 ms CPU of imports a one-off `rag-indexer query` skips):
+"""The rag policy without PyYAML and pydantic (about 80 ms CPU of imports a one-off `rag-indexer query` skips):
 a JSON snapshot of the validated settings, saved by every validating load and keyed by the policy file's bytes
 and the source of the code that validates it; where the store and the models are.
 """

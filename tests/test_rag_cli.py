@@ -111,6 +111,21 @@ def test_query_modes_and_text_output(tmp_path, capsys, env, repo_name):
     assert code == 0 and out.startswith("1. mathx.py:L15-L16  score=")
 
 
+def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name):
+    from rag_indexer.store import Read
+
+    (tmp_path / "mathx.py").write_text(MATH)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+    store = Store(url)
+    info = store.index("code", repo_name)
+    reads = [store.bm25_read(info, "fibonacci number", 10), Read(None, None, lambda rows: "nothing asked"),
+             store.symbols_read(info, ["determinant"], [], 10), store.paths_matching_read(info, ["mathx.py"])]
+    together = store.read(*reads)  # one round trip (pipeline mode)
+    assert together == [store.read(r)[0] for r in reads]
+    assert together[0] and together[1] == "nothing asked" and together[2] and together[3] == ["mathx.py"]
+    store.close()
+
+
 def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
     store = Store(url)
     store.ensure_index("code", repo_name, "someone/other-model", 384)
