@@ -87,13 +87,14 @@ class Connection:
             except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
         self._ef_search: int | None = None
+        self._pipeline = psycopg.Pipeline.is_supported()  # libpq >= 14 (the binary wheel bundles one)
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
 
     def read(self, *reads: Read) -> list:
         """Each read's converted rows; several go out together and are answered in one round trip (libpq
-        pipeline mode): on a busy machine every round trip waits for the scheduler twice."""
+        pipeline mode, else one after another): on a busy machine every round trip waits for the scheduler."""
         asked = [r for r in reads if r.sql]
-        if len(asked) > 1:
+        if len(asked) > 1 and self._pipeline:
             with self.conn.pipeline():
                 cursors = [self.conn.execute(r.sql, r.params) for r in asked]
         else:
