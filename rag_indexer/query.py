@@ -76,7 +76,6 @@ class Shaped:
     """One message taken apart for retrieval (computed once per query)."""
 
     text: str  # cleaned: for full-text search and mentions
-    prose: str  # cleaned, without fenced blocks: for the embedding
     symbols: list[str]
     dotted: list[str]
     paths: list[str]  # file paths, links included
@@ -99,5 +98,5 @@ def shape(message: str, cleaned: str | None = None) -> Shaped:
     for m in _FRAME.finditer(text):
         signals += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
     signals += _ERROR.findall(text)
-    return Shaped(text, prose_of(text), symbols, dotted_mentions(text),
+    return Shaped(text, symbols, dotted_mentions(text),
                   path_mentions(message), list(dict.fromkeys(signals)), phrase_mentions(text))  # links to files name them too

@@ -10,13 +10,14 @@ import json
 import os
 from pathlib import Path
 
+from carrot_common import paths
 from carrot_common.paths import policy_dir, state_dir
 
 from .embedding import EmbeddingSpec
 
 _HERE = Path(__file__).resolve().parent
 # the code whose defaults and checks decide what a policy file validates to
-_VALIDATING = (_HERE / "settings.py", _HERE / "chunk.py", _HERE.parent / "carrot_common" / "config.py")
+_VALIDATING = (_HERE / "settings.py", _HERE / "chunk.py", Path(paths.__file__).resolve().with_name("config.py"))
 
 
 class View(dict):
@@ -30,6 +31,7 @@ class View(dict):
 
 
 def policy_file(path: Path | None) -> Path:
+    """`path`, or the policy dir's `rag.yaml`."""
     return Path(path) if path is not None else policy_dir() / "rag.yaml"
 
 

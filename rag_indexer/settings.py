@@ -10,10 +10,9 @@ from pydantic import Field, field_validator
 
 from carrot_common.config import Strict as _Strict
 from carrot_common.config import load_model
-from carrot_common.paths import policy_dir
 
 from .chunk import FILE_KINDS
-from .quick_settings import save_snapshot
+from .quick_settings import policy_file, save_snapshot
 
 IndexKind = Literal["code", "docs"]
 FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "config", "generated"]
@@ -130,7 +129,7 @@ class RagSettings(_Strict):
 def load_settings(path: Path | None = None) -> RagSettings:
     """`path` or `<policy dir>/rag.yaml`; defaults when the default file does not exist. Saves the result as
     the snapshot a query reads instead."""
-    file = path if path is not None else policy_dir() / "rag.yaml"
-    settings = load_model(Path(file), RagSettings) if path is not None or file.exists() else RagSettings()
+    file = policy_file(path)
+    settings = load_model(file, RagSettings) if path is not None or file.exists() else RagSettings()
     save_snapshot(path, settings.model_dump(mode="json"))
     return settings
