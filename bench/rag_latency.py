@@ -29,11 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.retrieval import CACHE, EVAL
+from carrot_common.paths import state_dir
 from rag_indexer.embedding import Embedder
 from rag_indexer.files import list_files
 from rag_indexer.indexer import chunk_file, index_tree
+from rag_indexer.quick_settings import embedding_spec, store_url
 from rag_indexer.retrieve import Query, Retriever
-from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
+from rag_indexer.settings import load_settings
 from rag_indexer.store import Store
 
 NAME = "bench-latency"
@@ -41,10 +43,8 @@ TARGET_MS = 20.0
 STAGES = {  # object attribute -> stage label
     ("store", "index"): "index lookup",
     ("embedder", "embed"): "query embedding",
-    ("store", "dense"): "dense search (HNSW)",
-    ("store", "bm25"): "full-text searches",
-    ("store", "symbols"): "symbol search",
-    ("store", "paths_matching"): "path mentions",
+    ("store", "dense"): "dense search (HNSW) + kinds",
+    ("store", "read"): "full-text, symbols, paths",  # one round trip
     ("store", "typo_corrections"): "typo corrections",
     ("store", "chunk_meta"): "candidate paths, kinds",
     ("store", "chunks"): "chunk fetch",
@@ -199,8 +199,8 @@ def cli_query_wall(repeats: int = 3) -> None:
         return time.perf_counter() - t0, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
     py = sys.executable
-    load = ("from rag_indexer.embedding import Embedder; from rag_indexer.settings import embedding_spec, "
-            "load_settings; Embedder(embedding_spec(load_settings()), fast={}).embed(['q'])")
+    load = ("from rag_indexer.embedding import Embedder; from rag_indexer.quick_settings import embedding_spec; "
+            "from rag_indexer.settings import load_settings; Embedder(embedding_spec(load_settings()), fast={}).embed(['q'])")
     rows = {
         "rag-indexer query": [py, "-m", "rag_indexer.cli", "query", "how do I set the routing alpha", "--collection",
                               "bench-docqa"],

@@ -34,11 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from carrot_common.paths import state_dir
 from rag_indexer.doc_chunker import count_tokens
 from rag_indexer.embedding import Embedder
 from rag_indexer.indexer import index_tree
+from rag_indexer.quick_settings import embedding_spec, store_url
 from rag_indexer.retrieve import MODES, Query, Retriever
-from rag_indexer.settings import embedding_spec, load_settings, state_dir, store_url
+from rag_indexer.settings import load_settings
 from rag_indexer.store import Store
 
 EVAL = ROOT.parent / "shared" / "evaldata"

@@ -8,6 +8,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .errors import ConfigError
+
 M = TypeVar("M", bound=BaseModel)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: 5x faster on big rule files
 
@@ -16,10 +18,6 @@ class Strict(BaseModel):
     """Base of every policy model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConfigError(ValueError):
-    """A policy file that cannot be used; the message names file, key and bad value."""
 
 
 def _describe(path: Path, err: ValidationError, raw: object) -> str:

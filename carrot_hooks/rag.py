@@ -47,8 +47,8 @@ class _Engine:
 
     def retriever(self):
         from rag_indexer.embedding import Embedder
+        from rag_indexer.quick_settings import embedding_spec, store_url
         from rag_indexer.retrieve import Retriever
-        from rag_indexer.settings import embedding_spec, store_url
         from rag_indexer.store import Store
 
         settings = self.settings.get()

@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     key_from = "$LITELLM_MASTER_KEY" if os.environ.get("LITELLM_MASTER_KEY") else f"LITELLM_MASTER_KEY in {env_file}"
     env["LITELLM_MASTER_KEY"] = master_key(env_file)
     os.environ.update({k: env[k] for k in ("CARROT_STATE_DIR",) if k in env})
+    from carrot_common.paths import state_dir
     from rag_indexer.embedded import is_running
-    from rag_indexer.settings import state_dir
 
     state = state_dir()
     pg_before = is_running(state)

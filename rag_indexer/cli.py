@@ -9,12 +9,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from carrot_common.config import ConfigError
+from carrot_common.errors import ConfigError
+from carrot_common.paths import state_dir
 
 from .embedding import Embedder, EmbeddingError, setup_offline_model
 from .files import IndexerError
+from .quick_settings import embedding_spec, load_snapshot, store_url
 from .retrieve import MODES, Query, Retriever, as_dict
-from .settings import embedding_spec, load_settings, state_dir, store_url
 from .store import Store, StoreError
 
 
@@ -50,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.policy)
+    settings = args.cmd == "query" and load_snapshot(args.policy)
+    if not settings:  # pydantic and PyYAML (~80 ms CPU): a query reads the snapshot this saves
+        from .settings import load_settings
+
+        settings = load_settings(args.policy)
     if args.cmd == "setup-model":
         print(setup_offline_model(state_dir() / "models"))
         return 0

@@ -76,7 +76,6 @@ class Shaped:
     """One message taken apart for retrieval (computed once per query)."""
 
     text: str  # cleaned: for full-text search and mentions
-    prose: str  # cleaned, without fenced blocks: for the embedding
     symbols: list[str]
     dotted: list[str]
     paths: list[str]  # file paths, links included
@@ -84,14 +83,20 @@ class Shaped:
     phrases: list[str]  # quoted wording (output, messages), lower-cased
 
 
-def shape(message: str) -> Shaped:
-    text = clean(message)
+def prose_of(text: str) -> str:
+    """A cleaned message without its fenced blocks (what gets embedded), or all of it when that is all code."""
     prose = _FENCED.sub(" ", text)
+    return prose if prose.strip() else text
+
+
+def shape(message: str, cleaned: str | None = None) -> Shaped:
+    """`cleaned`: `clean(message)` when the caller has it already."""
+    text = clean(message) if cleaned is None else cleaned
     symbols = symbol_mentions(text)
     signals = [s for span in _BACKTICKED.findall(text) for s in _NAME.findall(span)] + symbols
     signals += ["--" + name for name in OPTION.findall(text)]
     for m in _FRAME.finditer(text):
         signals += [x for x in m.groups() if x and "/" not in x and "\\" not in x]
     signals += _ERROR.findall(text)
-    return Shaped(text, prose if prose.strip() else text, symbols, dotted_mentions(text),
+    return Shaped(text, symbols, dotted_mentions(text),
                   path_mentions(message), list(dict.fromkeys(signals)), phrase_mentions(text))  # links to files name them too

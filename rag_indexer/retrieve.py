@@ -7,16 +7,20 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .embedding import Embedder
 from .fusion import by_tier, diversify, file_order, from_first_answering, rrf
-from .query import Shaped, head, shape
-from .settings import RetrievalSettings
-from .store import ChunkMeta, Hit, IndexInfo, Store, check_model
+from .query import Shaped, clean, head, prose_of, shape
+from .store import ChunkMeta, Hit, IndexInfo, Read, Store, check_model
 from .text import search_text, windows
+
+if TYPE_CHECKING:  # a CLI query runs on the settings' snapshot, without pydantic
+    from .settings import RetrievalSettings
 
 MODES = ("hybrid", "dense", "fulltext")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
+_NOTHING = Read(None, None, lambda rows: [])
 _TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test\.\w+|conftest\.py)$")
 
 
@@ -55,10 +59,10 @@ class Retriever:
             check_model(info, self.embedder.model_id, self.embedder.dim)
         return info
 
-    def dense_windows(self, s: Shaped) -> list[str]:
-        """What of the message gets embedded: its prose, at most `max_query_windows` model windows."""
+    def dense_windows(self, cleaned: str) -> list[str]:
+        """What of the (cleaned) message gets embedded: its prose, at most `max_query_windows` model windows."""
         size = self.cfg.query_window_words
-        return windows(s.prose, size, size // 4)[: self.cfg.max_query_windows] or [head(s.text, size)]
+        return windows(prose_of(cleaned), size, size // 4)[: self.cfg.max_query_windows] or [head(cleaned, size)]
 
     def _kind_tier(self, q: Query, s: Shaped, meta: dict[int, ChunkMeta], mentioned: set[str]):
         """Tier of a chunk by its file kind (code indexes): None leaves it out."""
@@ -85,6 +89,13 @@ class Retriever:
         """Top `q.k` chunks once one of them is relevant (fewer only when the index has fewer), else none."""
         if q.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {q.mode!r}")
+        # the query embedding (client CPU, the longest stage) starts first and runs while the index is looked
+        # up, the message taken apart and Postgres does the lexical searches, the path lookup and the
+        # candidates' metadata (a request for an index that is not there wastes it: ~6 ms CPU)
+        cleaned = clean(q.text)
+        embedding = None
+        if q.mode in ("hybrid", "dense"):
+            embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
         info = self.index_for(q)
         if info is None or info.chunks == 0 or not commit_matches(info.commit, q.commit):
             return []  # no such index, or it holds another commit of this repo
@@ -96,37 +107,47 @@ class Retriever:
         bm25: dict[int, float] = {}
         lexical: set[int] = set()  # chunks matched by a mentioned symbol
         max_df = cfg.max_term_df.get(q.kind, 1.0)
-        s = shape(q.text)
-        embedding = None  # the query embedding (client CPU) runs while Postgres does the lexical searches
-        if q.mode in ("hybrid", "dense"):
-            embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(s))
-        if q.mode in ("hybrid", "fulltext"):
-            terms = search_text(s.text)
-            fixes = self.store.typo_corrections(info, terms, cfg.typo_similarity.get(q.kind, 0.0))
-            bm25 = dict(self.store.bm25(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes))
+        s = shape(q.text, cleaned)
+        fulltext = q.mode in ("hybrid", "fulltext")
+        code_terms = q.mode == "hybrid" and bool(w.code_terms and s.signals)
+        symbol = q.mode == "hybrid" and bool(w.symbol)
+        terms = search_text(s.text) if fulltext else ""
+        fixes = self.store.typo_corrections(info, terms, cfg.typo_similarity.get(q.kind, 0.0)) if fulltext else []
+        none = _NOTHING  # the lexical searches and the path lookup go out together: one round trip
+        found_bm25, found_code, symbols, mentioned_paths = self.store.read(
+            self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else none,
+            self.store.bm25_read(info, search_text(" ".join(s.signals)), cand, cfg.max_query_terms, q.paths, max_df)
+            if code_terms else none,
+            self.store.symbols_read(info, s.symbols, s.dotted, cand, q.paths) if symbol else none,
+            self.store.paths_matching_read(info, s.paths) if q.mode == "hybrid" else none,
+        )
+        if fulltext:
+            bm25 = dict(found_bm25)
             rankings.append(list(bm25))
             weights.append(w.fulltext)
-        if q.mode == "hybrid" and w.code_terms and s.signals:
-            code = self.store.bm25(info, search_text(" ".join(s.signals)), cand, cfg.max_query_terms, q.paths, max_df)
-            rankings.append([cid for cid, _ in code])
+        if code_terms:
+            rankings.append([cid for cid, _ in found_code])
             weights.append(w.code_terms)
-        if q.mode == "hybrid" and w.symbol:
-            symbols = self.store.symbols(info, s.symbols, s.dotted, cand, q.paths)
-            if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
-                rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
-                weights.append(w.symbol)
-                lexical.update(cid for cid, _ in symbols)
+        if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
+            rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
+            weights.append(w.symbol)
+            lexical.update(cid for cid, _ in symbols)
+        mentioned = set(mentioned_paths)
+        lexical_pool = set().union(*rankings) if rankings else set()
+        meta = self.store.chunk_meta(lexical_pool) if lexical_pool else {}
         if embedding is not None:
-            dense = dict(self.store.dense(info, embedding.result(), cand, q.paths))
+            found = self.store.dense(info, embedding.result(), cand, q.paths)  # with the chunks' metadata
+            dense = {cid: sim for cid, sim, _ in found}
+            meta.update((cid, m) for cid, _, m in found)
             rankings.append(list(dense))
             weights.append(w.dense)
         if q.paths and not any(rankings):  # referenced files that match nothing: their first chunks
             rankings.append(self.store.file_chunk_ids(info, q.paths, q.k))
             weights.append(1.0)
         pool = set().union(*rankings) if rankings else set()
-        meta = self.store.chunk_meta(pool)
+        if pool - meta.keys():
+            meta.update(self.store.chunk_meta(pool - meta.keys()))
         path_of = {c: m.path for c, m in meta.items()}
-        mentioned = set(self.store.paths_matching(info, s.paths)) if q.mode == "hybrid" else set()
         if mentioned and w.path:
             fused_so_far = rrf(rankings, cfg.rrf_k, weights)
             rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])

@@ -1,8 +1,7 @@
-"""`policy/rag.yaml` as typed settings, and where the store and models live."""
+"""`policy/rag.yaml` as typed settings (a query reads the JSON snapshot `load_settings` saves: quick_settings)."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,10 +10,9 @@ from pydantic import Field, field_validator
 
 from carrot_common.config import Strict as _Strict
 from carrot_common.config import load_model
-from carrot_common.paths import policy_dir, state_dir
 
 from .chunk import FILE_KINDS
-from .embedding import EmbeddingSpec
+from .quick_settings import policy_file, save_snapshot
 
 IndexKind = Literal["code", "docs"]
 FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "config", "generated"]
@@ -129,28 +127,9 @@ class RagSettings(_Strict):
 
 
 def load_settings(path: Path | None = None) -> RagSettings:
-    """`path` or `<policy dir>/rag.yaml`; defaults when the default file does not exist."""
-    if path is None:
-        path = policy_dir() / "rag.yaml"
-        if not path.exists():
-            return RagSettings()
-    return load_model(Path(path), RagSettings)
-
-
-def embedding_spec(settings: RagSettings, for_query: bool = True) -> EmbeddingSpec:
-    cfg = settings.embedding
-    return EmbeddingSpec(
-        model=cfg.model, models_dir=state_dir() / "models", allow_download=cfg.allow_download,
-        threads=cfg.query_threads if for_query else cfg.index_threads,
-        max_tokens=cfg.query_max_tokens if for_query else None,
-    )
-
-
-def store_url(settings: RagSettings) -> str:
-    """The external store named by the env var, else the embedded server (started if needed)."""
-    url = os.environ.get(settings.store.url_env)
-    if url:
-        return url
-    from .embedded import ensure_server
-
-    return ensure_server(state_dir())
+    """`path` or `<policy dir>/rag.yaml`; defaults when the default file does not exist. Saves the result as
+    the snapshot a query reads instead."""
+    file = policy_file(path)
+    settings = load_model(file, RagSettings) if path is not None or file.exists() else RagSettings()
+    save_snapshot(path, settings.model_dump(mode="json"))
+    return settings

@@ -15,7 +15,13 @@ from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
 from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, chunk_doc, count_tokens
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
-from rag_indexer.query import path_mentions, phrase_mentions, shape, symbol_mentions
+from rag_indexer.query import (
+    path_mentions,
+    phrase_mentions,
+    prose_of,
+    shape,
+    symbol_mentions,
+)
 from rag_indexer.text import search_text, windows
 from tests.rag_sample_docs import routing_guide, write_docs, write_tree
 
@@ -205,8 +211,9 @@ def test_issue_text_is_shaped_into_prose_and_code_signals():
     s = shape(issue)
     for noise in ("Thanks for submitting", "output of", "example.org", "attrs", "21.4.0", "mylib", "g1a2b3c"):
         assert noise not in s.text
-    assert "File " not in s.prose and "LogCaptureHandler.reset" in s.prose  # code blocks are not embedded
-    assert s.prose.split()[:3] == ["caplog.clear()", "breaks", "get_records"]
+    prose = prose_of(s.text)  # what gets embedded: code blocks are not
+    assert "File " not in prose and "LogCaptureHandler.reset" in prose
+    assert prose.split()[:3] == ["caplog.clear()", "breaks", "get_records"]
     assert {"--log-level", "logging", "clear", "ValueError", "LogCaptureHandler", "get_records"} <= set(s.signals)
     assert s.paths == ["example.org/src/_pytest/fixtures.py", "venv/lib/site-packages/_pytest/logging.py"]
     assert "LogCaptureHandler.reset" in s.dotted

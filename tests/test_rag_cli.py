@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -110,6 +111,21 @@ def test_query_modes_and_text_output(tmp_path, capsys, env, repo_name):
     assert code == 0 and out.startswith("1. mathx.py:L15-L16  score=")
 
 
+def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name):
+    from rag_indexer.store import Read
+
+    (tmp_path / "mathx.py").write_text(MATH)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+    store = Store(url)
+    info = store.index("code", repo_name)
+    reads = [store.bm25_read(info, "fibonacci number", 10), Read(None, None, lambda rows: "nothing asked"),
+             store.symbols_read(info, ["determinant"], [], 10), store.paths_matching_read(info, ["mathx.py"])]
+    together = store.read(*reads)  # one round trip (pipeline mode)
+    assert together == [store.read(r)[0] for r in reads]
+    assert together[0] and together[1] == "nothing asked" and together[2] and together[3] == ["mathx.py"]
+    store.close()
+
+
 def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
     store = Store(url)
     store.ensure_index("code", repo_name, "someone/other-model", 384)
@@ -208,3 +224,43 @@ def test_output_quoted_in_the_question_finds_the_code_that_prints_it_and_config_
     hits = [(h["path"], h["kind"]) for h in query(capsys, repo_name, question, "-k", "3")]
     assert hits[0] == ("pkg/report.py", "source")
     assert hits[-1] == ("tox.ini", "config")
+
+
+def test_a_query_reads_the_validated_policy_snapshot_and_never_a_stale_one(tmp_path, url, repo_name):
+    from pydantic import BaseModel
+
+    from rag_indexer.quick_settings import load_snapshot
+    from rag_indexer.settings import load_settings
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "mathx.py").write_text(MATH)
+    policy = tmp_path / "rag.yaml"
+    policy.write_text((ROOT / "policy" / "rag.yaml").read_text())
+    env = {**os.environ, "PGVECTOR_URL": url}
+    code = ("import sys; from rag_indexer.cli import main; "
+            f"code = main(['--no-progress', '--policy', {str(policy)!r}, *sys.argv[1:]]); "
+            "print(sorted(m for m in ('pydantic', 'yaml') if m in sys.modules)); sys.exit(code)")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    assert run("code", str(tmp_path / "src"), "--repo", repo_name).returncode == 0  # validates the policy, saves it
+    out = run("query", "determinant of a matrix", "--repo", repo_name, "-k", "1")
+    assert out.returncode == 0 and "mathx.py:L15-L16" in out.stdout, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"  # the snapshot: neither pydantic nor PyYAML imported
+
+    def same(model: BaseModel, view) -> None:  # every field reads back by attribute as validated
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                same(value, getattr(view, name))
+            else:
+                assert getattr(view, name) == (list(value) if isinstance(value, tuple) else value), name
+
+    same(load_settings(policy), load_snapshot(policy))
+    policy.write_text(policy.read_text() + "\n# edited\n")  # a changed file is validated again...
+    assert load_snapshot(policy) is None
+    policy.write_text("retrieval:\n  top_k: 0\n")  # ...and its errors reported, not an old snapshot served
+    out = run("query", "determinant of a matrix", "--repo", repo_name)
+    assert out.returncode == 2 and f"{policy}: retrieval.top_k" in out.stderr, out.stderr

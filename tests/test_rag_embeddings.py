@@ -156,3 +156,24 @@ def test_shipped_tokenizer_files_are_the_pinned_package_files():
     window = json.loads((source / "sentence_bert_config.json").read_text())["max_seq_length"]
     assert shipped == {**original, "model_max_length": window} and window == 256
     assert "Apache-2.0" in (TOKENIZER_DIR / "SOURCE.md").read_text()
+
+
+def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors(embedder, models_dir):
+    import shutil
+
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
+
+    def saved() -> list[Path]:
+        return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*/model.onnx")]
+
+    assert len(saved()) == 1  # written by the indexing load (the `embedder` fixture)
+    reference = embedder.embed(SENTENCES)  # all shorter than 32 tokens
+    for one_shot in (False, True):  # the gateway's load, and a CLI query's (no weight prepacking)
+        loaded = Embedder(spec, fast=True, one_shot=one_shot)
+        assert Path(loaded._direct.session._model_path).parent == saved()[0]
+        assert np.allclose(loaded.embed(SENTENCES), reference, atol=1e-5)
+    shutil.rmtree(saved()[0])
+    one_shot = Embedder(spec, fast=True, one_shot=True)  # nothing saved: the int8 model, not optimised, not saved
+    assert np.allclose(one_shot.embed(SENTENCES), reference, atol=1e-5) and saved() == []
+    Embedder(spec, fast=True)  # any other load optimises and saves it again
+    assert len(saved()) == 1

@@ -8,7 +8,7 @@ its node/hybrid API offers. All values go in as bound parameters.
 
 from __future__ import annotations
 
-from .base import Hit, IndexInfo, StoreError, check_model
+from .base import Hit, IndexInfo, Read, StoreError, check_model
 from .dense import Dense
 from .embed_cache import EmbedCache
 from .indexes import Indexes
@@ -16,7 +16,7 @@ from .lexical import Lexical
 from .reads import ChunkMeta, Reads
 from .writes import Writes
 
-__all__ = ["ChunkMeta", "Hit", "IndexInfo", "Store", "StoreError", "check_model"]
+__all__ = ["ChunkMeta", "Hit", "IndexInfo", "Read", "Store", "StoreError", "check_model"]
 
 
 class Store(Indexes, Writes, EmbedCache, Dense, Lexical, Reads):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,25 +44,39 @@ class Hit:
     bm25: float | None = None
 
 
+@dataclass(frozen=True)
+class Read:
+    """One read, to be sent alone or with others (`Connection.read`); no `sql`: nothing to ask, no rows."""
+
+    sql: str | None
+    params: object
+    convert: Callable[[list[tuple]], object]
+
+
 class Connection:
     """One autocommit psycopg connection to the RAG database, schema ensured."""
 
     def __init__(self, url: str, connect_timeout: float = 3.0):
         import psycopg
-        from pgvector.psycopg import register_vector
+        from pgvector.psycopg.vector import register_vector_info
         from psycopg import sql
+        from psycopg.types import TypeInfo
 
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
-            version, trigram_index = self.conn.execute(
+            # one round trip (no parameters: both statements go as one simple query): the schema version, the
+            # vector type, and filtered HNSW scans that keep going until `limit` rows pass (pgvector >= 0.8)
+            version, trigram_index, vector_oid, vector_array = self.conn.execute(
                 "SELECT obj_description(to_regclass('rag_indexes'), 'pg_class'), "
-                "to_regclass('rag_terms_trgm') IS NOT NULL").fetchone()
+                "to_regclass('rag_terms_trgm') IS NOT NULL, to_regtype('vector')::oid, "
+                "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
+                "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
                 self.conn.execute(SCHEMA)
                 self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
-            register_vector(self.conn)
-            # filtered HNSW scans keep going until `limit` rows pass the filter (pgvector >= 0.8)
-            self.conn.execute("SET hnsw.iterative_scan = relaxed_order")
+            # numpy arrays bind as `vector` (pgvector's register_vector also looks up types this store never uses)
+            register_vector_info(self.conn, TypeInfo("vector", vector_oid, vector_array) if vector_oid
+                                 else TypeInfo.fetch(self.conn, "vector"))
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
@@ -73,7 +87,20 @@ class Connection:
             except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
         self._ef_search: int | None = None
+        self._pipeline = psycopg.Pipeline.is_supported()  # libpq >= 14 (the binary wheel bundles one)
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
+
+    def read(self, *reads: Read) -> list:
+        """Each read's converted rows; several go out together and are answered in one round trip (libpq
+        pipeline mode, else one after another): on a busy machine every round trip waits for the scheduler."""
+        asked = [r for r in reads if r.sql]
+        if len(asked) > 1 and self._pipeline:
+            with self.conn.pipeline():
+                cursors = [self.conn.execute(r.sql, r.params) for r in asked]
+        else:
+            cursors = [self.conn.execute(r.sql, r.params) for r in asked]
+        rows = dict(zip(map(id, asked), (c.fetchall() for c in cursors), strict=True))
+        return [r.convert(rows.get(id(r), [])) for r in reads]
 
     def close(self) -> None:
         self.conn.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .base import Connection, IndexInfo, path_filter
+from .base import Connection, IndexInfo, Read, path_filter
 from .writes import TS_CONFIG
 
 K1, B = 1.2, 0.75
@@ -19,8 +19,13 @@ class Lexical(Connection):
         """(chunk_id, BM25 score) over Postgres full-text lexemes: the rarest `max_terms` query terms
         (plus `extra_lexemes`, e.g. typo corrections), leaving out terms in more than `max_df_ratio` of
         the chunks (long postings, little weight). All arithmetic in float8: numeric `ln` was slower."""
+        return self.read(self.bm25_read(info, query_terms, limit, max_terms, paths, max_df_ratio, extra_lexemes))[0]
+
+    def bm25_read(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
+                  paths: Sequence[str] = (), max_df_ratio: float = 1.0, extra_lexemes: Sequence[str] = ()) -> Read:
+        """`bm25` as a read to send with others."""
         path_sql, params = path_filter(paths)
-        rows = self.conn.execute(
+        return Read(
             f"""
             WITH qt AS (
                 SELECT lexeme, coalesce(array_length(positions, 1), 1) AS qtf
@@ -38,8 +43,8 @@ class Lexical(Connection):
             {"text": query_terms, "extra": list(extra_lexemes), "n": float(max(1, info.chunks)), "idx": info.id,
              "avgdl": max(1.0, info.avgdl), "maxterms": max_terms,
              "maxdf": max(MIN_DF_CUTOFF, int(max_df_ratio * info.chunks)), "lim": limit, **params},
-        ).fetchall()
-        return [(cid, float(s)) for cid, s in rows]
+            lambda rows: [(cid, float(s)) for cid, s in rows],
+        )
 
     def typo_corrections(self, info: IndexInfo, query_terms: str, min_similarity: float) -> list[str]:
         """Indexed lexemes nearest (trigram similarity ≥ `min_similarity`) to each query lexeme the index
@@ -65,31 +70,43 @@ class Lexical(Connection):
                 paths: Sequence[str] = ()) -> list[tuple[int, bool]]:
         """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
         `dotted` names; qualified = the symbol ends with the whole dotted name. Case-insensitive."""
+        return self.read(self.symbols_read(info, names, dotted, limit, paths))[0]
+
+    def symbols_read(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
+                     paths: Sequence[str] = ()) -> Read:
+        """`symbols` as a read to send with others."""
+        def convert(rows: list[tuple]) -> list[tuple[int, bool]]:
+            return [(r[0], bool(r[1])) for r in rows]
+
         if not names and not dotted:
-            return []
+            return Read(None, None, convert)
         path_sql, params = path_filter(paths)
-        rows = self.conn.execute(
+        return Read(
             "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
             "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
             "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
             f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
             {"idx": info.id, "keys": list({n.rsplit(".", 1)[-1].lower() for n in (*names, *dotted)}),
              "dotted": [d.lower() for d in dotted], "lim": limit, **params},
-        ).fetchall()
-        return [(r[0], bool(r[1])) for r in rows]
+            convert,
+        )
 
     def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
         """Indexed file paths that end with, or are the tail of, a path mentioned in a query. A bare file
         name that several files share (`__init__.py`, `utils.py`) names none of them."""
-        if not suffixes:
-            return []
-        rows = self.conn.execute(
+        return self.read(self.paths_matching_read(info, suffixes))[0]
+
+    def paths_matching_read(self, info: IndexInfo, suffixes: Sequence[str]) -> Read:
+        """`paths_matching` as a read to send with others."""
+        def convert(rows: list[tuple]) -> list[str]:
+            per_mention: dict[str, list[str]] = {}
+            for mention, path in rows:
+                per_mention.setdefault(mention, []).append(path)
+            return list(dict.fromkeys(p for m, ps in per_mention.items() if "/" in m or len(ps) == 1 for p in ps))
+
+        return Read(
             "SELECT s, f.path FROM rag_files f JOIN unnest(%s::text[]) s ON f.path = s "
             "OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path "
-            "WHERE f.index_id = %s",
-            (list(suffixes), info.id),
-        ).fetchall()
-        per_mention: dict[str, list[str]] = {}
-        for mention, path in rows:
-            per_mention.setdefault(mention, []).append(path)
-        return list(dict.fromkeys(p for m, ps in per_mention.items() if "/" in m or len(ps) == 1 for p in ps))
+            "WHERE f.index_id = %s" if suffixes else None,
+            (list(suffixes), info.id), convert,
+        )
