@@ -31,13 +31,13 @@ run() {
 
 # The fast suite on CARROT_TEST_WORKERS pytest-xdist workers (default 2), one test file per worker at a
 # time (module fixtures start once); the files sharing a multi-proxy session fixture run on one worker
-# (groups set in tests/conftest.py). 0 or 1 = no xdist.
+# (ONE_WORKER in tests/conftest.py). 0 or 1 = no xdist.
 workers=${CARROT_TEST_WORKERS:-2}
 case $workers in
     '' | *[!0-9]*) echo "CARROT_TEST_WORKERS=$workers: expected a whole number of test workers (1 = no xdist)" >&2; exit 2 ;;
 esac
 xdist=()
-[ "$workers" -le 1 ] || xdist=(-n "$workers" --dist loadgroup)
+[ "$workers" -le 1 ] || xdist=(-n "$workers" --dist loadfile)
 run fast "$PY" -m pytest -m "$fast_expr" --durations=15 ${xdist[@]+"${xdist[@]}"}  # (bash < 4.4: an empty array is unset)
 for g in "${groups[@]}"; do
     if [ -f "scripts/setup_$g.sh" ]; then

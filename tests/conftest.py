@@ -11,32 +11,48 @@ from collections.abc import Callable, Iterator
 
 import openai
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from tests import dbmode_support, services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
 from tests.reliability_support import ChaosProxy
 
-# Costly session fixtures (several proxies, or one with its own Redis; about 1 GB each): the files using
-# one run on the same xdist worker (`--dist loadgroup`, scripts/run_tests.sh), so it starts once per run.
-SHARED_ON_ONE_WORKER = ("unreachable_proxies", "rag_proxies", "chaos")
+# Costly session fixtures (several proxies, or one with its own Redis; about 1 GB and 13 CPU-s a proxy):
+# the test files using one, directly or through another file, run on one xdist worker, so it starts once
+# per run. Declared here because xdist's controller schedules files before any worker collects them;
+# checked at collection.
+ONE_WORKER = {
+    ("chaos", "unreachable_proxies"): ("test_core_gateway.py", "test_firstrun_run.py", "test_fuzz_injection.py",
+                                       "test_reliability_faults.py", "test_reliability_upstream.py",
+                                       "test_security_egress.py", "test_security_sql.py"),
+    ("rag_proxies",): ("test_guardrails_rag.py", "test_rag_e2e.py"),
+}
+GROUP_OF_FILE = {f"tests/{name}": group for group, names in ONE_WORKER.items() for name in names}
+
+
+class FileGroupScheduling(LoadScopeScheduling):
+    """`--dist loadfile` with each ONE_WORKER group as one unit (xdist 3.8's `loadgroup` has no effect under
+    pytest 9: it renames items through `Node._nodeid`, which pytest 9 no longer reads)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return ", ".join(GROUP_OF_FILE[path]) if path in GROUP_OF_FILE else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    return FileGroupScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test file; files sharing a costly fixture, directly or through another file, one group."""
-    joined: dict[str, str] = {}  # a file or a fixture -> what it joined
-
-    def group(key: str) -> str:
-        while joined.get(key, key) != key:
-            key = joined[key]
-        return key
-
+    """A test using a shared fixture must sit in that fixture's ONE_WORKER group (else it starts twice)."""
     for item in items:
-        for shared in SHARED_ON_ONE_WORKER:
-            if shared in item.fixturenames:
-                joined[group(item.nodeid.split("::")[0])] = group(shared)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item.nodeid.split("::")[0])))
+        path = item.nodeid.split("::", 1)[0]
+        for shared in (name for fixtures in ONE_WORKER for name in fixtures):
+            if shared in item.fixturenames and shared not in GROUP_OF_FILE.get(path, ()):
+                raise pytest.UsageError(f"{path} uses the session fixture {shared}: add it to that fixture's "
+                                        "group in tests/conftest.py ONE_WORKER")
 
 
 @pytest.fixture(scope="session")
