@@ -13,19 +13,19 @@ fast_expr="not clients and not real_model and not dbmode and not browser"
 
 cpu_file=$(mktemp)
 trap 'rm -f "$cpu_file"' EXIT
-cpu_total() {  # user+sys CPU seconds of every finished child process -> $cpu (bash's `times`, 2nd line)
+cpu_total() {  # user+sys CPU seconds of every child process waited for so far -> $cpu (`times`, 2nd line)
     times > "$cpu_file"  # in this shell: a $(...) subshell would count its own children only
-    cpu=$(awk 'NR == 2 { split($0, f, /[ms ]+/); printf "%.0f", f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$cpu_file")
+    cpu=$(awk 'NR == 2 { split($0, f, /[ms ]+/); print f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$cpu_file")
 }
 
-run() {
+run() {  # servers a group daemonises (an embedded Postgres) are not waited for, so not counted
     local name=$1; shift
     local start=$SECONDS cpu before
     cpu_total; before=$cpu
     "$@"
     local rc=$?
     cpu_total
-    summary+=("$name: exit $rc in $((SECONDS - start)) s, $((cpu - before)) CPU-s")
+    summary+=("$name: exit $rc in $((SECONDS - start)) s, $(awk -v a="$before" -v b="$cpu" 'BEGIN { printf "%.0f", b - a }') CPU-s")
     [ "$rc" -eq 0 ] || status=1
 }
 

@@ -176,8 +176,6 @@ def _pg_target(url: str) -> tuple[str, int] | str:
     return (parts.hostname or "127.0.0.1", port)
 
 
-
-
 @contextlib.contextmanager
 def indexed_docs(store_url: str, folder: Path, prefix: str):
     """Index `folder` with `rag-indexer docs` as a fresh collection in the store at `store_url`; drop it after."""
