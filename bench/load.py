@@ -141,7 +141,7 @@ def start_profile(p: ProxyProcess, out: Path, duration: float) -> subprocess.Pop
     """py-spy on the proxy and its workers for `duration` seconds, collapsed stacks into `out`."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
-                             "--gil", "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
+                             "--gil", "--full-filenames", "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
                              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -165,12 +165,66 @@ def profile_ms(out: Path, requests: int) -> Counter:
     return ms
 
 
-def print_profile(bare: Counter, gateway: Counter, top: int = 25) -> None:
+_OURS = tuple(f"/{d.name}/" for d in (ROOT / "carrot_hooks", ROOT / "rag_indexer", ROOT / "carrot_common"))
+# around every request or hook: never the owner of what runs inside them
+_WRAPPERS = ("/carrot_hooks/http_edge.py:", "timed_stage")
+
+
+def _where(frame: str) -> tuple[str, str]:
+    """(function, path) of a py-spy frame `function (path:line)`."""
+    func, _, where = frame.partition(" (")
+    return (func.split()[-1] if func else "?"), where.rpartition(":")[0]
+
+
+def _module(path: str) -> str:
+    """`litellm caching/redis_cache.py` for LiteLLM, the package for other libraries, `stdlib x` for the standard library."""
+    if "/site-packages/" in path:
+        parts = path.split("/site-packages/")[-1].split("/")
+        return "litellm " + "/".join(parts[1:]) if parts[0] == "litellm" else parts[0]
+    if "/lib/python3" in path:
+        return "stdlib " + path.split("/lib/python3")[-1].partition("/")[2].split("/")[0].removesuffix(".py")
+    return path.rpartition("/")[2] or "?"
+
+
+def _owner(frames: list[str]) -> str:
+    """Who a sample is charged to. Innermost LiteLLM frame below all of our frames (e.g. the upstream stream our
+    output filter iterates): `litellm <module>`, plus the library it was in (`> redis`). Else the outermost of our
+    frames below every LiteLLM frame (the hook LiteLLM called: `ours: module.function`). Else the leaf's package."""
+    where = [_where(f) for f in frames]
+    ours = [i for i, (func, path) in enumerate(where)
+            if any(o in path for o in _OURS) and not any(w in f"{path}:{func}" for w in _WRAPPERS)]
+    theirs = [i for i, (_, path) in enumerate(where) if "/site-packages/litellm/" in path]
+    if theirs and (not ours or theirs[-1] > ours[-1]):
+        owner, leaf = _module(where[theirs[-1]][1]), _module(where[-1][1])
+        return owner if leaf.startswith("litellm ") else f"{owner} > {leaf}"
+    if ours:
+        func, path = where[min(i for i in ours if not theirs or i > theirs[-1])]
+        return f"ours: {path.rpartition('/')[2].removesuffix('.py')}.{func}"
+    return _module(where[-1][1]) if where else "?"
+
+
+def profile_owners(out: Path, requests: int) -> Counter:
+    """GIL-held ms per request charged to each owner (`_owner`), exclusive: they sum to the total."""
+    ms = Counter()
+    for line in out.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            ms[_owner(stack.split(";")[1:])] += int(n) * 1000 / SAMPLE_HZ / requests
+    return ms
+
+
+def print_profile(bare: Counter, gateway: Counter, owners: tuple[Counter, Counter], top: int = 25) -> None:
     print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
           "functions whose share grew most (inclusive):")
     grown = {f: gateway[f] - bare[f] for f in gateway if f}
     for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")
+    base, gw = owners
+    ours = sum(v for k, v in gw.items() if k.startswith("ours: "))
+    print(f"by owner (each sample charged once: the outermost of our frames, else the innermost frame's module); "
+          f"our frames {ours:.2f} ms; largest growth:")
+    for owner, d in sorted(((o, gw[o] - base[o]) for o in gw | base), key=lambda kv: -kv[1])[:top]:
+        print(f"  {d:+6.2f} ms  (bare {base[owner]:5.2f}, gateway {gw[owner]:5.2f})  {owner}")
 
 
 async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float, cap: int,
@@ -262,8 +316,10 @@ def main() -> int:
     print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
     ok = ok and growth <= RSS_GROWTH_BOUND_MB
     if args.profile:
-        print_profile(profile_ms(out["bare"], rows["bare LiteLLM"]["answered"]),
-                      profile_ms(out["gateway"], rows["carrot gateway"]["answered"]))
+        answered = {name: rows[label]["answered"] for name, label in (("bare", "bare LiteLLM"),
+                                                                        ("gateway", "carrot gateway"))}
+        print_profile(profile_ms(out["bare"], answered["bare"]), profile_ms(out["gateway"], answered["gateway"]),
+                      (profile_owners(out["bare"], answered["bare"]), profile_owners(out["gateway"], answered["gateway"])))
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -41,8 +41,8 @@ class GuardedRedisCache(RedisCache):
 
     async def async_get_cache(self, key, parent_otel_span=None, **kwargs):
         try:
-            value = await asyncio.wait_for(
-                super().async_get_cache(key, parent_otel_span, raise_on_error=True, **kwargs), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                value = await super().async_get_cache(key, parent_otel_span, raise_on_error=True, **kwargs)
         except Exception as e:  # noqa: BLE001 - any Redis failure means "no cached answer"
             self._failed("get", e)
             return None
@@ -69,6 +69,7 @@ def configure():
                                 timeout=env_float("CARROT_CACHE_TIMEOUT", 0.25, minimum=0.001)) if url else None
     cache = compat.make_cache(ttl, backend)
     compat.install_cache(cache)
+    compat.trim_result_cache_overheads()
     log.warning("result cache: %s, ttl %ss", "redis" if url else "in-memory", ttl)
     return cache
 

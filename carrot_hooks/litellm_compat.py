@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -206,12 +207,67 @@ def make_cache(ttl: int, backend: RedisCache | None = None) -> Cache:
     return cache
 
 
+def trim_result_cache_overheads() -> None:
+    """Per-request work of LiteLLM 1.110's result cache that gives the same result every time, done once:
+    each cache read and write rebuilds `inspect.signature` of the called function to name its positional
+    arguments, each write decision builds a pydantic `TypeAdapter` for the request's `cache` controls (which
+    every gateway request carries: our tenant namespace), and a stream whose usage LiteLLM reports in a last
+    chunk is finalized twice, storing the same complete answer twice. Installed once; idempotent."""
+    from litellm.caching import caching_handler as ch
+
+    if getattr(ch.convert_args_to_kwargs, "carrot_memo", False):
+        return
+    original_convert = ch.convert_args_to_kwargs
+
+    @functools.lru_cache(maxsize=64)
+    def param_names(fn) -> tuple[str, ...]:
+        return tuple(inspect.signature(fn).parameters)
+
+    @functools.wraps(original_convert)
+    def convert_args_to_kwargs(original_function, args=None):
+        try:
+            names = param_names(original_function)
+        except TypeError:  # unhashable callable: LiteLLM's own path
+            return original_convert(original_function, args)
+        return dict(zip(names, args or ()))
+
+    convert_args_to_kwargs.carrot_memo = True  # type: ignore[attr-defined]
+    ch.convert_args_to_kwargs = convert_args_to_kwargs
+    ch.TypeAdapter = _memo_type_adapter(ch.TypeAdapter)
+
+    original_add = ch.LLMCachingHandler.add_streaming_response_to_cache
+
+    @functools.wraps(original_add)
+    async def add_streaming_response_once(self, processed_chunk) -> None:
+        if getattr(self, "_carrot_stream_stored", False):
+            return
+        self._carrot_stream_stored = True
+        await original_add(self, processed_chunk)
+
+    ch.LLMCachingHandler.add_streaming_response_to_cache = add_streaming_response_once
+    ch.LLMCachingHandler._add_streaming_response_to_cache = add_streaming_response_once
+
+
+def _memo_type_adapter(type_adapter):
+    """`TypeAdapter(tp)` built once per (hashable) type; an adapter is immutable once built."""
+    memo = functools.lru_cache(maxsize=32)(type_adapter)
+
+    def adapter(*args, **kwargs):
+        try:
+            return memo(*args, **kwargs)
+        except TypeError:  # an unhashable argument
+            return type_adapter(*args, **kwargs)
+
+    adapter.carrot_memo = True  # type: ignore[attr-defined]
+    return adapter
+
+
 async def redis_set(cache: RedisCache, key: str, value, /, *, op_timeout: float, **kwargs) -> None:
     """One SET with the cache's namespace and TTL (LiteLLM's own set swallows errors we must count).
     `kwargs` are the request's (LiteLLM passes them all: `timeout`, `cache`, `ttl`...)."""
     client = cache.init_async_client()
-    await asyncio.wait_for(client.set(name=cache.check_and_fix_namespace(key=key), value=json.dumps(value),
-                                      ex=cache.get_ttl(**kwargs)), op_timeout)
+    async with asyncio.timeout(op_timeout):
+        await client.set(name=cache.check_and_fix_namespace(key=key), value=json.dumps(value), ex=cache.get_ttl(**kwargs))
 
 
 # --- streams ----------------------------------------------------------------------------------

@@ -167,6 +167,88 @@ def test_cache_shims_round_trip_through_real_redis():
     assert asyncio.run(go()) == {"v": 1}
 
 
+def test_result_cache_names_positional_arguments_without_rebuilding_the_signature(monkeypatch):
+    """trim_result_cache_overheads: LiteLLM's cache reads and writes still name positional arguments through
+    the module's `convert_args_to_kwargs`, and the memoized one maps them as LiteLLM's own does."""
+    import inspect
+
+    from litellm.caching import caching_handler as ch
+
+    assert getattr(ch.convert_args_to_kwargs, "carrot_memo", False)  # the gateway (imported above) installed it
+    handler = ch.LLMCachingHandler
+    for method in (handler._retrieve_from_cache, handler.async_set_cache, handler.sync_get_cache, handler.sync_set_cache):
+        assert "convert_args_to_kwargs" in method.__code__.co_names, method.__name__
+    litellms = ch.convert_args_to_kwargs.__wrapped__
+
+    def called(model, messages, *, stream=False):
+        return model, messages, stream
+
+    for fn, args in ((litellm.acompletion, ("m", [{"role": "user", "content": "x"}])), (called, ("m", [], 3)),
+                     (called, None), (litellm.atext_completion, ("p",))):
+        assert ch.convert_args_to_kwargs(fn, args) == litellms(fn, args)
+    seen, signature = [], inspect.signature
+
+    def counted(fn):
+        seen.append(fn)
+        return signature(fn)
+
+    def fresh(a, b):  # a function the memo has not seen
+        return a, b
+
+    monkeypatch.setattr(inspect, "signature", counted)
+    assert ch.convert_args_to_kwargs(fresh, (1, 2)) == {"a": 1, "b": 2}
+    assert ch.convert_args_to_kwargs(fresh, (3, 4)) == {"a": 3, "b": 4}
+    assert seen == [fresh]
+
+
+def test_result_cache_builds_its_cache_controls_adapter_once():
+    """trim_result_cache_overheads: the store decision still validates the request's `cache` controls with the
+    module's `TypeAdapter`, now built once per type, and still honours `no-store`."""
+    import datetime
+    from collections.abc import Mapping
+
+    from litellm.caching import caching_handler as ch
+
+    assert getattr(ch.TypeAdapter, "carrot_memo", False)
+    assert "TypeAdapter" in ch.LLMCachingHandler.should_store_result_in_cache.__code__.co_names
+    assert ch.TypeAdapter(Mapping[str, object]) is ch.TypeAdapter(Mapping[str, object])
+    assert ch.TypeAdapter(Mapping[str, object]).validate_python({"namespace": "n"}) == {"namespace": "n"}
+    handler = ch.LLMCachingHandler(litellm.acompletion, {}, datetime.datetime.now())
+    store = handler.should_store_result_in_cache
+    assert store(litellm.acompletion, {"model": "m", "cache": {"namespace": "n"}}) is (litellm.cache is not None)
+    assert store(litellm.acompletion, {"model": "m", "cache": {"namespace": "n", "no-store": True}}) is False
+
+
+def test_a_streamed_answer_is_stored_once_per_request(monkeypatch):
+    """trim_result_cache_overheads: LiteLLM 1.110 finalizes a stream that reports usage twice, and each time
+    hands the complete answer to the request's caching handler; the handler stores it once (e2e:
+    test_ops_cache's one-write check)."""
+    import datetime
+
+    from litellm.caching import caching_handler as ch
+
+    handler = ch.LLMCachingHandler(litellm.acompletion, {"model": "m", "messages": []}, datetime.datetime.now())
+    monkeypatch.setattr(handler, "should_store_result_in_cache", lambda **kw: True)
+    stored = []
+
+    async def record(result, original_function, kwargs, args=None):
+        stored.append(result)
+
+    monkeypatch.setattr(handler, "async_set_cache", record)
+    answer = ModelResponse(choices=[{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                     "finish_reason": "stop"}])
+
+    async def twice():
+        await asyncio.gather(handler.add_streaming_response_to_cache(answer),
+                             handler.add_streaming_response_to_cache(answer))
+
+    asyncio.run(twice())
+    assert stored == [answer]
+    # LiteLLM's stream wrapper still caches through this method, from its end-of-stream step
+    assert "add_streaming_response_to_cache" in CustomStreamWrapper.async_cache_streaming_response.__code__.co_names
+    assert "async_cache_streaming_response" in CustomStreamWrapper._finalize_completed_stream.__code__.co_names
+
+
 def test_install_cache_sets_litellm_cache(monkeypatch):
     monkeypatch.setattr(litellm, "cache", None)
     monkeypatch.setattr(litellm, "enable_caching_on_provider_specific_optional_params", False)

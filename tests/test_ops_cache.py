@@ -192,6 +192,23 @@ def test_cache_ttl_is_configurable(ops_proxy, own_redis, marker):
     assert ttls and all(0 < t <= 120 for t in ttls), ttls
 
 
+def test_a_streamed_answer_is_written_once(ops_proxy, own_redis, marker):
+    """LiteLLM finalizes a stream that reports usage twice (litellm_compat.trim_result_cache_overheads):
+    one SET per answer, streamed or not. The whole answer after it is written later than anything the
+    stream scheduled, so once both keys exist every write of the two has landed."""
+    r = services.redis.Redis.from_url(own_redis.url)
+
+    def sets() -> int:
+        return r.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+
+    keys, before = set(r.scan_iter("carrot:*")), sets()
+    c = make_client(ops_proxy)
+    assert ask(c, f"{marker} streamed", stream=True)[0]["x-carrot-cache"] == "miss"
+    assert ask(c, f"{marker} whole")[0]["x-carrot-cache"] == "miss"
+    assert services.wait_for(lambda: len(set(r.scan_iter("carrot:*")) - keys) == 2)
+    assert sets() - before == 2
+
+
 def test_new_version_of_the_same_pack_misses(ops_proxy, own_prompts, fake_upstream, marker):
     """chat@v1 → chat@v2, a copy with edited text, for the chat task: v2 never gets v1's cached answer."""
     v1 = (own_prompts / "chat@v1.md").read_text()

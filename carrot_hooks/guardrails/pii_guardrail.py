@@ -45,10 +45,9 @@ class PiiGuardrail(CustomGuardrail):
         try:
             # a policy edit may rebuild it (in a thread, not timed); else no thread hop
             redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
-            redacted = await asyncio.wait_for(
-                asyncio.to_thread(_redact_copy, redactor, data, placeholders, entities, ctx.authored if ctx else ()),
-                timeout=policy.pii.timeout_ms / 1000
-            )
+            async with asyncio.timeout(policy.pii.timeout_ms / 1000):  # no task of its own, unlike wait_for
+                redacted = await asyncio.to_thread(_redact_copy, redactor, data, placeholders, entities,
+                                                   ctx.authored if ctx else ())
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
             log.error("PII engine failed (%s) for a %s-risk request", reason, level)

@@ -95,9 +95,8 @@ def _line_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _code_lines(text: str, masked: str) -> list[bool]:
-    """Per line of `text`: is it code (`masked` has fenced and inline code already blanked)?"""
-    lines = _line_spans(text)
+def _code_lines(text: str, masked: str, lines: list[tuple[int, int]]) -> list[bool]:
+    """Per line of `text` (`lines`: their spans): is it code (`masked` has fenced and inline code already blanked)?"""
     code = [False] * len(lines)
     for i, (s, e) in enumerate(lines):
         line = masked[s:e]
@@ -141,7 +140,8 @@ def _continuations(code: list[bool], lines: list[str]) -> None:
             run.append(i)
         if code[i]:
             bare = _TRAILING_COMMENT.sub("", _QUOTED.sub("", line))
-            depth = max(0, depth + sum(bare.count(c) for c in "([{") - sum(bare.count(c) for c in ")]}"))
+            depth = max(0, depth + bare.count("(") + bare.count("[") + bare.count("{")
+                        - bare.count(")") - bare.count("]") - bare.count("}"))
             if depth == 0:
                 run = []
     for j in run:
@@ -207,10 +207,8 @@ def layout(text: str) -> Layout:
     code = bytearray(len(text))
 
     def blank(start: int, end: int) -> None:
-        for i in range(start, end):
-            if chars[i] != "\n":
-                chars[i] = " "
-            code[i] = 1
+        chars[start:end] = "\n".join(" " * len(part) for part in text[start:end].split("\n"))  # newlines kept
+        code[start:end] = b"\x01" * (end - start)
 
     for m in _FENCE.finditer(text):
         # the fence lines themselves are markup; the body is code
@@ -225,7 +223,8 @@ def layout(text: str) -> Layout:
     for m in _INLINE.finditer(masked):
         blank(*m.span())
     masked = "".join(chars)
-    for (s, e), is_code_line in zip(_line_spans(text), _code_lines(text, masked)):
+    lines = _line_spans(text)
+    for (s, e), is_code_line in zip(lines, _code_lines(text, masked, lines)):
         if is_code_line and masked[s:e].strip():  # fenced/inline code is blanked already; fence lines are markup
             blank(s, e)
     return Layout(text, "".join(chars), bytes(_literals(text, code)))
