@@ -111,16 +111,19 @@ def test_query_modes_and_text_output(tmp_path, capsys, env, repo_name):
     assert code == 0 and out.startswith("1. mathx.py:L15-L16  score=")
 
 
-def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name):
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline-mode", "one-after-another"])
+def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name, pipeline):
     from rag_indexer.store import Read
 
     (tmp_path / "mathx.py").write_text(MATH)
     assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
     store = Store(url)
+    assert store._pipeline  # the bundled libpq has pipeline mode; the fallback is for one without (< 14)
+    store._pipeline = pipeline
     info = store.index("code", repo_name)
     reads = [store.bm25_read(info, "fibonacci number", 10), Read(None, None, lambda rows: "nothing asked"),
              store.symbols_read(info, ["determinant"], [], 10), store.paths_matching_read(info, ["mathx.py"])]
-    together = store.read(*reads)  # one round trip (pipeline mode)
+    together = store.read(*reads)  # one round trip in pipeline mode
     assert together == [store.read(r)[0] for r in reads]
     assert together[0] and together[1] == "nothing asked" and together[2] and together[3] == ["mathx.py"]
     store.close()
