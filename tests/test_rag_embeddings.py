@@ -232,7 +232,7 @@ def test_a_graph_that_cannot_be_written_is_not_saved_and_the_load_still_works(em
     assert _saved_graphs(models_dir) == [saved]
 
 
-def test_clean_up_removes_only_what_no_process_may_be_using(models_dir):
+def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir):
     import time
 
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
