@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib.util
 import io
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -336,7 +338,9 @@ def bench_prefilter(policy: GuardrailPolicy, prompt_policy: PolicyScanner, redac
 def baseline_redactor(ref: str, settings) -> PiiRedactor:
     """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` only; settings, policy and everything else
     are this tree's), imported beside this tree's as `carrot_hooks.guardrails.pii_baseline`."""
-    folder = Path(tempfile.mkdtemp(prefix="pii-baseline-")) / "pii"
+    root = Path(tempfile.mkdtemp(prefix="pii-baseline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # at exit: its modules may import lazily until then
+    folder = root / "pii"
     folder.mkdir()
     pkg = "carrot_hooks/guardrails/pii"
     names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{ref}:{pkg}"], check=True,

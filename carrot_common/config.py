@@ -39,21 +39,29 @@ def _item_id(raw: object, loc: tuple) -> str:
     return ""
 
 
-def load_yaml(path: Path) -> object:
-    """Parse `path` as YAML, raising ConfigError naming the file and what is wrong."""
+def read_file(path: Path) -> bytes:
+    """The bytes of `path`, raising ConfigError naming the file when it cannot be read."""
     try:
-        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)
+        return Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def load_yaml(path: Path, data: bytes | None = None) -> object:
+    """Parse `path` (or `data`, its bytes already read) as YAML, raising ConfigError naming the file and what
+    is wrong."""
+    try:
+        return yaml.load((read_file(path) if data is None else data).decode("utf-8"), Loader=_LOADER)
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
 
 
-def load_model(path: Path, model: type[M]) -> M:
-    """Parse `path` as YAML into `model`, raising ConfigError naming file, key and value."""
-    raw = load_yaml(path)
+def load_model(path: Path, model: type[M], data: bytes | None = None) -> M:
+    """Parse `path` (or `data`, its bytes already read) as YAML into `model`, raising ConfigError naming file,
+    key and value."""
+    raw = load_yaml(path, data)
     try:
         return model.model_validate(raw if raw is not None else {}, context={"path": path})
     except ValidationError as e:

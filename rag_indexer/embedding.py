@@ -19,7 +19,10 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,51 +74,124 @@ class EmbeddingSpec:
     max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
+_STALE_TEMP_S = 600.0  # optimising takes about a second: a temp folder this old was left by a killed process
+_UNUSED_GRAPH_S = 86400.0  # a saved graph no load has read for a day (an earlier model file or onnxruntime)
+
+
 def _session(onnx: Path, saved_dir: Path | None, one_shot: bool):
     """An ONNX session on one thread, from the graph optimised once and saved under `saved_dir` when there.
 
     Optimising (folding the int8 weights into floats, fusing attention) costs ~170 ms CPU at load and makes
     each run ~3x cheaper; the saved graph loads in ~35 ms, ~6 ms without weight prepacking (a one-shot CLI
     query: its one run then costs ~4 ms more). Without a saved graph a one-shot load skips the folding; any
-    other load optimises and saves the graph (at EXTENDED level: no hardware-specific layouts).
+    other load optimises and saves the graph (at EXTENDED level: no hardware-specific layouts). A saved graph
+    that does not load is removed and the model optimised again; one that cannot be written is not saved.
     """
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
-    providers = ["CPUExecutionProvider"]
+    def session(model: Path, level, config: dict[str, str], save_to: Path | None = None, **kwargs):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.graph_optimization_level = level
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
+        for key, value in config.items():
+            so.add_session_config_entry(key, value)
+        if save_to is not None:
+            so.optimized_model_filepath = str(save_to)
+        return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"], sess_options=so, **kwargs)
+
+    extended = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     target = _saved_graph_dir(onnx, saved_dir, ort.__version__) if saved_dir else None
-    if target and (target / "model.onnx").is_file():
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if one_shot:
-            so.add_session_config_entry("session.disable_prepacking", "1")
-        return ort.InferenceSession(str(target / "model.onnx"), providers=providers, sess_options=so)
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    if one_shot:
-        return ort.InferenceSession(str(onnx), providers=providers, sess_options=so,
-                                    disabled_optimizers=["ConstantFolding"])
-    tmp = None
     if target:
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        _clean_beside(target)
+    if target and (target / "model.onnx").is_file():
+        _touch(target)  # read now: no clean-up removes it while this load reads it
         try:
-            tmp.mkdir(parents=True, exist_ok=True)
-            so.optimized_model_filepath = str(tmp / "model.onnx")
-            so.add_session_config_entry("session.optimized_model_external_initializers_file_name", "model.data")
-            so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        except OSError as e:  # a read-only state dir: optimise in memory every time
-            log.info("cannot save the optimised embedding graph: %s", e)
-            tmp = None
-    session = ort.InferenceSession(str(onnx), providers=providers, sess_options=so)
+            return session(target / "model.onnx", ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                           {"session.disable_prepacking": "1"} if one_shot else {})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
+            log.warning("saved embedding graph %s does not load, removed; loading the model file: %s", target, e)
+            _remove(target)
+    if one_shot:
+        return session(onnx, extended, {}, disabled_optimizers=["ConstantFolding"])
+    tmp = _temp_dir(target) if target else None
     if tmp is not None and target is not None:
-        for old in target.parent.iterdir():  # graphs of an earlier model file or onnxruntime
-            if old not in (tmp, target) and not old.name.endswith(".tmp"):
-                shutil.rmtree(old, ignore_errors=True)
         try:
-            tmp.rename(target)
-        except OSError:  # another process saved it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return session
+            loaded = session(onnx, extended, {
+                "session.optimized_model_external_initializers_file_name": "model.data",
+                "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+            }, save_to=tmp / "model.onnx")
+        except Exception as e:  # noqa: BLE001 - a full disk, an unwritable folder: optimised in memory below
+            log.warning("cannot save the optimised embedding graph, optimising in memory: %s", e)
+            _remove(tmp)
+        else:
+            _publish(tmp, target)
+            return loaded
+    return session(onnx, extended, {})
+
+
+def _temp_dir(target: Path) -> Path | None:
+    """A new folder beside `target` to write its graph into; None where the state dir is read-only."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:  # a read-only state dir: optimise in memory every time
+        log.info("cannot save the optimised embedding graph: %s", e)
+        return None
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move the graph written to `tmp` to `target` once it is on disk (a crash never leaves a partial graph)."""
+    try:
+        for path in (*tmp.iterdir(), tmp):
+            _fsync(path)
+        tmp.rename(target)
+        _fsync(target.parent)
+    except OSError:  # another process saved it first
+        _remove(tmp)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _touch(folder: Path) -> None:
+    try:
+        os.utime(folder)
+    except OSError:  # a read-only state dir: nothing removes it either
+        pass
+
+
+def _clean_beside(keep: Path) -> None:
+    """Remove what lies unused beside `keep`: temp folders left by killed processes and saved graphs no load
+    has read for a day (others may be read now, or by another install sharing the state dir)."""
+    now = time.time()
+    try:
+        others = [p for p in keep.parent.iterdir() if p != keep]
+    except OSError:
+        return
+    for other in others:
+        try:
+            age = now - other.stat().st_mtime
+        except OSError:
+            continue
+        if age > (_STALE_TEMP_S if other.name.endswith(".tmp") else _UNUSED_GRAPH_S):
+            _remove(other)
+
+
+def _remove(folder: Path) -> None:
+    """Delete `folder`, renamed first (a temp name: never seen half-deleted under its own, and removed later if
+    this process dies meanwhile)."""
+    gone = folder.with_name(f"{folder.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        folder.rename(gone)
+    except OSError:  # already removed by another process
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _saved_graph_dir(onnx: Path, saved_dir: Path, ort_version: str) -> Path:

@@ -1,6 +1,7 @@
 """The rag policy without PyYAML and pydantic (about 80 ms CPU of imports a one-off `rag-indexer query` skips):
-a JSON snapshot of the validated settings, saved by every validating load and keyed by the policy file's bytes
-and the source of the code that validates it; where the store and the models are.
+a JSON snapshot of the validated settings, saved by `settings.load_settings` and keyed by the policy file's
+bytes, the source of the code that validates it and the versions of pydantic and PyYAML; where the store and
+the models are.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from carrot_common import paths
@@ -16,18 +19,23 @@ from carrot_common.paths import policy_dir, state_dir
 from .embedding import EmbeddingSpec
 
 _HERE = Path(__file__).resolve().parent
-# the code whose defaults and checks decide what a policy file validates to
-_VALIDATING = (_HERE / "settings.py", _HERE / "chunk.py", Path(paths.__file__).resolve().with_name("config.py"))
+_COMMON = Path(paths.__file__).resolve().parent
+# every project file that importing the validating code (rag_indexer.settings) loads: tests/test_rag_cli.py
+# checks that this list is whole
+_VALIDATING = (*(_HERE / f for f in ("__init__.py", "settings.py", "chunk.py", "quick_settings.py", "embedding.py")),
+               *(_COMMON / f for f in ("__init__.py", "config.py", "errors.py", "paths.py")))
+_LIBRARIES = ("pydantic", "PyYAML")  # pydantic pins its pydantic-core; importlib.metadata: psycopg imports it too
 
 
 class View(dict):
-    """Validated settings as saved: fields by attribute (`s.retrieval.top_k`), mappings as dicts."""
+    """Validated settings as saved: fields by attribute (`s.retrieval.top_k`; a field named like a dict method,
+    e.g. `items`, is the field), mappings as dicts."""
 
-    def __getattr__(self, name: str):
+    def __getattribute__(self, name: str):
         try:
-            return self[name]
+            return dict.__getitem__(self, name)
         except KeyError:
-            raise AttributeError(name) from None
+            return object.__getattribute__(self, name)
 
 
 def policy_file(path: Path | None) -> Path:
@@ -35,32 +43,52 @@ def policy_file(path: Path | None) -> Path:
     return Path(path) if path is not None else policy_dir() / "rag.yaml"
 
 
-def _snapshot(policy: Path | None) -> tuple[Path, str]:
-    """Where the settings validated from `policy` are saved (one file per policy path), and the key of the
-    policy file as it is now and of the code that validates it."""
-    file = policy_file(policy).resolve()
+def policy_bytes(path: Path | None, read: Callable[[Path], bytes] = Path.read_bytes) -> bytes | None:
+    """The policy file's bytes as `read` reads them; None when no path is given and the policy dir has no
+    `rag.yaml` (the defaults apply)."""
+    file = policy_file(path)
+    return read(file) if path is not None or file.exists() else None
+
+
+def _snapshot_file(policy: Path | None) -> Path:
+    """Where the settings validated from `policy` are saved (one file per policy path)."""
+    where = hashlib.sha256(str(policy_file(policy).resolve()).encode()).hexdigest()[:16]
+    return state_dir() / "cache" / f"rag-settings-{where}.json"
+
+
+def _key(data: bytes | None) -> str:
+    """The key of settings validated from `data` (None: the defaults) by this code and these libraries."""
+    def installed(name: str) -> bytes:
+        try:
+            return version(name).encode()
+        except PackageNotFoundError:
+            return b"<none>"
+
     h = hashlib.sha256()
-    for f in (file, *_VALIDATING):
-        h.update(f.read_bytes() if f.is_file() else b"<none>")
+    for part in (b"<none>" if data is None else data, *(f.read_bytes() for f in _VALIDATING),
+                 *map(installed, _LIBRARIES)):
+        h.update(part)
         h.update(b"\0")
-    where = hashlib.sha256(str(file).encode()).hexdigest()[:16]
-    return state_dir() / "cache" / f"rag-settings-{where}.json", h.hexdigest()
+    return h.hexdigest()
 
 
 def load_snapshot(policy: Path | None) -> View | None:
-    """The saved settings for `policy` as it is now, else None (never saved, or the file or code changed)."""
-    path, key = _snapshot(policy)
+    """The saved settings for `policy` as it is now, else None (never saved, the file or the code changed, or
+    the file cannot be read: the validating load reports that)."""
     try:
-        saved = json.loads(path.read_text(), object_hook=View)
+        key = _key(policy_bytes(policy))
+        saved = json.loads(_snapshot_file(policy).read_text(), object_hook=View)
     except (OSError, ValueError):
         return None
     return saved.settings if isinstance(saved, View) and saved.get("key") == key else None
 
 
-def save_snapshot(policy: Path | None, settings: dict) -> None:
-    """Save validated settings (`model_dump(mode="json")`) for `policy` as it is now."""
-    path, key = _snapshot(policy)
+def save_snapshot(policy: Path | None, data: bytes | None, settings: dict) -> None:
+    """Save `settings` (`model_dump(mode="json")`) validated from `data`, the bytes of `policy` (None: the
+    defaults, no file)."""
+    path = _snapshot_file(policy)
     try:
+        key = _key(data)
         if json.loads(path.read_text()).get("key") == key:
             return
     except (OSError, ValueError):

@@ -113,13 +113,13 @@ class Retriever:
         symbol = q.mode == "hybrid" and bool(w.symbol)
         terms = search_text(s.text) if fulltext else ""
         fixes = self.store.typo_corrections(info, terms, cfg.typo_similarity.get(q.kind, 0.0)) if fulltext else []
-        none = _NOTHING  # the lexical searches and the path lookup go out together: one round trip
+        # the lexical searches and the path lookup go out together: one round trip
         found_bm25, found_code, symbols, mentioned_paths = self.store.read(
-            self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else none,
+            self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else _NOTHING,
             self.store.bm25_read(info, search_text(" ".join(s.signals)), cand, cfg.max_query_terms, q.paths, max_df)
-            if code_terms else none,
-            self.store.symbols_read(info, s.symbols, s.dotted, cand, q.paths) if symbol else none,
-            self.store.paths_matching_read(info, s.paths) if q.mode == "hybrid" else none,
+            if code_terms else _NOTHING,
+            self.store.symbols_read(info, s.symbols, s.dotted, cand, q.paths) if symbol else _NOTHING,
+            self.store.paths_matching_read(info, s.paths) if q.mode == "hybrid" else _NOTHING,
         )
         if fulltext:
             bm25 = dict(found_bm25)

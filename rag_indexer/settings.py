@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from carrot_common.config import Strict as _Strict
-from carrot_common.config import load_model
+from carrot_common.config import load_model, read_file
 
 from .chunk import FILE_KINDS
-from .quick_settings import policy_file, save_snapshot
+from .quick_settings import policy_bytes, policy_file, save_snapshot
 
 IndexKind = Literal["code", "docs"]
 FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "config", "generated"]
@@ -128,8 +128,8 @@ class RagSettings(_Strict):
 
 def load_settings(path: Path | None = None) -> RagSettings:
     """`path` or `<policy dir>/rag.yaml`; defaults when the default file does not exist. Saves the result as
-    the snapshot a query reads instead."""
-    file = policy_file(path)
-    settings = load_model(file, RagSettings) if path is not None or file.exists() else RagSettings()
-    save_snapshot(path, settings.model_dump(mode="json"))
+    the snapshot a query reads instead, keyed by the very bytes validated."""
+    data = policy_bytes(path, read_file)
+    settings = RagSettings() if data is None else load_model(policy_file(path), RagSettings, data)
+    save_snapshot(path, data, settings.model_dump(mode="json"))
     return settings

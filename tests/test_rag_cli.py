@@ -111,16 +111,19 @@ def test_query_modes_and_text_output(tmp_path, capsys, env, repo_name):
     assert code == 0 and out.startswith("1. mathx.py:L15-L16  score=")
 
 
-def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name):
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline-mode", "one-after-another"])
+def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, url, repo_name, pipeline):
     from rag_indexer.store import Read
 
     (tmp_path / "mathx.py").write_text(MATH)
     assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
     store = Store(url)
+    assert store._pipeline  # the bundled libpq has pipeline mode; the fallback is for one without (< 14)
+    store._pipeline = pipeline
     info = store.index("code", repo_name)
     reads = [store.bm25_read(info, "fibonacci number", 10), Read(None, None, lambda rows: "nothing asked"),
              store.symbols_read(info, ["determinant"], [], 10), store.paths_matching_read(info, ["mathx.py"])]
-    together = store.read(*reads)  # one round trip (pipeline mode)
+    together = store.read(*reads)  # one round trip in pipeline mode
     assert together == [store.read(r)[0] for r in reads]
     assert together[0] and together[1] == "nothing asked" and together[2] and together[3] == ["mathx.py"]
     store.close()
@@ -264,3 +267,58 @@ def test_a_query_reads_the_validated_policy_snapshot_and_never_a_stale_one(tmp_p
     policy.write_text("retrieval:\n  top_k: 0\n")  # ...and its errors reported, not an old snapshot served
     out = run("query", "determinant of a matrix", "--repo", repo_name)
     assert out.returncode == 2 and f"{policy}: retrieval.top_k" in out.stderr, out.stderr
+
+
+def test_a_policy_edited_while_it_is_validated_is_validated_again_not_served_old_settings(tmp_path, monkeypatch):
+    import yaml
+
+    from carrot_common.errors import ConfigError
+    from rag_indexer.quick_settings import load_snapshot
+    from rag_indexer.settings import load_settings
+
+    monkeypatch.setenv("CARROT_STATE_DIR", str(tmp_path / "state"))
+    policy = tmp_path / "rag.yaml"
+    policy.write_text("retrieval:\n  top_k: 4\n")
+    parse = yaml.load
+
+    def edited_meanwhile(stream, Loader):  # a bad edit saved while the good version is being validated
+        policy.write_text("retrieval:\n  top_k: 0\n")
+        return parse(stream, Loader=Loader)
+
+    monkeypatch.setattr(yaml, "load", edited_meanwhile)
+    assert load_settings(policy).retrieval.top_k == 4
+    monkeypatch.setattr(yaml, "load", parse)
+    assert load_snapshot(policy) is None  # the snapshot is keyed by the good version's bytes
+    with pytest.raises(ConfigError, match=r"retrieval\.top_k"):
+        load_settings(policy)
+
+
+def test_a_query_with_an_unreadable_policy_file_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CARROT_STATE_DIR", str(tmp_path / "state"))
+    # a regular file whose read fails (EIO), also for root: chmod 000 would not stop root reading
+    code, _, err = cli(capsys, "--policy", "/proc/self/mem", "query", "anything", "--repo", "any")
+    assert code == 2 and err.startswith("rag-indexer: error: /proc/self/mem: cannot read: "), err
+
+
+def test_a_saved_field_wins_over_a_dict_method_of_its_name():
+    from rag_indexer.quick_settings import View
+
+    view = json.loads('{"items": 3, "keys": {"values": [1]}, "tiers": {"code": 1}}', object_hook=View)
+    assert view.items == 3 and view.keys.values == [1]
+    assert view.tiers.get("code") == 1 and view.tiers.get("docs") is None  # mappings stay dicts
+    with pytest.raises(AttributeError):
+        _ = view.top_k
+
+
+def test_the_snapshot_key_covers_every_project_file_the_validating_code_loads(tmp_path):
+    from rag_indexer.quick_settings import _VALIDATING
+
+    code = ("import sys; from pathlib import Path; from rag_indexer.settings import load_settings; "
+            f"load_settings(Path({str(ROOT / 'policy' / 'rag.yaml')!r})); "
+            "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "CARROT_STATE_DIR": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120, check=True)
+    loaded = {Path(f).resolve() for f in out.stdout.splitlines()}
+    outside = (ROOT / ".venv", Path(sys.prefix).resolve())
+    project = {f for f in loaded if f.is_relative_to(ROOT) and not any(f.is_relative_to(o) for o in outside)}
+    assert project == set(_VALIDATING)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -177,3 +178,80 @@ def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors
     assert np.allclose(one_shot.embed(SENTENCES), reference, atol=1e-5) and saved() == []
     Embedder(spec, fast=True)  # any other load optimises and saves it again
     assert len(saved()) == 1
+
+
+def _saved_graphs(models_dir: Path) -> list[Path]:
+    return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*/model.onnx")]
+
+
+def test_a_damaged_saved_graph_is_removed_and_the_model_loaded_again(embedder, models_dir, caplog):
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
+    reference = embedder.embed(SENTENCES)
+
+    def damage() -> None:
+        [saved] = _saved_graphs(models_dir)
+        data = saved / "model.data"
+        os.truncate(data, data.stat().st_size // 2)  # e.g. a crash while it was written, a full disk
+
+    damage()
+    one_shot = Embedder(spec, fast=True, one_shot=True)  # a CLI query: the model file, not optimised
+    assert np.allclose(one_shot.embed(SENTENCES), reference, atol=1e-5)
+    assert _saved_graphs(models_dir) == [] and "does not load, removed" in caplog.text
+    Embedder(spec, fast=True)  # the next optimising load saves it again
+    damage()
+    caplog.clear()
+    loaded = Embedder(spec, fast=True)
+    assert np.allclose(loaded.embed(SENTENCES), reference, atol=1e-5) and "does not load, removed" in caplog.text
+    [saved] = _saved_graphs(models_dir)  # optimised and saved again, whole: later loads read it
+    later = Embedder(spec, fast=True, one_shot=True)
+    assert Path(later._direct.session._model_path) == saved / "model.onnx"
+    assert np.allclose(later.embed(SENTENCES), reference, atol=1e-5)
+    assert not list(saved.parent.glob("*.tmp"))
+
+
+def test_a_graph_that_cannot_be_written_is_not_saved_and_the_load_still_works(embedder, models_dir):
+    import shutil
+    import subprocess
+    import sys
+
+    [saved] = _saved_graphs(models_dir)
+    shutil.rmtree(saved)
+    # a file size limit of 1 MB (the graph's weights are ~87 MB): writing fails as on a full disk
+    code = ("import json, resource, signal, sys; from rag_indexer.embedding import Embedder, EmbeddingSpec; "
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY)); "
+            f"e = Embedder(EmbeddingSpec(models_dir={str(models_dir)!r}, max_tokens=32), fast=True); "
+            f"print(json.dumps(e.embed({SENTENCES!r}).tolist()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "cannot save the optimised embedding graph" in out.stderr
+    assert np.allclose(np.array(json.loads(out.stdout)), embedder.embed(SENTENCES), atol=1e-5)
+    assert not list(saved.parent.iterdir())  # nothing saved, no temp folder left
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
+    Embedder(spec, fast=True)  # where it can be written, it is saved again
+    assert _saved_graphs(models_dir) == [saved]
+
+
+def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir):
+    import time
+
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
+    [saved] = _saved_graphs(models_dir)
+    now = time.time()
+    ages = {  # seconds since last written or read -> removed
+        saved.name: (2 * 86400, False),  # this load's own graph: read now
+        "graph-of-an-older-onnxruntime": (2 * 86400, True),  # no load read it for a day
+        "graph-another-install-reads": (3600, False),
+        f"{saved.name}.killed.tmp": (3600, True),  # left by a killed optimisation
+        f"{saved.name}.writing.tmp": (0, False),  # being written now
+    }
+    for name, (age, _) in ages.items():
+        (saved.parent / name).mkdir(exist_ok=True)
+        (saved.parent / name / "model.onnx").touch()
+        os.utime(saved.parent / name, (now - age, now - age))
+    Embedder(spec, fast=True, one_shot=True).embed(SENTENCES[:1])
+    assert sorted(p.name for p in saved.parent.iterdir()) == sorted(n for n, (_, gone) in ages.items() if not gone)
+    assert saved.stat().st_mtime >= now - 60  # read: marked in use
+    for name in ("graph-another-install-reads", f"{saved.name}.writing.tmp"):
+        (saved.parent / name / "model.onnx").unlink()
+        (saved.parent / name).rmdir()

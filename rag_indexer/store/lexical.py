@@ -13,17 +13,12 @@ MIN_TYPO_LENGTH = 5  # shorter unknown words are names or abbreviations more oft
 
 
 class Lexical(Connection):
-    def bm25(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
-             paths: Sequence[str] = (), max_df_ratio: float = 1.0,
-             extra_lexemes: Sequence[str] = ()) -> list[tuple[int, float]]:
-        """(chunk_id, BM25 score) over Postgres full-text lexemes: the rarest `max_terms` query terms
-        (plus `extra_lexemes`, e.g. typo corrections), leaving out terms in more than `max_df_ratio` of
-        the chunks (long postings, little weight). All arithmetic in float8: numeric `ln` was slower."""
-        return self.read(self.bm25_read(info, query_terms, limit, max_terms, paths, max_df_ratio, extra_lexemes))[0]
-
     def bm25_read(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
                   paths: Sequence[str] = (), max_df_ratio: float = 1.0, extra_lexemes: Sequence[str] = ()) -> Read:
-        """`bm25` as a read to send with others."""
+        """(chunk_id, BM25 score) over Postgres full-text lexemes, as a read to send with others
+        (`Connection.read`): the rarest `max_terms` query terms (plus `extra_lexemes`, e.g. typo corrections),
+        leaving out terms in more than `max_df_ratio` of the chunks (long postings, little weight). All
+        arithmetic in float8: numeric `ln` was slower."""
         path_sql, params = path_filter(paths)
         return Read(
             f"""
@@ -66,15 +61,11 @@ class Lexical(Connection):
         ).fetchall()
         return [r[1] for r in rows]
 
-    def symbols(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
-                paths: Sequence[str] = ()) -> list[tuple[int, bool]]:
-        """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
-        `dotted` names; qualified = the symbol ends with the whole dotted name. Case-insensitive."""
-        return self.read(self.symbols_read(info, names, dotted, limit, paths))[0]
-
     def symbols_read(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
                      paths: Sequence[str] = ()) -> Read:
-        """`symbols` as a read to send with others."""
+        """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
+        `dotted` names, as a read to send with others; qualified = the symbol ends with the whole dotted name.
+        Case-insensitive."""
         def convert(rows: list[tuple]) -> list[tuple[int, bool]]:
             return [(r[0], bool(r[1])) for r in rows]
 
@@ -91,13 +82,9 @@ class Lexical(Connection):
             convert,
         )
 
-    def paths_matching(self, info: IndexInfo, suffixes: Sequence[str]) -> list[str]:
-        """Indexed file paths that end with, or are the tail of, a path mentioned in a query. A bare file
-        name that several files share (`__init__.py`, `utils.py`) names none of them."""
-        return self.read(self.paths_matching_read(info, suffixes))[0]
-
     def paths_matching_read(self, info: IndexInfo, suffixes: Sequence[str]) -> Read:
-        """`paths_matching` as a read to send with others."""
+        """Indexed file paths that end with, or are the tail of, a path mentioned in a query, as a read to send
+        with others. A bare file name that several files share (`__init__.py`, `utils.py`) names none of them."""
         def convert(rows: list[tuple]) -> list[str]:
             per_mention: dict[str, list[str]] = {}
             for mention, path in rows:
