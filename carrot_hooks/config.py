@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from carrot_common.config import ConfigError, Strict, load_model, load_yaml
+from carrot_common.config import ConfigError, Strict, load_model, load_yaml, read_file
 from carrot_common.paths import policy_dir, project_root
 
 __all__ = ["PROJECT_ROOT", "ConfigError", "Strict", "Watched", "file_version", "load_model", "load_yaml", "policy_dir"]
@@ -22,10 +22,11 @@ log = logging.getLogger("carrot.config")
 M = TypeVar("M", bound=BaseModel)
 
 
-def file_version(path: Path) -> str:
-    """A short content hash naming one version of a policy file (shown in `x-carrot-policy`)."""
+def file_version(path: Path, data: bytes | None = None) -> str:
+    """A short content hash naming one version of a policy file (shown in `x-carrot-policy`), of `data`
+    (its bytes already read) when given."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        return hashlib.sha256(Path(path).read_bytes() if data is None else data).hexdigest()[:12]
     except OSError:
         return "unreadable"
 
@@ -48,11 +49,12 @@ class Watched(Generic[M]):
         self._checked = time.monotonic()
 
     def _load(self) -> M:
-        value = load_model(self.path, self.model)
+        data = read_file(self.path)  # read once: the version names the bytes that were parsed
+        value = load_model(self.path, self.model, data)
         problems = self.check(value) if self.check else []
         if problems:
             raise ConfigError("; ".join(f"{self.path}: {p}" for p in problems))
-        self.version = file_version(self.path)
+        self.version = file_version(self.path, data)
         return value
 
     def _stat(self) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carrot_hooks.config import ConfigError, Watched, load_model
+from carrot_hooks.config import ConfigError, Watched, file_version, load_model
 from carrot_hooks.env import env_bool, env_float, env_int
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.guardrails.settings import GuardrailPolicy
@@ -90,6 +90,25 @@ def test_watched_check_rejects_an_edit_and_keeps_last_valid(tmp_path):
     assert w.get() is first
     with pytest.raises(ConfigError, match=r"rules.2 \(large-prompt\).model: unknown alias 'ds-coder-v3'"):
         Watched(path, RoutingPolicy, check=lambda p: p.unknown_aliases(served))
+
+
+def test_watched_version_names_the_bytes_it_parsed(tmp_path):
+    """An edit landing while a version is being checked: `version` (the x-carrot-policy header tests and
+    operators wait on) names the parsed bytes, not the newer file."""
+    path = write(tmp_path, base_doc())
+    parsed = path.read_bytes()
+    doc = base_doc()
+    doc["default_task_type"] = "refactor"
+
+    def edit_meanwhile(policy: RoutingPolicy) -> list[str]:
+        if path.read_bytes() == parsed:
+            path.write_text(yaml.safe_dump(doc))
+        return []
+
+    w = Watched(path, RoutingPolicy, interval=0, check=edit_meanwhile)
+    assert w.version == file_version(path, parsed) != file_version(path)
+    assert w.get().default_task_type == "refactor"  # the edit is picked up on the next look, under its own name
+    assert w.version == file_version(path)
 
 
 def test_unknown_alias_is_reported_per_rule():
