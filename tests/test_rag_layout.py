@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from rag_indexer.embedded import ensure_server
+from rag_indexer.embedded import SOCKET_PATH_MAX, ensure_server
 from rag_indexer.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +53,21 @@ def test_rag_indexer_from_another_folder_uses_the_projects_store_and_policy(tmp_
         store = Store(url)
         store.drop_index("code", name)
         store.close()
+
+
+def test_a_state_dir_too_deep_for_a_socket_path_still_gets_its_store(tmp_path):
+    """A clone deep in the file system (e.g. a CI workspace): the server's socket goes to a short folder."""
+    state = tmp_path / ("d" * 60) / ".state"
+    assert len(str(state / "pg" / ".s.PGSQL.5432").encode()) > SOCKET_PATH_MAX
+    env = {k: v for k, v in _env_without_project_settings().items() if k != "XDG_RUNTIME_DIR"}
+    code = ("import sys, psycopg; from rag_indexer.embedded import ensure_server;"
+            "url = ensure_server(sys.argv[1]); print(psycopg.connect(url).execute("
+            "\"SELECT extversion FROM pg_extension WHERE extname = 'vector'\").fetchone()[0])")
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(state)], env=env, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().startswith("0.")  # pgvector answers through the short socket folder
+    finally:  # in a child too: the runtime-dir default it sets must not leak into this test process
+        stop = "import sys; from rag_indexer.embedded import stop_server; stop_server(sys.argv[1])"
+        subprocess.run([sys.executable, "-c", stop, str(state)], env=env, timeout=120, check=True)
