@@ -221,8 +221,9 @@ def print_profile(bare: Counter, gateway: Counter, owners: tuple[Counter, Counte
         print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")
     base, gw = owners
     ours = sum(v for k, v in gw.items() if k.startswith("ours: "))
-    print(f"by owner (each sample charged once: the outermost of our frames, else the innermost frame's module); "
-          f"our frames {ours:.2f} ms; largest growth:")
+    print("by owner (each sample charged once: to the innermost LiteLLM module when it runs below all of our "
+          "frames, `> library` if it was in another library; else to the outermost of our frames below every "
+          f"LiteLLM frame; else to the leaf's package); our frames {ours:.2f} ms; largest growth:")
     for owner, d in sorted(((o, gw[o] - base[o]) for o in gw | base), key=lambda kv: -kv[1])[:top]:
         print(f"  {d:+6.2f} ms  (bare {base[owner]:5.2f}, gateway {gw[owner]:5.2f})  {owner}")
 

@@ -9,7 +9,9 @@ each with its ratio to bare LiteLLM; per round, the CPU ms of each and the machi
 Exit status 1 on any answer other than 200 or a lost request.
 
 Usage: .venv/bin/python bench/load_ab.py OTHER_CHECKOUT [--rounds 6] [--seconds 20] [--clients 16]
-The other checkout must have the same package layout (its `carrot_hooks` is put first on PYTHONPATH).
+The other checkout must have the same package layout: its proxy runs with that checkout's
+`litellm_config.yaml`, `policy/` and working directory, and its `carrot_hooks` first on PYTHONPATH; each
+gateway's start-up line naming the files it loaded is printed before the rounds.
 """
 
 from __future__ import annotations
@@ -48,17 +50,21 @@ def main() -> int:
     store = pgvector_url()
     index_for_rag(store, tmp)
     env = {"REDIS_URL": redis_url(), "PGVECTOR_URL": store}
+    other = args.other.resolve()  # its config, policy/ and working directory too: LiteLLM loads the config's
+    # callbacks and guardrails by file path from the config's directory
     targets = {  # name -> (proxy, is the gateway)
         "bare LiteLLM": (ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)}, wait=False),
                          False),
-        f"gateway {args.other.name}": (ProxyProcess(fake.url, env={**env, "PYTHONPATH": str(args.other.resolve())},
-                                                    wait=False), True),
+        f"gateway {args.other.name}": (ProxyProcess(fake.url, env={**env, "PYTHONPATH": str(other)}, wait=False,
+                                                    root=other), True),
         "gateway (this)": (ProxyProcess(fake.url, env={**env, "PYTHONPATH": str(ROOT)}, wait=False), True),
     }
     totals = {name: {"answered": 0, "cpu_s": 0.0, "wall_s": 0.0, "p95": [], "bad": 0} for name in targets}
     try:
-        for proxy, _ in targets.values():
+        for name, (proxy, gateway) in targets.items():
             proxy.wait_started()
+            if gateway:
+                print(f"{name}: {_loaded_from(proxy.log())}", flush=True)
         names = list(targets)
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
@@ -89,6 +95,13 @@ def main() -> int:
     bad = sum(t["bad"] for t in totals.values())
     print("OK" if not bad else f"FAILED: {bad} answers other than 200 or lost")
     return 0 if not bad else 1
+
+
+def _loaded_from(log: str) -> str:
+    """The gateway's start-up line naming the files it runs (a mix of two checkouts shows there)."""
+    lines = [line for line in log.splitlines() if "carrot_hooks.gateway from " in line]
+    return lines[0].split("carrot_hooks.gateway from ", 1)[1] if lines else \
+        "no start-up line naming its files (a checkout older than that line): what it loaded is not shown"
 
 
 if __name__ == "__main__":

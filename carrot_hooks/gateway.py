@@ -9,7 +9,6 @@
 
 # No `from __future__ import annotations`: LiteLLM loads this file outside sys.modules, where
 # dataclasses cannot resolve postponed annotations.
-import asyncio
 import json
 import logging
 import threading
@@ -37,7 +36,7 @@ from .endpoints import (
 from .env import env_bool
 from .errors import GatewayError, http_status
 from .guardrails import egress
-from .guardrails.engines import shared_engines
+from .guardrails.engines import in_thread, shared_engines
 from .headers import parse_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, prompt_text
 from .overrides import pack_override
@@ -171,6 +170,8 @@ class CarrotGateway(CustomLogger):
 
     def __init__(self) -> None:
         super().__init__()
+        # LiteLLM loads this file by path from its config's directory, the modules it imports from sys.path
+        log.warning("carrot_hooks.gateway from %s, carrot_hooks.cache from %s", __file__, result_cache.__file__)
         compat.check_version()
         compat.tolerate_lost_context_vars()
         reqlog.install()  # the request log is the gateway's, whichever guardrails are switched on
@@ -306,8 +307,8 @@ class CarrotGateway(CustomLogger):
         if not egress.needed(kwargs, engines):  # e.g. internal deployments: nothing to redact, no thread
             return kwargs
         try:
-            return await asyncio.wait_for(asyncio.to_thread(egress.protect, kwargs, engines, str(call_type)),
-                                          engines.watched.get().pii.timeout_ms / 1000)
+            return await in_thread(engines.watched.get().pii.timeout_ms / 1000, egress.protect, kwargs, engines,
+                                   str(call_type))
         except GatewayError:
             raise
         except Exception as e:  # noqa: BLE001 - nothing unredacted may leave when the redaction itself fails

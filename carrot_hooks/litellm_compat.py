@@ -26,7 +26,12 @@ from litellm.proxy._types import (  # custom_auth's types
     UserAPIKeyAuth,
 )
 from litellm.text_completions.streaming_iterator import TextCompletionStreamWrapper
-from litellm.types.utils import ChatCompletionDeltaToolCall, Function
+from litellm.types.utils import (
+    ChatCompletionDeltaToolCall,
+    Function,
+    ModelResponse,
+    TextCompletionResponse,
+)
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -215,10 +220,18 @@ def trim_result_cache_overheads() -> None:
     chunk is finalized twice, storing the same complete answer twice. Installed once; idempotent."""
     from litellm.caching import caching_handler as ch
 
-    if getattr(ch.convert_args_to_kwargs, "carrot_memo", False):
-        return
-    original_convert = ch.convert_args_to_kwargs
+    if not getattr(ch.convert_args_to_kwargs, "carrot_memo", False):
+        ch.convert_args_to_kwargs = _memo_convert_args_to_kwargs(ch.convert_args_to_kwargs)
+    if not getattr(ch.TypeAdapter, "carrot_memo", False):
+        ch.TypeAdapter = _memo_type_adapter(ch.TypeAdapter)
+    if not getattr(ch.LLMCachingHandler.add_streaming_response_to_cache, "carrot_once", False):
+        once = _store_stream_once(ch.LLMCachingHandler.add_streaming_response_to_cache)
+        ch.LLMCachingHandler.add_streaming_response_to_cache = once
+        ch.LLMCachingHandler._add_streaming_response_to_cache = once
 
+
+def _memo_convert_args_to_kwargs(original_convert):
+    """LiteLLM's `convert_args_to_kwargs` with each callable's parameter names read once."""
     @functools.lru_cache(maxsize=64)
     def param_names(fn) -> tuple[str, ...]:
         return tuple(inspect.signature(fn).parameters)
@@ -232,20 +245,22 @@ def trim_result_cache_overheads() -> None:
         return dict(zip(names, args or ()))
 
     convert_args_to_kwargs.carrot_memo = True  # type: ignore[attr-defined]
-    ch.convert_args_to_kwargs = convert_args_to_kwargs
-    ch.TypeAdapter = _memo_type_adapter(ch.TypeAdapter)
+    return convert_args_to_kwargs
 
-    original_add = ch.LLMCachingHandler.add_streaming_response_to_cache
 
+def _store_stream_once(original_add):
+    """The caching handler's stream store, skipping a complete answer after the first one it was handed
+    (per-chunk calls, if LiteLLM makes them again, all go through: the last one assembles the answer)."""
     @functools.wraps(original_add)
     async def add_streaming_response_once(self, processed_chunk) -> None:
-        if getattr(self, "_carrot_stream_stored", False):
-            return
-        self._carrot_stream_stored = True
+        if isinstance(processed_chunk, ModelResponse | TextCompletionResponse):
+            if getattr(self, "_carrot_stream_stored", False):
+                return
+            self._carrot_stream_stored = True
         await original_add(self, processed_chunk)
 
-    ch.LLMCachingHandler.add_streaming_response_to_cache = add_streaming_response_once
-    ch.LLMCachingHandler._add_streaming_response_to_cache = add_streaming_response_once
+    add_streaming_response_once.carrot_once = True  # type: ignore[attr-defined]
+    return add_streaming_response_once
 
 
 def _memo_type_adapter(type_adapter):

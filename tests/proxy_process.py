@@ -46,10 +46,12 @@ class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
     def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 startup_timeout: float = 360.0, workers: int = 1, wait: bool = True):
+                 startup_timeout: float = 360.0, workers: int = 1, wait: bool = True, root: Path = ROOT):
+        """`root`: the checkout whose `policy/` is copied, whose `litellm_config.yaml` is the default config
+        and which the proxy runs in (LiteLLM loads the config's callbacks by path from its directory)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
         self.policy_dir = self.workdir / "policy"
-        shutil.copytree(ROOT / "policy", self.policy_dir)
+        shutil.copytree(root / "policy", self.policy_dir)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.master_key = MASTER_KEY
@@ -65,8 +67,8 @@ class ProxyProcess:
             **(env or {}),
         })
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(command(self.port, config=config or ROOT / "litellm_config.yaml", workers=workers),
-                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(command(self.port, config=config or root / "litellm_config.yaml", workers=workers),
+                                     cwd=root, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.startup_timeout = startup_timeout
         if wait:

@@ -219,34 +219,107 @@ def test_result_cache_builds_its_cache_controls_adapter_once():
     assert store(litellm.acompletion, {"model": "m", "cache": {"namespace": "n", "no-store": True}}) is False
 
 
-def test_a_streamed_answer_is_stored_once_per_request(monkeypatch):
-    """trim_result_cache_overheads: LiteLLM 1.110 finalizes a stream that reports usage twice, and each time
-    hands the complete answer to the request's caching handler; the handler stores it once (e2e:
+def _stream_through_litellm(include_usage: bool) -> tuple[list, list]:
+    """A two-token stream through LiteLLM's own `CustomStreamWrapper` and caching handler (the store decision
+    forced on): the answers LiteLLM hands the handler, and the ones the handler stores."""
+    import datetime
+
+    from litellm.caching import caching_handler as ch
+    from litellm.litellm_core_utils.litellm_logging import Logging
+    from litellm.types.utils import Usage
+
+    handler = ch.LLMCachingHandler(litellm.acompletion, {"model": "m", "messages": []}, datetime.datetime.now())
+    handed, stored = [], []
+    handler.should_store_result_in_cache = lambda **kw: True
+
+    async def record(result, original_function, kwargs, args=None):
+        stored.append(result)
+
+    async def hand(processed_chunk):
+        handed.append(processed_chunk)
+        await ch.LLMCachingHandler.add_streaming_response_to_cache(handler, processed_chunk)
+
+    handler.async_set_cache, handler.add_streaming_response_to_cache = record, hand
+    last = ModelResponseStream(id="s", created=1, model="m",
+                               choices=[StreamingChoices(index=0, delta=Delta(), finish_reason="stop")])
+    last.usage = Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+    chunks = [ModelResponseStream(id="s", created=1, model="m",
+                                  choices=[StreamingChoices(index=0, delta=Delta(content=t, role="assistant"))])
+              for t in ("hel", "lo")] + [last]
+
+    async def upstream():
+        for chunk in chunks:
+            yield chunk
+
+    async def go():
+        logging_obj = Logging(model="m", messages=[], stream=True, call_type="acompletion",
+                              start_time=datetime.datetime.now(), litellm_call_id=uuid.uuid4().hex, function_id="f")
+        logging_obj.llm_caching_handler = handler
+        wrapper = CustomStreamWrapper(completion_stream=upstream(), model="m", logging_obj=logging_obj,
+                                      custom_llm_provider="openai",
+                                      stream_options={"include_usage": True} if include_usage else None)
+        assert "".join(c.choices[0].delta.content or "" for c in [c async for c in wrapper] if c.choices) == "hello"
+        # LiteLLM caches (and logs) from tasks it spawns at the end of the stream: wait for them all
+        while pending := asyncio.all_tasks() - {asyncio.current_task()}:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    asyncio.run(go())
+    return handed, stored
+
+
+@pytest.mark.parametrize("include_usage, answers", [(True, 2), (False, 1)])
+def test_litellm_hands_a_stream_its_complete_answer_once_or_twice(include_usage, answers):
+    """trim_result_cache_overheads: LiteLLM 1.110 hands the caching handler the complete answer of a stream
+    (not its chunks), twice when the stream reports usage, once otherwise. If this fails, LiteLLM changed
+    how it caches streams: the stream-once patch may be dead (no more double hand-over) or must be revisited
+    (per-chunk hand-over): re-check it and test_ops_cache's one-write check before widening TESTED."""
+    handed, _ = _stream_through_litellm(include_usage)
+    assert [type(a) for a in handed] == [ModelResponse] * answers, \
+        f"LiteLLM now hands {[type(a).__name__ for a in handed]} to the stream cache: revisit trim_result_cache_overheads"
+    assert {a.model_dump_json() for a in handed} == {handed[0].model_dump_json()}, "the hand-overs differ"
+    assert handed[0].choices[0].message.content == "hello" and handed[0].usage.total_tokens == 5
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_streamed_answer_is_stored_once_per_request(include_usage, monkeypatch):
+    """trim_result_cache_overheads: the handler stores a stream's complete answer once however often LiteLLM
+    hands it over, also after a second install, even one that finds another of its patches undone (e2e:
     test_ops_cache's one-write check)."""
+    from litellm.caching import caching_handler as ch
+
+    patched = ch.LLMCachingHandler.add_streaming_response_to_cache
+    monkeypatch.setattr(ch, "convert_args_to_kwargs", ch.convert_args_to_kwargs.__wrapped__)
+    compat.trim_result_cache_overheads()
+    assert getattr(ch.convert_args_to_kwargs, "carrot_memo", False)
+    assert ch.LLMCachingHandler.add_streaming_response_to_cache is patched, "a second install wrapped it again"
+    _, stored = _stream_through_litellm(include_usage)
+    assert len(stored) == 1 and stored[0].choices[0].message.content == "hello"
+
+
+def test_stream_chunks_handed_one_by_one_are_still_stored():
+    """trim_result_cache_overheads: were LiteLLM to hand the handler a stream chunk by chunk again (as its
+    docstring still describes), the chunks pass the stream-once patch and the last one stores the answer."""
     import datetime
 
     from litellm.caching import caching_handler as ch
 
     handler = ch.LLMCachingHandler(litellm.acompletion, {"model": "m", "messages": []}, datetime.datetime.now())
-    monkeypatch.setattr(handler, "should_store_result_in_cache", lambda **kw: True)
+    handler.should_store_result_in_cache = lambda **kw: True
     stored = []
 
     async def record(result, original_function, kwargs, args=None):
         stored.append(result)
 
-    monkeypatch.setattr(handler, "async_set_cache", record)
-    answer = ModelResponse(choices=[{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                     "finish_reason": "stop"}])
+    handler.async_set_cache = record
+    chunks = [ModelResponseStream(id="s", created=1, model="m", choices=[StreamingChoices(
+        index=0, delta=Delta(content=t, role="assistant"), finish_reason=f)]) for t, f in (("hel", None), ("lo", "stop"))]
 
-    async def twice():
-        await asyncio.gather(handler.add_streaming_response_to_cache(answer),
-                             handler.add_streaming_response_to_cache(answer))
+    async def go():
+        for chunk in chunks:
+            await handler.add_streaming_response_to_cache(chunk)
 
-    asyncio.run(twice())
-    assert stored == [answer]
-    # LiteLLM's stream wrapper still caches through this method, from its end-of-stream step
-    assert "add_streaming_response_to_cache" in CustomStreamWrapper.async_cache_streaming_response.__code__.co_names
-    assert "async_cache_streaming_response" in CustomStreamWrapper._finalize_completed_stream.__code__.co_names
+    asyncio.run(go())
+    assert [s.choices[0].message.content for s in stored] == ["hello"]
 
 
 def test_install_cache_sets_litellm_cache(monkeypatch):

@@ -194,19 +194,20 @@ def test_cache_ttl_is_configurable(ops_proxy, own_redis, marker):
 
 def test_a_streamed_answer_is_written_once(ops_proxy, own_redis, marker):
     """LiteLLM finalizes a stream that reports usage twice (litellm_compat.trim_result_cache_overheads):
-    one SET per answer, streamed or not. The whole answer after it is written later than anything the
-    stream scheduled, so once both keys exist every write of the two has landed."""
-    r = services.redis.Redis.from_url(own_redis.url)
-
-    def sets() -> int:
-        return r.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
-
-    keys, before = set(r.scan_iter("carrot:*")), sets()
-    c = make_client(ops_proxy)
-    assert ask(c, f"{marker} streamed", stream=True)[0]["x-carrot-cache"] == "miss"
-    assert ask(c, f"{marker} whole")[0]["x-carrot-cache"] == "miss"
-    assert services.wait_for(lambda: len(set(r.scan_iter("carrot:*")) - keys) == 2)
-    assert sets() - before == 2
+    one SET of a cache key per answer, streamed or not (Redis's MONITOR, so other SETs do not count). The
+    whole answer after it is written later than anything the stream scheduled, so once both keys exist
+    every write of the two has landed; a command sent after that ends the MONITOR read."""
+    r = services.redis.Redis.from_url(own_redis.url, socket_timeout=30)
+    keys, end = set(r.scan_iter("carrot:*")), f"{marker}-end-of-monitor"
+    with r.monitor() as monitor:
+        c = make_client(ops_proxy)
+        assert ask(c, f"{marker} streamed", stream=True)[0]["x-carrot-cache"] == "miss"
+        assert ask(c, f"{marker} whole")[0]["x-carrot-cache"] == "miss"
+        assert services.wait_for(lambda: len(set(r.scan_iter("carrot:*")) - keys) == 2)
+        r.exists(end)
+        commands = list(iter(lambda: monitor.next_command()["command"], f"EXISTS {end}"))
+    sets = [cmd.split(" ", 2)[1] for cmd in commands if cmd.upper().startswith("SET ")]
+    assert len([k for k in sets if k.startswith("carrot:")]) == 2, sets
 
 
 def test_new_version_of_the_same_pack_misses(ops_proxy, own_prompts, fake_upstream, marker):

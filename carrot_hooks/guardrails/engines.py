@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from dataclasses import dataclass
@@ -62,3 +63,10 @@ class Engines:
 def shared_engines() -> Engines:
     """The process-wide engines over policy/guardrails.yaml (shared by all guardrail hooks)."""
     return Engines(watched_policy())
+
+
+async def in_thread(timeout_s: float, fn, *args):
+    """`fn(*args)` in a worker thread, awaited for at most `timeout_s` (then TimeoutError; the thread may
+    go on). `asyncio.timeout`: no task of its own, unlike `wait_for`."""
+    async with asyncio.timeout(timeout_s):
+        return await asyncio.to_thread(fn, *args)

@@ -15,7 +15,7 @@ from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
 from ..messages import CALLER_ROLES, PROMPT_CALLS, map_request_texts, text_copy
 from ..metrics import timed_stage
-from .engines import shared_engines
+from .engines import in_thread, shared_engines
 from .metrics import record
 from .pii import PiiRedactor, Vault
 from .vaults import PII, store, vault
@@ -45,9 +45,8 @@ class PiiGuardrail(CustomGuardrail):
         try:
             # a policy edit may rebuild it (in a thread, not timed); else no thread hop
             redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
-            async with asyncio.timeout(policy.pii.timeout_ms / 1000):  # no task of its own, unlike wait_for
-                redacted = await asyncio.to_thread(_redact_copy, redactor, data, placeholders, entities,
-                                                   ctx.authored if ctx else ())
+            redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, redactor, data, placeholders,
+                                       entities, ctx.authored if ctx else ())
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
             log.error("PII engine failed (%s) for a %s-risk request", reason, level)
