@@ -236,8 +236,11 @@ async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float
     by_task: dict[str, list[float]] = {}
     lost = sent = 0
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
-        for _ in range(20):  # warm-up, not counted
-            await one(http, p, *next(mix), gateway)
+        async def warm() -> None:  # not counted: 8 requests per client at full concurrency (each kind of request
+            for _ in range(8):  # 8 times over), so every worker of `--workers N` has loaded its RAG model first
+                await one(http, p, *next(mix), gateway)
+
+        await asyncio.gather(*(warm() for _ in range(clients)))
         rss_before, cpu_before = rss_mb(p.proc.pid), cpu_s(p.proc.pid)
         stop_at = time.perf_counter() + duration
 

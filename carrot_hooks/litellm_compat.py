@@ -269,9 +269,10 @@ def _memo_type_adapter(type_adapter):
 
     def adapter(*args, **kwargs):
         try:
-            return memo(*args, **kwargs)
-        except TypeError:  # an unhashable argument
+            hash((args, *kwargs.items()))
+        except TypeError:  # an unhashable argument: built each time (a build's own TypeError is not retried)
             return type_adapter(*args, **kwargs)
+        return memo(*args, **kwargs)
 
     adapter.carrot_memo = True  # type: ignore[attr-defined]
     return adapter

@@ -219,6 +219,28 @@ def test_result_cache_builds_its_cache_controls_adapter_once():
     assert store(litellm.acompletion, {"model": "m", "cache": {"namespace": "n", "no-store": True}}) is False
 
 
+def test_type_adapter_memo_builds_once_and_does_not_retry_a_failing_build():
+    """trim_result_cache_overheads: a type whose adapter cannot be built fails once (not built twice), an
+    unhashable argument is built each time, and a hashable one once."""
+    from carrot_hooks.litellm_compat import _memo_type_adapter
+
+    calls = []
+
+    def build(tp, config=None):
+        calls.append(tp)
+        if tp == "bad":
+            raise TypeError("cannot build")
+        return object()
+
+    adapter = _memo_type_adapter(build)
+    with pytest.raises(TypeError, match="cannot build"):
+        adapter("bad")
+    assert calls == ["bad"]
+    assert adapter(int) is adapter(int) and calls.count(int) == 1
+    assert adapter(int, config={"strict": True}) is not adapter(int, config={"strict": True})
+    assert calls.count(int) == 3
+
+
 def _stream_through_litellm(include_usage: bool) -> tuple[list, list]:
     """A two-token stream through LiteLLM's own `CustomStreamWrapper` and caching handler (the store decision
     forced on): the answers LiteLLM hands the handler, and the ones the handler stores."""
