@@ -6,7 +6,9 @@ result on it was seen, with its own name lists; its phone misses have since been
 `held-out-3` (phones, addresses and IBANs in its own formats and sentence shapes) and `held-out-4`
 (its own name lists, names mid-sentence without an introducing phrase, capitalised code words in
 prose); the last two were written before any result on them was seen and only their scores are
-printed. Each group also has sentences
+printed. `held-out-4`'s misses were looked at in the 10th session (the rules for people in sentence
+slots were written from them: it is tuned since); `held-out-5` (own names, own verbs and slots, tools
+and bots in the same slots) was written before those rules and is only scored. Each group also has sentences
 without PII from everyday coding prose, so precision is measured too. Rows have the shape of
 pii_dev.jsonl: {"text", "spans": [{"entity_type", "start", "end"}]}.
 """
@@ -33,6 +35,11 @@ FIRST3 = ["gunnhild", "abimbola", "casimir", "yevgenia", "hiroko", "declan", "no
           "annelies", "ferdinand", "chiamaka", "lucien", "sunniva", "anselm", "rukhsana", "teodora", "kaveh", "isolde"]
 LAST3 = ["wisniewski", "nwachukwu", "bergstrom", "khoury", "lavigne", "matsumoto", "mcallister", "zielinska", "obi",
          "rasmussen", "van houten", "delgado", "achterberg", "pellegrini", "szabo", "thorne", "kaminski", "eze"]
+# names for the `held-out-5` group only (in none of the lists above)
+FIRST5 = ["radomir", "oluwaseun", "brigitta", "tobias", "yaroslava", "eamon", "nnamdi", "solveig", "quentin", "adaeze",
+          "leopold", "marguerite", "hamza", "ottokar", "ilse", "zoltan", "folasade", "cormac", "henrike", "vasco"]
+LAST5 = ["przybylski", "okonkwo", "halvorsen", "mancini", "dunleavy", "ferencz", "adebayo", "lindholm", "marchetti",
+         "obradovic", "sandoval", "kristiansen", "vukovic", "achebe", "holloway", "szymanski", "eriksdottir", "quaid"]
 STREETS = ["Elm", "Harbor", "Maple", "Quarry", "Birchwood", "Kingsley", "Orchard", "Juniper", "Lakeview", "Foxglove"]
 TYPES = ["Street", "Road", "Avenue", "Lane", "Drive", "Boulevard", "Court", "Way", "St.", "Rd."]
 EUROPE = ["Hauptstraße {n}", "Lindenweg {n}", "Kirkegade {n}", "Via Garibaldi {n}", "Rue Lepic {n}",
@@ -314,8 +321,46 @@ TEMPLATES = {
         "the Logger prints twice since we added the Formatter",
         "Max Retries is set to 3 in the Celery config",
     ],
+    # Written before any result on it was seen and before the rules for people in sentence slots (subject of
+    # a work verb, object of a preposition) were written; its own names (FIRST5/LAST5) and verbs, none of
+    # held-out-4's sentence shapes; half without PII, with tools, bots and Title Case code words in the
+    # same slots. Only its scores are printed; never tune on its misses.
+    "held-out-5": [
+        "{PERSON} approved the rollout plan this morning",
+        "ownership of the cron jobs moved to {PERSON_FULL}",
+        "I'll sync with {PERSON} about the schema change",
+        "the incident was escalated by {PERSON_FULL} at 3am",
+        "{PERSON_FULL} and I rewrote the importer last sprint",
+        "shout out to {PERSON} for fixing the memory leak",
+        "can you check with {PERSON} whether the cert was renewed?",
+        "{PERSON} is out sick, so the release slips a day",
+        "last week {PERSON_FULL} refactored the payment adapter",
+        "the on-call engineer tonight is {PERSON}",
+        "git blame says {PERSON} touched this line in 2021",
+        "the onboarding buddy for the new hire is {PERSON_FULL}",
+        "{PERSON}'s branch conflicts with main again",
+        "ping me or {PERSON} if the queue backs up",
+        "ownership of the cron jobs moved to the platform team",
+        "I'll sync with upstream about the schema change",
+        "the incident was escalated by pagerduty at 3am",
+        "shout out to dependabot for the quick version bumps",
+        "can you check with kubectl whether the pod restarted?",
+        "last week renovate bumped the lockfile twice",
+        "git blame says nobody touched this line since 2021",
+        "the on-call rotation tonight is empty",
+        "celery and redis both restarted after the deploy",
+        "ping me or the channel if the queue backs up",
+        "Grafana shows the spike right after the Deploy job",
+        "Sidekiq retries the Mailer job five times",
+        "ask Copilot to explain the Regex in the Validator",
+        "the Kafka Consumer lags behind the Producer",
+        "Black reformatted the whole file after the upgrade",
+        "Rust Analyzer crashes on this macro",
+        "Min Replicas is 2 and Max Surge is 25 percent",
+        "the Flask Blueprint registers the Admin routes",
+    ],
 }
-_NAMES = {"held-out-2": (FIRST2, LAST2), "held-out-4": (FIRST3, LAST3)}
+_NAMES = {"held-out-2": (FIRST2, LAST2), "held-out-4": (FIRST3, LAST3), "held-out-5": (FIRST5, LAST5)}
 _VALUES = {"held-out-3": {"PHONE_NUMBER": phone3, "STREET_ADDRESS": address3, "IBAN_CODE": iban3}}
 _SLOT = re.compile(r"\{([A-Z_]+)\}")
 

@@ -168,10 +168,19 @@ def test_email_in_a_code_string_or_config_value_is_redacted_but_not_in_a_url(red
     ("my colleague ingrid lindqvist wrote the parser", "ingrid lindqvist"),
     ("we called our daughter zofia", "zofia"),
     ("matteo said the flaky test is fixed", "matteo"),
+    # people in the slots of work: the agent, a collaborator, someone looped in or asked, the subject of
+    # a work verb, a team member
+    ("the migration was drafted by sibusiso ndlovu", "sibusiso ndlovu"),
+    ("I paired with ragnhild on the cache layer", "ragnhild"),
+    ("Fix contributed by Oyelaran Adewale.", "Oyelaran Adewale"),
+    ("loop in fintan before you merge", "fintan"),
+    ("could aurelie take a look at the logs?", "aurelie"),
+    ("yesterday kazimierz merged the revert", "kazimierz"),  # only the name: not "yesterday"
+    ("as wanjiru pointed out, the index is unused", "wanjiru"),
+    ("ebere from the data team owns that job", "ebere"),
 ])
 def test_names_after_introducing_phrases_in_any_case(redactor, text, name):
-    out = redacted(redactor, text)
-    assert name not in out and "<PERSON_1>" in out, out
+    assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
 
 
 @pytest.mark.parametrize("text", [
@@ -180,6 +189,12 @@ def test_names_after_introducing_phrases_in_any_case(redactor, text, name):
     "the linter said the import is unused", "the request takes 500 ms latency",
     "the Session object is named session_factory", "please call me when you're here",
     "Why is the import so slow?",
+    "the fix was merged by the bot", "the regression was introduced by redis 7.2", "sorted by date, then by name",
+    "I paired with the new hire on it", "sync with upstream before you rebase", "could you take a look?",
+    "it worked with postgres but not with sqlite", "loop in the retry handler", "the build from the main branch passed",
+    "Changelog merged with 1.0.5", "Eventlet fixed so that the environment is patched", "fix to work with execnet 1.0",
+    "this file is managed by towncrier", "Working with many-to-many models", "docstrings found in modules were skipped",
+    "application :doc:`that is created by django-admin startproject\n</howto/deployment/wsgi/index>`.",
 ])
 def test_introducing_phrases_before_ordinary_words_or_code_pass(redactor, text):
     assert redacted(redactor, text) == text
@@ -402,13 +417,16 @@ def test_a_name_an_introducing_phrase_found_whole_sends_no_words_to_ner(redactor
     assert redacted(redactor, "My name is Vanessa P. Hertzog") == "My name is <PERSON_1>"
 
 
-def test_without_the_gazetteer_only_introduced_names_count():
+def test_without_the_gazetteer_only_introduced_names_count(redactor):
     from carrot_hooks.guardrails.pii.names import Gazetteer
 
     assert not Gazetteer.load("none").first and "derek" in Gazetteer.load("faker").first
     settings = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy).pii
     plain = PiiRedactor(settings.model_copy(update={"name_gazetteer": "none"}))
-    assert redacted(plain, "please loop in Derek before the release") == "please loop in Derek before the release"
+    text = "please wait for Derek before the release"
+    assert redacted(plain, text) == text
+    assert redacted(redactor, text) == "please wait for <PERSON_1> before the release"
+    assert redacted(plain, "please loop in Derek before the release") == "please loop in <PERSON_1> before the release"
 
 
 def test_ner_runs_with_single_threaded_blas(redactor):

@@ -112,7 +112,7 @@ class NameIntroducers(_Strict):
 
     `any`: the phrase introduces only people ("my name is"), so a name-shaped word in any case counts;
     `confirm`: it also introduces other things ("thanks, that worked", "ping the endpoint"), so the
-    words count when NER, run on a copy where they are capitalised, calls them a PERSON;
+    words count when one of them is no English word or a capitalised given name (names.introduced);
     `confirm_after`: like `confirm`, for phrases that follow the name ("<name> said").
     """
 
@@ -142,6 +142,12 @@ class PiiSettings(_Strict):
     name_gazetteer: Literal["faker", "none"] = "none"
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
+
+    @field_validator("technical_terms")
+    @classmethod
+    def _any_case(cls, value: frozenset[str]) -> frozenset[str]:
+        """Tool names are written in any case in prose ("redis", "Redis"): both forms are listed."""
+        return value | {t.lower() for t in value}
 
     @field_validator("code_email_attributions", "code_email_not_personal")
     @classmethod

@@ -303,6 +303,8 @@ class English:
 
     def __contains__(self, word: str) -> bool:
         w = word.lower()
+        if "-" in w.strip("-"):  # a compound is English when its parts are: many-to-many, built-in
+            return all(part in STOP_WORDS or part in self for part in w.split("-") if part)
         return w in self.words or w in self.exceptions or any(
             w.endswith(old) and w[: len(w) - len(old)] + new in self.words for old, new in self.rules)
 
@@ -378,7 +380,7 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             if words:
                 out.append((words[0][0], words[-1][1]))
     for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
-        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer)
+        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer, from_first=True)
         if words:
             out.append((words[0][0], words[-1][1]))
     return out
@@ -397,9 +399,12 @@ def _text_lines(prose: str) -> list[tuple[int, int]]:
 
 
 def _unknown_words(prose: str, words: list[tuple[int, int]], english: English,
-                   gazetteer: Gazetteer) -> list[tuple[int, int]]:
+                   gazetteer: Gazetteer, from_first: bool = False) -> list[tuple[int, int]]:
     """`words` when at least one is no English word or a capitalised given name ("anthony moreau",
-    "Grace", not "works now", "will do"), up to the last such."""
+    "Grace", not "works now", "will do"), up to the last such; `from_first`: from the first such on (the
+    words before a phrase: "yesterday anthony merged" is "anthony")."""
     unknown = [i for i, (s, e) in enumerate(words) if prose[s:e] not in english
                or prose[s].isupper() and prose[s:e].lower() in gazetteer.first]
-    return words[: unknown[-1] + 1] if unknown else []
+    if not unknown:
+        return []
+    return words[unknown[0]:] if from_first else words[: unknown[-1] + 1]
