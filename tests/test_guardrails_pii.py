@@ -168,16 +168,16 @@ def test_email_in_a_code_string_or_config_value_is_redacted_but_not_in_a_url(red
     ("my colleague ingrid lindqvist wrote the parser", "ingrid lindqvist"),
     ("we called our daughter zofia", "zofia"),
     ("matteo said the flaky test is fixed", "matteo"),
-    # people in the slots of work: the agent, a collaborator, someone looped in or asked, the subject of
-    # a work verb, a team member
+    # people in slots tools rarely fill: the author of a piece of work, a meeting, someone looped in, a review
     ("the migration was drafted by sibusiso ndlovu", "sibusiso ndlovu"),
-    ("I paired with ragnhild on the cache layer", "ragnhild"),
     ("Fix contributed by Oyelaran Adewale.", "Oyelaran Adewale"),
-    ("loop in fintan before you merge", "fintan"),
+    ("I met with ragnhild about the cache layer", "ragnhild"),
+    ("please loop in fintan before you merge", "fintan"),
     ("could aurelie take a look at the logs?", "aurelie"),
-    ("yesterday kazimierz merged the revert", "kazimierz"),  # only the name: not "yesterday"
-    ("as wanjiru pointed out, the index is unused", "wanjiru"),
-    ("ebere from the data team owns that job", "ebere"),
+    ("yesterday kazimierz said the revert is fine", "kazimierz"),  # the words before a phrase: from the first unknown one
+    ("Kazimierz finally said it works", "Kazimierz"),
+    ("I met Hall-Baker at the conference yesterday", "Hall-Baker"),
+    ("ping jenkins-smith about the invoice", "jenkins-smith"),
 ])
 def test_names_after_introducing_phrases_in_any_case(redactor, text, name):
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
@@ -189,11 +189,14 @@ def test_names_after_introducing_phrases_in_any_case(redactor, text, name):
     "the linter said the import is unused", "the request takes 500 ms latency",
     "the Session object is named session_factory", "please call me when you're here",
     "Why is the import so slow?",
-    "the fix was merged by the bot", "the regression was introduced by redis 7.2", "sorted by date, then by name",
-    "I paired with the new hire on it", "sync with upstream before you rebase", "could you take a look?",
-    "it worked with postgres but not with sqlite", "loop in the retry handler", "the build from the main branch passed",
-    "Changelog merged with 1.0.5", "Eventlet fixed so that the environment is patched", "fix to work with execnet 1.0",
-    "this file is managed by towncrier", "Working with many-to-many models", "docstrings found in modules were skipped",
+    "the fix was merged by the bot", "sorted by date, then by name", "could you take a look?",
+    "the exception raised by aiohttp", "This PR was opened by dependabot", "the push was rejected by pre-commit",
+    "Fixed by upgrading setuptools to 69.", "the event loop in uvicorn is blocked", "a for loop in numpy is slow",
+    "keep the replica in sync with etcd", "Paired with uvloop, the server is faster", "Can Renovate handle monorepos?",
+    "can mypy check this?", "it will segfault and take the worker down", "nginx closed the connection after 60s",
+    "Dependabot merged the bump overnight.", "Webpack broke the build", "mypy pointed out the Optional.",
+    "Grafana dashboards from the SRE team are stale.", "Wi-Fi in the office is down again",
+    "Changelog merged with 1.0.5", "this file is managed by towncrier", "Working with many-to-many models",
     "application :doc:`that is created by django-admin startproject\n</howto/deployment/wsgi/index>`.",
 ])
 def test_introducing_phrases_before_ordinary_words_or_code_pass(redactor, text):

@@ -143,12 +143,6 @@ class PiiSettings(_Strict):
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
 
-    @field_validator("technical_terms")
-    @classmethod
-    def _any_case(cls, value: frozenset[str]) -> frozenset[str]:
-        """Tool names are written in any case in prose ("redis", "Redis"): both forms are listed."""
-        return value | {t.lower() for t in value}
-
     @field_validator("code_email_attributions", "code_email_not_personal")
     @classmethod
     def _code_email(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:

@@ -303,8 +303,6 @@ class English:
 
     def __contains__(self, word: str) -> bool:
         w = word.lower()
-        if "-" in w.strip("-"):  # a compound is English when its parts are: many-to-many, built-in
-            return all(part in STOP_WORDS or part in self for part in w.split("-") if part)
         return w in self.words or w in self.exceptions or any(
             w.endswith(old) and w[: len(w) - len(old)] + new in self.words for old, new in self.rules)
 
@@ -344,8 +342,12 @@ def _words_after(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[
 
 
 def _words_before(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
-    """Up to 3 name-shaped words right before `pos` on one line, back to a stop word or punctuation."""
-    line_start = prose.rfind("\n", 0, pos) + 1
+    """Up to 3 name-shaped words right before `pos` on one line, back to a stop word or punctuation
+    (read from at most 120 characters back, as `_words_after` reads ahead: a long line is not re-read
+    for every phrase on it)."""
+    line_start = max(prose.rfind("\n", max(0, pos - 120), pos) + 1, pos - 120)
+    if line_start > 0 and line_start == pos - 120 and not prose[line_start - 1].isspace():
+        line_start = prose.find(" ", line_start, pos) + 1 or pos  # the window starts mid-word: skip that word
     out: list[tuple[int, int]] = []
     for m in reversed(list(regex.finditer(r"\S+", prose[line_start:pos]))):
         token = m.group(0)
@@ -402,9 +404,9 @@ def _unknown_words(prose: str, words: list[tuple[int, int]], english: English,
                    gazetteer: Gazetteer, from_first: bool = False) -> list[tuple[int, int]]:
     """`words` when at least one is no English word or a capitalised given name ("anthony moreau",
     "Grace", not "works now", "will do"), up to the last such; `from_first`: from the first such on (the
-    words before a phrase: "yesterday anthony merged" is "anthony")."""
+    words before a phrase: "yesterday anthony said" is "anthony")."""
     unknown = [i for i, (s, e) in enumerate(words) if prose[s:e] not in english
                or prose[s].isupper() and prose[s:e].lower() in gazetteer.first]
     if not unknown:
         return []
-    return words[unknown[0]:] if from_first else words[: unknown[-1] + 1]
+    return words[unknown[0] if from_first else 0 : unknown[-1] + 1]
