@@ -6,9 +6,9 @@ result on it was seen, with its own name lists; its phone misses have since been
 `held-out-3` (phones, addresses and IBANs in its own formats and sentence shapes) and `held-out-4`
 (its own name lists, names mid-sentence without an introducing phrase, capitalised code words in
 prose); the last two were written before any result on them was seen and only their scores are
-printed. `held-out-4`'s misses were looked at in the 10th session (the rules for people in sentence
-slots were written from them: it is tuned since); `held-out-5` (own names, own verbs and slots, tools
-and bots in the same slots) was written before those rules and is only scored. Each group also has sentences
+printed. `held-out-4`'s misses were looked at in the 10th session (the phrases for people in sentence
+slots written from them were reverted after review); `held-out-5` (own names, own verbs and slots,
+tools and bots in the same slots) was written before those phrases and is only scored. Each group also has sentences
 without PII from everyday coding prose, so precision is measured too. Rows have the shape of
 pii_dev.jsonl: {"text", "spans": [{"entity_type", "start", "end"}]}.
 """

@@ -15,9 +15,8 @@ import re
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"(?ms)^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)")
-# ``double`` (RST, Markdown) before `single`, so ``a`` b ``c`` is not read as code between the pairs; only an
-# RST role's text may wrap once (:doc:`text\n<path>`): a stray backtick never pairs across lines
-_INLINE = re.compile(r"``[^`\n]+``|(?<=\w:)`[^`\n]+(?:\n[^`\n]+)?`|`[^`\n]+`")
+# ``double`` (RST, Markdown) before `single`, so ``a`` b ``c`` is not read as code between the pairs
+_INLINE = re.compile(r"``[^`\n]+``|`[^`\n]+`")
 # A line is code when it starts like code (matched at its start) or ends like it (`;`, `{`, `}` or a call):
 # one anchored match and two end checks that first look for their characters, not one search of every
 # position of every line.

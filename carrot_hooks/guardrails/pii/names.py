@@ -341,13 +341,18 @@ def _words_after(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[
     return out
 
 
+_LOOK_BACK = 120
+_SPACE = regex.compile(r"\s")
+
+
 def _words_before(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
     """Up to 3 name-shaped words right before `pos` on one line, back to a stop word or punctuation
     (read from at most 120 characters back, as `_words_after` reads ahead: a long line is not re-read
     for every phrase on it)."""
-    line_start = max(prose.rfind("\n", max(0, pos - 120), pos) + 1, pos - 120)
-    if line_start > 0 and line_start == pos - 120 and not prose[line_start - 1].isspace():
-        line_start = prose.find(" ", line_start, pos) + 1 or pos  # the window starts mid-word: skip that word
+    line_start = max(prose.rfind("\n", max(0, pos - _LOOK_BACK), pos) + 1, pos - _LOOK_BACK)
+    if line_start > 0 and line_start == pos - _LOOK_BACK and not prose[line_start - 1].isspace():
+        space = _SPACE.search(prose, line_start, pos)  # the window starts mid-word: skip that word
+        line_start = space.end() if space else pos
     out: list[tuple[int, int]] = []
     for m in reversed(list(regex.finditer(r"\S+", prose[line_start:pos]))):
         token = m.group(0)
@@ -382,7 +387,7 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             if words:
                 out.append((words[0][0], words[-1][1]))
     for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
-        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer, from_first=True)
+        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer)
         if words:
             out.append((words[0][0], words[-1][1]))
     return out
@@ -401,12 +406,9 @@ def _text_lines(prose: str) -> list[tuple[int, int]]:
 
 
 def _unknown_words(prose: str, words: list[tuple[int, int]], english: English,
-                   gazetteer: Gazetteer, from_first: bool = False) -> list[tuple[int, int]]:
+                   gazetteer: Gazetteer) -> list[tuple[int, int]]:
     """`words` when at least one is no English word or a capitalised given name ("anthony moreau",
-    "Grace", not "works now", "will do"), up to the last such; `from_first`: from the first such on (the
-    words before a phrase: "yesterday anthony said" is "anthony")."""
+    "Grace", not "works now", "will do"), up to the last such."""
     unknown = [i for i, (s, e) in enumerate(words) if prose[s:e] not in english
                or prose[s].isupper() and prose[s:e].lower() in gazetteer.first]
-    if not unknown:
-        return []
-    return words[unknown[0] if from_first else 0 : unknown[-1] + 1]
+    return words[: unknown[-1] + 1] if unknown else []
