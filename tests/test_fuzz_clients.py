@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import httpx
 import pytest
@@ -35,10 +34,8 @@ def test_stalled_half_sent_requests_do_not_block_others(proxy, fake_upstream, ma
             s = open_socket(proxy)
             s.sendall(raw_request(proxy, b'{"model": "gpt-4o", "messages": [', content_length=100_000))
             stalled.append(s)
-        t0 = time.monotonic()
-        r = chat_ok(proxy, marker)
+        r = chat_ok(proxy, marker)  # a blocked proxy would leave it unanswered past its timeout
         assert r.status_code == 200, r.text
-        assert time.monotonic() - t0 < 30
         assert len(fake_upstream.find(marker)) == 1
     finally:
         for s in stalled:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -279,10 +278,8 @@ def test_hung_gateway_stops_the_model_after_two_failed_attempts(repo):
     git(repo, "commit", "-q", "-m", "big")
     gateway = HungGateway()
     try:
-        start = time.monotonic()
         out = run_bot("--base", "main", "--head", "feature", "--budget", "200", "--timeout", "1", "--json",
                       cwd=repo, env=gateway.env)
-        elapsed = time.monotonic() - start
         connections = len(gateway.conns)
     finally:
         gateway.close()
@@ -292,8 +289,7 @@ def test_hung_gateway_stops_the_model_after_two_failed_attempts(repo):
     assert doc["model"]["requests"] == 1
     assert "big.py" in doc["model"]["not_reviewed"]
     (problem,) = doc["model"]["problems"]
-    assert "gateway error: Request timed out" in problem
-    assert elapsed < 30
+    assert "gateway error: Request timed out" in problem  # the stop is shown by the 2 connections, not by a clock
 
 
 def test_sarif_with_model_findings_matches_the_sarif_2_1_0_schema(repo, tmp_path):
