@@ -323,10 +323,14 @@ def _name_word(token: str, technical: frozenset[str]) -> bool:
         and token not in technical and not _CONTRACTION.search(token)
 
 
+_NAME_REACH = 120  # characters a name is looked for after or before a phrase
+_SPACE = regex.compile(r"\s")
+
+
 def _words_after(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
     """Up to 3 name-shaped words from `pos` on one line, up to a stop word or punctuation."""
     out: list[tuple[int, int]] = []
-    for m in regex.finditer(r"[^\s]+|\n", prose[pos : pos + 120]):
+    for m in regex.finditer(r"[^\s]+|\n", prose[pos : pos + _NAME_REACH]):
         token = m.group(0)
         if token == "\n" or len(out) == _MAX_NAME_WORDS:
             break
@@ -341,16 +345,12 @@ def _words_after(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[
     return out
 
 
-_LOOK_BACK = 120
-_SPACE = regex.compile(r"\s")
-
-
 def _words_before(prose: str, pos: int, technical: frozenset[str]) -> list[tuple[int, int]]:
     """Up to 3 name-shaped words right before `pos` on one line, back to a stop word or punctuation
-    (read from at most 120 characters back, as `_words_after` reads ahead: a long line is not re-read
-    for every phrase on it)."""
-    line_start = max(prose.rfind("\n", max(0, pos - _LOOK_BACK), pos) + 1, pos - _LOOK_BACK)
-    if line_start > 0 and line_start == pos - _LOOK_BACK and not prose[line_start - 1].isspace():
+    (read from at most `_NAME_REACH` characters back, as `_words_after` reads ahead: a long line is not
+    re-read for every phrase on it)."""
+    line_start = max(prose.rfind("\n", max(0, pos - _NAME_REACH), pos) + 1, pos - _NAME_REACH)
+    if line_start > 0 and line_start == pos - _NAME_REACH and not prose[line_start - 1].isspace():
         space = _SPACE.search(prose, line_start, pos)  # the window starts mid-word: skip that word
         line_start = space.end() if space else pos
     out: list[tuple[int, int]] = []
