@@ -517,3 +517,24 @@ def test_the_imports_litellm_auth_runs_per_request_resolve():
     assert modules, "LiteLLM no longer imports inside _seed_request_destinations: drop opentelemetry-sdk if unused"
     for module in modules:
         importlib.import_module(module)  # ModuleNotFoundError names the missing dependency
+
+
+def test_the_gc_threshold_variable_the_proxy_env_sets_is_applied(monkeypatch):
+    """`PYTHON_GC_THRESHOLD` (carrot_hooks/serve.py DEFAULTS, the Dockerfile) is LiteLLM's own setting, read
+    into `litellm.constants` and applied by `debug_utils` when the proxy is imported."""
+    import gc
+    import inspect
+
+    from litellm import constants
+    from litellm.proxy.common_utils import debug_utils
+
+    from carrot_hooks.serve import DEFAULTS
+
+    assert 'os.getenv("PYTHON_GC_THRESHOLD")' in inspect.getsource(constants), "LiteLLM no longer reads the variable"
+    before = gc.get_threshold()
+    monkeypatch.setattr(debug_utils, "PYTHON_GC_THRESHOLD", DEFAULTS["PYTHON_GC_THRESHOLD"])
+    try:
+        debug_utils.configure_gc_thresholds()
+        assert gc.get_threshold() == tuple(int(x) for x in DEFAULTS["PYTHON_GC_THRESHOLD"].split(","))
+    finally:
+        gc.set_threshold(*before)
