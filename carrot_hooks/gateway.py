@@ -9,11 +9,6 @@
 
 # No `from __future__ import annotations`: LiteLLM loads this file outside sys.modules, where
 # dataclasses cannot resolve postponed annotations.
-import gc
-import os
-
-if os.environ.get('EXP_FREEZE'):
-    gc.freeze()
 import json
 import logging
 import threading

@@ -204,7 +204,7 @@ def test_proxy_gets_every_variable_its_config_and_hooks_read():
     config_vars = set(re.findall(r"os\.environ/([A-Z_][A-Z0-9_]*)", (ROOT / "litellm_config.yaml").read_text()))
     proxy_env = set(COMPOSE["services"]["proxy"]["environment"])
     needed = (config_vars | set(DEFAULTS) | {"REDIS_URL", "PGVECTOR_URL", "DATABASE_URL"}) - {"LITELLM_LOG"}
-    assert needed - image_env() <= proxy_env, f"proxy environment lacks {sorted(needed - proxy_env)}"
+    assert needed - set(image_env()) <= proxy_env, f"proxy environment lacks {sorted(needed - set(image_env()) - proxy_env)}"
     assert needed | set(DEFAULTS) <= documented_vars()
 
 
@@ -273,10 +273,18 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     ]
 
 
-def image_env() -> set[str]:
-    """Variables the Dockerfile's ENV sets (compose and the Deployment need not repeat them)."""
-    return {name for op, args in dockerfile_instructions() if op == "ENV"
-            for name in re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=", args)}
+def image_env() -> dict[str, str]:
+    """Variables the Dockerfile's ENV sets (`NAME=value` form; compose and the Deployment need not repeat them)."""
+    return {name: value for op, args in dockerfile_instructions() if op == "ENV"
+            for name, value in re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=(\S*)", args)}
+
+
+def test_image_sets_the_python_process_settings_make_run_sets():
+    from carrot_hooks.serve import DEFAULTS
+
+    process = {k: v for k, v in DEFAULTS.items() if k.startswith("PYTHON")}
+    assert process, "serve.DEFAULTS has no Python process settings"
+    assert {k: image_env().get(k) for k in process} == process
 
 
 def test_dockerfile_builds_on_python_311_slim_and_copies_only_existing_paths():

@@ -108,7 +108,7 @@ def test_container_gets_every_variable_the_config_and_hooks_read():
 
     needed = set(re.findall(r"os\.environ/([A-Z_][A-Z0-9_]*)", LITELLM_CONFIG_TEXT))
     needed |= set(DEFAULTS) | {"REDIS_URL", "PGVECTOR_URL", "DATABASE_URL"}
-    needed -= image_env()
+    needed -= set(image_env())
     assert needed <= set(ENV), f"Deployment env lacks {sorted(needed - set(ENV))}"
     for secret in ("LITELLM_MASTER_KEY", "REDIS_URL", "PGVECTOR_URL", "DATABASE_URL", "ALT_API_KEY"):
         assert "secretKeyRef" in ENV[secret]["valueFrom"], f"{secret} must come from a Secret"

@@ -519,22 +519,14 @@ def test_the_imports_litellm_auth_runs_per_request_resolve():
         importlib.import_module(module)  # ModuleNotFoundError names the missing dependency
 
 
-def test_the_gc_threshold_variable_the_proxy_env_sets_is_applied(monkeypatch):
-    """`PYTHON_GC_THRESHOLD` (carrot_hooks/serve.py DEFAULTS, the Dockerfile) is LiteLLM's own setting, read
-    into `litellm.constants` and applied by `debug_utils` when the proxy is imported."""
-    import gc
-    import inspect
 
-    from litellm import constants
-    from litellm.proxy.common_utils import debug_utils
-
+def test_the_proxy_runs_with_the_gc_threshold_its_environment_sets(proxy):
+    """`PYTHON_GC_THRESHOLD` (carrot_hooks/serve.py DEFAULTS, the Dockerfile) is LiteLLM's own setting, applied
+    when its proxy module loads; the running proxy reports the thresholds in force."""
     from carrot_hooks.serve import DEFAULTS
 
-    assert 'os.getenv("PYTHON_GC_THRESHOLD")' in inspect.getsource(constants), "LiteLLM no longer reads the variable"
-    before = gc.get_threshold()
-    monkeypatch.setattr(debug_utils, "PYTHON_GC_THRESHOLD", DEFAULTS["PYTHON_GC_THRESHOLD"])
-    try:
-        debug_utils.configure_gc_thresholds()
-        assert gc.get_threshold() == tuple(int(x) for x in DEFAULTS["PYTHON_GC_THRESHOLD"].split(","))
-    finally:
-        gc.set_threshold(*before)
+    r = httpx.get(f"{proxy.base_url}/debug/memory/details", params={"top_n": 1}, headers=proxy.headers(), timeout=60)
+    assert r.status_code == 200, r.text[:500]
+    thresholds = r.json()["garbage_collector"]["thresholds"]
+    want = [int(x) for x in DEFAULTS["PYTHON_GC_THRESHOLD"].split(",")]
+    assert [thresholds[f"generation_{g}"] for g in range(3)] == want, thresholds
