@@ -519,7 +519,6 @@ def test_the_imports_litellm_auth_runs_per_request_resolve():
         importlib.import_module(module)  # ModuleNotFoundError names the missing dependency
 
 
-
 def test_the_proxy_runs_with_the_gc_threshold_its_environment_sets(proxy):
     """`PYTHON_GC_THRESHOLD` (carrot_hooks/serve.py DEFAULTS, the Dockerfile) is LiteLLM's own setting, applied
     when its proxy module loads; the running proxy reports the thresholds in force."""
