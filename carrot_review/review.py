@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carrot_review import lint
 from carrot_review.diff import Diff
 from carrot_review.findings import SEVERITY_RANK, Finding, dedupe, in_diff
-from carrot_review.model import ChunkResult, ModelReviewer
 from carrot_review.packing import pack
+
+if TYPE_CHECKING:  # the model module imports openai (~0.7 s): linters-only runs never load it
+    from carrot_review.model import ChunkResult, ModelReviewer
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -351,3 +352,13 @@ def test_unreachable_gateway_is_exit_2_unless_the_model_is_optional(repo):
     doc = json.loads(optional.stdout)
     assert optional.returncode == doc["exit_code"] == 1 and doc["lint"]["failed"]  # ruff's F401 still gates
     assert "Connection error" in doc["model"]["problems"][0]
+
+
+def test_linters_only_run_never_loads_the_openai_sdk(repo):
+    """`--no-model` (a linters-only CI step) starts without importing the SDK (~0.7 s of every run)."""
+    probe = ("import sys; from carrot_review import cli; code = cli.main(sys.argv[1:]); "
+             "print('openai loaded:', 'openai' in sys.modules, 'exit:', code, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", probe, "--no-model", "--base", "main", "--head", "feature"],
+                         cwd=repo, capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stderr.splitlines()[-1] == "openai loaded: False exit: 1", out.stderr  # exit 1: ruff's F401
