@@ -3,6 +3,7 @@
 LiteLLM changes every week. Every use of its internals lives here, each with the reason we need
 it, and `tests/test_litellm_contract.py` pins the behaviour each shim relies on, so an upgrade that
 changes one fails a named test instead of the gateway silently. `check_version()` runs at start-up.
+What needs no LiteLLM import (its version, its bundled tokenizer file) is in `litellm_bundle`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import inspect
 import json
 import logging
 from collections.abc import AsyncIterator
-from importlib.metadata import version
 
 import litellm
 from litellm.caching.caching import Cache
@@ -32,10 +32,11 @@ from litellm.types.utils import (
     ModelResponse,
     TextCompletionResponse,
 )
-from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+
+from .litellm_bundle import TESTED, count_tokens, installed_version
 
 __all__ = [
+    "TESTED",
     "ChatCompletionDeltaToolCall",
     "Function",
     "LiteLLMRoutes",
@@ -43,11 +44,10 @@ __all__ = [
     "ProxyException",
     "RedisCache",
     "UserAPIKeyAuth",
+    "count_tokens",
 ]
 
 log = logging.getLogger("carrot.litellm_compat")
-
-TESTED = SpecifierSet(">=1.110.2,<1.111")  # the range tests/test_litellm_contract.py passed on
 
 
 class LiteLLMContractError(RuntimeError):
@@ -56,7 +56,7 @@ class LiteLLMContractError(RuntimeError):
 
 def check_version() -> bool:
     """Log clearly when the installed LiteLLM is outside the tested range; True when inside."""
-    installed = Version(version("litellm"))
+    installed = installed_version()
     if installed in TESTED:
         return True
     log.error("LiteLLM %s is outside the range carrot_hooks was tested with (%s): run "
@@ -126,14 +126,6 @@ def add_callback(callback) -> None:
     """Register a callback object after the config loaded (the manager dedupes and routes it to every list)."""
     if not any(type(cb) is type(callback) for cb in litellm.callbacks):
         litellm.logging_callback_manager.add_litellm_callback(callback)
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in `text` with the cl100k encoding LiteLLM ships offline in its wheel (close enough to
-    DeepSeek's tokenizer for size thresholds); LiteLLM's `token_counter` would also build a message."""
-    from litellm.litellm_core_utils.default_encoding import encoding
-
-    return len(encoding.encode(text, disallowed_special=()))
 
 
 def cache_hit(response) -> bool:

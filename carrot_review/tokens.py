@@ -1,7 +1,7 @@
 """Token counts for packing diffs under a budget, without requiring the gateway's dependencies.
 
 With the gateway installed, the exact offline cl100k count (its BPE file ships in LiteLLM's wheel; read
-through the gateway's LiteLLM seam);
+through the gateway's LiteLLM seam without importing LiteLLM);
 with only `carrot-coder-gateway[review]`, an estimate of one token per 3 characters, which
 over-counts code (about 4 characters per token), so chunks stay under the budget. tiktoken alone
 would download its BPE file at first use, hence no third option.
@@ -10,7 +10,6 @@ would download its BPE file at first use, hence no third option.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 
 
@@ -28,9 +27,12 @@ def counter() -> Callable[[str], int]:
     """The best token counter this installation has."""
     if importlib.util.find_spec("litellm") is None:
         return estimate
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # importing LiteLLM must not go online
     try:
-        from carrot_hooks.litellm_compat import count_tokens
-    except ImportError:  # a LiteLLM other than the gateway's (e.g. another tool's pin in this venv)
+        from carrot_hooks.litellm_bundle import TESTED, count_tokens, installed_version
+
+        if installed_version() not in TESTED:  # another tool's LiteLLM pin in this venv: its files may differ
+            return estimate
+        count_tokens("")  # loads the encoding: ImportError when the wheel has no copy of its file
+    except ImportError:
         return estimate
     return count_tokens

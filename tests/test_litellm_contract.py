@@ -5,6 +5,9 @@ real proxy lives in the e2e tests named in each docstring."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -495,12 +498,26 @@ def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(mon
 
 
 def test_count_tokens_uses_the_cl100k_encoding_litellm_ships_offline():
-    """compat.count_tokens: LiteLLM's bundled cl100k (no download; routing by size depends on it)."""
+    """compat.count_tokens (litellm_bundle): LiteLLM's bundled cl100k (no download; routing by size depends
+    on it), found in the wheel without importing LiteLLM, the same encoding LiteLLM's own import loads."""
     from litellm.litellm_core_utils.default_encoding import encoding
 
+    texts = ["def add(a, b):\n    return a + b", "é🥕 naïve — ünïcode", "<|endoftext|>", "x" * 5000]
     assert encoding.name == "cl100k_base"
+    assert [compat.count_tokens(t) for t in texts] == [len(encoding.encode(t, disallowed_special=())) for t in texts]
     assert compat.count_tokens("def add(a, b):\n    return a + b") == 11
     assert compat.count_tokens("<|endoftext|>") > 1, "special tokens are counted as text, not refused"
+
+
+def test_token_count_loads_without_importing_litellm(tmp_path):
+    """`carrot-review` sizes diffs with the bundle's counter: a fresh interpreter counts offline (an empty
+    tiktoken cache and no network) and never imports LiteLLM (~5 s)."""
+    probe = ("import sys; from carrot_hooks.litellm_bundle import count_tokens; "
+             "print(count_tokens('def add(a, b):\\n    return a + b'), 'litellm' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if "TIKTOKEN" not in k}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False,
+                         cwd=ROOT, env={**env, "TMPDIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9"})
+    assert out.stdout.split() == ["11", "False"], out.stderr
 
 
 def test_the_imports_litellm_auth_runs_per_request_resolve():
