@@ -22,6 +22,9 @@ from tests.proxy_process import ProxyProcess
 RPM = 4
 PIN = "ds-coder-v2@2025-06-10"  # rpm RPM: the fleet-wide limit
 OUTAGE_PINS = {"down": "ds-coder-6.7b@2025-03-01", "frozen": "ds-coder-v2@2025-09-23"}  # rpm RPM each
+# Seconds of the rpm window each outage test needs: 2 * (RPM + 1) requests took 1.9 s with Redis stopped
+# and 8.7 s with it frozen (each Redis call waits out REDIS_SOCKET_TIMEOUT) on a quiet machine; 2-3x that.
+OUTAGE_WINDOW = {"down": 15, "frozen": 30}
 LATE_PIN = "ds-coder-6.7b@2025-09-23"  # rpm RPM
 PROBE = "ds-coder-v2-vllm"  # rpm high: its counter in Redis shows which replica counts there
 PROBE_KEY = "DeepSeek-Coder-V2-Instruct:rpm:"
@@ -143,7 +146,7 @@ def test_rate_limited_alias_is_served_per_replica_while_redis_is_out(fleet, outa
     admits up to N per replica; once Redis answers again both count there again."""
     r1, r2 = fleet.replicas
     pin = OUTAGE_PINS[outage]
-    fresh_window(40)
+    fresh_window(OUTAGE_WINDOW[outage])
     cut, restore = (fleet.redis.stop, fleet.redis.start) if outage == "down" else (fleet.redis.pause, fleet.redis.resume)
     cut()
     try:
