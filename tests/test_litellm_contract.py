@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import litellm
@@ -497,26 +498,38 @@ def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(mon
     assert isinstance(started.middleware_stack, HttpEdge) and not isinstance(started.middleware_stack.app, HttpEdge)
 
 
-def test_count_tokens_uses_the_cl100k_encoding_litellm_ships_offline():
+def test_count_tokens_uses_the_cl100k_encoding_litellm_ships_offline(monkeypatch):
     """compat.count_tokens (litellm_bundle): LiteLLM's bundled cl100k (no download; routing by size depends
-    on it), found in the wheel without importing LiteLLM, the same encoding LiteLLM's own import loads."""
-    from litellm.litellm_core_utils.default_encoding import encoding
+    on it), found in the wheel without importing LiteLLM: the folder LiteLLM's own import points tiktoken at."""
+    from litellm.litellm_core_utils import default_encoding
 
-    texts = ["def add(a, b):\n    return a + b", "é🥕 naïve — ünïcode", "<|endoftext|>", "x" * 5000]
-    assert encoding.name == "cl100k_base"
-    assert [compat.count_tokens(t) for t in texts] == [len(encoding.encode(t, disallowed_special=())) for t in texts]
+    from carrot_hooks import litellm_bundle
+
+    monkeypatch.delenv("CUSTOM_TIKTOKEN_CACHE_DIR", raising=False)
+    assert default_encoding.encoding.name == "cl100k_base"
+    assert litellm_bundle.cl100k_file().parent == Path(default_encoding.filename)
     assert compat.count_tokens("def add(a, b):\n    return a + b") == 11
     assert compat.count_tokens("<|endoftext|>") > 1, "special tokens are counted as text, not refused"
 
 
+def test_a_cache_folder_without_the_file_is_an_import_error_not_a_download(monkeypatch, tmp_path):
+    """CUSTOM_TIKTOKEN_CACHE_DIR (LiteLLM's override) without the cl100k file: tiktoken would fetch it."""
+    from carrot_hooks import litellm_bundle
+
+    monkeypatch.setenv("CUSTOM_TIKTOKEN_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ImportError, match="tiktoken would download it"):
+        litellm_bundle.cl100k_file()
+
+
 def test_token_count_loads_without_importing_litellm(tmp_path):
     """`carrot-review` sizes diffs with the bundle's counter: a fresh interpreter counts offline (an empty
-    tiktoken cache and no network) and never imports LiteLLM (~5 s)."""
-    probe = ("import sys; from carrot_hooks.litellm_bundle import count_tokens; "
+    tiktoken cache, and `requests`, tiktoken's only way to download, made unimportable) and never imports
+    LiteLLM (~5 s)."""
+    probe = ("import sys; sys.modules['requests'] = None; from carrot_hooks.litellm_bundle import count_tokens; "
              "print(count_tokens('def add(a, b):\\n    return a + b'), 'litellm' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if "TIKTOKEN" not in k}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False,
-                         cwd=ROOT, env={**env, "TMPDIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9"})
+                         cwd=ROOT, env={**env, "TMPDIR": str(tmp_path)})
     assert out.stdout.split() == ["11", "False"], out.stderr
 
 

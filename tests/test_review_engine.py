@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carrot_hooks.prompts import load_pack
-from carrot_review import lint
+from carrot_review import lint, tokens
 from carrot_review.diff import git_diff, parse_diff
 from carrot_review.errors import InputError
 from carrot_review.findings import (
@@ -52,6 +52,35 @@ def count(text: str) -> int:
     from carrot_hooks.litellm_compat import count_tokens
 
     return count_tokens(text)
+
+
+def test_token_counter_is_the_gateways_exact_count_when_litellm_is_installed():
+    from carrot_hooks.litellm_compat import count_tokens
+
+    assert tokens.counter() is count_tokens
+
+
+@pytest.mark.parametrize("missing", ["litellm", "tested version", "tokenizer file"])
+def test_token_counter_falls_back_to_the_estimate(monkeypatch, tmp_path, missing):
+    """No LiteLLM, another tool's LiteLLM pin, or no offline copy of the cl100k file: the conservative estimate."""
+    import importlib.util
+
+    from packaging.version import Version
+
+    from carrot_hooks import litellm_bundle
+
+    find_spec = importlib.util.find_spec
+    if missing == "litellm":
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litellm" else find_spec(name, *a))
+    elif missing == "tested version":
+        monkeypatch.setattr(litellm_bundle, "installed_version", lambda: Version("1.111.0"))
+    else:
+        monkeypatch.setenv("CUSTOM_TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache folder
+        litellm_bundle._cl100k.cache_clear()  # loaded by an earlier test: load again from that folder
+    try:
+        assert tokens.counter() is tokens.estimate
+    finally:
+        litellm_bundle._cl100k.cache_clear()
 
 
 def test_real_diff_new_side_lines_match_the_committed_files(history_commit, history_diff):
