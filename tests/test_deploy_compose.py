@@ -21,6 +21,8 @@ import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 from dotenv import dotenv_values
 
+from tests.deploy_support import dockerfile_instructions, image_env
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 LITELLM = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
@@ -263,21 +265,6 @@ def test_postgres_init_creates_the_vector_store_database():
 
 
 # ---------------------------------------------------------------- Dockerfile and entrypoint
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-
-
-def image_env() -> dict[str, str]:
-    """Variables the Dockerfile's ENV sets (`NAME=value` form; compose and the Deployment need not repeat them)."""
-    return {name: value for op, args in dockerfile_instructions() if op == "ENV"
-            for name, value in re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=(\S*)", args)}
 
 
 def test_image_sets_the_python_process_settings_make_run_sets():
