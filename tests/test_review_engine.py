@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carrot_hooks import litellm_bundle
 from carrot_hooks.prompts import load_pack
 from carrot_review import lint, tokens
 from carrot_review.diff import git_diff, parse_diff
@@ -49,15 +50,12 @@ def history_diff(history_commit: str) -> str:
 
 
 def count(text: str) -> int:
-    from carrot_hooks.litellm_compat import count_tokens
-
-    return count_tokens(text)
+    """The gateway's exact count (`litellm_compat` re-exports it; this file need not import LiteLLM)."""
+    return litellm_bundle.count_tokens(text)
 
 
 def test_token_counter_is_the_gateways_exact_count_when_litellm_is_installed():
-    from carrot_hooks.litellm_compat import count_tokens
-
-    assert tokens.counter() is count_tokens
+    assert tokens.counter() is litellm_bundle.count_tokens
 
 
 @pytest.mark.parametrize("missing", ["litellm", "tested version", "tokenizer file"])
@@ -66,8 +64,6 @@ def test_token_counter_falls_back_to_the_estimate(monkeypatch, tmp_path, missing
     import importlib.util
 
     from packaging.version import Version
-
-    from carrot_hooks import litellm_bundle
 
     find_spec = importlib.util.find_spec
     if missing == "litellm":
