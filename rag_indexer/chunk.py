@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-FILE_KINDS = ("source", "test", "vendored", "docs", "changelog", "example", "config", "generated")
+FILE_KINDS = ("source", "test", "vendored", "docs", "changelog", "example", "tooling", "config", "generated")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,19 @@ _FENCED = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.DOTALL | 
 _CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.MULTILINE)  # issue-template checklists
 # `pip list`/`freeze` rows; editable installs add a local version (`+g95b8e1a.dirty`) and a location
 _VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+(?:\+[\w.]+)?(?:[ \t]+/\S*)?[ \t]*$", re.MULTILINE)
+# environment reports (`xr.show_versions()`, `sphinx-build --bug-report`, issue-template "Python version: 3.8"):
+# `key: value` rows; a row whose value is a version or "None" is noise, and so is a whole run of such rows
+# when at least half are (the other rows name the OS, the locale, the CPU: words the code that prints the
+# report holds, which then outranks the code the issue is about)
+_KEY_VALUE = re.compile(r"[ \t]*(?:[-*][ \t]+)?[\w.()\[\]/ -]{1,40}?:[ \t]+\S.*")
+# inside a report: blank lines, rules, and the second line of `sys.version` ("[GCC 7.3.0]")
+_REPORT_FILLER = re.compile(r"[ \t]*(?:[-=]{3,}[ \t]*|\[[^\]\n]*\][ \t]*)?")
+# above a report: its title ("INSTALLED VERSIONS"), a <details> tag, and the heading that asks for it
+# ("#### Output of ``xr.show_versions()``", "**Environment**")
+_REPORT_TITLE = re.compile(r"[ \t]*(?:[A-Z][A-Z ]{3,}|</?\w+>(?:.*</\w+>)?)?[ \t]*")
+_HEADING = re.compile(r"[ \t]*(?:#{1,6}[ \t]|\*\*[^*\n]+\*\*[ \t]*$).*")
+_VERSION_VALUE = re.compile(r"[^:]*:[ \t]+(?:v?\d+(?:\.\w+)+|None|unknown|not installed|N/A)(?![\w.])", re.IGNORECASE)
+MIN_REPORT_ROWS = 8
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
@@ -30,10 +43,33 @@ MIN_PHRASE_CHARS = 12
 MAX_PHRASES = 32
 
 
+def _without_reports(text: str) -> str:
+    """`text` without environment-report rows: version-valued `key: value` rows, and runs of at least
+    MIN_REPORT_ROWS `key: value` rows (blank lines and rules between them) at least half version-valued,
+    with the title and heading just above them."""
+    lines = text.split("\n")
+    rows = [bool(_KEY_VALUE.fullmatch(line)) for line in lines]
+    drop = [row and bool(_VERSION_VALUE.match(line)) for row, line in zip(rows, lines, strict=True)]
+    start = 0
+    for i in range(len(lines) + 1):
+        if i < len(lines) and (rows[i] or _REPORT_FILLER.fullmatch(lines[i])):
+            continue
+        if sum(rows[start:i]) >= MIN_REPORT_ROWS and 2 * sum(drop[start:i]) >= sum(rows[start:i]):
+            top = start
+            while top > 0 and start - top < 4 and _REPORT_TITLE.fullmatch(lines[top - 1]):
+                top -= 1
+            if top > 0 and _HEADING.fullmatch(lines[top - 1]):
+                top -= 1
+            drop[top:i] = [True] * (i - top)
+        start = i + 1
+    return "\n".join(" " if d else line for line, d in zip(lines, drop, strict=True))
+
+
 def clean(text: str) -> str:
-    """The message without HTML comments and checklists (issue templates), links and version listings."""
+    """The message without HTML comments and checklists (issue templates), links, version listings and
+    environment reports."""
     out = _HTML_COMMENT.sub(" ", text.replace("\r\n", "\n"))
-    return _VERSION_ROW.sub(" ", _CHECKBOX.sub(" ", _URL.sub(" ", out)))
+    return _without_reports(_VERSION_ROW.sub(" ", _CHECKBOX.sub(" ", _URL.sub(" ", out))))
 
 
 def head(text: str, words: int) -> str:

@@ -15,7 +15,8 @@ from .chunk import FILE_KINDS
 from .quick_settings import policy_bytes, policy_file, save_snapshot
 
 IndexKind = Literal["code", "docs"]
-FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "config", "generated"]
+FileKind = Literal["source", "test", "vendored", "docs", "changelog", "example", "tooling", "config",
+                   "generated"]
 Tier = int | Literal["named", "off"]
 
 
@@ -65,12 +66,12 @@ class FileKindSettings(_Strict):
     a tier); `named`: only when the query names the file or the vendored package; `off`: never."""
 
     tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
-        "source": 0, "example": 1, "docs": 1, "changelog": 1, "config": 1, "test": 2, "vendored": "named",
-        "generated": "named"})
+        "source": 0, "example": 1, "tooling": 1, "docs": 1, "changelog": 1, "config": 1, "test": 2,
+        "vendored": "named", "generated": "named"})
     # ...when the question is about tests (task `tests`, a test file named, or `tests_pattern` matches)
     tests_tiers: dict[FileKind, Tier] = Field(default_factory=lambda: {
-        "source": 0, "test": 0, "example": 1, "docs": 1, "changelog": 1, "config": 1, "vendored": "named",
-        "generated": "named"})
+        "source": 0, "test": 0, "example": 1, "tooling": 1, "docs": 1, "changelog": 1, "config": 1,
+        "vendored": "named", "generated": "named"})
     tests_pattern: str = (r"(?i)\b(?:unit[ -]tests?|test (?:suite|files|cases)|(?:the|our|its|failing|flaky) tests"
                           r"|tests? (?:for|of|in)|fixtures? (?:file|in|for))\b")
 

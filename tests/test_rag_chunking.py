@@ -16,6 +16,7 @@ from rag_indexer.code_chunker import chunk_code, language_of
 from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, chunk_doc, count_tokens
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
 from rag_indexer.query import (
+    clean,
     path_mentions,
     phrase_mentions,
     prose_of,
@@ -112,6 +113,8 @@ def test_every_file_gets_a_kind_from_its_folders_name_and_first_lines(tmp_path):
         "src/pkg/static/jquery.js": "/*! jQuery v3.5.1 | (c) JS Foundation | jquery.org/license */\nvar a;\n",
         "tox.ini": "[tox]\n", ".github/workflows/ci.yml": "on: push\n", "PKG-INFO": "Name: p\n",
         "src/pkg/schema.json": "{}\n", "setup.py": "setup()\n", "requirements-dev.txt": "pytest\n",
+        "asv_bench/benchmarks/io.py": "x = 1\n", "bench/skip.py": "x = 1\n", "scripts/release.py": "x = 1\n",
+        "utils/bump_docker.sh": "echo\n", "src/pkg/utils/io.py": "x = 1\n", "src/pkg/tools/cli.py": "x = 1\n",
     }
     write_tree(tmp_path, files)
     listed = {f.path: f for f in list_files(tmp_path)}
@@ -126,6 +129,9 @@ def test_every_file_gets_a_kind_from_its_folders_name_and_first_lines(tmp_path):
         "src/pkg/gen.py": ("generated", ""), "src/pkg/static/jquery.js": ("vendored", "jquery"),
         "tox.ini": ("config", ""), ".github/workflows/ci.yml": ("config", ""), "PKG-INFO": ("config", ""),
         "src/pkg/schema.json": ("config", ""), "setup.py": ("source", ""), "requirements-dev.txt": ("config", ""),
+        "asv_bench/benchmarks/io.py": ("tooling", ""), "bench/skip.py": ("tooling", ""),
+        "scripts/release.py": ("tooling", ""), "utils/bump_docker.sh": ("tooling", ""),
+        "src/pkg/utils/io.py": ("source", ""), "src/pkg/tools/cli.py": ("source", ""),  # tools inside the package
     }
 
 
@@ -217,6 +223,25 @@ def test_issue_text_is_shaped_into_prose_and_code_signals():
     assert {"--log-level", "logging", "clear", "ValueError", "LogCaptureHandler", "get_records"} <= set(s.signals)
     assert s.paths == ["example.org/src/_pytest/fixtures.py", "venv/lib/site-packages/_pytest/logging.py"]
     assert "LogCaptureHandler.reset" in s.dotted
+
+
+def test_environment_reports_are_dropped_from_the_query_and_the_rest_is_kept():
+    report = ("commit: None\npython: 3.7.1 (default, Oct 20 2018, 14:57:15)\n[GCC 7.3.0]\npython-bits: 64\n"
+              "OS: Linux\nmachine: x86_64\nLANG: en_US.UTF-8\n\nlibhdf5: 1.10.4\npandas: 0.24.2\nnumpy: 1.16.4\n"
+              "netCDF4: None\ndask: 2.9.0\nsetuptools: 41.0.1\nIPython: 7.6.1")
+    issue = ("combine_by_coords raises ValueError on non-monotonic coords\n\nThe `combine_by_coords` docs say so.\n\n"
+             "#### Output of ``xr.show_versions()``\n<details>\n\nINSTALLED VERSIONS\n------------------\n"
+             f"{report}\n</details>\n\n**Environment info**\n- OS: Linux 4.4.0\n- Python version: 3.8.1\n"
+             "- Sphinx version: 3.1.0.dev20200408\n- Sphinx extensions: sphinx.ext.autodoc\n")
+    text = clean(issue)
+    for noise in ("show_versions", "INSTALLED", "x86_64", "LANG", "GCC", "libhdf5", "0.24.2", "3.8.1", "3.1.0"):
+        assert noise not in text
+    # a short environment list keeps its rows that are not versions; the prose and the question stay
+    for kept in ("- OS: Linux 4.4.0", "- Sphinx extensions: sphinx.ext.autodoc", "The `combine_by_coords` docs say so."):
+        assert kept in text
+    # `key: value` rows that are not mostly versions (a pasted config) are not a report
+    config = "\n".join(f"option_{i}: value {i}" for i in range(12)) + "\nversion: 1.2.3"
+    assert clean(config).splitlines()[:12] == config.splitlines()[:12]
 
 
 def test_wording_quoted_in_code_blocks_and_backticks_becomes_phrases_prose_does_not():

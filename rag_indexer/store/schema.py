@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS rag_chunks (
     id bigserial PRIMARY KEY, index_id int NOT NULL REFERENCES rag_indexes ON DELETE CASCADE,
     path text NOT NULL, language text NOT NULL, symbol text NOT NULL, heading text NOT NULL,
     start_line int NOT NULL, end_line int NOT NULL, content text NOT NULL, doclen int NOT NULL);
--- file kind (source, test, vendored, docs, changelog, example, generated), the vendored package's
+-- file kind (source, test, vendored, docs, changelog, example, tooling, config, generated), the vendored package's
 -- name, and the enclosing section a small doc passage hands to the model (parent-child)
 ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS file_kind text NOT NULL DEFAULT 'source';
 ALTER TABLE rag_chunks ADD COLUMN IF NOT EXISTS package text NOT NULL DEFAULT '';
