@@ -13,9 +13,11 @@ returned chunks contains every non-blank, non-heading line of a gold passage). G
 passage@5 >= 0.95.
 
 Indexing dev2 in full (44 releases) is hours of CPU on a shared 2-core machine: `--max-releases N` keeps,
-per project, the N releases with the most issues (the subsample is printed).
+per project, the N releases with the most issues (the subsample is printed); `--skip-releases M` starts after
+the first M (another slice).
 
-    .venv/bin/python bench/retrieval.py [--sets dev,dev2,docqa] [--max-releases N] [--limit N] [--fresh]
+    .venv/bin/python bench/retrieval.py [--sets dev,dev2,docqa] [--max-releases N] [--skip-releases M]
+                                        [--limit N] [--fresh]
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def bench_code(set_name: str, store, index_embedder, retriever, settings, args) 
     by_project: dict[str, list[str]] = collections.defaultdict(list)
     for spec, _ in per_release.most_common():
         by_project[spec.split("==")[0]].append(spec)
-    keep = [spec for specs in by_project.values() for spec in specs[: args.max_releases]]
+    first = args.skip_releases
+    keep = [spec for specs in by_project.values()
+            for spec in specs[first : None if args.max_releases is None else first + args.max_releases]]
     items = [it for it in items if it["pypi_sdist"] in keep][: args.limit]
     print(f"{set_name} ({label}): {len(items)} of {sum(per_release.values())} issues, "
           f"releases {', '.join(sorted(keep))}", flush=True)
@@ -178,6 +182,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="dev,dev2,docqa", help="comma-separated: dev, dev2, docqa")
     ap.add_argument("--max-releases", type=int, default=None, help="per project: the N releases with the most issues")
+    ap.add_argument("--skip-releases", type=int, default=0, help="per project: leave out the N releases with the most "
+                    "issues first (another slice of a set, e.g. one kept aside as a held-out check)")
     ap.add_argument("--limit", type=int, default=None, help="first N items of each set")
     ap.add_argument("--fresh", action="store_true", help="drop the bench indexes first (embedding cache stays)")
     ap.add_argument("--index-threads", type=int, default=None, help="ONNX threads for indexing (policy default)")
