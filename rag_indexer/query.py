@@ -29,7 +29,10 @@ _REPORT_FILLER = re.compile(r"[ \t]*(?:[-=]{3,}[ \t]*|\[[^\]\n]*\][ \t]*)?")
 # ("#### Output of ``xr.show_versions()``", "**Environment**")
 _REPORT_TITLE = re.compile(r"[ \t]*(?:[A-Z][A-Z ]{3,}|</?\w+>(?:.*</\w+>)?)?[ \t]*")
 _HEADING = re.compile(r"[ \t]*(?:#{1,6}[ \t]|\*\*[^*\n]+\*\*[ \t]*$).*")
-_VERSION_VALUE = re.compile(r"[^:]*:[ \t]+(?:v?\d+(?:\.\w+)+|None|unknown|not installed|N/A)(?![\w.])", re.IGNORECASE)
+_VERSION_VALUE = re.compile(r"(?![^:]*(?:Error|Exception|Warning):)[^:]*:[ \t]+v?\d+(?:\.\w+)+(?![\w.])")  # not `KeyError: 1.2`
+# ...dropped on its own when it is surely a version: `x.y.z`, or a key naming one (not `learning_rate: 0.001`)
+_SURE_VERSION = re.compile(r"[^:]*(?:version[^:]*:[ \t]+v?\d+\.|:[ \t]+v?\d+\.\w+\.)", re.IGNORECASE)
+_NO_VALUE = re.compile(r"[^:]*:[ \t]+(?:None|unknown|not installed|N/A)[ \t]*$", re.IGNORECASE)  # counts in a report only
 MIN_REPORT_ROWS = 8
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
@@ -44,17 +47,19 @@ MAX_PHRASES = 32
 
 
 def _without_reports(text: str) -> str:
-    """`text` without environment-report rows: version-valued `key: value` rows, and runs of at least
-    MIN_REPORT_ROWS `key: value` rows (blank lines and rules between them) at least half version-valued,
-    with the title and heading just above them."""
+    """`text` without environment-report rows: `key: x.y.z` and `... version: x.y` rows, and runs of at
+    least MIN_REPORT_ROWS `key: value` rows (blank lines and rules between them) at least half `<version>`
+    or `None`, with the title and heading just above them."""
     lines = text.split("\n")
     rows = [bool(_KEY_VALUE.fullmatch(line)) for line in lines]
-    drop = [row and bool(_VERSION_VALUE.match(line)) for row, line in zip(rows, lines, strict=True)]
+    versions = [row and bool(_VERSION_VALUE.match(line) or _NO_VALUE.match(line))
+                for row, line in zip(rows, lines, strict=True)]
+    drop = [v and bool(_SURE_VERSION.match(line)) for v, line in zip(versions, lines, strict=True)]
     start = 0
     for i in range(len(lines) + 1):
         if i < len(lines) and (rows[i] or _REPORT_FILLER.fullmatch(lines[i])):
             continue
-        if sum(rows[start:i]) >= MIN_REPORT_ROWS and 2 * sum(drop[start:i]) >= sum(rows[start:i]):
+        if sum(rows[start:i]) >= MIN_REPORT_ROWS and 2 * sum(versions[start:i]) >= sum(rows[start:i]):
             top = start
             while top > 0 and start - top < 4 and _REPORT_TITLE.fullmatch(lines[top - 1]):
                 top -= 1

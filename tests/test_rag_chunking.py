@@ -242,6 +242,9 @@ def test_environment_reports_are_dropped_from_the_query_and_the_rest_is_kept():
     # `key: value` rows that are not mostly versions (a pasted config) are not a report
     config = "\n".join(f"option_{i}: value {i}" for i in range(12)) + "\nversion: 1.2.3"
     assert clean(config).splitlines()[:12] == config.splitlines()[:12]
+    # alone, a row goes only when it surely is a version; numbers in settings and error lines stay
+    for kept in ("learning_rate: 0.001", "retries: 3.5", "KeyError: None", "AssertionError: 1.2.3", "netCDF4: None"):
+        assert clean(kept) == kept
 
 
 def test_wording_quoted_in_code_blocks_and_backticks_becomes_phrases_prose_does_not():
