@@ -38,10 +38,10 @@ TEST_NAME = re.compile(r"^(test_.*\.py|.*_test\.(py|go|rb|rs|java|c|cpp)|.*\.(te
 CHANGELOG_NAME = re.compile(r"^(changes|changelog|history|news|release[-_]?notes|whats[-_]?new)\b", re.IGNORECASE)
 CHANGELOG_DIRS = frozenset({"changelog", "changelogs", "changes", "whatsnew", "release-notes", "releasenotes", "newsfragments"})
 EXAMPLE_DIRS = frozenset({"example", "examples", "sample", "samples", "demo", "demos"})
-# the project's own tools, not the program: benchmark suites anywhere, scripts and dev tools at the top level
-BENCH_DIRS = frozenset({"bench", "benches", "benchmark", "benchmarks", "asv_bench"})
-TOOLING_ROOTS = frozenset({"script", "scripts", "tools", "tooling", "util", "utils", "devtools", "dev", "ci",
-                           "maint_tools", "build_tools"})
+# the project's own tools, not the program: top-level benchmark suites, scripts and CI/maintenance tools
+# (not `tools/`, `utils/`, `dev/`: many projects keep library code there, e.g. Go's `util/`, YOLOv5's `utils/`)
+TOOLING_ROOTS = frozenset({"bench", "benches", "benchmark", "benchmarks", "asv_bench", "script", "scripts", "ci",
+                           "devtools", "maint_tools", "build_tools"})
 DOC_DIRS = frozenset({"doc", "docs", "documentation"})
 DOC_NAMES = re.compile(r"^(readme|contributing|authors|code_of_conduct|security|license|copying)\b|\.(md|markdown|rst|txt|html?|adoc)$",
                        re.IGNORECASE)
@@ -81,7 +81,7 @@ def file_kind(rel: str, vendored_roots: frozenset[str] = frozenset()) -> tuple[s
         return "test", ""
     if any(d in EXAMPLE_DIRS for d in dirs):
         return "example", ""
-    if any(d in BENCH_DIRS for d in dirs) or dirs[:1] and dirs[0] in TOOLING_ROOTS:
+    if dirs[:1] and dirs[0] in TOOLING_ROOTS:
         return "tooling", ""
     if any(d in DOC_DIRS for d in dirs) or DOC_NAMES.search(name) and not CONFIG_NAME.search(name):
         return "docs", ""  # by name: `requirements-dev.txt` is config, not docs

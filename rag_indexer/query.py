@@ -19,21 +19,22 @@ _CHECKBOX = re.compile(r"^[ \t]*[-*] \[[ xX]\] .*$", re.MULTILINE)  # issue-temp
 # `pip list`/`freeze` rows; editable installs add a local version (`+g95b8e1a.dirty`) and a location
 _VERSION_ROW = re.compile(r"^[ \t]*[\w.\[\]-]+(?:[ \t]+|==)v?\d+(?:\.\w+)+(?:\+[\w.]+)?(?:[ \t]+/\S*)?[ \t]*$", re.MULTILINE)
 # environment reports (`xr.show_versions()`, `sphinx-build --bug-report`, issue-template "Python version: 3.8"):
-# `key: value` rows; a row whose value is a version or "None" is noise, and so is a whole run of such rows
-# when at least half are (the other rows name the OS, the locale, the CPU: words the code that prints the
-# report holds, which then outranks the code the issue is about)
-_KEY_VALUE = re.compile(r"[ \t]*(?:[-*][ \t]+)?[\w.()\[\]/ -]{1,40}?:[ \t]+\S.*")
+# `key: value` rows. A row whose value is just a version is noise on its own; a stretch of rows at least half of
+# them versions or `None` is a report whose other rows (OS, locale, CPU) are words of the code that prints it.
+_KEY_VALUE = re.compile(r"[ \t]*+(?:[-*][ \t]+)?[\w.()\[\]/-][\w.()\[\]/ -]{0,39}?:[ \t]+\S.*")
+_VERSION_VALUE = re.compile(r"v?(\d+(?:\.\w+)+)(?:[+-][\w.+-]*)?\.?(?:[ \t]+[(\[|].*)?")  # `3.7.1 (default, ...)`
+_NO_VALUE = re.compile(r"None|unknown|not installed|N/A", re.IGNORECASE)
+_DOTTED_QUAD = re.compile(r"\d+\.\d+\.\d+\.\d+")  # an IP address, not a version
+_ERROR_KEY = re.compile(r"(?:Error|Exception|Warning)\s*$")
 # inside a report: blank lines, rules, and the second line of `sys.version` ("[GCC 7.3.0]")
-_REPORT_FILLER = re.compile(r"[ \t]*(?:[-=]{3,}[ \t]*|\[[^\]\n]*\][ \t]*)?")
-# above a report: its title ("INSTALLED VERSIONS"), a <details> tag, and the heading that asks for it
-# ("#### Output of ``xr.show_versions()``", "**Environment**")
-_REPORT_TITLE = re.compile(r"[ \t]*(?:[A-Z][A-Z ]{3,}|</?\w+>(?:.*</\w+>)?)?[ \t]*")
-_HEADING = re.compile(r"[ \t]*(?:#{1,6}[ \t]|\*\*[^*\n]+\*\*[ \t]*$).*")
-_VERSION_VALUE = re.compile(r"(?![^:]*(?:Error|Exception|Warning):)[^:]*:[ \t]+v?\d+(?:\.\w+)+(?![\w.])")  # not `KeyError: 1.2`
-# ...dropped on its own when it is surely a version: `x.y.z`, or a key naming one (not `learning_rate: 0.001`)
-_SURE_VERSION = re.compile(r"[^:]*(?:version[^:]*:[ \t]+v?\d+\.|:[ \t]+v?\d+\.\w+\.)", re.IGNORECASE)
-_NO_VALUE = re.compile(r"[^:]*:[ \t]+(?:None|unknown|not installed|N/A)[ \t]*$", re.IGNORECASE)  # counts in a report only
+_REPORT_FILLER = re.compile(r"[ \t]*(?:[-=]{3,}|\[(?:GCC|Clang|MSC|PyPy)\b[^\]\n]*\])?[ \t]*")
+# above a report: a bare <details> tag, and titles and headings that name the report
+_BARE_TAG = re.compile(r"[ \t]*</?\w+>[ \t]*")
+_TITLE = re.compile(r"[ \t]*(?:#{1,6}[ \t].*|\*\*.*\*\*:?|<summary>.*|[A-Z][A-Z0-9 _-]{3,}|[^.!?]*:)[ \t]*")
+_NAMES_REPORT = re.compile(r"version|environment|show_versions|bug.?report|system info|platform|installed|dependencies",
+                           re.IGNORECASE)
 MIN_REPORT_ROWS = 8
+MAX_REPORT_SCAN_LINES = 5_000  # a longer message keeps its reports (the per-line scan would cost more than it saves)
 _PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
@@ -46,26 +47,46 @@ MIN_PHRASE_CHARS = 12
 MAX_PHRASES = 32
 
 
+def _version_row(line: str) -> int:
+    """Of a `key: value` row: 2 when its value surely is a version (`x.y.z`, or `x.y` under a key naming a
+    version); 1 when it is `None` or `unknown` (it counts in a report); else 0 (`lr: 0.001`, `KeyError: None`)."""
+    key, _, value = line.partition(":")
+    value = value.strip()
+    if _ERROR_KEY.search(key):
+        return 0
+    if _NO_VALUE.fullmatch(value):
+        return 1
+    m = _VERSION_VALUE.fullmatch(value)
+    if not m or _DOTTED_QUAD.fullmatch(m.group(1)):
+        return 0
+    return 2 if m.group(1).count(".") >= 2 or "version" in key.lower() else 0
+
+
 def _without_reports(text: str) -> str:
-    """`text` without environment-report rows: `key: x.y.z` and `... version: x.y` rows, and runs of at
-    least MIN_REPORT_ROWS `key: value` rows (blank lines and rules between them) at least half `<version>`
-    or `None`, with the title and heading just above them."""
+    """`text` without environment reports: rows that are surely versions, and each stretch of at least
+    MIN_REPORT_ROWS `key: value` rows, from its first to its last version or `None` row, that many at least
+    half of them, with the blank lines, tags, title and heading above it that name the report."""
     lines = text.split("\n")
-    rows = [bool(_KEY_VALUE.fullmatch(line)) for line in lines]
-    versions = [row and bool(_VERSION_VALUE.match(line) or _NO_VALUE.match(line))
-                for row, line in zip(rows, lines, strict=True)]
-    drop = [v and bool(_SURE_VERSION.match(line)) for v, line in zip(versions, lines, strict=True)]
+    if len(lines) > MAX_REPORT_SCAN_LINES or (": " not in text and ":\t" not in text):
+        return text
+    is_row = [_KEY_VALUE.fullmatch(line) is not None for line in lines]
+    kinds = [_version_row(line) if row else 0 for line, row in zip(lines, is_row, strict=True)]
+    drop = [k == 2 for k in kinds]
     start = 0
     for i in range(len(lines) + 1):
-        if i < len(lines) and (rows[i] or _REPORT_FILLER.fullmatch(lines[i])):
+        if i < len(lines) and (is_row[i] or _REPORT_FILLER.fullmatch(lines[i])):
             continue
-        if sum(rows[start:i]) >= MIN_REPORT_ROWS and 2 * sum(versions[start:i]) >= sum(rows[start:i]):
-            top = start
-            while top > 0 and start - top < 4 and _REPORT_TITLE.fullmatch(lines[top - 1]):
-                top -= 1
-            if top > 0 and _HEADING.fullmatch(lines[top - 1]):
-                top -= 1
-            drop[top:i] = [True] * (i - top)
+        counted = [j for j in range(start, i) if kinds[j]]
+        if counted:
+            first, last = counted[0], counted[-1]
+            rows = sum(is_row[first : last + 1])
+            if rows >= MIN_REPORT_ROWS and 2 * len(counted) >= rows:
+                top = first  # up over blank lines, tags, the title ("INSTALLED VERSIONS") and the heading
+                while top > 0 and first - top < 6 and (
+                        _REPORT_FILLER.fullmatch(lines[top - 1]) or _BARE_TAG.fullmatch(lines[top - 1])
+                        or _TITLE.fullmatch(lines[top - 1]) and _NAMES_REPORT.search(lines[top - 1])):
+                    top -= 1
+                drop[top : last + 1] = [True] * (last + 1 - top)
         start = i + 1
     return "\n".join(" " if d else line for line, d in zip(lines, drop, strict=True))
 

@@ -114,7 +114,8 @@ def test_every_file_gets_a_kind_from_its_folders_name_and_first_lines(tmp_path):
         "tox.ini": "[tox]\n", ".github/workflows/ci.yml": "on: push\n", "PKG-INFO": "Name: p\n",
         "src/pkg/schema.json": "{}\n", "setup.py": "setup()\n", "requirements-dev.txt": "pytest\n",
         "asv_bench/benchmarks/io.py": "x = 1\n", "bench/skip.py": "x = 1\n", "scripts/release.py": "x = 1\n",
-        "utils/bump_docker.sh": "echo\n", "src/pkg/utils/io.py": "x = 1\n", "src/pkg/tools/cli.py": "x = 1\n",
+        "ci/check.sh": "echo\n", "utils/loss.py": "x = 1\n", "tools/perf/main.c": "int x;\n",
+        "include/benchmark/benchmark.h": "int x;\n", "src/pkg/scripts/run.py": "x = 1\n",
     }
     write_tree(tmp_path, files)
     listed = {f.path: f for f in list_files(tmp_path)}
@@ -130,8 +131,10 @@ def test_every_file_gets_a_kind_from_its_folders_name_and_first_lines(tmp_path):
         "tox.ini": ("config", ""), ".github/workflows/ci.yml": ("config", ""), "PKG-INFO": ("config", ""),
         "src/pkg/schema.json": ("config", ""), "setup.py": ("source", ""), "requirements-dev.txt": ("config", ""),
         "asv_bench/benchmarks/io.py": ("tooling", ""), "bench/skip.py": ("tooling", ""),
-        "scripts/release.py": ("tooling", ""), "utils/bump_docker.sh": ("tooling", ""),
-        "src/pkg/utils/io.py": ("source", ""), "src/pkg/tools/cli.py": ("source", ""),  # tools inside the package
+        "scripts/release.py": ("tooling", ""), "ci/check.sh": ("tooling", ""),
+        # library code in folders named like tools, a benchmarking library's own header, scripts inside the package
+        "utils/loss.py": ("source", ""), "tools/perf/main.c": ("source", ""),
+        "include/benchmark/benchmark.h": ("source", ""), "src/pkg/scripts/run.py": ("source", ""),
     }
 
 
@@ -242,9 +245,36 @@ def test_environment_reports_are_dropped_from_the_query_and_the_rest_is_kept():
     # `key: value` rows that are not mostly versions (a pasted config) are not a report
     config = "\n".join(f"option_{i}: value {i}" for i in range(12)) + "\nversion: 1.2.3"
     assert clean(config).splitlines()[:12] == config.splitlines()[:12]
-    # alone, a row goes only when it surely is a version; numbers in settings and error lines stay
-    for kept in ("learning_rate: 0.001", "retries: 3.5", "KeyError: None", "AssertionError: 1.2.3", "netCDF4: None"):
+    # alone, a row goes only when it surely is a version; numbers in settings, addresses and error lines stay
+    for kept in ("learning_rate: 0.001", "retries: 3.5", "KeyError: None", "AssertionError: 1.2.3", "netCDF4: None",
+                 "host: 10.0.0.12", "Since: 1.2.3 the `resample` method ignores origin."):
         assert clean(kept) == kept
+
+
+def _rows(versions: int, others: int) -> list[str]:
+    """A version row, the other rows, then the remaining version rows (a report spans first to last version)."""
+    libs = [f"lib{i}: 1.{i}.0" for i in range(versions)]
+    return [*libs[:1], *(f"opt{i}: value{i}" for i in range(others)), *libs[1:]]
+
+
+def test_an_environment_report_needs_eight_rows_half_of_them_versions_and_keeps_what_is_around_it():
+    def dropped(rows: list[str]) -> bool:
+        text = "\n".join(rows)
+        return all(line not in clean(text) for line in rows if not line.startswith("lib"))
+
+    assert dropped(_rows(4, 4)) and not dropped(_rows(3, 5))  # half of 8 rows are versions, or fewer
+    assert dropped(_rows(7, 1)) and not dropped(_rows(6, 1))  # 8 rows, or 7
+    assert dropped(["commit: None", *_rows(3, 4)])  # None counts as a version
+    # labelled prose and error lines beside a report, and a heading that does not name it, stay
+    around = ["### `DataArray.interp` returns NaN with `method=cubic`",
+              "Summary: `to_netcdf` writes the wrong calendar", "Expected: the `proleptic_gregorian` calendar", ""]
+    after = ["", "KeyError: 'time_bnds'", "Note: only with `use_cftime=True`"]
+    text = clean("\n".join([*around, *_rows(8, 3), *after]))
+    assert all(line in text for line in around + after if line) and "opt0" not in text
+    # settings and metrics full of small numbers are no report
+    config = ["lr: 0.001", "weight_decay: 0.05", "momentum: 0.9", "optimizer: adamw", "epochs: 30",
+              "warmup: 0.1", "scheduler: cosine_with_restarts", "batch_size: 64", "[database]", "pool: 5.0"]
+    assert clean("\n".join(config)) == "\n".join(config)
 
 
 def test_wording_quoted_in_code_blocks_and_backticks_becomes_phrases_prose_does_not():
