@@ -71,3 +71,19 @@ def test_a_state_dir_too_deep_for_a_socket_path_still_gets_its_store(tmp_path):
     finally:  # in a child too: the runtime-dir default it sets must not leak into this test process
         stop = "import sys; from rag_indexer.embedded import stop_server; stop_server(sys.argv[1])"
         subprocess.run([sys.executable, "-c", stop, str(state)], env=env, timeout=120, check=True)
+
+
+def test_schema_version_covers_the_statements_not_the_comments():
+    """Stores run the DDL when the version differs: a comment edit must not make them, a statement edit must."""
+    from rag_indexer.store.schema import (
+        SCHEMA,
+        SCHEMA_VERSION,
+        TRIGRAM_SCHEMA,
+        schema_version,
+    )
+
+    sql = SCHEMA + TRIGRAM_SCHEMA
+    assert schema_version(sql) == SCHEMA_VERSION
+    assert schema_version(sql.replace("-- file kind (", "-- the file's kind (")) == SCHEMA_VERSION
+    assert schema_version("  -- a note\n" + sql) == SCHEMA_VERSION
+    assert schema_version(sql.replace("parent_end int;", "parent_end bigint;")) != SCHEMA_VERSION

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -54,8 +55,14 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS rag_terms_trgm ON rag_terms USING gin (lexeme gin_trgm_ops);
 """
 
+def schema_version(sql: str) -> str:
+    """A digest of the statements only: editing a comment line never makes every store run the DDL (and take
+    its table locks) again."""
+    return "carrot-rag " + hashlib.sha256(re.sub(r"(?m)^[ \t]*--.*\n", "", sql).encode()).hexdigest()[:16]
+
+
 # recorded as rag_indexes' table comment: a connection runs the DDL above only when it differs
-SCHEMA_VERSION = "carrot-rag " + hashlib.sha256((SCHEMA + TRIGRAM_SCHEMA).encode()).hexdigest()[:16]
+SCHEMA_VERSION = schema_version(SCHEMA + TRIGRAM_SCHEMA)
 
 
 def vec_table(dim: int) -> str:
