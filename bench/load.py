@@ -9,9 +9,11 @@ requests/s, and the proxy's RSS before/after the run against a stated bound. Exi
 check fails: any answer other than 200 (a 4xx too), a lost request, or RSS growth beyond the bound.
 
 Usage: .venv/bin/python bench/load.py [--clients 16] [--duration 60] [--max-requests 200000]
-                                      [--workers N] [--profile DIR]
+                                      [--rounds 4] [--workers N] [--profile DIR]
+The targets take turns: --rounds rounds (default 4) of duration/rounds seconds each, in alternating order, so
+drift in the machine's speed during the run hits both alike; the gateway/bare req/s ratio is printed per round.
 --workers runs both proxies with `--num_workers N`. --profile samples both proxies with py-spy during
-their runs, threads holding the GIL only (the work that serialises a worker; collapsed stacks in
+their first round, threads holding the GIL only (the work that serialises a worker; collapsed stacks in
 DIR/bare.txt, DIR/gateway.txt), and prints the GIL-held ms per request of each and the functions
 whose share grew most from bare LiteLLM to the gateway.
 """
@@ -228,54 +230,91 @@ def print_profile(bare: Counter, gateway: Counter, owners: tuple[Counter, Counte
         print(f"  {d:+6.2f} ms  (bare {base[owner]:5.2f}, gateway {gw[owner]:5.2f})  {owner}")
 
 
-async def run_load(p: ProxyProcess, gateway: bool, clients: int, duration: float, cap: int,
-                   profile: Path | None = None) -> dict:
-    mix = requests_mix()
-    statuses: Counter[int] = Counter()
-    lat: list[float] = []
-    by_task: dict[str, list[float]] = {}
-    lost = sent = 0
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
-        async def warm() -> None:  # not counted: 8 requests per client at full concurrency (each kind of request
-            for _ in range(8):  # 8 times over), so every worker of `--workers N` has loaded its RAG model first
-                await one(http, p, *next(mix), gateway)
+class Target:
+    """One proxy under load: its measured requests summed over the rounds it ran."""
 
-        await asyncio.gather(*(warm() for _ in range(clients)))
-        rss_before, cpu_before = rss_mb(p.proc.pid), cpu_s(p.proc.pid)
-        stop_at = time.perf_counter() + duration
+    def __init__(self, p: ProxyProcess, gateway: bool):
+        self.p, self.gateway, self.mix = p, gateway, requests_mix()
+        self.statuses: Counter[int] = Counter()
+        self.lat: list[float] = []
+        self.by_task: dict[str, list[float]] = {}
+        self.lost = self.sent = 0
+        self.wall = self.cpu = 0.0
+        self.round_rps: list[float] = []
+        self.rss_before = self.rss_after = 0.0
+        self.profiled = 0
+
+    async def warm(self, http: httpx.AsyncClient, clients: int) -> None:
+        """Not counted: 8 requests per client at full concurrency (each kind of request 8 times over), so every
+        worker of `--workers N` has loaded its RAG model first."""
+        async def one_client() -> None:
+            for _ in range(8):
+                await one(http, self.p, *next(self.mix), self.gateway)
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        self.rss_before = rss_mb(self.p.proc.pid)
+
+    async def round(self, http: httpx.AsyncClient, clients: int, seconds: float, cap: int,
+                    profile: Path | None = None) -> None:
+        """`clients` clients for `seconds`, added to the totals."""
+        stop_at, answered, cpu_before = time.perf_counter() + seconds, len(self.lat), cpu_s(self.p.proc.pid)
 
         async def client() -> None:
-            nonlocal lost, sent
-            while time.perf_counter() < stop_at and sent < cap:
-                sent += 1
-                kind, task, stream = next(mix)
+            while time.perf_counter() < stop_at and self.sent < cap:
+                self.sent += 1
+                kind, task, stream = next(self.mix)
                 try:
-                    status, seconds = await one(http, p, kind, task, stream, gateway)
+                    status, took = await one(http, self.p, kind, task, stream, self.gateway)
                 except httpx.HTTPError:
-                    lost += 1
+                    self.lost += 1
                     continue
-                statuses[status] += 1
-                lat.append(seconds)
-                by_task.setdefault("fim" if kind == "fim" else task, []).append(seconds)
+                self.statuses[status] += 1
+                self.lat.append(took)
+                self.by_task.setdefault("fim" if kind == "fim" else task, []).append(took)
 
-        spy = start_profile(p, profile, duration) if profile else None
+        spy = start_profile(self.p, profile, seconds) if profile else None
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         wall = time.perf_counter() - t0
         if spy and spy.wait(timeout=120):
             raise RuntimeError(f"py-spy failed: {spy.stderr.read().decode()[-500:]}")
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
-    return {"sent": sent, "answered": sum(statuses.values()), "lost": lost, "statuses": dict(statuses),
-            "non200": sum(n for s, n in statuses.items() if s != 200), "p50": q[49] * 1000, "p95": q[94] * 1000,
-            "rps": len(lat) / wall, "rss_before": rss_before, "rss_after": rss_mb(p.proc.pid),
-            "cpu_ms": (cpu_s(p.proc.pid) - cpu_before) * 1000 / max(1, len(lat)),
-            "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(by_task.items())}}
+        self.wall += wall
+        self.cpu += cpu_s(self.p.proc.pid) - cpu_before
+        self.round_rps.append((len(self.lat) - answered) / wall)
+        if profile:
+            self.profiled = len(self.lat) - answered  # the requests py-spy's samples cover
+        self.rss_after = rss_mb(self.p.proc.pid)
+
+    def row(self) -> dict:
+        q = statistics.quantiles(self.lat, n=100) if len(self.lat) >= 2 else [float("nan")] * 99
+        return {"sent": self.sent, "answered": sum(self.statuses.values()), "lost": self.lost,
+                "statuses": dict(self.statuses), "non200": sum(n for s, n in self.statuses.items() if s != 200),
+                "p50": q[49] * 1000, "p95": q[94] * 1000, "rps": len(self.lat) / self.wall,
+                "rss_before": self.rss_before, "rss_after": self.rss_after,
+                "cpu_ms": self.cpu * 1000 / max(1, len(self.lat)),
+                "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(self.by_task.items())}}
+
+
+async def run_rounds(targets: dict[str, Target], clients: int, duration: float, rounds: int, cap: int,
+                     profile: dict[str, Path]) -> None:
+    """Warm every target, then `rounds` rounds of duration/rounds seconds each, the targets taking turns (one at
+    a time, in alternating order), so a machine that slows down during the run slows both alike."""
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
+        for t in targets.values():
+            await t.warm(http, clients)
+        names = list(targets)
+        for i in range(rounds):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                # py-spy samples one round per target (the first), its file covering that round's requests
+                spy_to = profile.get(name) if i == 0 else None
+                await targets[name].round(http, clients, duration / rounds, cap // rounds, spy_to)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds per target")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per target, over all rounds")
+    ap.add_argument("--rounds", type=int, default=4, help="turns each target takes, alternating")
     ap.add_argument("--max-requests", type=int, default=200_000, help="per target, a hard cap")
     ap.add_argument("--workers", type=int, default=1, help="LiteLLM --num_workers for both proxies")
     ap.add_argument("--profile", type=Path, help="folder for py-spy's collapsed stacks of both runs")
@@ -286,21 +325,25 @@ def main() -> int:
     store = pgvector_url()
     index_for_rag(store, tmp)
     gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store}, workers=args.workers)
+    targets = {"bare LiteLLM": Target(bare, gateway=False), "carrot gateway": Target(gw, gateway=True)}
     try:
-        out = {name: args.profile / f"{name}.txt" for name in ("bare", "gateway")} if args.profile else {}
+        out = {name: args.profile / f"{name.split()[-1]}.txt" for name in targets} if args.profile else {}
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        rows = {"bare LiteLLM": asyncio.run(run_load(bare, False, args.clients, args.duration, args.max_requests,
-                                                     out.get("bare"))),
-                "carrot gateway": asyncio.run(run_load(gw, True, args.clients, args.duration, args.max_requests,
-                                                        out.get("gateway")))}
+        asyncio.run(run_rounds(targets, args.clients, args.duration, args.rounds, args.max_requests, out))
     finally:
         bare.stop()
         gw.stop()
         fake.close()
+    rows = {name: t.row() for name, t in targets.items()}
     base = rows["bare LiteLLM"]
-    print(f"{args.clients} clients x {args.duration:.0f} s per target, {args.workers} worker(s) each; mix: {len(TASKS)} task types chat + FIM, "
-          "streaming and not, unique prompts")
+    print(f"{args.clients} clients x {args.duration:.0f} s per target in {args.rounds} alternating rounds, "
+          f"{args.workers} worker(s) each; mix: {len(TASKS)} task types chat + FIM, streaming and not, unique prompts")
+    ratios = [g / b for g, b in zip(targets["carrot gateway"].round_rps, targets["bare LiteLLM"].round_rps)]
+    print("req/s per round, gateway/bare: " + ", ".join(
+        f"{g:.1f}/{b:.1f} = {g / b:.2f}x" for g, b in zip(targets["carrot gateway"].round_rps,
+                                                          targets["bare LiteLLM"].round_rps))
+          + f"; median {statistics.median(ratios):.2f}x")
     print(f"{'':15} {'sent':>6} {'answered':>8} {'lost':>5} {'non200':>6} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
           f"{'p95/bare':>8} {'rps/bare':>8} {'CPU ms/req':>10} {'RSS MB before→after':>20}")
     ok = True
@@ -320,10 +363,10 @@ def main() -> int:
     print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
     ok = ok and growth <= RSS_GROWTH_BOUND_MB
     if args.profile:
-        answered = {name: rows[label]["answered"] for name, label in (("bare", "bare LiteLLM"),
-                                                                        ("gateway", "carrot gateway"))}
-        print_profile(profile_ms(out["bare"], answered["bare"]), profile_ms(out["gateway"], answered["gateway"]),
-                      (profile_owners(out["bare"], answered["bare"]), profile_owners(out["gateway"], answered["gateway"])))
+        n = {name: targets[name].profiled for name in targets}
+        bare_ms, gw_ms = (profile_ms(out[name], n[name]) for name in targets)
+        owners = tuple(profile_owners(out[name], n[name]) for name in targets)
+        print_profile(bare_ms, gw_ms, owners)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 
