@@ -295,19 +295,21 @@ class Target:
                 "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(self.by_task.items())}}
 
 
-async def run_rounds(targets: dict[str, Target], clients: int, duration: float, rounds: int, cap: int,
-                     profile: dict[str, Path]) -> None:
-    """Warm every target, then `rounds` rounds of duration/rounds seconds each, the targets taking turns (one at
-    a time, in alternating order), so a machine that slows down during the run slows both alike."""
+async def run_rounds(targets: dict[str, Target], clients: int, seconds: float, rounds: int, cap: int,
+                     profile: dict[str, Path] | None = None, after_round=None) -> None:
+    """Warm every target, then `rounds` rounds of `seconds` per target, the targets taking turns (one at a
+    time, the starting one rotating every round), so a machine that slows down during the run slows all
+    alike. py-spy samples each target in `profile` during its first round; `after_round(i)` runs after each."""
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
         for t in targets.values():
             await t.warm(http, clients)
         names = list(targets)
         for i in range(rounds):
-            for name in (names if i % 2 == 0 else names[::-1]):
-                # py-spy samples one round per target (the first), its file covering that round's requests
-                spy_to = profile.get(name) if i == 0 else None
-                await targets[name].round(http, clients, duration / rounds, cap // rounds, spy_to)
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                spy_to = (profile or {}).get(name) if i == 0 else None
+                await targets[name].round(http, clients, seconds, cap // rounds, spy_to)
+            if after_round:
+                after_round(i)
 
 
 def main() -> int:
@@ -330,7 +332,7 @@ def main() -> int:
         out = {name: args.profile / f"{name.split()[-1]}.txt" for name in targets} if args.profile else {}
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        asyncio.run(run_rounds(targets, args.clients, args.duration, args.rounds, args.max_requests, out))
+        asyncio.run(run_rounds(targets, args.clients, args.duration / args.rounds, args.rounds, args.max_requests, out))
     finally:
         bare.stop()
         gw.stop()

@@ -71,6 +71,7 @@ class EmbeddingSpec:
     models_dir: Path = Path(".state/models")
     allow_download: bool = False
     threads: int | None = None  # model runs in parallel, one ONNX thread each; None = one per core
+    run_threads: int = 1  # ONNX threads inside one model run (a query's one window: latency for some CPU)
     max_tokens: int | None = None  # cut inputs to this many tokens (cost is linear in tokens); None = model window
 
 
@@ -78,8 +79,8 @@ _STALE_TEMP_S = 600.0  # optimising takes about a second: a temp folder this old
 _UNUSED_GRAPH_S = 86400.0  # a saved graph no load has read for a day (an earlier model file or onnxruntime)
 
 
-def _session(onnx: Path, saved_dir: Path | None, one_shot: bool):
-    """An ONNX session on one thread, from the graph optimised once and saved under `saved_dir` when there.
+def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: int = 1):
+    """An ONNX session on `run_threads` threads (one: least CPU per text), from the graph optimised once and saved under `saved_dir` when there.
 
     Optimising (folding the int8 weights into floats, fusing attention) costs ~170 ms CPU at load and makes
     each run ~3x cheaper; the saved graph loads in ~35 ms, ~6 ms without weight prepacking (a one-shot CLI
@@ -91,7 +92,7 @@ def _session(onnx: Path, saved_dir: Path | None, one_shot: bool):
 
     def session(model: Path, level, config: dict[str, str], save_to: Path | None = None, **kwargs):
         so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.intra_op_num_threads, so.inter_op_num_threads = run_threads, 1
         so.graph_optimization_level = level
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
         for key, value in config.items():
@@ -210,18 +211,17 @@ class _DirectOnnx:
     the CPU per text of fastembed's defaults (all cores per run, spinning, batches of 32 by character length).
     """
 
-    def __init__(self, bundle: dict, threads: int | None, max_tokens: int | None, one_shot: bool = False,
-                 saved_dir: Path | None = None):
+    def __init__(self, bundle: dict, spec: EmbeddingSpec, one_shot: bool = False, saved_dir: Path | None = None):
         from tokenizers import Tokenizer
 
-        self.session = _session(Path(bundle["onnx"]), saved_dir, one_shot)
+        self.session = _session(Path(bundle["onnx"]), saved_dir, one_shot, spec.run_threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_str(bundle["tokenizer"])
         self.tokenizer.no_padding()  # batches are padded to their own longest text below
-        if max_tokens:
-            self.tokenizer.enable_truncation(max_length=max_tokens)
+        if spec.max_tokens:
+            self.tokenizer.enable_truncation(max_length=spec.max_tokens)
         self.pooling = bundle["pooling"]
-        self.workers = threads or len(os.sched_getaffinity(0))
+        self.workers = spec.threads or len(os.sched_getaffinity(0))
         self._pool: ThreadPoolExecutor | None = None
 
     def _run(self, encoded: list) -> np.ndarray:
@@ -287,15 +287,14 @@ class Embedder:
         if fast and bundle.exists():
             data = json.loads(bundle.read_text())
             if Path(data["onnx"]).exists():
-                self._direct: _DirectOnnx | None = _DirectOnnx(data, spec.threads, spec.max_tokens, one_shot,
-                                                               bundle.with_suffix(".optimized"))
+                self._direct: _DirectOnnx | None = _DirectOnnx(data, spec, one_shot, bundle.with_suffix(".optimized"))
                 self.model_id, self.dim = data["model_id"], int(data["dim"])
                 return
         self._direct = None
         self._load_fastembed(spec)
         data = self._record_bundle(bundle)
         if data is not None:  # fastembed resolved the model and recorded how to run it; run it the faster way
-            self._direct = _DirectOnnx(data, spec.threads, spec.max_tokens, one_shot, bundle.with_suffix(".optimized"))
+            self._direct = _DirectOnnx(data, spec, one_shot, bundle.with_suffix(".optimized"))
             del self._model
 
     def _record_bundle(self, path: Path) -> dict | None:

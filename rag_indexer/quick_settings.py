@@ -106,7 +106,8 @@ def embedding_spec(settings, for_query: bool = True) -> EmbeddingSpec:
     cfg = settings.embedding
     return EmbeddingSpec(
         model=cfg.model, models_dir=state_dir() / "models", allow_download=cfg.allow_download,
-        threads=cfg.query_threads if for_query else cfg.index_threads,
+        threads=1 if for_query else cfg.index_threads,  # a query is one model run
+        run_threads=cfg.query_threads if for_query else 1,
         max_tokens=cfg.query_max_tokens if for_query else None,
     )
 

