@@ -214,14 +214,15 @@ class _DirectOnnx:
     def __init__(self, bundle: dict, spec: EmbeddingSpec, one_shot: bool = False, saved_dir: Path | None = None):
         from tokenizers import Tokenizer
 
-        self.session = _session(Path(bundle["onnx"]), saved_dir, one_shot, spec.run_threads)
+        cores = len(os.sched_getaffinity(0))
+        self.session = _session(Path(bundle["onnx"]), saved_dir, one_shot, min(spec.run_threads, cores))
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_str(bundle["tokenizer"])
         self.tokenizer.no_padding()  # batches are padded to their own longest text below
         if spec.max_tokens:
             self.tokenizer.enable_truncation(max_length=spec.max_tokens)
         self.pooling = bundle["pooling"]
-        self.workers = spec.threads or len(os.sched_getaffinity(0))
+        self.workers = spec.threads or cores
         self._pool: ThreadPoolExecutor | None = None
 
     def _run(self, encoded: list) -> np.ndarray:
