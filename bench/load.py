@@ -27,6 +27,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 import argparse
 import asyncio
 import itertools
+import math
 import shutil
 import statistics
 import subprocess
@@ -143,7 +144,7 @@ def start_profile(p: ProxyProcess, out: Path, duration: float) -> subprocess.Pop
     """py-spy on the proxy and its workers for `duration` seconds, collapsed stacks into `out`."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
-                             "--gil", "--full-filenames", "--format", "raw", "--duration", str(int(duration)), "--output", str(out),
+                             "--gil", "--full-filenames", "--format", "raw", "--duration", str(max(1, math.ceil(duration))), "--output", str(out),
                              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -256,8 +257,9 @@ class Target:
 
     async def round(self, http: httpx.AsyncClient, clients: int, seconds: float, cap: int,
                     profile: Path | None = None) -> None:
-        """`clients` clients for `seconds`, added to the totals."""
+        """`clients` clients for `seconds` (at most `cap` requests in all), added to the totals."""
         stop_at, answered, cpu_before = time.perf_counter() + seconds, len(self.lat), cpu_s(self.p.proc.pid)
+        cap += self.sent  # `cap` more requests in this round
 
         async def client() -> None:
             while time.perf_counter() < stop_at and self.sent < cap:
@@ -307,7 +309,7 @@ async def run_rounds(targets: dict[str, Target], clients: int, seconds: float, r
         for i in range(rounds):
             for name in names[i % len(names):] + names[:i % len(names)]:
                 spy_to = (profile or {}).get(name) if i == 0 else None
-                await targets[name].round(http, clients, seconds, cap // rounds, spy_to)
+                await targets[name].round(http, clients, seconds, max(1, cap // rounds), spy_to)
             if after_round:
                 after_round(i)
 
@@ -329,7 +331,8 @@ def main() -> int:
     gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store}, workers=args.workers)
     targets = {"bare LiteLLM": Target(bare, gateway=False), "carrot gateway": Target(gw, gateway=True)}
     try:
-        out = {name: args.profile / f"{name.split()[-1]}.txt" for name in targets} if args.profile else {}
+        out = {name: args.profile / f"{'bare' if name.startswith('bare') else 'gateway'}.txt" for name in targets} \
+            if args.profile else {}
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         asyncio.run(run_rounds(targets, args.clients, args.duration / args.rounds, args.rounds, args.max_requests, out))

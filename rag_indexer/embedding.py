@@ -79,6 +79,12 @@ _STALE_TEMP_S = 600.0  # optimising takes about a second: a temp folder this old
 _UNUSED_GRAPH_S = 86400.0  # a saved graph no load has read for a day (an earlier model file or onnxruntime)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity on Linux; all of them where that is not known, e.g. macOS)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
 def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: int = 1):
     """An ONNX session on `run_threads` threads (one: least CPU per text), from the graph optimised once and saved under `saved_dir` when there.
 
@@ -214,7 +220,7 @@ class _DirectOnnx:
     def __init__(self, bundle: dict, spec: EmbeddingSpec, one_shot: bool = False, saved_dir: Path | None = None):
         from tokenizers import Tokenizer
 
-        cores = len(os.sched_getaffinity(0))
+        cores = usable_cores()
         self.session = _session(Path(bundle["onnx"]), saved_dir, one_shot, min(spec.run_threads, cores))
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_str(bundle["tokenizer"])

@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_indexer.embedding import OFFLINE_ID, OFFLINE_NAME, Embedder, EmbeddingSpec
+from rag_indexer.embedding import (
+    OFFLINE_ID,
+    OFFLINE_NAME,
+    Embedder,
+    EmbeddingSpec,
+    usable_cores,
+)
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -154,10 +160,16 @@ def test_query_run_threads_run_the_model_on_that_many_threads_with_the_same_vect
     one = Embedder(EmbeddingSpec(models_dir=models_dir, max_tokens=32), fast=True)
     two = Embedder(EmbeddingSpec(models_dir=models_dir, max_tokens=32, run_threads=2), fast=True)
     many = Embedder(EmbeddingSpec(models_dir=models_dir, max_tokens=32, run_threads=64), fast=True)
-    cores = len(os.sched_getaffinity(0))  # never more threads than the process may run on
+    cores = usable_cores()  # never more threads than the process may run on
     assert [e._direct.session.get_session_options().intra_op_num_threads for e in (one, two, many)] == \
         [1, min(2, cores), cores]
     assert np.allclose(one.embed(SENTENCES), two.embed(SENTENCES), atol=1e-5)
+
+
+def test_usable_cores_without_affinity_counts_every_core(monkeypatch):
+    """macOS has no `sched_getaffinity`: the query side still builds its session, on the machine's cores."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert usable_cores() == (os.cpu_count() or 1)
 
 
 def test_shipped_tokenizer_files_are_the_pinned_package_files():
