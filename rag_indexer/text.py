@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
@@ -18,12 +19,17 @@ def search_text(text: str) -> str:
     that defines or reads an option names it literally.
     """
     out = ["opt" + re.sub(r"[\W_]", "", m).lower() for m in OPTION.findall(text)]
-    for tok in _IDENT.findall(text):
-        parts = [p.lower() for piece in tok.split("_") for p in _CAMEL.findall(piece)]
-        out.extend(parts)
-        if len(parts) > 1:
-            out.append("".join(parts))
+    out.extend(filter(None, map(_identifier_terms, _IDENT.findall(text))))
     return " ".join(out)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _identifier_terms(tok: str) -> str:
+    """One identifier's terms (memoised: code and tracebacks repeat their names)."""
+    parts = [p.lower() for piece in tok.split("_") for p in _CAMEL.findall(piece)]
+    if len(parts) > 1:
+        parts.append("".join(parts))
+    return " ".join(parts)
 
 
 def windows(text: str, size: int, overlap: int) -> list[str]:
