@@ -17,7 +17,7 @@ class Dense(Connection):
         """(chunk_id, best window cosine, the chunk's metadata) for the windows nearest to any of the query
         vectors, best first, one round trip."""
         path_sql, params = path_filter(paths)
-        self._set_ef_search(max(40, min(1000, int(limit) * 2)))
+        self._set_ef_search(max(40, min(1000, int(limit))))  # pgvector returns at most ef_search rows
         rows = self.conn.execute(
             f"WITH n AS (SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
             f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM {vec_table(info.dim)} v "
