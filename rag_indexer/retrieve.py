@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # a CLI query runs on the settings' snapshot, without pydanti
 MODES = ("hybrid", "dense", "fulltext")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
 _NOTHING = Read(None, None, lambda rows: [])
+# typo candidates: words as prose spells them (`disconected`, `Instal`); identifiers (`gateway_error`,
+# `GatewayError`, `modelvalid` joined from `model_valid`) are names, not misspellings of indexed words
+_PROSE_WORD = re.compile(r"(?<![\w.-])[A-Za-z][a-z]+(?![\w-])")
 _TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test\.\w+|conftest\.py)$")
 
 
@@ -44,6 +47,11 @@ def commit_matches(indexed: str | None, ref: str | None) -> bool:
     if not ref or not indexed or not _COMMIT.fullmatch(ref):
         return True
     return indexed.lower().startswith(ref.lower())
+
+
+def typo_candidates(text: str) -> str:
+    """The words of `text` a misspelling can hide in: prose words, each once; identifiers are names."""
+    return " ".join(dict.fromkeys(_PROSE_WORD.findall(text)))
 
 
 class Retriever:
@@ -112,7 +120,8 @@ class Retriever:
         code_terms = q.mode == "hybrid" and bool(w.code_terms and s.signals)
         symbol = q.mode == "hybrid" and bool(w.symbol)
         terms = search_text(s.text) if fulltext else ""
-        fixes = self.store.typo_corrections(info, terms, cfg.typo_similarity.get(q.kind, 0.0)) if fulltext else []
+        fixes = self.store.typo_corrections(info, typo_candidates(s.text), cfg.typo_similarity.get(q.kind, 0.0)) \
+            if fulltext else []
         # the lexical searches and the path lookup go out together: one round trip
         found_bm25, found_code, symbols, mentioned_paths = self.store.read(
             self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else _NOTHING,

@@ -322,3 +322,52 @@ def test_the_snapshot_key_covers_every_project_file_the_validating_code_loads(tm
     outside = (ROOT / ".venv", Path(sys.prefix).resolve())
     project = {f for f in loaded if f.is_relative_to(ROOT) and not any(f.is_relative_to(o) for o in outside)}
     assert project == set(_VALIDATING)
+
+
+def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env, url, repo_name):
+    """A small index in a large shared vector table is searched exactly (a filtered HNSW scan would walk
+    other indexes' vectors); both ways give the same nearest chunks, best first."""
+    import numpy as np
+
+    from rag_indexer.store import dense as dense_mod
+
+    (tmp_path / "mathx.py").write_text(MATH)
+    (tmp_path / "text.py").write_text(TEXT)
+    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name)[0] == 0
+    store = Store(url)
+    info = store.index("code", repo_name)
+    vecs = store.conn.execute(f"SELECT v.embedding FROM rag_vectors_{info.dim} v JOIN rag_chunks c ON c.id = "
+                              "v.chunk_id WHERE c.index_id = %s ORDER BY c.id LIMIT 2", (info.id,)).fetchall()
+    query_vecs = np.array([np.asarray(vecs[0][0].to_list()) * 0.9 + np.asarray(vecs[1][0].to_list()) * 0.1])
+    assert dense_mod.exact_search(info, 10)  # a few chunks: exact whatever the table holds
+    exact = store.dense(info, query_vecs, 10)
+    big = dense_mod.EXACT_MAX_CHUNKS + 1  # the same index taken for a large one: by HNSW
+    hnsw = store.dense(type(info)(**{**info.__dict__, "chunks": big}), query_vecs, 10)
+    assert [c for c, _, _ in exact] == [c for c, _, _ in hnsw] and len(exact) == info.chunks
+    assert np.allclose([s for _, s, _ in exact], [s for _, s, _ in hnsw], atol=1e-5)
+    assert exact == sorted(exact, key=lambda r: -r[1]) and exact[0][2].path == "mathx.py"
+    store.close()
+
+
+@pytest.mark.parametrize(("chunks", "table", "exact"), [
+    (80, 0.0, True),  # never analysed: exact while the index alone is at most `limit` chunks
+    (500, 0.0, False),
+    (500, 200_000.0, True),  # 0.25% of the table: a filtered HNSW scan would visit ~40,000 vectors
+    (5_000, 200_000.0, False),  # past the cap (a doc chunk may hold 10 windows)
+    (1_500, 20_000.0, False),  # 7.5% of the table: HNSW finds 100 of its own quickly
+])
+def test_exact_dense_search_is_chosen_for_an_index_small_against_its_table(chunks, table, exact):
+    from rag_indexer.store import IndexInfo
+    from rag_indexer.store.dense import exact_search
+
+    info = IndexInfo(1, "code", "x", None, "m", 384, chunks, 10.0, table)
+    assert exact_search(info, 100) is exact
+
+
+def test_the_trigram_index_is_keyed_by_index(url):
+    """Typo corrections look among one index's terms, not every index's (btree_gin + pg_trgm)."""
+    store = Store(url)
+    assert store.trigrams
+    names = {r[0] for r in store.conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'rag_terms'")}
+    assert "rag_terms_trgm_by_index" in names and "rag_terms_trgm" not in names
+    store.close()

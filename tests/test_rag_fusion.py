@@ -25,3 +25,13 @@ def test_weights_decide_between_rankings_that_disagree():
     assert file_order(rankings, [2.0, 1.0], 10, fused, PATH_OF)[0] == 3
     fused = rrf(rankings, 10, [1.0, 2.0])
     assert file_order(rankings, [1.0, 2.0], 10, fused, PATH_OF)[0] == 4
+
+
+def test_typo_candidates_are_prose_words_not_identifiers():
+    """`gateway_error`, `GatewayError`, `model.valid`'s tail and `--opt-name` are names: a trigram lookup for each
+    cost ~2-7 ms on a large store and mapped `gatewayerror` to `gateway`."""
+    from rag_indexer.retrieve import typo_candidates
+
+    text = "How do I start the disconected instal? Disconected. GatewayError gateway_error model.valid --opt-name x2y"
+    assert typo_candidates(text).split() == ["How", "do", "start", "the", "disconected", "instal", "Disconected",
+                                             "model"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chunk import Chunk
-from .schema import SCHEMA, SCHEMA_VERSION, TRIGRAM_SCHEMA
+from .schema import SCHEMA, SCHEMA_VERSION, TRIGRAM_FALLBACK_SCHEMA, TRIGRAM_SCHEMA
 
 log = logging.getLogger("rag_indexer.store")
 
@@ -29,6 +29,7 @@ class IndexInfo:
     dim: int
     chunks: int
     avgdl: float
+    table_vectors: float = 0.0  # rows of the vector table all indexes of this size share (planner estimate)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Connection:
             # vector type, and filtered HNSW scans that keep going until `limit` rows pass (pgvector >= 0.8)
             version, trigram_index, vector_oid, vector_array = self.conn.execute(
                 "SELECT obj_description(to_regclass('rag_indexes'), 'pg_class'), "
-                "to_regclass('rag_terms_trgm') IS NOT NULL, to_regtype('vector')::oid, "
+                "coalesce(to_regclass('rag_terms_trgm_by_index'), to_regclass('rag_terms_trgm')) IS NOT NULL, "
+                "to_regtype('vector')::oid, "
                 "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
                 "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
@@ -80,12 +82,15 @@ class Connection:
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
-        if not self.trigrams:
+        for schema in (() if self.trigrams else (TRIGRAM_SCHEMA, TRIGRAM_FALLBACK_SCHEMA)):
             try:
-                self.conn.execute(TRIGRAM_SCHEMA)
+                self.conn.execute(schema)
                 self.trigrams = True
+                break
             except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
-                log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
+                log.warning("%s: %s", "btree_gin unavailable, trigrams over all indexes' terms"
+                            if schema is TRIGRAM_SCHEMA else "pg_trgm unavailable, no typo-tolerant matching",
+                            str(e).strip().splitlines()[0])
         self._ef_search: int | None = None
         self._pipeline = psycopg.Pipeline.is_supported()  # libpq >= 14 (the binary wheel bundles one)
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM

@@ -13,7 +13,8 @@ VACUUM_AFTER_CHANGES = 1000
 class Indexes(Connection):
     def index(self, kind: str, name: str) -> IndexInfo | None:
         row = self.conn.execute(
-            "SELECT id, kind, name, commit, model, dim, chunks, avgdl FROM rag_indexes WHERE kind = %s AND name = %s",
+            "SELECT id, kind, name, commit, model, dim, chunks, avgdl, coalesce((SELECT reltuples FROM pg_class "
+            "WHERE oid = to_regclass('rag_vectors_' || dim)), 0) FROM rag_indexes WHERE kind = %s AND name = %s",
             (kind, name),
         ).fetchone()
         return IndexInfo(*row) if row else None

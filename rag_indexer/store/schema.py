@@ -49,8 +49,17 @@ CREATE TABLE IF NOT EXISTS rag_terms (
 """
 
 # typo-tolerant matching: a misspelt query word is mapped to the nearest indexed lexemes by trigram
-# similarity (pg_trgm ships with PostgreSQL's contrib modules, and with the embedded server)
+# similarity (pg_trgm and btree_gin ship with PostgreSQL's contrib modules, and with the embedded server).
+# The trigram index is keyed by index too: over every index's terms, one lookup in a store of 40 indexes
+# read ~7 ms of other indexes' postings per word.
 TRIGRAM_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX IF NOT EXISTS rag_terms_trgm_by_index ON rag_terms USING gin (index_id, lexeme gin_trgm_ops);
+DROP INDEX IF EXISTS rag_terms_trgm;
+"""
+# a server with pg_trgm but not btree_gin: trigrams over all indexes' terms
+TRIGRAM_FALLBACK_SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS rag_terms_trgm ON rag_terms USING gin (lexeme gin_trgm_ops);
 """
