@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .config import Watched, policy_dir
 from .context import ContextRefs, RequestContext
@@ -24,6 +25,9 @@ from .metrics import RAG_DURATION
 log = logging.getLogger("carrot.rag")
 
 RETRY_AFTER_S = 5.0  # after a store failure, report "unavailable" without reconnecting for this long
+# Searches run on their own threads (one store connection each), not asyncio's default pool: a slow store
+# then queues retrieving requests only, never the PII stage's redaction that waits on the default pool.
+SEARCH_THREADS = 4
 REPOS_KEY = "carrot_repos"  # key / team metadata: the repositories a header-less rag-code request searches
 _REPO = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<ref>[0-9A-Za-z._/\-]{1,100}))?$")
 NO_REPO_FIX = (
@@ -44,6 +48,7 @@ class _Engine:
         self._local = threading.local()  # one store connection per worker thread: queries run in parallel
         self._failed_at = 0.0
         self._lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="rag-search")
 
     def retriever(self):
         from rag_indexer.embedding import Embedder
@@ -98,8 +103,10 @@ def engine() -> _Engine:
 
 
 def warm() -> None:
-    """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use."""
-    engine().retriever()
+    """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use,
+    on a search thread (its connection is the one a search then uses)."""
+    eng = engine()
+    eng.pool.submit(eng.retriever).result()
 
 
 def _metadata_repos(meta: object, where: str) -> tuple[ContextRefs, ...]:
@@ -205,7 +212,8 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=about_tests) for t in targets]
     t0 = time.perf_counter()
     try:
-        per_repo = await asyncio.to_thread(lambda: [eng.search(q) for q in queries])
+        per_repo = await asyncio.get_running_loop().run_in_executor(
+            eng.pool, lambda: [eng.search(q) for q in queries])
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
         log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets), e)
         ctx.rag_status = "unavailable"

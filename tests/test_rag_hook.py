@@ -69,3 +69,41 @@ def test_repos_come_from_the_header_then_key_then_team_then_policy():
 def test_none_says_whether_nothing_was_selected_or_nothing_found():
     assert "No repository was selected" in render_none("code", None)
     assert "No relevant code was found in the index 'acme'" in render_none("code", "acme")
+
+
+def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
+    """Searches run on the gateway's own search threads: with every one of them waiting on a stalled store and
+    more requests queued behind, asyncio's default pool (where the PII stage redacts) still answers at once."""
+    import asyncio
+    import threading
+
+    from carrot_hooks import rag
+
+    eng = rag._Engine()
+    gate, ran_on = threading.Event(), set()
+
+    def stalled(query):
+        ran_on.add(threading.current_thread().name)
+        gate.wait(30)
+        return []
+
+    monkeypatch.setattr(eng, "search", stalled)
+    monkeypatch.setattr(rag, "_engine", eng)
+
+    async def main():
+        ctxs = [RequestContext("rag-code", "low", "t", ContextRefs("acme/app", None, ())) for _ in range(40)]
+        tasks = [asyncio.create_task(rag.inject_context(c, {"messages": [{"role": "user", "content": "where?"}]}))
+                 for c in ctxs]
+        while len(ran_on) < rag.SEARCH_THREADS:  # every search thread holds a stalled search
+            await asyncio.sleep(0.01)
+        other = await asyncio.wait_for(asyncio.to_thread(lambda: threading.current_thread().name), 5)
+        gate.set()
+        await asyncio.gather(*tasks)
+        return other, ctxs
+
+    try:
+        other, ctxs = asyncio.run(main())
+    finally:
+        gate.set()
+    assert not other.startswith("rag-search") and all(n.startswith("rag-search") for n in ran_on)
+    assert {c.rag_status for c in ctxs} == {"none"}
