@@ -93,13 +93,16 @@ class _Engine:
 
 
 _engine: _Engine | None = None
+_engine_lock = threading.Lock()
 
 
 def engine() -> _Engine:
+    """The process's one engine (the warm-up thread and a first request may ask at once)."""
     global _engine
-    if _engine is None:
-        _engine = _Engine()
-    return _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = _Engine()
+        return _engine
 
 
 def warm() -> None:

@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # a CLI query runs on the settings' snapshot, without pydanti
 MODES = ("hybrid", "dense", "fulltext")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
 _NOTHING = Read(None, None, lambda rows: [])
-# typo candidates: words as prose spells them (`disconected`, `Instal`); identifiers (`gateway_error`,
-# `GatewayError`, `modelvalid` joined from `model_valid`) are names, not misspellings of indexed words
-_PROSE_WORD = re.compile(r"(?<![\w.-])[A-Za-z][a-z]+(?![\w-])")
+# typo candidates: words as prose spells them (`disconected`, `Instal`, `INSTALATION`, `air-gaped`, `instalación`);
+# identifiers (`gateway_error`, `GatewayError`, `x2y`, `model.valid`'s attribute) are names, not misspellings
+_LETTER_RUN = re.compile(r"(?<![\w.])[^\W\d_]+(?!\w)")
 _TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test\.\w+|conftest\.py)$")
 
 
@@ -50,8 +50,9 @@ def commit_matches(indexed: str | None, ref: str | None) -> bool:
 
 
 def typo_candidates(text: str) -> str:
-    """The words of `text` a misspelling can hide in: prose words, each once; identifiers are names."""
-    return " ".join(dict.fromkeys(_PROSE_WORD.findall(text)))
+    """The words of `text` a misspelling can hide in: prose words (one case, or capitalised), each once."""
+    words = (w for w in _LETTER_RUN.findall(text) if w.islower() or w.isupper() or w[1:].islower())
+    return " ".join(dict.fromkeys(words))
 
 
 class Retriever:

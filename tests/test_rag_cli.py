@@ -338,7 +338,8 @@ def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env
     info = store.index("code", repo_name)
     vecs = store.conn.execute(f"SELECT v.embedding FROM rag_vectors_{info.dim} v JOIN rag_chunks c ON c.id = "
                               "v.chunk_id WHERE c.index_id = %s ORDER BY c.id LIMIT 2", (info.id,)).fetchall()
-    query_vecs = np.array([np.asarray(vecs[0][0].to_list()) * 0.9 + np.asarray(vecs[1][0].to_list()) * 0.1])
+    a, b = (np.asarray(v[0].to_list()) for v in vecs)
+    query_vecs = np.array([a * 0.9 + b * 0.1, a * 0.2 + b * 0.8])  # two windows: each its nearest, merged
     assert dense_mod.exact_search(info, 10)  # a few chunks: exact whatever the table holds
     exact = store.dense(info, query_vecs, 10)
     big = dense_mod.EXACT_MAX_CHUNKS + 1  # the same index taken for a large one: by HNSW
@@ -346,6 +347,9 @@ def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env
     assert [c for c, _, _ in exact] == [c for c, _, _ in hnsw] and len(exact) == info.chunks
     assert np.allclose([s for _, s, _ in exact], [s for _, s, _ in hnsw], atol=1e-5)
     assert exact == sorted(exact, key=lambda r: -r[1]) and exact[0][2].path == "mathx.py"
+    nearest = store.dense(info, query_vecs, 1)  # each window's nearest chunk: two of them, as by HNSW
+    assert len(nearest) == 2 and [c for c, _, _ in nearest] == \
+        [c for c, _, _ in store.dense(type(info)(**{**info.__dict__, "chunks": big}), query_vecs, 1)]
     store.close()
 
 

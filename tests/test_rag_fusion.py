@@ -32,6 +32,7 @@ def test_typo_candidates_are_prose_words_not_identifiers():
     cost ~2-7 ms on a large store and mapped `gatewayerror` to `gateway`."""
     from rag_indexer.retrieve import typo_candidates
 
-    text = "How do I start the disconected instal? Disconected. GatewayError gateway_error model.valid --opt-name x2y"
-    assert typo_candidates(text).split() == ["How", "do", "start", "the", "disconected", "instal", "Disconected",
-                                             "model"]
+    text = ("How do I start the disconected instal? Disconected. GatewayError gateway_error model.valid x2y "
+            "(air-gaped) \"INSTALATION\", instalación naïve")
+    assert typo_candidates(text).split() == ["How", "do", "I", "start", "the", "disconected", "instal", "Disconected",
+                                             "model", "air", "gaped", "INSTALATION", "instalación", "naïve"]

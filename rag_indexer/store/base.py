@@ -82,18 +82,28 @@ class Connection:
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
-        for schema in (() if self.trigrams else (TRIGRAM_SCHEMA, TRIGRAM_FALLBACK_SCHEMA)):
-            try:
-                self.conn.execute(schema)
-                self.trigrams = True
-                break
-            except psycopg.Error as e:  # a server without contrib modules (or the rights): exact terms only
-                log.warning("%s: %s", "btree_gin unavailable, trigrams over all indexes' terms"
-                            if schema is TRIGRAM_SCHEMA else "pg_trgm unavailable, no typo-tolerant matching",
-                            str(e).strip().splitlines()[0])
+        if not self.trigrams:
+            self.trigrams = self._ensure_trigrams(psycopg.Error)
         self._ef_search: int | None = None
         self._pipeline = psycopg.Pipeline.is_supported()  # libpq >= 14 (the binary wheel bundles one)
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
+
+    def _ensure_trigrams(self, db_error: type[Exception]) -> bool:
+        """Create the trigram index (keyed by index where btree_gin is installed); whether one is there after.
+        Another connection creating it at the same moment may make ours fail: what is there counts."""
+        btree_gin = self.conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin')")
+        schema = TRIGRAM_SCHEMA if btree_gin.fetchone()[0] else TRIGRAM_FALLBACK_SCHEMA
+        if schema is TRIGRAM_FALLBACK_SCHEMA:
+            log.warning("btree_gin unavailable: typo lookups search every index's terms")
+        try:
+            self.conn.execute(schema)
+            return True
+        except db_error as e:  # a server without contrib modules (or the rights), or a concurrent creation
+            found = self.conn.execute("SELECT coalesce(to_regclass('rag_terms_trgm_by_index'), "
+                                      "to_regclass('rag_terms_trgm')) IS NOT NULL").fetchone()[0]
+            if not found:
+                log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
+            return bool(found)
 
     def read(self, *reads: Read) -> list:
         """Each read's converted rows; several go out together and are answered in one round trip (libpq

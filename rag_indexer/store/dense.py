@@ -25,9 +25,12 @@ class Dense(Connection):
         path_sql, params = path_filter(paths)
         table = vec_table(info.dim)
         if exact_search(info, limit):
-            nearest = (f"SELECT v.chunk_id, max(1 - (v.embedding <=> q.vec)) AS sim FROM unnest(%(qs)s::text[]::vector[]) "
-                       f"AS q(vec) CROSS JOIN rag_chunks c JOIN {table} v ON v.chunk_id = c.id "
-                       f"WHERE c.index_id = %(idx)s {path_sql} GROUP BY v.chunk_id ORDER BY sim DESC LIMIT %(lim)s")
+            # per query vector its `limit` nearest windows, as the HNSW branch; ordered by similarity, which no
+            # index serves (`ORDER BY embedding <=> vec` would hand it back to the HNSW scan)
+            nearest = (f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
+                       f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM rag_chunks c "
+                       f"JOIN {table} v ON v.chunk_id = c.id WHERE c.index_id = %(idx)s {path_sql} "
+                       f"ORDER BY sim DESC LIMIT %(lim)s) n GROUP BY n.chunk_id")
         else:
             self._set_ef_search(max(40, min(1000, int(limit))))  # pgvector returns at most ef_search rows
             nearest = (f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
