@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,15 +15,9 @@ import httpx
 
 from carrot_hooks.config import file_version
 from carrot_hooks.serve import ROOT, build_env, command
-from tests.services import wait_for
+from tests.services import free_port, wait_for
 
 MASTER_KEY = "sk-test-" + "c0ffee" * 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,11 +57,21 @@ def wait_for(pred, timeout: float = 10.0, every: float = 0.2) -> bool:
     return False
 
 
+LISTEN_PORTS = range(20000, 32768)  # below Linux's ephemeral range (32768-60999): no outgoing connection lands here
+
+
 def free_port() -> int:
-    """A loopback TCP port that is free right now (bound to port 0, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that is free right now, for a server to listen on. Not bound to port 0: that hands
+    out ephemeral ports, which any outgoing connection (to Redis, the fake upstream) may take before the
+    server binds it ("address already in use" in a CI run); a random one below that range, checked free."""
+    for port in random.sample(LISTEN_PORTS, 50):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS} after 50 tries")
 
 
 def redact(url: str) -> str:
