@@ -287,13 +287,18 @@ class Target:
             self.profiled = len(self.lat) - answered  # the requests py-spy's samples cover
         self.rss_after = rss_mb(self.p.proc.pid)
 
+    @property
+    def cpu_ms(self) -> float:
+        """The proxy's CPU ms per answered request so far."""
+        return self.cpu * 1000 / max(1, len(self.lat))
+
     def row(self) -> dict:
         q = statistics.quantiles(self.lat, n=100) if len(self.lat) >= 2 else [float("nan")] * 99
         return {"sent": self.sent, "answered": sum(self.statuses.values()), "lost": self.lost,
                 "statuses": dict(self.statuses), "non200": sum(n for s, n in self.statuses.items() if s != 200),
                 "p50": q[49] * 1000, "p95": q[94] * 1000, "rps": len(self.lat) / self.wall,
                 "rss_before": self.rss_before, "rss_after": self.rss_after,
-                "cpu_ms": self.cpu * 1000 / max(1, len(self.lat)),
+                "cpu_ms": self.cpu_ms,
                 "p50_by_task": {t: statistics.median(v) * 1000 for t, v in sorted(self.by_task.items())}}
 
 
@@ -344,11 +349,9 @@ def main() -> int:
     base = rows["bare LiteLLM"]
     print(f"{args.clients} clients x {args.duration:.0f} s per target in {args.rounds} alternating rounds, "
           f"{args.workers} worker(s) each; mix: {len(TASKS)} task types chat + FIM, streaming and not, unique prompts")
-    ratios = [g / b for g, b in zip(targets["carrot gateway"].round_rps, targets["bare LiteLLM"].round_rps)]
-    print("req/s per round, gateway/bare: " + ", ".join(
-        f"{g:.1f}/{b:.1f} = {g / b:.2f}x" for g, b in zip(targets["carrot gateway"].round_rps,
-                                                          targets["bare LiteLLM"].round_rps))
-          + f"; median {statistics.median(ratios):.2f}x")
+    pairs = list(zip(targets["carrot gateway"].round_rps, targets["bare LiteLLM"].round_rps))
+    print("req/s per round, gateway/bare: " + ", ".join(f"{g:.1f}/{b:.1f} = {g / b:.2f}x" for g, b in pairs)
+          + f"; median {statistics.median(g / b for g, b in pairs):.2f}x")
     print(f"{'':15} {'sent':>6} {'answered':>8} {'lost':>5} {'non200':>6} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} "
           f"{'p95/bare':>8} {'rps/bare':>8} {'CPU ms/req':>10} {'RSS MB before→after':>20}")
     ok = True

@@ -60,7 +60,7 @@ def main() -> int:
     }
 
     def progress(i: int) -> None:
-        print(f"round {i + 1}: " + ", ".join(f"{n} {t.cpu * 1000 / max(1, len(t.lat)):.1f}" for n, t in targets.items())
+        print(f"round {i + 1}: " + ", ".join(f"{n} {t.cpu_ms:.1f}" for n, t in targets.items())
               + f" CPU ms/req so far; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     try:

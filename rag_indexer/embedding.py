@@ -86,7 +86,8 @@ def usable_cores() -> int:
 
 
 def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: int = 1):
-    """An ONNX session on `run_threads` threads (one: least CPU per text), from the graph optimised once and saved under `saved_dir` when there.
+    """An ONNX session on `run_threads` threads (one: least CPU per text), from the graph optimised once and
+    saved under `saved_dir` when there.
 
     Optimising (folding the int8 weights into floats, fusing attention) costs ~170 ms CPU at load and makes
     each run ~3x cheaper; the saved graph loads in ~35 ms, ~6 ms without weight prepacking (a one-shot CLI

@@ -121,8 +121,9 @@ class Retriever:
         code_terms = q.mode == "hybrid" and bool(w.code_terms and s.signals)
         symbol = q.mode == "hybrid" and bool(w.symbol)
         terms = search_text(s.text) if fulltext else ""
-        fixes = self.store.typo_corrections(info, typo_candidates(s.text), cfg.typo_similarity.get(q.kind, 0.0)) \
-            if fulltext else []
+        typo_similarity = cfg.typo_similarity.get(q.kind, 0.0)  # 0: off (code), no candidates to pick out
+        fixes = self.store.typo_corrections(info, typo_candidates(s.text), typo_similarity) \
+            if fulltext and typo_similarity > 0 else []
         # the lexical searches and the path lookup go out together: one round trip
         found_bm25, found_code, symbols, mentioned_paths = self.store.read(
             self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else _NOTHING,

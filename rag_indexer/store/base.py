@@ -13,6 +13,8 @@ from ..chunk import Chunk
 from .schema import SCHEMA, SCHEMA_VERSION, TRIGRAM_FALLBACK_SCHEMA, TRIGRAM_SCHEMA
 
 log = logging.getLogger("rag_indexer.store")
+# SQL: whether a trigram index on rag_terms exists (keyed by index, or the fallback over every index's terms)
+_TRIGRAM_INDEX_THERE = "coalesce(to_regclass('rag_terms_trgm_by_index'), to_regclass('rag_terms_trgm')) IS NOT NULL"
 
 
 class StoreError(RuntimeError):
@@ -69,8 +71,7 @@ class Connection:
             # vector type, and filtered HNSW scans that keep going until `limit` rows pass (pgvector >= 0.8)
             version, trigram_index, vector_oid, vector_array = self.conn.execute(
                 "SELECT obj_description(to_regclass('rag_indexes'), 'pg_class'), "
-                "coalesce(to_regclass('rag_terms_trgm_by_index'), to_regclass('rag_terms_trgm')) IS NOT NULL, "
-                "to_regtype('vector')::oid, "
+                f"{_TRIGRAM_INDEX_THERE}, to_regtype('vector')::oid, "
                 "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
                 "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
@@ -83,14 +84,16 @@ class Connection:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
         if not self.trigrams:
-            self.trigrams = self._ensure_trigrams(psycopg.Error)
+            self.trigrams = self._ensure_trigrams()
         self._ef_search: int | None = None
         self._pipeline = psycopg.Pipeline.is_supported()  # libpq >= 14 (the binary wheel bundles one)
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
 
-    def _ensure_trigrams(self, db_error: type[Exception]) -> bool:
+    def _ensure_trigrams(self) -> bool:
         """Create the trigram index (keyed by index where btree_gin is installed); whether one is there after.
         Another connection creating it at the same moment may make ours fail: what is there counts."""
+        import psycopg
+
         btree_gin = self.conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin')")
         schema = TRIGRAM_SCHEMA if btree_gin.fetchone()[0] else TRIGRAM_FALLBACK_SCHEMA
         if schema is TRIGRAM_FALLBACK_SCHEMA:
@@ -98,9 +101,8 @@ class Connection:
         try:
             self.conn.execute(schema)
             return True
-        except db_error as e:  # a server without contrib modules (or the rights), or a concurrent creation
-            found = self.conn.execute("SELECT coalesce(to_regclass('rag_terms_trgm_by_index'), "
-                                      "to_regclass('rag_terms_trgm')) IS NOT NULL").fetchone()[0]
+        except psycopg.Error as e:  # a server without contrib modules (or the rights), or a concurrent creation
+            found = self.conn.execute(f"SELECT {_TRIGRAM_INDEX_THERE}").fetchone()[0]
             if not found:
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
             return bool(found)

@@ -25,19 +25,18 @@ class Dense(Connection):
         path_sql, params = path_filter(paths)
         table = vec_table(info.dim)
         if exact_search(info, limit):
-            # per query vector its `limit` nearest windows, as the HNSW branch; ordered by similarity, which no
-            # index serves (`ORDER BY embedding <=> vec` would hand it back to the HNSW scan)
-            nearest = (f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
-                       f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM rag_chunks c "
-                       f"JOIN {table} v ON v.chunk_id = c.id WHERE c.index_id = %(idx)s {path_sql} "
-                       f"ORDER BY sim DESC LIMIT %(lim)s) n GROUP BY n.chunk_id")
+            # ordered by similarity, which no index serves (`ORDER BY embedding <=> vec` would hand it back to
+            # the HNSW scan)
+            windows = (f"rag_chunks c JOIN {table} v ON v.chunk_id = c.id WHERE c.index_id = %(idx)s {path_sql} "
+                       f"ORDER BY sim DESC")
         else:
             self._set_ef_search(max(40, min(1000, int(limit))))  # pgvector returns at most ef_search rows
-            nearest = (f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
-                       f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM {table} v "
-                       f"{'JOIN rag_chunks c ON c.id = v.chunk_id' if path_sql else ''} "
-                       f"WHERE v.index_id = %(idx)s {path_sql} ORDER BY v.embedding <=> q.vec LIMIT %(lim)s) n "
-                       f"GROUP BY n.chunk_id")
+            windows = (f"{table} v {'JOIN rag_chunks c ON c.id = v.chunk_id' if path_sql else ''} "
+                       f"WHERE v.index_id = %(idx)s {path_sql} ORDER BY v.embedding <=> q.vec")
+        # per query vector its `limit` nearest windows, then each chunk's best
+        nearest = (f"SELECT n.chunk_id, max(n.sim) AS sim FROM unnest(%(qs)s::text[]::vector[]) AS q(vec) "
+                   f"CROSS JOIN LATERAL (SELECT v.chunk_id, 1 - (v.embedding <=> q.vec) AS sim FROM {windows} "
+                   f"LIMIT %(lim)s) n GROUP BY n.chunk_id")
         rows = self.conn.execute(
             f"WITH n AS ({nearest}) "
             f"SELECT n.chunk_id, n.sim, c.path, c.file_kind, c.package FROM n JOIN rag_chunks c ON c.id = n.chunk_id "
