@@ -47,6 +47,7 @@ STAGES = {  # object attribute -> stage label
     ("store", "read"): "full-text, symbols, paths",  # one round trip
     ("store", "typo_corrections"): "typo corrections",
     ("store", "chunk_meta"): "candidate paths, kinds",
+    ("store", "phrase_counts"): "phrase counts",
     ("store", "chunks"): "chunk fetch",
 }
 

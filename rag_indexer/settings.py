@@ -28,9 +28,9 @@ class StoreSettings(_Strict):
 class EmbeddingSettings(_Strict):
     model: str = "BAAI/bge-small-en-v1.5"
     allow_download: bool = False
-    window_words: int = Field(128, ge=16, le=512)
-    window_overlap: int = Field(32, ge=0, le=256)
-    max_windows_per_chunk: int = Field(10, ge=1, le=64)
+    window_words: int = Field(64, ge=16, le=512)
+    window_overlap: int = Field(16, ge=0, le=256)
+    max_windows_per_chunk: int = Field(1, ge=1, le=64)
     code_window_words: int = Field(48, ge=16, le=512)
     code_max_windows: int = Field(1, ge=1, le=64)
     query_threads: int = Field(2, ge=1, le=64)  # ONNX threads in a query's model run: less wall, some more CPU
