@@ -13,7 +13,8 @@ from .schema import vec_table
 # An index whose vectors are a small share of the shared table is searched exactly: the filtered HNSW scan
 # visits about limit x table / index rows before `limit` of its own pass (up to 20,000: ~150 ms on a 200k-vector
 # table for a 100-vector collection), an exact scan visits the index's own. Exact when chunks^2 <= limit x table
-# rows, for at most EXACT_MAX_CHUNKS chunks (one window per chunk by default, 2,000 distances; policy allows more windows, e.g. 10: 20k, a few ms).
+# rows, for at most EXACT_MAX_CHUNKS chunks (one window per chunk by default: 2,000 distances; a policy with
+# 10 windows per doc chunk: 20k, a few ms).
 EXACT_MAX_CHUNKS = 2000
 
 
