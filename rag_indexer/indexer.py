@@ -66,7 +66,7 @@ def chunk_file(kind: str, path: str, text: str, f: SourceFile | None = None) -> 
 
 
 def embed_texts(kind: str, chunk: Chunk, cfg: EmbeddingSettings) -> list[str]:
-    """What gets embedded for a chunk: a label line plus overlapping windows of its text.
+    """What gets embedded for a chunk: a label line plus windows of its text (by policy one each: its head).
 
     The label names the file, not its folder, so moved or copied files hit the embedding cache.
     """

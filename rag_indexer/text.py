@@ -33,7 +33,7 @@ def _identifier_terms(tok: str) -> str:
 
 
 def windows(text: str, size: int, overlap: int) -> list[str]:
-    """Overlapping windows of about `size` words (so a long chunk is embedded whole, not just its start)."""
+    """Overlapping windows of about `size` words, in order (callers keep the first N: N=1 is the text's head)."""
     words = text.split()
     if len(words) <= size:
         return [" ".join(words)] if words else []

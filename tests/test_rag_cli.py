@@ -357,7 +357,7 @@ def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env
     (80, 0.0, True),  # never analysed: exact while the index alone is at most `limit` chunks
     (500, 0.0, False),
     (500, 200_000.0, True),  # 0.25% of the table: a filtered HNSW scan would visit ~40,000 vectors
-    (5_000, 200_000.0, False),  # past the cap (a doc chunk may hold 10 windows)
+    (5_000, 200_000.0, False),  # past the cap (a policy may give a doc chunk 10 windows)
     (1_500, 20_000.0, False),  # 7.5% of the table: HNSW finds 100 of its own quickly
 ])
 def test_exact_dense_search_is_chosen_for_an_index_small_against_its_table(chunks, table, exact):
