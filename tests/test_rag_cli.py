@@ -327,6 +327,8 @@ def test_the_snapshot_key_covers_every_project_file_the_validating_code_loads(tm
 def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env, url, repo_name):
     """A small index in a large shared vector table is searched exactly (a filtered HNSW scan would walk
     other indexes' vectors); both ways give the same nearest chunks, best first."""
+    import dataclasses
+
     import numpy as np
 
     from rag_indexer.store import dense as dense_mod
@@ -342,14 +344,14 @@ def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env
     query_vecs = np.array([a * 0.9 + b * 0.1, a * 0.2 + b * 0.8])  # two windows: each its nearest, merged
     assert dense_mod.exact_search(info, 10)  # a few chunks: exact whatever the table holds
     exact = store.dense(info, query_vecs, 10)
-    big = dense_mod.EXACT_MAX_CHUNKS + 1  # the same index taken for a large one: by HNSW
-    hnsw = store.dense(type(info)(**{**info.__dict__, "chunks": big}), query_vecs, 10)
+    as_large = dataclasses.replace(info, chunks=dense_mod.EXACT_MAX_CHUNKS + 1)  # the same index: by HNSW
+    hnsw = store.dense(as_large, query_vecs, 10)
     assert [c for c, _, _ in exact] == [c for c, _, _ in hnsw] and len(exact) == info.chunks
     assert np.allclose([s for _, s, _ in exact], [s for _, s, _ in hnsw], atol=1e-5)
     assert exact == sorted(exact, key=lambda r: -r[1]) and exact[0][2].path == "mathx.py"
     nearest = store.dense(info, query_vecs, 1)  # each window's nearest chunk: two of them, as by HNSW
     assert len(nearest) == 2 and [c for c, _, _ in nearest] == \
-        [c for c, _, _ in store.dense(type(info)(**{**info.__dict__, "chunks": big}), query_vecs, 1)]
+        [c for c, _, _ in store.dense(as_large, query_vecs, 1)]
     store.close()
 
 
