@@ -47,7 +47,8 @@ STAGES = {  # object attribute -> stage label
     ("store", "read"): "full-text, symbols, paths",  # one round trip
     ("store", "typo_corrections"): "typo corrections",
     ("store", "chunk_meta"): "candidate paths, kinds",
-    ("store", "chunks"): "chunk fetch",  # the phrase candidates (answer chunks among them), else the answer
+    ("store", "phrase_counts"): "phrase counts",
+    ("store", "chunks"): "chunk fetch",
 }
 
 

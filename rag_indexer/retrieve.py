@@ -4,13 +4,11 @@ kinds in policy order, near-duplicate documents spread out."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .chunk import Chunk
 from .embedding import Embedder
 from .fusion import by_tier, diversify, file_order, from_first_answering, rrf
 from .query import Shaped, clean, head, prose_of, shape
@@ -51,17 +49,6 @@ def commit_matches(indexed: str | None, ref: str | None) -> bool:
     return indexed.lower().startswith(ref.lower())
 
 
-def _same_index(a: IndexInfo, b: IndexInfo) -> bool:
-    """The same index contents (the vector table's size estimate moves on its own)."""
-    return dataclasses.replace(a, table_vectors=b.table_vectors) == b
-
-
-def phrase_count(text: str, phrases: list[str]) -> int:
-    """How many of the (lower-case) phrases `text` contains literally."""
-    lowered = text.lower()
-    return sum(p in lowered for p in phrases)
-
-
 def typo_candidates(text: str) -> str:
     """The words of `text` a misspelling can hide in: prose words (one case, or capitalised), each once."""
     words = (w for w in _LETTER_RUN.findall(text) if w.islower() or w.isupper() or w[1:].islower())
@@ -74,16 +61,11 @@ class Retriever:
     def __init__(self, store: Store, embedder: Embedder, cfg: RetrievalSettings):
         self.store, self.embedder, self.cfg = store, embedder, cfg
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
-        # index records seen by earlier searches: each search re-reads its record in its first round trip and
-        # starts again when the index changed meanwhile (saves the lookup's own round trip)
-        self._indexes: dict[tuple[str, str], IndexInfo] = {}
 
     def index_for(self, q: Query) -> IndexInfo | None:
-        """The index record, fetched and checked against the embedding model (and remembered for later searches)."""
         info = self.store.index(q.kind, q.name)
         if info is not None:
             check_model(info, self.embedder.model_id, self.embedder.dim)
-            self._indexes[q.kind, q.name] = info
         return info
 
     def dense_windows(self, cleaned: str) -> list[str]:
@@ -116,19 +98,14 @@ class Retriever:
         """Top `q.k` chunks once one of them is relevant (fewer only when the index has fewer), else none."""
         if q.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {q.mode!r}")
-        # the query embedding (client CPU, the longest stage) starts first and runs while the message is taken
-        # apart and Postgres does the lexical searches and the path lookup (a request for an index that is not
-        # there wastes it: ~6 ms CPU)
+        # the query embedding (client CPU, the longest stage) starts first and runs while the index is looked
+        # up, the message taken apart and Postgres does the lexical searches, the path lookup and the
+        # candidates' metadata (a request for an index that is not there wastes it: ~6 ms CPU)
         cleaned = clean(q.text)
         embedding = None
         if q.mode in ("hybrid", "dense"):
             embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
-        return self._search(q, cleaned, embedding)
-
-    def _search(self, q: Query, cleaned: str, embedding: Future | None) -> list[Hit]:
-        info = self._indexes.get((q.kind, q.name))
-        if info is None or info.chunks == 0 or not commit_matches(info.commit, q.commit):
-            info = self.index_for(q)  # not seen yet, or it may have changed since
+        info = self.index_for(q)
         if info is None or info.chunks == 0 or not commit_matches(info.commit, q.commit):
             return []  # no such index, or it holds another commit of this repo
         cfg, cand = self.cfg, self.cfg.candidates
@@ -147,32 +124,28 @@ class Retriever:
         typo_similarity = cfg.typo_similarity.get(q.kind, 0.0)  # 0: off (code), no candidates to pick out
         fixes = self.store.typo_corrections(info, typo_candidates(s.text), typo_similarity) \
             if fulltext and typo_similarity > 0 else []
-        # the index record, the lexical searches (with their chunks' metadata) and the path lookup go out
-        # together: one round trip
-        now, found_bm25, found_code, symbols, mentioned_paths = self.store.read(
-            self.store.index_read(q.kind, q.name),
+        # the lexical searches and the path lookup go out together: one round trip
+        found_bm25, found_code, symbols, mentioned_paths = self.store.read(
             self.store.bm25_read(info, terms, cand, cfg.max_query_terms, q.paths, max_df, fixes) if fulltext else _NOTHING,
             self.store.bm25_read(info, search_text(" ".join(s.signals)), cand, cfg.max_query_terms, q.paths, max_df)
             if code_terms else _NOTHING,
             self.store.symbols_read(info, s.symbols, s.dotted, cand, q.paths) if symbol else _NOTHING,
             self.store.paths_matching_read(info, s.paths) if q.mode == "hybrid" else _NOTHING,
         )
-        if now is None or not _same_index(now, info):  # re-indexed (or dropped) since it was looked up
-            self._indexes.pop((q.kind, q.name), None)
-            return self._search(q, cleaned, embedding)
-        meta = {cid: m for found in (found_bm25, found_code, symbols) for cid, _, m in found}
         if fulltext:
-            bm25 = {cid: score for cid, score, _ in found_bm25}
+            bm25 = dict(found_bm25)
             rankings.append(list(bm25))
             weights.append(w.fulltext)
         if code_terms:
-            rankings.append([cid for cid, _, _ in found_code])
+            rankings.append([cid for cid, _ in found_code])
             weights.append(w.code_terms)
         if symbols:  # qualified matches (`Expression.compile`) first, then by full-text score
-            rankings.append([cid for cid, _, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
+            rankings.append([cid for cid, _ in sorted(symbols, key=lambda s: (-s[1], -bm25.get(s[0], 0.0)))])
             weights.append(w.symbol)
-            lexical.update(cid for cid, _, _ in symbols)
+            lexical.update(cid for cid, _ in symbols)
         mentioned = set(mentioned_paths)
+        lexical_pool = set().union(*rankings) if rankings else set()
+        meta = self.store.chunk_meta(lexical_pool) if lexical_pool else {}
         if embedding is not None:
             found = self.store.dense(info, embedding.result(), cand, q.paths)  # with the chunks' metadata
             dense = {cid: sim for cid, sim, _ in found}
@@ -190,12 +163,10 @@ class Retriever:
             fused_so_far = rrf(rankings, cfg.rrf_k, weights)
             rankings.append([c for c in sorted(fused_so_far, key=lambda c: -fused_so_far[c]) if path_of[c] in mentioned])
             weights.append(w.path)
-        fetched: dict[int, Chunk] = {}
         if q.mode == "hybrid" and w.phrase and s.phrases and pool:  # the leading candidates quoting the message
             fused_so_far = rrf(rankings, cfg.rrf_k, weights)
-            # their text, counted here; the answer's chunks are nearly always among them (no further round trip)
-            fetched = self.store.chunks(sorted(pool, key=lambda c: -fused_so_far[c])[: cfg.phrase_candidates])
-            counts = {c: n for c, chunk in fetched.items() if (n := phrase_count(chunk.text, s.phrases))}
+            counts = self.store.phrase_counts(sorted(pool, key=lambda c: -fused_so_far[c])[: cfg.phrase_candidates],
+                                              s.phrases)
             rankings.append(sorted(counts, key=lambda c: (-counts[c], -fused_so_far[c])))
             weights.append(w.phrase)
         fused = rrf(rankings, cfg.rrf_k, weights)
@@ -205,7 +176,7 @@ class Retriever:
             order = sorted(fused, key=lambda c: -fused[c])
         groups = by_tier(order, self._kind_tier(q, s, meta, mentioned)) if q.kind == "code" else [order]
         order = from_first_answering(groups, lambda c: self._relevant(q, c, dense, bm25, lexical))
-        return self._picked(q, info, order, fused, dense, bm25, fetched) if order else []
+        return self._picked(q, info, order, fused, dense, bm25) if order else []
 
     def _relevant(self, q: Query, cid: int, dense: dict[int, float], bm25: dict[int, float], lexical: set[int]) -> bool:
         """Whether a chunk answers at all: below both floors it has nothing on the question."""
@@ -218,13 +189,12 @@ class Retriever:
         )
 
     def _picked(self, q: Query, info: IndexInfo, order: list[int], fused: dict[int, float],
-                dense: dict[int, float], bm25: dict[int, float], fetched: dict[int, Chunk]) -> list[Hit]:
+                dense: dict[int, float], bm25: dict[int, float]) -> list[Hit]:
         """The first `q.k` of `order` as hits: passages that share a parent section become that section
-        once, near-copies go behind the rest. `fetched`: chunks already read."""
+        once, near-copies go behind the rest."""
         threshold = self.cfg.diversify_similarity.get(q.kind, 1.0)
         window = order[: max(q.k * 4, q.k + 8)] if threshold < 1.0 or q.kind == "docs" else order[: q.k]
-        missing = [c for c in window if c not in fetched]
-        chunks = {**fetched, **self.store.chunks(missing)} if missing else fetched
+        chunks = self.store.chunks(window)
         taken: list[tuple[str, int, int]] = []
         unique = []
         for cid in window:  # a passage whose section is (inside) one already taken adds nothing

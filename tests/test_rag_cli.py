@@ -129,35 +129,6 @@ def test_reads_sent_together_answer_each_as_sent_alone(tmp_path, capsys, env, ur
     store.close()
 
 
-def test_a_long_lived_retriever_sees_re_indexed_dropped_and_recreated_indexes(tmp_path, capsys, env, url, repo_name):
-    """The gateway's retriever remembers index records between searches: a change since is noticed at once."""
-    from rag_indexer.embedding import Embedder
-    from rag_indexer.quick_settings import embedding_spec
-    from rag_indexer.retrieve import Query, Retriever
-    from rag_indexer.settings import load_settings
-
-    settings = load_settings()
-    store = Store(url)
-    retriever = Retriever(store, Embedder(embedding_spec(settings), fast=True), settings.retrieval)
-
-    def search(text: str, commit: str | None = None) -> list[tuple[str, str | None, str | None]]:
-        return [(h.chunk.path, h.chunk.symbol, h.commit) for h in retriever.search(Query("code", repo_name, text, 1, commit))]
-
-    (tmp_path / "mathx.py").write_text(MATH)
-    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "abc123")[0] == 0
-    assert search("iterative fibonacci number") == [("mathx.py", "fibonacci", "abc123")]
-    (tmp_path / "text.py").write_text(TEXT)
-    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "def456")[0] == 0
-    assert search("slugify a page title into a url slug") == [("text.py", "slugify", "def456")]
-    assert search("fibonacci", "def456") and search("fibonacci", "abc123") == []
-    store.drop_index("code", repo_name)
-    assert search("slugify a page title into a url slug") == []
-    (tmp_path / "mathx.py").unlink()
-    assert cli(capsys, "code", str(tmp_path), "--repo", repo_name, "--ref", "0abc99")[0] == 0  # a new index id
-    assert search("slugify a page title into a url slug") == [("text.py", "slugify", "0abc99")]
-    store.close()
-
-
 def test_model_mismatch_is_a_clear_error(capsys, env, url, repo_name):
     store = Store(url)
     store.ensure_index("code", repo_name, "someone/other-model", 384)

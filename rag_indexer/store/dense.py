@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import Connection, IndexInfo, path_filter, vector_literal
-from .reads import META_COLUMNS, ChunkMeta
+from .reads import ChunkMeta
 from .schema import vec_table
 
 # An index whose vectors are a small share of the shared table is searched exactly: the filtered HNSW scan
@@ -40,7 +40,7 @@ class Dense(Connection):
                    f"LIMIT %(lim)s) n GROUP BY n.chunk_id")
         rows = self.conn.execute(
             f"WITH n AS ({nearest}) "
-            f"SELECT n.chunk_id, n.sim, {META_COLUMNS} FROM n JOIN rag_chunks c ON c.id = n.chunk_id "
+            f"SELECT n.chunk_id, n.sim, c.path, c.file_kind, c.package FROM n JOIN rag_chunks c ON c.id = n.chunk_id "
             f"ORDER BY n.sim DESC",
             {"qs": [vector_literal(v) for v in np.atleast_2d(query_vecs)], "idx": info.id, "lim": limit, **params},
         ).fetchall()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Connection, IndexInfo, Read, check_model
+from .base import Connection, IndexInfo, check_model
 from .schema import per_dim_schema, vec_table
 
 # After bulk writes, searches are ~10x slower until VACUUM (dead HNSW entries, no visibility map for
@@ -12,16 +12,12 @@ VACUUM_AFTER_CHANGES = 1000
 
 class Indexes(Connection):
     def index(self, kind: str, name: str) -> IndexInfo | None:
-        return self.read(self.index_read(kind, name))[0]
-
-    def index_read(self, kind: str, name: str) -> Read:
-        """The index record (None: no such index), as a read to send with others."""
-        return Read(
+        row = self.conn.execute(
             "SELECT id, kind, name, commit, model, dim, chunks, avgdl, coalesce((SELECT reltuples FROM pg_class "
             "WHERE oid = to_regclass('rag_vectors_' || dim)), 0) FROM rag_indexes WHERE kind = %s AND name = %s",
             (kind, name),
-            lambda rows: IndexInfo(*rows[0]) if rows else None,
-        )
+        ).fetchone()
+        return IndexInfo(*row) if row else None
 
     def ensure_index(self, kind: str, name: str, model: str, dim: int) -> IndexInfo:
         """The index row for (kind, name), created for `model`; a different model is a clear error."""

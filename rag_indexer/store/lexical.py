@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .base import Connection, IndexInfo, Read, path_filter
-from .reads import META_COLUMNS, ChunkMeta
 from .writes import TS_CONFIG
 
 K1, B = 1.2, 0.75
@@ -16,8 +15,8 @@ MIN_TYPO_LENGTH = 5  # shorter unknown words are names or abbreviations more oft
 class Lexical(Connection):
     def bm25_read(self, info: IndexInfo, query_terms: str, limit: int, max_terms: int = 48,
                   paths: Sequence[str] = (), max_df_ratio: float = 1.0, extra_lexemes: Sequence[str] = ()) -> Read:
-        """(chunk_id, BM25 score, the chunk's metadata) over Postgres full-text lexemes, best first, as a read
-        to send with others (`Connection.read`): the rarest `max_terms` query terms (plus `extra_lexemes`, e.g. typo corrections),
+        """(chunk_id, BM25 score) over Postgres full-text lexemes, as a read to send with others
+        (`Connection.read`): the rarest `max_terms` query terms (plus `extra_lexemes`, e.g. typo corrections),
         leaving out terms in more than `max_df_ratio` of the chunks (long postings, little weight). All
         arithmetic in float8: numeric `ln` was slower."""
         path_sql, params = path_filter(paths)
@@ -30,19 +29,16 @@ class Lexical(Connection):
             q AS (
                 SELECT t.lexeme, max(ln(1 + (%(n)s - t.df + 0.5) / (t.df + 0.5)) * (1 + ln(qt.qtf::float8))) AS w
                 FROM qt JOIN rag_terms t ON t.index_id = %(idx)s AND t.lexeme = qt.lexeme
-                WHERE t.df <= %(maxdf)s GROUP BY t.lexeme, t.df ORDER BY t.df ASC LIMIT %(maxterms)s),
-            scored AS (
-                SELECT p.chunk_id, sum(q.w * p.tf * {K1 + 1} / (p.tf + {K1} * (1 - {B} + {B} * p.doclen::float8 / %(avgdl)s))) AS s
-                FROM q JOIN rag_postings p ON p.index_id = %(idx)s AND p.lexeme = q.lexeme
-                {'JOIN rag_chunks c ON c.id = p.chunk_id WHERE true ' + path_sql if path_sql else ''}
-                GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT %(lim)s)
-            SELECT b.chunk_id, b.s, {META_COLUMNS} FROM scored b JOIN rag_chunks c ON c.id = b.chunk_id
-            ORDER BY b.s DESC, b.chunk_id
+                WHERE t.df <= %(maxdf)s GROUP BY t.lexeme, t.df ORDER BY t.df ASC LIMIT %(maxterms)s)
+            SELECT p.chunk_id, sum(q.w * p.tf * {K1 + 1} / (p.tf + {K1} * (1 - {B} + {B} * p.doclen::float8 / %(avgdl)s))) AS s
+            FROM q JOIN rag_postings p ON p.index_id = %(idx)s AND p.lexeme = q.lexeme
+            {'JOIN rag_chunks c ON c.id = p.chunk_id WHERE true ' + path_sql if path_sql else ''}
+            GROUP BY p.chunk_id ORDER BY s DESC LIMIT %(lim)s
             """,
             {"text": query_terms, "extra": list(extra_lexemes), "n": float(max(1, info.chunks)), "idx": info.id,
              "avgdl": max(1.0, info.avgdl), "maxterms": max_terms,
              "maxdf": max(MIN_DF_CUTOFF, int(max_df_ratio * info.chunks)), "lim": limit, **params},
-            lambda rows: [(r[0], float(r[1]), ChunkMeta(*r[2:])) for r in rows],
+            lambda rows: [(cid, float(s)) for cid, s in rows],
         )
 
     def typo_corrections(self, info: IndexInfo, query_terms: str, min_similarity: float) -> list[str]:
@@ -67,19 +63,19 @@ class Lexical(Connection):
 
     def symbols_read(self, info: IndexInfo, names: Sequence[str], dotted: Sequence[str], limit: int,
                      paths: Sequence[str] = ()) -> Read:
-        """(chunk id, qualified, the chunk's metadata) for chunks whose symbol's last part is one of `names` or
-        ends one of the `dotted` names, as a read to send with others; qualified = the symbol ends with the whole
-        dotted name. Case-insensitive."""
-        def convert(rows: list[tuple]) -> list[tuple[int, bool, ChunkMeta]]:
-            return [(r[0], bool(r[1]), ChunkMeta(*r[2:])) for r in rows]
+        """(chunk id, qualified) for chunks whose symbol's last part is one of `names` or ends one of the
+        `dotted` names, as a read to send with others; qualified = the symbol ends with the whole dotted name.
+        Case-insensitive."""
+        def convert(rows: list[tuple]) -> list[tuple[int, bool]]:
+            return [(r[0], bool(r[1])) for r in rows]
 
         if not names and not dotted:
             return Read(None, None, convert)
         path_sql, params = path_filter(paths)
         return Read(
             "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
-            "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified, "
-            f"{META_COLUMNS} FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
+            "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
+            "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
             f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
             {"idx": info.id, "keys": list({n.rsplit(".", 1)[-1].lower() for n in (*names, *dotted)}),
              "dotted": [d.lower() for d in dotted], "lim": limit, **params},

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from ..chunk import Chunk
 from .base import Connection, IndexInfo, path_filter
 
-META_COLUMNS = "c.path, c.file_kind, c.package"  # a ChunkMeta's columns of rag_chunks (alias c)
-
 
 @dataclass(frozen=True)
 class ChunkMeta:
@@ -21,8 +19,16 @@ class ChunkMeta:
 class Reads(Connection):
     def chunk_meta(self, ids: Iterable[int]) -> dict[int, ChunkMeta]:
         rows = self.conn.execute(
-            f"SELECT c.id, {META_COLUMNS} FROM rag_chunks c WHERE c.id = ANY(%s)", (list(ids),)).fetchall()
+            "SELECT id, path, file_kind, package FROM rag_chunks WHERE id = ANY(%s)", (list(ids),)).fetchall()
         return {r[0]: ChunkMeta(*r[1:]) for r in rows}
+
+    def phrase_counts(self, ids: Iterable[int], phrases: Sequence[str]) -> dict[int, int]:
+        """How many of the (lower-case) phrases each of these chunks contains literally (chunks with none left out)."""
+        rows = self.conn.execute(
+            "WITH c AS MATERIALIZED (SELECT id, lower(content) AS t FROM rag_chunks WHERE id = ANY(%s)) "
+            "SELECT c.id, count(*) FROM c JOIN unnest(%s::text[]) p ON strpos(c.t, p) > 0 GROUP BY c.id",
+            (list(ids), list(phrases))).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
         rows = self.conn.execute(
