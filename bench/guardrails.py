@@ -8,7 +8,7 @@ projects, `SDISTS`; downloaded once with pip into `--sdists`): replaced spans pe
 altered code tokens.
 
     .venv/bin/python bench/guardrails.py [--evaldata ../shared/evaldata] [--code-mb 8] [--pii-only]
-        [--baseline REF]
+        [--baseline REF] [--code-pii-only [GROUP ...]] [--docs-names [GROUP ...]]
 
 `--baseline REF` also times the 4 KB all-prose pre-filter of the PII stage as it was at git REF
 (`carrot_hooks/guardrails/pii/` of REF beside this tree's, same policy), interleaved run by run with this
@@ -180,8 +180,9 @@ SDISTS = {  # PyPI source releases fed to the PII stage as pasted code
 }
 
 
-def sdist_sources(group: str, cache: Path) -> dict[str, str]:
-    """Production `.py` files (no tests/docs) of the group's sdists, downloaded once into `cache` with pip."""
+def sdist_sources(group: str, cache: Path, docs: bool = False) -> dict[str, str]:
+    """Production `.py` files (no tests/docs) of the group's sdists, downloaded once into `cache` with pip;
+    `docs`: their documentation instead (`.rst`, `.txt`, `.md` files)."""
     folder = cache / group
     folder.mkdir(parents=True, exist_ok=True)
     specs = SDISTS[group]
@@ -196,7 +197,9 @@ def sdist_sources(group: str, cache: Path) -> dict[str, str]:
         with tarfile.open(archive) as tar:
             for m in tar.getmembers():
                 parts = m.name.lower().split("/")
-                if m.isfile() and m.name.endswith(".py") and not any(
+                if not m.isfile():
+                    continue
+                if docs and m.name.endswith((".rst", ".txt", ".md")) or not docs and m.name.endswith(".py") and not any(
                         p in ("tests", "test", "testing", "docs", "doc", "examples") for p in parts[1:-1]):
                     files[m.name] = tar.extractfile(m).read().decode("utf-8", errors="replace")
     return files
@@ -237,6 +240,31 @@ def bench_code_pii(redactor: PiiRedactor, group: str, cache: Path) -> None:
         print(f"  PII on code [{group}] {'fenced' if fenced else 'unfenced'}: {kb / 1000:.2f} MB, {len(files)} files "
               f"({', '.join(projects)}): {spans / kb * 100:.2f} replaced spans per 100 KB {dict(entities)}, "
               f"{altered} altered code tokens ({time.perf_counter() - t:.0f} s)")
+
+
+def bench_docs_names(redactors: dict[str, PiiRedactor], group: str, cache: Path) -> None:
+    """PERSON spans per MB in the group's documentation, sent as 4 KB prompts (cut at blank lines), and the
+    values each redactor finds that the other does not (names in changelogs and credits are real ones)."""
+    files = sdist_sources(group, cache, docs=True)
+    pieces = [p for text in files.values() for p in _paragraph_pieces(text, 4096)]
+    mb = sum(len(p.encode()) for p in pieces) / 1e6
+    found = {label: Counter(p[h.start:h.end] for p in pieces for h in r.analyze(p) if h.entity == "PERSON")
+             for label, r in redactors.items()}
+    for label, values in found.items():
+        only = sum((values - other for o, other in found.items() if o != label), Counter())
+        print(f"  PERSON in docs [{group}] {label}: {mb:.2f} MB, {sum(values.values()) / mb:.1f} spans per MB; "
+              f"only here ({sum(only.values())}): {only.most_common(40)}")
+
+
+def _paragraph_pieces(text: str, size: int) -> list[str]:
+    """`text` in pieces of at most about `size` characters, cut at blank lines."""
+    pieces, current = [], ""
+    for para in text.split("\n\n"):
+        if current and len(current) + len(para) > size:
+            pieces.append(current)
+            current = ""
+        current += para + "\n\n"
+    return [*pieces, current] if current.strip() else pieces
 
 
 def timed(fn, arg, runs: int, cpu: list[float] | None = None) -> list[float]:
@@ -399,6 +427,8 @@ def main() -> None:
     ap.add_argument("--secrets-only", action="store_true", help="only the secrets section")
     ap.add_argument("--pii-only", action="store_true", help="only PII in prose (pii_dev and own templates) and prose latency")
     ap.add_argument("--code-pii-only", nargs="*", metavar="GROUP", help="only PII on whole sdists (these groups, or all)")
+    ap.add_argument("--docs-names", nargs="*", metavar="GROUP", help="only PERSON in the sdists' documentation "
+                    "(these groups, or all); with --baseline REF also REF's PII stage and what each finds alone")
     ap.add_argument("--baseline", metavar="REF", help="also time the 4 KB prose pre-filter of the PII stage at git REF, "
                     "interleaved with this tree's")
     ap.add_argument("--sdists", type=Path,
@@ -408,6 +438,13 @@ def main() -> None:
     policy = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy)
     output, prompt_policy = OutputScanner(policy), PolicyScanner(policy)
     risk = policy.risk["low"]
+    if args.docs_names is not None:
+        redactors = {"this tree": PiiRedactor(policy.pii)}
+        if args.baseline:
+            redactors[args.baseline] = baseline_redactor(args.baseline, policy.pii)
+        for group in args.docs_names or SDISTS:
+            bench_docs_names(redactors, group, args.sdists)
+        return
     if args.code_pii_only is not None:
         for group in args.code_pii_only or SDISTS:
             bench_code_pii(PiiRedactor(policy.pii), group, args.sdists)

@@ -186,6 +186,7 @@ class PiiRedactor:
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
+            lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "ping zoltan ferencz"
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
@@ -200,7 +201,7 @@ class PiiRedactor:
             if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
                     and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
-            return is_name(value, self.settings.technical_terms, lower_ok=introduced)
+            return is_name(value, self.settings.technical_terms, lower_ok=lower_ok)
         if r.entity_type == "IP_ADDRESS":
             return self._public_ip(text, r.start, value)
         if r.entity_type == "PHONE_NUMBER":
