@@ -4,10 +4,8 @@ that are also English words), names after (or before) phrases that introduce peo
 from __future__ import annotations
 
 import bisect
-import builtins
 import functools
 import importlib
-import keyword
 import pkgutil
 import re
 
@@ -38,16 +36,6 @@ STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
 _NAME_TOKEN = regex.compile(r"\p{L}[\p{L}'\u2019-]*")
 _TRAILING = ",.;:!?)\"'\u2019"
 _MAX_NAME_WORDS = 3
-# A lower-case given name alone counts from this length: shorter ones in prose are mostly abbreviations
-# (sys, dev, val, len, geo); "eva", "ian" count before a listed family name.
-LOWER_GIVEN_MIN = 4
-_CUE_BEFORE = regex.compile(r"(?<![\p{L}'])(?:with|to|by|from|for|and|or|cc|ping|ask|asked|tell|told|thank|thanks|per)[ \t]+$",
-                            regex.IGNORECASE)
-_CUE_AFTER = regex.compile(r"(?:['\u2019]s\b|[ \t]+(?:is|was|has|had|will|would|can|could|should|shall|may|might|must|did|does|"
-                           r"didn't|doesn't|isn't|wasn't|won't|can't|says|said|wrote|thinks|thought|\p{Ll}+ed)(?![\p{L}']))")
-_PYTHON = frozenset(keyword.kwlist + keyword.softkwlist + dir(builtins))  # elif, match, ascii: code words in prose
-_NEXT_LOWER_WORD = regex.compile(r"[ \t]+(\p{Ll}+)(?![\p{L}'])")
-_VERB_ENDING = re.compile(r"(?:ed|ing)$")  # "zoltan refactored": a verb after a name, not its family name
 _CONTRACTION = regex.compile(r"['\u2019](?:re|ll|ve|d|m|t|s)$", regex.IGNORECASE)  # you're, we'll
 
 
@@ -145,7 +133,7 @@ def _capitalised_name(word: str, technical: frozenset[str]) -> bool:
 
 
 def _lower_name(word: str, technical: frozenset[str]) -> bool:
-    return len(word) > 1 and word.islower() and word not in STOP_WORDS and word not in technical and word not in _PYTHON \
+    return len(word) > 1 and word.islower() and word not in STOP_WORDS and word not in technical \
         and all(part.isalpha() for part in _NAME_JOINERS.split(word))
 
 
@@ -157,7 +145,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     A run is a name when a capitalised given name that is no English word starts it (Isabel, Derek
     Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
-    Lower-case, see `_lower_case_names` (tobias, zoltan ferencz, eva kleist). Listed
+    Lower-case, see `_lower_case_names` (ingrid nowak). Listed
     words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies
     in a `decided` span (a name an introducing phrase already found: "Name: Toshimi Arata").
     """
@@ -190,44 +178,13 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
 
 def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer,
                       english: English) -> list[tuple[int, int]]:
-    """Names in a run of lower-case words: a listed given name of LOWER_GIVEN_MIN letters or more that is no
-    English word, with the words after it that may be family names (`_family_like`: "zoltan ferencz"), or
-    alone where the grammar around it names a person ("tobias approved it", "sync with brigitta"); a shorter
-    one, or a word that is no English word, only before a listed family name that is none either ("eva
-    kleist", "yusra lindholm"). Runs hold no technical term (the policy's "julia", "hugo"); the redactor
-    drops a single word after a determiner."""
+    """Names in a run of lower-case words: a listed given name right before a listed family name, neither
+    an English word ("the fix came from ingrid nowak yesterday"). A lower-case given name alone is left out:
+    too many tools, models and words of other languages are given names somewhere (claude, meta, bert, esta)."""
     words = [prose[s:e] for s, e in run]
-    for i, word in enumerate(words):
-        if word not in gazetteer.first or word in english:
-            continue
-        end = i + 1
-        while end < len(words) and end - i < _MAX_NAME_WORDS and _family_like(words[end], gazetteer, english):
-            end += 1
-        if end > i + 1 and (len(word) >= LOWER_GIVEN_MIN or words[end - 1] in gazetteer.last) \
-                or len(word) >= LOWER_GIVEN_MIN and _person_cue(prose, *run[i], english):
-            return [(run[i][0], run[end - 1][1])]
-    for i in range(len(words) - 1):  # an unlisted given name before a listed family name ("yusra lindholm")
-        if words[i + 1] in gazetteer.last and not any(w in english or _VERB_ENDING.search(w) for w in words[i : i + 2]):
-            return [(run[i][0], run[i + 1][1])]
-    return []
-
-
-def _family_like(word: str, gazetteer: Gazetteer, english: English) -> bool:
-    """A lower-case word that may be a family name after a given name: letters only, no English word nor verb
-    form, and no unlisted plural ("zoltan ferencz", not "gerrit don't", "tobias refactored", "ceil timeouts")."""
-    return word.isalpha() and word not in english and not _VERB_ENDING.search(word) \
-        and (not word.endswith("s") or word in gazetteer.last)
-
-
-def _person_cue(prose: str, start: int, end: int, english: English) -> bool:
-    """Whether the grammar around a lone lower-case word makes it a person: a preposition, conjunction or verb
-    of addressing before it ("with tobias", "or eamon", "ask ilse"), an auxiliary, a past-tense verb or a
-    possessive after it ("tobias approved", "ignacio broke", "solveig is out"); "meta tag", "vice versa",
-    "nand gates" have none."""
-    if _CUE_BEFORE.search(prose, max(0, start - 24), start) or _CUE_AFTER.match(prose, end):
-        return True
-    verb = _NEXT_LOWER_WORD.match(prose, end)
-    return verb is not None and verb.group(1) in english.irregular_verbs
+    return [(run[i][0], run[i + 1][1]) for i in range(len(words) - 1)
+            if words[i] in gazetteer.first and words[i + 1] in gazetteer.last
+            and words[i] not in english and words[i + 1] not in english]
 
 
 def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
@@ -342,7 +299,6 @@ class English:
         self.words: set[str] = set()
         self.exceptions: set[str] = set()
         self.rules: set[tuple[str, str]] = set()
-        self.irregular_verbs: set[str] = set()  # broke, wrote, went (no -ing forms)
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
             return
         tables = Lookups().from_disk(path / "lemmatizer" / "lookups")
@@ -350,7 +306,6 @@ class English:
             self.words.update(words)
         for exceptions in tables.get_table("lemma_exc").values():
             self.exceptions.update(exceptions)
-        self.irregular_verbs = {w for w in tables.get_table("lemma_exc").get("verb", {}) if not w.endswith("ing")}
         for rules in tables.get_table("lemma_rules").values():
             self.rules.update((old, new) for old, new in rules if old.isalpha())
 
