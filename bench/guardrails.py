@@ -267,6 +267,25 @@ def _paragraph_pieces(text: str, size: int) -> list[str]:
     return [*pieces, current] if current.strip() else pieces
 
 
+HOSTILE_UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "'", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.",
+                 "Anna ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "DE89 ", "St. ",
+                 "x" + " " * 29_999)  # the last: one long run of spaces inside a line
+
+
+def hostile_prompts(redactor: PiiRedactor, timeout_ms: int, size: int = 60_000) -> None:
+    """The slowest PII analyses of hostile prompts: `size` characters of one repeated unit (work that grows
+    faster than the text shows here; a prompt over the policy's timeout is an engine failure)."""
+    worst = []
+    for unit in HOSTILE_UNITS:
+        text = (unit * (size // len(unit) + 1))[:size]
+        t = time.thread_time()
+        redactor.analyze(text)
+        worst.append(((time.thread_time() - t) * 1000, unit))
+    worst.sort(reverse=True)
+    print(f"  hostile prompts ({len(worst)} units x {size:,} characters; PII timeout {timeout_ms} ms): slowest "
+          + ", ".join(f"{ms:.0f} ms ({unit[:12]!r}{'...' if len(unit) > 12 else ''})" for ms, unit in worst[:4]))
+
+
 def timed(fn, arg, runs: int, cpu: list[float] | None = None) -> list[float]:
     """Wall-clock ms per run; with `cpu`, also this thread's CPU ms per run (less sensitive to other load)."""
     out = []
@@ -477,6 +496,7 @@ def main() -> None:
                         ("held-out-6", 6)):
         bench_pii(ner, pii_templates.rows(group, 400, seed), f"own templates, {group}")
     if args.pii_only:  # the latency table's code snippet is the start of the same corpus
+        hostile_prompts(ner, policy.pii.timeout_ms)
         print("== latency in ms (fresh text every run: no memo hits)")
         rng = random.Random(7)
         prose = " ".join(r["text"] for r in rng.sample(pii_rows, 60))

@@ -451,3 +451,19 @@ def test_ner_runs_with_single_threaded_blas(redactor):
 
     blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
     assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+def test_windows_around_anchors_in_one_run_merge_into_one_span():
+    import re
+
+    from carrot_hooks.guardrails.pii.recognizers import windows
+
+    at = re.compile("@")
+    assert windows("@" * 5000, at, 3) == [(0, 5000)]  # every anchor inside the span before it: one span
+    text = "mail a@b.io now" + " " * 40 + "then x@y.org"
+    assert [text[lo:hi] for lo, hi in windows(text, at, 3)] == ["mail a@b.io", "then x@y.org"]  # widened to spaces
+
+
+def test_a_long_run_of_spaces_inside_a_line_still_sets_a_trailing_comment_aside(redactor):
+    code = "@dispatch(A, B)" + " " * 5000 + "# type: ignore, ask Isabel"
+    assert redacted(redactor, code) == code  # a code line (its comment set aside), not prose with a name

@@ -44,7 +44,7 @@ _INDENTED = re.compile(r"^(?:[ \t]{4,}|\t)\S")
 _CODE_SYMBOL = re.compile(r"[(){}\[\]=;:<>#@\\]|\w\.\w|^\s*(?:\"\"\"|\'\'\')")
 _SYMBOLS = re.compile(r"[{}\[\];=<>|&^~]|\w\(|->|::|\)\.|\w\.\w+\(|\w\*\*?\w")  # ... tight a*b, x**2
 # A trailing comment (`@dispatch(A, B)  # type: ignore`) is set aside before the line patterns look.
-_TRAILING_COMMENT = re.compile(r"[ \t]+(?:#|//)[^\n]*$")
+_TRAILING_COMMENT = re.compile(r"(?<![ \t])[ \t]+(?:#|//)[^\n]*$")  # from a run's start only: linear
 _QUOTED = re.compile(r""""(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'""")
 # Multi-line literals/comments that belong to surrounding code: docstrings, /* */ blocks.
 _BLOCK = re.compile(r'(?s)("""|\'\'\')(?:\\.|(?!\1).)*(?:\1|\Z)|/\*.*?(?:\*/|\Z)')

@@ -74,9 +74,10 @@ def windows(text: str, anchor: re.Pattern, reach: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for m in anchor.finditer(text):
         lo, hi = max(0, m.start() - reach), min(len(text), m.end() + reach)
-        floor = max(0, lo - _MAX_TOKEN)
-        while lo > floor and not text[lo - 1].isspace():
-            lo -= 1
+        if not spans or lo > spans[-1][1]:  # else merged: the previous span's start stands (no walk back)
+            floor = max(0, lo - _MAX_TOKEN)
+            while lo > floor and not text[lo - 1].isspace():
+                lo -= 1
         space = _SPACE.search(text, hi, hi + _MAX_TOKEN)
         hi = space.start() if space else min(len(text), hi + _MAX_TOKEN)
         if spans and lo <= spans[-1][1]:
