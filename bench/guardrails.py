@@ -267,23 +267,33 @@ def _paragraph_pieces(text: str, size: int) -> list[str]:
     return [*pieces, current] if current.strip() else pieces
 
 
-HOSTILE_UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "'", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.",
-                 "Anna ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "DE89 ", "St. ",
-                 "x" + " " * 29_999)  # the last: one long run of spaces inside a line
+HOSTILE_UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "f(", "'", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.",
+                 "Anna ", "Ab ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "DE89 ", "St. ")
 
 
-def hostile_prompts(redactor: PiiRedactor, timeout_ms: int, size: int = 60_000) -> None:
-    """The slowest PII analyses of hostile prompts: `size` characters of one repeated unit (work that grows
-    faster than the text shows here; a prompt over the policy's timeout is an engine failure)."""
+def hostile_texts(size: int) -> dict[str, str]:
+    """Prompts of about `size` characters that make naive text scanning slow: one unit repeated, and shapes
+    that once took seconds (a long run of spaces inside a line, an annotation with many `|`, a minified JSON
+    line of addresses)."""
+    texts = {repr(u): (u * (size // len(u) + 1))[:size] for u in HOSTILE_UNITS}
+    texts["call, spaces, word"] = "f(x)" + " " * size + "y"
+    texts["decorator, spaces, comment"] = "@dispatch(A, B)" + " " * size + "# type: ignore"
+    texts["annotation with 26 |"] = "see:\nx: int" + "|a" * 26 + " b"
+    texts["JSON line of addresses"] = json.dumps([{"id": i, "email": f"user{i}@gmail.com"} for i in range(size // 44)])
+    return texts
+
+
+def hostile_prompts(redactor: PiiRedactor, timeout_ms: float, size: int = 60_000) -> None:
+    """The slowest PII analyses (wall time, as the PII timeout counts) of `hostile_texts`: work that grows faster
+    than the text shows here; a prompt over the policy's timeout is an engine failure."""
     worst = []
-    for unit in HOSTILE_UNITS:
-        text = (unit * (size // len(unit) + 1))[:size]
-        t = time.thread_time()
+    for label, text in hostile_texts(size).items():
+        t = time.perf_counter()
         redactor.analyze(text)
-        worst.append(((time.thread_time() - t) * 1000, unit))
+        worst.append(((time.perf_counter() - t) * 1000, label))
     worst.sort(reverse=True)
-    print(f"  hostile prompts ({len(worst)} units x {size:,} characters; PII timeout {timeout_ms} ms): slowest "
-          + ", ".join(f"{ms:.0f} ms ({unit[:12]!r}{'...' if len(unit) > 12 else ''})" for ms, unit in worst[:4]))
+    print(f"  hostile prompts ({len(worst)}, about {size:,} characters each; PII timeout {timeout_ms:.0f} ms): slowest "
+          + ", ".join(f"{ms:.0f} ms ({label})" for ms, label in worst[:4]))
 
 
 def timed(fn, arg, runs: int, cpu: list[float] | None = None) -> list[float]:

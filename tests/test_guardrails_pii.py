@@ -392,7 +392,7 @@ def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(reda
 
 
 @pytest.mark.parametrize("text,name", [
-    ("the fix came from ingrid nowak yesterday", "ingrid nowak"),  # listed given + family name, no English word
+    ("the fix came from ingrid nowak", "ingrid nowak"),  # a run that is a listed given + family name, no English word
     ("thanks to hanna virtanen for the review", "hanna virtanen"),
 ])
 def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, name):
@@ -404,7 +404,8 @@ def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, 
     "nand gates are universal", "the elif branch never runs", "and vice versa for the reader",
     "julia crashes on startup", "so hugo builds the site", "claude has a 200k context window",
     "meta has released llama 4", "fine-tune bert and roberta with lora", "the result goes to meta_info",
-    "esta prueba falla en la segunda parte", "the gerrit ui shows the meta json",
+    "esta prueba falla en la segunda parte", "the gerrit ui shows the meta json", "yeni bir hata buldum",
+    "en julio duda mucho",
 ])
 def test_lower_case_words_that_are_also_given_names_pass(redactor, text):
     assert redacted(redactor, text) == text
@@ -467,3 +468,22 @@ def test_windows_around_anchors_in_one_run_merge_into_one_span():
 def test_a_long_run_of_spaces_inside_a_line_still_sets_a_trailing_comment_aside(redactor):
     code = "@dispatch(A, B)" + " " * 5000 + "# type: ignore, ask Isabel"
     assert redacted(redactor, code) == code  # a code line (its comment set aside), not prose with a name
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    ("if check(a, b):", True), ("run(x);", True), ("total = f(g(x),", True), ("see the docs (below)", False),
+    ("call f(x) and then g", False), ("request: Request | None = None", True), ("user: str | int | None", True),
+    ("note: it is fine", False), ("x: int" + "|a" * 40 + " b", False),  # many `|`: no backtracking blow-up
+])
+def test_code_line_shapes(line, code):
+    from carrot_hooks.guardrails.pii.code import _code_line
+
+    assert _code_line(line) is code
+
+
+def test_an_attribution_on_a_long_line_is_read_near_the_address(redactor):
+    head = "x = " + '"a", ' * 200  # 1,000 characters before the comment
+    line = head + "# Copyright 2024 Jane Roe <jane.roe@corp.io>"
+    assert redacted(redactor, line) == line  # the attribution is within the look-back of the address
+    listing = "users = [" + ", ".join(f'"user{i}@corp.io"' for i in range(300)) + "]"
+    assert redacted(redactor, listing).count("<EMAIL_") == 300  # every address in the literal, each once

@@ -28,7 +28,7 @@ _CODE_START = re.compile(
          SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)
     |\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
     |\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
-        (?:\[.*\])?(?:\s*\|\s*\S+)*\s*(?:[=,;)].*)?$            # annotation: request: Request
+        (?:\[.*\])?(?:\s*\|\s*[^\s|]+)*\s*(?:[=,;)].*)?$         # annotation: request: Request | None
     |\s*@[\w.]+(?:\(.*\))?\s*$                                # decorator
     |\s*(?:[$#]|>>>|\.\.\.|//|/\*|\*/|--)(?:\s|$)|\#!          # prompts, comments ("> " quotes are prose)
     |\s*["'][^"']*["'],?\s*$                                  # a lone string literal (import lists, arrays)
@@ -36,7 +36,8 @@ _CODE_START = re.compile(
     """,
     re.VERBOSE,
 )
-_CALL_END = re.compile(r"\w\([^)]*\)\s*[:;,]?\s*$")  # call at end of line
+_CALL_OPEN = re.compile(r"\w\(")
+_CALL_TAIL = re.compile(r"\s*+(?:[:;,]\s*+)?")  # after a call's ")": nothing but `:`, `;` or `,` and spaces
 # symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
 # Indented lines are code when they hold a code symbol or follow code (an indented address
 # block in a mail signature is prose).
@@ -56,8 +57,16 @@ _SYMBOL_CHARS = "{}[];=<>|&^~():*"  # every _SYMBOLS match holds one of these
 
 def _code_line(line: str) -> bool:
     """`line` (no newline) starts or ends like code."""
-    return bool(_CODE_START.match(line)) or line.rstrip().endswith((";", "{", "}")) \
-        or "(" in line and bool(_CALL_END.search(line))
+    return bool(_CODE_START.match(line)) or line.rstrip().endswith((";", "{", "}")) or _ends_in_call(line)
+
+
+def _ends_in_call(line: str) -> bool:
+    """A call ends the line (`run(x)`, `if f(a):`): its ")" is the line's last, an opening `name(` comes after
+    the ")" before it, and only `:`, `;`, `,` or spaces follow (one pass, not a regex search from every "(")."""
+    close = line.rfind(")")
+    if close < 0 or not _CALL_TAIL.fullmatch(line, close + 1):
+        return False
+    return bool(_CALL_OPEN.search(line, line.rfind(")", 0, close) + 1, close))
 
 
 def _symbol_dense(line: str) -> bool:

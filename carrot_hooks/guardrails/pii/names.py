@@ -178,13 +178,15 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
 
 def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer,
                       english: English) -> list[tuple[int, int]]:
-    """Names in a run of lower-case words: a listed given name right before a listed family name, neither
-    an English word ("the fix came from ingrid nowak yesterday"). A lower-case given name alone is left out:
-    too many tools, models and words of other languages are given names somewhere (claude, meta, bert, esta)."""
+    """A run of lower-case words is a name when it is one: a listed given name first, a listed family name
+    last, no English word ("the fix came from ingrid nowak"). Not a pair inside a longer run: Faker's lists of
+    every locale hold everyday words of other languages ("yeni bir hata", "julio duda"); nor a given name
+    alone: too many tools, models and words are given names somewhere (claude, meta, bert, esta)."""
     words = [prose[s:e] for s, e in run]
-    return [(run[i][0], run[i + 1][1]) for i in range(len(words) - 1)
-            if words[i] in gazetteer.first and words[i + 1] in gazetteer.last
-            and words[i] not in english and words[i + 1] not in english]
+    if len(words) > 1 and words[0] in gazetteer.first and words[-1] in gazetteer.last \
+            and not any(w in english for w in words):
+        return [(run[0][0], run[-1][1])]
+    return []
 
 
 def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
