@@ -46,7 +46,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
 
 import pii_templates
 
-from bench import secret_heldout, secrets_quality
+from bench import hostile, secret_heldout, secrets_quality
 from carrot_hooks.config import load_model
 from carrot_hooks.guardrails.allowlist import allowed_tasks
 from carrot_hooks.guardrails.output import OutputScanner
@@ -267,35 +267,6 @@ def _paragraph_pieces(text: str, size: int) -> list[str]:
     return [*pieces, current] if current.strip() else pieces
 
 
-HOSTILE_UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "f(", "'", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.",
-                 "Anna ", "Ab ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "DE89 ", "St. ")
-
-
-def hostile_texts(size: int) -> dict[str, str]:
-    """Prompts of about `size` characters that make naive text scanning slow: one unit repeated, and shapes
-    that once took seconds (a long run of spaces inside a line, an annotation with many `|`, a minified JSON
-    line of addresses)."""
-    texts = {repr(u): (u * (size // len(u) + 1))[:size] for u in HOSTILE_UNITS}
-    texts["call, spaces, word"] = "f(x)" + " " * size + "y"
-    texts["decorator, spaces, comment"] = "@dispatch(A, B)" + " " * size + "# type: ignore"
-    texts["annotation with 26 |"] = "see:\nx: int" + "|a" * 26 + " b"
-    texts["JSON line of addresses"] = json.dumps([{"id": i, "email": f"user{i}@gmail.com"} for i in range(size // 44)])
-    return texts
-
-
-def hostile_prompts(redactor: PiiRedactor, timeout_ms: float, size: int = 60_000) -> None:
-    """The slowest PII analyses (wall time, as the PII timeout counts) of `hostile_texts`: work that grows faster
-    than the text shows here; a prompt over the policy's timeout is an engine failure."""
-    worst = []
-    for label, text in hostile_texts(size).items():
-        t = time.perf_counter()
-        redactor.analyze(text)
-        worst.append(((time.perf_counter() - t) * 1000, label))
-    worst.sort(reverse=True)
-    print(f"  hostile prompts ({len(worst)}, about {size:,} characters each; PII timeout {timeout_ms:.0f} ms): slowest "
-          + ", ".join(f"{ms:.0f} ms ({label})" for ms, label in worst[:4]))
-
-
 def timed(fn, arg, runs: int, cpu: list[float] | None = None) -> list[float]:
     """Wall-clock ms per run; with `cpu`, also this thread's CPU ms per run (less sensitive to other load)."""
     out = []
@@ -506,7 +477,9 @@ def main() -> None:
                         ("held-out-6", 6)):
         bench_pii(ner, pii_templates.rows(group, 400, seed), f"own templates, {group}")
     if args.pii_only:  # the latency table's code snippet is the start of the same corpus
-        hostile_prompts(ner, policy.pii.timeout_ms)
+        hostile.report({"PII stage": ner.analyze, "policy regexes": prompt_policy.scan,
+                        "secret + command scan": lambda t: (output.secrets.scan(t), output.commands.scan(t)),
+                        "RAG query shaping": hostile.rag_query_shaping}, policy.pii.timeout_ms)
         print("== latency in ms (fresh text every run: no memo hits)")
         rng = random.Random(7)
         prose = " ".join(r["text"] for r in rng.sample(pii_rows, 60))

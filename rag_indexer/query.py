@@ -35,10 +35,12 @@ _NAMES_REPORT = re.compile(r"version|environment|show_versions|bug.?report|syste
                            re.IGNORECASE)
 MIN_REPORT_ROWS = 8
 MAX_REPORT_SCAN_LINES = 5_000  # a longer message keeps its reports (the per-line scan would cost more than it saves)
-_PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]+/)*[\w-]+\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
+# bounded parts (20 folders of 100 characters): unbounded, "a/a/a/..." cost n^2 (60 KB: 30 s)
+_PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
-_FRAME = re.compile(r'File "[^"]*?([\w.-]+)\.py", line \d+, in (\w+)|^([\w./\\-]*?([\w-]+))\.py:\d+: in (\w+)', re.MULTILINE)
+_FRAME = re.compile(r'File "(?:[^"]*[^\w."-])?([\w.-]+)\.py", line \d+, in (\w+)|^((?:[\w./\\-]*[./\\])?([\w-]+))\.py:\d+: in (\w+)',
+                    re.MULTILINE)  # the module name is the path's last part: one way to match it, not n^2
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
 _INDENTED = re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)  # Markdown's other code block
