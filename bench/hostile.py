@@ -23,6 +23,11 @@ def texts(size: int = 60_000) -> dict[str, str]:
     out["annotation with 26 |"] = "see:\nx: int" + "|a" * 26 + " b"
     out["JSON line of addresses"] = json.dumps([{"id": i, "email": f"user{i}@gmail.com"} for i in range(size // 44)])
     out["traceback frame, no quote"] = 'File "' + "a" * size
+    out["indented long word"] = "    " + "a" * size
+    out["fenced long word"] = "```\n" + "a" * size + "\n```"
+    out["report row, spaces, word"] = "a: b\n" + " " * size + "x"
+    out["annotation, brackets and |"] = "x: int[" + "]|a" * (size // 3) + " b"
+    out["author words, then addresses"] = "# " + "author " * (size // 7) + "=\n# joe@corp.io ann@corp.io bob@corp.io\n"
     return out
 
 

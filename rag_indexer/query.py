@@ -27,16 +27,16 @@ _NO_VALUE = re.compile(r"None|unknown|not installed|N/A", re.IGNORECASE)
 _DOTTED_QUAD = re.compile(r"\d+\.\d+\.\d+\.\d+")  # an IP address, not a version
 _ERROR_KEY = re.compile(r"(?:Error|Exception|Warning)\s*$")
 # inside a report: blank lines, rules, and the second line of `sys.version` ("[GCC 7.3.0]")
-_REPORT_FILLER = re.compile(r"[ \t]*(?:[-=]{3,}|\[(?:GCC|Clang|MSC|PyPy)\b[^\]\n]*\])?[ \t]*")
+_REPORT_FILLER = re.compile(r"[ \t]*+(?:[-=]{3,}|\[(?:GCC|Clang|MSC|PyPy)\b[^\]\n]*\])?[ \t]*")
 # above a report: a bare <details> tag, and titles and headings that name the report
 _BARE_TAG = re.compile(r"[ \t]*</?\w+>[ \t]*")
-_TITLE = re.compile(r"[ \t]*(?:#{1,6}[ \t].*|\*\*.*\*\*:?|<summary>.*|[A-Z][A-Z0-9 _-]{3,}|[^.!?]*:)[ \t]*")
+_TITLE = re.compile(r"[ \t]*(?:#{1,6}[ \t].*|\*\*.*\*\*:?|<summary>.*|[A-Z][A-Z0-9 _-]{3,}+|[^.!?]*:)[ \t]*")
 _NAMES_REPORT = re.compile(r"version|environment|show_versions|bug.?report|system info|platform|installed|dependencies",
                            re.IGNORECASE)
 MIN_REPORT_ROWS = 8
 MAX_REPORT_SCAN_LINES = 5_000  # a longer message keeps its reports (the per-line scan would cost more than it saves)
-# bounded parts (20 folders of 100 characters): unbounded, "a/a/a/..." cost n^2 (60 KB: 30 s)
-_PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]{1,100}/){0,20}[\w-]{1,100}\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
+# bounded parts (64 folders, names of 255 characters): unbounded, "a/a/a/..." cost n^2 (60 KB: 30 s)
+_PATH = re.compile(r"(?<![\w.-])/?((?:[\w.-]{1,255}/){0,64}[\w-]{1,255}\.(?:py|pyi|js|jsx|ts|tsx|go|java|rs|rb|c|h|cpp|md|rst))\b")
 _NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\b")
 _BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
 _FRAME = re.compile(r'File "(?:[^"]*[^\w."-])?([\w.-]+)\.py", line \d+, in (\w+)|^((?:[\w./\\-]*[./\\])?([\w-]+))\.py:\d+: in (\w+)',
@@ -44,7 +44,7 @@ _FRAME = re.compile(r'File "(?:[^"]*[^\w."-])?([\w.-]+)\.py", line \d+, in (\w+)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
 _INDENTED = re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)  # Markdown's other code block
-_WORD_RUN = re.compile(r"[A-Za-z][A-Za-z']*(?: [A-Za-z][A-Za-z']*){2,}")  # three or more words in a row
+_WORD_RUN = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')[A-Za-z][A-Za-z']*(?: [A-Za-z][A-Za-z']*){2,}")  # three or more words in a row
 MIN_PHRASE_CHARS = 12
 MAX_PHRASES = 32
 

@@ -487,3 +487,16 @@ def test_an_attribution_on_a_long_line_is_read_near_the_address(redactor):
     assert redacted(redactor, line) == line  # the attribution is within the look-back of the address
     listing = "users = [" + ", ".join(f'"user{i}@corp.io"' for i in range(300)) + "]"
     assert redacted(redactor, listing).count("<EMAIL_") == 300  # every address in the literal, each once
+
+
+@pytest.mark.parametrize("code", [
+    "# Copyright 2020 Jane Roe and contributors:\n#   " + ", ".join(f"Name{i} Family{i}" for i in range(30)) + " <jane@corp.io>",
+    "# Copyright 2024 Jane Roe, " + ", ".join(f"Name{i} Family{i}" for i in range(80)) + " <jane@corp.io>",  # a long line
+])
+def test_attributions_in_long_comment_lines_are_read(redactor, code):
+    assert redacted(redactor, code) == code
+
+
+def test_a_literal_address_under_an_author_comment_stays_a_candidate(redactor):
+    code = '# Author: Jane Roe\nurls = ["https://' + "a" * 394 + '", "joe@corp.io"]'
+    assert "<EMAIL_1>" in redacted(redactor, code)  # the literal's line is no comment: the header does not cover it

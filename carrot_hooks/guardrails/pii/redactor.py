@@ -69,11 +69,18 @@ _CLAUSE_THAT_BEFORE = re.compile(  # a verb (and its object pronoun) or word tha
 INTRODUCED = "introduced_name"  # recognizer name of names found after (or before) an introducing phrase
 GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no English words
 _INTRODUCED_SCORE = 0.85
-_COMMENT_LINE = re.compile(r"^[ \t]*(?:#|//|\*|/\*)")
+_COMMENT_LINE = re.compile(r"[ \t]*(?:#|//|\*|/\*)")  # used with match(text, line_start)
 _COMMENT_BLOCK_LINES = 12  # how far up a comment block an attribution header is looked for
-# How much of a code value's line before it is read (a minified JSON line of 2,400 addresses read whole for
-# each took 20 s); an attribution or `key=` further back on the same line is not seen.
+# How much of a long line is read around a code value: its head and the part before the value (a minified
+# JSON line of 2,400 addresses read whole for each took 20 s); an attribution or `key=` between is not seen.
 _LOOK_BACK = 400
+
+
+def _line_view(text: str, line_start: int, end: int) -> str:
+    """`text[line_start:end]`, or for a long line its first and last _LOOK_BACK characters."""
+    if end - line_start <= 2 * _LOOK_BACK:
+        return text[line_start:end]
+    return text[line_start : line_start + _LOOK_BACK] + " " + text[end - _LOOK_BACK : end]
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -88,7 +95,8 @@ class PiiHit:
 
 def _in_url_authority(text: str, start: int, end: int) -> bool:
     """`user:pass@host` inside `scheme://…`, or `git@host:path`: an email shape that is not an address."""
-    token_start = max(text.rfind(c, 0, start) for c in " \t\n\"'`<(") + 1
+    floor = max(0, start - _LOOK_BACK)  # an email's token is never longer
+    token_start = max(max(text.rfind(c, floor, start) for c in " \t\n\"'`<(") + 1, floor)
     return "://" in text[token_start:start] or ":" in text[token_start:start] or text[end : end + 1] == ":"
 
 
@@ -146,7 +154,7 @@ class PiiRedactor:
         SSN in a string literal or comment (a bare number or name is code: a constant, not a card), an
         email in a literal, a comment or as an unquoted config value, unless its line publishes authorship."""
         line_start = lay.text.rfind("\n", 0, r.start) + 1
-        before = lay.text[max(line_start, r.start - _LOOK_BACK) : r.start]  # its line up to the value
+        before = _line_view(lay.text, line_start, r.start)  # its line up to the value
         if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end) \
                 and not _DATA_VALUE_BEFORE.search(before):
             return False
@@ -167,10 +175,10 @@ class PiiRedactor:
         if self._attribution.search(before):
             return True
         for _ in range(_COMMENT_BLOCK_LINES):
-            if not _COMMENT_LINE.match(before) or line_start == 0:
+            if not _COMMENT_LINE.match(text, line_start) or line_start == 0:
                 return False
             prev_start = text.rfind("\n", 0, line_start - 1) + 1
-            before, line_start = text[prev_start : line_start - 1], prev_start
+            before, line_start = _line_view(text, prev_start, line_start - 1), prev_start
             if self._attribution.search(before):
                 return True
         return False
