@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 
-UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "f(", "'", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.", "a/",
+UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "f(", "'", "''a", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.", "a/",
          "Anna ", "Ab ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "<!--", "```", "DE89 ", "St. ",
          'File "', "x.py:1: in f\n", "a: b\n")
 
@@ -26,6 +26,8 @@ def texts(size: int = 60_000) -> dict[str, str]:
     out["indented long word"] = "    " + "a" * size
     out["fenced long word"] = "```\n" + "a" * size + "\n```"
     out["report row, spaces, word"] = "a: b\n" + " " * size + "x"
+    out["spaces, then report rows"] = " " * size + "x\n" + "\n".join(f"pkg{i}: {i}.2.3" for i in range(10))
+    out["fenced quotes and letters"] = "```\n" + "''a" * (size // 3) + "\n```"
     out["annotation, brackets and |"] = "x: int[" + "]|a" * (size // 3) + " b"
     out["author words, then addresses"] = "# " + "author " * (size // 7) + "=\n# joe@corp.io ann@corp.io bob@corp.io\n"
     return out

@@ -30,7 +30,7 @@ _ERROR_KEY = re.compile(r"(?:Error|Exception|Warning)\s*$")
 _REPORT_FILLER = re.compile(r"[ \t]*+(?:[-=]{3,}|\[(?:GCC|Clang|MSC|PyPy)\b[^\]\n]*\])?[ \t]*")
 # above a report: a bare <details> tag, and titles and headings that name the report
 _BARE_TAG = re.compile(r"[ \t]*</?\w+>[ \t]*")
-_TITLE = re.compile(r"[ \t]*(?:#{1,6}[ \t].*|\*\*.*\*\*:?|<summary>.*|[A-Z][A-Z0-9 _-]{3,}+|[^.!?]*:)[ \t]*")
+_TITLE = re.compile(r"[ \t]*+(?:#{1,6}[ \t].*|\*\*.*\*\*:?|<summary>.*|[A-Z][A-Z0-9 _-]{3,}+|[^.!?]*:)[ \t]*")
 _NAMES_REPORT = re.compile(r"version|environment|show_versions|bug.?report|system info|platform|installed|dependencies",
                            re.IGNORECASE)
 MIN_REPORT_ROWS = 8
@@ -44,7 +44,7 @@ _FRAME = re.compile(r'File "(?:[^"]*[^\w."-])?([\w.-]+)\.py", line \d+, in (\w+)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
 _INDENTED = re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)  # Markdown's other code block
-_WORD_RUN = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')[A-Za-z][A-Za-z']*(?: [A-Za-z][A-Za-z']*){2,}")  # three or more words in a row
+_WORD_RUN = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')[A-Za-z][A-Za-z']{0,63}(?: [A-Za-z][A-Za-z']{0,63}){2,}")  # three or more words in a row (of 64 characters at most: one start per word, each reading a bounded part)
 MIN_PHRASE_CHARS = 12
 MAX_PHRASES = 32
 

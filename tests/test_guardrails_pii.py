@@ -500,3 +500,14 @@ def test_attributions_in_long_comment_lines_are_read(redactor, code):
 def test_a_literal_address_under_an_author_comment_stays_a_candidate(redactor):
     code = '# Author: Jane Roe\nurls = ["https://' + "a" * 394 + '", "joe@corp.io"]'
     assert "<EMAIL_1>" in redacted(redactor, code)  # the literal's line is no comment: the header does not cover it
+
+
+def test_a_licence_at_the_head_of_a_data_line_does_not_cover_its_addresses(redactor):
+    line = '{"license": "MIT, (c) 2024 Acme Inc", "customers": [' + ", ".join(
+        f'{{"name": "User {i}", "email": "user{i}@gmail.com"}}' for i in range(40)) + "]}"
+    assert redacted(redactor, line).count("<EMAIL_") >= 30  # only those within reach of the head's "(c)" stay
+
+
+def test_a_long_literal_annotation_is_code(redactor):
+    code = "reviewer: Literal[" + ", ".join(f'"Person{i}"' for i in range(30)) + '] = "Anna Kowalska"\nprint(reviewer)\n'
+    assert redacted(redactor, code) == code

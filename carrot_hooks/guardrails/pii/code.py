@@ -28,7 +28,7 @@ _CODE_START = re.compile(
          SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)
     |\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
     |\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
-        (?:\[.{0,200}\])?(?:\s*\|\s*[^\s|]+)*\s*(?:[=,;)].*)?$         # annotation: request: Request | None
+        (?:\[.{0,400}\])?(?:\s*\|\s*[^\s|]+)*\s*(?:[=,;)].*)?$         # annotation: request: Request | None
     |\s*@[\w.]+(?:\(.*\))?\s*$                                # decorator
     |\s*(?:[$#]|>>>|\.\.\.|//|/\*|\*/|--)(?:\s|$)|\#!          # prompts, comments ("> " quotes are prose)
     |\s*["'][^"']*["'],?\s*$                                  # a lone string literal (import lists, arrays)

@@ -71,16 +71,18 @@ GAZETTEER = "name_gazetteer"  # recognizer name of given names that are no Engli
 _INTRODUCED_SCORE = 0.85
 _COMMENT_LINE = re.compile(r"[ \t]*(?:#|//|\*|/\*)")  # used with match(text, line_start)
 _COMMENT_BLOCK_LINES = 12  # how far up a comment block an attribution header is looked for
-# How much of a long line is read around a code value: its head and the part before the value (a minified
-# JSON line of 2,400 addresses read whole for each took 20 s); an attribution or `key=` between is not seen.
+# How much of a long line is read around a code value: the part before the value, and a comment's head (a
+# minified JSON line of 2,400 addresses read whole for each took 20 s); an attribution or `key=` between is not seen.
 _LOOK_BACK = 400
 
 
 def _line_view(text: str, line_start: int, end: int) -> str:
-    """`text[line_start:end]`, or for a long line its first and last _LOOK_BACK characters."""
-    if end - line_start <= 2 * _LOOK_BACK:
+    """`text[line_start:end]`, or for a long line its last _LOOK_BACK characters, after its first _LOOK_BACK when
+    it is a comment ("# Copyright 2024 ... <a@b.io>"; the head of a data line covers none of its values)."""
+    if end - line_start <= _LOOK_BACK:
         return text[line_start:end]
-    return text[line_start : line_start + _LOOK_BACK] + " " + text[end - _LOOK_BACK : end]
+    tail = text[end - _LOOK_BACK : end]
+    return text[line_start : line_start + _LOOK_BACK] + " " + tail if _COMMENT_LINE.match(text, line_start) else tail
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -154,7 +156,7 @@ class PiiRedactor:
         SSN in a string literal or comment (a bare number or name is code: a constant, not a card), an
         email in a literal, a comment or as an unquoted config value, unless its line publishes authorship."""
         line_start = lay.text.rfind("\n", 0, r.start) + 1
-        before = _line_view(lay.text, line_start, r.start)  # its line up to the value
+        before = _line_view(lay.text, line_start, r.start)  # its line up to the value (a comment's head too)
         if r.entity_type in ("CREDIT_CARD", "US_SSN", "IBAN_CODE") and not lay.in_literal(r.start, r.end) \
                 and not _DATA_VALUE_BEFORE.search(before):
             return False
