@@ -197,10 +197,9 @@ def sdist_sources(group: str, cache: Path, docs: bool = False) -> dict[str, str]
         with tarfile.open(archive) as tar:
             for m in tar.getmembers():
                 parts = m.name.lower().split("/")
-                if not m.isfile():
-                    continue
-                if docs and m.name.endswith((".rst", ".txt", ".md")) or not docs and m.name.endswith(".py") and not any(
-                        p in ("tests", "test", "testing", "docs", "doc", "examples") for p in parts[1:-1]):
+                wanted = m.name.endswith((".rst", ".txt", ".md")) if docs else m.name.endswith(".py") and not any(
+                    p in ("tests", "test", "testing", "docs", "doc", "examples") for p in parts[1:-1])
+                if m.isfile() and wanted:
                     files[m.name] = tar.extractfile(m).read().decode("utf-8", errors="replace")
     return files
 

@@ -44,7 +44,8 @@ _FRAME = re.compile(r'File "(?:[^"]*[^\w."-])?([\w.-]+)\.py", line \d+, in (\w+)
 _ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning|Exit))\b")
 _CAMEL_HUMP = re.compile(r"[a-z][A-Z]")
 _INDENTED = re.compile(r"^(?: {4}|\t).*$", re.MULTILINE)  # Markdown's other code block
-_WORD_RUN = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')[A-Za-z][A-Za-z']{0,63}(?: [A-Za-z][A-Za-z']{0,63}){2,}")  # three or more words in a row (of 64 characters at most: one start per word, each reading a bounded part)
+# three or more words in a row, each of 64 characters at most: one start per word, each reading a bounded part
+_WORD_RUN = re.compile(r"(?<![A-Za-z])(?<![A-Za-z]')[A-Za-z][A-Za-z']{0,63}(?: [A-Za-z][A-Za-z']{0,63}){2,}")
 MIN_PHRASE_CHARS = 12
 MAX_PHRASES = 32
 

@@ -74,15 +74,6 @@ _COMMENT_BLOCK_LINES = 12  # how far up a comment block an attribution header is
 # How much of a long line is read around a code value: the part before the value, and a comment's head (a
 # minified JSON line of 2,400 addresses read whole for each took 20 s); an attribution or `key=` between is not seen.
 _LOOK_BACK = 400
-
-
-def _line_view(text: str, line_start: int, end: int) -> str:
-    """`text[line_start:end]`, or for a long line its last _LOOK_BACK characters, after its first _LOOK_BACK when
-    it is a comment ("# Copyright 2024 ... <a@b.io>"; the head of a data line covers none of its values)."""
-    if end - line_start <= _LOOK_BACK:
-        return text[line_start:end]
-    tail = text[end - _LOOK_BACK : end]
-    return text[line_start : line_start + _LOOK_BACK] + " " + tail if _COMMENT_LINE.match(text, line_start) else tail
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 192.168.1.0 (or its /24): an address, never a phone
 
 
@@ -93,6 +84,15 @@ class PiiHit:
     entity: str
     start: int
     end: int
+
+
+def _line_view(text: str, line_start: int, end: int) -> str:
+    """`text[line_start:end]`, or for a long line its last _LOOK_BACK characters, after its first _LOOK_BACK when
+    it is a comment ("# Copyright 2024 ... <a@b.io>"; the head of a data line covers none of its values)."""
+    if end - line_start <= _LOOK_BACK:
+        return text[line_start:end]
+    tail = text[end - _LOOK_BACK : end]
+    return text[line_start : line_start + _LOOK_BACK] + " " + tail if _COMMENT_LINE.match(text, line_start) else tail
 
 
 def _in_url_authority(text: str, start: int, end: int) -> bool:
@@ -199,7 +199,7 @@ class PiiRedactor:
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
-            lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "ping zoltan ferencz"
+            lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "from ingrid nowak"
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
