@@ -140,10 +140,17 @@ async def one(http: httpx.AsyncClient, p: ProxyProcess, kind, task, stream, gate
 SAMPLE_HZ = 100
 
 
+def py_spy() -> str:
+    """The py-spy executable, or exit naming how to install it (before any indexing or proxy start)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        sys.exit("--profile needs py-spy: .venv/bin/python -m pip install py-spy (or uv pip install py-spy)")
+    return spy
+
+
 def start_profile(p: ProxyProcess, out: Path, duration: float) -> subprocess.Popen:
     """py-spy on the proxy and its workers for `duration` seconds, collapsed stacks into `out`."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
+    return subprocess.Popen([py_spy(), "record", "--pid", str(p.proc.pid), "--subprocesses", "--rate", str(SAMPLE_HZ),
                              "--gil", "--full-filenames", "--format", "raw", "--duration", str(max(1, math.ceil(duration))), "--output", str(out),
                              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -328,6 +335,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="LiteLLM --num_workers for both proxies")
     ap.add_argument("--profile", type=Path, help="folder for py-spy's collapsed stacks of both runs")
     args = ap.parse_args()
+    if args.profile:
+        py_spy()
     fake = FakeUpstream()
     tmp = Path(tempfile.mkdtemp(prefix="carrot-load-"))
     bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)}, workers=args.workers)
