@@ -188,6 +188,37 @@ def embedding_throughput(settings, sample: int) -> None:
                   f"{len(chunks) / cpu:7.1f} chunks/CPU-s  wall x{ref_wall / wall:.2f}  CPU x{ref_cpu / cpu:.2f}")
 
 
+def query_embedding_cost(settings, rounds: int = 5) -> None:
+    """A query embedding's wall and CPU on the policy's graph against the float graph it is quantized from (one
+    and two ONNX threads), interleaved round by round over the bench's messages, and the cosine of each query's
+    vector to the float graph's (what the index holds)."""
+    from dataclasses import replace
+
+    texts = [t for ts in messages().values() for t in ts]
+    policy = embedding_spec(settings)
+    variants = {"float graph, 2 threads": replace(policy, int8=False, run_threads=2),
+                "float graph, 1 thread": replace(policy, int8=False, run_threads=1),
+                f"policy (int8 {policy.int8}, {policy.run_threads} thr)": policy}
+    models = {name: Embedder(spec, fast=True) for name, spec in variants.items()}
+    runs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _ in range(rounds):
+        for name, model in models.items():
+            for text in texts:
+                w, c = time.perf_counter(), time.process_time()
+                model.embed([text])
+                runs[name].append(((time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000))
+    floats = models["float graph, 1 thread"].embed(texts)
+    cosine = (models[list(variants)[-1]].embed(texts) * floats).sum(1)
+    print(f"query embedding, {len(texts)} messages x {rounds} rounds, cut to {policy.max_tokens} tokens "
+          f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); policy's cosine to the float graph: "
+          f"min {cosine.min():.4f}, mean {cosine.mean():.4f}")
+    base = statistics.median(c for _, c in runs["float graph, 2 threads"])
+    for name, values in runs.items():
+        cpu = [c for _, c in values]
+        print(f"  {name:<32} wall p50 {pct([w for w, _ in values], 50):6.2f} ms  CPU p50 {pct(cpu, 50):6.2f} ms  "
+              f"p95 {pct(cpu, 95):6.2f} ms  CPU x{statistics.median(cpu) / base:.2f}")
+
+
 def cli_query_wall(repeats: int = 3) -> None:
     """`rag-indexer query` wall and CPU time (fresh process each), and what the model load costs with and
     without fastembed in a fresh process (the baseline the lazy path is compared against)."""
@@ -223,11 +254,13 @@ def main() -> int:
     ap.add_argument("--min-chunks", type=int, default=10_000)
     ap.add_argument("--reindex-files", type=int, default=1_000, help="repo size for the one-file re-index")
     ap.add_argument("--speed-only", action="store_true",
-                    help="only cold embedding throughput (indexer vs fastembed) and CLI wall (on the bench-docqa index)")
+                    help="only query embedding cost (int8 vs float graph), cold embedding throughput (indexer vs "
+                         "fastembed) and CLI wall (on the bench-docqa index)")
     ap.add_argument("--sample", type=int, default=200, help="chunks per kind for the throughput runs")
     args = ap.parse_args()
     settings = load_settings()
     if args.speed_only:
+        query_embedding_cost(settings)
         embedding_throughput(settings, args.sample)
         cli_query_wall()
         return 0

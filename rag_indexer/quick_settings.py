@@ -109,6 +109,7 @@ def embedding_spec(settings, for_query: bool = True) -> EmbeddingSpec:
         threads=1 if for_query else cfg.index_threads,  # a query is one model run
         run_threads=cfg.query_threads if for_query else 1,
         max_tokens=cfg.query_max_tokens if for_query else None,
+        int8=cfg.query_int8 and for_query,
     )
 
 

@@ -194,7 +194,7 @@ def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
 
     def saved() -> list[Path]:
-        return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*/model.onnx")]
+        return _saved_graphs(models_dir)
 
     assert len(saved()) == 1  # written by the indexing load (the `embedder` fixture)
     reference = embedder.embed(SENTENCES)  # all shorter than 32 tokens
@@ -210,7 +210,9 @@ def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors
 
 
 def _saved_graphs(models_dir: Path) -> list[Path]:
-    return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*/model.onnx")]
+    """The saved float graphs (the int8 graphs of queries beside them: `_int8_graphs`)."""
+    return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*/model.onnx")
+            if not p.parent.name.endswith("-int8")]
 
 
 def test_a_damaged_saved_graph_is_removed_and_the_model_loaded_again(embedder, models_dir, caplog):
@@ -271,6 +273,8 @@ def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir
         saved.name: (2 * 86400, False),  # this load's own graph: read now
         "graph-of-an-older-onnxruntime": (2 * 86400, True),  # no load read it for a day
         "graph-another-install-reads": (3600, False),
+        f"{saved.name}-int8": (2 * 86400, False),  # the query side's int8 graph of this one: kept with it
+        "graph-of-an-older-onnxruntime-int8": (2 * 86400, True),
         f"{saved.name}.killed.tmp": (3600, True),  # left by a killed optimisation
         f"{saved.name}.writing.tmp": (0, False),  # being written now
     }
@@ -281,6 +285,57 @@ def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir
     Embedder(spec, fast=True, one_shot=True).embed(SENTENCES[:1])
     assert sorted(p.name for p in saved.parent.iterdir()) == sorted(n for n, (_, gone) in ages.items() if not gone)
     assert saved.stat().st_mtime >= now - 60  # read: marked in use
-    for name in ("graph-another-install-reads", f"{saved.name}.writing.tmp"):
+    for name in ("graph-another-install-reads", f"{saved.name}.writing.tmp", f"{saved.name}-int8"):
         (saved.parent / name / "model.onnx").unlink()
         (saved.parent / name).rmdir()
+
+
+def _int8_graphs(models_dir: Path) -> list[Path]:
+    return [p.parent for p in (models_dir / "query-bundles").glob("*.optimized/*-int8/model.onnx")]
+
+
+def test_int8_query_graph_is_made_once_from_the_float_graph_and_keeps_the_ranking(embedder, models_dir):
+    """Queries (policy `query_int8`) run an int8 graph quantized from the saved float graph the index's vectors
+    come from: made by the first load that asks for it, read by every later one, a CLI query's included."""
+    import shutil
+
+    from rag_indexer.quick_settings import embedding_spec
+    from rag_indexer.settings import load_settings
+
+    assert embedding_spec(load_settings()).int8 and not embedding_spec(load_settings(), for_query=False).int8
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32, int8=True)
+    for graph in _int8_graphs(models_dir):
+        shutil.rmtree(graph)
+    one_shot = Embedder(spec, fast=True, one_shot=True)  # nothing saved: a CLI query does not quantize (seconds)
+    index_side = embedder.embed(SENTENCES)
+    assert np.allclose(one_shot.embed(SENTENCES), index_side, atol=1e-5) and _int8_graphs(models_dir) == []
+    query = Embedder(spec, fast=True)  # the gateway's load: quantizes and saves
+    [graph] = _int8_graphs(models_dir)
+    [float_graph] = _saved_graphs(models_dir)
+    assert graph.name == f"{float_graph.name}-int8"
+    weights = sum(p.stat().st_size for p in float_graph.iterdir())
+    assert (graph / "model.onnx").stat().st_size < 0.35 * weights  # int8 weights: a quarter of the floats
+    got = query.embed(SENTENCES)
+    cos = (got * index_side).sum(1)
+    assert not np.allclose(got, index_side, atol=1e-3)  # another graph, not the float one again
+    assert cos.min() > 0.98, cos  # measured 0.986-0.995
+    assert np.abs(got @ index_side.T - index_side @ index_side.T).max() < 0.05  # similarities to indexed texts
+    scores = got @ index_side.T  # each query's nearest indexed text is its own, paraphrase above unrelated
+    assert list(scores.argmax(1)) == list(range(len(SENTENCES))) and scores[0, 1] > scores[0, 2] + 0.3
+    for later_one_shot in (False, True):
+        later = Embedder(spec, fast=True, one_shot=later_one_shot)
+        assert Path(later._direct.session._model_path) == graph / "model.onnx"
+        assert np.allclose(later.embed(SENTENCES), got, atol=1e-5)
+
+
+def test_a_damaged_int8_graph_is_removed_and_made_again(embedder, models_dir, caplog):
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32, int8=True)
+    reference = Embedder(spec, fast=True).embed(SENTENCES)
+    [graph] = _int8_graphs(models_dir)
+    os.truncate(graph / "model.onnx", (graph / "model.onnx").stat().st_size // 2)
+    one_shot = Embedder(spec, fast=True, one_shot=True)  # removed; the float graph answers meanwhile
+    assert "does not load, removed" in caplog.text and _int8_graphs(models_dir) == []
+    assert np.allclose(one_shot.embed(SENTENCES), embedder.embed(SENTENCES), atol=1e-5)
+    again = Embedder(spec, fast=True)
+    assert _int8_graphs(models_dir) == [graph] and np.allclose(again.embed(SENTENCES), reference, atol=1e-5)
+    assert not list(graph.parent.glob("*.tmp"))
