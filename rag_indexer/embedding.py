@@ -21,6 +21,8 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -76,7 +78,7 @@ class EmbeddingSpec:
     int8: bool = False  # run the int8 graph made from the optimised one (queries: ~1/3 of the CPU per run)
 
 
-_STALE_TEMP_S = 600.0  # optimising takes about a second: a temp folder this old was left by a killed process
+_STALE_TEMP_S = 600.0  # optimising takes a second, quantizing ~5 s: a temp folder this old was left by a killed process
 _UNUSED_GRAPH_S = 86400.0  # a saved graph no load has read for a day (an earlier model file or onnxruntime)
 
 
@@ -113,9 +115,10 @@ def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: in
     target = _saved_graph_dir(onnx, saved_dir, ort.__version__) if saved_dir else None
     if target:
         _clean_beside(target)
-        if int8:
+        if int8:  # a one-shot load reads it as saved and without prepacking (~40 ms less, the same vectors)
             quantized = _int8_session(target, one_shot, lambda model: session(
-                model, extended, {"session.disable_prepacking": "1"} if one_shot else {}),
+                model, *((ort.GraphOptimizationLevel.ORT_DISABLE_ALL, {"session.disable_prepacking": "1"})
+                         if one_shot else (extended, {}))),
                 lambda: _session(onnx, saved_dir, one_shot, run_threads))
             if quantized is not None:
                 return quantized
@@ -146,22 +149,24 @@ def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: in
 
 
 def _int8_graph(target: Path) -> Path:
-    return target.with_name(f"{target.name}-int8")
+    """Where the int8 graph quantized from the float graph `target` is saved (named by how it is quantized)."""
+    from .quantize import TAG
+
+    return target.with_name(f"{target.name}-{TAG}")
 
 
 def _int8_session(target: Path, one_shot: bool, load, float_session):
-    """A session on the int8 graph saved beside the optimised graph `target`, quantized from it and saved first
-    when missing (a one-shot load does not: onnx's import and the quantizing take seconds; it gets None).
+    """A session on the int8 graph saved beside the optimised float graph `target` (see rag_indexer/quantize.py),
+    quantized from it and saved first when missing; None where the float graph is to be used instead: a one-shot
+    load when nothing is saved (quantizing takes seconds), or a graph that cannot be made (logged). When the
+    float graph had to be made first, its session is returned as that fallback rather than None.
 
-    onnxruntime's dynamic quantization: MatMul weights int8 per output channel, activations quantized per run;
-    7-bit weights (`reduce_range`), so CPUs without VNNI cannot saturate and every x86 CPU gives the same vectors.
-    Measured (2 cores, 32 tokens, one thread): 3.5-3.8 ms CPU per run against 11 ms for the float graph, cosine
-    to the float graph's vectors >= 0.98 (mean 0.991). A graph that does not load or cannot be made is
-    removed / skipped with a warning and the float graph used.
+    Measured (2 cores, 32 tokens, one thread): 3.5-3.8 ms CPU per run against 11 ms for the float graph.
     """
     quantized = _int8_graph(target)
     if (quantized / "model.onnx").is_file():
         _touch(quantized)
+        _touch(target)  # what it is made from stays too: the indexer reads that one
         try:
             return load(quantized / "model.onnx")
         except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
@@ -169,38 +174,27 @@ def _int8_session(target: Path, one_shot: bool, load, float_session):
             _remove(quantized)
     if one_shot:
         return None
-    float_session()  # the optimised float graph, saved when it is not yet: what is quantized
-    tmp = _temp_dir(quantized)
-    if tmp is None or not (target / "model.onnx").is_file():
-        return None
+    fallback = None if (target / "model.onnx").is_file() else float_session()  # optimised and saved now
+    tmp = _temp_dir(quantized) if (target / "model.onnx").is_file() else None
+    if tmp is None:
+        return fallback
     try:
         _quantize(target / "model.onnx", tmp / "model.onnx")
         loaded = load(tmp / "model.onnx")
-    except Exception as e:  # noqa: BLE001 - as above, and onnx's own errors
+    except Exception as e:  # noqa: BLE001 - as above, and the child's failure
         log.warning("cannot make the int8 embedding graph, using the float graph: %s", e)
         _remove(tmp)
-        return None
+        return fallback
     _publish(tmp, quantized)
     return loaded
 
 
-class _QuantizerChatter(logging.Filter):
-    """Drops what onnxruntime's quantization tools log on the root logger (one line per tensor, advice for
-    image models) while they run: a gateway at INFO would print ~30 lines at start-up."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return f"onnxruntime{os.sep}quantization" not in record.pathname
-
-
 def _quantize(source: Path, dest: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quiet = _QuantizerChatter()
-    logging.getLogger().addFilter(quiet)
-    try:
-        quantize_dynamic(source, dest, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
-    finally:
-        logging.getLogger().removeFilter(quiet)
+    """rag_indexer/quantize.py in a child process; its error output is the error raised when it fails."""
+    out = subprocess.run([sys.executable, "-m", "rag_indexer.quantize", str(source), str(dest)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip()[-800:] or f"exit status {out.returncode}")
 
 
 def _temp_dir(target: Path) -> Path | None:
@@ -296,6 +290,9 @@ class _DirectOnnx:
         if spec.max_tokens:
             self.tokenizer.enable_truncation(max_length=spec.max_tokens)
         self.pooling = bundle["pooling"]
+        # int8 activations are scaled over the whole padded batch: one text per run, so that no vector
+        # depends on what else was embedded with it
+        self.max_batch = 1 if spec.int8 else None
         self.workers = spec.threads or cores
         self._pool: ThreadPoolExecutor | None = None
 
@@ -323,6 +320,7 @@ class _DirectOnnx:
     def embed(self, texts: Sequence[str], batch_size: int, dim: int) -> np.ndarray:
         """Vectors in input order; texts are batched by token length, batches run one per core."""
         encoded = self.tokenizer.encode_batch(list(texts))  # parallel in Rust
+        batch_size = min(batch_size, self.max_batch or batch_size)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
