@@ -79,6 +79,7 @@ class EmbeddingSpec:
 
 
 _STALE_TEMP_S = 600.0  # optimising takes a second, quantizing ~5 s: a temp folder this old was left by a killed process
+_QUANTIZE_TIMEOUT_S = 120.0  # RAG requests wait for the first query load: a hung child holds them this long at most
 _UNUSED_GRAPH_S = 86400.0  # a saved graph no load has read for a day (an earlier model file or onnxruntime)
 
 
@@ -112,40 +113,55 @@ def _session(onnx: Path, saved_dir: Path | None, one_shot: bool, run_threads: in
         return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"], sess_options=so, **kwargs)
 
     extended = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    as_saved = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, {"session.disable_prepacking": "1"} if one_shot else {})
     target = _saved_graph_dir(onnx, saved_dir, ort.__version__) if saved_dir else None
     if target:
         _clean_beside(target)
-        if int8:  # a one-shot load reads it as saved and without prepacking (~40 ms less, the same vectors)
-            quantized = _int8_session(target, one_shot, lambda model: session(
-                model, *((ort.GraphOptimizationLevel.ORT_DISABLE_ALL, {"session.disable_prepacking": "1"})
-                         if one_shot else (extended, {}))),
-                lambda: _session(onnx, saved_dir, one_shot, run_threads))
+        if int8:  # a one-shot load reads it as saved, without prepacking (~40 ms less, the same vectors)
+            quantized = _int8_session(target, one_shot, lambda model: session(model, *(as_saved if one_shot else (
+                extended, {}))), lambda: _session(onnx, saved_dir, one_shot, run_threads))
             if quantized is not None:
                 return quantized
-    if target and (target / "model.onnx").is_file():
-        _touch(target)  # read now: no clean-up removes it while this load reads it
-        try:
-            return session(target / "model.onnx", ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                           {"session.disable_prepacking": "1"} if one_shot else {})
-        except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
-            log.warning("saved embedding graph %s does not load, removed; loading the model file: %s", target, e)
-            _remove(target)
+        saved = _load_saved(target, lambda model: session(model, *as_saved), "embedding graph")
+        if saved is not None:
+            return saved
     if one_shot:
         return session(onnx, extended, {}, disabled_optimizers=["ConstantFolding"])
-    tmp = _temp_dir(target) if target else None
-    if tmp is not None and target is not None:
-        try:
-            loaded = session(onnx, extended, {
-                "session.optimized_model_external_initializers_file_name": "model.data",
-                "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
-            }, save_to=tmp / "model.onnx")
-        except Exception as e:  # noqa: BLE001 - a full disk, an unwritable folder: optimised in memory below
-            log.warning("cannot save the optimised embedding graph, optimising in memory: %s", e)
-            _remove(tmp)
-        else:
-            _publish(tmp, target)
-            return loaded
-    return session(onnx, extended, {})
+    made = _save_new(target, lambda tmp: session(onnx, extended, {
+        "session.optimized_model_external_initializers_file_name": "model.data",
+        "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+    }, save_to=tmp / "model.onnx"), "optimised embedding graph", "optimising in memory") if target else None
+    return made if made is not None else session(onnx, extended, {})
+
+
+def _load_saved(folder: Path, load, what: str):
+    """`load`'s session on the graph saved in `folder`, marked read first (no clean-up removes it meanwhile); None
+    when none is saved, or when it does not load: then it is removed (logged) and made again by the caller."""
+    if not (folder / "model.onnx").is_file():
+        return None
+    _touch(folder)
+    try:
+        return load(folder / "model.onnx")
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
+        log.warning("saved %s %s does not load, removed: %s", what, folder, e)
+        _remove(folder)
+        return None
+
+
+def _save_new(folder: Path, make, what: str, instead: str):
+    """`make(tmp)` writes a graph into a new temp folder beside `folder` and returns its session; the temp folder
+    then becomes `folder`. None, with nothing left behind, when it cannot be made or written (logged)."""
+    tmp = _temp_dir(folder, what)
+    if tmp is None:
+        return None
+    try:
+        loaded = make(tmp)
+    except Exception as e:  # noqa: BLE001 - a full disk, an unwritable folder, onnxruntime's or the child's errors
+        log.warning("cannot save the %s, %s: %s", what, instead, e)
+        _remove(tmp)
+        return None
+    _publish(tmp, folder)
+    return loaded
 
 
 def _int8_graph(target: Path) -> Path:
@@ -161,49 +177,49 @@ def _int8_session(target: Path, one_shot: bool, load, float_session):
     load when nothing is saved (quantizing takes seconds), or a graph that cannot be made (logged). When the
     float graph had to be made first, its session is returned as that fallback rather than None.
 
-    Measured (2 cores, 32 tokens, one thread): 3.5-3.8 ms CPU per run against 11 ms for the float graph.
+    Measured (2 cores, 32 tokens, one thread): 5.0 ms CPU per query against 12.8 ms for the float graph on
+    one thread, 15.1 on two (bench/rag_latency.py --speed-only).
     """
-    quantized = _int8_graph(target)
-    if (quantized / "model.onnx").is_file():
-        _touch(quantized)
+    loaded = _load_saved(_int8_graph(target), load, "int8 embedding graph")
+    if loaded is not None:
         _touch(target)  # what it is made from stays too: the indexer reads that one
-        try:
-            return load(quantized / "model.onnx")
-        except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class but Exception
-            log.warning("saved int8 embedding graph %s does not load, removed: %s", quantized, e)
-            _remove(quantized)
+        return loaded
     if one_shot:
         return None
-    fallback = None if (target / "model.onnx").is_file() else float_session()  # optimised and saved now
-    tmp = _temp_dir(quantized) if (target / "model.onnx").is_file() else None
-    if tmp is None:
-        return fallback
-    try:
-        _quantize(target / "model.onnx", tmp / "model.onnx")
-        loaded = load(tmp / "model.onnx")
-    except Exception as e:  # noqa: BLE001 - as above, and the child's failure
-        log.warning("cannot make the int8 embedding graph, using the float graph: %s", e)
-        _remove(tmp)
-        return fallback
-    _publish(tmp, quantized)
-    return loaded
+    if (target / "model.onnx").is_file():
+        _touch(target)  # read now: no clean-up removes it while it is quantized
+        fallback = None
+    else:
+        fallback = float_session()  # optimised and saved now, to be quantized
+        if not (target / "model.onnx").is_file():  # it could not be saved: nothing to quantize
+            return fallback
+
+    def make(tmp: Path):
+        _quantize(target, tmp / "model.onnx")
+        return load(tmp / "model.onnx")
+
+    made = _save_new(_int8_graph(target), make, "int8 embedding graph", "using the float graph")
+    return made if made is not None else fallback
 
 
-def _quantize(source: Path, dest: Path) -> None:
-    """rag_indexer/quantize.py in a child process; its error output is the error raised when it fails."""
-    out = subprocess.run([sys.executable, "-m", "rag_indexer.quantize", str(source), str(dest)],
-                         capture_output=True, text=True, timeout=600, check=False)
+def _quantize(float_graph: Path, dest: Path) -> None:
+    """rag_indexer/quantize.py in a child process running this very package (`-P`: not the working directory's);
+    its error output is the error raised when it fails."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    out = subprocess.run([sys.executable, "-P", "-m", "rag_indexer.quantize", str(float_graph), str(dest)], env=env,
+                         capture_output=True, text=True, errors="replace", timeout=_QUANTIZE_TIMEOUT_S, check=False)
     if out.returncode:
         raise RuntimeError(out.stderr.strip()[-800:] or f"exit status {out.returncode}")
 
 
-def _temp_dir(target: Path) -> Path | None:
+def _temp_dir(target: Path, what: str) -> Path | None:
     """A new folder beside `target` to write its graph into; None where the state dir is read-only."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as e:  # a read-only state dir: optimise in memory every time
-        log.info("cannot save the optimised embedding graph: %s", e)
+    except OSError as e:  # a read-only state dir: made in memory every time
+        log.info("cannot save the %s: %s", what, e)
         return None
 
 
@@ -291,7 +307,7 @@ class _DirectOnnx:
             self.tokenizer.enable_truncation(max_length=spec.max_tokens)
         self.pooling = bundle["pooling"]
         # int8 activations are scaled over the whole padded batch: one text per run, so that no vector
-        # depends on what else was embedded with it
+        # depends on what else was embedded with it (also when the float graph stood in: queries are one text)
         self.max_batch = 1 if spec.int8 else None
         self.workers = spec.threads or cores
         self._pool: ThreadPoolExecutor | None = None

@@ -33,8 +33,8 @@ class EmbeddingSettings(_Strict):
     max_windows_per_chunk: int = Field(1, ge=1, le=64)
     code_window_words: int = Field(48, ge=16, le=512)
     code_max_windows: int = Field(1, ge=1, le=64)
-    query_threads: int = Field(1, ge=1, le=64)  # ONNX threads in a query's model run: less wall, more CPU
-    query_int8: bool = True  # queries run an int8 graph made from the index's float graph (~1/3 of the CPU)
+    query_threads: int = Field(1, ge=1, le=64)  # ONNX threads in a query's run (float graph: 2 for less wall)
+    query_int8: bool = True  # queries run an int8 graph made from the index's float graph (0.39x its CPU)
     query_max_tokens: int | None = Field(32, ge=8, le=512)  # query embedding cost is linear in tokens
     index_threads: int | None = Field(None, ge=1, le=64)  # None = all cores
 

@@ -24,6 +24,7 @@ from rag_indexer.embedding import (
     EmbeddingSpec,
     usable_cores,
 )
+from rag_indexer.quantize import TAG
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -190,7 +191,6 @@ def test_shipped_tokenizer_files_are_the_pinned_package_files():
 
 
 def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors(embedder, models_dir):
-
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
 
     def saved() -> list[Path]:
@@ -272,7 +272,7 @@ def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir
         saved.name: (2 * 86400, False),  # this load's own graph: read now
         "graph-of-an-older-onnxruntime": (2 * 86400, True),  # no load read it for a day
         "graph-another-install-reads": (3600, False),
-        f"{saved.name}-int8-s8pc7": (2 * 86400, False),  # the query side's int8 graph of this one: kept with it
+        f"{saved.name}-{TAG}": (2 * 86400, False),  # the query side's int8 graph of this one: kept with it
         f"{saved.name}-int8-other-settings": (2 * 86400, True),  # quantized another way, unread for a day
         f"{saved.name}.killed.tmp": (3600, True),  # left by a killed optimisation
         f"{saved.name}.writing.tmp": (0, False),  # being written now
@@ -284,7 +284,7 @@ def test_clean_up_removes_only_what_no_process_may_be_using(embedder, models_dir
     Embedder(spec, fast=True, one_shot=True).embed(SENTENCES[:1])
     assert sorted(p.name for p in saved.parent.iterdir()) == sorted(n for n, (_, gone) in ages.items() if not gone)
     assert saved.stat().st_mtime >= now - 60  # read: marked in use
-    for name in ("graph-another-install-reads", f"{saved.name}.writing.tmp", f"{saved.name}-int8-s8pc7"):
+    for name in ("graph-another-install-reads", f"{saved.name}.writing.tmp", f"{saved.name}-{TAG}"):
         (saved.parent / name / "model.onnx").unlink()
         (saved.parent / name).rmdir()
 
@@ -296,7 +296,6 @@ def _int8_graphs(models_dir: Path) -> list[Path]:
 def test_int8_query_graph_is_made_once_from_the_float_graph_and_keeps_the_ranking(embedder, models_dir):
     """Queries (policy `query_int8`) run an int8 graph quantized from the saved float graph the index's vectors
     come from: made by the first load that asks for it, read by every later one, a CLI query's included."""
-
     from rag_indexer.quick_settings import embedding_spec
     from rag_indexer.settings import load_settings
 
@@ -310,7 +309,7 @@ def test_int8_query_graph_is_made_once_from_the_float_graph_and_keeps_the_rankin
     query = Embedder(spec, fast=True)  # the gateway's load: quantizes and saves
     [graph] = _int8_graphs(models_dir)
     [float_graph] = _saved_graphs(models_dir)
-    assert graph.name == f"{float_graph.name}-int8-s8pc7"  # named by how it was quantized
+    assert graph.name == f"{float_graph.name}-{TAG}"  # named by how it was quantized
     weights = sum(p.stat().st_size for p in float_graph.iterdir())
     assert (graph / "model.onnx").stat().st_size < 0.35 * weights  # int8 weights: a quarter of the floats
     got = query.embed(SENTENCES)
@@ -347,11 +346,34 @@ def test_an_int8_graph_that_cannot_be_made_leaves_nothing_and_the_float_graph_an
     broken = tmp_path / "broken" / "onnx"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('onnx broken for this test')\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(broken.parent), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(broken.parent), os.environ.get("PYTHONPATH")) if p))
     for graph in _int8_graphs(models_dir):
         shutil.rmtree(graph)
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32, int8=True)
     query = Embedder(spec, fast=True)
-    assert "cannot make the int8 embedding graph" in caplog.text and "onnx broken for this test" in caplog.text
+    assert "cannot save the int8 embedding graph" in caplog.text and "onnx broken for this test" in caplog.text
     assert _int8_graphs(models_dir) == [] and not list(_saved_graphs(models_dir)[0].parent.glob("*.tmp"))
+    assert np.allclose(query.embed(SENTENCES), embedder.embed(SENTENCES), atol=1e-5)
+
+
+def test_without_a_float_graph_a_failed_quantization_serves_the_float_graph_made_for_it(embedder, models_dir,
+                                                                                          tmp_path, monkeypatch):
+    """Nothing saved and quantizing fails: the float graph is optimised and saved once (to be quantized), and that
+    one session serves; no second load of it, nothing half-written left."""
+    import onnxruntime as ort
+
+    broken = tmp_path / "broken" / "onnx"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('onnx broken for this test')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(broken.parent), os.environ.get("PYTHONPATH")) if p))
+    for graph in (*_int8_graphs(models_dir), *_saved_graphs(models_dir)):
+        shutil.rmtree(graph)
+    sessions = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: sessions.append(a[0]) or real(*a, **kw))
+    spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32, int8=True)
+    query = Embedder(spec, fast=True)
+    [float_graph] = _saved_graphs(models_dir)
+    assert len(sessions) == 1 and _int8_graphs(models_dir) == []  # the optimising load, saved as float_graph
+    assert not list(float_graph.parent.glob("*.tmp")) and not list(float_graph.glob("*inferred*"))
     assert np.allclose(query.embed(SENTENCES), embedder.embed(SENTENCES), atol=1e-5)
