@@ -193,20 +193,17 @@ def test_shipped_tokenizer_files_are_the_pinned_package_files():
 def test_the_optimised_graph_is_saved_once_and_every_load_gives_the_same_vectors(embedder, models_dir):
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32)
 
-    def saved() -> list[Path]:
-        return _saved_graphs(models_dir)
-
-    assert len(saved()) == 1  # written by the indexing load (the `embedder` fixture)
+    assert len(_saved_graphs(models_dir)) == 1  # written by the indexing load (the `embedder` fixture)
     reference = embedder.embed(SENTENCES)  # all shorter than 32 tokens
     for one_shot in (False, True):  # the gateway's load, and a CLI query's (no weight prepacking)
         loaded = Embedder(spec, fast=True, one_shot=one_shot)
-        assert Path(loaded._direct.session._model_path).parent == saved()[0]
+        assert Path(loaded._direct.session._model_path).parent == _saved_graphs(models_dir)[0]
         assert np.allclose(loaded.embed(SENTENCES), reference, atol=1e-5)
-    shutil.rmtree(saved()[0])
+    shutil.rmtree(_saved_graphs(models_dir)[0])
     one_shot = Embedder(spec, fast=True, one_shot=True)  # nothing saved: the int8 model, not optimised, not saved
-    assert np.allclose(one_shot.embed(SENTENCES), reference, atol=1e-5) and saved() == []
+    assert np.allclose(one_shot.embed(SENTENCES), reference, atol=1e-5) and _saved_graphs(models_dir) == []
     Embedder(spec, fast=True)  # any other load optimises and saves it again
-    assert len(saved()) == 1
+    assert len(_saved_graphs(models_dir)) == 1
 
 
 def _saved_graphs(models_dir: Path) -> list[Path]:
@@ -339,14 +336,19 @@ def test_a_damaged_int8_graph_is_removed_and_made_again(embedder, models_dir, ca
     assert not list(graph.parent.glob("*.tmp"))
 
 
-def test_an_int8_graph_that_cannot_be_made_leaves_nothing_and_the_float_graph_answers(embedder, models_dir,
-                                                                                         tmp_path, monkeypatch, caplog):
-    """Quantizing runs in a child process; when it fails (here: a broken `onnx` package on its path) the
-    failure is logged with the child's error, no temp folder is left and queries run the float graph."""
+@pytest.fixture
+def broken_onnx(tmp_path, monkeypatch) -> None:
+    """A broken `onnx` package first on the path the quantizing child inherits: its quantizing fails."""
     broken = tmp_path / "broken" / "onnx"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('onnx broken for this test')\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(broken.parent), os.environ.get("PYTHONPATH")) if p))
+
+
+def test_an_int8_graph_that_cannot_be_made_leaves_nothing_and_the_float_graph_answers(embedder, models_dir,
+                                                                                         broken_onnx, caplog):
+    """Quantizing runs in a child process; when it fails (here: a broken `onnx` package on its path) the
+    failure is logged with the child's error, no temp folder is left and queries run the float graph."""
     for graph in _int8_graphs(models_dir):
         shutil.rmtree(graph)
     spec = EmbeddingSpec(model="BAAI/bge-small-en-v1.5", models_dir=models_dir, max_tokens=32, int8=True)
@@ -357,15 +359,11 @@ def test_an_int8_graph_that_cannot_be_made_leaves_nothing_and_the_float_graph_an
 
 
 def test_without_a_float_graph_a_failed_quantization_serves_the_float_graph_made_for_it(embedder, models_dir,
-                                                                                          tmp_path, monkeypatch):
+                                                                                          broken_onnx, monkeypatch):
     """Nothing saved and quantizing fails: the float graph is optimised and saved once (to be quantized), and that
     one session serves; no second load of it, nothing half-written left."""
     import onnxruntime as ort
 
-    broken = tmp_path / "broken" / "onnx"
-    broken.mkdir(parents=True)
-    (broken / "__init__.py").write_text("raise ImportError('onnx broken for this test')\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(broken.parent), os.environ.get("PYTHONPATH")) if p))
     for graph in (*_int8_graphs(models_dir), *_saved_graphs(models_dir)):
         shutil.rmtree(graph)
     sessions = []
