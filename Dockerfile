@@ -28,9 +28,11 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY pyproject.toml ./
+COPY carrot_common/ carrot_common/
 COPY carrot_hooks/ carrot_hooks/
 COPY rag_indexer/ rag_indexer/
 COPY carrot_review/ carrot_review/
+COPY carrot_eval/ carrot_eval/
 COPY scripts/setup_models.sh scripts/
 # the project (".[gateway]" is this folder with its pinned gateway extra, which DL3013 cannot tell
 # from an unpinned package), the Prisma client for LiteLLM's database mode, and the offline RAG embedding

@@ -13,6 +13,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -286,6 +287,15 @@ def test_dockerfile_builds_on_python_311_slim_and_copies_only_existing_paths():
             for src in sources:
                 assert (ROOT / src).exists(), f"COPY {src}: no such path"
                 assert src.rstrip("/") not in ignored, f"COPY {src} is excluded by .dockerignore"
+
+
+def test_dockerfile_copies_every_package_the_project_installs():
+    """`pip install .` in the image builds the packages pyproject.toml lists from what was copied: a package
+    left out is missing from the image (carrot_common was, and every import of the gateway failed)."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {src.rstrip("/") for op, args in dockerfile_instructions() if op == "COPY"
+              for src in [a for a in shlex.split(args) if not a.startswith("--")][:-1]}
+    assert {name.rstrip("*") for name in include} <= copied
 
 
 def test_hadolint_passes_the_dockerfile():
