@@ -67,7 +67,7 @@ def index_for_rag(store: str, tmp: Path) -> None:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of `pid` and its children (uvicorn runs in-process; workers would be children)."""
+    """Resident memory of `pid` and its descendants (uvicorn workers, the search processes)."""
     total = 0
     for p in [pid, *_children(pid)]:
         try:
@@ -93,10 +93,14 @@ def cpu_s(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
+    """Every descendant of `pid`: children of each of its threads (the search processes are started by the
+    gateway's search threads, uvicorn workers by the main one)."""
+    kids = []
     try:
-        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    except OSError:  # the process or a thread ended meanwhile
+        pass
     return kids + [g for k in kids for g in _children(k)]
 
 
@@ -161,16 +165,30 @@ def _frame_name(frame: str) -> str:
     return f"{func.split()[-1] if func else '?'} {where.rpartition('/')[2].split(':')[0]}"
 
 
-def profile_ms(out: Path, requests: int) -> Counter:
-    """GIL-held ms per request each function is on the stack for (inclusive); key "" is the total."""
-    ms = Counter()
+SEARCH_PROCESS = "carrot_hooks.rag_search"  # the gateway's search processes: their own GIL, reported apart
+
+
+def _samples(out: Path, requests: int):
+    """(frames below the process frames, ms per request, whether in a search process) per py-spy stack."""
     for line in out.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():  # a frame name py-spy could not keep on one line
             continue
-        cost = int(n) * 1000 / SAMPLE_HZ / requests
+        frames = stack.split(";")
+        procs = [f for f in frames if f.startswith("process ")]
+        yield frames[len(procs):], int(n) * 1000 / SAMPLE_HZ / requests, any(SEARCH_PROCESS in f for f in procs)
+
+
+def profile_ms(out: Path, requests: int) -> Counter:
+    """GIL-held ms per request each function is on the stack for (inclusive); key "" is the proxy's total,
+    "search processes" what the search processes held of their own GILs (not the proxy's)."""
+    ms = Counter()
+    for frames, cost, search in _samples(out, requests):
+        if search:
+            ms["search processes"] += cost
+            continue
         ms[""] += cost
-        for frame in {_frame_name(f) for f in stack.split(";")[1:]}:
+        for frame in {_frame_name(f) for f in frames}:
             ms[frame] += cost
     return ms
 
@@ -216,17 +234,16 @@ def _owner(frames: list[str]) -> str:
 def profile_owners(out: Path, requests: int) -> Counter:
     """GIL-held ms per request charged to each owner (`_owner`), exclusive: they sum to the total."""
     ms = Counter()
-    for line in out.read_text(errors="replace").splitlines():
-        stack, _, n = line.rpartition(" ")
-        if n.isdigit():
-            ms[_owner(stack.split(";")[1:])] += int(n) * 1000 / SAMPLE_HZ / requests
+    for frames, cost, search in _samples(out, requests):
+        if not search:
+            ms[_owner(frames)] += cost
     return ms
 
 
 def print_profile(bare: Counter, gateway: Counter, owners: tuple[Counter, Counter], top: int = 25) -> None:
-    print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f}; "
-          "functions whose share grew most (inclusive):")
-    grown = {f: gateway[f] - bare[f] for f in gateway if f}
+    print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f} (its search processes, "
+          f"on their own GILs: {gateway['search processes']:.1f}); functions whose share grew most (inclusive):")
+    grown = {f: gateway[f] - bare[f] for f in gateway if f and f != "search processes"}
     for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")
     base, gw = owners

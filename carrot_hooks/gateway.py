@@ -184,7 +184,8 @@ class CarrotGateway(CustomLogger):
         compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()))
         self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
                        ("cache_key", self._cache_key))
-        if env_bool("CARROT_RAG_WARM", True):  # load the embedding model off the request path
+        rag.search_processes()  # a bad CARROT_SEARCH_PROCESSES stops start-up, naming it
+        if env_bool("CARROT_RAG_WARM", True):  # start the search processes off the request path
             threading.Thread(target=_warm_rag, name="carrot-rag-warm", daemon=True).start()
 
     def _decide(self, policy: RoutingPolicy, data: dict, call_type: str, headers: dict[str, str],

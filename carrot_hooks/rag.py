@@ -19,15 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .config import Watched, policy_dir
 from .context import ContextRefs, RequestContext
+from .env import env_int
 from .messages import last_user_text
 from .metrics import RAG_DURATION
+from .rag_search import SearchProcess
 
 log = logging.getLogger("carrot.rag")
 
-RETRY_AFTER_S = 5.0  # after a store failure, report "unavailable" without reconnecting for this long
-# Searches run on their own threads (one store connection each), not asyncio's default pool: a slow store
-# then queues retrieving requests only, never the PII stage's redaction that waits on the default pool.
-SEARCH_THREADS = 4
 REPOS_KEY = "carrot_repos"  # key / team metadata: the repositories a header-less rag-code request searches
 _REPO = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<ref>[0-9A-Za-z._/\-]{1,100}))?$")
 NO_REPO_FIX = (
@@ -37,59 +35,42 @@ NO_REPO_FIX = (
 )
 
 
+def search_processes() -> int:
+    """`CARROT_SEARCH_PROCESSES`: search processes per gateway worker (default 2), each with a thread waiting
+    on it; read at start-up, where a bad value stops the gateway naming it."""
+    return env_int("CARROT_SEARCH_PROCESSES", 2, minimum=1)
+
+
 class _Engine:
-    """The warm retriever of this process (store connection + embedding model), built on first use."""
+    """The proxy's side of retrieval: policy/rag.yaml and the search threads, each waiting on its own search
+    process (`rag_search`), started on first use and replaced when it died. Searches run on these threads,
+    not asyncio's default pool: a slow store then queues retrieving requests only, never the PII stage's
+    redaction that waits on the default pool."""
 
     def __init__(self) -> None:
         from rag_indexer.settings import RagSettings
 
         self.settings = Watched(policy_dir() / "rag.yaml", RagSettings)
-        self._embedder = None
-        self._local = threading.local()  # one store connection per worker thread: queries run in parallel
-        self._failed_at = 0.0
-        self._lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="rag-search")
+        self.processes = search_processes()
+        self._local = threading.local()
+        self.pool = ThreadPoolExecutor(self.processes, thread_name_prefix="rag-search")
 
-    def retriever(self):
-        from rag_indexer.embedding import Embedder
-        from rag_indexer.quick_settings import embedding_spec, store_url
-        from rag_indexer.retrieve import Retriever
-        from rag_indexer.store import Store
+    def ask(self, op: str, arg=None):
+        """`op` in this thread's search process; a process that died is replaced on the next call."""
+        proc = getattr(self._local, "proc", None)
+        if proc is None:
+            proc = self._local.proc = SearchProcess()
+        try:
+            return proc.ask(op, arg)
+        except (EOFError, OSError) as e:
+            self._local.proc = None
+            proc.close()
+            raise ConnectionError(f"search process {proc.proc.pid} exited (code {proc.proc.returncode}); "
+                                  "a new one starts with the next search") from e
 
-        settings = self.settings.get()
-        retriever = getattr(self._local, "retriever", None)
-        if retriever is None:
-            if time.monotonic() - self._failed_at < RETRY_AFTER_S:
-                raise ConnectionError("vector store failed recently; retrying shortly")
-            with self._lock:  # the embedding model (thread-safe ONNX session) is loaded once and shared
-                if self._embedder is None:
-                    self._embedder = Embedder(embedding_spec(settings), fast=True)
-            try:
-                store = Store(store_url(settings), settings.store.connect_timeout_s)
-            except Exception:
-                self._failed_at = time.monotonic()
-                raise
-            retriever = self._local.retriever = Retriever(store, self._embedder, settings.retrieval)
-        retriever.cfg = settings.retrieval
-        return retriever
-
-    def search(self, query):
-        """Run one query on this thread's connection. A broken one (the server restarted since this thread
-        last asked) is replaced once at once; if that fails too, the store is down: remembered for
-        RETRY_AFTER_S so requests meanwhile answer without context instead of waiting on connects."""
-        for retry in (False, True):
-            retriever = self.retriever()
-            try:
-                return retriever.search(query)
-            except Exception:
-                if not (retriever.store.conn.closed or retriever.store.conn.broken):
-                    raise
-                self._local.retriever = None
-                log.warning("vector store connection broken: %s",
-                            "reconnect failed too, answering without context" if retry else "reconnecting")
-                if retry:
-                    self._failed_at = time.monotonic()
-                    raise
+    def search(self, queries: list) -> list[list]:
+        """Hits per query, from this thread's search process."""
+        return self.ask("search", queries)
 
 
 _engine: _Engine | None = None
@@ -106,10 +87,17 @@ def engine() -> _Engine:
 
 
 def warm() -> None:
-    """Load the embedding model and connect to the store now (e.g. at proxy start-up) instead of on first use,
-    on a search thread (its connection is the one a search then uses)."""
+    """Start every search process, each loading the embedding model and connecting to the store, now (e.g. at
+    proxy start-up) instead of on first use. A barrier puts each on its own search thread."""
     eng = engine()
-    eng.pool.submit(eng.retriever).result()
+    barrier = threading.Barrier(eng.processes, timeout=60)
+
+    def one() -> None:
+        barrier.wait()
+        eng.ask("warm")
+
+    for f in [eng.pool.submit(one) for _ in range(eng.processes)]:
+        f.result()
 
 
 def _metadata_repos(meta: object, where: str) -> tuple[ContextRefs, ...]:
@@ -215,8 +203,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=about_tests) for t in targets]
     t0 = time.perf_counter()
     try:
-        per_repo = await asyncio.get_running_loop().run_in_executor(
-            eng.pool, lambda: [eng.search(q) for q in queries])
+        per_repo = await asyncio.get_running_loop().run_in_executor(eng.pool, eng.search, queries)
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
         log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets), e)
         ctx.rag_status = "unavailable"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from carrot_hooks.context import ContextRefs, RequestContext
 from carrot_hooks.rag import code_repos, last_user_text, render_block, render_none
 from rag_indexer.chunk import Chunk
@@ -82,7 +84,7 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
     eng = rag._Engine()
     gate, ran_on = threading.Event(), set()
 
-    def stalled(query):
+    def stalled(queries):
         ran_on.add(threading.current_thread().name)
         gate.wait(30)
         return []
@@ -94,7 +96,7 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
         ctxs = [RequestContext("rag-code", "low", "t", ContextRefs("acme/app", None, ())) for _ in range(40)]
         tasks = [asyncio.create_task(rag.inject_context(c, {"messages": [{"role": "user", "content": "where?"}]}))
                  for c in ctxs]
-        while len(ran_on) < rag.SEARCH_THREADS:  # every search thread holds a stalled search
+        while len(ran_on) < eng.processes:  # every search thread holds a stalled search
             await asyncio.sleep(0.01)
         other = await asyncio.wait_for(asyncio.to_thread(lambda: threading.current_thread().name), 5)
         gate.set()
@@ -107,3 +109,15 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
         gate.set()
     assert not other.startswith("rag-search") and all(n.startswith("rag-search") for n in ran_on)
     assert {c.rag_status for c in ctxs} == {"none"}
+
+
+@pytest.mark.parametrize("raw", ["0", "two"])
+def test_a_bad_search_process_count_names_the_variable(monkeypatch, raw):
+    from carrot_hooks import rag
+    from carrot_hooks.config import ConfigError
+
+    monkeypatch.setenv("CARROT_SEARCH_PROCESSES", raw)
+    with pytest.raises(ConfigError, match=f"CARROT_SEARCH_PROCESSES.*{raw!r}"):
+        rag.search_processes()
+    monkeypatch.setenv("CARROT_SEARCH_PROCESSES", "3")
+    assert rag._Engine().processes == 3

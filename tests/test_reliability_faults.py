@@ -5,10 +5,13 @@ Every request is answered, none with a 5xx; context and cache come back with the
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,6 +74,30 @@ def test_vector_store_cut_off_serves_without_context_then_context_returns(chaos,
                                             refs=collection)) or back[-1].headers["x-carrot-rag"].startswith("injected:"),
                     timeout=30, every=0.5), [b.headers.get("x-carrot-rag") for b in back]
     assert all(b.status_code == 200 for b in back)
+
+
+def search_processes(p) -> set[int]:
+    """Pids of the gateway's search processes (`carrot_hooks.rag_search` children of its proxy's threads)."""
+    kids = [k for t in Path(f"/proc/{p.proc.pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    return {int(k) for k in kids if b"carrot_hooks.rag_search" in Path(f"/proc/{k}/cmdline").read_bytes()}
+
+
+def test_search_processes_killed_serve_without_context_then_new_ones_retrieve(chaos, fake_upstream, collection):
+    """Retrieval runs in child processes of the proxy; killed, each is replaced on its next search: every
+    request is answered meanwhile, and context comes back from new processes."""
+    assert wait_for(lambda: ask(chaos, f"sp-up-{uuid.uuid4().hex[:8]}", "rag-doc", refs=collection)
+                    .headers["x-carrot-rag"].startswith("injected:"), timeout=30, every=0.5)
+    old = search_processes(chaos)
+    assert old
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    answers = []
+    assert wait_for(lambda: answers.append(ask(chaos, f"sp-back-{len(answers)}-{uuid.uuid4().hex[:6]}", "rag-doc",
+                                               refs=collection)) or answers[-1].headers["x-carrot-rag"].startswith("injected:"),
+                    timeout=60, every=0.2), [a.headers.get("x-carrot-rag") for a in answers]
+    assert all(a.status_code == 200 for a in answers)
+    assert {a.headers["x-carrot-rag"] for a in answers[:-1]} <= {"unavailable"}
+    assert search_processes(chaos) and not search_processes(chaos) & old
 
 
 def test_redis_stopped_and_restarted_serves_throughout_and_cache_resumes(chaos, fake_upstream):

@@ -1,0 +1,137 @@
+"""The search processes: retrieval runs in child processes, each with its own store connection and embedding
+model, so the query shaping, row decoding and fusion (Python) and the query embedding (ONNX) never hold or
+wait for the proxy's GIL.
+
+The parent side is `SearchProcess` (one child, asked over a socket pair, one request at a time); the child
+is `main()` (`python -P -m carrot_hooks.rag_search FD`). Own code rather than `ProcessPoolExecutor`: its
+children re-run the parent's main script, which here is LiteLLM's `litellm` command (all of LiteLLM imported
+into every child). A child exits when the parent's end of the socket closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+
+log = logging.getLogger("carrot.rag")
+
+RETRY_AFTER_S = 5.0  # after a store failure, report "unavailable" without reconnecting for this long
+STOP_WAIT_S = 5.0
+
+
+class SearchError(Exception):
+    """A search the child could not run (store down, unknown index, ...); the message is the child's."""
+
+
+class SearchProcess:
+    """One child process answering searches; `ask` blocks its (search) thread, not the event loop."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "carrot_hooks.rag_search", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )
+        self.conn = Connection(ours.detach())
+
+    def ask(self, op: str, arg=None):
+        """The child's answer to (`op`, `arg`); SearchError for a failure it reports, EOFError / OSError
+        when it died (then this object is finished: `close` it and start another)."""
+        self.conn.send((op, arg))
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise SearchError(value)
+        return value
+
+    def close(self) -> None:
+        self.conn.close()  # the child reads EOF and exits
+        try:
+            self.proc.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Searcher:
+    """The child's warm retriever (store connection + embedding model), rebuilt after a broken connection."""
+
+    def __init__(self) -> None:
+        from rag_indexer.settings import RagSettings
+
+        from .config import Watched, policy_dir
+
+        self.settings = Watched(policy_dir() / "rag.yaml", RagSettings)
+        self._embedder = None
+        self._retriever = None
+        self._failed_at = 0.0
+
+    def retriever(self):
+        from rag_indexer.embedding import Embedder
+        from rag_indexer.quick_settings import embedding_spec, store_url
+        from rag_indexer.retrieve import Retriever
+        from rag_indexer.store import Store
+
+        settings = self.settings.get()
+        if self._retriever is None:
+            if time.monotonic() - self._failed_at < RETRY_AFTER_S:
+                raise ConnectionError("vector store failed recently; retrying shortly")
+            if self._embedder is None:
+                self._embedder = Embedder(embedding_spec(settings), fast=True)
+            try:
+                store = Store(store_url(settings), settings.store.connect_timeout_s)
+            except Exception:
+                self._failed_at = time.monotonic()
+                raise
+            self._retriever = Retriever(store, self._embedder, settings.retrieval)
+        self._retriever.cfg = settings.retrieval
+        return self._retriever
+
+    def search(self, query):
+        """One query. A broken connection (the server restarted since the last search) is replaced once at
+        once; if that fails too, the store is down: remembered for RETRY_AFTER_S so requests meanwhile answer
+        without context instead of waiting on connects."""
+        for retry in (False, True):
+            retriever = self.retriever()
+            try:
+                return retriever.search(query)
+            except Exception:
+                if not (retriever.store.conn.closed or retriever.store.conn.broken):
+                    raise
+                self._retriever = None
+                log.warning("vector store connection broken: %s",
+                            "reconnect failed too, answering without context" if retry else "reconnecting")
+                if retry:
+                    self._failed_at = time.monotonic()
+                    raise
+
+
+def main(fd: int) -> None:
+    """Answer ("warm", None) and ("search", [Query, ...]) until the parent closes its end."""
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s carrot.rag-search[{os.getpid()}]: %(message)s")
+    conn = Connection(fd)
+    searcher = Searcher()
+    while True:
+        try:
+            op, arg = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if op == "search":
+                value = [searcher.search(q) for q in arg]
+            else:  # "warm": load the model and connect now
+                searcher.retriever()
+                value = None
+        except Exception as e:  # noqa: BLE001 - reported to the request, which is served without context
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+        else:
+            conn.send(("ok", value))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
