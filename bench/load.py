@@ -97,10 +97,14 @@ def _children(pid: int) -> list[int]:
     gateway's search threads, uvicorn workers by the main one)."""
     kids = []
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process ended
+        return []
+    for task in tasks:
+        try:
             kids += [int(k) for k in (task / "children").read_text().split()]
-    except OSError:  # the process or a thread ended meanwhile
-        pass
+        except OSError:  # the thread ended meanwhile
+            pass
     return kids + [g for k in kids for g in _children(k)]
 
 

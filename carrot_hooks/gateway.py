@@ -382,7 +382,7 @@ def _warm_rag() -> None:
     try:
         rag.warm()
     except Exception as e:  # noqa: BLE001 - the store may come later; requests say x-carrot-rag: unavailable
-        log.warning("RAG warm-up failed (%s); retrieval will retry on first use", type(e).__name__)
+        log.warning("RAG warm-up failed (%s: %s); retrieval will retry on first use", type(e).__name__, e)
 
 
 def _key_task(meta: dict, tasks: Collection[str]) -> str | None:

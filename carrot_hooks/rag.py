@@ -22,7 +22,7 @@ from .context import ContextRefs, RequestContext
 from .env import env_int
 from .messages import last_user_text
 from .metrics import RAG_DURATION
-from .rag_search import SearchProcess
+from .rag_search import RETRY_AFTER_S, SearchProcess
 
 log = logging.getLogger("carrot.rag")
 
@@ -43,9 +43,9 @@ def search_processes() -> int:
 
 class _Engine:
     """The proxy's side of retrieval: policy/rag.yaml and the search threads, each waiting on its own search
-    process (`rag_search`), started on first use and replaced when it died. Searches run on these threads,
-    not asyncio's default pool: a slow store then queues retrieving requests only, never the PII stage's
-    redaction that waits on the default pool."""
+    process (`rag_search`), started on first use and replaced when it died or hung. Searches run on these
+    threads, not asyncio's default pool: a slow store then queues retrieving requests only, never the PII
+    stage's redaction that waits on the default pool."""
 
     def __init__(self) -> None:
         from rag_indexer.settings import RagSettings
@@ -53,20 +53,43 @@ class _Engine:
         self.settings = Watched(policy_dir() / "rag.yaml", RagSettings)
         self.processes = search_processes()
         self._local = threading.local()
+        self._all: set[SearchProcess] = set()  # every live one, so a dead one is reaped by any thread
+        self._lock = threading.Lock()
+        self._failed_at = 0.0  # when a new process last died before its first answer
         self.pool = ThreadPoolExecutor(self.processes, thread_name_prefix="rag-search")
 
-    def ask(self, op: str, arg=None):
-        """`op` in this thread's search process; a process that died is replaced on the next call."""
+    def _process(self) -> SearchProcess:
+        """This thread's search process; one that died since its last answer is replaced (a crash loop,
+        one dying before its first answer, waits RETRY_AFTER_S between starts)."""
+        with self._lock:
+            for proc in [p for p in self._all if p.proc.poll() is not None]:  # poll() reaps it
+                self._all.discard(proc)
         proc = getattr(self._local, "proc", None)
-        if proc is None:
-            proc = self._local.proc = SearchProcess()
-        try:
-            return proc.ask(op, arg)
-        except (EOFError, OSError) as e:
-            self._local.proc = None
+        if proc is not None and proc.proc.returncode is None:
+            return proc
+        if proc is not None:  # died between searches
+            if not proc.answered:
+                self._failed_at = time.monotonic()
             proc.close()
-            raise ConnectionError(f"search process {proc.proc.pid} exited (code {proc.proc.returncode}); "
-                                  "a new one starts with the next search") from e
+        if time.monotonic() - self._failed_at < RETRY_AFTER_S:
+            raise ConnectionError("a search process failed on start recently; retrying shortly")
+        proc = self._local.proc = SearchProcess()
+        with self._lock:
+            self._all.add(proc)
+        return proc
+
+    def ask(self, op: str, arg=None):
+        """`op` in this thread's search process, under the settings in force in the proxy."""
+        proc = self._process()
+        try:
+            return proc.ask(op, arg, self.settings.get())
+        except (EOFError, OSError) as e:  # died or hung (TimeoutError is an OSError): never asked again
+            self._local.proc = None
+            if not proc.answered:
+                self._failed_at = time.monotonic()
+            proc.close()
+            raise ConnectionError(f"search process {proc.proc.pid} ended (code {proc.proc.returncode}): "
+                                  f"{e or type(e).__name__}; a new one starts with the next search") from e
 
     def search(self, queries: list) -> list[list]:
         """Hits per query, from this thread's search process."""
