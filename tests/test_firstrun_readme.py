@@ -84,4 +84,5 @@ def test_readme_quick_start_runs_verbatim_on_a_fresh_clone(tmp_path, fake_upstre
     # quiet: no LiteLLM banner, feedback box or warnings about features nobody configured
     assert "██" not in out and "Give Feedback" not in out and "will NOT be enforced" not in out, out
     assert "Traceback" not in out, out
+    assert "RAG warm-up failed" not in out, out  # the search processes start and reach the embedded store
     assert not is_running(clone / ".state"), out  # Ctrl-C stopped the embedded PostgreSQL this run started

@@ -375,3 +375,19 @@ def test_without_a_float_graph_a_failed_quantization_serves_the_float_graph_made
     assert len(sessions) == 1 and _int8_graphs(models_dir) == []  # the optimising load, saved as float_graph
     assert not list(float_graph.parent.glob("*.tmp")) and not list(float_graph.glob("*inferred*"))
     assert np.allclose(query.embed(SENTENCES), embedder.embed(SENTENCES), atol=1e-5)
+
+
+def test_processes_assembling_the_offline_model_at_once_all_get_it_whole(tmp_path):
+    """The gateway's search processes start together on a new state dir: each assembles the model folder in its
+    own temp folder, one is published, none reads a half-written one; a half-made folder is replaced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag_indexer.embedding import setup_offline_model
+
+    with ThreadPoolExecutor(6) as pool:
+        dirs = set(pool.map(lambda _: setup_offline_model(tmp_path), range(6)))
+    assert len(dirs) == 1 and (target := dirs.pop()).is_dir()
+    assert {p.name for p in target.iterdir()} >= {"model.onnx", "tokenizer_config.json"}
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp folder left
+    (target / "model.onnx").unlink()
+    assert (setup_offline_model(tmp_path) / "model.onnx").stat().st_size > 1_000_000

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..chunk import Chunk
-from .schema import SCHEMA, SCHEMA_VERSION, TRIGRAM_FALLBACK_SCHEMA, TRIGRAM_SCHEMA
+from .schema import (
+    SCHEMA,
+    SCHEMA_LOCK,
+    SCHEMA_VERSION,
+    TRIGRAM_FALLBACK_SCHEMA,
+    TRIGRAM_SCHEMA,
+)
 
 log = logging.getLogger("rag_indexer.store")
 # SQL: whether a trigram index on rag_terms exists (keyed by index, or the fallback over every index's terms)
@@ -75,8 +81,12 @@ class Connection:
                 "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
                 "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
-                self.conn.execute(SCHEMA)
-                self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
+                # one connection at a time (search processes, replicas and indexers starting on a new store):
+                # concurrent CREATE ... IF NOT EXISTS of one object fails on the catalog's unique index
+                with self.conn.transaction():
+                    self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                    self.conn.execute(SCHEMA)
+                    self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
             # numpy arrays bind as `vector` (pgvector's register_vector also looks up types this store never uses)
             register_vector_info(self.conn, TypeInfo("vector", vector_oid, vector_array) if vector_oid
                                  else TypeInfo.fetch(self.conn, "vector"))
@@ -90,8 +100,8 @@ class Connection:
         self._changed = 0  # chunks deleted or written since this connection's last VACUUM
 
     def _ensure_trigrams(self) -> bool:
-        """Create the trigram index (keyed by index where btree_gin is installed); whether one is there after.
-        Another connection creating it at the same moment may make ours fail: what is there counts."""
+        """Create the trigram index (keyed by index where btree_gin is installed; under the schema lock, as the
+        schema); whether one is there after."""
         import psycopg
 
         btree_gin = self.conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'btree_gin')")
@@ -99,9 +109,11 @@ class Connection:
         if schema is TRIGRAM_FALLBACK_SCHEMA:
             log.warning("btree_gin unavailable: typo lookups search every index's terms")
         try:
-            self.conn.execute(schema)
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                self.conn.execute(schema)
             return True
-        except psycopg.Error as e:  # a server without contrib modules (or the rights), or a concurrent creation
+        except psycopg.Error as e:  # a server without contrib modules (or the rights)
             found = self.conn.execute(f"SELECT {_TRIGRAM_INDEX_THERE}").fetchone()[0]
             if not found:
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])

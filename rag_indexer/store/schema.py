@@ -70,6 +70,8 @@ def schema_version(sql: str) -> str:
     return "carrot-rag " + hashlib.sha256(re.sub(r"(?m)^[ \t]*--.*\n", "", sql).encode()).hexdigest()[:16]
 
 
+# the advisory lock a connection holds while it runs that DDL (any constant no other code of this database uses)
+SCHEMA_LOCK = 0x43415252  # "CARR"
 # recorded as rag_indexes' table comment: a connection runs the DDL above only when it differs
 SCHEMA_VERSION = schema_version(SCHEMA + TRIGRAM_SCHEMA)
 
