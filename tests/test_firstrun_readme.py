@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from rag_indexer.embedded import is_running
 from tests.fake_upstream import Reply
@@ -30,6 +31,13 @@ def readme_block(marker: str) -> str:
     m = re.search(rf"<!-- quickstart:{marker}\b.*?-->\s*```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     assert m, f"README.md has no quickstart:{marker} block"
     return m.group(1)
+
+
+def _other_connections(url: str) -> int:
+    """Client connections to the store at `url` besides this one."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                            "AND pid <> pg_backend_pid()").fetchone()[0]
 
 
 def _healthy(url: str) -> bool:
@@ -61,6 +69,9 @@ def test_readme_quick_start_runs_verbatim_on_a_fresh_clone(tmp_path, fake_upstre
         assert wait_for(lambda: "stop       Ctrl-C" in log_path.read_text(), timeout=60), log_path.read_text()
         # the proxy warms RAG at start: the embedded PostgreSQL comes up under the clone's .state
         assert wait_for(lambda: (clone / ".state" / "pg.url").exists(), timeout=600, every=1), log_path.read_text()
+        # ... and its two search processes load the model and connect to it (the warm-up is over)
+        store = (clone / ".state" / "pg.url").read_text().strip()
+        assert wait_for(lambda: _other_connections(store) >= 2, timeout=600, every=1), log_path.read_text()
         client = subprocess.run(["bash", "-c", readme_block("client")], cwd=clone, env=env, capture_output=True,
                                 text=True, timeout=300, check=False)
         assert client.returncode == 0, client.stderr

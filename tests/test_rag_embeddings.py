@@ -380,14 +380,23 @@ def test_without_a_float_graph_a_failed_quantization_serves_the_float_graph_made
 def test_processes_assembling_the_offline_model_at_once_all_get_it_whole(tmp_path):
     """The gateway's search processes start together on a new state dir: each assembles the model folder in its
     own temp folder, one is published, none reads a half-written one; a half-made folder is replaced."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from rag_indexer.embedding import setup_offline_model
 
+    start = threading.Barrier(6)
+
+    def assemble(_):
+        start.wait()
+        target = setup_offline_model(tmp_path)
+        return target, (target / "model.onnx").stat().st_size  # whole when it returned
+
     with ThreadPoolExecutor(6) as pool:
-        dirs = set(pool.map(lambda _: setup_offline_model(tmp_path), range(6)))
-    assert len(dirs) == 1 and (target := dirs.pop()).is_dir()
+        made = list(pool.map(assemble, range(6)))
+    target = made[0][0]
+    assert {t for t, _ in made} == {target} and min(size for _, size in made) > 1_000_000
     assert {p.name for p in target.iterdir()} >= {"model.onnx", "tokenizer_config.json"}
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".offline-model.lock", target.name]  # no temp folder
     (target / "model.onnx").unlink()
     assert (setup_offline_model(tmp_path) / "model.onnx").stat().st_size > 1_000_000

@@ -92,13 +92,20 @@ def test_schema_version_covers_the_statements_not_the_comments():
 def test_connections_opening_a_new_store_at_once_all_get_its_schema():
     """Search processes, replicas and indexers may all open a new store at the same moment: each runs the DDL
     under one advisory lock (without it, concurrent CREATE ... IF NOT EXISTS failed on a catalog index)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.services import fresh_database, pgvector_url
 
+    start = threading.Barrier(6)
+
+    def store_of(_):
+        start.wait()
+        return Store(url)
+
     with fresh_database("carrot_schema_race", pgvector_url()) as url:
         with ThreadPoolExecutor(6) as pool:
-            stores = list(pool.map(lambda _: Store(url), range(6)))
+            stores = list(pool.map(store_of, range(6)))
         try:
             assert all(s.trigrams for s in stores)
             assert stores[0].conn.execute("SELECT count(*) FROM rag_indexes").fetchone() == (0,)

@@ -19,6 +19,7 @@ from .schema import (
 )
 
 log = logging.getLogger("rag_indexer.store")
+SCHEMA_LOCK_WAIT_S = 30.0  # a connection waits this long for another one's schema DDL
 # SQL: whether a trigram index on rag_terms exists (keyed by index, or the fallback over every index's terms)
 _TRIGRAM_INDEX_THERE = "coalesce(to_regclass('rag_terms_trgm_by_index'), to_regclass('rag_terms_trgm')) IS NOT NULL"
 
@@ -81,15 +82,15 @@ class Connection:
                 "(SELECT typarray FROM pg_type WHERE oid = to_regtype('vector')); "
                 "SET hnsw.iterative_scan = relaxed_order").fetchone()
             if version != SCHEMA_VERSION:  # DDL only when the schema changed: it takes table locks
-                # one connection at a time (search processes, replicas and indexers starting on a new store):
-                # concurrent CREATE ... IF NOT EXISTS of one object fails on the catalog's unique index
-                with self.conn.transaction():
-                    self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                    self.conn.execute(SCHEMA)
-                    self.conn.execute(sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
+                self.schema_ddl(sql.SQL("obj_description(to_regclass('rag_indexes'), 'pg_class') IS DISTINCT FROM {}")
+                                .format(SCHEMA_VERSION),
+                                SCHEMA, sql.SQL("COMMENT ON TABLE rag_indexes IS {}").format(SCHEMA_VERSION))
             # numpy arrays bind as `vector` (pgvector's register_vector also looks up types this store never uses)
             register_vector_info(self.conn, TypeInfo("vector", vector_oid, vector_array) if vector_oid
                                  else TypeInfo.fetch(self.conn, "vector"))
+        except psycopg.errors.LockNotAvailable:
+            raise StoreError(f"vector store busy: another connection held its schema lock for {SCHEMA_LOCK_WAIT_S:.0f} s "
+                             f"({_redact(url)})") from None
         except psycopg.OperationalError as e:
             raise StoreError(f"vector store unreachable ({_redact(url)}): {str(e).strip().splitlines()[0]}") from None
         self.trigrams = bool(trigram_index) and version == SCHEMA_VERSION
@@ -109,15 +110,28 @@ class Connection:
         if schema is TRIGRAM_FALLBACK_SCHEMA:
             log.warning("btree_gin unavailable: typo lookups search every index's terms")
         try:
-            with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                self.conn.execute(schema)
+            self.schema_ddl(f"NOT ({_TRIGRAM_INDEX_THERE})", schema)
             return True
         except psycopg.Error as e:  # a server without contrib modules (or the rights)
             found = self.conn.execute(f"SELECT {_TRIGRAM_INDEX_THERE}").fetchone()[0]
             if not found:
                 log.warning("pg_trgm unavailable, no typo-tolerant matching: %s", str(e).strip().splitlines()[0])
             return bool(found)
+
+    def schema_ddl(self, still_needed, *statements) -> None:
+        """`statements` in one transaction holding the schema lock, unless `still_needed` (an SQL boolean) says
+        another connection did them while this one waited (search processes, replicas and indexers opening a new
+        store at once: concurrent CREATE ... IF NOT EXISTS of one object fails on a catalog index, and each
+        repeat takes table locks again). Waits at most SCHEMA_LOCK_WAIT_S for the lock."""
+        from psycopg import sql
+
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(f"{SCHEMA_LOCK_WAIT_S:.0f}s"))
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            if self.conn.execute(sql.SQL("SELECT {}").format(sql.SQL(still_needed) if isinstance(still_needed, str)
+                                                              else still_needed)).fetchone()[0]:
+                for statement in statements:
+                    self.conn.execute(statement)
 
     def read(self, *reads: Read) -> list:
         """Each read's converted rows; several go out together and are answered in one round trip (libpq

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Connection, IndexInfo, check_model
-from .schema import SCHEMA_LOCK, per_dim_schema, vec_table
+from .schema import per_dim_schema, vec_table
 
 # After bulk writes, searches are ~10x slower until VACUUM (dead HNSW entries, no visibility map for
 # index-only scans): 33 ms vs 2.4 ms per HNSW search at 11k chunks. Autovacuum may come much later.
@@ -30,9 +30,7 @@ class Indexes(Connection):
             info = self.index(kind, name)
         assert info is not None
         check_model(info, model, dim)
-        with self.conn.transaction():  # under the schema lock, as the schema (indexers may start at once)
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            self.conn.execute(per_dim_schema(dim))
+        self.schema_ddl("true", per_dim_schema(dim))  # under the schema lock: indexers may start at once
         return info
 
     def drop_index(self, kind: str, name: str) -> bool:
