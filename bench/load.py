@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.overhead import bare_config
 from carrot_hooks.serve import ROOT
 from tests.fake_upstream import FakeUpstream
-from tests.proxy_process import ProxyProcess
+from tests.proxy_process import ProxyProcess, descendants
 from tests.services import pgvector_url, redis_url
 
 RSS_GROWTH_BOUND_MB = 200.0  # after warm-up; the proxy's caches are bounded, so growth beyond this is a leak
@@ -69,7 +69,7 @@ def index_for_rag(store: str, tmp: Path) -> None:
 def rss_mb(pid: int) -> float:
     """Resident memory of `pid` and its descendants (uvicorn workers, the search processes)."""
     total = 0
-    for p in [pid, *_children(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -83,29 +83,13 @@ def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) `pid` and its children have used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for p in [pid, *_children(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of `pid`: children of each of its threads (the search processes are started by the
-    gateway's search threads, uvicorn workers by the main one)."""
-    kids = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:  # the process ended
-        return []
-    for task in tasks:
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except OSError:  # the thread ended meanwhile
-            pass
-    return kids + [g for k in kids for g in _children(k)]
 
 
 def requests_mix():

@@ -231,7 +231,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
             per_repo = await asyncio.get_running_loop().run_in_executor(eng.pool, eng.search, queries)
     except Exception as e:  # noqa: BLE001 - any store/model failure: serve the request without context
         log.warning("retrieval unavailable for %s %s: %s", kind, ", ".join(t.repo for t in targets),
-                    e if str(e) else f"{type(e).__name__} (no answer in {REQUEST_WAIT_S:.0f} s)")
+                    f"no answer in {REQUEST_WAIT_S:.0f} s" if isinstance(e, TimeoutError) else e)
         ctx.rag_status = "unavailable"
         return
     RAG_DURATION.observe(time.perf_counter() - t0)

@@ -20,6 +20,22 @@ from tests.services import free_port, wait_for
 MASTER_KEY = "sk-test-" + "c0ffee" * 8
 
 
+def descendants(pid: int) -> list[int]:
+    """Every descendant of `pid`, zombies included until reaped: children of each of its threads (the gateway's
+    search threads start its search processes, the main thread uvicorn's workers)."""
+    kids = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process ended
+        return []
+    for task in tasks:
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            pass
+    return kids + [g for k in kids for g in descendants(k)]
+
+
 def wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
     """Return once `/health/liveliness` answers 200; RuntimeError with the log tail if the proxy dies or is late."""
     deadline = time.monotonic() + timeout

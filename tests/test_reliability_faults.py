@@ -17,6 +17,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.proxy_process import descendants
 from tests.reliability_support import indexed_docs
 from tests.services import wait_for
 
@@ -78,20 +79,14 @@ def test_vector_store_cut_off_serves_without_context_then_context_returns(chaos,
 
 def search_processes(p) -> set[int]:
     """Pids of the gateway's search processes (`carrot_hooks.rag_search` children of its proxy's threads)."""
-    return {k for k in _children(p.proc.pid) if b"carrot_hooks.rag_search" in _read(f"/proc/{k}/cmdline")}
+    return {k for k in descendants(p.proc.pid) if b"carrot_hooks.rag_search" in _cmdline(k)}
 
 
-def _read(path: str) -> bytes:
+def _cmdline(pid: int) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except OSError:  # the process or thread ended meanwhile
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # the process ended meanwhile
         return b""
-
-
-def _children(pid: int) -> set[int]:
-    """Children of every thread of `pid` (zombies included: their status file stays until reaped)."""
-    tasks = Path(f"/proc/{pid}/task")
-    return {int(k) for t in (tasks.iterdir() if tasks.exists() else ()) for k in _read(f"{t}/children").split()}
 
 
 def test_search_processes_killed_serve_without_context_then_new_ones_retrieve(chaos, fake_upstream, collection):
@@ -109,7 +104,7 @@ def test_search_processes_killed_serve_without_context_then_new_ones_retrieve(ch
                     timeout=60, every=0.2), [a.headers.get("x-carrot-rag") for a in answers]
     assert all(a.status_code == 200 for a in answers)
     assert {a.headers["x-carrot-rag"] for a in answers[:-1]} <= {"unavailable"}
-    assert search_processes(chaos) and not _children(chaos.proc.pid) & old  # the killed ones were reaped
+    assert search_processes(chaos) and not set(descendants(chaos.proc.pid)) & old  # the killed ones were reaped
 
 
 def test_redis_stopped_and_restarted_serves_throughout_and_cache_resumes(chaos, fake_upstream):
