@@ -38,6 +38,7 @@ class RequestContext:
     task_type: str
     risk: Risk
     tenant: str
+    call_type: str = ""  # LiteLLM's call type: which endpoint the request came in on
     context_refs: ContextRefs | None = None
     rule_id: str = ""
     model_alias: str = ""

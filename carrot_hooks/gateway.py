@@ -82,6 +82,8 @@ def _check_size(headers: dict[str, str], text: str, limit: int) -> None:
 
 def _check_body(data: dict, call_type: str) -> None:
     """400 naming the missing or malformed field."""
+    if data.get("stream") is not None and not isinstance(data["stream"], bool):
+        raise GatewayError(400, "Field 'stream' must be true or false", param="stream")
     if call_type in AGENT_CALLS:
         refuse_unchecked(data, call_type)
     elif call_type in CHAT_CALLS:
@@ -91,9 +93,10 @@ def _check_body(data: dict, call_type: str) -> None:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
-            if not _valid_content(m.get("content")):
+            if not _valid_content(m.get("content"), m["role"]):
                 raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of "
-                                   "content parts (objects with a 'type')", param=f"messages[{i}].content")
+                                   f"content parts of the types {', '.join(sorted(_PART_TYPES.get(m['role'], {'text'})))} "
+                                   "(text parts with a string 'text')", param=f"messages[{i}].content")
             if m.get("tool_calls"):  # null and [] are what some SDKs put on every message
                 _check_tool_calls(m, f"messages[{i}].tool_calls")
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
@@ -127,11 +130,18 @@ def _check_tool_calls(message: dict, field: str) -> None:
                                param=f"{where}.arguments") from None
 
 
-def _valid_content(content) -> bool:
+# OpenAI's content part types per role (other roles: text only); LiteLLM rejects others after routing
+_PART_TYPES = {"user": {"text", "image_url", "input_audio", "file"}, "assistant": {"text", "refusal"}}
+
+
+def _valid_content(content, role: str) -> bool:
     """OpenAI's message content forms: text, null (assistant tool calls), or typed content parts."""
     if content is None or isinstance(content, str):
         return True
-    return isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in content)
+    types = _PART_TYPES.get(role, {"text"})
+    return isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") in types and (p["type"] != "text" or isinstance(p.get("text"), str))
+        for p in content)
 
 
 def _valid_prompt(prompt) -> bool:
@@ -221,7 +231,7 @@ class CarrotGateway(CustomLogger):
             raise GatewayError(400, f"/v1/completions routed to {decision.model} (rule {decision.rule_id}), which has "
                                f"no fill-in-the-middle deployment ({self.routing.path}: fim); use "
                                "/v1/chat/completions", param="model", code="no_fim_deployment")
-        ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, context_refs=h.context_refs,
+        ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, call_type=call_type, context_refs=h.context_refs,
                              rule_id=decision.rule_id, model_alias=decision.model,
                              key_metadata=key.metadata or {}, team_metadata=key.team_metadata or {})
         if tools:

@@ -1,17 +1,20 @@
 """Message walking in one place: every stage that reads or rewrites request text goes through here.
 
-A request's text lives in chat `messages` (string content or typed content parts, plus assistant
-tool-call arguments) or in a completion's `prompt` and `suffix`; on the agent endpoints also in
-Anthropic Messages' `system` and content blocks (tool_use input, tool_result content) and in the
-Responses API's `instructions` and `input` items (function-call arguments and outputs); the walking of
-those two formats is `endpoints.map_texts`. Messages the gateway wrote itself (prompt pack, retrieved
-context: `RequestContext.authored`) can be skipped by passing `skip`.
+One walker for every endpoint's format, chosen by no guess: it visits every place any of them keeps
+caller text, so a field a client adds cannot make the guardrails read the request as another format.
+Chat `messages` (string content, typed parts, assistant `tool_calls` / `function_call` arguments,
+`reasoning_content`), a completion's `prompt`, `suffix` and `prediction`, Anthropic Messages' `system`
+and content blocks (text, thinking, tool_use input, tool_result content) and the Responses API's
+`instructions` and `input` items (messages with text and refusal parts, function-call arguments and
+outputs, reasoning summaries). Texts the gateway wrote itself (prompt pack, retrieved context:
+`RequestContext.authored`) are skipped when passed as `skip`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Iterator
+import json
+from collections.abc import Callable, Collection
 
 from . import endpoints
 
@@ -20,18 +23,14 @@ TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
 # the call types the gateway routes and guards; /v1/responses and /v1/messages are bridged to chat
 PROMPT_CALLS = CHAT_CALLS | TEXT_CALLS | endpoints.AGENT_CALLS
 
-TEXT_FIELDS = ("messages", "prompt", "suffix", "prediction", "input", "instructions", "system")  # where request text lives
+# where request text lives (`tools` only for `tool_definitions`)
+TEXT_FIELDS = ("messages", "prompt", "suffix", "prediction", "input", "instructions", "system", "tools")
+# content parts / blocks whose text the walker reads; any other part carries no text (images, audio, files)
+TEXT_PARTS = frozenset({"text", "input_text", "output_text", "refusal", "thinking", "redacted_thinking",
+                        "tool_use", "tool_result", "summary_text", "reasoning_text"})
+CALLER_ROLES = ("user", "assistant", "tool", "function")  # every role but the client's own system prompt
 
-
-def agent_call_type(data: dict) -> str | None:
-    """The agent endpoint a request body belongs to, from its shape (None: chat or completion)."""
-    if "input" in data and "messages" not in data:
-        return "aresponses"
-    if "system" in data or any(isinstance(m, dict) and isinstance(m.get("content"), list) and any(
-            isinstance(p, dict) and p.get("type") in ("tool_use", "tool_result") for p in m["content"])
-            for m in data.get("messages") or ()):
-        return "anthropic_messages"
-    return None
+Map = Callable[[str], str]
 
 
 def content_texts(content) -> list[str]:
@@ -49,90 +48,170 @@ def text_copy(data: dict) -> dict:
     return {k: copy.deepcopy(data[k]) for k in TEXT_FIELDS if k in data}
 
 
-def _functions(message: dict) -> list[dict]:
-    """The function objects of a message whose `arguments` are text: tool calls and legacy `function_call`."""
-    funcs = [c.get("function") for c in message.get("tool_calls") or () if isinstance(c, dict)]
-    funcs.append(message.get("function_call"))
-    return [f for f in funcs if isinstance(f, dict) and isinstance(f.get("arguments"), str)]
-
-
 def non_text_parts(data: dict) -> list[str]:
-    """`messages[i].content[j]` paths of content parts that carry no text (images, audio, files)."""
-    return [f"messages[{i}].content[{j}] ({p.get('type')})"
-            for i, m in enumerate(data.get("messages") or ()) if isinstance(m, dict)
-            for j, p in enumerate(m.get("content") if isinstance(m.get("content"), list) else ())
-            if isinstance(p, dict) and not isinstance(p.get("text"), str)]
+    """Paths of content parts that carry no text (images, audio, files), in `messages` and `input`."""
+    out = []
+    for field in ("messages", "input"):
+        items = data.get(field)
+        for i, m in enumerate(items if isinstance(items, list) else ()):
+            content = m.get("content") if isinstance(m, dict) else None
+            for j, p in enumerate(content if isinstance(content, list) else ()):
+                kind = p.get("type") if isinstance(p, dict) else None
+                if kind not in TEXT_PARTS and not (isinstance(p, dict) and isinstance(p.get("text"), str)):
+                    out.append(f"{field}[{i}].content[{j}] ({kind})")
+    return out
 
 
-def _skipped(message: dict, skip: Collection[str]) -> bool:
-    content = message.get("content")
-    return isinstance(content, str) and content in skip
+def map_json_strings(text: str, fn: Map) -> str:
+    """`fn` over every string inside a JSON document (the raw text when it is not JSON); the text
+    itself when `fn` changed nothing."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return fn(text)
+    mapped = map_value(value, fn)
+    return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
 
 
-def request_texts(data: dict, *, roles: Collection[str] | None = None, skip: Collection[str] = (),
-                  tool_arguments: bool = True) -> Iterator[str]:
-    """Every text of a request: contents of messages with one of `roles` (all when None), their
-    tool-call arguments, and a completion's prompt and suffix."""
-    agent = agent_call_type(data)
-    if agent is not None:
-        yield from endpoints.texts(data, agent, skip, roles=roles, tool_arguments=tool_arguments)
-        return
-    for m in data.get("messages") or ():
-        if not isinstance(m, dict) or (roles is not None and m.get("role") not in roles) or _skipped(m, skip):
-            continue
-        yield from content_texts(m.get("content"))
-        if isinstance(m.get("reasoning_content"), str):
-            yield m["reasoning_content"]
-        if tool_arguments:
-            for func in _functions(m):
-                yield func["arguments"]
-    prompt = data.get("prompt")
-    yield from [prompt] if isinstance(prompt, str) else [p for p in prompt or () if isinstance(p, str)]
-    if isinstance(data.get("suffix"), str):  # fill-in-the-middle: the code after the cursor
-        yield data["suffix"]
-    prediction = data.get("prediction")  # OpenAI predicted outputs: usually the whole file
-    if isinstance(prediction, dict):
-        yield from content_texts(prediction.get("content"))
+def map_value(value, fn: Map):
+    """`fn` over every string of a JSON-like value (a new value; the input is not changed)."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [map_value(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: map_value(v, fn) for k, v in value.items()}
+    return value
 
 
-CALLER_ROLES = ("user", "assistant", "tool", "function")  # every role but the client's own system prompt
+def _map_authored(text: str, fn: Map, authored: Collection[str]) -> str:
+    """A text the gateway prefixed with its own (pack before a client's system prompt): only the caller's part."""
+    if text in authored:
+        return text
+    for head in authored:
+        if text.startswith(head + endpoints.PACK_SEPARATOR):
+            rest = text[len(head) + len(endpoints.PACK_SEPARATOR):]
+            return head + endpoints.PACK_SEPARATOR + _map_authored(rest, fn, authored)
+    return fn(text)
 
 
-def map_request_texts(data: dict, fn: Callable[[str], str], *, skip: Collection[str] = (),
-                      roles: Collection[str] | None = None) -> None:
-    """Replace every text `request_texts` yields (of `roles`, all when None) by `fn(text)`, in place."""
-    agent = agent_call_type(data)
-    if agent is not None:
-        endpoints.map_texts(data, agent, fn, skip, roles=roles)
-        return
-    for m in data.get("messages") or ():
-        if not isinstance(m, dict) or _skipped(m, skip) or (roles is not None and m.get("role") not in roles):
-            continue
-        content = m.get("content")
+class _Walk:
+    """One pass of `map_request_texts`: which roles and parts are visited, and how."""
+
+    def __init__(self, fn: Map, skip: Collection[str], roles: Collection[str] | None, tool_arguments: bool):
+        self.fn, self.skip, self.roles, self.tool_arguments = fn, skip, roles, tool_arguments
+
+    def text(self, role: str, text: str) -> str:
+        if self.roles is not None and role not in self.roles:
+            return text
+        return _map_authored(text, self.fn, self.skip)
+
+    def arguments(self, role: str, arguments: str) -> str:
+        """Tool-call arguments (JSON text): their string values, when tool arguments are visited."""
+        if not self.tool_arguments or (self.roles is not None and role not in self.roles):
+            return arguments
+        return map_json_strings(arguments, self.fn)
+
+    def content(self, role: str, content):
+        """A string content or a list of typed parts / blocks of any of the three formats."""
         if isinstance(content, str):
-            m["content"] = fn(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    part["text"] = fn(part["text"])
-        if isinstance(m.get("reasoning_content"), str):
-            m["reasoning_content"] = fn(m["reasoning_content"])
-        for func in _functions(m):
-            func["arguments"] = fn(func["arguments"])
+            return self.text(role, content)
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict):
+                self.part(role, part)
+        return content
+
+    def part(self, role: str, part: dict) -> None:
+        kind = part.get("type")
+        for field in ("text", "refusal", "thinking"):  # text / input_text / output_text, refusal, thinking
+            if isinstance(part.get(field), str):
+                part[field] = self.text(role, part[field])
+        if kind == "tool_use" and isinstance(part.get("input"), dict) and self.tool_arguments:
+            if self.roles is None or role in self.roles:
+                part["input"] = map_value(part["input"], self.fn)
+        elif kind == "tool_result" and "content" in part:
+            part["content"] = self.content("tool", part["content"])
+
+    def message(self, m: dict) -> None:
+        role = str(m.get("role") or "user")
+        if "content" in m:
+            m["content"] = self.content(role, m.get("content"))
+        for field in ("reasoning_content", "thinking"):
+            if isinstance(m.get(field), str):
+                m[field] = self.text(role, m[field])
+        funcs = [c.get("function") for c in m.get("tool_calls") or () if isinstance(c, dict)]
+        for func in [*funcs, m.get("function_call")]:
+            if isinstance(func, dict) and isinstance(func.get("arguments"), str):
+                func["arguments"] = self.arguments(role, func["arguments"])
+
+    def item(self, item: dict) -> None:
+        """A Responses `input` item: message, function call / output, reasoning."""
+        kind = item.get("type", "message")
+        if kind == "function_call" and isinstance(item.get("arguments"), str):
+            item["arguments"] = self.arguments("assistant", item["arguments"])
+        elif kind == "function_call_output" and "output" in item:
+            item["output"] = self.content("tool", item["output"])
+        elif kind == "reasoning":
+            for field in ("summary", "content"):
+                self.content("assistant", item.get(field))
+        else:
+            self.message(item)
+
+
+def map_request_texts(data: dict, fn: Map, *, skip: Collection[str] = (), roles: Collection[str] | None = None,
+                      tool_arguments: bool = True, tool_definitions: bool = False) -> None:
+    """Replace every caller text of a request, in any endpoint's format, by `fn(text)`, in place: texts of
+    messages with one of `roles` (all when None; tool results count as `tool`, system prompts and
+    instructions as `system`, prompt / suffix / prediction as `user`), tool-call arguments unless
+    `tool_arguments` is False, and the descriptions in tool definitions when `tool_definitions`."""
+    walk = _Walk(fn, skip, roles, tool_arguments)
+    for field in ("system", "instructions"):
+        if field in data:
+            data[field] = walk.content("system", data[field])
+    for m in data.get("messages") or ():
+        if isinstance(m, dict):
+            walk.message(m)
+    items = data.get("input")
+    if isinstance(items, str):
+        data["input"] = walk.text("user", items)
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict):
+            walk.item(item)
     prompt = data.get("prompt")
     if isinstance(prompt, str):
-        data["prompt"] = fn(prompt)
+        data["prompt"] = walk.text("user", prompt)
     elif isinstance(prompt, list):
-        data["prompt"] = [fn(p) if isinstance(p, str) else p for p in prompt]
-    if isinstance(data.get("suffix"), str):
-        data["suffix"] = fn(data["suffix"])
-    prediction = data.get("prediction")
-    if isinstance(prediction, dict) and isinstance(prediction.get("content"), str):
-        prediction["content"] = fn(prediction["content"])
-    elif isinstance(prediction, dict) and isinstance(prediction.get("content"), list):
-        for part in prediction["content"]:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                part["text"] = fn(part["text"])
+        data["prompt"] = [walk.text("user", p) if isinstance(p, str) else p for p in prompt]
+    if isinstance(data.get("suffix"), str):  # fill-in-the-middle: the code after the cursor
+        data["suffix"] = walk.text("user", data["suffix"])
+    prediction = data.get("prediction")  # OpenAI predicted outputs: usually the whole file
+    if isinstance(prediction, dict) and "content" in prediction:
+        prediction["content"] = walk.content("user", prediction["content"])
+    if tool_definitions and isinstance(data.get("tools"), list):
+        data["tools"] = [_descriptions(t, walk) for t in data["tools"]]
+
+
+def _descriptions(value, walk: _Walk):
+    """A tool definition with every `description` string mapped (names and schemas stay as they are)."""
+    if isinstance(value, list):
+        return [_descriptions(v, walk) for v in value]
+    if isinstance(value, dict):
+        return {k: walk.text("system", v) if k == "description" and isinstance(v, str) else _descriptions(v, walk)
+                for k, v in value.items()}
+    return value
+
+
+def request_texts(data: dict, **which) -> list[str]:
+    """Every text `map_request_texts` visits (`which`: its keyword arguments). It walks `data` itself:
+    each value it writes back is equal to the one it read."""
+    out: list[str] = []
+
+    def collect(text: str) -> str:
+        out.append(text)
+        return text
+
+    map_request_texts(data, collect, **which)
+    return out
 
 
 def prompt_text(data: dict) -> str:

@@ -36,6 +36,7 @@ class Reply:
     cut_after: int | None = None  # stream: drop the connection after this many chunks
     clean_cut: bool = False  # with cut_after: end the stream cleanly (no final chunk) instead of dropping it
     chunk_chars: int = 8
+    thinking: str = ""  # the model's reasoning before its answer (Ollama `thinking`, OpenAI `reasoning_content`)
     times: int = 1  # how many requests it answers (0 = unlimited)
 
 
@@ -163,8 +164,8 @@ class FakeUpstream:
         return body, reply
 
     @staticmethod
-    def _pieces(reply: Reply) -> list[str]:
-        c = reply.content
+    def _pieces(reply: Reply, text: str | None = None) -> list[str]:
+        c = reply.content if text is None else text
         return [c[i:i + reply.chunk_chars] for i in range(0, len(c), reply.chunk_chars)] or [""]
 
     @staticmethod
@@ -204,12 +205,15 @@ class FakeUpstream:
         final = {"model": model, "created_at": now, "message": {"role": "assistant", "content": ""},
                  "done": True, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 7}
         if not body.get("stream", True):
-            msg = {"role": "assistant", "content": reply.content}
+            msg = {"role": "assistant", "content": reply.content, **({"thinking": reply.thinking} if reply.thinking else {})}
             if calls:
                 msg["tool_calls"] = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]
             return web.json_response({**final, "message": msg})
-        lines = [json.dumps({"model": model, "created_at": now, "message": {"role": "assistant", "content": p},
-                             "done": False}).encode() + b"\n" for p in self._pieces(reply)]
+        thoughts = self._pieces(reply, reply.thinking) if reply.thinking else []
+        lines = [json.dumps({"model": model, "created_at": now, "done": False, "message": {
+            "role": "assistant", "content": "", "thinking": p}}).encode() + b"\n" for p in thoughts]
+        lines += [json.dumps({"model": model, "created_at": now, "message": {"role": "assistant", "content": p},
+                              "done": False}).encode() + b"\n" for p in self._pieces(reply)]
         if calls:
             tc = [{"function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]
             lines.append(json.dumps({"model": model, "created_at": now, "done": False,
@@ -244,14 +248,18 @@ class FakeUpstream:
                        "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
                       for i, t in enumerate(tool_calls_for(reply, body))]
         if not body.get("stream"):
-            msg = {"role": "assistant", "content": reply.content}
+            msg = {"role": "assistant", "content": reply.content,
+                   **({"reasoning_content": reply.thinking} if reply.thinking else {})}
             if tool_calls:
                 msg["tool_calls"] = tool_calls
             return web.json_response({**base, "object": "chat.completion", "usage": usage, "choices": [
                 {"index": 0, "message": msg, "finish_reason": "tool_calls" if tool_calls else "stop"}]})
         chunk = {**base, "object": "chat.completion.chunk"}
-        lines = [self._sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p},
-                                                  "finish_reason": None}]}) for p in self._pieces(reply)]
+        thoughts = self._pieces(reply, reply.thinking) if reply.thinking else []
+        lines = [self._sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": p},
+                                                  "finish_reason": None}]}) for p in thoughts]
+        lines += [self._sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p},
+                                                   "finish_reason": None}]}) for p in self._pieces(reply)]
         for i, tc in enumerate(tool_calls):
             lines.append(self._sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{**tc, "index": i}]},
                                                           "finish_reason": None}]}))

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from carrot_hooks import endpoints
+from carrot_hooks import endpoints, messages
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.guardrails.engines import shared_engines
 from carrot_hooks.guardrails.event_streams import (
@@ -37,7 +37,7 @@ def real_checks() -> OutputChecks:
         return redact(text, scan(text))
 
     def check_arguments(arguments: str) -> str:
-        return json.dumps(endpoints._map_value(json.loads(arguments), check_text))
+        return json.dumps(messages.map_value(json.loads(arguments), check_text))
 
     return OutputChecks(lambda: StreamFilter(scan, keywords, settings.holdback_chars, settings.max_pending_chars),
                         check_arguments, check_text, lambda f: "")
@@ -47,15 +47,25 @@ RESPONSES = {"model": "carrot-chat", "instructions": "client system", "input": [
     {"role": "user", "content": [{"type": "input_text", "text": "user text"}]},
     {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": json.dumps({"cmd": "call args"})},
     {"type": "function_call_output", "call_id": "c1", "output": "tool output"},
-    {"type": "reasoning", "summary": []},
-    {"role": "assistant", "content": [{"type": "output_text", "text": "earlier answer"}]}]}
+    {"type": "function_call", "call_id": "c2", "name": "read", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "tool parts"}]},
+    {"type": "reasoning", "summary": [{"type": "summary_text", "text": "earlier reasoning"}]},
+    {"role": "assistant", "content": [{"type": "output_text", "text": "earlier answer"},
+                                      {"type": "refusal", "refusal": "earlier refusal"}]}]}
 MESSAGES = {"model": "carrot-chat", "system": [{"type": "text", "text": "client system"}], "messages": [
     {"role": "user", "content": "user text"},
-    {"role": "assistant", "content": [{"type": "text", "text": "earlier answer"},
+    {"role": "assistant", "content": [{"type": "thinking", "thinking": "earlier reasoning", "signature": "s"},
+                                      {"type": "text", "text": "earlier answer"},
                                       {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"cmd": "call args"}}]},
     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
         {"type": "text", "text": "tool output"}]}]}]}
-EVERY_TEXT = {"client system", "user text", "call args", "tool output", "earlier answer"}
+CHAT = {"model": "carrot-chat", "messages": [
+    {"role": "system", "content": "client system"}, {"role": "user", "content": "user text"},
+    {"role": "assistant", "content": "earlier answer", "reasoning_content": "earlier reasoning", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "shell", "arguments": json.dumps({"cmd": "call args"})}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "tool output"}]}
+EVERY_TEXT = {"client system", "user text", "call args", "tool output", "earlier answer", "earlier reasoning"}
+EXTRA = {"aresponses": {"tool parts", "earlier refusal"}, "anthropic_messages": set(), "acompletion": set()}
 
 
 @pytest.mark.parametrize("call_type,body", [("aresponses", RESPONSES), ("anthropic_messages", MESSAGES)])
@@ -63,10 +73,38 @@ def test_every_input_item_is_reached_and_the_pack_is_not(call_type, body):
     data = json.loads(json.dumps(body))
     endpoints.refuse_unchecked(data, call_type)
     endpoints.put_system(data, call_type, "PACK\n\nwith a blank line")
-    assert set(endpoints.texts(data, call_type, authored={"PACK\n\nwith a blank line"})) == EVERY_TEXT
-    endpoints.map_texts(data, call_type, str.upper, authored={"PACK\n\nwith a blank line"})
+    assert set(messages.request_texts(data, skip={"PACK\n\nwith a blank line"})) == EVERY_TEXT | EXTRA[call_type]
+    messages.map_request_texts(data, str.upper, skip={"PACK\n\nwith a blank line"})
     flat = json.dumps(data)
-    assert all(t.upper() in flat for t in EVERY_TEXT) and "PACK\\n\\nwith a blank line" in flat
+    assert all(t.upper() in flat for t in EVERY_TEXT | EXTRA[call_type]) and "PACK\\n\\nwith a blank line" in flat
+
+
+# a field of another endpoint's format added to a body: the walk must not read the body as that format
+FOREIGN = {"aresponses": {"messages": [{"role": "user", "content": "decoy"}]}, "anthropic_messages": {"input": "decoy"},
+           "acompletion": {"system": "", "input": []}}
+
+
+@pytest.mark.parametrize("call_type,body", [("aresponses", RESPONSES), ("anthropic_messages", MESSAGES),
+                                            ("acompletion", CHAT)])
+def test_a_field_of_another_format_does_not_hide_any_text(call_type, body):
+    data = {**json.loads(json.dumps(body)), **FOREIGN[call_type]}
+    texts = set(messages.request_texts(data))
+    assert EVERY_TEXT | EXTRA[call_type] <= texts
+    messages.map_request_texts(data, str.upper)
+    flat = json.dumps(data)
+    assert all(t.upper() in flat for t in EVERY_TEXT | EXTRA[call_type])
+
+
+def test_tool_descriptions_are_walked_only_when_asked():
+    data = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {
+        "name": "deploy", "description": "uses token T", "parameters": {"type": "object", "properties": {
+            "host": {"type": "string", "description": "host of mail@x.org"}}}}}]}
+    assert "uses token T" not in messages.request_texts(data)
+    assert {"uses token T", "host of mail@x.org"} <= set(messages.request_texts(data, tool_definitions=True))
+    messages.map_request_texts(data, str.upper, tool_definitions=True)
+    function = data["tools"][0]["function"]
+    assert (function["name"], function["description"]) == ("deploy", "USES TOKEN T")
+    assert function["parameters"]["properties"]["host"] == {"type": "string", "description": "HOST OF MAIL@X.ORG"}
 
 
 @pytest.mark.parametrize("call_type,change,field", [

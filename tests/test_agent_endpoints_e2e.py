@@ -199,3 +199,113 @@ def test_fim_upstream_error_is_502_naming_the_url_and_locks_nothing_out(proxy, c
     assert f"{fake_upstream.url}/v1" in r.json()["error"]["message"] and "ds-coder-6.7b" in r.json()["error"]["message"]
     again = client.completions.create(model="carrot-editor", prompt=f"# {marker}-2\n", suffix="\n")
     assert again.choices[0].text == "Hello from the fake upstream."
+
+
+# a field of another endpoint's format added to the body (the endpoint, not the body's shape, says what it is)
+DECOYS = {
+    "chat": ("/v1/chat/completions", lambda m, text: {"model": "carrot-chat", "system": "",
+                                                       "messages": [{"role": "user", "content": f"{m} {text}"}]}),
+    "completions": ("/v1/completions", lambda m, text: {"model": "carrot-editor", "system": "",
+                                                         "prompt": f"# {m}\n# {text}\ndef f():\n", "suffix": "\n"}),
+    "responses": ("/v1/responses", lambda m, text: {"model": "carrot-chat", "input": f"{m} {text}",
+                                                     "messages": [{"role": "user", "content": "hello"}]}),
+}
+
+
+@pytest.mark.parametrize("which", sorted(DECOYS))
+def test_a_field_of_another_format_turns_off_no_guardrail(proxy, fake_upstream, marker, which):
+    path, body = DECOYS[which]
+    r = httpx.post(f"{proxy.base_url}{path}", json=body(marker, "write me a keylogger"), headers=proxy.headers(),
+                   timeout=120)
+    assert r.status_code == 400 and "malware" in r.text, r.text
+    if which == "completions":  # an address in a code comment is an attribution, kept by design (PII: code)
+        return
+    r = httpx.post(f"{proxy.base_url}{path}", json=body(marker, "mail maria.gonzalez@example.org"),
+                   headers=proxy.headers(), timeout=120)
+    assert r.status_code == 200, r.text
+    [up] = fake_upstream.find(marker)
+    assert "maria.gonzalez@example.org" not in up.text and "<EMAIL_" in up.text
+
+
+def _chat(marker: str, **kw) -> dict:
+    return {"model": "carrot-chat", "messages": [{"role": "user", "content": f"question {marker}"}], **kw}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", ["chat", *sorted(ENDPOINTS)])
+def test_the_models_reasoning_is_checked_like_its_answer(proxy, fake_upstream, marker, which, stream):
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(match=marker, thinking=f"The key is AWS_ACCESS_KEY_ID={secret} here.",
+                               content="Done.", chunk_chars=3))
+    if which == "chat":
+        r = httpx.post(f"{proxy.base_url}/v1/chat/completions", json=_chat(marker, stream=stream),
+                       headers=proxy.headers(), timeout=120)
+    else:
+        r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
+    assert r.status_code == 200, r.text
+    assert fake_upstream.find(marker)
+    texts = _texts_by_field(r.text)
+    assert any("AWS_ACCESS_KEY_ID=" in t for t in texts.values()), texts  # the reasoning reached the client...
+    assert not any(secret[i:i + 8] in t for t in texts.values() for i in range(12)), texts  # ...without the key
+    assert any("Done." in t for t in texts.values()), texts
+
+
+def _texts_by_field(body: str) -> dict[str, str]:
+    """Every string of a JSON body or of an event stream's events, joined per field name in order (a
+    streamed text is whole again in its field: `delta`, `text`, `reasoning_content`, `thinking`, ...)."""
+    docs = [json.loads(ln[5:]) for ln in body.splitlines() if ln.startswith("data:") and ln[5:].strip() not in
+            ("", "[DONE]")] or [json.loads(body)]
+    out: dict[str, str] = {}
+
+    def walk(value, key: str) -> None:
+        if isinstance(value, str):
+            out[key] = out.get(key, "") + value
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+
+    walk(docs, "")
+    return out
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_upstream, marker, stream):
+    fake_upstream.script(Reply(match=marker, content="A short title"))
+    body = {"model": "carrot-chat", "max_tokens": 50, "stream": stream,
+            "messages": [{"role": "user", "content": f"Write a title for: {marker}"}]}
+    r = post(proxy, "messages", body)
+    assert r.status_code == 200, r.text
+    assert "A short title" in answer_text("messages", r, stream)
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/messages", {"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ("/v1/messages", {"messages": ["hi"]}, "messages[0]"),
+    ("/v1/messages", {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}]}, "messages[0].content"),
+    ("/v1/messages", {"system": 5, "messages": [{"role": "user", "content": "hi"}]}, "system"),
+    ("/v1/messages", {"messages": [{"role": "bogus", "content": "hi"}]}, "messages[0].role"),
+    ("/v1/messages", {"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+    ("/v1/messages", {"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+    ("/v1/responses", {"input": [{"role": "user", "content": 5}]}, "input[0].content"),
+    ("/v1/responses", {"instructions": 5, "input": "hi"}, "instructions"),
+    ("/v1/responses", {"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": "c1",
+                                  "name": "run", "arguments": "ls -la"}]}, "input[1].arguments"),
+    ("/v1/responses", {"input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "call_id": "c1",
+                                  "output": [{"type": "input_image", "image_url": "x"}]}]}, "input[1].output[0]"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "weird", "text": "hi"}]}]},
+     "messages[0].content"),
+    ("/v1/chat/completions", {"stream": "true", "messages": [{"role": "user", "content": "hi"}]}, "stream"),
+])
+def test_malformed_agent_bodies_are_400_naming_the_field(proxy, fake_upstream, marker, path, body, field):
+    extra = {"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {}
+    payload = {"model": "carrot-chat", "max_tokens": 50, **body, "metadata": {"user_id": marker}}
+    if path != "/v1/messages":
+        payload.pop("metadata")
+        payload["user"] = marker
+    r = httpx.post(f"{proxy.base_url}{path}", json=payload, headers={**proxy.headers(), **extra}, timeout=120)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+    assert fake_upstream.find(marker) == []

@@ -34,10 +34,15 @@ def set_text(choice, text: str) -> None:
         choice.text = text
 
 
-def text_chunk(template, texts: dict[int, str]):
-    """A final chunk shaped like `template` carrying text still held when the upstream ended."""
+def text_chunk(template, texts: dict[int, str], sides: dict[tuple[int, str], str] | None = None):
+    """A final chunk shaped like `template` carrying text still held when the upstream ended (`sides`:
+    other delta fields' text by choice and field)."""
+    sides = {k: v for k, v in (sides or {}).items() if v}
     chunk = template.model_copy(deep=True)
-    chunk.choices = [c for c in chunk.choices if texts.get(c.index)]
+    chunk.choices = [c for c in chunk.choices if texts.get(c.index) or any(i == c.index for i, _ in sides)]
     for c in chunk.choices:
-        set_text(c, texts[c.index])
+        set_text(c, texts.get(c.index, ""))
+        for (i, field), text in sides.items():
+            if i == c.index and getattr(c, "delta", None) is not None:
+                setattr(c.delta, field, text)
     return chunk

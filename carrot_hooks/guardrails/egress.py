@@ -4,7 +4,8 @@ Each deployment in litellm_config.yaml says `model_info.carrot_egress: internal|
 deployment that says neither is treated as external). `egress:` in policy/guardrails.yaml says
 what each kind receives. This runs per deployment attempt (LiteLLM's pre-call deployment hook),
 so a request that falls back from an internal to an external deployment is redacted for the
-external one, in every part: all message roles, tool-call arguments, prompt and suffix.
+external one, in every part: all message roles, tool-call arguments, prompt and suffix, and the
+descriptions in tool definitions.
 Placeholders come back in the answer where the request's risk level says (`restore_secrets`,
 `restore_pii`), through the request's vaults (`vaults.py`).
 """
@@ -72,7 +73,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
         return text
 
     redacted = text_copy(kwargs)
-    map_request_texts(redacted, one)
+    map_request_texts(redacted, one, tool_definitions=True)
     kwargs.update(redacted)
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)

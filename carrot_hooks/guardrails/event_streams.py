@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from ..messages import map_value
 from .stream import StreamFilter
 
 
@@ -59,12 +60,17 @@ def _parse_frame(frame: bytes) -> tuple[str | None, dict | None]:
     return event or (payload or {}).get("type"), payload if isinstance(payload, dict) else None
 
 
+# Anthropic blocks whose text streams: type → (text field, delta type)
+_TEXT_BLOCKS = {"text": ("text", "text_delta"), "thinking": ("thinking", "thinking_delta")}
+
+
 class _AnthropicBlocks:
     """Per content block state: a text filter, or the tool input JSON held until the block stops."""
 
     def __init__(self, checks: OutputChecks):
         self.checks = checks
         self.text: dict[int, StreamFilter] = {}
+        self.kind: dict[int, tuple[str, str]] = {}  # a text block's field and delta type
         self.tool: dict[int, list[str]] = {}
 
     def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
@@ -73,10 +79,12 @@ class _AnthropicBlocks:
         index = data.get("index", 0)
         if event == "content_block_start":
             block = data.get("content_block") or {}
-            if block.get("type") == "text":
+            if block.get("type") in _TEXT_BLOCKS:
+                field, kind = _TEXT_BLOCKS[block["type"]]
                 self.text[index] = self.checks.new_filter()
-                seed = block.get("text") or ""
-                block["text"] = ""
+                self.kind[index] = (field, kind)
+                seed = block.get(field) or ""
+                block[field] = ""
                 return [_frame(event, data)] + self._text(index, self.text[index].feed(seed))
             if block.get("type") == "tool_use":
                 self.tool[index] = [json.dumps(block["input"])] if block.get("input") else []
@@ -85,8 +93,8 @@ class _AnthropicBlocks:
             return [raw]
         if event == "content_block_delta":
             delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta" and index in self.text:
-                return self._text(index, self.text[index].feed(delta.get("text") or ""))
+            if index in self.text and delta.get("type") == self.kind[index][1]:
+                return self._text(index, self.text[index].feed(delta.get(self.kind[index][0]) or ""))
             if delta.get("type") == "input_json_delta" and index in self.tool:
                 self.tool[index].append(delta.get("partial_json") or "")
                 return []
@@ -102,14 +110,17 @@ class _AnthropicBlocks:
                 out = [_frame("content_block_delta", {"type": "content_block_delta", "index": index,
                                                       "delta": {"type": "input_json_delta", "partial_json": checked}})]
             return out + [raw]
+        if event == "message_delta" and isinstance(data.get("delta"), dict):  # stop details may explain in text
+            data["delta"] = map_value(data["delta"], self.checks.check_text)
+            return [_frame(event, data)]
         return [raw]
 
-    @staticmethod
-    def _text(index: int, text: str) -> list[bytes]:
+    def _text(self, index: int, text: str) -> list[bytes]:
         if not text:
             return []
+        field, kind = self.kind.get(index, ("text", "text_delta"))
         return [_frame("content_block_delta", {"type": "content_block_delta", "index": index,
-                                               "delta": {"type": "text_delta", "text": text}})]
+                                               "delta": {"type": kind, field: text}})]
 
 
 async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator[bytes]:
@@ -138,8 +149,9 @@ def check_anthropic_message(message, checks: OutputChecks):
     """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked."""
     for block in _get(message, "content") or []:
         btype = _get(block, "type")
-        if btype == "text":
-            _put(block, "text", checks.check_text(_get(block, "text") or ""))
+        if btype in _TEXT_BLOCKS:
+            field = _TEXT_BLOCKS[btype][0]
+            _put(block, field, checks.check_text(_get(block, field) or ""))
         elif btype == "tool_use":
             _put(block, "input", json.loads(checks.check_arguments(json.dumps(_get(block, "input") or {}))))
     return message
@@ -157,35 +169,41 @@ class _ResponsesState:
         self.checked_arguments: dict[int, str] = {}
         self.arg_template: dict[int, object] = {}
 
-    def _key(self, event) -> tuple:
-        return (_get(event, "output_index", 0), _get(event, "content_index", 0))
+    def _key(self, event, family: str) -> tuple:
+        return (family, _get(event, "output_index", 0), _get(event, "content_index", _get(event, "summary_index", 0)))
 
     def _emit_text(self, key: tuple, text: str) -> list:
         if not text or key not in self.template:
             return []
         out = copy.deepcopy(self.template[key])
         _put(out, "delta", text)
+        if _get(out, "logprobs"):  # held-back text no longer lines up with the upstream's token logprobs
+            _put(out, "logprobs", [])
         self.released[key] = self.released.get(key, "") + text
         return [out]
 
     def events(self, event) -> list:
         kind = _get(event, "type")
-        if kind == "response.output_text.delta":
-            key = self._key(event)
+        family = _family(kind)
+        if family is not None and kind.endswith(".delta"):
+            key = self._key(event, family)
             f = self.text.setdefault(key, self.checks.new_filter())
             self.template.setdefault(key, copy.deepcopy(event))
             return self._emit_text(key, f.feed(_get(event, "delta") or ""))
-        if kind == "response.output_text.done":
-            key = self._key(event)
+        if family is not None and kind.endswith(".done"):
+            key = self._key(event, family)
             f = self.text.pop(key, None)
             out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
-            _put(event, "text", self.released.get(key, self.checks.check_text(_get(event, "text") or "")))
+            field = "refusal" if family == "refusal" else "text"
+            _put(event, field, self.released.get(key, self.checks.check_text(_get(event, field) or "")))
+            if _get(event, "logprobs"):
+                _put(event, "logprobs", [])
             return out + [event]
-        if kind == "response.content_part.done":
-            key = self._key(event)
+        if kind in ("response.content_part.added", "response.content_part.done",
+                    "response.reasoning_summary_part.added", "response.reasoning_summary_part.done"):
             part = _get(event, "part")
-            if part is not None and _get(part, "type") == "output_text":
-                _put(part, "text", self.released.get(key, self.checks.check_text(_get(part, "text") or "")))
+            if part is not None:
+                self._part(part, self._key(event, _family_of_part(part)))
             return [event]
         if kind == "response.function_call_arguments.delta":
             index = _get(event, "output_index", 0)
@@ -204,6 +222,13 @@ class _ResponsesState:
             return out + [event]
         if kind == "response.output_item.done":
             self._item(_get(event, "item"), _get(event, "output_index", 0))
+            return [event]
+        if kind == "response.output_item.added":  # usually empty; checked whole, nothing remembered
+            item = _get(event, "item")
+            if item is not None and _get(item, "type") == "function_call" and _get(item, "arguments"):
+                _put(item, "arguments", self.checks.check_arguments(_get(item, "arguments")))
+            elif item is not None:
+                self._item(item, _get(event, "output_index", 0))
             return [event]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = _get(event, "response")
@@ -224,12 +249,37 @@ class _ResponsesState:
         kind = _get(item, "type")
         if kind == "function_call":
             _put(item, "arguments", self._arguments(index, _get(item, "arguments")))
-        elif kind == "message":
-            for j, part in enumerate(_get(item, "content") or []):
-                if _get(part, "type") == "output_text":
-                    released = self.released.get((index, j))
-                    _put(part, "text", released if released is not None
-                         else self.checks.check_text(_get(part, "text") or ""))
+        elif kind in ("message", "reasoning"):
+            for field in ("content", "summary"):
+                for j, part in enumerate(_get(item, field) or []):
+                    self._part(part, (_family_of_part(part), index, j))
+
+    def _part(self, part, key: tuple) -> None:
+        """A content / summary part: its text as released through the stream, else checked whole."""
+        field = "refusal" if _get(part, "type") == "refusal" else "text"
+        if isinstance(_get(part, field), str):
+            released = self.released.get(key)
+            _put(part, field, released if released is not None else self.checks.check_text(_get(part, field)))
+        if _get(part, "logprobs"):
+            _put(part, "logprobs", [])
+
+
+# Responses events whose deltas carry text, by family: answer text, refusal, reasoning, reasoning summary
+_FAMILIES = {"response.output_text.": "output_text", "response.refusal.": "refusal",
+             "response.reasoning_text.": "reasoning_text", "response.reasoning_summary_text.": "summary_text"}
+
+
+def _family(kind) -> str | None:
+    for prefix, family in _FAMILIES.items():
+        if isinstance(kind, str) and kind.startswith(prefix):
+            return family
+    return None
+
+
+def _family_of_part(part) -> str:
+    """The delta family whose released text a part of this type repeats."""
+    kind = _get(part, "type")
+    return kind if kind in ("refusal", "reasoning_text", "summary_text") else "output_text"
 
 
 async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator:

@@ -15,14 +15,14 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from .. import litellm_compat as compat
 from ..context import RequestContext, get_context, risk_of
-from ..messages import agent_call_type
+from ..messages import TEXT_CALLS, map_value
 from ..metrics import timed_stage
 from . import tool_calls
 from .answers import filter_text, flag_note, notice
 from .engines import shared_engines
 from .event_streams import check_anthropic_message, check_responses_body
 from .metrics import record_output
-from .output_stream import OutputStream
+from .output_stream import SIDE_TEXTS, OutputStream
 from .rules import Finding
 from .vaults import PII, SECRETS, restorer
 
@@ -57,33 +57,50 @@ class OutputGuardrail(CustomGuardrail):
             return checked
         applied: Counter[tuple[str, str]] = Counter()
         restored = 0
+
+        def check(text: str, arguments: bool = False) -> tuple[str, list[Finding]]:
+            nonlocal restored
+            new, hits = tool_calls.filter_arguments(text, scan) if arguments else filter_text(text, scan)
+            applied.update((f.rule_id, f.action) for f in hits)
+            final = restore(new)
+            restored += final != new
+            return final, hits
+
         for choice in getattr(response, "choices", None) or []:
             message = getattr(choice, "message", None)
             holder, attr = (message, "content") if message is not None else (choice, "text")
+            hits: list[Finding] = []
             text = getattr(holder, attr, None)
-            blocked: list[str] = []
             if isinstance(text, str) and text:
-                new, hits = filter_text(text, scan)
-                applied.update((f.rule_id, f.action) for f in hits)
-                blocked += [f.rule_id for f in hits if f.action == "block"]
+                new, found = check(text)
+                hits += found
                 if message is not None:
-                    new += flag_note(f.rule_id for f in hits if f.action == "flag")
-                final = restore(new)
-                restored += final != new
-                setattr(holder, attr, final)
-            for call in getattr(message, "tool_calls", None) or []:
-                func = getattr(call, "function", None)
-                if func is not None and isinstance(func.arguments, str):
-                    new_args, hits = tool_calls.filter_arguments(func.arguments, scan)
-                    applied.update((f.rule_id, f.action) for f in hits)
-                    blocked += [f.rule_id for f in hits if f.action == "block"]
-                    final = restore(new_args)
-                    restored += final != new_args
-                    func.arguments = final
+                    new += flag_note(f.rule_id for f in found if f.action == "flag")
+                setattr(holder, attr, new)
+            for field in SIDE_TEXTS:  # the model's reasoning and refusal: checked like its answer
+                if isinstance(getattr(message, field, None), str):
+                    new, found = check(getattr(message, field))
+                    hits += found
+                    setattr(message, field, new)
+            for block in getattr(message, "thinking_blocks", None) or []:
+                if isinstance(block, dict) and isinstance(block.get("thinking"), str):
+                    block["thinking"], found = check(block["thinking"])
+                    hits += found
+            funcs = [getattr(c, "function", None) for c in getattr(message, "tool_calls", None) or []]
+            for func in [*funcs, getattr(message, "function_call", None)]:
+                if func is not None and isinstance(getattr(func, "arguments", None), str):
+                    func.arguments, found = check(func.arguments, arguments=True)
+                    hits += found
+            if getattr(choice, "logprobs", None) is not None and (hits or scan(_logprob_text(choice.logprobs))):
+                choice.logprobs = None  # its tokens spell the answer as the upstream wrote it
+            blocked = [f.rule_id for f in hits if f.action == "block"]
             if blocked:
                 setattr(holder, attr, notice(blocked) if message is not None else "")
                 if message is not None:
                     message.tool_calls = None
+                    for field in (*SIDE_TEXTS, "thinking_blocks", "function_call"):
+                        if getattr(message, field, None) is not None:
+                            setattr(message, field, None)
                 choice.finish_reason = "content_filter"
         record_output(ctx, applied, restored, self.engines.detectors().output.secret_ids)
         return response
@@ -91,17 +108,22 @@ class OutputGuardrail(CustomGuardrail):
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
         """Forward the stream through `OutputStream` (holdback per choice, tool calls checked whole)."""
         ctx, level, scan, restore = self._setup(request_data)
-        if "prompt" in request_data:  # a /v1/completions (FIM) stream
+        if ctx is not None and ctx.call_type in TEXT_CALLS:  # a /v1/completions (FIM) stream
             response = compat.as_text_completion_stream(response, str(request_data.get("model")),
                                                         request_data.get("stream_options"))
         stream = self._stream(ctx, level, scan, restore)
-        agent = agent_call_type(request_data)
-        chunks = (stream.run_events(response, anthropic=agent == "anthropic_messages") if agent is not None
-                  else stream.run(response, request_data))
-        async for chunk in chunks:
+        async for chunk in stream.run_any(response, request_data):
             yield chunk
 
     def _stream(self, ctx, level: str, scan, restore) -> OutputStream:
         det = self.engines.detectors()
         return OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
                             det.policy.stream, det.output.secret_ids)
+
+
+def _logprob_text(logprobs) -> str:
+    """Every string in a choice's logprobs (tokens and their alternatives), joined."""
+    out: list[str] = []
+    value = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
+    map_value(value, lambda t: out.append(t) or t)
+    return "".join(out)

@@ -23,6 +23,9 @@ from .event_streams import (
 from .metrics import record_output
 from .stream import StreamFilter
 
+# chat delta fields besides `content` that carry the model's own text, each held back and checked alike
+SIDE_TEXTS = ("reasoning_content", "refusal")
+
 
 def _own_copy(chunk):
     """A copy of `chunk` whose choices and deltas (what the filter changes) are new objects, the rest shared."""
@@ -41,6 +44,7 @@ class OutputStream:
         self.ctx, self.scan, self._restore = ctx, scan, restore
         self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
         self.filters: dict[int, StreamFilter] = {}
+        self.sides: dict[tuple[int, str], StreamFilter] = {}  # (choice, SIDE_TEXTS field) → its filter
         self.tools: dict[int, dict[int, dict]] = {}
         self.tool_hits: Counter[tuple[str, str]] = Counter()
         self.restored = 0
@@ -58,21 +62,28 @@ class OutputStream:
                                                self.settings.max_pending_chars, self.restore)
         return self.filters[index]
 
+    def side(self, index: int, field: str) -> StreamFilter:
+        if (index, field) not in self.sides:
+            self.sides[(index, field)] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
+                                                      self.settings.max_pending_chars, self.restore)
+        return self.sides[(index, field)]
+
     def record_once(self) -> str:
         """Record the output verdicts (once) and return the summary the final chunk carries."""
         if not self.recorded:
             self.recorded = True
             applied: Counter[tuple[str, str]] = Counter(self.tool_hits)
-            for f in self.filters.values():
+            for f in (*self.filters.values(), *self.sides.values()):
                 applied.update(f.applied)
             record_output(self.ctx, applied, self.restored, self.secret_ids)
         return self.ctx.guardrail_summary() if self.ctx is not None else "none"
 
-    def notes(self, f: StreamFilter) -> str:
-        blocked = list(f.blocked) + [r for (r, a) in self.tool_hits if a == "block"]
+    def notes(self, f: StreamFilter, *others: StreamFilter) -> str:
+        blocked = [r for g in (f, *others) for r in g.blocked] + [r for (r, a) in self.tool_hits if a == "block"]
         if blocked:
             return notice(blocked)
-        return flag_note(r for (r, a) in (*f.applied, *self.tool_hits) if a == "flag")
+        return flag_note(r for (r, a) in (*f.applied, *(k for g in others for k in g.applied), *self.tool_hits)
+                         if a == "flag")
 
     async def _choice(self, choice, request_data: dict) -> tuple[str, bool]:
         """Filter one choice of a chunk in place; returns its text and whether the choice must be sent."""
@@ -82,23 +93,42 @@ class OutputStream:
             exc = StreamCut(str(request_data.get("model")))
             await compat.report_failure(request_data, exc)  # metrics, the request log's upstream_attempt line
             raise exc
-        if delta is not None and getattr(delta, "tool_calls", None):
-            tool_calls.collect(self.tools.setdefault(choice.index, {}), delta.tool_calls)
-            delta.tool_calls = None
+        side = False  # reasoning / refusal text released in this chunk
+        if delta is not None:
+            if getattr(delta, "tool_calls", None):
+                tool_calls.collect(self.tools.setdefault(choice.index, {}), delta.tool_calls)
+                delta.tool_calls = None
+            if getattr(delta, "function_call", None) is not None:  # the legacy form: not passed on unchecked
+                delta.function_call = None
+            if getattr(delta, "thinking_blocks", None):  # the same text as reasoning_content, checked there
+                delta.thinking_blocks = None
+            for field in SIDE_TEXTS:
+                piece = getattr(delta, field, None)
+                released = self.side(choice.index, field).feed(piece) if isinstance(piece, str) and piece else ""
+                setattr(delta, field, released or None)
+                side = side or bool(released)
+        choice.logprobs = None  # held-back text no longer lines up with the upstream's token logprobs
         text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
         out = f.feed(text) if text else ""
-        if choice.finish_reason or f.blocked:
+        sides = [g for (i, _), g in self.sides.items() if i == choice.index]
+        if choice.finish_reason or f.blocked or any(g.blocked for g in sides):
             self.finished.add(choice.index)
             out += f.finish()
             if delta is not None:  # notes go to chat answers, never into inserted code
+                for (i, field), g in self.sides.items():
+                    rest = g.finish() if i == choice.index else ""
+                    if rest:
+                        setattr(delta, field, (getattr(delta, field, None) or "") + rest)
+                        side = True
                 tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.scan, self.restore, self.tool_hits)
-                out += self.notes(f)
-            if f.blocked or any(a == "block" for _, a in self.tool_hits):
+                out += self.notes(f, *sides)
+            if f.blocked or any(g.blocked for g in sides) or any(a == "block" for _, a in self.tool_hits):
                 choice.finish_reason = "content_filter"
+                f.blocked = f.blocked or tuple(r for g in sides for r in g.blocked)
                 if delta is not None:
                     delta.tool_calls = None
         set_text(choice, out)
-        send = bool(out) or bool(choice.finish_reason) or (delta is not None and bool(
+        send = bool(out) or side or bool(choice.finish_reason) or (delta is not None and bool(
             getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
         return out, send
 
@@ -117,6 +147,23 @@ class OutputStream:
             return self.restore(checked)
 
         return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_text, self.notes)
+
+    async def run_any(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
+        """Any stream, filtered by the format its first chunk has (what the upstream sent decides, never
+        the request body): Anthropic SSE, Responses events, or chat / completion chunks."""
+        upstream = aiter(response)
+        try:
+            first = await anext(upstream)
+        except StopAsyncIteration:
+            return
+        stream = _prepend(first, upstream)
+        if hasattr(first, "choices"):
+            chunks = self.run(stream, request_data)
+        else:
+            kind = first.get("type") if isinstance(first, dict) else getattr(first, "type", None)  # may be a str enum
+            chunks = self.run_events(stream, anthropic=not (isinstance(kind, str) and kind.startswith("response.")))
+        async for chunk in chunks:
+            yield chunk
 
     async def run_events(self, response: AsyncIterator, anthropic: bool) -> AsyncIterator:
         """An Anthropic Messages (SSE bytes) or Responses (event objects) stream, filtered."""
@@ -148,11 +195,23 @@ class OutputStream:
                     break
             if not stopped and last is not None:
                 rest = {i: f.finish() for i, f in self.filters.items() if f.pending}
-                if any(rest.values()):
-                    tail = text_chunk(last, rest)
+                sides = {key: g.finish() for key, g in self.sides.items() if g.pending}
+                if any(rest.values()) or any(sides.values()):
+                    tail = text_chunk(last, rest, sides)
                     tail.carrot_guardrails = self.record_once()
                     yield tail
         finally:
             if stopped and hasattr(response, "aclose"):
                 await response.aclose()
             self.record_once()
+
+
+async def _prepend(first, rest: AsyncIterator) -> AsyncIterator:
+    """`first`, then the rest of the upstream stream (closed with this one)."""
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        if hasattr(rest, "aclose"):
+            await rest.aclose()
