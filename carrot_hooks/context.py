@@ -38,7 +38,6 @@ class RequestContext:
     task_type: str
     risk: Risk
     tenant: str
-    call_type: str = ""  # LiteLLM's call type: which endpoint the request came in on
     context_refs: ContextRefs | None = None
     rule_id: str = ""
     model_alias: str = ""
@@ -57,6 +56,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
     vaults: dict = field(default_factory=dict)  # placeholder vaults by kind (guardrails/vaults.py)
+    call_type: str = ""  # LiteLLM's call type: which endpoint the request came in on
 
     def author(self, message: dict) -> dict:
         """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""

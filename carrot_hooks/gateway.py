@@ -72,14 +72,6 @@ def _alias_problems(policy: RoutingPolicy) -> list[str]:
     return policy.unknown_aliases(served) if served else []
 
 
-def _check_size(headers: dict[str, str], text: str, limit: int) -> None:
-    """413 over the body limit: Content-Length, or for a chunked upload the text it carried."""
-    size = headers.get("content-length", "")
-    over = int(size) if size.isdigit() else len(text.encode())
-    if over > limit:
-        raise GatewayError(413, f"Request body of {over} bytes exceeds the limit of {limit} bytes", param="body")
-
-
 def _check_body(data: dict, call_type: str) -> None:
     """400 naming the missing or malformed field."""
     if data.get("stream") is not None and not isinstance(data["stream"], bool):
@@ -191,7 +183,8 @@ class CarrotGateway(CustomLogger):
         for spec in self.routing.get().tasks.values():
             self.packs.get(spec.pack)  # a missing pack fails start-up, naming the file
         result_cache.configure()
-        compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()))
+        compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()),
+                                 lambda: self.routing.get().max_body_bytes)
         self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
                        ("cache_key", self._cache_key))
         rag.search_processes()  # a bad CARROT_SEARCH_PROCESSES stops start-up, naming it
@@ -202,7 +195,6 @@ class CarrotGateway(CustomLogger):
                 key: compat.UserAPIKeyAuth, tenant: str) -> RequestContext:
         _check_body(data, call_type)
         text = prompt_text(data)
-        _check_size(headers, text, policy.max_body_bytes)
         served = compat.served_aliases()
         problems = policy.unknown_aliases(served)  # a file that was already bad before the router existed
         if problems:

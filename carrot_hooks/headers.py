@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from .context import RISKS, ContextRefs, Risk
 from .errors import GatewayError, bad_header
 
+# the request headers the gateway reads (lower case); each may be sent once
+GATEWAY_HEADERS = ("x-task-type", "x-risk-level", "x-model-alias", "x-context-refs", "x-carrot-prompt-pack")
 _REF = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<sha>[0-9A-Za-z._/\-]{1,100}))?$")
 
 

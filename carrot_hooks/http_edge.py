@@ -3,9 +3,12 @@
 - A JSON body sent with another Content-Type (curl `-d` sends `application/x-www-form-urlencoded`,
   which LiteLLM parses as a form, giving "messages must be a non-empty list") is read as JSON; a
   body that is not JSON with such a type gets 415 naming the header.
+- A body over the routing policy's `max_body_bytes` gets 413 before it is read (Content-Length) or as
+  soon as a chunked upload passes the limit, and before authentication: nothing is buffered or parsed.
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
-  (policy/routing.yaml `fim`) are reached through routing and are left out.
+  (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
+- A gateway header sent twice (`X-Task-Type: a`, `X-Task-Type: b`) is a 400 naming it, not "the last wins".
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from .headers import GATEWAY_HEADERS
+
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
 
 
 class HttpEdge:
-    """ASGI middleware; `hidden_models()` names the models `/v1/models` leaves out."""
+    """ASGI middleware; `hidden_models()` names the models `/v1/models` leaves out, `body_limit()` is the
+    largest request body in bytes."""
 
-    def __init__(self, app, hidden_models: Callable[[], frozenset[str]]):
+    def __init__(self, app, hidden_models: Callable[[], frozenset[str]], body_limit: Callable[[], int]):
         self.app = app
         self.hidden_models = hidden_models
+        self.body_limit = body_limit
 
     async def __call__(self, scope, receive, send):
         if scope.get("type") != "http":
@@ -33,9 +40,35 @@ class HttpEdge:
             scope = {**scope, "path": "/metrics/", "raw_path": b"/metrics/"}
             return await self.app(scope, receive, send)
         if scope.get("method") == "POST" and path.startswith(_JSON_PATHS):
+            names = [k.decode("latin-1").lower() for k, _ in scope.get("headers") or ()]
+            twice = next((h for h in GATEWAY_HEADERS if names.count(h) > 1), None)
+            if twice is not None:
+                return await _error(send, path, 400, f"Header {twice} was sent {names.count(twice)} times: send it "
+                                    "once (a repeated gateway header is ambiguous)", twice)
+            limit = self.body_limit()
+            length = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
+            if length is not None and length.isdigit() and int(length) > limit:
+                return await _too_large(send, path, int(length), limit)
+            if length is None:  # chunked: read it here, up to the limit
+                chunks, size, more = [], 0, True
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return await self.app(scope, _replay([message], receive), send)
+                    chunks.append(message.get("body", b""))
+                    size += len(chunks[-1])
+                    more = message.get("more_body", False)
+                    if size > limit:
+                        return await _too_large(send, path, size, limit, more)
+                receive = _replay([{"type": "http.request", "body": b"".join(chunks)}], receive)
             return await self._json_body(scope, receive, send)
         if scope.get("method") == "GET" and path in _MODELS_PATHS:
             return await self.app(scope, receive, self._filter_models(send))
+        if scope.get("method") == "GET" and path.startswith(tuple(f"{p}/" for p in _MODELS_PATHS)):
+            model = path.split("/models/", 1)[1]
+            if model in self.hidden_models():
+                return await _error(send, path, 404, f"Model {model} is a fill-in-the-middle deployment reached "
+                                    "through routing, not a model to choose", "model")
         return await self.app(scope, receive, send)
 
     async def _json_body(self, scope, receive, send):
@@ -110,11 +143,23 @@ async def _send_json(send, status: int, doc: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app, hidden_models: Callable[[], frozenset[str]]) -> None:
+async def _too_large(send, path: str, size: int, limit: int, more: bool = False) -> None:
+    at_least = "at least " if more else ""
+    await _error(send, path, 413, f"Request body of {at_least}{size} bytes exceeds the limit of {limit} bytes", "body")
+
+
+async def _error(send, path: str, status: int, message: str, param: str) -> None:
+    """An error in the endpoint's own format: Anthropic's on /v1/messages, OpenAI's elsewhere."""
+    doc = ({"type": "error", "error": {"type": "invalid_request_error", "message": message}} if "/messages" in path
+           else {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": str(status)}})
+    await _send_json(send, status, doc)
+
+
+def install(app, hidden_models: Callable[[], frozenset[str]], body_limit: Callable[[], int]) -> None:
     """Put HttpEdge in front of `app`: into its built middleware stack when the app already runs
     (the gateway callback is loaded during the proxy's start-up), else as a regular middleware."""
     if getattr(app, "middleware_stack", None) is not None:
         if not isinstance(app.middleware_stack, HttpEdge):
-            app.middleware_stack = HttpEdge(app.middleware_stack, hidden_models)
+            app.middleware_stack = HttpEdge(app.middleware_stack, hidden_models, body_limit)
     else:
-        app.add_middleware(HttpEdge, hidden_models=hidden_models)
+        app.add_middleware(HttpEdge, hidden_models=hidden_models, body_limit=body_limit)

@@ -142,13 +142,13 @@ def fallback_model(response) -> str | None:
     return headers.get("x-litellm-model-group") or hidden.get("model_group")
 
 
-def install_http_edge(hidden_models) -> None:
-    """Put carrot_hooks.http_edge in front of the proxy's ASGI app (JSON bodies, /metrics, /v1/models)."""
+def install_http_edge(hidden_models, body_limit) -> None:
+    """Put carrot_hooks.http_edge in front of the proxy's ASGI app (body limit, JSON bodies, /metrics, /v1/models)."""
     from litellm.proxy import proxy_server
 
     from .http_edge import install
 
-    install(proxy_server.app, hidden_models)
+    install(proxy_server.app, hidden_models, body_limit)
 
 
 def set_error(exc: Exception, status: int, message: str) -> None:

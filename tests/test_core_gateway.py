@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import openai
@@ -173,6 +174,35 @@ def test_body_over_limit_is_413(proxy, fake_upstream, marker):
     assert r.status_code == 413
     assert "2097152" in r.json()["error"]["message"]
     assert fake_upstream.find(marker) == []
+
+
+def test_declared_body_over_limit_is_413_before_reading_or_authentication(proxy):
+    """Only the headers are sent, with a key that does not exist: the answer comes without the body being read."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer sk-wrong\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 300000000\r\n\r\n")
+        data = b""
+        while b"bytes exceeds the limit" not in data:
+            piece = s.recv(65536)
+            if not piece:
+                break
+            data += piece
+    assert data.startswith(b"HTTP/1.1 413") and b"300000000 bytes exceeds the limit of 2097152 bytes" in data, data
+
+
+@pytest.mark.parametrize("first,second", [("nope", "editor"), ("editor", "nope")])
+def test_a_gateway_header_sent_twice_is_400_naming_it(proxy, fake_upstream, marker, first, second):
+    body = json.dumps({"model": "carrot-chat", "messages": [{"role": "user", "content": marker}]})
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", content=body, timeout=60, headers=[
+        *proxy.headers().items(), ("Content-Type", "application/json"), ("X-Task-Type", first), ("X-Task-Type", second)])
+    assert r.status_code == 400 and "x-task-type was sent 2 times" in r.json()["error"]["message"], r.text
+    assert fake_upstream.find(marker) == []
+
+
+def test_a_fim_twin_is_not_found_under_models(proxy):
+    r = httpx.get(f"{proxy.base_url}/v1/models/ds-coder-v2-fim", headers=proxy.headers(), timeout=60)
+    assert r.status_code == 404 and "fill-in-the-middle" in r.text, r.text
+    assert httpx.get(f"{proxy.base_url}/v1/models/ds-coder-v2", headers=proxy.headers(), timeout=60).status_code == 200
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

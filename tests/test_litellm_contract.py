@@ -488,13 +488,13 @@ def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(mon
 
     app = Starlette()
     monkeypatch.setattr(proxy_server, "app", app)
-    compat.install_http_edge(frozenset)
+    compat.install_http_edge(frozenset, lambda: 1 << 21)
     assert any(m.cls is HttpEdge for m in app.user_middleware)  # not started: a regular middleware
     started = Starlette()
     started.middleware_stack = started.build_middleware_stack()
     monkeypatch.setattr(proxy_server, "app", started)
-    compat.install_http_edge(frozenset)
-    compat.install_http_edge(frozenset)
+    compat.install_http_edge(frozenset, lambda: 1 << 21)
+    compat.install_http_edge(frozenset, lambda: 1 << 21)
     assert isinstance(started.middleware_stack, HttpEdge) and not isinstance(started.middleware_stack.app, HttpEdge)
 
 

@@ -78,6 +78,7 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
     more requests queued behind, asyncio's default pool (where the PII stage redacts) still answers at once."""
     import asyncio
     import threading
+    import time
 
     from carrot_hooks import rag
 
@@ -96,7 +97,9 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
         ctxs = [RequestContext("rag-code", "low", "t", ContextRefs("acme/app", None, ())) for _ in range(40)]
         tasks = [asyncio.create_task(rag.inject_context(c, {"messages": [{"role": "user", "content": "where?"}]}))
                  for c in ctxs]
+        deadline = time.monotonic() + 60
         while len(ran_on) < eng.processes:  # every search thread holds a stalled search
+            assert time.monotonic() < deadline, f"searches started on {sorted(ran_on)} only"
             await asyncio.sleep(0.01)
         other = await asyncio.wait_for(asyncio.to_thread(lambda: threading.current_thread().name), 5)
         gate.set()
