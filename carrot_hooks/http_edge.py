@@ -5,6 +5,7 @@
   body that is not JSON with such a type gets 415 naming the header.
 - A body over the routing policy's `max_body_bytes` gets 413 before it is read (Content-Length) or as
   soon as a chunked upload passes the limit, and before authentication: nothing is buffered or parsed.
+  A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body).
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
@@ -49,18 +50,23 @@ class HttpEdge:
             length = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
             if length is not None and length.isdigit() and int(length) > limit:
                 return await _too_large(send, path, int(length), limit)
-            if length is None:  # chunked: read it here, up to the limit
-                chunks, size, more = [], 0, True
-                while more:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return await self.app(scope, _replay([message], receive), send)
-                    chunks.append(message.get("body", b""))
-                    size += len(chunks[-1])
-                    more = message.get("more_body", False)
-                    if size > limit:
-                        return await _too_large(send, path, size, limit, more)
-                receive = _replay([{"type": "http.request", "body": b"".join(chunks)}], receive)
+            chunks, size, more = [], 0, True  # read here, up to the limit (chunked uploads have no length)
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return await self.app(scope, _replay([message], receive), send)
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                more = message.get("more_body", False)
+                if size > limit:
+                    return await _too_large(send, path, size, limit, more)
+            body = b"".join(chunks)
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
+                return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
+                                    "JSON encoded as UTF-8", "body")
+            receive = _replay([{"type": "http.request", "body": body}], receive)
             return await self._json_body(scope, receive, send)
         if scope.get("method") == "GET" and path in _MODELS_PATHS:
             return await self.app(scope, receive, self._filter_models(send))

@@ -199,6 +199,13 @@ def test_a_gateway_header_sent_twice_is_400_naming_it(proxy, fake_upstream, mark
     assert fake_upstream.find(marker) == []
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/completions"])
+def test_a_body_that_is_not_utf8_is_400_saying_so(proxy, path):
+    body = b'{"model": "carrot-chat", "messages": [{"role": "user", "content": "caf\xe9 \xff\xfe"}]}'
+    r = post(proxy, path, body, {"anthropic-version": "2023-06-01"})
+    assert r.status_code == 400 and "not valid UTF-8 (byte 70)" in r.text, r.text
+
+
 def test_a_fim_twin_is_not_found_under_models(proxy):
     r = httpx.get(f"{proxy.base_url}/v1/models/ds-coder-v2-fim", headers=proxy.headers(), timeout=60)
     assert r.status_code == 404 and "fill-in-the-middle" in r.text, r.text
