@@ -74,11 +74,14 @@ def _check_responses_input(items) -> None:
         if kind == "message":
             if item.get("role") not in ("user", "assistant", "system", "developer"):
                 raise _malformed(f"{where}.role", "must be one of user, assistant, system, developer")
-            _check_parts(item.get("content"), f"{where}.content", _RESPONSES_PARTS, "refusal")
+            if item.get("content") is not None:
+                _check_parts(item["content"], f"{where}.content", _RESPONSES_PARTS, "refusal")
         elif kind == "function_call":
+            if item.get("arguments") is None or (isinstance(item["arguments"], str) and not item["arguments"].strip()):
+                item["arguments"] = "{}"  # a call without parameters, as models record it (Codex replays them)
             try:
-                json.loads(item.get("arguments"))
-            except (TypeError, ValueError):
+                json.loads(item["arguments"])
+            except (TypeError, ValueError):  # the upstream converters parse them
                 raise _malformed(f"{where}.arguments", 'must be a JSON text (e.g. "{}")') from None
         elif kind == "function_call_output":
             _check_parts(item.get("output"), f"{where}.output", _RESPONSES_PARTS, "refusal")
@@ -111,8 +114,9 @@ def _check_messages(messages, system) -> None:
             raise _malformed(where, "must be an object with a 'role' and 'content'")
         if m.get("role") not in ("user", "assistant"):
             raise _malformed(f"{where}.role", "must be user or assistant")
-        if not m.get("content"):
-            raise _malformed(f"{where}.content", "must be a non-empty string or list of content blocks")
+        if not m.get("content") and not (i == len(messages) - 1 and m["role"] == "assistant" and m.get("content") == ""):
+            raise _malformed(f"{where}.content", "must be a non-empty string or list of content blocks (only a "
+                             "final assistant message, a prefill, may be empty)")
         _check_parts(m["content"], f"{where}.content", _MESSAGES_BLOCKS)
         for j, block in enumerate(m["content"] if isinstance(m["content"], list) else []):
             if block["type"] == "tool_use" and not isinstance(block.get("input"), dict):

@@ -85,10 +85,14 @@ def _check_body(data: dict, call_type: str) -> None:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise GatewayError(400, f"Field 'messages[{i}]' must be an object with a 'role'", param="messages")
+            if m["role"] not in CHAT_ROLES:
+                raise GatewayError(400, f"Field 'messages[{i}].role' must be one of {', '.join(CHAT_ROLES)} (got "
+                                   f"{m['role'][:40]!r})", param=f"messages[{i}].role")
             if not _valid_content(m.get("content"), m["role"]):
-                raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of "
-                                   f"content parts of the types {', '.join(sorted(_PART_TYPES.get(m['role'], {'text'})))} "
-                                   "(text parts with a string 'text')", param=f"messages[{i}].content")
+                types = f" of the types {', '.join(compat.USER_CONTENT_TYPES)}" if m["role"] == "user" else ""
+                raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of content "
+                                   f"parts{types} (objects with a 'type'; text parts with a string 'text')",
+                                   param=f"messages[{i}].content")
             if m.get("tool_calls"):  # null and [] are what some SDKs put on every message
                 _check_tool_calls(m, f"messages[{i}].tool_calls")
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
@@ -122,18 +126,18 @@ def _check_tool_calls(message: dict, field: str) -> None:
                                param=f"{where}.arguments") from None
 
 
-# OpenAI's content part types per role (other roles: text only); LiteLLM rejects others after routing
-_PART_TYPES = {"user": {"text", "image_url", "input_audio", "file"}, "assistant": {"text", "refusal"}}
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
 def _valid_content(content, role: str) -> bool:
-    """OpenAI's message content forms: text, null (assistant tool calls), or typed content parts."""
+    """OpenAI's message content forms: text, null (assistant tool calls), or typed content parts (of the
+    types LiteLLM accepts in a user message, which it checks only after routing)."""
     if content is None or isinstance(content, str):
         return True
-    types = _PART_TYPES.get(role, {"text"})
     return isinstance(content, list) and all(
-        isinstance(p, dict) and p.get("type") in types and (p["type"] != "text" or isinstance(p.get("text"), str))
-        for p in content)
+        isinstance(p, dict) and isinstance(p.get("type"), str)
+        and (role != "user" or p["type"] in compat.USER_CONTENT_TYPES)
+        and (p["type"] != "text" or isinstance(p.get("text"), str)) for p in content)
 
 
 def _valid_prompt(prompt) -> bool:

@@ -41,33 +41,7 @@ class HttpEdge:
             scope = {**scope, "path": "/metrics/", "raw_path": b"/metrics/"}
             return await self.app(scope, receive, send)
         if scope.get("method") == "POST" and path.startswith(_JSON_PATHS):
-            names = [k.decode("latin-1").lower() for k, _ in scope.get("headers") or ()]
-            twice = next((h for h in GATEWAY_HEADERS if names.count(h) > 1), None)
-            if twice is not None:
-                return await _error(send, path, 400, f"Header {twice} was sent {names.count(twice)} times: send it "
-                                    "once (a repeated gateway header is ambiguous)", twice)
-            limit = self.body_limit()
-            length = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
-            if length is not None and length.isdigit() and int(length) > limit:
-                return await _too_large(send, path, int(length), limit)
-            chunks, size, more = [], 0, True  # read here, up to the limit (chunked uploads have no length)
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return await self.app(scope, _replay([message], receive), send)
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                more = message.get("more_body", False)
-                if size > limit:
-                    return await _too_large(send, path, size, limit, more)
-            body = b"".join(chunks)
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
-                return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
-                                    "JSON encoded as UTF-8", "body")
-            receive = _replay([{"type": "http.request", "body": body}], receive)
-            return await self._json_body(scope, receive, send)
+            return await self._post(scope, receive, send, path)
         if scope.get("method") == "GET" and path in _MODELS_PATHS:
             return await self.app(scope, receive, self._filter_models(send))
         if scope.get("method") == "GET" and path.startswith(tuple(f"{p}/" for p in _MODELS_PATHS)):
@@ -77,13 +51,44 @@ class HttpEdge:
                                     "through routing, not a model to choose", "model")
         return await self.app(scope, receive, send)
 
+    async def _post(self, scope, receive, send, path: str):
+        """Repeated gateway headers, the body limit and UTF-8 checked before LiteLLM reads anything."""
+        names = [k.decode("latin-1").lower() for k, _ in scope.get("headers") or ()]
+        twice = next((h for h in GATEWAY_HEADERS if names.count(h) > 1), None)
+        if twice is not None:
+            return await _error(send, path, 400, f"Header {twice} was sent {names.count(twice)} times: send it "
+                                "once (a repeated gateway header is ambiguous)", twice)
+        limit = self.body_limit()
+        length = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _too_large(send, path, int(length), limit)
+        ctype = next((v for k, v in scope.get("headers") or () if k == b"content-type"), b"")
+        if ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data":  # uploads stay LiteLLM's
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True  # read here, up to the limit (chunked uploads have no length)
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message], receive), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                return await _too_large(send, path, size, limit, more)
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
+            return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
+                                "JSON encoded as UTF-8", "body")
+        receive = _replay([{"type": "http.request", "body": body}], receive)
+        return await self._json_body(scope, receive, send)
+
     async def _json_body(self, scope, receive, send):
         headers = list(scope.get("headers") or ())
         ctype = next((v for k, v in headers if k == b"content-type"), b"")
         media = ctype.split(b";", 1)[0].strip().lower()
         if media == b"application/json" or media.endswith(b"+json") or media not in _FORM_TYPES:
-            return await self.app(scope, receive, send)
-        if media == b"multipart/form-data":  # real uploads (audio, files) stay LiteLLM's
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:

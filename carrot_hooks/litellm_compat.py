@@ -120,6 +120,18 @@ def request_route(request) -> str:
     return get_request_route(request)
 
 
+# --- request validation -----------------------------------------------------------------------
+
+def _user_content_types() -> tuple[str, ...]:
+    """The content part types LiteLLM accepts in a user message (it rejects others after routing, as a 5xx)."""
+    from litellm.types.llms.openai import ValidUserMessageContentTypes
+
+    return tuple(ValidUserMessageContentTypes)
+
+
+USER_CONTENT_TYPES = _user_content_types()
+
+
 # --- callbacks and responses ------------------------------------------------------------------
 
 def add_callback(callback) -> None:

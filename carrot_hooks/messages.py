@@ -2,8 +2,8 @@
 
 One walker for every endpoint's format, chosen by no guess: it visits every place any of them keeps
 caller text, so a field a client adds cannot make the guardrails read the request as another format.
-Chat `messages` (string content, typed parts, assistant `tool_calls` / `function_call` arguments,
-`reasoning_content`), a completion's `prompt`, `suffix` and `prediction`, Anthropic Messages' `system`
+Chat `messages` (string content, typed parts, assistant `tool_calls` / `function_call` arguments and
+custom tool inputs, `reasoning_content`, `thinking_blocks`, `reasoning_items`, compaction blocks), a completion's `prompt`, `suffix` and `prediction`, Anthropic Messages' `system`
 and content blocks (text, thinking, tool_use input, tool_result content) and the Responses API's
 `instructions` and `input` items (messages with text and refusal parts, function-call arguments and
 outputs, reasoning summaries). Texts the gateway wrote itself (prompt pack, retrieved context:
@@ -139,7 +139,21 @@ class _Walk:
         for field in ("reasoning_content", "thinking"):
             if isinstance(m.get(field), str):
                 m[field] = self.text(role, m[field])
-        funcs = [c.get("function") for c in m.get("tool_calls") or () if isinstance(c, dict)]
+        # earlier reasoning LiteLLM forwards: Anthropic thinking blocks and compaction blocks, Responses items
+        extra = m.get("provider_specific_fields")
+        for block in [*_dicts(m.get("thinking_blocks")),
+                      *_dicts(extra.get("compaction_blocks") if isinstance(extra, dict) else None)]:
+            for field in ("thinking", "content"):
+                if isinstance(block.get(field), str):
+                    block[field] = self.text(role, block[field])
+        for item in _dicts(m.get("reasoning_items")):
+            for field in ("summary", "content"):
+                self.content(role, item.get(field))
+        for call in _dicts(m.get("tool_calls")):
+            custom = call.get("custom")  # a custom (freeform) tool call: its input is plain text
+            if isinstance(custom, dict) and isinstance(custom.get("input"), str):
+                custom["input"] = self.arguments(role, custom["input"])
+        funcs = [c.get("function") for c in _dicts(m.get("tool_calls"))]
         for func in [*funcs, m.get("function_call")]:
             if isinstance(func, dict) and isinstance(func.get("arguments"), str):
                 func["arguments"] = self.arguments(role, func["arguments"])
@@ -156,6 +170,10 @@ class _Walk:
                 self.content("assistant", item.get(field))
         else:
             self.message(item)
+
+
+def _dicts(value) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def map_request_texts(data: dict, fn: Map, *, skip: Collection[str] = (), roles: Collection[str] | None = None,

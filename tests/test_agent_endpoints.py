@@ -217,3 +217,31 @@ def test_non_streamed_bodies_are_checked():
                                 real_checks())
     assert SECRET not in json.dumps(msg) + json.dumps(body)
     assert "[REDACTED:" in msg["content"][0]["text"]
+
+
+def test_chat_reasoning_history_and_custom_tool_inputs_are_reached():
+    """What LiteLLM forwards from an assistant turn besides its content (to Anthropic: thinking and compaction
+    blocks; over the Responses bridge: reasoning items; custom tool calls as written) is walked too."""
+    data = {"messages": [{"role": "user", "content": "hi"}, {
+        "role": "assistant", "content": "ok",
+        "thinking_blocks": [{"type": "thinking", "thinking": "thought text", "signature": "sig"}],
+        "reasoning_items": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "summary text"}]}],
+        "provider_specific_fields": {"compaction_blocks": [{"type": "compaction", "content": "compacted text"}]},
+        "tool_calls": [{"type": "custom", "id": "c1", "custom": {"name": "apply_patch", "input": "patch text"}}]}]}
+    assert {"thought text", "summary text", "compacted text", "patch text"} <= set(messages.request_texts(data))
+    messages.map_request_texts(data, str.upper)
+    flat = json.dumps(data)
+    assert all(t in flat for t in ("THOUGHT TEXT", "SUMMARY TEXT", "COMPACTED TEXT", "PATCH TEXT", '"sig"'))
+
+
+def test_a_responses_call_without_arguments_is_replayable_and_a_prefill_may_be_empty():
+    data = {"input": [{"role": "user", "content": "hi"},
+                      {"type": "function_call", "call_id": "c", "name": "shell", "arguments": ""},
+                      {"type": "function_call_output", "call_id": "c", "output": "ok"}]}
+    endpoints.refuse_unchecked(data, "aresponses")
+    assert data["input"][1]["arguments"] == "{}"
+    endpoints.refuse_unchecked({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
+                               "anthropic_messages")
+    with pytest.raises(GatewayError, match=r"messages\[0\]\.content"):
+        endpoints.refuse_unchecked({"messages": [{"role": "assistant", "content": ""}, {"role": "user", "content": "x"}]},
+                                   "anthropic_messages")

@@ -29,6 +29,7 @@ from carrot_hooks.guardrails.rules import redact
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.guardrails.stream import StreamFilter
 from carrot_hooks.serve import ROOT
+from tests.fake_upstream import planted_secret
 
 POLICY_FILE = ROOT / "policy" / "guardrails.yaml"
 RNG = random.Random(20261127)
@@ -353,6 +354,42 @@ def test_guarded_stream_restores_for_the_client_and_leaves_the_upstream_chunks_a
 
     assert asyncio.run(client()) == "Mail dev@example.org today"
     assert [c.model_dump() for c in sent] == upstream
+
+
+def test_streamed_reasoning_is_held_and_checked_and_thinking_signatures_pass(output, policy):
+    """Reasoning deltas go through their own holdback window; thinking blocks lose their text (checked as
+    reasoning_content) but keep signatures and redacted blocks, which the client must send back."""
+    import asyncio
+
+    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+
+    from carrot_hooks.guardrails.output_stream import OutputStream
+
+    secret = planted_secret("reasoning-stream")
+    thought = f"I will use AWS_ACCESS_KEY_ID={secret} for it."
+    pieces = [Delta(reasoning_content=thought[i:i + 3], thinking_blocks=[
+        {"type": "thinking", "thinking": thought[i:i + 3], "signature": None}]) for i in range(0, len(thought), 3)]
+    pieces += [Delta(thinking_blocks=[{"type": "thinking", "thinking": "", "signature": "sig-1"},
+                                      {"type": "redacted_thinking", "data": "opaque"}]), Delta(content="Done.")]
+    sent = [ModelResponseStream(id="c", model="m", choices=[StreamingChoices(index=0, delta=d)]) for d in pieces]
+    sent[-1].choices[0].finish_reason = "stop"
+    low = policy.risk["low"]
+
+    async def client() -> list:
+        async def chunks():
+            for c in sent:
+                yield c
+        stream = OutputStream(None, lambda t: output.scan(t, low), lambda t: t, output.hold_keywords(low),
+                              policy.stream, output.secret_ids)
+        return [c async for c in stream.run_any(chunks(), {})]
+
+    got = asyncio.run(client())
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in got if c.choices)
+    blocks = [b for c in got if c.choices for b in getattr(c.choices[0].delta, "thinking_blocks", None) or ()]
+    assert reasoning.startswith("I will use AWS_ACCESS_KEY_ID=[REDACTED:") and secret[4:12] not in reasoning
+    assert blocks == [{"type": "thinking", "thinking": "", "signature": "sig-1"},
+                      {"type": "redacted_thinking", "data": "opaque", "thinking": ""}]
+    assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == "Done."
 
 
 def test_prompt_policy_blocks_by_rule_id(policy):

@@ -559,3 +559,13 @@ def test_the_proxy_runs_with_the_gc_threshold_its_environment_sets(proxy):
     thresholds = r.json()["garbage_collector"]["thresholds"]
     want = [int(x) for x in DEFAULTS["PYTHON_GC_THRESHOLD"].split(",")]
     assert [thresholds[f"generation_{g}"] for g in range(3)] == want, thresholds
+
+
+def test_user_content_types_are_the_ones_litellm_accepts():
+    """The gateway answers 400 for a user part type LiteLLM would refuse after routing (as a 5xx)."""
+    from litellm.utils import validate_chat_completion_user_messages
+
+    for kind in compat.USER_CONTENT_TYPES:
+        validate_chat_completion_user_messages([{"role": "user", "content": [{"type": kind, "text": "x"}]}])
+    with pytest.raises(Exception, match="Invalid user message"):
+        validate_chat_completion_user_messages([{"role": "user", "content": [{"type": "weird", "text": "x"}]}])

@@ -195,7 +195,8 @@ class _ResponsesState:
             f = self.text.pop(key, None)
             out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
             field = "refusal" if family == "refusal" else "text"
-            _put(event, field, self.released.get(key, self.checks.check_text(_get(event, field) or "")))
+            released = self.released.get(key)
+            _put(event, field, released if released is not None else self.checks.check_text(_get(event, field) or ""))
             if _get(event, "logprobs"):
                 _put(event, "logprobs", [])
             return out + [event]

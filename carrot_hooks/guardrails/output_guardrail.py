@@ -22,7 +22,7 @@ from .answers import filter_text, flag_note, notice
 from .engines import shared_engines
 from .event_streams import check_anthropic_message, check_responses_body
 from .metrics import record_output
-from .output_stream import SIDE_TEXTS, OutputStream
+from .output_stream import SIDE_TEXTS, OutputStream, reasoning_parts
 from .rules import Finding
 from .vaults import PII, SECRETS, restorer
 
@@ -86,6 +86,9 @@ class OutputGuardrail(CustomGuardrail):
                 if isinstance(block, dict) and isinstance(block.get("thinking"), str):
                     block["thinking"], found = check(block["thinking"])
                     hits += found
+            for part in reasoning_parts(message):
+                part["text"], found = check(part["text"])
+                hits += found
             funcs = [getattr(c, "function", None) for c in getattr(message, "tool_calls", None) or []]
             for func in [*funcs, getattr(message, "function_call", None)]:
                 if func is not None and isinstance(getattr(func, "arguments", None), str):
@@ -98,7 +101,7 @@ class OutputGuardrail(CustomGuardrail):
                 setattr(holder, attr, notice(blocked) if message is not None else "")
                 if message is not None:
                     message.tool_calls = None
-                    for field in (*SIDE_TEXTS, "thinking_blocks", "function_call"):
+                    for field in (*SIDE_TEXTS, "thinking_blocks", "reasoning_items", "function_call"):
                         if getattr(message, field, None) is not None:
                             setattr(message, field, None)
                 choice.finish_reason = "content_filter"

@@ -7,6 +7,7 @@ A FIM stream the upstream ended without a finish reason ends in an error, as cha
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,13 @@ from .stream import StreamFilter
 
 # chat delta fields besides `content` that carry the model's own text, each held back and checked alike
 SIDE_TEXTS = ("reasoning_content", "refusal")
+
+
+def reasoning_parts(message) -> list[dict]:
+    """The summary and content parts with text of a message's or delta's `reasoning_items`."""
+    return [p for item in getattr(message, "reasoning_items", None) or () if isinstance(item, dict)
+            for field in ("summary", "content") for p in item.get(field) or () if isinstance(p, dict)
+            and isinstance(p.get("text"), str)]
 
 
 def _own_copy(chunk):
@@ -100,8 +108,15 @@ class OutputStream:
                 delta.tool_calls = None
             if getattr(delta, "function_call", None) is not None:  # the legacy form: not passed on unchecked
                 delta.function_call = None
-            if getattr(delta, "thinking_blocks", None):  # the same text as reasoning_content, checked there
-                delta.thinking_blocks = None
+            if getattr(delta, "thinking_blocks", None):  # their text is reasoning_content's, checked there;
+                delta.thinking_blocks = [  # signatures and redacted blocks go on (the client sends them back)
+                    {**b, "thinking": ""} for b in delta.thinking_blocks if isinstance(b, dict)
+                    and (b.get("type") == "redacted_thinking" or b.get("signature"))] or None
+            if getattr(delta, "reasoning_items", None):  # the cached/logged stream keeps its own copy
+                delta.reasoning_items = copy.deepcopy(delta.reasoning_items)
+            for part in reasoning_parts(delta):  # Responses reasoning summaries, whole at the end of a stream
+                part["text"], hits = filter_text(part["text"], self.scan)
+                self.tool_hits.update((h.rule_id, h.action) for h in hits)
             for field in SIDE_TEXTS:
                 piece = getattr(delta, field, None)
                 released = self.side(choice.index, field).feed(piece) if isinstance(piece, str) and piece else ""
@@ -128,8 +143,8 @@ class OutputStream:
                 if delta is not None:
                     delta.tool_calls = None
         set_text(choice, out)
-        send = bool(out) or side or bool(choice.finish_reason) or (delta is not None and bool(
-            getattr(delta, "role", None) or getattr(delta, "tool_calls", None)))
+        send = bool(out) or side or bool(choice.finish_reason) or (delta is not None and any(
+            getattr(delta, field, None) for field in ("role", "tool_calls", "thinking_blocks", "reasoning_items")))
         return out, send
 
     def checks(self) -> OutputChecks:
@@ -159,9 +174,11 @@ class OutputStream:
         stream = _prepend(first, upstream)
         if hasattr(first, "choices"):
             chunks = self.run(stream, request_data)
-        else:
-            kind = first.get("type") if isinstance(first, dict) else getattr(first, "type", None)  # may be a str enum
+        elif isinstance(first, dict):  # a parsed event of either kind (its type may be a str enum)
+            kind = first.get("type")
             chunks = self.run_events(stream, anthropic=not (isinstance(kind, str) and kind.startswith("response.")))
+        else:  # SSE bytes / text: Anthropic Messages; event objects: Responses
+            chunks = self.run_events(stream, anthropic=isinstance(first, (bytes, bytearray, str)))
         async for chunk in chunks:
             yield chunk
 
@@ -181,7 +198,7 @@ class OutputStream:
         try:
             async for upstream_chunk in response:
                 chunk = _own_copy(upstream_chunk)  # the cached/logged stream keeps placeholders
-                last = chunk
+                last = chunk if getattr(chunk, "choices", None) else last  # a template for held text (not a usage chunk)
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices
                 for choice in choices:
