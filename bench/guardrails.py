@@ -8,12 +8,17 @@ projects, `SDISTS`; downloaded once with pip into `--sdists`): replaced spans pe
 altered code tokens.
 
     .venv/bin/python bench/guardrails.py [--evaldata ../shared/evaldata] [--code-mb 8] [--pii-only]
-        [--baseline REF] [--code-pii-only [GROUP ...]] [--docs-names [GROUP ...]]
+        [--baseline REF] [--code-pii-only [GROUP ...]] [--docs-names [GROUP ...]] [--stream-only]
 
 `--baseline REF` also times the 4 KB all-prose pre-filter of the PII stage as it was at git REF
 (`carrot_hooks/guardrails/pii/` of REF beside this tree's, same policy), interleaved run by run with this
 tree's, and prints CPU and wall p50/p95 of both and their ratios (CPU time is what a loaded machine
 distorts least).
+
+`--stream-only` streams 60 real source files (4 KB each, installed packages) through the holdback filter in
+4- and 16-character chunks (a token is about 4 characters) and prints the CPU per 4 KB answer; with
+`--baseline REF` also REF's `carrot_hooks/guardrails/stream.py`, interleaved, the ratio, and whether both
+released the same text.
 
 Data is read from the evaluation folder (never copied into the repo); every loop is bounded.
 """
@@ -384,6 +389,56 @@ def baseline_redactor(ref: str, settings) -> PiiRedactor:
     return module.PiiRedactor(settings)
 
 
+def baseline_stream(ref: str):
+    """`carrot_hooks/guardrails/stream.py` of git `ref`, imported beside this tree's (its `.rules` is this tree's)."""
+    root = Path(tempfile.mkdtemp(prefix="stream-baseline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    path = root / "stream.py"
+    path.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:carrot_hooks/guardrails/stream.py"],
+                                    check=True, capture_output=True).stdout)
+    spec = importlib.util.spec_from_file_location("carrot_hooks.guardrails.stream_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_stream_cpu(output: OutputScanner, risk, settings, baseline: str | None) -> None:
+    """CPU of the holdback filter per 4 KB answer streamed in small chunks, against `baseline`'s if given."""
+    from carrot_hooks.guardrails import stream as this_tree
+
+    filters = {"this tree": this_tree.StreamFilter}
+    if baseline:
+        filters = {f"baseline ({baseline})": baseline_stream(baseline).StreamFilter, **filters}
+    code, _ = code_corpus(2.0)
+    answers = [code[i:i + 4096] for i in range(0, len(code) - 4096, (len(code) - 4096) // 60)][:60]
+    keywords = output.hold_keywords(risk)
+
+    def run(cls, size: int) -> tuple[float, list[str]]:
+        t = time.process_time()
+        released = []
+        for text in answers:
+            f = cls(lambda t: output.scan(t, risk), keywords, settings.holdback_chars, settings.max_pending_chars,
+                    lambda t: t)
+            released.append("".join(f.feed(text[i:i + size]) for i in range(0, len(text), size)) + f.finish())
+        return (time.process_time() - t) / len(answers) * 1000, released
+
+    print(f"== stream holdback CPU per 4 KB answer ({len(answers)} real source files, risk low)")
+    for size in (4, 16):
+        cpu: dict[str, list[float]] = {name: [] for name in filters}
+        outputs: dict[str, list[str]] = {}
+        for r in range(3):
+            for name in (list(filters) if r % 2 == 0 else list(filters)[::-1]):  # who goes first alternates
+                ms, outputs[name] = run(filters[name], size)
+                cpu[name].append(ms)
+        line = ", ".join(f"{name} {statistics.median(v):.1f} ms" for name, v in cpu.items())
+        if baseline:
+            a, b = (statistics.median(v) for v in cpu.values())
+            same = len({tuple(v) for v in outputs.values()}) == 1
+            line += f"; ratio {b / a:.2f}x; same released text: {same}"
+        print(f"  {size}-character chunks: {line}")
+
+
 def bench_prose_ab(policy: GuardrailPolicy, prompt_policy: PolicyScanner, redactors: dict[str, PiiRedactor],
                    prose: str, runs: int) -> None:
     """The 4 KB all-prose pre-filter with each redactor, interleaved run by run (who goes first alternates):
@@ -428,8 +483,9 @@ def main() -> None:
     ap.add_argument("--code-pii-only", nargs="*", metavar="GROUP", help="only PII on whole sdists (these groups, or all)")
     ap.add_argument("--docs-names", nargs="*", metavar="GROUP", help="only PERSON in the sdists' documentation "
                     "(these groups, or all); with --baseline REF also REF's PII stage and what each finds alone")
-    ap.add_argument("--baseline", metavar="REF", help="also time the 4 KB prose pre-filter of the PII stage at git REF, "
-                    "interleaved with this tree's")
+    ap.add_argument("--baseline", metavar="REF", help="also time the 4 KB prose pre-filter of the PII stage (with "
+                    "--stream-only: the stream holdback filter) at git REF, interleaved with this tree's")
+    ap.add_argument("--stream-only", action="store_true", help="only the stream holdback filter's CPU per 4 KB answer")
     ap.add_argument("--sdists", type=Path,
                     default=Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / "sdists",
                     help="where the PyPI source releases for the PII-on-code check are downloaded (once)")
@@ -437,6 +493,9 @@ def main() -> None:
     policy = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy)
     output, prompt_policy = OutputScanner(policy), PolicyScanner(policy)
     risk = policy.risk["low"]
+    if args.stream_only:
+        bench_stream_cpu(output, risk, policy.stream, args.baseline)
+        return
     if args.docs_names is not None:
         redactors = {"this tree": PiiRedactor(policy.pii)}
         if args.baseline:

@@ -131,7 +131,7 @@ def shannon_entropy(value: str) -> float:
 
 
 @functools.lru_cache(maxsize=32)
-def _automaton(keywords: tuple[str, ...]) -> ahocorasick.Automaton:
+def keyword_automaton(keywords: tuple[str, ...]) -> ahocorasick.Automaton:
     """Aho-Corasick automaton over `keywords`: finds every keyword present in one pass over the text."""
     automaton = ahocorasick.Automaton()
     for k in keywords:
@@ -162,7 +162,7 @@ class RuleSet:
         self.rules = tuple(rules)
         self.default_action = default_action
         self._keywords = tuple(sorted({k for r in self.rules for k in r.keywords}))
-        self._keyword_scan = _automaton(self._keywords)
+        self._keyword_scan = keyword_automaton(self._keywords)
         self._always = tuple(i for i, r in enumerate(self.rules) if not r.keywords)
         self._by_keyword: dict[str, list[int]] = {}
         for i, r in enumerate(self.rules):

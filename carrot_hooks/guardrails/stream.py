@@ -17,21 +17,28 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from .rules import Finding, redact
+from .rules import Finding, keyword_automaton, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
-_TRAILING_TOKEN = re.compile(r"\S+$")
+_WHITESPACE = " \n\t\r\x0b\x0c"
 _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
 
 @functools.lru_cache(maxsize=16)
-def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, frozenset[str], int]:
-    """One regex for any keyword, the set of every proper keyword prefix and the longest one's length
-    (built once per set)."""
-    matcher = re.compile("|".join(re.escape(k) for k in sorted(keywords, key=len, reverse=True))) if keywords else None
+def _keyword_matchers(keywords: tuple[str, ...]) -> tuple[frozenset[str], int]:
+    """The set of every proper keyword prefix and the longest one's length (built once per set)."""
     prefixes = frozenset(k[:i] for k in keywords for i in range(1, len(k)))
-    return matcher, prefixes, max(map(len, prefixes), default=0)
+    return prefixes, max(map(len, prefixes), default=0)
+
+
+def _first_keyword(automaton, low: str, start: int) -> int | None:
+    """Where the earliest keyword occurrence in `low[start:]` begins (Aho-Corasick: one C pass)."""
+    first = None
+    for end, keyword in automaton.iter(low, start):
+        begin = end - len(keyword) + 1
+        first = begin if first is None or begin < first else first
+    return first
 
 
 def _secret_like(token: str) -> bool:
@@ -51,7 +58,8 @@ class StreamFilter:
         restore: Callable[[str], str] | None = None,
     ):
         self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
-        self._keywords, self._prefixes, self._longest_prefix = _keyword_matchers(tuple(keywords))
+        self._keywords = keyword_automaton(tuple(keywords)) if keywords else None
+        self._prefixes, self._longest_prefix = _keyword_matchers(tuple(keywords))
         self.tail = ""  # raw text already released, kept as left context
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
@@ -71,27 +79,27 @@ class StreamFilter:
     def _hold_from(self, window: str, found: list[Finding]) -> int:
         n = len(window)
         limit = n
-        token = _TRAILING_TOKEN.search(window)
-        token_start = token.start() if token else n
+        token_start = max(window.rfind(c) for c in _WHITESPACE) + 1  # the unfinished last token (rfind: no regex scan)
+        token = window[token_start:]
         for f in found:  # a match ending in the unfinished last token may still grow
             if f.end >= n or f.end > token_start:
                 limit = min(limit, f.start)
         low = window.lower()
         line_start = max(low.rfind("\n") + 1, n - self.holdback)
         if self._keywords is not None:
-            m = self._keywords.search(low, line_start)
-            if m:
-                limit = min(limit, m.start())
+            first = _first_keyword(self._keywords, low, line_start)
+            if first is not None:
+                limit = min(limit, first)
         for i in range(min(n, self._longest_prefix), 0, -1):  # the longest partly arrived keyword
             if low[n - i:] in self._prefixes:
                 limit = min(limit, n - i)
                 break
-        if token and _secret_like(token.group()):  # however long: a 300-character JWT is held whole
-            limit = min(limit, token.start())
+        if token and _secret_like(token):  # however long: a 300-character JWT is held whole
+            limit = min(limit, token_start)
         if self.restore is not None:
-            m = _OPEN_PLACEHOLDER.search(window)
-            if m:
-                limit = min(limit, m.start())
+            lt = window.rfind("<")
+            if lt >= 0 and _OPEN_PLACEHOLDER.match(window, lt):
+                limit = min(limit, lt)
             for p in _PLACEHOLDER.finditer(window):  # never cut a `<LABEL_n>` in two
                 if p.start() < limit < p.end():
                     limit = p.start()
