@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import atexit
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -412,14 +413,15 @@ def bench_stream_cpu(output: OutputScanner, risk, settings, baseline: str | None
         filters = {f"baseline ({baseline})": baseline_stream(baseline).StreamFilter, **filters}
     code, _ = code_corpus(2.0)
     answers = [code[i:i + 4096] for i in range(0, len(code) - 4096, (len(code) - 4096) // 60)][:60]
-    keywords = output.hold_keywords(risk)
+    keywords, context = output.hold_keywords(risk), output.context_chars(risk)
 
     def run(cls, size: int) -> tuple[float, list[str]]:
         t = time.process_time()
         released = []
         for text in answers:
+            extra = {"context": context} if "context" in inspect.signature(cls).parameters else {}
             f = cls(lambda t: output.scan(t, risk), keywords, settings.holdback_chars, settings.max_pending_chars,
-                    lambda t: t)
+                    lambda t: t, **extra)
             released.append("".join(f.feed(text[i:i + size]) for i in range(0, len(text), size)) + f.finish())
         return (time.process_time() - t) / len(answers) * 1000, released
 

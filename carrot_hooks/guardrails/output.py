@@ -35,10 +35,16 @@ class OutputScanner:
             self._hold[risk] = self._changing_keywords(risk)
         return self._hold[risk]
 
-    def _changing_keywords(self, risk: RiskSettings) -> tuple[str, ...]:
+    def context_chars(self, risk: RiskSettings) -> int:
+        """The most characters a rule that changes text at this risk reads around a match."""
+        return max((r.context_chars for r in self._changing(risk)), default=0)
+
+    def _changing(self, risk: RiskSettings) -> list:
         changing = [r for r in self.secrets.rules.rules if self.secret_action(r.action, risk) != "flag"]
-        changing += [r for r in self.commands.rules.rules if self.command_action(r.action, risk) != "flag"]
-        return tuple(sorted({k for r in changing for k in r.keywords}))
+        return changing + [r for r in self.commands.rules.rules if self.command_action(r.action, risk) != "flag"]
+
+    def _changing_keywords(self, risk: RiskSettings) -> tuple[str, ...]:
+        return tuple(sorted({k for r in self._changing(risk) for k in r.keywords}))
 
     def scan(self, text: str, risk: RiskSettings) -> list[Finding]:
         """Findings in `text`: secrets act per `risk.secrets` (or block), commands at least `risk.min_command_action`."""

@@ -120,8 +120,9 @@ class OutputGuardrail(CustomGuardrail):
 
     def _stream(self, ctx, level: str, scan, restore) -> OutputStream:
         det = self.engines.detectors()
-        return OutputStream(ctx, scan, restore, det.output.hold_keywords(det.policy.risk[level]),
-                            det.policy.stream, det.output.secret_ids)
+        risk = det.policy.risk[level]
+        return OutputStream(ctx, scan, restore, det.output.hold_keywords(risk), det.policy.stream,
+                            det.output.secret_ids, det.output.context_chars(risk))
 
 
 def _logprob_text(logprobs) -> str:

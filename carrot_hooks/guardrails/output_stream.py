@@ -48,8 +48,8 @@ class OutputStream:
     """State of one guarded stream: a holdback filter per choice, tool-call fragments, verdicts."""
 
     def __init__(self, ctx: RequestContext | None, scan: Scan, restore: Callable[[str], str],
-                 keywords: tuple[str, ...], settings, secret_ids: frozenset[str]):
-        self.ctx, self.scan, self._restore = ctx, scan, restore
+                 keywords: tuple[str, ...], settings, secret_ids: frozenset[str], context: int = 0):
+        self.ctx, self.scan, self._restore, self.context = ctx, scan, restore, context
         self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
         self.filters: dict[int, StreamFilter] = {}
         self.sides: dict[tuple[int, str], StreamFilter] = {}  # (choice, SIDE_TEXTS field) → its filter
@@ -67,13 +67,13 @@ class OutputStream:
     def filter(self, index: int) -> StreamFilter:
         if index not in self.filters:
             self.filters[index] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
-                                               self.settings.max_pending_chars, self.restore)
+                                               self.settings.max_pending_chars, self.restore, self.context)
         return self.filters[index]
 
     def side(self, index: int, field: str) -> StreamFilter:
         if (index, field) not in self.sides:
             self.sides[(index, field)] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
-                                                      self.settings.max_pending_chars, self.restore)
+                                                      self.settings.max_pending_chars, self.restore, self.context)
         return self.sides[(index, field)]
 
     def record_once(self) -> str:

@@ -1,6 +1,7 @@
 """Holdback window for streamed answers: release text as soon as it cannot be part of a finding.
 
-Each delta is scanned together with the last `holdback` characters already released.
+Each delta is scanned together with the text already released on its line (up to `LINE_CONTEXT`) and at
+least the last `holdback` characters (more where a rule reads further around a match).
 Text is held back only from the earliest point that could still grow into a finding:
 a match that touches the end of what arrived so far, a detector keyword on the
 current line (for at most `holdback` characters), a partly arrived keyword, an
@@ -21,6 +22,7 @@ from .rules import Finding, keyword_automaton, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+LINE_CONTEXT = 1024  # rules read a match's whole line: its released part is kept this far back as context
 _WHITESPACE = " \n\t\r\x0b\x0c"
 _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
@@ -56,8 +58,13 @@ class StreamFilter:
         holdback: int,
         max_pending: int,
         restore: Callable[[str], str] | None = None,
+        context: int = 0,
     ):
+        """`context`: the most characters a rule reads around a match (its `context_chars`); released text is
+        kept that far back, and to the start of its line (up to `LINE_CONTEXT`), so a match completed by a
+        later chunk is found as in the whole answer."""
         self.scan, self.holdback, self.max_pending, self.restore = scan, holdback, max_pending, restore
+        self.keep = max(holdback, context)
         self._keywords = keyword_automaton(tuple(keywords)) if keywords else None
         self._prefixes, self._longest_prefix = _keyword_matchers(tuple(keywords))
         self.tail = ""  # raw text already released, kept as left context
@@ -126,6 +133,7 @@ class StreamFilter:
         shifted = [Finding(f.rule_id, max(0, f.start - off), min(limit, f.end) - off, f.action, f.description)
                    for f in acted if f.start < limit]
         out = redact(window[off:limit], shifted)
-        self.tail = window[max(0, limit - self.holdback) : limit]
+        line_start = window.rfind("\n", 0, limit) + 1
+        self.tail = window[max(0, min(limit - self.keep, max(line_start, limit - LINE_CONTEXT))) : limit]
         self.pending = "" if self.blocked else window[limit:]
         return self.restore(out) if self.restore is not None else out
