@@ -13,6 +13,7 @@ import yaml
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.serve import ROOT
 from tests.conftest import DEAD
+from tests.fake_upstream import Reply
 from tests.services import wait_for
 
 PACKS = {
@@ -63,6 +64,15 @@ def test_task_type_routes_and_injects_pack(client, fake_upstream, marker, task, 
     assert raw.headers["x-carrot-task-type"] == task
     assert raw.headers["x-carrot-model"] == ("ds-coder-6.7b" if TASK_MODEL[task] == SMALL else "ds-coder-v2")
     assert raw.headers["x-carrot-route"] in {"small-model-tasks", "default-v2"}
+
+
+def test_a_stream_has_one_id(client, fake_upstream, marker):
+    """OpenAI clients key a streamed answer by its id; LiteLLM gives each Ollama chunk a new one."""
+    fake_upstream.script(Reply(match=marker, content="one answer in many small chunks", chunk_chars=4))
+    chunks = list(client.chat.completions.create(model="carrot-chat", stream=True,
+                                                 messages=[{"role": "user", "content": marker}]))
+    assert len(chunks) > 3 and len({c.id for c in chunks}) == 1, [c.id for c in chunks]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one answer in many small chunks"
 
 
 def test_no_headers_defaults_to_chat_on_v2(client, fake_upstream, marker):

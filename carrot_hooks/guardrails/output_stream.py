@@ -195,9 +195,13 @@ class OutputStream:
         """Forward `response` chunk by chunk, filtered; stops early once every choice is blocked."""
         last = None
         stopped = False
+        stream_id = None
         try:
             async for upstream_chunk in response:
                 chunk = _own_copy(upstream_chunk)  # the cached/logged stream keeps placeholders
+                stream_id = stream_id or getattr(chunk, "id", None)
+                if stream_id:  # one id per stream, as OpenAI clients expect (LiteLLM's Ollama chunks differ)
+                    chunk.id = stream_id
                 last = chunk if getattr(chunk, "choices", None) else last  # a template for held text (not a usage chunk)
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices
