@@ -112,8 +112,8 @@ def _check_messages(messages, system) -> None:
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             raise _malformed(where, "must be an object with a 'role' and 'content'")
-        if m.get("role") not in ("user", "assistant"):
-            raise _malformed(f"{where}.role", "must be user or assistant")
+        if m.get("role") not in ("user", "assistant", "system"):  # Claude Code sends system turns mid-conversation
+            raise _malformed(f"{where}.role", "must be user, assistant or system")
         if not m.get("content") and not (i == len(messages) - 1 and m["role"] == "assistant" and m.get("content") == ""):
             raise _malformed(f"{where}.content", "must be a non-empty string or list of content blocks (only a "
                              "final assistant message, a prefill, may be empty)")

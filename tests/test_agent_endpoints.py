@@ -242,6 +242,8 @@ def test_a_responses_call_without_arguments_is_replayable_and_a_prefill_may_be_e
     assert data["input"][1]["arguments"] == "{}"
     endpoints.refuse_unchecked({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]},
                                "anthropic_messages")
+    endpoints.refuse_unchecked({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": [
+        {"type": "text", "text": "# Environment"}]}]}, "anthropic_messages")  # as Claude Code sends them
     with pytest.raises(GatewayError, match=r"messages\[0\]\.content"):
         endpoints.refuse_unchecked({"messages": [{"role": "assistant", "content": ""}, {"role": "user", "content": "x"}]},
                                    "anthropic_messages")

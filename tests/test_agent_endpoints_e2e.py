@@ -286,7 +286,7 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
     ("/v1/messages", {"messages": ["hi"]}, "messages[0]"),
     ("/v1/messages", {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}]}, "messages[0].content"),
     ("/v1/messages", {"system": 5, "messages": [{"role": "user", "content": "hi"}]}, "system"),
-    ("/v1/messages", {"messages": [{"role": "bogus", "content": "hi"}]}, "messages[0].role"),
+    ("/v1/messages", {"messages": [{"role": "tool", "content": "hi"}]}, "messages[0].role"),
     ("/v1/messages", {"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
     ("/v1/messages", {"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
     ("/v1/responses", {"input": [{"role": "user", "content": 5}]}, "input[0].content"),
