@@ -309,3 +309,18 @@ def test_malformed_agent_bodies_are_400_naming_the_field(proxy, fake_upstream, m
     assert r.status_code == 400, r.text
     assert field in r.text
     assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_responses_answer_repeats_the_clients_instructions_not_the_pack(proxy, fake_upstream, marker, stream):
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    r = post(proxy, "responses", responses_body(marker, stream=stream))
+    assert r.status_code == 200, r.text
+    if stream:
+        bodies = [e["response"] for e in (json.loads(ln[5:]) for ln in r.text.splitlines()
+                                          if ln.startswith("data:") and ln[5:].strip() not in ("", "[DONE]"))
+                  if isinstance(e.get("response"), dict)]
+    else:
+        bodies = [r.json()]
+    assert bodies and all(b.get("instructions") == "You are the client's agent." for b in bodies), bodies
+    assert CHAT_PACK[:60] not in r.text

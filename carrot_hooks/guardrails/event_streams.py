@@ -27,6 +27,7 @@ class OutputChecks:
     check_arguments: Callable[[str], str]
     check_text: Callable[[str], str]
     closing_note: Callable[[StreamFilter], str]
+    callers_instructions: Callable[[str], str | None] = lambda text: text  # a Responses echo without our pack
 
 
 def _get(obj, key, default=None):
@@ -235,8 +236,14 @@ class _ResponsesState:
             response = _get(event, "response")
             for i, item in enumerate(_get(response, "output") or [] if response is not None else []):
                 self._item(item, i)
-            return [event]
+        if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
+            self.echo(_get(event, "response"))
         return [event]
+
+    def echo(self, response) -> None:
+        """The request's `instructions` a Responses body repeats, as the client wrote them (no pack, no context)."""
+        if isinstance(_get(response, "instructions"), str):
+            _put(response, "instructions", self.checks.callers_instructions(_get(response, "instructions")))
 
     def _arguments(self, index: int, full: str | None) -> str:
         if index not in self.checked_arguments:
@@ -296,4 +303,5 @@ def check_responses_body(response, checks: OutputChecks):
     state = _ResponsesState(checks)
     for i, item in enumerate(_get(response, "output") or []):
         state._item(item, i)
+    state.echo(response)
     return response
