@@ -365,7 +365,7 @@ class CarrotGateway(CustomLogger):
             "x-carrot-prompt-pack": ctx.pack,
             "x-carrot-task-type": ctx.task_type,
             "x-carrot-guardrails": ctx.guardrail_summary(),
-            "x-carrot-cache": "hit" if compat.cache_hit(response) else "miss",
+            "x-carrot-cache": "hit" if compat.cache_hit(response, data) else "miss",
             "x-carrot-policy": f"routing@{self.routing.version},guardrails@{shared_engines().watched.version}",
         }
         if ctx.rag_status is not None:

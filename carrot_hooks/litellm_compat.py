@@ -140,9 +140,14 @@ def add_callback(callback) -> None:
         litellm.logging_callback_manager.add_litellm_callback(callback)
 
 
-def cache_hit(response) -> bool:
-    """Whether LiteLLM served `response` from its cache (only exposed in `_hidden_params`)."""
-    return bool((getattr(response, "_hidden_params", None) or {}).get("cache_hit"))
+def cache_hit(response, data: dict) -> bool:
+    """Whether LiteLLM served `response` from its cache: in its `_hidden_params`, or for a plain-dict answer
+    (the /v1/messages route) where LiteLLM's caching handler records it, the request's logging object."""
+    hidden = getattr(response, "_hidden_params", None)
+    if hidden is not None:
+        return bool(hidden.get("cache_hit"))
+    details = getattr(data.get("litellm_logging_obj"), "model_call_details", None) or {}
+    return bool(details.get("cache_hit"))
 
 
 def fallback_model(response) -> str | None:

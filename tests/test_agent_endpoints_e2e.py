@@ -324,3 +324,12 @@ def test_a_responses_answer_repeats_the_clients_instructions_not_the_pack(proxy,
         bodies = [r.json()]
     assert bodies and all(b.get("instructions") == "You are the client's agent." for b in bodies), bodies
     assert CHAT_PACK[:60] not in r.text
+
+
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, marker, which):
+    fake_upstream.script(Reply(match=marker, content="cached once"))
+    first, second = (post(proxy, which, ENDPOINTS[which][1](marker)) for _ in range(2))
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    assert (first.headers["x-carrot-cache"], second.headers["x-carrot-cache"]) == ("miss", "hit")
+    assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, False) == "cached once"

@@ -91,11 +91,17 @@ def test_add_callback_registers_once():
         litellm.callbacks[:] = [cb for cb in litellm.callbacks if not isinstance(cb, Probe)]
 
 
-def test_cache_hit_reads_hidden_params():
+def test_cache_hit_reads_hidden_params_or_the_logging_object():
     response = ModelResponse()
-    assert compat.cache_hit(response) is False
+    assert compat.cache_hit(response, {}) is False
     response._hidden_params["cache_hit"] = True
-    assert compat.cache_hit(response) is True
+    assert compat.cache_hit(response, {}) is True
+    logging_obj = litellm.litellm_core_utils.litellm_logging.Logging(
+        model="m", messages=[], stream=False, call_type="acompletion", start_time=None, litellm_call_id="c",
+        function_id="f")
+    assert compat.cache_hit({"type": "message"}, {"litellm_logging_obj": logging_obj}) is False
+    logging_obj.model_call_details["cache_hit"] = True  # what the caching handler records on a hit
+    assert compat.cache_hit({"type": "message"}, {"litellm_logging_obj": logging_obj}) is True
 
 
 def test_set_error_rewrites_what_the_completions_route_reads():
