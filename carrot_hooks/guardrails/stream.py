@@ -71,12 +71,17 @@ class StreamFilter:
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
         self.blocked: tuple[str, ...] = ()
+        self._token_hold: int | None = None  # where `_hold_from` held for a secret-like token ending the text
+        self._growing = False  # the last release stopped exactly there: while that token only grows, no scan
 
     def feed(self, delta: str) -> str:
         """Add `delta`; return the text that is safe to release now ("" while holding)."""
         if self.blocked:
             return ""
         self.pending += delta
+        if self._growing and len(self.pending) <= self.max_pending and not any(
+                c in delta for c in _WHITESPACE):  # the held token only grew: a scan would release nothing
+            return ""
         return self._release(final=len(self.pending) > self.max_pending)
 
     def finish(self) -> str:
@@ -104,6 +109,7 @@ class StreamFilter:
                 break
         if token and _secret_like(token):  # however long: a 300-character JWT is held whole
             limit = min(limit, token_start)
+            self._token_hold = token_start if end == n else None
         if self.restore is not None:
             lt = window.rfind("<")
             if lt >= 0 and _OPEN_PLACEHOLDER.match(window, lt):
@@ -125,6 +131,7 @@ class StreamFilter:
         return start
 
     def _release(self, final: bool) -> str:
+        self._token_hold, self._growing = None, False
         off = len(self.tail)
         window = self.tail + self.pending
         found = [f for f in self.scan(window) if f.end > off]
@@ -133,6 +140,7 @@ class StreamFilter:
             if f.start < limit < f.end:
                 limit = f.end
         if limit <= off:
+            self._growing = limit == self._token_hold
             return ""
         acted = [f for f in found if f.start < limit]
         blocks = [f for f in acted if f.action == "block"]
@@ -145,6 +153,7 @@ class StreamFilter:
         shifted = [Finding(f.rule_id, max(0, f.start - off), min(limit, f.end) - off, f.action, f.description)
                    for f in acted if f.start < limit]
         out = redact(window[off:limit], shifted)
+        self._growing = limit == self._token_hold and not self.blocked  # nothing else holds earlier
         self.tail = window[self._context_start(window, limit) : limit]
         self.pending = "" if self.blocked else window[limit:]
         return self.restore(out) if self.restore is not None else out
