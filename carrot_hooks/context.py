@@ -57,6 +57,7 @@ class RequestContext:
     authored: set[str] = field(default_factory=set)  # message texts the gateway wrote (pack, retrieved context)
     vaults: dict = field(default_factory=dict)  # placeholder vaults by kind (guardrails/vaults.py)
     call_type: str = ""  # LiteLLM's call type: which endpoint the request came in on
+    client_instructions: str | None = None  # a Responses request's own `instructions`, before our pack and context
 
     def author(self, message: dict) -> dict:
         """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""

@@ -26,6 +26,7 @@ from .config import ConfigError, Watched, load_yaml, policy_dir
 from .context import RequestContext, attach, get_context
 from .endpoints import (
     AGENT_CALLS,
+    RESPONSES_CALLS,
     has_tools,
     last_user_text,
     put_system,
@@ -230,6 +231,8 @@ class CarrotGateway(CustomLogger):
         ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, call_type=call_type, context_refs=h.context_refs,
                              rule_id=decision.rule_id, model_alias=decision.model,
                              key_metadata=key.metadata or {}, team_metadata=key.team_metadata or {})
+        if call_type in RESPONSES_CALLS:  # what its answer repeats: never our pack or context, nor redacted
+            ctx.client_instructions = data.get("instructions")
         if tools:
             ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
             if ctx.tools == "sent" and call_type in AGENT_CALLS:

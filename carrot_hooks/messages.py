@@ -95,16 +95,6 @@ def _map_authored(text: str, fn: Map, authored: Collection[str]) -> str:
     return fn(text)
 
 
-def callers_part(text: str, authored: Collection[str]) -> str | None:
-    """`text` without the gateway's own texts put before it (pack, context); None when it is all ours."""
-    if text in authored:
-        return None
-    for head in authored:
-        if text.startswith(head + endpoints.PACK_SEPARATOR):
-            return callers_part(text[len(head) + len(endpoints.PACK_SEPARATOR):], authored)
-    return text
-
-
 class _Walk:
     """One pass of `map_request_texts`: which roles and parts are visited, and how."""
 

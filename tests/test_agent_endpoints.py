@@ -247,3 +247,20 @@ def test_a_responses_call_without_arguments_is_replayable_and_a_prefill_may_be_e
     with pytest.raises(GatewayError, match=r"messages\[0\]\.content"):
         endpoints.refuse_unchecked({"messages": [{"role": "assistant", "content": ""}, {"role": "user", "content": "x"}]},
                                    "anthropic_messages")
+
+
+def test_a_responses_answer_repeats_the_clients_own_instructions_even_after_egress_rewrote_ours():
+    """LiteLLM echoes the instructions it sent: after egress they hold our pack and context with placeholders,
+    which no prefix match recognises; the answer carries what the client sent instead."""
+    from carrot_hooks.context import RequestContext
+    from carrot_hooks.guardrails.output_stream import OutputStream
+
+    det = shared_engines().detectors()
+    low = det.policy.risk["low"]
+    ctx = RequestContext("chat", "low", "t", call_type="aresponses", client_instructions="Client rules, mail a@b.org")
+    stream = OutputStream(ctx, lambda t: det.output.scan(t, low), lambda t: t, det.output.hold_keywords(low),
+                          det.policy.stream, det.output.secret_ids)
+    body = {"object": "response", "output": [], "instructions": "Context: <EMAIL_1>\n\nPACK\n\nClient rules, mail <EMAIL_2>"}
+    assert check_responses_body(body, stream.checks())["instructions"] == "Client rules, mail a@b.org"
+    ctx.client_instructions = None  # the client sent none: nothing of ours is repeated either
+    assert check_responses_body({"output": [], "instructions": "PACK"}, stream.checks())["instructions"] is None

@@ -27,7 +27,7 @@ class OutputChecks:
     check_arguments: Callable[[str], str]
     check_text: Callable[[str], str]
     closing_note: Callable[[StreamFilter], str]
-    callers_instructions: Callable[[str], str | None] = lambda text: text  # a Responses echo without our pack
+    callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
 
 
 def _get(obj, key, default=None):
@@ -241,7 +241,8 @@ class _ResponsesState:
         return [event]
 
     def echo(self, response) -> None:
-        """The request's `instructions` a Responses body repeats, as the client wrote them (no pack, no context)."""
+        """The request's `instructions` a Responses body repeats: the client's own, as sent (no pack, no
+        context, no egress placeholders)."""
         if isinstance(_get(response, "instructions"), str):
             _put(response, "instructions", self.checks.callers_instructions(_get(response, "instructions")))
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 
 from .. import litellm_compat as compat
 from ..context import RequestContext
-from ..messages import callers_part
 from ..upstream import StreamCut
 from . import tool_calls
 from .answers import Scan, filter_text, flag_note, notice, set_text, text_chunk
@@ -162,9 +161,9 @@ class OutputStream:
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
             return self.restore(checked)
 
-        authored = self.ctx.authored if self.ctx is not None else set()
+        ctx = self.ctx
         return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_text, self.notes,
-                            lambda text: callers_part(text, authored))
+                            lambda text: text if ctx is None else ctx.client_instructions)
 
     async def run_any(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
         """Any stream, filtered by the format its first chunk has (what the upstream sent decides, never
