@@ -53,16 +53,17 @@ class HttpEdge:
 
     async def _post(self, scope, receive, send, path: str):
         """Repeated gateway headers, the body limit and UTF-8 checked before LiteLLM reads anything."""
-        names = [k.decode("latin-1").lower() for k, _ in scope.get("headers") or ()]
+        headers = scope.get("headers") or ()
+        names = [k.decode("latin-1").lower() for k, _ in headers]
         twice = next((h for h in GATEWAY_HEADERS if names.count(h) > 1), None)
         if twice is not None:
             return await _error(send, path, 400, f"Header {twice} was sent {names.count(twice)} times: send it "
                                 "once (a repeated gateway header is ambiguous)", twice)
         limit = self.body_limit()
-        length = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)
+        length = next((v for k, v in headers if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > limit:
             return await _too_large(send, path, int(length), limit)
-        ctype = next((v for k, v in scope.get("headers") or () if k == b"content-type"), b"")
+        ctype = next((v for k, v in headers if k == b"content-type"), b"")
         if ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data":  # uploads stay LiteLLM's
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True  # read here, up to the limit (chunked uploads have no length)
@@ -81,23 +82,16 @@ class HttpEdge:
         except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
             return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
                                 "JSON encoded as UTF-8", "body")
-        receive = _replay([{"type": "http.request", "body": body}], receive)
-        return await self._json_body(scope, receive, send)
+        return await self._json_body(scope, body, receive, send)
 
-    async def _json_body(self, scope, receive, send):
+    async def _json_body(self, scope, body: bytes, receive, send):
+        """`body` (read whole by `_post`) to LiteLLM, as JSON when it was sent with a form or text type."""
         headers = list(scope.get("headers") or ())
         ctype = next((v for k, v in headers if k == b"content-type"), b"")
         media = ctype.split(b";", 1)[0].strip().lower()
+        replay = _replay([{"type": "http.request", "body": body}], receive)
         if media == b"application/json" or media.endswith(b"+json") or media not in _FORM_TYPES:
-            return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, _replay([message], receive), send)
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+            return await self.app(scope, replay, send)
         try:
             is_json = isinstance(json.loads(body), dict) if body.strip() else True
         except ValueError:
@@ -108,7 +102,7 @@ class HttpEdge:
                            "a JSON object (send Content-Type: application/json)",
                 "type": "unsupported_media_type", "param": "Content-Type", "code": "415"}})
         fixed = [(k, v) for k, v in headers if k != b"content-type"] + [(b"content-type", b"application/json")]
-        return await self.app({**scope, "headers": fixed}, _replay([{"type": "http.request", "body": body}], receive), send)
+        return await self.app({**scope, "headers": fixed}, replay, send)
 
     def _filter_models(self, send):
         start: dict = {}

@@ -64,16 +64,18 @@ class OutputStream:
         self.restored += out != text
         return out
 
+    def _new_filter(self) -> StreamFilter:
+        return StreamFilter(self.scan, self.keywords, self.settings.holdback_chars, self.settings.max_pending_chars,
+                            self.restore, self.context)
+
     def filter(self, index: int) -> StreamFilter:
         if index not in self.filters:
-            self.filters[index] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
-                                               self.settings.max_pending_chars, self.restore, self.context)
+            self.filters[index] = self._new_filter()
         return self.filters[index]
 
     def side(self, index: int, field: str) -> StreamFilter:
         if (index, field) not in self.sides:
-            self.sides[(index, field)] = StreamFilter(self.scan, self.keywords, self.settings.holdback_chars,
-                                                      self.settings.max_pending_chars, self.restore, self.context)
+            self.sides[(index, field)] = self._new_filter()
         return self.sides[(index, field)]
 
     def record_once(self) -> str:

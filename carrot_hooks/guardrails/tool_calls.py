@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..litellm_compat import ChatCompletionDeltaToolCall, Function
+from ..messages import map_value
 from .answers import Scan, filter_text
 from .rules import Finding
 
@@ -19,18 +20,12 @@ def filter_arguments(arguments: str, scan: Scan) -> tuple[str, list[Finding]]:
         return filter_text(arguments, scan)
     hits: list[Finding] = []
 
-    def walk(value):
-        if isinstance(value, str):
-            new, found = filter_text(value, scan)
-            hits.extend(found)
-            return new
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        return value
+    def one(value: str) -> str:
+        new, found = filter_text(value, scan)
+        hits.extend(found)
+        return new
 
-    cleaned = walk(parsed)
+    cleaned = map_value(parsed, one)
     return (json.dumps(cleaned, ensure_ascii=False) if hits else arguments), hits
 
 
