@@ -20,13 +20,25 @@ export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=f
 npm_specs=$(awk '$1 == "npm" {print $2 "@" $3}' "$PINS")
 # shellcheck disable=SC2086 # one word per package spec
 npm install --prefix "$DEST/npm" --no-save --loglevel=error $npm_specs
+# Continue's autocomplete engine (a library the VS Code extension bundles) in a prefix of its own. Its
+# dependencies' install scripts download prebuilt binaries from GitHub (unreachable here), so they are off
+# and the one native module autocomplete loads, sqlite3 (its completion cache), is compiled against the
+# headers of the Node.js that runs it.
+node_dir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
+awk '$1 == "npmlib" {print $2, $3, $4}' "$PINS" | while read -r pkg version dir; do
+    npm install --prefix "$DEST/$dir" --no-save --loglevel=error --ignore-scripts "$pkg@$version"
+    test -f "$node_dir/include/node/node_api.h" || {
+        echo "setup_clients: no Node.js headers in $node_dir/include/node to build sqlite3 for $pkg" >&2; exit 1; }
+    (cd "$DEST/$dir/node_modules/sqlite3" && ../.bin/node-gyp rebuild --nodedir="$node_dir" --loglevel=error >/dev/null)
+done
 awk '$1 == "pip" {print $2, $3, $4}' "$PINS" | while read -r pkg version cmd; do
     venv=$DEST/venv-$cmd
     test -x "$venv/bin/python" || "$PYTHON" -m venv "$venv"
     pyinstall "$venv" "$pkg==$version"
 done
 awk '$1 != "#" && NF == 4 {print $1, $4}' "$PINS" | while read -r kind cmd; do
-    case $kind in npm) bin=$DEST/npm/node_modules/.bin/$cmd ;; pip) bin=$DEST/venv-$cmd/bin/$cmd ;; esac
-    test -x "$bin" || { echo "setup_clients: $cmd missing after install ($bin)" >&2; exit 1; }
+    case $kind in npm) bin=$DEST/npm/node_modules/.bin/$cmd ;; pip) bin=$DEST/venv-$cmd/bin/$cmd ;;
+                  npmlib) bin=$DEST/$cmd/node_modules/sqlite3/build/Release/node_sqlite3.node ;; esac
+    test -e "$bin" || { echo "setup_clients: $cmd missing after install ($bin)" >&2; exit 1; }
 done
 cp "$PINS" "$STAMP"

@@ -35,6 +35,8 @@ class Pin:
 
     @property
     def path(self) -> Path:
+        if self.kind == "npmlib":  # a library: its package folder
+            return CACHE / self.command / "node_modules" / self.package
         if self.kind == "npm":
             return CACHE / "npm" / "node_modules" / ".bin" / self.command
         return CACHE / f"venv-{self.command}" / "bin" / self.command

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from carrot_hooks import endpoints
+from carrot_hooks import endpoints, fim
 from carrot_hooks.config import load_model
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.routing import RoutingPolicy
@@ -157,3 +158,41 @@ def test_claude_code(proxy, fake_upstream, marker, scene):
                              CLAUDE_CODE_MAX_RETRIES="1")
     proc = clients.run("claude", ["-p", scene["prompt"]], env, scene["work"])
     check(proc, scene, proxy, fake_upstream, marker)
+
+
+# Continue's template per model name (core/autocomplete/templating/AutocompleteTemplate.ts): the README's
+# `carrot-editor` gets StarCoder's sentinels; a name naming another model family gets that family's.
+AUTOCOMPLETE_MODELS = ["carrot-editor", "deepseek-coder-6.7b", "qwen2.5-coder-1.5b", "codestral-latest", "codellama-7b"]
+FIM_MODEL = "carrot-deepseek-coder-fim:6.7b-base-q4_K_M"  # ds-coder-6.7b's fill-in-the-middle twin
+
+
+@pytest.mark.parametrize("model", AUTOCOMPLETE_MODELS)
+def test_continue_autocomplete(proxy, fake_upstream, marker, tmp_path, model):
+    """Continue's own tab-autocomplete engine (npm @continuedev/core, run by tests/continue_autocomplete.mjs)
+    with the README's autocomplete model: real fill-in-the-middle upstream, the completion checked for secrets."""
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(match=marker, content=f"    return a * b  # {secret}\n"))
+    config = tmp_path / "continue.yaml"
+    config.write_text(readme_config("Continue", proxy).replace("model: carrot-editor", f"model: {model}"))
+    source = tmp_path / "work" / "calc.py"
+    source.parent.mkdir()
+    prefix, suffix = f"# {marker}\ndef add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    ", "\n\nprint(mul(2, 3))\n"
+    source.write_text(prefix + suffix)
+    line, column = prefix.count("\n"), len(prefix.rsplit("\n", 1)[1])
+    before = counted(proxy, task_type="editor", model="ds-coder-6.7b", status="200")
+    env = clients.client_env(tmp_path / "home", CONTINUE_CORE=str(clients.pins()["continue-core"].path))
+    proc = subprocess.run(["node", str(ROOT / "tests" / "continue_autocomplete.mjs"), str(config), str(source),
+                           str(line), str(column)], env=env, cwd=source.parent, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["errors"] == [] and out["model"] == model and out["provider"] == "openai", out
+    assert "return a * b" in out["completion"] and "[REDACTED:" in out["completion"], out
+    assert secret not in proc.stdout and secret[:12] not in proc.stdout
+    [up] = fake_upstream.find(marker)
+    # Continue's sentinels are gone: the FIM twin gets its own prompt + suffix (Continue adds a file-name line)
+    assert up.path == "/v1/completions" and up.json["model"] == FIM_MODEL, up.json
+    assert up.json["prompt"].endswith(prefix) and up.json["suffix"] == suffix, up.json
+    assert not [t for f in fim.FORMATS for t in (f.prefix_tok, f.suffix_tok, f.middle_tok)
+                if t.strip() and t.strip() in up.json["prompt"] + up.json["suffix"]]
+    assert counted(proxy, task_type="editor", model="ds-coder-6.7b", status="200") > before
