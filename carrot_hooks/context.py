@@ -58,6 +58,7 @@ class RequestContext:
     vaults: dict = field(default_factory=dict)  # placeholder vaults by kind (guardrails/vaults.py)
     call_type: str = ""  # LiteLLM's call type: which endpoint the request came in on
     client_instructions: str | None = None  # a Responses request's own `instructions`, before our pack and context
+    answered_by: str | None = None  # the model group of the last deployment attempt when it was a fallback
 
     def author(self, message: dict) -> dict:
         """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""

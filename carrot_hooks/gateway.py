@@ -312,7 +312,11 @@ class CarrotGateway(CustomLogger):
                         result_cache.namespace(call.ctx.tenant, upstream_models(call.data["model"])))
 
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type):
-        """Egress, per deployment attempt (fallbacks included): redact for an external upstream; fails closed."""
+        """Per deployment attempt (fallbacks included): note a fallback's group for the headers; egress:
+        redact for an external upstream, failing closed."""
+        ctx = get_context(kwargs)
+        if ctx is not None:
+            ctx.answered_by = compat.fallback_group(kwargs)
         engines = shared_engines()
         if not egress.needed(kwargs, engines):  # e.g. internal deployments: nothing to redact, no thread
             return kwargs
@@ -376,10 +380,9 @@ class CarrotGateway(CustomLogger):
         for name, value in (("fim", ctx.fim_format), ("tools", ctx.tools), ("auxiliary", ctx.auxiliary)):
             if value is not None:
                 headers[f"x-carrot-{name}"] = value
-        answered = compat.fallback_model(response)
-        if answered is not None and answered != ctx.model_alias:
-            headers["x-carrot-model"] = answered
-            headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {answered}"
+        if ctx.answered_by is not None and ctx.answered_by != ctx.model_alias:
+            headers["x-carrot-model"] = ctx.answered_by
+            headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {ctx.answered_by}"
         if ctx.rag_sources:
             headers["x-carrot-rag-sources"] = ",".join(quote(p, safe="/._-@") for p in ctx.rag_sources)
         if ctx.arm is not None:

@@ -150,13 +150,16 @@ def cache_hit(response, data: dict) -> bool:
     return bool(details.get("cache_hit"))
 
 
-def fallback_model(response) -> str | None:
-    """The model group that answered when LiteLLM fell back (None when the routed one answered)."""
-    hidden = getattr(response, "_hidden_params", None) or {}
-    headers = hidden.get("additional_headers") or {}
-    if not headers.get("x-litellm-attempted-fallbacks"):
-        return None
-    return headers.get("x-litellm-model-group") or hidden.get("model_group")
+def fallback_group(kwargs: dict) -> str | None:
+    """The model group a deployment attempt goes to when it is a fallback (else None), from the metadata the
+    router stamps on each attempt (`model_group` vs `original_model_group`; `litellm_metadata` on /v1/messages,
+    whose answer is a plain dict without `_hidden_params`)."""
+    for key in ("metadata", "litellm_metadata"):
+        meta = kwargs.get(key) or {}
+        if "model_group" in meta:
+            group = meta["model_group"]
+            return group if group != meta.get("original_model_group", group) else None
+    return None
 
 
 def install_http_edge(hidden_models, body_limit) -> None:

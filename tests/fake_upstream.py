@@ -9,6 +9,7 @@ the request's tools, and a request ending in a tool result gets the reply's text
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import string
@@ -139,6 +140,7 @@ class FakeUpstream:
         app.router.add_post("/api/generate", self._ollama_generate)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/completions", self._openai_completions)
+        app.router.add_post("/v1/responses", self._openai_responses)  # vLLM and OpenAI serve it natively
         app.router.add_get("/api/tags", self._list)
         app.router.add_get("/v1/models", self._list)
         runner = web.AppRunner(app)
@@ -284,3 +286,47 @@ class FakeUpstream:
                                                      "logprobs": None}], "usage": usage}))
         lines.append(b"data: [DONE]\n\n")
         return await self._stream(request, reply, lines, "text/event-stream")
+
+    async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API as OpenAI and vLLM speak it: output items (reasoning, message, function calls);
+        streamed as named events from response.created to response.completed."""
+        body, reply = await self._begin(request)
+        if reply.status != 200:
+            return self._error(reply)
+        text = {"type": "output_text", "text": reply.content, "annotations": []}
+        message = {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant", "content": [text]}
+        items = [{"type": "reasoning", "id": "rs_fake", "summary": [{"type": "summary_text", "text": reply.thinking}]}
+                 ] if reply.thinking else []
+        items += [message] + [{"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": t["name"],
+                               "arguments": json.dumps(t["arguments"]), "status": "completed"}
+                              for i, t in enumerate(tool_calls_for(reply, body))]
+        usage = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
+                 "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+        done = {"id": "resp_fake", "object": "response", "created_at": 1700000000, "status": "completed",
+                "model": body.get("model"), "output": items, "usage": usage, "error": None,
+                "incomplete_details": None, "instructions": body.get("instructions"), "tools": [],
+                "tool_choice": "auto", "parallel_tool_calls": True, "metadata": {}}
+        if not body.get("stream"):
+            return web.json_response(done)
+        seq = itertools.count()
+
+        def event(kind: str, **fields) -> bytes:
+            return f"event: {kind}\n".encode() + self._sse({"type": kind, "sequence_number": next(seq), **fields})
+
+        lines = [event("response.created", response={**done, "status": "in_progress", "output": [], "usage": None})]
+        for index, item in enumerate(items):
+            lines.append(event("response.output_item.added", output_index=index, item={
+                **item, **({"content": [], "status": "in_progress"} if item is message else {})}))
+            if item is message:
+                lines.append(event("response.content_part.added", item_id="msg_fake", output_index=index,
+                                   content_index=0, part={**text, "text": ""}))
+                lines += [event("response.output_text.delta", item_id="msg_fake", output_index=index, content_index=0,
+                                delta=p) for p in self._pieces(reply) if p]
+                lines.append(event("response.output_text.done", item_id="msg_fake", output_index=index,
+                                   content_index=0, text=reply.content))
+                lines.append(event("response.content_part.done", item_id="msg_fake", output_index=index,
+                                   content_index=0, part=text))
+            lines.append(event("response.output_item.done", output_index=index, item=item))
+        lines.append(event("response.completed", response=done))
+        return await self._stream(request, reply, lines, "text/event-stream")
+

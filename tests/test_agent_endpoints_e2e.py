@@ -17,6 +17,7 @@ from tests.services import wait_for
 from tests.test_core_gateway import _edit_routing
 
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
+VLLM_V2 = "deepseek-ai/DeepSeek-Coder-V2-Instruct"  # ds-coder-v2-vllm, ds-coder-v2's fallback
 CHAT_PACK = load_pack(ROOT / "prompts" / "chat@v1.md").body
 TOOL = {"name": "run", "description": "run a shell command",
         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
@@ -156,13 +157,21 @@ def test_tools_policy_refuse_and_a_tools_rule(proxy, client, fake_upstream, mark
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker, stream):
-    fake_upstream.script(Reply(match=marker, status=500))  # ds-coder-v2 fails once, vLLM answers
-    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(),
-                   json={"model": "carrot-chat", "stream": stream,
-                         "messages": [{"role": "user", "content": f"q {marker}"}]})
+@pytest.mark.parametrize("which", ["chat", *ENDPOINTS])
+def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker, stream, which):
+    """ds-coder-v2 fails once, vLLM answers (natively on /v1/responses); the answer is checked all the same."""
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(match=marker, status=500),
+                         Reply(match=marker, model=VLLM_V2, content=f"use AWS_ACCESS_KEY_ID={secret} here"))
+    if which == "chat":
+        r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(),
+                       json={"model": "carrot-chat", "stream": stream,
+                             "messages": [{"role": "user", "content": f"q {marker}"}]})
+    else:
+        r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
     assert r.status_code == 200, r.text
-    assert "[DONE]" in r.text if stream else r.json()["choices"]
+    assert [u.json["model"] for u in fake_upstream.find(marker)] == [V2, VLLM_V2]
+    assert "[REDACTED:" in r.text and secret not in r.text and secret[:12] not in r.text, r.text
     assert r.headers["x-carrot-model"] == "ds-coder-v2-vllm"
     assert r.headers["x-carrot-fallback"] == "ds-coder-v2 -> ds-coder-v2-vllm"
 
@@ -242,7 +251,7 @@ def test_the_models_reasoning_is_checked_like_its_answer(proxy, fake_upstream, m
                        headers=proxy.headers(), timeout=120)
     else:
         r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, (r.text, [(u.path, u.json["model"]) for u in fake_upstream.find(marker)])
     assert fake_upstream.find(marker)
     texts = _texts_by_field(r.text)
     assert any("AWS_ACCESS_KEY_ID=" in t for t in texts.values()), texts  # the reasoning reached the client...

@@ -121,3 +121,25 @@ def test_fallback_from_internal_to_external_is_redacted_for_the_external_one(fal
         assert v not in second.text, "the external fallback received a secret or PII value"
     assert "egress:redact" in raw.headers["x-carrot-guardrails"]
     assert key in text or password in text
+
+
+@STREAMS
+def test_responses_api_reaches_an_external_upstream_natively_with_placeholders(client, fake_upstream, marker, stream):
+    """Codex's Responses API routed to `alt-reasoning`: LiteLLM calls the hosted /v1/responses as it is (no
+    chat bridge), so egress redacts Responses input items (instructions, text, a call's arguments, its output)
+    and the answer's placeholders come back in Responses output and events."""
+    key, password, email = aws_key(), db_password(), "sre.lead@acmecorp.io"
+    fake_upstream.script(Reply(match=marker, chunk_chars=4, content="Rotate <SECRET_1> first; <SECRET_2> next."))
+    raw = client.responses.with_raw_response.create(
+        model="alt-reasoning", stream=stream, instructions=f"You are an agent. Escalations go to {email}.", input=[
+            {"role": "user", "content": [{"type": "input_text", "text": f"{marker} deploy with AWS key {key}"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "read_file",
+             "arguments": json.dumps({"path": ".env", "note": f"key {key}"})},
+            {"type": "function_call_output", "call_id": "call_1",
+             "output": f"DATABASE_URL=postgres://app:{password}@db.internal:5432/prod\nOWNER={email}"}])
+    body = raw.parse()
+    text = "".join(e.delta for e in body if e.type == "response.output_text.delta") if stream else body.output_text
+    sent = assert_nothing_left(fake_upstream, marker, key, password, email)
+    assert sent.path == "/v1/responses" and "<SECRET_1>" in sent.text and "<EMAIL_1>" in sent.text, sent.json
+    assert raw.headers["x-carrot-model"] == "alt-reasoning" and "egress:redact" in raw.headers["x-carrot-guardrails"]
+    assert text.startswith(f"Rotate {key} first") and "<SECRET_" not in text, text

@@ -473,16 +473,25 @@ def test_configs_list_the_guardrails_in_pipeline_order(config, tmp_path):
     assert [g[0] for g in GUARDRAILS] == ["carrot-prompt-policy", "carrot-pii", "carrot-output"]
 
 
-def test_fallback_model_reads_the_answering_group_after_a_fallback():
-    """e2e: tests/test_agent_endpoints_e2e.py::test_a_fallback_is_reported_as_such"""
+def test_fallback_group_names_the_group_of_a_fallback_attempt(monkeypatch):
+    """e2e: tests/test_agent_endpoints_e2e.py::test_a_fallback_is_reported_as_such (every endpoint)"""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    seen = []
+
+    class Probe(CustomLogger):
+        async def async_pre_call_deployment_hook(self, kwargs, call_type):
+            seen.append(compat.fallback_group(kwargs))
+            return kwargs
+
+    monkeypatch.setattr(litellm, "callbacks", [Probe()])
     r = litellm.Router(model_list=[
         {"model_name": "a", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"}},
         {"model_name": "b", "litellm_params": {"model": "openai/y", "api_key": "k", "mock_response": "hi"}},
     ], fallbacks=[{"a": ["b"]}], num_retries=0)
-    fell_back = asyncio.run(r.acompletion(model="a", messages=[{"role": "user", "content": "x"}]))
-    direct = asyncio.run(r.acompletion(model="b", messages=[{"role": "user", "content": "x"}]))
-    assert compat.fallback_model(fell_back) == "b", "fallback_model: router no longer reports the answering group"
-    assert compat.fallback_model(direct) is None
+    asyncio.run(r.acompletion(model="a", messages=[{"role": "user", "content": "x"}]))
+    asyncio.run(r.acompletion(model="b", messages=[{"role": "user", "content": "x"}]))
+    assert seen == [None, "b", None], f"fallback_group: the router's attempt metadata changed: {seen}"
 
 
 def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(monkeypatch):
