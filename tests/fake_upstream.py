@@ -315,8 +315,14 @@ class FakeUpstream:
 
         lines = [event("response.created", response={**done, "status": "in_progress", "output": [], "usage": None})]
         for index, item in enumerate(items):
-            lines.append(event("response.output_item.added", output_index=index, item={
-                **item, **({"content": [], "status": "in_progress"} if item is message else {})}))
+            opened = {"message": {"content": [], "status": "in_progress"},
+                      "function_call": {"arguments": "", "status": "in_progress"}}.get(item["type"], {})
+            lines.append(event("response.output_item.added", output_index=index, item={**item, **opened}))
+            if item["type"] == "function_call":
+                lines += [event("response.function_call_arguments.delta", item_id=item["id"], output_index=index,
+                                delta=p) for p in self._pieces(reply, item["arguments"])]
+                lines.append(event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                                   arguments=item["arguments"]))
             if item is message:
                 lines.append(event("response.content_part.added", item_id="msg_fake", output_index=index,
                                    content_index=0, part={**text, "text": ""}))

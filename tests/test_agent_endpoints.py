@@ -189,6 +189,9 @@ def test_responses_stream_and_its_summary_events_carry_no_secret():
                 "part": {"type": "output_text", "text": text}},
                {"type": "response.output_item.done", "output_index": 0,
                 "item": {"type": "message", "content": [{"type": "output_text", "text": text}]}}]
+    # OpenAI opens a call's item with empty arguments, then streams them
+    events += [{"type": "response.output_item.added", "output_index": 1,
+                "item": {"type": "function_call", "arguments": "", "status": "in_progress"}}]
     events += [{"type": "response.function_call_arguments.delta", "output_index": 1, "delta": args[i:i + 6]}
                for i in range(0, len(args), 6)]
     events += [{"type": "response.function_call_arguments.done", "output_index": 1, "arguments": args},

@@ -143,3 +143,31 @@ def test_responses_api_reaches_an_external_upstream_natively_with_placeholders(c
     assert sent.path == "/v1/responses" and "<SECRET_1>" in sent.text and "<EMAIL_1>" in sent.text, sent.json
     assert raw.headers["x-carrot-model"] == "alt-reasoning" and "egress:redact" in raw.headers["x-carrot-guardrails"]
     assert text.startswith(f"Rotate {key} first") and "<SECRET_" not in text, text
+
+
+@STREAMS
+def test_responses_api_tool_call_from_an_external_upstream_is_checked_and_restored(client, fake_upstream, marker,
+                                                                                   stream):
+    """The call the hosted model makes: its placeholder gets the caller's key back (low risk), a key the model
+    made up is redacted, and the arguments arrive whole (OpenAI opens the item empty, then streams them)."""
+    key, invented = aws_key(), aws_key()
+    fake_upstream.script(Reply(match=marker, content="", chunk_chars=5, tool_calls=[
+        {"name": "run", "arguments": {"cmd": f"aws configure set key <SECRET_1>; export K2={invented}"}}]))
+    raw = client.responses.with_raw_response.create(
+        model="alt-reasoning", stream=stream, input=f"{marker} set up the CLI with {key}",
+        tools=[{"type": "function", "name": "run", "description": "run a command",
+                "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}])
+    body = raw.parse()
+    if stream:
+        events = list(body)
+        streamed = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        done = [e.arguments for e in events if e.type == "response.function_call_arguments.done"]
+        items = [e.item.arguments for e in events if e.type == "response.output_item.done" and e.item.type == "function_call"]
+        assert done == items == [streamed], (streamed, done, items)
+        arguments = streamed
+    else:
+        [arguments] = [o.arguments for o in body.output if o.type == "function_call"]
+    assert_nothing_left(fake_upstream, marker, key)
+    cmd = json.loads(arguments)["cmd"]
+    assert cmd.startswith(f"aws configure set key {key}; export K2=[REDACTED:"), cmd
+    assert invented not in json.dumps(body.model_dump() if not stream else [e.model_dump() for e in events])

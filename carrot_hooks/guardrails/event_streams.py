@@ -227,8 +227,9 @@ class _ResponsesState:
             return [event]
         if kind == "response.output_item.added":  # usually empty; checked whole, nothing remembered
             item = _get(event, "item")
-            if item is not None and _get(item, "type") == "function_call" and _get(item, "arguments"):
-                _put(item, "arguments", self.checks.check_arguments(_get(item, "arguments")))
+            if item is not None and _get(item, "type") == "function_call":  # its arguments stream after it
+                if _get(item, "arguments"):
+                    _put(item, "arguments", self.checks.check_arguments(_get(item, "arguments")))
             elif item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
