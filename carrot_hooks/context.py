@@ -46,6 +46,7 @@ class RequestContext:
     rag_status: str | None = None
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
+    tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)
     auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
     rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
     key_metadata: dict = field(default_factory=dict)  # the API key's and its team's metadata (e.g. carrot_repos)

@@ -3,8 +3,9 @@
 
 LiteLLM bridges both to our chat upstreams; before that, the gateway routes them, puts the prompt pack
 into `instructions` / `system`, and the guardrails read and rewrite every caller text through
-`messages.map_request_texts`. Whatever a request carries that these functions cannot see (images, files, server-side
-tools, stored conversation state) is refused by `refuse_unchecked` with a 400 naming it.
+`messages.map_request_texts`. Whatever a request carries that these functions cannot see (images, files, stored
+conversation state) is refused by `refuse_unchecked` with a 400 naming it; tools they cannot check (server-side,
+freeform) are dropped or refused as the routing policy says (`unchecked_tools`).
 """
 
 from __future__ import annotations
@@ -49,14 +50,39 @@ def _malformed(field: str, what: str) -> GatewayError:
     return GatewayError(400, f"Field '{field}' {what}", param=field)
 
 
-def refuse_server_tools(data: dict, call_type: str) -> None:
-    """400 naming the first tool that is not a plain function the client runs itself (server-side tools,
-    Codex's tool namespaces, freeform tools): checked when the tools are sent upstream, not when dropped."""
+def _checkable_tool(tool, responses: bool) -> bool:
+    """A plain function the client runs itself; on Responses also a namespace (Codex's) holding only such."""
+    kind = tool.get("type", "function") if isinstance(tool, dict) else None
+    if responses and kind == "namespace":
+        return isinstance(tool.get("tools"), list) and all(_checkable_tool(t, True) for t in tool["tools"])
+    return kind == "function" if responses else kind in ("custom", "function", None)
+
+
+def unchecked_tools(data: dict, call_type: str, action: str) -> list[str]:
+    """The tools the guardrails cannot check (server-side tools, freeform tools) as `tools[i] kind`: with
+    `action` drop they are taken out of `data` (a `tool_choice` naming one goes too), with refuse a 400
+    names the first. Applies when the tools are sent upstream, not when they are all dropped."""
     responses = call_type in RESPONSES_CALLS
-    for i, tool in enumerate(data.get("tools") or []):
-        kind = tool.get("type", "function") if isinstance(tool, dict) else None
-        if responses and kind != "function" or not responses and kind not in ("custom", "function", None):
-            raise _bad(f"tools[{i}]", f"is not a plain function tool ({kind})")
+    tools = data.get("tools") or []
+    unchecked = [i for i, tool in enumerate(tools) if not _checkable_tool(tool, responses)]
+    if not unchecked:
+        return []
+    names = [f"tools[{i}] {tools[i].get('type') if isinstance(tools[i], dict) else type(tools[i]).__name__}"
+             for i in unchecked]
+    if action == "refuse":
+        raise _bad(f"tools[{unchecked[0]}]", f"is not a plain function tool ({names[0].split(' ', 1)[1]}; routing "
+                   "policy tools.unchecked: refuse)")
+    gone = [tools[i] for i in unchecked if isinstance(tools[i], dict)]
+    kept = [t for i, t in enumerate(tools) if i not in set(unchecked)]
+    if kept:
+        data["tools"] = kept
+    else:
+        data.pop("tools")
+    choice = data.get("tool_choice")
+    if not kept or isinstance(choice, dict) and (choice.get("type") in {t.get("type") for t in gone} - {"function"}
+                                                 or choice.get("name") in {t.get("name") for t in gone} - {None}):
+        data.pop("tool_choice", None)
+    return names
 
 
 def _check_responses_input(items) -> None:

@@ -30,9 +30,9 @@ from .endpoints import (
     has_tools,
     last_user_text,
     put_system,
-    refuse_server_tools,
     refuse_unchecked,
     system_texts,
+    unchecked_tools,
 )
 from .env import env_bool
 from .errors import GatewayError, http_status
@@ -236,7 +236,7 @@ class CarrotGateway(CustomLogger):
         if tools:
             ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
             if ctx.tools == "sent" and call_type in AGENT_CALLS:
-                refuse_server_tools(data, call_type)
+                ctx.tools_dropped = tuple(unchecked_tools(data, call_type, policy.tools.unchecked))
         if call_type not in TEXT_CALLS:
             ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_text(data, call_type))
         return ctx
@@ -380,6 +380,8 @@ class CarrotGateway(CustomLogger):
         for name, value in (("fim", ctx.fim_format), ("tools", ctx.tools), ("auxiliary", ctx.auxiliary)):
             if value is not None:
                 headers[f"x-carrot-{name}"] = value
+        if ctx.tools_dropped:
+            headers["x-carrot-tools-dropped"] = ",".join(ctx.tools_dropped)
         if ctx.answered_by is not None and ctx.answered_by != ctx.model_alias:
             headers["x-carrot-model"] = ctx.answered_by
             headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {ctx.answered_by}"

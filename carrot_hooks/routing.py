@@ -58,6 +58,10 @@ class Tools(_Strict):
     or `refuse` it (400 naming the alias). Rules with `when: {tools: true}` route agents elsewhere first."""
 
     incapable: Literal["drop", "refuse"] = "refuse"
+    # Tools sent to a capable alias that the guardrails cannot check: server-side ones (web search, MCP,
+    # code execution: their results reach the model unseen) and freeform custom tools. `drop` sends the
+    # request without them (`x-carrot-tools-dropped` names them); `refuse` answers 400 naming the first.
+    unchecked: Literal["drop", "refuse"] = "refuse"
 
 
 class Auxiliary(_Strict):

@@ -126,15 +126,35 @@ def test_what_cannot_be_checked_is_refused_by_name(call_type, change, field):
     assert e.value.status_code == 400 and f"'{field}'" in e.value.message
 
 
+FUNCTION = {"type": "function", "name": "run", "parameters": {"type": "object"}}
+
+
 @pytest.mark.parametrize("call_type,tool", [("aresponses", {"type": "web_search"}),
-                                            ("aresponses", {"type": "namespace", "name": "mcp", "tools": []}),
+                                            ("aresponses", {"type": "custom", "name": "apply_patch"}),
+                                            ("aresponses", {"type": "namespace", "name": "mcp", "tools": [
+                                                FUNCTION, {"type": "web_search"}]}),
                                             ("anthropic_messages", {"type": "web_search_20250305", "name": "w"})])
-def test_tools_that_are_not_plain_functions_are_refused_when_sent(call_type, tool):
-    body = json.loads(json.dumps(RESPONSES if call_type == "aresponses" else MESSAGES)) | {"tools": [tool]}
+def test_tools_the_guardrails_cannot_check_are_dropped_or_refused_by_name(call_type, tool):
+    body = json.loads(json.dumps(RESPONSES if call_type == "aresponses" else MESSAGES)) | {"tools": [FUNCTION, tool]}
     endpoints.refuse_unchecked(body, call_type)  # the content is fine: tools may still be dropped
     with pytest.raises(GatewayError) as e:
-        endpoints.refuse_server_tools(body, call_type)
-    assert "'tools[0]'" in e.value.message
+        endpoints.unchecked_tools(body, call_type, "refuse")
+    assert e.value.status_code == 400 and "'tools[1]'" in e.value.message and "tools.unchecked" in e.value.message
+    kind = tool["type"]
+    body["tool_choice"] = {"type": kind} if call_type == "aresponses" else {"type": "tool", "name": "w"}
+    assert endpoints.unchecked_tools(body, call_type, "drop") == [f"tools[1] {kind}"]
+    assert body["tools"] == [FUNCTION] and "tool_choice" not in body  # it named the dropped tool
+    body |= {"tools": [FUNCTION, tool], "tool_choice": {"type": "function", "name": "run"}}
+    assert endpoints.unchecked_tools(body, call_type, "drop") and body["tool_choice"]["name"] == "run"
+
+
+def test_codex_namespaces_of_functions_are_sent_and_a_request_left_without_tools_loses_its_choice():
+    namespace = {"type": "namespace", "name": "multi_agent_v1", "tools": [FUNCTION, FUNCTION]}
+    body = {"input": "hi", "tools": [namespace], "tool_choice": "auto"}
+    assert endpoints.unchecked_tools(body, "aresponses", "refuse") == [] and body["tools"] == [namespace]
+    body = {"input": "hi", "tools": [{"type": "web_search"}], "tool_choice": "required"}
+    assert endpoints.unchecked_tools(body, "aresponses", "drop") == ["tools[0] web_search"]
+    assert "tools" not in body and "tool_choice" not in body
 
 
 def sse(event: str, data: dict) -> bytes:

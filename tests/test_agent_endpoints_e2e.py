@@ -342,3 +342,16 @@ def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, m
     assert (first.status_code, second.status_code) == (200, 200), second.text
     assert (first.headers["x-carrot-cache"], second.headers["x-carrot-cache"]) == ("miss", "hit")
     assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, False) == "cached once"
+
+
+def test_tools_the_guardrails_cannot_check_are_dropped_and_named(proxy, fake_upstream, marker):
+    """Codex's request shape on a tool-capable alias: a namespace of functions is sent, web_search is not."""
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    namespace = {"type": "namespace", "name": "multi_agent_v1", "description": "sub-agents",
+                 "tools": [{"type": "function", **TOOL}]}
+    r = post(proxy, "responses", {"model": "alt-reasoning", "input": f"q {marker}", "tools": [
+        {"type": "function", **TOOL}, namespace, {"type": "web_search", "external_web_access": False}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-tools"] == "sent" and r.headers["x-carrot-tools-dropped"] == "tools[2] web_search"
+    [up] = fake_upstream.find(marker)
+    assert [t["type"] for t in up.json["tools"]] == ["function", "namespace"]

@@ -151,6 +151,26 @@ def test_codex(proxy, fake_upstream, marker, scene):
     check(proc, scene, proxy, fake_upstream, marker)
 
 
+def test_codex_with_its_tools_on_a_tool_capable_model(proxy, fake_upstream, marker, scene):
+    """Codex pinned to `alt-reasoning` (tool-capable, external): its tools are sent, the namespace of sub-agent
+    functions included, its server-side web_search dropped (routing `tools.unchecked`); the hosted model is
+    called on its own /v1/responses, with egress redaction."""
+    codex_home = scene["home"] / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text("check_for_update_on_startup = false\n" + readme_config(
+        "Codex CLI", proxy).replace('model = "carrot-chat"', 'model = "alt-reasoning"') + "\n[analytics]\nenabled = false\n")
+    env = clients.client_env(scene["home"], CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
+    proc = clients.run("codex", ["exec", "--skip-git-repo-check", "--color", "never", scene["prompt"]], env,
+                       scene["work"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, out[-3000:]
+    assert scene["secret"] not in out and "[REDACTED:" in proc.stdout
+    [up] = [r for r in fake_upstream.find(marker) if r.path == "/v1/responses"]
+    kinds = [t.get("type") for t in up.json["tools"]]
+    assert up.json["model"] == "gpt-4.1" and "namespace" in kinds and "function" in kinds, kinds
+    assert "web_search" not in kinds
+
+
 def test_claude_code(proxy, fake_upstream, marker, scene):
     """Claude Code speaks only Anthropic Messages (`/v1/messages?beta=true`, streamed)."""
     env = clients.client_env(scene["home"], ANTHROPIC_BASE_URL=proxy.base_url, ANTHROPIC_AUTH_TOKEN=proxy.master_key,
