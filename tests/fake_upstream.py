@@ -48,13 +48,14 @@ def planted_secret(seed: str) -> str:
 
 
 def _tool_names(body: dict) -> list[str]:
-    """Names of the tools a chat request offers (OpenAI and Ollama both use {"function": {"name"}})."""
-    return [str((t.get("function") or {}).get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
+    """Names of the tools a request offers (chat and Ollama: {"function": {"name"}}; Responses: {"name"})."""
+    return [str((t.get("function") or t).get("name")) for t in body.get("tools") or [] if isinstance(t, dict)]
 
 
 def _answers_tool_result(body: dict) -> bool:
-    messages = body.get("messages") or []
-    return bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+    turns = body.get("messages") or body.get("input") or []
+    last = turns[-1] if isinstance(turns, list) and turns else None
+    return isinstance(last, dict) and (last.get("role") == "tool" or last.get("type") == "function_call_output")
 
 
 def tool_calls_for(reply: Reply, body: dict) -> list[dict]:

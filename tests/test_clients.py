@@ -155,11 +155,7 @@ def test_codex_with_its_tools_on_a_tool_capable_model(proxy, fake_upstream, mark
     """Codex pinned to `alt-reasoning` (tool-capable, external): its tools are sent, the namespace of sub-agent
     functions included, its server-side web_search dropped (routing `tools.unchecked`); the hosted model is
     called on its own /v1/responses, with egress redaction."""
-    codex_home = scene["home"] / ".codex"
-    codex_home.mkdir(parents=True)
-    (codex_home / "config.toml").write_text("check_for_update_on_startup = false\n" + readme_config(
-        "Codex CLI", proxy).replace('model = "carrot-chat"', 'model = "alt-reasoning"') + "\n[analytics]\nenabled = false\n")
-    env = clients.client_env(scene["home"], CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
+    env = codex_on_alt(proxy, scene["home"])
     proc = clients.run("codex", ["exec", "--skip-git-repo-check", "--color", "never", scene["prompt"]], env,
                        scene["work"])
     out = proc.stdout + proc.stderr
@@ -216,3 +212,41 @@ def test_continue_autocomplete(proxy, fake_upstream, marker, tmp_path, model):
     assert not [t for f in fim.FORMATS for t in (f.prefix_tok, f.suffix_tok, f.middle_tok)
                 if t.strip() and t.strip() in up.json["prompt"] + up.json["suffix"]]
     assert counted(proxy, task_type="editor", model="ds-coder-6.7b", status="200") > before
+
+
+def codex_on_alt(proxy, home) -> dict[str, str]:
+    """Codex's environment with the README's config.toml pinned to the tool-capable `alt-reasoning`."""
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text("check_for_update_on_startup = false\n" + readme_config(
+        "Codex CLI", proxy).replace('model = "carrot-chat"', 'model = "alt-reasoning"') + "\n[analytics]\nenabled = false\n")
+    return clients.client_env(home, CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
+
+
+def claude_on_alt(proxy, home) -> dict[str, str]:
+    return clients.client_env(home, ANTHROPIC_BASE_URL=proxy.base_url, ANTHROPIC_AUTH_TOKEN=proxy.master_key,
+                              ANTHROPIC_MODEL="alt-reasoning", ANTHROPIC_DEFAULT_HAIKU_MODEL="alt-reasoning",
+                              CLAUDE_CODE_MAX_RETRIES="1")
+
+
+@pytest.mark.parametrize("command", ["codex", "claude"])
+def test_agent_loop_sends_a_read_file_to_the_external_model_redacted(proxy, fake_upstream, marker, tmp_path, command):
+    """A whole agent turn on the external `alt-reasoning`: the model asks to read a file, the real client reads
+    it and sends the result back; the file's key and email reach the model as placeholders, and the answer
+    after the tool result is printed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    key, email = planted_secret(marker), "maria.gonzalez@acmecorp.io"
+    (work / "app.py").write_text(f"def add(a, b):\n    return a + b  # owner {email}\n\nAWS_ACCESS_KEY_ID = '{key}'\n")
+    tool, arguments = {"codex": ("exec_command", {"cmd": "cat app.py"}),
+                       "claude": ("Read", {"file_path": str(work / "app.py")})}[command]
+    fake_upstream.script(Reply(match=marker, call_tool=tool, tool_arguments=arguments, times=0,
+                               content=f"Answer {marker}: it adds."))
+    env = (codex_on_alt if command == "codex" else claude_on_alt)(proxy, tmp_path / "home")
+    args = ["exec", "--skip-git-repo-check", "--color", "never"] if command == "codex" else ["-p"]
+    proc = clients.run(command, [*args, f"{marker} What does app.py do?"], env, work)
+    assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    asked = [r for r in fake_upstream.find(marker) if r.path == "/v1/responses" and r.json["model"] == "gpt-4.1"]
+    outputs = [i["output"] for r in asked for i in r.json["input"] if i.get("type") == "function_call_output"]
+    assert outputs and all("<SECRET_" in o and "<EMAIL_" in o for o in outputs), outputs
+    assert not any(key in r.text or email in r.text for r in fake_upstream.find(marker))
