@@ -229,24 +229,43 @@ def claude_on_alt(proxy, home) -> dict[str, str]:
                               CLAUDE_CODE_MAX_RETRIES="1")
 
 
-@pytest.mark.parametrize("command", ["codex", "claude"])
+def agent_on_alt(command: str, proxy, home, work, prompt: str) -> tuple[dict[str, str], list[str], str, dict]:
+    """Environment, arguments and file-reading tool call of `command` configured for `alt-reasoning` from the
+    README's settings."""
+    if command == "codex":
+        args = ["exec", "--skip-git-repo-check", "--color", "never", prompt]
+        return codex_on_alt(proxy, home), args, "exec_command", {"cmd": "cat app.py"}
+    if command == "claude":
+        return claude_on_alt(proxy, home), ["-p", prompt], "Read", {"file_path": str(work / "app.py")}
+    if command == "opencode":
+        conf = json.loads(readme_config("opencode", proxy))
+        conf["model"] = "carrot/alt-reasoning"
+        conf["provider"]["carrot"]["models"]["alt-reasoning"] = {"name": "Carrot alt", "tool_call": True}
+        (work / "opencode.json").write_text(json.dumps(conf))
+        return clients.client_env(home), ["run", prompt], "read", {"filePath": str(work / "app.py")}
+    config = home / "continue.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(readme_config("Continue", proxy).replace("model: carrot-chat", "model: alt-reasoning"))
+    return clients.client_env(home), ["-p", prompt, "--config", str(config)], "Read", {"filepath": "app.py"}
+
+
+@pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn"])
 def test_agent_loop_sends_a_read_file_to_the_external_model_redacted(proxy, fake_upstream, marker, tmp_path, command):
     """A whole agent turn on the external `alt-reasoning`: the model asks to read a file, the real client reads
     it and sends the result back; the file's key and email reach the model as placeholders, and the answer
-    after the tool result is printed."""
+    after the tool result is printed. Codex and Claude Code reach it through /v1/responses, the others
+    through chat completions."""
     work = tmp_path / "work"
     work.mkdir()
     key, email = planted_secret(marker), "maria.gonzalez@acmecorp.io"
     (work / "app.py").write_text(f"def add(a, b):\n    return a + b  # owner {email}\n\nAWS_ACCESS_KEY_ID = '{key}'\n")
-    tool, arguments = {"codex": ("exec_command", {"cmd": "cat app.py"}),
-                       "claude": ("Read", {"file_path": str(work / "app.py")})}[command]
+    env, args, tool, arguments = agent_on_alt(command, proxy, tmp_path / "home", work, f"{marker} What does app.py do?")
     fake_upstream.script(Reply(match=marker, call_tool=tool, tool_arguments=arguments, times=0,
                                content=f"Answer {marker}: it adds."))
-    env = (codex_on_alt if command == "codex" else claude_on_alt)(proxy, tmp_path / "home")
-    args = ["exec", "--skip-git-repo-check", "--color", "never"] if command == "codex" else ["-p"]
-    proc = clients.run(command, [*args, f"{marker} What does app.py do?"], env, work)
+    proc = clients.run(command, args, env, work)
     assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
-    asked = [r for r in fake_upstream.find(marker) if r.path == "/v1/responses" and r.json["model"] == "gpt-4.1"]
-    outputs = [i["output"] for r in asked for i in r.json["input"] if i.get("type") == "function_call_output"]
-    assert outputs and all("<SECRET_" in o and "<EMAIL_" in o for o in outputs), outputs
+    asked = [r for r in fake_upstream.find(marker) if r.json["model"] == "gpt-4.1"]
+    results = [i.get("output") or i.get("content") for r in asked for i in r.json.get("input") or r.json["messages"]
+               if isinstance(i, dict) and (i.get("type") == "function_call_output" or i.get("role") == "tool")]
+    assert results and all("<SECRET_" in o and "<EMAIL_" in o for o in results), results
     assert not any(key in r.text or email in r.text for r in fake_upstream.find(marker))
