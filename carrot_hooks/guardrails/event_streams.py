@@ -2,9 +2,11 @@
 LiteLLM's bridge yields them) and OpenAI Responses event streams, plus their non-streamed bodies.
 
 Text deltas go through a `StreamFilter` per content block (the same holdback window as chat streams);
-tool-call arguments (`input_json_delta`, `function_call_arguments.delta`) are held whole and checked
-once complete, then sent as one delta. The `.done` / `completed` events that repeat the full text carry
-the checked text, so no copy of a finding leaks through a summary event.
+tool calls (`tool_use` blocks with their `input_json_delta`s, `function_call` items with their
+`function_call_arguments.delta`s) are held whole and checked once complete, then sent as one delta; a call
+a block rule hits never reaches the client: it becomes a text block / message item holding the notice
+(the client has no call to run). The `.done` / `completed` events that repeat the full text carry the
+checked text, so no copy of a finding leaks through a summary event.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..messages import map_value
+from .answers import notice
 from .stream import StreamFilter
 
 
 @dataclass
 class OutputChecks:
     """What the output guardrail supplies: a filter per text block, a checker for complete tool
-    arguments (JSON text in, checked JSON text out), a whole-text checker, and the note for a block."""
+    arguments (JSON text in; checked JSON text and the block rules it hit out), a whole-text checker, and
+    the note for a block."""
 
     new_filter: Callable[[], StreamFilter]
-    check_arguments: Callable[[str], str]
+    check_arguments: Callable[[str], tuple[str, tuple[str, ...]]]
     check_text: Callable[[str], str]
     closing_note: Callable[[StreamFilter], str]
     callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
@@ -73,6 +77,8 @@ class _AnthropicBlocks:
         self.text: dict[int, StreamFilter] = {}
         self.kind: dict[int, tuple[str, str]] = {}  # a text block's field and delta type
         self.tool: dict[int, list[str]] = {}
+        self.tool_start: dict[int, dict] = {}  # a tool_use block's start, sent once its input passed
+        self.calls = self.blocked = 0
 
     def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
         if data is None:
@@ -90,7 +96,8 @@ class _AnthropicBlocks:
             if block.get("type") == "tool_use":
                 self.tool[index] = [json.dumps(block["input"])] if block.get("input") else []
                 block["input"] = {}
-                return [_frame(event, data)]
+                self.tool_start[index] = data
+                return []
             return [raw]
         if event == "content_block_delta":
             delta = data.get("delta") or {}
@@ -106,13 +113,22 @@ class _AnthropicBlocks:
                 f = self.text.pop(index)
                 out = self._text(index, f.finish() + self.checks.closing_note(f))
             elif index in self.tool:
-                arguments = "".join(self.tool.pop(index)) or "{}"
-                checked = self.checks.check_arguments(arguments)
-                out = [_frame("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "input_json_delta", "partial_json": checked}})]
+                checked, blocked = self.checks.check_arguments("".join(self.tool.pop(index)) or "{}")
+                start = self.tool_start.pop(index)
+                if blocked:  # the call becomes a text block holding the notice
+                    self.blocked += 1
+                    start["content_block"] = {"type": "text", "text": ""}
+                    delta = {"type": "text_delta", "text": notice(blocked)}
+                else:
+                    self.calls += 1
+                    delta = {"type": "input_json_delta", "partial_json": checked}
+                out = [_frame("content_block_start", start),
+                       _frame("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})]
             return out + [raw]
         if event == "message_delta" and isinstance(data.get("delta"), dict):  # stop details may explain in text
             data["delta"] = map_value(data["delta"], self.checks.check_text)
+            if self.blocked and not self.calls and data["delta"].get("stop_reason") == "tool_use":
+                data["delta"]["stop_reason"] = "end_turn"  # no call is left to run
             return [_frame(event, data)]
         return [raw]
 
@@ -147,14 +163,24 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
 
 
 def check_anthropic_message(message, checks: OutputChecks):
-    """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked."""
-    for block in _get(message, "content") or []:
+    """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked; a blocked
+    tool call becomes a text block holding the notice."""
+    content = list(_get(message, "content") or [])
+    for i, block in enumerate(content):
         btype = _get(block, "type")
         if btype in _TEXT_BLOCKS:
             field = _TEXT_BLOCKS[btype][0]
             _put(block, field, checks.check_text(_get(block, field) or ""))
         elif btype == "tool_use":
-            _put(block, "input", json.loads(checks.check_arguments(json.dumps(_get(block, "input") or {}))))
+            checked, blocked = checks.check_arguments(json.dumps(_get(block, "input") or {}))
+            if blocked:
+                content[i] = {"type": "text", "text": notice(blocked)}
+            else:
+                _put(block, "input", json.loads(checked))
+    if _get(message, "content") is not None:
+        _put(message, "content", content)
+    if _get(message, "stop_reason") == "tool_use" and not any(_get(b, "type") == "tool_use" for b in content):
+        _put(message, "stop_reason", "end_turn")
     return message
 
 
@@ -167,8 +193,9 @@ class _ResponsesState:
         self.released: dict[tuple, str] = {}
         self.template: dict[tuple, object] = {}
         self.arguments: dict[int, list[str]] = {}
-        self.checked_arguments: dict[int, str] = {}
+        self.checked_arguments: dict[int, tuple[str, tuple[str, ...]]] = {}
         self.arg_template: dict[int, object] = {}
+        self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
 
     def _key(self, event, family: str) -> tuple:
         return (family, _get(event, "output_index", 0), _get(event, "content_index", _get(event, "summary_index", 0)))
@@ -214,29 +241,41 @@ class _ResponsesState:
             return []
         if kind == "response.function_call_arguments.done":
             index = _get(event, "output_index", 0)
-            checked = self._arguments(index, _get(event, "arguments"))
+            checked, blocked = self._arguments(index, _get(event, "arguments"))
+            if blocked:  # the call is never opened: a message holding the notice takes its place
+                self.opened.pop(index, None)
+                return _message_events(event, index, notice(blocked))
             _put(event, "arguments", checked)
-            out = []
+            out = [self.opened.pop(index)] if index in self.opened else []
             if index in self.arg_template:
                 delta = copy.deepcopy(self.arg_template[index])
                 _put(delta, "delta", checked)
                 out.append(delta)
             return out + [event]
         if kind == "response.output_item.done":
-            self._item(_get(event, "item"), _get(event, "output_index", 0))
-            return [event]
+            index, item = _get(event, "output_index", 0), _get(event, "item")
+            if _get(item, "type") != "function_call":
+                self._item(item, index)
+                return [event]
+            checked, blocked = self._arguments(index, _get(item, "arguments"))
+            opened = self.opened.pop(index, None)  # still held: its arguments came whole, not as events
+            if blocked:  # the message taking its place was sent at arguments.done, or is sent now
+                return [] if opened is None else _message_events(event, index, notice(blocked))
+            _put(item, "arguments", checked)
+            return ([opened] if opened is not None else []) + [event]
         if kind == "response.output_item.added":  # usually empty; checked whole, nothing remembered
             item = _get(event, "item")
-            if item is not None and _get(item, "type") == "function_call":  # its arguments stream after it
-                if _get(item, "arguments"):
-                    _put(item, "arguments", self.checks.check_arguments(_get(item, "arguments")))
-            elif item is not None:
+            if item is not None and _get(item, "type") == "function_call":  # held until its arguments pass
+                self.opened[_get(event, "output_index", 0)] = event
+                return []
+            if item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             response = _get(event, "response")
-            for i, item in enumerate(_get(response, "output") or [] if response is not None else []):
-                self._item(item, i)
+            output = _get(response, "output") if response is not None else None
+            if isinstance(output, list):
+                output[:] = [self._item(item, i) for i, item in enumerate(output)]
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
         return [event]
@@ -247,22 +286,27 @@ class _ResponsesState:
         if isinstance(_get(response, "instructions"), str):
             _put(response, "instructions", self.checks.callers_instructions(_get(response, "instructions")))
 
-    def _arguments(self, index: int, full: str | None) -> str:
+    def _arguments(self, index: int, full: str | None) -> tuple[str, tuple[str, ...]]:
         if index not in self.checked_arguments:
             text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
             self.checked_arguments[index] = self.checks.check_arguments(text)
         return self.checked_arguments[index]
 
-    def _item(self, item, index: int) -> None:
+    def _item(self, item, index: int):
+        """`item` checked in place; a function call a block rule hit comes back as a message item."""
         if item is None:
-            return
+            return item
         kind = _get(item, "type")
         if kind == "function_call":
-            _put(item, "arguments", self._arguments(index, _get(item, "arguments")))
+            checked, blocked = self._arguments(index, _get(item, "arguments"))
+            if blocked:
+                return _message_item(index, notice(blocked))
+            _put(item, "arguments", checked)
         elif kind in ("message", "reasoning"):
             for field in ("content", "summary"):
                 for j, part in enumerate(_get(item, field) or []):
                     self._part(part, (_family_of_part(part), index, j))
+        return item
 
     def _part(self, part, key: tuple) -> None:
         """A content / summary part: its text as released through the stream, else checked whole."""
@@ -272,6 +316,27 @@ class _ResponsesState:
             _put(part, field, released if released is not None else self.checks.check_text(_get(part, field)))
         if _get(part, "logprobs"):
             _put(part, "logprobs", [])
+
+
+def _message_item(index: int, text: str) -> dict:
+    return {"type": "message", "id": f"msg_carrot_{index}", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def _message_events(template, index: int, text: str) -> list[dict]:
+    """The events that open, fill and close a message item holding `text` at `index`, numbered as `template`."""
+    item = _message_item(index, text)
+    part = item["content"][0]
+    ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
+    seq = _get(template, "sequence_number")
+    events = [{"type": "response.output_item.added", "output_index": index,
+               "item": {**item, "content": [], "status": "in_progress"}},
+              {"type": "response.content_part.added", **ids, "part": {**part, "text": ""}},
+              {"type": "response.output_text.delta", **ids, "delta": text},
+              {"type": "response.output_text.done", **ids, "text": text},
+              {"type": "response.content_part.done", **ids, "part": part},
+              {"type": "response.output_item.done", "output_index": index, "item": item}]
+    return [{**e, "sequence_number": seq} for e in events] if seq is not None else events
 
 
 # Responses events whose deltas carry text, by family: answer text, refusal, reasoning, reasoning summary
@@ -303,7 +368,8 @@ async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -
 def check_responses_body(response, checks: OutputChecks):
     """A non-streamed Responses body: output texts and function-call arguments checked."""
     state = _ResponsesState(checks)
-    for i, item in enumerate(_get(response, "output") or []):
-        state._item(item, i)
+    output = _get(response, "output")
+    if isinstance(output, list):
+        output[:] = [state._item(item, i) for i, item in enumerate(output)]
     state.echo(response)
     return response

@@ -153,10 +153,10 @@ class OutputStream:
         """The same filters, restore and verdict counting for the agent endpoints' event streams."""
         counter = iter(range(1 << 30))
 
-        def check_arguments(arguments: str) -> str:
+        def check_arguments(arguments: str) -> tuple[str, tuple[str, ...]]:
             checked, hits = tool_calls.filter_arguments(arguments, self.scan)
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
-            return self.restore(checked)
+            return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
         def check_text(text: str) -> str:
             checked, hits = filter_text(text, self.scan)
