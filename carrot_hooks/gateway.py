@@ -382,7 +382,7 @@ class CarrotGateway(CustomLogger):
                 headers[f"x-carrot-{name}"] = value
         if ctx.tools_dropped:
             headers["x-carrot-tools-dropped"] = ",".join(ctx.tools_dropped)
-        if ctx.answered_by is not None and ctx.answered_by != ctx.model_alias:
+        if response is not None and ctx.answered_by is not None and ctx.answered_by != ctx.model_alias:  # answered
             headers["x-carrot-model"] = ctx.answered_by
             headers["x-carrot-fallback"] = f"{ctx.model_alias} -> {ctx.answered_by}"
         if ctx.rag_sources:

@@ -152,14 +152,14 @@ def cache_hit(response, data: dict) -> bool:
 
 def fallback_group(kwargs: dict) -> str | None:
     """The model group a deployment attempt goes to when it is a fallback (else None), from the metadata the
-    router stamps on each attempt (`model_group` vs `original_model_group`; `litellm_metadata` on /v1/messages,
-    whose answer is a plain dict without `_hidden_params`)."""
-    for key in ("metadata", "litellm_metadata"):
-        meta = kwargs.get(key) or {}
-        if "model_group" in meta:
-            group = meta["model_group"]
-            return group if group != meta.get("original_model_group", group) else None
-    return None
+    router stamps on each attempt (`model_group` vs `original_model_group`, in `litellm_metadata` where the
+    request has one, as LiteLLM picks it: on /v1/messages `metadata` is the client's). A silent experiment's
+    shadow call (LiteLLM's `silent_model`) shares the metadata and is no answer: None."""
+    meta = kwargs.get("litellm_metadata" if "litellm_metadata" in kwargs else "metadata") or {}
+    group = meta.get("model_group")
+    if group is None or meta.get("is_silent_experiment"):
+        return None
+    return group if group != meta.get("original_model_group", group) else None
 
 
 def install_http_edge(hidden_models, body_limit) -> None:

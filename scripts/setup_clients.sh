@@ -12,7 +12,9 @@ PINS=scripts/clients.txt
 STAMP=$DEST/installed.txt
 # shellcheck source=scripts/pyinstall.sh
 . scripts/pyinstall.sh
-if [ -f "$STAMP" ] && cmp -s "$PINS" "$STAMP"; then
+# The stamp holds the pins and the Node.js version (a native module is built for one Node ABI).
+stamp() { cat "$PINS"; echo "# node $(node -v)"; }
+if [ -f "$STAMP" ] && cmp -s <(stamp) "$STAMP"; then
     exit 0
 fi
 mkdir -p "$DEST/npm"
@@ -24,12 +26,14 @@ npm install --prefix "$DEST/npm" --no-save --loglevel=error $npm_specs
 # dependencies' install scripts download prebuilt binaries from GitHub (unreachable here), so they are off
 # and the one native module autocomplete loads, sqlite3 (its completion cache), is compiled against the
 # headers of the Node.js that runs it.
-node_dir=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
+node_dir=$(node -p "require('path').resolve(process.execPath, '../..')")
 awk '$1 == "npmlib" {print $2, $3, $4}' "$PINS" | while read -r pkg version dir; do
-    npm install --prefix "$DEST/$dir" --no-save --loglevel=error --ignore-scripts "$pkg@$version"
     test -f "$node_dir/include/node/node_api.h" || {
-        echo "setup_clients: no Node.js headers in $node_dir/include/node to build sqlite3 for $pkg" >&2; exit 1; }
-    (cd "$DEST/$dir/node_modules/sqlite3" && ../.bin/node-gyp rebuild --nodedir="$node_dir" --loglevel=error >/dev/null)
+        echo "setup_clients: no Node.js headers in $node_dir/include/node to build sqlite3 for $pkg" \
+             "(Debian: apt-get install libnode-dev)" >&2; exit 1; }
+    npm install --prefix "$DEST/$dir" --no-save --loglevel=error --ignore-scripts "$pkg@$version"
+    (cd "$DEST/$dir/node_modules/sqlite3" &&
+        ../.bin/node-gyp rebuild --nodedir="$node_dir" --python="$(command -v "$PYTHON")" --loglevel=error >/dev/null)
 done
 awk '$1 == "pip" {print $2, $3, $4}' "$PINS" | while read -r pkg version cmd; do
     venv=$DEST/venv-$cmd
@@ -41,4 +45,4 @@ awk '$1 != "#" && NF == 4 {print $1, $4}' "$PINS" | while read -r kind cmd; do
                   npmlib) bin=$DEST/$cmd/node_modules/sqlite3/build/Release/node_sqlite3.node ;; esac
     test -e "$bin" || { echo "setup_clients: $cmd missing after install ($bin)" >&2; exit 1; }
 done
-cp "$PINS" "$STAMP"
+stamp > "$STAMP"

@@ -316,9 +316,17 @@ class FakeUpstream:
 
         lines = [event("response.created", response={**done, "status": "in_progress", "output": [], "usage": None})]
         for index, item in enumerate(items):
-            opened = {"message": {"content": [], "status": "in_progress"},
+            opened = {"message": {"content": [], "status": "in_progress"}, "reasoning": {"summary": []},
                       "function_call": {"arguments": "", "status": "in_progress"}}.get(item["type"], {})
             lines.append(event("response.output_item.added", output_index=index, item={**item, **opened}))
+            if item["type"] == "reasoning":
+                part = {"type": "summary_text", "text": reply.thinking}
+                ids = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+                lines.append(event("response.reasoning_summary_part.added", **ids, part={**part, "text": ""}))
+                lines += [event("response.reasoning_summary_text.delta", **ids, delta=p)
+                          for p in self._pieces(reply, reply.thinking)]
+                lines.append(event("response.reasoning_summary_text.done", **ids, text=reply.thinking))
+                lines.append(event("response.reasoning_summary_part.done", **ids, part=part))
             if item["type"] == "function_call":
                 lines += [event("response.function_call_arguments.delta", item_id=item["id"], output_index=index,
                                 delta=p) for p in self._pieces(reply, item["arguments"])]

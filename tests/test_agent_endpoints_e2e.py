@@ -176,6 +176,15 @@ def test_a_fallback_is_reported_as_such(proxy, fake_upstream, marker, stream, wh
     assert r.headers["x-carrot-fallback"] == "ds-coder-v2 -> ds-coder-v2-vllm"
 
 
+def test_a_failed_fallback_is_no_answer_from_the_fallback(proxy, fake_upstream, marker):
+    """Both attempts fail: the error names no fallback as the answering model."""
+    fake_upstream.script(Reply(match=marker, status=500), Reply(match=marker, model=VLLM_V2, status=500))
+    r = post(proxy, "responses", responses_body(marker))
+    assert r.status_code == 502, r.text
+    assert len(fake_upstream.find(marker)) == 2 and "x-carrot-fallback" not in r.headers
+    assert r.headers.get("x-carrot-model", "ds-coder-v2") == "ds-coder-v2"
+
+
 def test_auxiliary_calls_get_no_pack(proxy, fake_upstream, marker):
     r = httpx.post(f"{proxy.base_url}/v1/chat/completions", timeout=120, headers=proxy.headers(), json={
         "model": "carrot-chat", "messages": [
@@ -355,3 +364,22 @@ def test_tools_the_guardrails_cannot_check_are_dropped_and_named(proxy, fake_ups
     assert r.headers["x-carrot-tools"] == "sent" and r.headers["x-carrot-tools-dropped"] == "tools[2] web_search"
     [up] = fake_upstream.find(marker)
     assert [t["type"] for t in up.json["tools"]] == ["function", "namespace"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_reasoning_summaries_of_a_native_responses_upstream_are_checked(proxy, fake_upstream, marker, stream):
+    """alt-reasoning answers on its own /v1/responses, its reasoning summary streamed as OpenAI streams it."""
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(match=marker, content="done", thinking=f"the key is {secret}, use it", chunk_chars=5))
+    r = post(proxy, "responses", {"model": "alt-reasoning", "input": f"q {marker}", "stream": stream})
+    assert r.status_code == 200, r.text
+    assert [u.path for u in fake_upstream.find(marker)] == ["/v1/responses"]
+    assert secret not in r.text and secret[:12] not in r.text, r.text
+    if stream:
+        events = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip()]
+        said = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta")
+        final = next(e for e in events if e["type"] == "response.completed")["response"]
+    else:
+        said, final = None, r.json()
+    [summary] = [s["text"] for o in final["output"] if o["type"] == "reasoning" for s in o["summary"]]
+    assert re.fullmatch(r"the key is \[REDACTED:[\w.-]+\], use it", summary) and said in (None, summary), summary

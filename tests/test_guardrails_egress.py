@@ -163,7 +163,9 @@ def test_responses_api_tool_call_from_an_external_upstream_is_checked_and_restor
         streamed = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
         done = [e.arguments for e in events if e.type == "response.function_call_arguments.done"]
         items = [e.item.arguments for e in events if e.type == "response.output_item.done" and e.item.type == "function_call"]
-        assert done == items == [streamed], (streamed, done, items)
+        completed = [o.arguments for e in events if e.type == "response.completed" for o in e.response.output
+                     if o.type == "function_call"]
+        assert done == items == completed == [streamed], (streamed, done, items, completed)
         arguments = streamed
     else:
         [arguments] = [o.arguments for o in body.output if o.type == "function_call"]

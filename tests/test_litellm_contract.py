@@ -492,6 +492,11 @@ def test_fallback_group_names_the_group_of_a_fallback_attempt(monkeypatch):
     asyncio.run(r.acompletion(model="a", messages=[{"role": "user", "content": "x"}]))
     asyncio.run(r.acompletion(model="b", messages=[{"role": "user", "content": "x"}]))
     assert seen == [None, "b", None], f"fallback_group: the router's attempt metadata changed: {seen}"
+    # LiteLLM's own metadata wins over a client's `metadata` (/v1/messages); a silent shadow call is no answer
+    assert compat.fallback_group({"metadata": {"model_group": "a"},
+                                  "litellm_metadata": {"model_group": "b", "original_model_group": "a"}}) == "b"
+    assert compat.fallback_group({"metadata": {"model_group": "b", "original_model_group": "a",
+                                               "is_silent_experiment": True}}) is None
 
 
 def test_http_edge_goes_in_front_of_the_proxy_app_before_and_after_it_starts(monkeypatch):
