@@ -296,3 +296,68 @@ def test_agent_never_runs_a_tool_call_a_block_rule_hit(proxy, fake_upstream, mar
     results = [i for r in fake_upstream.find(marker) for i in r.json.get("input") or r.json.get("messages") or []
                if isinstance(i, dict) and (i.get("type") == "function_call_output" or i.get("role") == "tool")]
     assert results == [], results  # no call came back with a result: none was run
+
+
+REFACTOR_PACK = load_pack(ROOT / "prompts" / "refactor_hook@v1.md").body.splitlines()[0]
+
+
+def with_task_header(command: str, proxy, home, work, prompt: str) -> tuple[dict[str, str], list[str]]:
+    """`command` configured as the README says (Clients, "Gateway headers") to send `X-Task-Type: refactor`."""
+    if command == "codex":
+        codex_home = home / ".codex"
+        codex_home.mkdir(parents=True)
+        (codex_home / "config.toml").write_text("check_for_update_on_startup = false\n" + readme_config(
+            "Codex CLI", proxy) + '\nhttp_headers = { "X-Task-Type" = "refactor" }\n[analytics]\nenabled = false\n')
+        env = clients.client_env(home, CODEX_HOME=str(codex_home), CARROT_API_KEY=proxy.master_key)
+        return env, ["exec", "--skip-git-repo-check", "--color", "never", prompt]
+    if command == "claude":
+        env = clients.client_env(home, ANTHROPIC_BASE_URL=proxy.base_url, ANTHROPIC_AUTH_TOKEN=proxy.master_key,
+                                 ANTHROPIC_MODEL="carrot-chat", ANTHROPIC_DEFAULT_HAIKU_MODEL="carrot-chat",
+                                 ANTHROPIC_CUSTOM_HEADERS="X-Task-Type: refactor")
+        return env, ["-p", prompt]
+    if command == "opencode":
+        conf = json.loads(readme_config("opencode", proxy))
+        conf["provider"]["carrot"]["options"]["headers"] = {"X-Task-Type": "refactor"}
+        (work / "opencode.json").write_text(json.dumps(conf))
+        return clients.client_env(home), ["run", prompt]
+    if command == "cn":
+        config = home / "continue.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(readme_config("Continue", proxy).replace(
+            "    roles: [chat, edit, apply]", "    roles: [chat, edit, apply]\n    requestOptions:\n"
+            "      headers: {X-Task-Type: refactor}"))
+        return clients.client_env(home), ["-p", prompt, "--config", str(config)]
+    if command == "llm":
+        user = home / "llm"
+        user.mkdir(parents=True)
+        (user / "extra-openai-models.yaml").write_text(yaml.safe_dump([
+            {"model_id": "carrot-chat", "model_name": "carrot-chat", "api_base": f"{proxy.base_url}/v1",
+             "api_key_name": "carrot", "headers": {"X-Task-Type": "refactor"}}]))
+        (user / "keys.json").write_text(json.dumps({"carrot": proxy.master_key}))
+        return clients.client_env(home, LLM_USER_PATH=str(user)), ["-m", "carrot-chat", prompt]
+    settings = work / ".aider.model.settings.yml"
+    settings.write_text("- name: openai/carrot-chat\n  extra_params:\n    extra_headers: {X-Task-Type: refactor}\n")
+    return clients.client_env(home), [
+        "--model", "openai/carrot-chat", "--openai-api-base", f"{proxy.base_url}/v1", "--openai-api-key",
+        proxy.master_key, "--model-settings-file", str(settings), "--message", prompt, "--no-git", "--yes-always",
+        "--no-check-update", "--analytics-disable", "--no-show-model-warnings", "--no-pretty", "--no-stream",
+        "--no-auto-commits", "--no-show-release-notes", "app.py"]
+
+
+@pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn", "llm", "aider"])
+def test_each_client_sends_the_gateway_headers_the_readme_shows(proxy, fake_upstream, marker, tmp_path, command):
+    """`X-Task-Type: refactor` set in each client's own configuration reaches routing: the refactor pack leads."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("x = 1\n")
+    fake_upstream.script(Reply(match=marker, content=f"Answer {marker}", times=0))
+    env, args = with_task_header(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}")
+    proc = clients.run(command, args, env, work)
+    assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    assert any(REFACTOR_PACK in r.text for r in fake_upstream.find(marker)), [r.text[:300] for r in
+                                                                              fake_upstream.find(marker)]
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Gateway headers from each client**"):readme.index("## Editing routing")]
+    where = {"codex": "http_headers = {", "claude": "ANTHROPIC_CUSTOM_HEADERS=", "opencode": '"headers": {',
+             "cn": "requestOptions: {headers:", "llm": "headers: {X-Task-Type", "aider": "extra_headers: {"}
+    assert where[command] in table
