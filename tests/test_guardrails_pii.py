@@ -511,3 +511,24 @@ def test_a_licence_at_the_head_of_a_data_line_does_not_cover_its_addresses(redac
 def test_a_long_literal_annotation_is_code(redactor):
     code = "reviewer: Literal[" + ", ".join(f'"Person{i}"' for i in range(30)) + '] = "Anna Kowalska"\nprint(reviewer)\n'
     assert redacted(redactor, code) == code
+
+
+# Sentences of the real clients' own prompts (Claude Code's system prompt and reminders, 2.1.x): they name
+# the client and its models, and use derived words WordNet lacks ("clickable").
+@pytest.mark.parametrize("text", [
+    "You are a Claude agent, built on Anthropic's Claude Agent SDK.",
+    "Reference code as `file_path:line_number` — it's clickable.",
+    "The most recent Claude models are the Claude 4.5 family.",
+    "Fast mode for Claude Code gives faster output.",
+    "I asked Codex to fix the test, then Copilot reviewed it.",
+    "it's configurable in settings.json and it's runnable from the CLI",
+])
+def test_assistant_names_and_derived_words_in_client_prompts_are_not_people(redactor, text):
+    assert redactor.analyze(text) == []
+
+
+@pytest.mark.parametrize("text,name", [("Claude Dubois joined the infra team in May.", "Claude Dubois"),
+                                       ("my name is Claude", "Claude"), ("Devin Walsh merged it.", "Devin Walsh"),
+                                       ("Thanks, Jules", "Jules")])
+def test_people_who_share_an_assistants_name_are_still_found(redactor, text, name):
+    assert [text[h.start:h.end] for h in redactor.analyze(text) if h.entity == "PERSON"] == [name]

@@ -135,6 +135,7 @@ class PiiSettings(_Strict):
     score_threshold: float = Field(0.5, ge=0, le=1)
     entity_thresholds: dict[str, float] = {}
     technical_terms: frozenset[str] = frozenset()
+    common_word_names: frozenset[str] = frozenset()  # read as English words: names only with a family name
     ip_allow_networks: tuple[str, ...] = ()
     custom_recognizers: tuple[CustomRecognizer, ...] = ()
     phone: PhoneSettings = PhoneSettings()

@@ -294,11 +294,12 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
 
 class English:
     """Is a word English? The WordNet lemma lists, inflection rules and exceptions of the pipeline's own
-    lemmatizer tables (empty when the pipeline has none: then no word is known)."""
+    lemmatizer tables (empty when the pipeline has none: then no word is known), plus `common`: words of
+    developer prose that the lists lack (the policy's `common_word_names`)."""
 
-    def __init__(self, nlp):
+    def __init__(self, nlp, common: frozenset[str] = frozenset()):
         path = getattr(nlp, "path", None)
-        self.words: set[str] = set()
+        self.words: set[str] = {w.lower() for w in common}
         self.exceptions: set[str] = set()
         self.rules: set[tuple[str, str]] = set()
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
@@ -313,8 +314,24 @@ class English:
 
     def __contains__(self, word: str) -> bool:
         w = word.lower()
+        return self._listed(w) or any(  # a regular derivation of a listed word ("clickable", "runnable")
+            w.endswith(suffix) and len(w) - len(suffix) >= 3 and any(self._listed(base + stem) for base in _bases(
+                w[: len(w) - len(suffix)]) for stem in stems) for suffix, stems in _DERIVATIONS)
+
+    def _listed(self, w: str) -> bool:
         return w in self.words or w in self.exceptions or any(
             w.endswith(old) and w[: len(w) - len(old)] + new in self.words for old, new in self.rules)
+
+
+# English derivational suffixes WordNet leaves out of its lemma lists, with the stem endings they replace:
+# click-able, configur(e)-able, run(n)-able, happi(y)-ness are words of a developer's prose, never names.
+_DERIVATIONS = (("able", ("", "e")), ("ible", ("", "e")), ("ability", ("", "e")), ("ness", ("", "y")),
+                ("less", ("",)), ("ful", ("",)))
+
+
+def _bases(stem: str) -> tuple[str, ...]:
+    """`stem`, and without its doubled final consonant (runn-able → run)."""
+    return (stem, stem[:-1]) if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeiou" else (stem,)
 
 
 class Introducers:

@@ -141,7 +141,7 @@ class PiiRedactor:
         self._not_personal = regex.compile(settings.code_email_not_personal, regex.IGNORECASE)
         self._attribution = regex.compile("|".join(settings.code_email_attributions), regex.IGNORECASE) \
             if settings.code_email_attributions else None
-        self._english = English(self._nlp)
+        self._english = English(self._nlp, settings.common_word_names)
         self._gazetteer = Gazetteer.load(settings.name_gazetteer)
         entities = {*settings.pattern_entities, *(c.entity for c in settings.custom_recognizers)}
         self._code_entities = sorted(entities & CODE_ENTITIES)  # run on the whole text
