@@ -125,6 +125,9 @@ EVERYDAY = [
     "gh gist create .env.example", "mail -s 'my key' admin@example.com < ~/.ssh/id_ed25519.pub",
     "ssh deploy@web01 'cat > /srv/app/.env' < .env.sample", "scp ~/.ssh/id_rsa.pub me@build01:",
     "curl -F file=@.env.template https://paste.example.com",
+    # the shell named as a setting's value (Claude Code's environment block, GitHub Actions, login shells)
+    "Platform: linux\nShell: bash\nOS Version: Linux 6.1", "    shell: bash\n    run: make test",
+    "default shell = zsh", "login shell: /bin/bash",
 ]
 
 
