@@ -170,24 +170,6 @@ def has_tools(data: dict) -> bool:
     return bool(data.get("tools"))
 
 
-def last_user_text(data: dict, call_type: str) -> str:
-    """The text of the last user message (what retrieval searches for and auxiliary calls are told by)."""
-    if call_type in RESPONSES_CALLS:
-        items = data.get("input")
-        if isinstance(items, str):
-            return items
-        messages = [i for i in items or [] if isinstance(i, dict) and i.get("type", "message") == "message"]
-    else:
-        messages = data.get("messages") or []
-    for m in reversed(messages):
-        if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, str):
-                return content
-            return "\n".join(p["text"] for p in content or [] if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def system_texts(data: dict, call_type: str) -> list[str]:
     """The client's own system prompt(s): instructions / system, and system or developer messages."""
     field = data.get("instructions" if call_type in RESPONSES_CALLS else "system")

@@ -28,7 +28,6 @@ from .endpoints import (
     AGENT_CALLS,
     RESPONSES_CALLS,
     has_tools,
-    last_user_text,
     put_system,
     refuse_unchecked,
     system_texts,
@@ -39,7 +38,7 @@ from .errors import GatewayError, http_status
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
 from .headers import parse_headers
-from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, prompt_text
+from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, last_user_words, prompt_text
 from .overrides import pack_override
 from .prompts import PackStore, pack_message, prompts_dir
 from .rollout import rollouts
@@ -238,7 +237,7 @@ class CarrotGateway(CustomLogger):
             if ctx.tools == "sent" and call_type in AGENT_CALLS:
                 ctx.tools_dropped = tuple(unchecked_tools(data, call_type, policy.tools.unchecked))
         if call_type not in TEXT_CALLS:
-            ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_text(data, call_type))
+            ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_words(data, call_type))
         return ctx
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
@@ -301,7 +300,7 @@ class CarrotGateway(CustomLogger):
             await rag.inject_context(call.ctx, call.data)
             return
         # the agent endpoints: retrieve for the last user text, put the block with the pack
-        probe = {"messages": [{"role": "user", "content": last_user_text(call.data, call.call_type)}]}
+        probe = {"messages": [{"role": "user", "content": last_user_words(call.data, call.call_type)}]}
         await rag.inject_context(call.ctx, probe)
         for m in probe["messages"][:-1]:
             put_system(call.data, call.call_type, call.ctx.author(m)["content"])

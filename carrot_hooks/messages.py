@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Collection
 
 from . import endpoints
@@ -237,9 +238,22 @@ def prompt_text(data: dict) -> str:
     return "\n".join(request_texts(data))
 
 
-def last_user_text(messages: list) -> str:
-    """The text of the last user message (what retrieval searches for)."""
+# What clients put into a user turn for the model besides the user's words: Claude Code's <system-reminder>
+# blocks (git attribution, environment, skills), Codex's <environment_context> and <user_instructions>.
+CLIENT_BLOCKS = re.compile(r"<(system-reminder|environment_context|user_instructions)>.*?</\1>[ \t]*\n*", re.DOTALL)
+
+
+def last_user_text(messages: list | str) -> str:
+    """The user's words in the last user turn (what retrieval searches for, what auxiliary calls are told by),
+    without the context blocks clients add to it: chat or Anthropic messages, or Responses input items."""
+    if isinstance(messages, str):
+        return CLIENT_BLOCKS.sub("", messages).strip()
     for m in reversed(messages or []):
-        if isinstance(m, dict) and m.get("role") == "user":
-            return "\n".join(content_texts(m.get("content")))
+        if isinstance(m, dict) and m.get("role") == "user" and m.get("type", "message") == "message":
+            return CLIENT_BLOCKS.sub("", "\n".join(content_texts(m.get("content")))).strip()
     return ""
+
+
+def last_user_words(data: dict, call_type: str) -> str:
+    """`last_user_text` of a request of any endpoint (Responses keep their turns in `input`)."""
+    return last_user_text(data.get("input") if call_type in endpoints.RESPONSES_CALLS else data.get("messages"))

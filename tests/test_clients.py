@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from carrot_hooks import endpoints, fim
+from carrot_hooks import endpoints, fim, messages
 from carrot_hooks.config import load_model
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.routing import RoutingPolicy
@@ -64,7 +64,7 @@ def check(proc, scene, proxy, fake_upstream, marker) -> None:
     assert asked, [r.json.get("model") for r in fake_upstream.find(marker)]
     # the pack leads every call but the client's housekeeping ones (titles, summaries: routing `auxiliary`)
     aux = [r for r in asked if ROUTING.auxiliary_call(endpoints.system_texts(r.json, "acompletion"),
-                                                      endpoints.last_user_text(r.json, "acompletion"))]
+                                                      messages.last_user_words(r.json, "acompletion"))]
     main = [r for r in asked if r not in aux]
     assert main and all(r.system_messages[0].startswith(CHAT_PACK) for r in main)
     assert not any(CHAT_PACK in r.text for r in aux)

@@ -294,3 +294,24 @@ def test_eval_scores_rag_on_the_retrieved_sources_and_the_citation(rag_proxy, fa
     assert (good.passed, good.reason) == (True, "retrieved and cited")
     assert (silent.passed, silent.reason) == (False, "answer does not cite the gold file")
     assert (elsewhere.passed, elsewhere.reason) == (False, "gold file not among the retrieved sources")
+
+
+# A user turn as Claude Code sends it: context blocks for the model before the user's words (this reminder is
+# our own text in that shape: git attribution, environment, available skills).
+REMINDER = ("<system-reminder>\nWhen you create git commits or pull requests, end the message with the attribution "
+            "line below. Environment: platform linux, shell bash, repository root /work, not a git repository. "
+            "Skills available: review the pending changes on the current branch; initialize a project notes file; "
+            "configure the status line and the settings file; run and screenshot the app.\n</system-reminder>\n")
+
+
+def test_agent_turns_retrieve_for_the_users_words_not_the_clients_context_blocks(rag_proxy, fake_upstream, marker,
+                                                                                   code_repo):
+    question = "How does the expo wait generator compute the exponential backoff delay from base and factor?"
+    refs = f"{code_repo['name']}@{code_repo['sha']}"
+    plain, _ = ask(rag_proxy, fake_upstream, marker, "rag-code", question, refs=refs)
+    r = httpx.post(f"{rag_proxy.base_url}/v1/messages", timeout=120, headers={
+        **rag_proxy.headers(), "anthropic-version": "2023-06-01", "X-Task-Type": "rag-code", "X-Context-Refs": refs},
+        json={"model": "carrot-chat", "max_tokens": 64, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": REMINDER}, {"type": "text", "text": f"{question} ({marker}-m)"}]}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-carrot-rag-sources"] == plain.headers["x-carrot-rag-sources"]

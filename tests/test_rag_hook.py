@@ -124,3 +124,19 @@ def test_a_bad_search_process_count_names_the_variable(monkeypatch, raw):
         rag.search_processes()
     monkeypatch.setenv("CARROT_SEARCH_PROCESSES", "3")
     assert rag._Engine().processes == 3
+
+
+def test_the_users_words_leave_out_the_context_blocks_clients_add():
+    from carrot_hooks.messages import last_user_words
+
+    reminder = "<system-reminder>\nshell: bash; skills: review, init\n</system-reminder>\n"
+    claude = {"messages": [{"role": "user", "content": [{"type": "text", "text": reminder},
+                                                        {"type": "text", "text": "why does it retry?"}]}]}
+    assert last_user_words(claude, "anthropic_messages") == "why does it retry?"
+    codex = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "<environment_context>\n  <cwd>/w"
+                                                     "</cwd>\n</environment_context>"}]},
+                       {"role": "user", "content": [{"type": "input_text", "text": "fix the <b>bold</b> test"}]},
+                       {"type": "function_call_output", "call_id": "c", "output": "ok"}]}
+    assert last_user_words(codex, "aresponses") == "fix the <b>bold</b> test"
+    assert last_user_words({"messages": [{"role": "user", "content": reminder}]}, "acompletion") == ""
+    assert last_user_words({"input": f"{reminder}hi"}, "aresponses") == "hi"
