@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 UNITS = (" ", "\t", "\n", "@", "a@b", ".", "-", "=", "(", "f(", "'", "''a", '"', "`", "\\", "1", "12 ", "+1 ", "a", "a.", "a/",
          "Anna ", "Ab ", "my name is ", "call me at ", "    x\n", "# ", "/*", '"""', "<!--", "```", "DE89 ", "St. ",
-         'File "', "x.py:1: in f\n", "a: b\n")
+         'File "', "x.py:1: in f\n", "a: b\n", "<system-reminder>x ", "<system-reminder>x</system-reminder>")
 
 
 def texts(size: int = 60_000) -> dict[str, str]:
@@ -34,11 +34,14 @@ def texts(size: int = 60_000) -> dict[str, str]:
 
 
 def rag_query_shaping(text: str) -> None:
-    """What a retrieving request does to the message before any search: cleaning, shaping, query terms."""
+    """What a retrieving request does to the message before any search: the user's words, cleaning, shaping,
+    query terms."""
+    from carrot_hooks.messages import users_words
     from rag_indexer.query import clean, shape
     from rag_indexer.retrieve import typo_candidates
     from rag_indexer.text import search_text
 
+    text = users_words(text)  # the user's words, as the gateway takes them from the turn
     shaped = shape(text, clean(text))
     search_text(shaped.text)
     typo_candidates(shaped.text)

@@ -236,6 +236,8 @@ class CarrotGateway(CustomLogger):
             ctx.tools = tools_verdict(policy, decision, tools_capable(decision.model))
             if ctx.tools == "sent" and call_type in AGENT_CALLS:
                 ctx.tools_dropped = tuple(unchecked_tools(data, call_type, policy.tools.unchecked))
+                if not data.get("tools"):  # every tool was one the guardrails cannot check
+                    ctx.tools = "dropped"
         if call_type not in TEXT_CALLS:
             ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_words(data, call_type))
         return ctx

@@ -240,17 +240,34 @@ def prompt_text(data: dict) -> str:
 
 # What clients put into a user turn for the model besides the user's words: Claude Code's <system-reminder>
 # blocks (git attribution, environment, skills), Codex's <environment_context> and <user_instructions>.
-CLIENT_BLOCKS = re.compile(r"<(system-reminder|environment_context|user_instructions)>.*?</\1>[ \t]*\n*", re.DOTALL)
+CLIENT_BLOCKS = ("system-reminder", "environment_context", "user_instructions")
+_BLOCK_OPEN = re.compile(r"\s*<(" + "|".join(CLIENT_BLOCKS) + r")>")
+
+
+def users_words(text: str) -> str:
+    """`text` without the client blocks that open it (a part that is only blocks gives ""); a tag elsewhere,
+    or one never closed, is the user's own text. Linear: each block is found once, by its closing tag."""
+    pos = 0
+    while (m := _BLOCK_OPEN.match(text, pos)) is not None:
+        end = text.find(f"</{m.group(1)}>", m.end())
+        if end < 0:
+            break
+        pos = end + len(m.group(1)) + 3
+    return text[pos:].strip()
 
 
 def last_user_text(messages: list | str) -> str:
-    """The user's words in the last user turn (what retrieval searches for, what auxiliary calls are told by),
-    without the context blocks clients add to it: chat or Anthropic messages, or Responses input items."""
+    """The user's words in the latest user turn that has some (what retrieval searches for, what auxiliary
+    calls are told by), without the context blocks clients add as parts of it or at its head (a turn of
+    client blocks and tool results only, as Claude Code sends after a tool ran, is skipped): chat or
+    Anthropic messages, or Responses input items."""
     if isinstance(messages, str):
-        return CLIENT_BLOCKS.sub("", messages).strip()
+        return users_words(messages)
     for m in reversed(messages or []):
         if isinstance(m, dict) and m.get("role") == "user" and m.get("type", "message") == "message":
-            return CLIENT_BLOCKS.sub("", "\n".join(content_texts(m.get("content")))).strip()
+            words = "\n".join(w for w in map(users_words, content_texts(m.get("content"))) if w)
+            if words:
+                return words
     return ""
 
 

@@ -344,3 +344,23 @@ def test_a_blocked_tool_call_never_reaches_the_client_on_responses_streams_or_bo
     assert out[-1]["response"]["output"] == done
     body = check_responses_body({"output": [dict(call)]}, real_checks())
     assert body["output"][0]["type"] == "message" and body["output"][0]["content"][0]["text"] == said
+
+
+def test_a_blocked_call_listed_elsewhere_in_the_completed_response_is_still_replaced():
+    """`response.completed` may list calls at other positions than their stream indices."""
+    ok = {"type": "function_call", "id": "fa", "call_id": "a", "name": "run", "arguments": json.dumps({"cmd": "ls"})}
+    bad = {"type": "function_call", "id": "fb", "call_id": "b", "name": "run", "arguments": BLOCKED}
+    events = []
+    for index, call in ((1, ok), (2, bad)):
+        events += [{"type": "response.output_item.added", "output_index": index, "item": {**call, "arguments": ""}},
+                   {"type": "response.function_call_arguments.done", "output_index": index, "arguments": call["arguments"]},
+                   {"type": "response.output_item.done", "output_index": index, "item": dict(call)}]
+    events.append({"type": "response.completed", "response": {"output": [dict(ok), dict(bad)]}})
+
+    async def stream():
+        for e in events:
+            yield copy.deepcopy(e)
+
+    out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
+    final = out[-1]["response"]["output"]
+    assert final[0] == ok and final[1]["type"] == "message" and "i.sh" not in json.dumps(out)

@@ -383,3 +383,13 @@ def test_reasoning_summaries_of_a_native_responses_upstream_are_checked(proxy, f
         said, final = None, r.json()
     [summary] = [s["text"] for o in final["output"] if o["type"] == "reasoning" for s in o["summary"]]
     assert re.fullmatch(r"the key is \[REDACTED:[\w.-]+\], use it", summary) and said in (None, summary), summary
+
+
+def test_a_request_whose_every_tool_is_dropped_says_dropped(proxy, fake_upstream, marker):
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    r = post(proxy, "responses", {"model": "alt-reasoning", "input": f"q {marker}", "tool_choice": "required",
+                                  "tools": [{"type": "web_search"}]})
+    assert r.status_code == 200, r.text
+    assert (r.headers["x-carrot-tools"], r.headers["x-carrot-tools-dropped"]) == ("dropped", "tools[0] web_search")
+    [up] = fake_upstream.find(marker)
+    assert "tools" not in up.json and "tool_choice" not in up.json

@@ -140,3 +140,16 @@ def test_the_users_words_leave_out_the_context_blocks_clients_add():
     assert last_user_words(codex, "aresponses") == "fix the <b>bold</b> test"
     assert last_user_words({"messages": [{"role": "user", "content": reminder}]}, "acompletion") == ""
     assert last_user_words({"input": f"{reminder}hi"}, "aresponses") == "hi"
+    # a tag the user writes, or never closes, is their own text; a turn of client blocks and tool results
+    # only (Claude Code after a tool ran) leaves the question to the turn before
+    own = "Why is <system-reminder> shown in my UI, and how do I hide it?"
+    assert last_user_words({"messages": [{"role": "user", "content": [{"type": "text", "text": own},
+                                                                      {"type": "text", "text": reminder}]}]},
+                           "anthropic_messages") == own
+    assert last_user_words({"input": "explain <user_instructions>x</user_instructions> here"}, "aresponses") \
+        == "explain <user_instructions>x</user_instructions> here"
+    loop = claude["messages"] + [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Read",
+                                                                    "input": {}}]},
+                                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"},
+                                                              {"type": "text", "text": reminder}]}]
+    assert last_user_words({"messages": loop}, "anthropic_messages") == "why does it retry?"

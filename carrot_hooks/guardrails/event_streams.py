@@ -193,7 +193,7 @@ class _ResponsesState:
         self.released: dict[tuple, str] = {}
         self.template: dict[tuple, object] = {}
         self.arguments: dict[int, list[str]] = {}
-        self.checked_arguments: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self.checked_arguments: dict[str, tuple[str, tuple[str, ...]]] = {}  # by the arguments' own text
         self.arg_template: dict[int, object] = {}
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
 
@@ -287,10 +287,12 @@ class _ResponsesState:
             _put(response, "instructions", self.checks.callers_instructions(_get(response, "instructions")))
 
     def _arguments(self, index: int, full: str | None) -> tuple[str, tuple[str, ...]]:
-        if index not in self.checked_arguments:
-            text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
-            self.checked_arguments[index] = self.checks.check_arguments(text)
-        return self.checked_arguments[index]
+        """A call's arguments checked (`full`, else the deltas streamed at `index`), once per text: the
+        terminal event may list calls at other positions than the stream's output indices."""
+        text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
+        if text not in self.checked_arguments:
+            self.checked_arguments[text] = self.checks.check_arguments(text)
+        return self.checked_arguments[text]
 
     def _item(self, item, index: int):
         """`item` checked in place; a function call a block rule hit comes back as a message item."""
