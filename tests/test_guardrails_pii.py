@@ -532,3 +532,9 @@ def test_assistant_names_and_derived_words_in_client_prompts_are_not_people(reda
                                        ("Thanks, Jules", "Jules")])
 def test_people_who_share_an_assistants_name_are_still_found(redactor, text, name):
     assert [text[h.start:h.end] for h in redactor.analyze(text) if h.entity == "PERSON"] == [name]
+
+
+def test_role_mailboxes_in_prose_are_no_ones_personal_address(redactor):
+    text = ("Commits get Co-Authored-By: Continue <noreply@continue.dev>; write to support@acme.io or "
+            "python-dev@python.org, not to maria.gonzalez@acme.io")
+    assert [text[h.start:h.end] for h in redactor.analyze(text)] == ["maria.gonzalez@acme.io"]
