@@ -241,32 +241,55 @@ def prompt_text(data: dict) -> str:
 # What clients put into a user turn for the model besides the user's words: Claude Code's <system-reminder>
 # blocks (git attribution, environment, skills), Codex's <environment_context> and <user_instructions>.
 CLIENT_BLOCKS = ("system-reminder", "environment_context", "user_instructions")
-_BLOCK_OPEN = re.compile(r"\s*<(" + "|".join(CLIENT_BLOCKS) + r")>")
+_BLOCK_OPEN = re.compile(r"[\s\ufeff\u200b]*<(" + "|".join(CLIENT_BLOCKS) + r")>")
+_BLOCK_CLOSE = re.compile(r"</(" + "|".join(CLIENT_BLOCKS) + r")>[ \t]*$")
 
 
 def users_words(text: str) -> str:
-    """`text` without the client blocks that open it (a part that is only blocks gives ""); a tag elsewhere,
-    or one never closed, is the user's own text. Linear: each block is found once, by its closing tag."""
-    pos = 0
-    while (m := _BLOCK_OPEN.match(text, pos)) is not None:
-        end = text.find(f"</{m.group(1)}>", m.end())
-        if end < 0:
+    """`text` without the client blocks at its head and its end, each a whole block on its own lines (a part
+    that is only blocks gives ""); a tag mid-text, one never closed or one closed mid-line is the user's own.
+    Linear: each block is found once, by its closing tag (tags in any case)."""
+    low = text.lower()
+    start, end = 0, len(text)
+    while (m := _BLOCK_OPEN.match(low, start, end)) is not None:
+        tag = f"</{m.group(1)}>"
+        close = low.find(tag, m.end(), end)
+        after = close + len(tag)
+        while 0 <= close and after < end and low[after] in " \t":
+            after += 1
+        if close < 0 or after < end and low[after] not in "\r\n":
             break
-        pos = end + len(m.group(1)) + 3
-    return text[pos:].strip()
+        start = after
+    while True:
+        stop = end
+        while stop > start and low[stop - 1].isspace():
+            stop -= 1
+        line = low.rfind("\n", start, stop) + 1
+        m = _BLOCK_CLOSE.search(low, max(line, start), stop)
+        opening = low.rfind(f"<{m.group(1)}>", start, m.start()) if m else -1
+        if opening < 0 or low[low.rfind("\n", start, opening) + 1 : opening].strip("\ufeff\u200b \t"):
+            break
+        end = opening
+    return text[start:end].strip()
+
+
+def _only_client_context(content) -> bool:
+    """A user turn with nothing of the user's: tool results and client blocks only (Claude Code after a tool ran)."""
+    return isinstance(content, list) and bool(content) and all(
+        isinstance(p, dict) and (p.get("type") == "tool_result" or isinstance(p.get("text"), str)
+                                 and p["text"].strip() and not users_words(p["text"])) for p in content)
 
 
 def last_user_text(messages: list | str) -> str:
-    """The user's words in the latest user turn that has some (what retrieval searches for, what auxiliary
-    calls are told by), without the context blocks clients add as parts of it or at its head (a turn of
-    client blocks and tool results only, as Claude Code sends after a tool ran, is skipped): chat or
-    Anthropic messages, or Responses input items."""
+    """The user's words in the last user turn (what retrieval searches for, what auxiliary calls are told by),
+    without the context blocks clients add to it; a turn of tool results and client blocks only leaves the
+    question to the turn before. Chat or Anthropic messages, or Responses input items."""
     if isinstance(messages, str):
         return users_words(messages)
     for m in reversed(messages or []):
         if isinstance(m, dict) and m.get("role") == "user" and m.get("type", "message") == "message":
             words = "\n".join(w for w in map(users_words, content_texts(m.get("content"))) if w)
-            if words:
+            if words or not _only_client_context(m.get("content")):
                 return words
     return ""
 

@@ -364,3 +364,18 @@ def test_a_blocked_call_listed_elsewhere_in_the_completed_response_is_still_repl
     out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
     final = out[-1]["response"]["output"]
     assert final[0] == ok and final[1]["type"] == "message" and "i.sh" not in json.dumps(out)
+
+
+def test_a_call_blocked_at_its_arguments_stays_replaced_whatever_its_item_says():
+    events = [{"type": "response.output_item.added", "output_index": 0,
+               "item": {"type": "function_call", "id": "f", "arguments": ""}},
+              {"type": "response.function_call_arguments.done", "output_index": 0, "arguments": BLOCKED},
+              {"type": "response.output_item.done", "output_index": 0,
+               "item": {"type": "function_call", "id": "f", "arguments": ""}}]
+
+    async def stream():
+        for e in events:
+            yield copy.deepcopy(e)
+
+    out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
+    assert [e["item"]["type"] for e in out if e["type"].startswith("response.output_item")] == ["message", "message"]

@@ -128,6 +128,7 @@ def test_a_bad_search_process_count_names_the_variable(monkeypatch, raw):
 
 def test_the_users_words_leave_out_the_context_blocks_clients_add():
     from carrot_hooks.messages import last_user_words
+    from carrot_hooks.messages import users_words as messages_users_words
 
     reminder = "<system-reminder>\nshell: bash; skills: review, init\n</system-reminder>\n"
     claude = {"messages": [{"role": "user", "content": [{"type": "text", "text": reminder},
@@ -153,3 +154,12 @@ def test_the_users_words_leave_out_the_context_blocks_clients_add():
                                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"},
                                                               {"type": "text", "text": reminder}]}]
     assert last_user_words({"messages": loop}, "anthropic_messages") == "why does it retry?"
+    # a turn of the user's with no words (an image, empty text) is not skipped for an older question
+    image = [{"role": "user", "content": "old question"}, {"role": "assistant", "content": "a"},
+             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]
+    assert last_user_words({"messages": image}, "acompletion") == ""
+    # blocks at a part's end, tags in any case, a BOM first; a tag closed mid-line is the user's
+    assert messages_users_words("\ufeff<System-Reminder>x</system-reminder>\nq\n<environment_context>e"
+                                "</environment_context>\n") == "q"
+    assert messages_users_words("<user_instructions> is a tag; what does </user_instructions> mean?") \
+        == "<user_instructions> is a tag; what does </user_instructions> mean?"

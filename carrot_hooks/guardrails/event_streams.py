@@ -196,6 +196,7 @@ class _ResponsesState:
         self.checked_arguments: dict[str, tuple[str, tuple[str, ...]]] = {}  # by the arguments' own text
         self.arg_template: dict[int, object] = {}
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
+        self.replaced: set[int] = set()  # output indices whose blocked call a message already took the place of
 
     def _key(self, event, family: str) -> tuple:
         return (family, _get(event, "output_index", 0), _get(event, "content_index", _get(event, "summary_index", 0)))
@@ -244,6 +245,7 @@ class _ResponsesState:
             checked, blocked = self._arguments(index, _get(event, "arguments"))
             if blocked:  # the call is never opened: a message holding the notice takes its place
                 self.opened.pop(index, None)
+                self.replaced.add(index)
                 return _message_events(event, index, notice(blocked))
             _put(event, "arguments", checked)
             out = [self.opened.pop(index)] if index in self.opened else []
@@ -259,7 +261,9 @@ class _ResponsesState:
                 return [event]
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             opened = self.opened.pop(index, None)  # still held: its arguments came whole, not as events
-            if blocked:  # the message taking its place was sent at arguments.done, or is sent now
+            if index in self.replaced:  # its message went out at arguments.done, whatever this item says
+                return []
+            if blocked:
                 return [] if opened is None else _message_events(event, index, notice(blocked))
             _put(item, "arguments", checked)
             return ([opened] if opened is not None else []) + [event]

@@ -143,9 +143,9 @@ class PiiSettings(_Strict):
     name_gazetteer: Literal["faker", "none"] = "none"
     code_email_attributions: tuple[str, ...] = ()
     code_email_not_personal: str = "(?!)"
-    email_role_mailboxes: str = "(?!)"  # no one's personal address, in prose too
+    email_no_reply: str = "(?!)"  # nobody's address, in prose too
 
-    @field_validator("code_email_attributions", "code_email_not_personal", "email_role_mailboxes")
+    @field_validator("code_email_attributions", "code_email_not_personal", "email_no_reply")
     @classmethod
     def _code_email(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
         return _compiles(value, regex.IGNORECASE)

@@ -139,7 +139,7 @@ class PiiRedactor:
         self._memo = Memo(2048)
         self._introducers = Introducers(settings.name_introducers)
         self._not_personal = regex.compile(settings.code_email_not_personal, regex.IGNORECASE)
-        self._role_mailbox = regex.compile(settings.email_role_mailboxes, regex.IGNORECASE)
+        self._no_reply = regex.compile(settings.email_no_reply, regex.IGNORECASE)
         self._attribution = regex.compile("|".join(settings.code_email_attributions), regex.IGNORECASE) \
             if settings.code_email_attributions else None
         self._english = English(self._nlp, settings.common_word_names)
@@ -166,7 +166,7 @@ class PiiRedactor:
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            if self._not_personal.search(value) or self._role_mailbox.search(value) \
+            if self._not_personal.search(value) or self._no_reply.search(value) \
                     or self._attributed(lay.text, line_start, before):
                 return False  # "# Copyright 2020 Jane Doe <jane@x.org>", "python-dev@python.org"
             return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(before))
@@ -199,8 +199,8 @@ class PiiRedactor:
             value = text[r.start : r.end]
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
-        if r.entity_type == "EMAIL_ADDRESS" and self._role_mailbox.search(value):
-            return False  # noreply@, support@, a mailing list: in prose too
+        if r.entity_type == "EMAIL_ADDRESS" and self._no_reply.search(value):
+            return False  # noreply@: nobody's, in prose too
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
             lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "from ingrid nowak"
