@@ -287,7 +287,11 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         i = bisect.bisect_right(starts, ent.start_char) - 1
         start = ent.start_char + spans[i][0] - starts[i]
         held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
-        if any(listed for _, _, listed in held) or held and len(text.split()) > 1 and not any(w in english for w in text.split()):
+        words = text.split()
+        listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
+        if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
+            continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
+        if any(listed for _, _, listed in held) or held and len(words) > 1 and not any(w in english for w in words):
             out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
 
@@ -299,7 +303,8 @@ class English:
 
     def __init__(self, nlp, common: frozenset[str] = frozenset()):
         path = getattr(nlp, "path", None)
-        self.words: set[str] = {w.lower() for w in common}
+        self.common = frozenset(w.lower() for w in common)
+        self.words: set[str] = set(self.common)
         self.exceptions: set[str] = set()
         self.rules: set[tuple[str, str]] = set()
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
