@@ -314,4 +314,7 @@ def test_agent_turns_retrieve_for_the_users_words_not_the_clients_context_blocks
         json={"model": "carrot-chat", "max_tokens": 64, "messages": [{"role": "user", "content": [
             {"type": "text", "text": REMINDER}, {"type": "text", "text": f"{question} ({marker}-m)"}]}]})
     assert r.status_code == 200, r.text
-    assert r.headers["x-carrot-rag-sources"] == plain.headers["x-carrot-rag-sources"]
+    # the function the question is about ranks first, as for the same words sent as chat (with the reminder
+    # as the query it was not among the three); the places after it may differ with the markers' words
+    first = [h.headers["x-carrot-rag-sources"].split(",")[0] for h in (plain, r)]
+    assert first == ["backoff/_wait_gen.py", "backoff/_wait_gen.py"], first
