@@ -67,11 +67,10 @@ def unchecked_tools(data: dict, call_type: str, action: str) -> list[str]:
     unchecked = [i for i, tool in enumerate(tools) if not _checkable_tool(tool, responses)]
     if not unchecked:
         return []
-    names = [f"tools[{i}] {tools[i].get('type') if isinstance(tools[i], dict) else type(tools[i]).__name__}"
-             for i in unchecked]
+    kinds = [tools[i].get("type") if isinstance(tools[i], dict) else type(tools[i]).__name__ for i in unchecked]
     if action == "refuse":
-        raise _bad(f"tools[{unchecked[0]}]", f"is not a plain function tool ({names[0].split(' ', 1)[1]}; routing "
-                   "policy tools.unchecked: refuse)")
+        raise _bad(f"tools[{unchecked[0]}]", f"is not a plain function tool ({kinds[0]}; routing policy "
+                   "tools.unchecked: refuse)")
     gone = [tools[i] for i in unchecked if isinstance(tools[i], dict)]
     kept = [t for i, t in enumerate(tools) if i not in set(unchecked)]
     if kept:
@@ -82,7 +81,7 @@ def unchecked_tools(data: dict, call_type: str, action: str) -> list[str]:
     if not kept or isinstance(choice, dict) and (choice.get("type") in {t.get("type") for t in gone} - {"function"}
                                                  or choice.get("name") in {t.get("name") for t in gone} - {None}):
         data.pop("tool_choice", None)
-    return names
+    return [f"tools[{i}] {kind}" for i, kind in zip(unchecked, kinds, strict=True)]
 
 
 def _check_responses_input(items) -> None:

@@ -267,7 +267,7 @@ class _ResponsesState:
                 return [] if opened is None else _message_events(event, index, notice(blocked))
             _put(item, "arguments", checked)
             return ([opened] if opened is not None else []) + [event]
-        if kind == "response.output_item.added":  # usually empty; checked whole, nothing remembered
+        if kind == "response.output_item.added":  # usually empty: checked whole; a function call is held
             item = _get(event, "item")
             if item is not None and _get(item, "type") == "function_call":  # held until its arguments pass
                 self.opened[_get(event, "output_index", 0)] = event

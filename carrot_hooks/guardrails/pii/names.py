@@ -291,7 +291,7 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
         if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
             continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
-        if any(listed for _, _, listed in held) or held and len(words) > 1 and not any(w in english for w in words):
+        if listed or held and len(words) > 1 and not any(w in english for w in words):
             out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
 

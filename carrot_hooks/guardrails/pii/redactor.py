@@ -166,8 +166,7 @@ class PiiRedactor:
         if r.entity_type == "US_SSN":
             return bool(_SSN_IN_CODE.fullmatch(value))
         if r.entity_type == "EMAIL_ADDRESS":
-            if self._not_personal.search(value) or self._no_reply.search(value) \
-                    or self._attributed(lay.text, line_start, before):
+            if self._not_personal.search(value) or self._attributed(lay.text, line_start, before):
                 return False  # "# Copyright 2020 Jane Doe <jane@x.org>", "python-dev@python.org"
             return lay.in_literal(r.start, r.end) or bool(_VALUE_BEFORE.search(before))
         return r.entity_type == "IBAN_CODE"
@@ -197,10 +196,10 @@ class PiiRedactor:
                 return False
             r.start += value.split("@")[0].rfind("=") + 1  # OWNER=a@b.io: the address starts after the `=`
             value = text[r.start : r.end]
+            if self._no_reply.search(value):  # noreply@: nobody's, in code and prose
+                return False
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
-        if r.entity_type == "EMAIL_ADDRESS" and self._no_reply.search(value):
-            return False  # noreply@: nobody's, in prose too
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
             lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "from ingrid nowak"
