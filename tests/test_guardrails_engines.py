@@ -69,6 +69,8 @@ SECRETS = [
      + b64url({"sub": "1234567890", "name": "svc", "iat": 1516239022}) + "." + rand(ALNUM + "-_", 43)),
     ("bl.private-key", "{}", pem_key()),
     ("connection-string-password", "DATABASE_URL=postgres://app:{}@db.internal:5432/app", rand(ALNUM, 18)),
+    # an unencoded `@` in the password: the userinfo ends at the authority's last `@`
+    ("connection-string-password", "CELERY_BROKER_URL=amqp://guest:{}@rabbit:5672//", rand(ALNUM, 6) + "@" + rand(ALNUM, 4) + "@"),
     ("password-assignment", 'password = "{}"', "Tr0ub4dor&3-" + rand(ALNUM, 6)),
     ("generic-high-entropy", 'INTERNAL_SIGNING_KEY = "{}"', rand(ALNUM, 32)),
 ]
@@ -96,6 +98,7 @@ def test_secret_is_found_and_redacted(output, policy, rule_id, template, secret)
     assert rule_id in {f.rule_id for f in findings}
     cleaned = redact(text, output.scan(text, policy.risk["low"]))
     assert secret not in cleaned and secret[-12:] not in cleaned
+    assert not [part for part in secret.split("@") if len(part) >= 4 and part in cleaned]  # no piece left
     assert f"[REDACTED:{rule_id}]" in cleaned or "[REDACTED:" in cleaned
 
 
@@ -107,6 +110,13 @@ api_key = "${API_KEY}"
 postgres://user:password@localhost/db
 Authorization: Bearer <your token>"""
     assert output.secrets.scan(text) == []
+
+
+@pytest.mark.parametrize("value,secret", [("drago", False), ("dragon", True), ("김태웅이고", False), ("김태웅이고요", True),
+                                          ("пароль", True), ("парол", False), ("Ab1!", True)])
+def test_letters_only_values_need_six_letters_in_any_script(output, value, secret):
+    """A short word is no credential in any script (`spaCy token: "김태웅이고"` in a docstring); a mark or digit makes one."""
+    assert bool(output.secrets.scan(f'token: "{value}"')) is secret
 
 
 def test_ordinary_code_has_at_most_one_secret_false_positive_per_mb(output):
