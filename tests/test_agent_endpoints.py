@@ -212,11 +212,12 @@ def test_responses_stream_and_its_summary_events_carry_no_secret():
                    {"type": "function_call", "arguments": args}]}}]
 
     async def stream():
-        for e in events:
-            yield e
+        for seq, e in enumerate(events):
+            yield {**e, "sequence_number": seq}
 
     out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
     assert SECRET not in json.dumps(out)
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))  # held text re-cut: still numbered in order
     said = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")
     assert re.fullmatch(r"key: \[REDACTED:[\w.-]+\] done", said), said
     assert out[-1]["response"]["output"][0]["content"][0]["text"] == said
@@ -331,11 +332,12 @@ def test_a_blocked_tool_call_never_reaches_the_client_on_responses_streams_or_bo
                {"type": "response.completed", "response": {"id": "r", "output": [dict(call)]}}]
 
     async def stream():
-        for e in events:
-            yield copy.deepcopy(e)
+        for seq, e in enumerate(events):
+            yield {**copy.deepcopy(e), "sequence_number": seq}
 
     out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
     assert "i.sh" not in json.dumps(out) and "function_call" not in json.dumps(out)
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))  # the notice's events numbered in order
     added = [e["item"]["type"] for e in out if e["type"] == "response.output_item.added"]
     done = [e["item"] for e in out if e["type"] == "response.output_item.done"]
     said = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")

@@ -138,7 +138,10 @@ def test_responses_api_reaches_an_external_upstream_natively_with_placeholders(c
             {"type": "function_call_output", "call_id": "call_1",
              "output": f"DATABASE_URL=postgres://app:{password}@db.internal:5432/prod\nOWNER={email}"}])
     body = raw.parse()
-    text = "".join(e.delta for e in body if e.type == "response.output_text.delta") if stream else body.output_text
+    events = list(body) if stream else []
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta") if stream else body.output_text
+    seqs = [e.sequence_number for e in events]  # the restored text is re-cut: events still numbered one by one
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) if stream else not seqs, seqs
     sent = assert_nothing_left(fake_upstream, marker, key, password, email)
     assert sent.path == "/v1/responses" and "<SECRET_1>" in sent.text and "<EMAIL_1>" in sent.text, sent.json
     assert raw.headers["x-carrot-model"] == "alt-reasoning" and "egress:redact" in raw.headers["x-carrot-guardrails"]

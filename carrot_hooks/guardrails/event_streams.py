@@ -330,7 +330,7 @@ def _message_item(index: int, text: str) -> dict:
 
 
 def _message_events(template, index: int, text: str) -> list[dict]:
-    """The events that open, fill and close a message item holding `text` at `index`, numbered as `template`."""
+    """The events that open, fill and close a message item holding `text` at `index` (numbered when `template` is)."""
     item = _message_item(index, text)
     part = item["content"][0]
     ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -366,8 +366,12 @@ def _family_of_part(part) -> str:
 async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator:
     """Responses API stream events (objects or dicts) → the same events, checked."""
     state = _ResponsesState(checks)
+    seq = None
     async for event in stream:
         for out in state.events(event):
+            if _get(out, "sequence_number") is not None:  # held, re-cut and added events: numbered as sent
+                seq = _get(out, "sequence_number") if seq is None else seq + 1
+                _put(out, "sequence_number", seq)
             yield out
 
 
