@@ -3,7 +3,9 @@ near-duplicate documents spread out."""
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from collections.abc import Callable, Sequence
 
 _WORD = re.compile(r"\w+")
@@ -31,6 +33,16 @@ def file_order(rankings: list[list[int]], weights: list[float], k: int, fused: d
     files = sorted(by_file, key=lambda p: -file_score.get(p, 0.0))
     depth = max((len(ids) for ids in by_file.values()), default=0)
     return [by_file[p][i] for i in range(depth) for p in files if i < len(by_file[p])]
+
+
+def long_files_discounted(fused: dict[int, float], path_of: dict[int, str], chunks_in: dict[str, int],
+                          alpha: float) -> dict[int, float]:
+    """`fused` with each chunk of a file longer than the median file among them divided by
+    1 + alpha·ln(its chunks / that median): a long guide's many chunks are many chances to come first."""
+    if not chunks_in:
+        return fused
+    median = statistics.median(chunks_in.values())
+    return {c: s / (1 + alpha * max(0.0, math.log(chunks_in.get(path_of[c], 1) / median))) for c, s in fused.items()}
 
 
 def by_tier(order: Sequence[int], tier: Callable[[int], int | None]) -> list[list[int]]:

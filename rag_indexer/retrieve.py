@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .embedding import Embedder
-from .fusion import by_tier, diversify, file_order, from_first_answering, rrf
+from .fusion import by_tier, diversify, file_order, from_first_answering, long_files_discounted, rrf
 from .query import Shaped, clean, head, prose_of, shape
 from .store import ChunkMeta, Hit, IndexInfo, Read, Store, check_model
 from .text import search_text, windows
@@ -170,6 +170,10 @@ class Retriever:
             rankings.append(sorted(counts, key=lambda c: (-counts[c], -fused_so_far[c])))
             weights.append(w.phrase)
         fused = rrf(rankings, cfg.rrf_k, weights)
+        discount = cfg.long_file_discount.get(q.kind, 0.0)
+        if discount and fused:
+            chunks_in = self.store.file_chunk_counts(info, {path_of[c] for c in fused})
+            fused = long_files_discounted(fused, path_of, chunks_in, discount)
         if q.mode == "hybrid" and q.kind in cfg.fuse_files:
             order = file_order(rankings, weights, cfg.rrf_k, fused, path_of)
         else:

@@ -8,7 +8,7 @@ _TOPICS = ("layer assignment", "congestion maps", "track usage", "via counts", "
            "net ordering", "capacity adjustment", "report files", "debug output")
 
 
-def _prose(topic: str, n: int) -> str:
+def prose(topic: str, n: int) -> str:
     """`n` varied sentences about `topic`, two per line, paragraphs of four (sections of realistic size)."""
     sentences = [f"The {topic} step {i} records {_TOPICS[i % len(_TOPICS)]} for each region of the design, "
                  f"and the report lists item {i * 7 % 13} with its cost." for i in range(n)]
@@ -20,13 +20,13 @@ def routing_guide() -> str:
     """A Markdown guide with several command sections; `Set Routing Alpha` answers the alpha question."""
     parts = ["# Global Routing", "", "The global router plans the wires of every net before detailed routing.", ""]
     for title, body in (
-        ("Set Routing Layers", _prose("layer range", 20)),
-        ("Set Macro Extension", _prose("macro extension", 18)),
+        ("Set Routing Layers", prose("layer range", 20)),
+        ("Set Macro Extension", prose("macro extension", 18)),
         ("Set Routing Alpha", "Use `set_routing_alpha -net NAME ALPHA` to trade off total wirelength against the "
                               "path depth from a net's driver to its loads: a larger alpha shortens the longest "
-                              "source-to-sink path at the cost of more wire. " + _prose("alpha tuning", 6)),
-        ("Set Global Routing Randomness", _prose("random seed", 18)),
-        ("Report Wire Length", _prose("wire length", 20)),
+                              "source-to-sink path at the cost of more wire. " + prose("alpha tuning", 6)),
+        ("Set Global Routing Randomness", prose("random seed", 18)),
+        ("Report Wire Length", prose("wire length", 20)),
     ):
         parts += [f"## {title}", "", body, "", "```tcl", f"# example for {title.lower()}", "```", ""]
     return "\n".join(parts)
@@ -36,10 +36,10 @@ def install_guide(cloud: str, offline_word: str = "disconnected") -> str:
     """One of several near-identical install guides (one per cloud)."""
     return "\n".join([
         f"# Installing on {cloud}", "",
-        "## Prerequisites", "", _prose(f"{cloud} account", 8), "",
+        "## Prerequisites", "", prose(f"{cloud} account", 8), "",
         f"## {offline_word.capitalize()} installation", "",
         f"A {offline_word} install runs without internet access: copy the bundle to the {cloud} host, "
-        f"run `./install.sh --offline`, then start the service with `svc start`. " + _prose("bundle", 6), "",
+        f"run `./install.sh --offline`, then start the service with `svc start`. " + prose("bundle", 6), "",
     ])
 
 
@@ -56,7 +56,7 @@ def write_docs(folder: Path) -> Path:
     (folder / "global_routing.md").write_text(routing_guide())
     (folder / "master.txt").write_text(
         "# Release Process\n\n## Tagging\n\nCreate an annotated tag `vX.Y.Z` on the main branch. "
-        + _prose("tagging", 6) + "\n\n## Publishing\n\nUpload the wheel with `twine upload`. " + _prose("upload", 6) + "\n")
+        + prose("tagging", 6) + "\n\n## Publishing\n\nUpload the wheel with `twine upload`. " + prose("upload", 6) + "\n")
     for cloud in ("AWS", "GCP", "Azure"):
         (folder / f"install_{cloud.lower()}.md").write_text(install_guide(cloud))
     return folder

@@ -22,6 +22,12 @@ class Reads(Connection):
             "SELECT id, path, file_kind, package FROM rag_chunks WHERE id = ANY(%s)", (list(ids),)).fetchall()
         return {r[0]: ChunkMeta(*r[1:]) for r in rows}
 
+    def file_chunk_counts(self, info: IndexInfo, paths: Iterable[str]) -> dict[str, int]:
+        """How many chunks each of these files has in the index."""
+        rows = self.conn.execute("SELECT path, count(*) FROM rag_chunks WHERE index_id = %s AND path = ANY(%s) "
+                                 "GROUP BY path", (info.id, list(paths))).fetchall()
+        return dict(rows)
+
     def phrase_counts(self, ids: Iterable[int], phrases: Sequence[str]) -> dict[int, int]:
         """How many of the (lower-case) phrases each of these chunks contains literally (chunks with none left out)."""
         rows = self.conn.execute(
