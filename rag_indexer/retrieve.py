@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .embedding import Embedder
-from .fusion import by_tier, diversify, file_order, from_first_answering, long_files_discounted, rrf
+from .fusion import (
+    by_tier,
+    diversify,
+    file_order,
+    from_first_answering,
+    long_files_discounted,
+    rrf,
+)
 from .query import Shaped, clean, head, prose_of, shape
 from .store import ChunkMeta, Hit, IndexInfo, Read, Store, check_model
 from .text import search_text, windows
