@@ -4,6 +4,7 @@ that are matched while the model is handed the whole parent. Headings read `Titl
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
@@ -11,6 +12,7 @@ from html.parser import HTMLParser
 from .chunk import Chunk
 
 MIN_TOKENS, MAX_TOKENS = 800, 1200  # parents: what the model is handed
+SECTION_MAX_TOKENS = 1600  # ...or the passage's whole section with its subsections, when a window would cut it
 PASSAGE_TOKENS = 200  # passages: what is matched (cut at a blank line past this, or at a section start)
 MIN_PASSAGE_TOKENS = 40  # a section start shorter than this (a lone heading) stays with what follows
 DOC_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html", ".txt": "text"}
@@ -184,20 +186,53 @@ def _passages(group: list[_Section]) -> list[tuple[int, list[str], str]]:
     return out
 
 
-def _around(chunks: list[Chunk], lines: list[str]) -> list[Chunk]:
-    """Each passage's parent: the passage and its neighbours, added below and above in turn while the whole
-    stays within MAX_TOKENS (overlapping windows, so an answer that starts one passage earlier or ends one
-    later is still handed over whole)."""
+def _section_spans(sections: list[_Section]) -> list[tuple[int, int, int]]:
+    """(first line, last line, tokens) of every headed section with its subsections (a later heading as deep
+    or shallower closes it)."""
+    spans: list[tuple[int, int, int]] = []
+    open_: list[tuple[int, int, int]] = []  # (depth, first line, tokens before it)
+    tokens = last = 0
+    for s in sections:
+        depth = len(s.heading.split(" > ")) if s.heading else 0
+        while depth and open_ and open_[-1][0] >= depth:
+            _, first, before = open_.pop()
+            spans.append((first, last, tokens - before))
+        if depth:
+            open_.append((depth, s.start, tokens))
+        tokens += count_tokens("\n".join(s.lines))
+        last = s.end or s.start + len(s.lines) - 1
+    spans += [(first, last, tokens - before) for _, first, before in open_]
+    return spans
+
+
+def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, int]]) -> list[Chunk]:
+    """Each passage's parent: its largest enclosing section of at most SECTION_MAX_TOKENS (else the passage
+    alone) and the neighbours, added below and above in turn while the whole stays within MAX_TOKENS
+    (overlapping windows, so an answer that starts one passage earlier or ends one later is still handed over
+    whole, and a section that fits is never cut in two)."""
     sizes = [count_tokens(c.text) for c in chunks]
+    starts = [c.start_line for c in chunks]
+    sections: list[tuple[int, int, int] | None] = [None] * len(chunks)
+    for sp in spans:  # sections nest: each passage is visited once per enclosing level
+        if sp[2] <= SECTION_MAX_TOKENS:
+            for k in range(bisect.bisect_left(starts, sp[0]), bisect.bisect_right(starts, sp[1])):
+                if chunks[k].end_line <= sp[1] and (sections[k] is None or sp[2] > sections[k][2]):
+                    sections[k] = sp
     out = []
-    for i, c in enumerate(chunks):
+    for i, (c, section) in enumerate(zip(chunks, sections)):
         lo = hi = i
-        total = sizes[i]
+        if section is not None:  # the passages it spans, from the one holding its heading to its last
+            while lo > 0 and chunks[lo - 1].end_line >= section[0]:
+                lo -= 1
+            while hi + 1 < len(chunks) and chunks[hi + 1].start_line <= section[1]:
+                hi += 1
+        total = sum(sizes[lo : hi + 1])
+        limit = max(MAX_TOKENS, total)
         grew = True
         while grew:
             grew = False
             for j in (hi + 1, lo - 1):
-                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= MAX_TOKENS:
+                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= limit:
                     lo, hi, total, grew = min(lo, j), max(hi, j), total + sizes[j], True
         start, end = chunks[lo].start_line, chunks[hi].end_line
         out.append(replace(c, parent=(start, end, "\n".join(lines[start - 1 : end]))))
@@ -205,8 +240,8 @@ def _around(chunks: list[Chunk], lines: list[str]) -> list[Chunk]:
 
 
 def chunk_doc(path: str, text: str) -> list[Chunk]:
-    """Passages of about PASSAGE_TOKENS, each with the neighbourhood of at most MAX_TOKENS around it as its
-    parent (HTML: whole sections grouped to 800-1200 tokens, as source lines do not map to text there)."""
+    """Passages of about PASSAGE_TOKENS, each with its section (up to SECTION_MAX_TOKENS) and the neighbourhood
+    of at most MAX_TOKENS around it as its parent (HTML: whole sections grouped to 800-1200 tokens, as source lines do not map to text there)."""
     kind = doc_format(path, text)
     lines = text.splitlines()
     if kind == "markdown":
@@ -253,4 +288,4 @@ def chunk_doc(path: str, text: str) -> list[Chunk]:
             flush()
             tokens = 0
     flush()
-    return chunks if kind == "html" else _around(chunks, lines)
+    return chunks if kind == "html" else _around(chunks, lines, _section_spans(sections))

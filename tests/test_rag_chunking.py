@@ -13,7 +13,7 @@ import pytest
 
 from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
-from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, chunk_doc, count_tokens
+from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, SECTION_MAX_TOKENS, chunk_doc, count_tokens
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
 from rag_indexer.query import (
     clean,
@@ -24,7 +24,7 @@ from rag_indexer.query import (
     symbol_mentions,
 )
 from rag_indexer.text import search_text, windows
-from tests.rag_sample_docs import routing_guide, write_docs, write_tree
+from tests.rag_sample_docs import prose, routing_guide, write_docs, write_tree
 
 
 def test_python_chunks_follow_functions_and_methods_with_exact_lines():
@@ -174,6 +174,35 @@ def test_markdown_passages_carry_the_neighbourhood_of_at_most_1200_tokens_around
     assert alpha.heading == "Global Routing > Set Routing Alpha"
     whole = alpha.enclosing()
     assert (whole.start_line, whole.end_line) == alpha.parent[:2] and "## Set Routing Alpha" in whole.text
+
+
+def section_doc(sub_sentences: int) -> tuple[str, tuple[int, int]]:
+    """A guide whose `### Placement parameters` section has three subsections of `sub_sentences` each, between
+    two long sections; returns the text and that section's (first, last) line."""
+    parts = ["# Macro Placement", "", "## Overview", "", prose("overview", 60), "",
+             "### Placement parameters", "", "The parameters below trade area against wirelength.", ""]
+    for sub in ("Generic parameters", "Annealing weights", "Boundary weights"):
+        parts += [f"#### {sub}", "", prose(sub.lower(), sub_sentences), ""]
+    parts += ["## Commands", "", prose("commands", 60), ""]
+    lines = "\n".join(parts).splitlines()
+    return "\n".join(parts), (lines.index("### Placement parameters") + 1, lines.index("## Commands") - 1)
+
+
+@pytest.mark.parametrize("sub_sentences,whole", [(16, True), (24, False)], ids=["fits", "too-long"])
+def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_section_limit(sub_sentences, whole):
+    """A window of MAX_TOKENS around a passage cuts a 1,200-1,600-token section (an options table with its
+    subsections) in two: the answer's second half is never handed over. Such a section is the parent of every
+    passage in it; a longer one keeps the windows."""
+    text, (first, last) = section_doc(sub_sentences)
+    lines = text.splitlines()
+    size = count_tokens("\n".join(lines[first - 1 : last]))
+    assert (MAX_TOKENS < size <= SECTION_MAX_TOKENS) if whole else size > SECTION_MAX_TOKENS
+    inside = [c for c in chunk_doc("macro_placement.md", text) if first <= c.start_line and c.end_line <= last]
+    assert len(inside) >= 4
+    for c in inside:
+        covers = c.parent[0] <= first and last <= c.parent[1]
+        assert covers is whole, (c.start_line, c.parent[:2], (first, last))
+        assert count_tokens(c.parent[2]) <= (size + 2 * PASSAGE_TOKENS if whole else MAX_TOKENS)
 
 
 def test_markdown_in_a_txt_file_is_split_at_its_headings_and_titled():
