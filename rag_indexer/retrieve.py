@@ -177,10 +177,9 @@ class Retriever:
             rankings.append(sorted(counts, key=lambda c: (-counts[c], -fused_so_far[c])))
             weights.append(w.phrase)
         fused = rrf(rankings, cfg.rrf_k, weights)
-        discount = cfg.long_file_discount.get(q.kind, 0.0)
-        if discount and fused:
+        if q.kind == "docs" and cfg.long_doc_discount and fused:  # code ranks whole files: see file_order
             chunks_in = self.store.file_chunk_counts(info, {path_of[c] for c in fused})
-            fused = long_files_discounted(fused, path_of, chunks_in, discount)
+            fused = long_files_discounted(fused, path_of, chunks_in, cfg.long_doc_discount)
         if q.mode == "hybrid" and q.kind in cfg.fuse_files:
             order = file_order(rankings, weights, cfg.rrf_k, fused, path_of)
         else:

@@ -112,10 +112,9 @@ class RetrievalSettings(_Strict):
     # a result whose text is this similar (word-trigram Jaccard) to a higher one goes behind the rest (1 = off)
     diversify_similarity: dict[IndexKind, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: {"code": 1.0, "docs": 0.6})
-    # a chunk of a file longer than the median candidate file scores / (1 + this × ln(its chunks / median)):
-    # a guide touching every topic has a chance per chunk to come first (0 = off)
-    long_file_discount: dict[IndexKind, Annotated[float, Field(ge=0, le=10)]] = Field(
-        default_factory=lambda: {"code": 0.0, "docs": 0.1})
+    # docs: a chunk of a document longer than the median candidate document scores / (1 + this × ln(its
+    # chunks / median)): a guide touching every topic has a chance per chunk to come first (0 = off)
+    long_doc_discount: float = Field(0.1, ge=0, le=10)
     file_kinds: FileKindSettings = FileKindSettings()
 
 

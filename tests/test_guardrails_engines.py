@@ -112,6 +112,21 @@ Authorization: Bearer <your token>"""
     assert output.secrets.scan(text) == []
 
 
+@pytest.mark.parametrize("url,password", [
+    ("amqp://guest:Summer2024@@rabbit:5672//", "Summer2024@"),
+    ("amqp://guest:Summer2024?@rabbit:5672//", "Summer2024?"),
+    ("mongodb://u:p@ss@h1:27017,h2:27017/x", "p@ss"),
+    ("postgres://app:s3cret@db.internal:5432?application_name=etl@nightly", "s3cret"),  # the query is not userinfo
+    ("smtp://alerts:Sm7pPass@smtp.corp.com:587?from=alerts@corp.com", "Sm7pPass"),
+    ("use `postgres://app:hunter22@db` here", "hunter22"),
+    ("postgres://u:pw@db:5432?application_name=me@corp", None),  # a 2-character password, not a query
+    ("https://localhost:8080?next=a@b.com", None),
+])
+def test_a_url_password_ends_at_the_at_sign_before_its_host(output, url, password):
+    found = [url[f.start:f.end] for f in output.secrets.scan(url) if f.rule_id == "connection-string-password"]
+    assert found == ([password] if password else [])
+
+
 @pytest.mark.parametrize("value,secret", [("drago", False), ("dragon", True), ("비밀번호", True), ("пароль", True),
                                           ("Ab1!", True)])
 def test_a_short_latin_word_is_no_credential_but_a_short_word_of_another_script_is(output, value, secret):

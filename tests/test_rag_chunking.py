@@ -13,7 +13,13 @@ import pytest
 
 from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
-from rag_indexer.doc_chunker import MAX_TOKENS, PASSAGE_TOKENS, SECTION_MAX_TOKENS, chunk_doc, count_tokens
+from rag_indexer.doc_chunker import (
+    MAX_TOKENS,
+    PASSAGE_TOKENS,
+    SECTION_MAX_TOKENS,
+    chunk_doc,
+    count_tokens,
+)
 from rag_indexer.files import blob_hash, content_kind, is_indexable_text, list_files
 from rag_indexer.query import (
     clean,
