@@ -12,7 +12,9 @@ from html.parser import HTMLParser
 from .chunk import Chunk
 
 MIN_TOKENS, MAX_TOKENS = 800, 1200  # parents: what the model is handed
-SECTION_MAX_TOKENS = 1600  # ...or the passage's whole section with its subsections, when a window would cut it
+# ...or the passage's whole section with its subsections, when a window would cut it (characters: within the
+# default `max_chunk_chars`, 8,000, so the section is never cut where it is injected)
+SECTION_MAX_TOKENS, SECTION_MAX_CHARS = 1600, 7500
 PASSAGE_TOKENS = 200  # passages: what is matched (cut at a blank line past this, or at a section start)
 MIN_PASSAGE_TOKENS = 40  # a section start shorter than this (a lone heading) stays with what follows
 DOC_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html", ".txt": "text"}
@@ -35,6 +37,7 @@ class _Section:
     start: int  # 1-based first line
     lines: list[str]
     end: int = 0  # last source line when it differs from start + len(lines) - 1 (HTML)
+    level: int = 0  # the heading's own level (1 = `#`); 0: no heading (a preamble)
 
 
 def _markdown_sections(lines: list[str]) -> list[_Section]:
@@ -47,8 +50,8 @@ def _markdown_sections(lines: list[str]) -> list[_Section]:
                   and not _MD_HEADING.match(line) and not line.lstrip().startswith(("|", "-", "*")))
         if m or setext:
             level, title = (len(m[1]), m[2]) if m else (1 if lines[no].startswith("=") else 2, line.strip())
-            trail = trail[: level - 1] + [title.strip()]
-            sections.append(_Section(" > ".join(trail), no, []))
+            trail = [(lv, t) for lv, t in trail if lv < level] + [(level, title.strip())]  # levels may skip
+            sections.append(_Section(" > ".join(t for _, t in trail), no, [], level=level))
         sections[-1].lines.append(line)
     return sections
 
@@ -72,7 +75,7 @@ def _rst_sections(lines: list[str]) -> list[_Section]:
             if sections[-1].lines and _RST_UNDERLINE.match(sections[-1].lines[-1]):  # overline
                 sections[-1].lines.pop()
                 start = no - 1
-            sections.append(_Section(" > ".join(trail), start, lines[start - 1 : no - 1]))
+            sections.append(_Section(" > ".join(trail), start, lines[start - 1 : no - 1], level=level))
             skip_to = no + 1
         sections[-1].lines.append(line)
     return sections
@@ -187,13 +190,13 @@ def _passages(group: list[_Section]) -> list[tuple[int, list[str], str]]:
 
 
 def _section_spans(sections: list[_Section]) -> list[tuple[int, int, int]]:
-    """(first line, last line, tokens) of every headed section with its subsections (a later heading as deep
-    or shallower closes it)."""
+    """(first line, last line, tokens) of every headed section with its subsections (a later heading of the
+    same or a higher level closes it)."""
     spans: list[tuple[int, int, int]] = []
-    open_: list[tuple[int, int, int]] = []  # (depth, first line, tokens before it)
+    open_: list[tuple[int, int, int]] = []  # (level, first line, tokens before it)
     tokens = last = 0
     for s in sections:
-        depth = len(s.heading.split(" > ")) if s.heading else 0
+        depth = s.level
         while depth and open_ and open_[-1][0] >= depth:
             _, first, before = open_.pop()
             spans.append((first, last, tokens - before))
@@ -206,26 +209,28 @@ def _section_spans(sections: list[_Section]) -> list[tuple[int, int, int]]:
 
 
 def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, int]]) -> list[Chunk]:
-    """Each passage's parent: its largest enclosing section of at most SECTION_MAX_TOKENS (else the passage
-    alone) and the neighbours, added below and above in turn while the whole stays within MAX_TOKENS
-    (overlapping windows, so an answer that starts one passage earlier or ends one later is still handed over
-    whole, and a section that fits is never cut in two)."""
+    """Each passage's parent: the passages of its largest section within SECTION_MAX_TOKENS and
+    SECTION_MAX_CHARS (else the passage alone) and their neighbours, added below and above in turn while the
+    whole stays within MAX_TOKENS (overlapping windows, so an answer that starts one passage earlier or ends one
+    later is still handed over whole, and a section that fits is never cut in two)."""
     sizes = [count_tokens(c.text) for c in chunks]
     starts = [c.start_line for c in chunks]
-    sections: list[tuple[int, int, int] | None] = [None] * len(chunks)
-    for sp in spans:  # sections nest: each passage is visited once per enclosing level
-        if sp[2] <= SECTION_MAX_TOKENS:
-            for k in range(bisect.bisect_left(starts, sp[0]), bisect.bisect_right(starts, sp[1])):
-                if chunks[k].end_line <= sp[1] and (sections[k] is None or sp[2] > sections[k][2]):
-                    sections[k] = sp
+    sections: list[tuple[int, int] | None] = [None] * len(chunks)  # (first, last passage) of the section
+    for first, last, tokens in sorted(spans, key=lambda sp: sp[2]):  # larger last: a passage keeps its largest
+        if tokens > SECTION_MAX_TOKENS:
+            continue
+        # its passages: from the one holding its first line (which may begin with a lone heading above it) to
+        # the last one starting inside it; handed whole only within both limits
+        lo = max(0, bisect.bisect_right(starts, first) - 1)
+        lo += chunks[lo].end_line < first
+        hi = bisect.bisect_right(starts, last) - 1
+        if hi < lo or sum(sizes[lo : hi + 1]) > SECTION_MAX_TOKENS \
+                or len("\n".join(lines[chunks[lo].start_line - 1 : chunks[hi].end_line])) > SECTION_MAX_CHARS:
+            continue
+        sections[lo : hi + 1] = [(lo, hi)] * (hi + 1 - lo)
     out = []
     for i, (c, section) in enumerate(zip(chunks, sections)):
-        lo = hi = i
-        if section is not None:  # the passages it spans, from the one holding its heading to its last
-            while lo > 0 and chunks[lo - 1].end_line >= section[0]:
-                lo -= 1
-            while hi + 1 < len(chunks) and chunks[hi + 1].start_line <= section[1]:
-                hi += 1
+        lo, hi = section or (i, i)
         total = sum(sizes[lo : hi + 1])
         limit = max(MAX_TOKENS, total)
         grew = True

@@ -115,12 +115,21 @@ Authorization: Bearer <your token>"""
 @pytest.mark.parametrize("url,password", [
     ("amqp://guest:Summer2024@@rabbit:5672//", "Summer2024@"),
     ("amqp://guest:Summer2024?@rabbit:5672//", "Summer2024?"),
+    ("postgres://app:P@ssw0rd!@db.internal:5432/app", "P@ssw0rd!"),  # an inner `@` before a non-host
+    ("DATABASE_URL=postgres://app:Admin@123!@db:5432/app", "Admin@123!"),
+    ('url = "postgres://app:Xy@9q#T!@db/app"', "Xy@9q#T!"),
+    ("postgres://app:NVfO*MK@w3Oin?62@db.internal:5432/app", "NVfO*MK@w3Oin?62"),  # `?62@` is no query
+    ("postgres://app:s3cret@[2001:db8::5]:5432/app", "s3cret"),  # an IPv6 host
+    ("postgres://app:1234#Secret@db:5432/app", "1234#Secret"),  # digits first, but no port
+    ("**postgres://app:hunter22@db**", "hunter22"),
     ("mongodb://u:p@ss@h1:27017,h2:27017/x", "p@ss"),
     ("postgres://app:s3cret@db.internal:5432?application_name=etl@nightly", "s3cret"),  # the query is not userinfo
     ("smtp://alerts:Sm7pPass@smtp.corp.com:587?from=alerts@corp.com", "Sm7pPass"),
     ("use `postgres://app:hunter22@db` here", "hunter22"),
     ("postgres://u:pw@db:5432?application_name=me@corp", None),  # a 2-character password, not a query
     ("https://localhost:8080?next=a@b.com", None),
+    ("https://host:443;jsessionid=abc@x", None),
+    ("https://example.com?time=10:30&email=a@b.com", None),
 ])
 def test_a_url_password_ends_at_the_at_sign_before_its_host(output, url, password):
     found = [url[f.start:f.end] for f in output.secrets.scan(url) if f.rule_id == "connection-string-password"]

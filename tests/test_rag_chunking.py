@@ -16,6 +16,7 @@ from rag_indexer.code_chunker import chunk_code, language_of
 from rag_indexer.doc_chunker import (
     MAX_TOKENS,
     PASSAGE_TOKENS,
+    SECTION_MAX_CHARS,
     SECTION_MAX_TOKENS,
     chunk_doc,
     count_tokens,
@@ -182,33 +183,51 @@ def test_markdown_passages_carry_the_neighbourhood_of_at_most_1200_tokens_around
     assert (whole.start_line, whole.end_line) == alpha.parent[:2] and "## Set Routing Alpha" in whole.text
 
 
-def section_doc(sub_sentences: int) -> tuple[str, tuple[int, int]]:
-    """A guide whose `### Placement parameters` section has three subsections of `sub_sentences` each, between
-    two long sections; returns the text and that section's (first, last) line."""
-    parts = ["# Macro Placement", "", "## Overview", "", prose("overview", 60), "",
-             "### Placement parameters", "", "The parameters below trade area against wirelength.", ""]
-    for sub in ("Generic parameters", "Annealing weights", "Boundary weights"):
-        parts += [f"#### {sub}", "", prose(sub.lower(), sub_sentences), ""]
-    parts += ["## Commands", "", prose("commands", 60), ""]
+def section_doc(sub_sentences: int, levels: tuple[str, str, str] = ("##", "###", "####"),
+                lone: bool = False) -> tuple[str, tuple[int, int]]:
+    """A guide whose `Placement parameters` section has three subsections of `sub_sentences` each, between
+    two long sections (`levels`: the headings of the sections around it, of it, of its subsections; `lone`: a
+    parent heading with no text of its own right above it); returns the text and that section's lines."""
+    top, mid, sub = levels
+    parts = ["# Macro Placement", "", f"{top} Overview", "", prose("overview", 60), ""]
+    if lone:
+        parts += [f"{top} Placement", ""]
+    parts += [f"{mid} Placement parameters", "", "The parameters below trade area against wirelength.", ""]
+    for title in ("Generic parameters", "Annealing weights", "Boundary weights"):
+        parts += [f"{sub} {title}", "", prose(title.lower(), sub_sentences), ""]
+    parts += [f"{mid} Commands", "", prose("commands", 60), ""]  # a sibling section follows
     lines = "\n".join(parts).splitlines()
-    return "\n".join(parts), (lines.index("### Placement parameters") + 1, lines.index("## Commands") - 1)
+    return "\n".join(parts), (lines.index(f"{mid} Placement parameters") + 1, lines.index(f"{mid} Commands") - 1)
 
 
-@pytest.mark.parametrize("sub_sentences,whole", [(16, True), (24, False)], ids=["fits", "too-long"])
-def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_section_limit(sub_sentences, whole):
+@pytest.mark.parametrize("sub_sentences,levels,lone,whole", [
+    (16, ("##", "###", "####"), False, True),
+    (16, ("#", "###", "####"), False, True),  # levels skipped (`#` then `###`), as many READMEs do
+    (16, ("##", "###", "####"), True, True),  # the passage holding the section's heading starts above it
+    (24, ("##", "###", "####"), False, False),
+], ids=["fits", "skipped-levels", "after-a-lone-heading", "too-long"])
+def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_section_limit(sub_sentences, levels, lone,
+                                                                                          whole):
     """A window of MAX_TOKENS around a passage cuts a 1,200-1,600-token section (an options table with its
     subsections) in two: the answer's second half is never handed over. Such a section is the parent of every
-    passage in it; a longer one keeps the windows."""
-    text, (first, last) = section_doc(sub_sentences)
+    passage in it (within SECTION_MAX_TOKENS and SECTION_MAX_CHARS, so it is never cut where it is injected);
+    a longer one keeps the windows."""
+    text, (first, last) = section_doc(sub_sentences, levels, lone)
     lines = text.splitlines()
     size = count_tokens("\n".join(lines[first - 1 : last]))
     assert (MAX_TOKENS < size <= SECTION_MAX_TOKENS) if whole else size > SECTION_MAX_TOKENS
-    inside = [c for c in chunk_doc("macro_placement.md", text) if first <= c.start_line and c.end_line <= last]
-    assert len(inside) >= 4
+    chunks = chunk_doc("macro_placement.md", text)
+    inside = [c for c in chunks if c.end_line >= first and c.start_line <= last and c.end_line <= last]
+    assert len(inside) >= 4 and inside[0].start_line <= first
     for c in inside:
         covers = c.parent[0] <= first and last <= c.parent[1]
         assert covers is whole, (c.start_line, c.parent[:2], (first, last))
-        assert count_tokens(c.parent[2]) <= (size + 2 * PASSAGE_TOKENS if whole else MAX_TOKENS)
+    assert all("Placement parameters" not in c.heading for c in chunks if c.start_line > last)  # a sibling's trail
+    for c in chunks:
+        assert count_tokens(c.parent[2]) <= SECTION_MAX_TOKENS
+        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
+        if count_tokens(c.parent[2]) > MAX_TOKENS:
+            assert len(c.parent[2]) <= SECTION_MAX_CHARS
 
 
 def test_markdown_in_a_txt_file_is_split_at_its_headings_and_titled():
