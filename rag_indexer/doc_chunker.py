@@ -5,6 +5,7 @@ that are matched while the model is handed the whole parent. Headings read `Titl
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
@@ -12,9 +13,10 @@ from html.parser import HTMLParser
 from .chunk import Chunk
 
 MIN_TOKENS, MAX_TOKENS = 800, 1200  # parents: what the model is handed
-# ...or the passage's whole section with its subsections, when a window would cut it (characters: within the
-# default `max_chunk_chars`, 8,000, so the section is never cut where it is injected)
-SECTION_MAX_TOKENS, SECTION_MAX_CHARS = 1600, 7500
+SECTION_MAX_TOKENS = 1600  # ...or the passage's whole section with its subsections, when a window would cut it
+# a parent grows to at most this many characters (within the default `max_chunk_chars`, 8,000: never cut where
+# it is injected; a passage longer than this alone is its own parent)
+PARENT_MAX_CHARS = 7500
 PASSAGE_TOKENS = 200  # passages: what is matched (cut at a blank line past this, or at a section start)
 MIN_PASSAGE_TOKENS = 40  # a section start shorter than this (a lone heading) stays with what follows
 DOC_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".rst": "rst", ".html": "html", ".htm": "html", ".txt": "text"}
@@ -210,11 +212,16 @@ def _section_spans(sections: list[_Section]) -> list[tuple[int, int, int]]:
 
 def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, int]]) -> list[Chunk]:
     """Each passage's parent: the passages of its largest section within SECTION_MAX_TOKENS and
-    SECTION_MAX_CHARS (else the passage alone) and their neighbours, added below and above in turn while the
-    whole stays within MAX_TOKENS (overlapping windows, so an answer that starts one passage earlier or ends one
+    PARENT_MAX_CHARS (else the passage alone) and their neighbours, added below and above in turn while the
+    whole stays within MAX_TOKENS and PARENT_MAX_CHARS (overlapping windows, so an answer that starts one passage earlier or ends one
     later is still handed over whole, and a section that fits is never cut in two)."""
     sizes = [count_tokens(c.text) for c in chunks]
     starts = [c.start_line for c in chunks]
+    ends = list(itertools.accumulate((len(line) + 1 for line in lines), initial=0))  # text offset of each line
+
+    def span_chars(lo: int, hi: int) -> int:
+        return ends[chunks[hi].end_line] - ends[chunks[lo].start_line - 1] - 1
+
     sections: list[tuple[int, int] | None] = [None] * len(chunks)  # (first, last passage) of the section
     for first, last, tokens in sorted(spans, key=lambda sp: sp[2]):  # larger last: a passage keeps its largest
         if tokens > SECTION_MAX_TOKENS:
@@ -224,8 +231,7 @@ def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, i
         lo = max(0, bisect.bisect_right(starts, first) - 1)
         lo += chunks[lo].end_line < first
         hi = bisect.bisect_right(starts, last) - 1
-        if hi < lo or sum(sizes[lo : hi + 1]) > SECTION_MAX_TOKENS \
-                or len("\n".join(lines[chunks[lo].start_line - 1 : chunks[hi].end_line])) > SECTION_MAX_CHARS:
+        if hi < lo or sum(sizes[lo : hi + 1]) > SECTION_MAX_TOKENS or span_chars(lo, hi) > PARENT_MAX_CHARS:
             continue
         sections[lo : hi + 1] = [(lo, hi)] * (hi + 1 - lo)
     out = []
@@ -237,7 +243,8 @@ def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, i
         while grew:
             grew = False
             for j in (hi + 1, lo - 1):
-                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= limit:
+                if 0 <= j < len(chunks) and (j > hi or j < lo) and total + sizes[j] <= limit \
+                        and span_chars(min(lo, j), max(hi, j)) <= PARENT_MAX_CHARS:
                     lo, hi, total, grew = min(lo, j), max(hi, j), total + sizes[j], True
         start, end = chunks[lo].start_line, chunks[hi].end_line
         out.append(replace(c, parent=(start, end, "\n".join(lines[start - 1 : end]))))

@@ -122,6 +122,11 @@ Authorization: Bearer <your token>"""
     ("postgres://app:s3cret@[2001:db8::5]:5432/app", "s3cret"),  # an IPv6 host
     ("postgres://app:1234#Secret@db:5432/app", "1234#Secret"),  # digits first, but no port
     ("**postgres://app:hunter22@db**", "hunter22"),
+    ("postgres://app:Summer@2024#1@db/app", "Summer@2024#1"),  # an inner `@word#`
+    ("postgres://app:Xk7q@99]x@db/app", "Xk7q@99]x"),
+    ('{"url": "postgres://app:Xk7qPw9z@db\\n"}', "Xk7qPw9z"),  # the host ends at anything but a further `@`
+    ("Did you mean postgres://app:Xk7qPw9z@localhost?", "Xk7qPw9z"),
+    ("dsn=postgres://app:Xk7qPw9z@db&x=1", "Xk7qPw9z"),
     ("mongodb://u:p@ss@h1:27017,h2:27017/x", "p@ss"),
     ("postgres://app:s3cret@db.internal:5432?application_name=etl@nightly", "s3cret"),  # the query is not userinfo
     ("smtp://alerts:Sm7pPass@smtp.corp.com:587?from=alerts@corp.com", "Sm7pPass"),
@@ -130,6 +135,7 @@ Authorization: Bearer <your token>"""
     ("https://localhost:8080?next=a@b.com", None),
     ("https://host:443;jsessionid=abc@x", None),
     ("https://example.com?time=10:30&email=a@b.com", None),
+    ("http://[::1]:8080?next=a@b.com", None),
 ])
 def test_a_url_password_ends_at_the_at_sign_before_its_host(output, url, password):
     found = [url[f.start:f.end] for f in output.secrets.scan(url) if f.rule_id == "connection-string-password"]

@@ -15,8 +15,8 @@ from rag_indexer import files as files_mod
 from rag_indexer.code_chunker import chunk_code, language_of
 from rag_indexer.doc_chunker import (
     MAX_TOKENS,
+    PARENT_MAX_CHARS,
     PASSAGE_TOKENS,
-    SECTION_MAX_CHARS,
     SECTION_MAX_TOKENS,
     chunk_doc,
     count_tokens,
@@ -210,7 +210,7 @@ def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_sectio
                                                                                           whole):
     """A window of MAX_TOKENS around a passage cuts a 1,200-1,600-token section (an options table with its
     subsections) in two: the answer's second half is never handed over. Such a section is the parent of every
-    passage in it (within SECTION_MAX_TOKENS and SECTION_MAX_CHARS, so it is never cut where it is injected);
+    passage in it (within SECTION_MAX_TOKENS and PARENT_MAX_CHARS, so it is never cut where it is injected);
     a longer one keeps the windows."""
     text, (first, last) = section_doc(sub_sentences, levels, lone)
     lines = text.splitlines()
@@ -226,8 +226,21 @@ def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_sectio
     for c in chunks:
         assert count_tokens(c.parent[2]) <= SECTION_MAX_TOKENS
         assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
-        if count_tokens(c.parent[2]) > MAX_TOKENS:
-            assert len(c.parent[2]) <= SECTION_MAX_CHARS
+        assert len(c.parent[2]) <= PARENT_MAX_CHARS or c.parent[:2] == (c.start_line, c.end_line)
+
+
+def test_a_parent_never_grows_past_the_characters_injected_whole():
+    """Long identifiers make 1,200 tokens far more than `max_chunk_chars` (8,000): a parent grown to the token
+    limit was cut where it was injected, the passage itself with it."""
+    words = [f"opt_value_{i}" for i in range(40)]  # one token each by the chunker's count
+    body = "\n\n".join(" ".join(words[(i + j) % 40] for j in range(30)) for i in range(12))
+    text = "\n".join(f"## Option group {g}\n\n{body}\n" for g in range(4))
+    chunks = chunk_doc("options.md", text)
+    assert len(chunks) >= 8 and max(count_tokens(c.parent[2]) for c in chunks) < MAX_TOKENS // 2
+    assert any(c.parent[:2] != (c.start_line, c.end_line) for c in chunks)  # parents still grow
+    for c in chunks:
+        assert len(c.parent[2]) <= PARENT_MAX_CHARS or c.parent[:2] == (c.start_line, c.end_line), c.parent[:2]
+        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
 
 
 def test_markdown_in_a_txt_file_is_split_at_its_headings_and_titled():
