@@ -213,8 +213,8 @@ def _section_spans(sections: list[_Section]) -> list[tuple[int, int, int]]:
 def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, int]]) -> list[Chunk]:
     """Each passage's parent: the passages of its largest section within SECTION_MAX_TOKENS and
     PARENT_MAX_CHARS (else the passage alone) and their neighbours, added below and above in turn while the
-    whole stays within MAX_TOKENS and PARENT_MAX_CHARS (overlapping windows, so an answer that starts one passage earlier or ends one
-    later is still handed over whole, and a section that fits is never cut in two)."""
+    whole stays within MAX_TOKENS and PARENT_MAX_CHARS (overlapping windows, so an answer that starts one
+    passage earlier or ends one later is still handed over whole, and a section that fits is never cut in two)."""
     sizes = [count_tokens(c.text) for c in chunks]
     starts = [c.start_line for c in chunks]
     ends = list(itertools.accumulate((len(line) + 1 for line in lines), initial=0))  # text offset of each line
@@ -253,7 +253,8 @@ def _around(chunks: list[Chunk], lines: list[str], spans: list[tuple[int, int, i
 
 def chunk_doc(path: str, text: str) -> list[Chunk]:
     """Passages of about PASSAGE_TOKENS, each with its section (up to SECTION_MAX_TOKENS) and the neighbourhood
-    of at most MAX_TOKENS around it as its parent (HTML: whole sections grouped to 800-1200 tokens, as source lines do not map to text there)."""
+    of at most MAX_TOKENS around it as its parent (HTML: whole sections grouped to 800-1200 tokens, as source
+    lines do not map to text there)."""
     kind = doc_format(path, text)
     lines = text.splitlines()
     if kind == "markdown":

@@ -69,7 +69,7 @@ SECRETS = [
      + b64url({"sub": "1234567890", "name": "svc", "iat": 1516239022}) + "." + rand(ALNUM + "-_", 43)),
     ("bl.private-key", "{}", pem_key()),
     ("connection-string-password", "DATABASE_URL=postgres://app:{}@db.internal:5432/app", rand(ALNUM, 18)),
-    # an unencoded `@` in the password: the userinfo ends at the authority's last `@`
+    # an unencoded `@` in the password: it ends at the `@` before the host
     ("connection-string-password", "CELERY_BROKER_URL=amqp://guest:{}@rabbit:5672//", rand(ALNUM, 6) + "@" + rand(ALNUM, 4) + "@"),
     ("password-assignment", 'password = "{}"', "Tr0ub4dor&3-" + rand(ALNUM, 6)),
     ("generic-high-entropy", 'INTERNAL_SIGNING_KEY = "{}"', rand(ALNUM, 32)),

@@ -183,6 +183,15 @@ def test_markdown_passages_carry_the_neighbourhood_of_at_most_1200_tokens_around
     assert (whole.start_line, whole.end_line) == alpha.parent[:2] and "## Set Routing Alpha" in whole.text
 
 
+def assert_parents_bounded(chunks) -> None:
+    """Every parent holds its passage, within SECTION_MAX_TOKENS, and within PARENT_MAX_CHARS unless it is
+    the passage alone."""
+    for c in chunks:
+        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
+        assert count_tokens(c.parent[2]) <= SECTION_MAX_TOKENS
+        assert len(c.parent[2]) <= PARENT_MAX_CHARS or c.parent[:2] == (c.start_line, c.end_line), c.parent[:2]
+
+
 def section_doc(sub_sentences: int, levels: tuple[str, str, str] = ("##", "###", "####"),
                 lone: bool = False) -> tuple[str, tuple[int, int]]:
     """A guide whose `Placement parameters` section has three subsections of `sub_sentences` each, between
@@ -223,10 +232,7 @@ def test_a_section_too_long_for_a_window_is_handed_whole_when_it_fits_the_sectio
         covers = c.parent[0] <= first and last <= c.parent[1]
         assert covers is whole, (c.start_line, c.parent[:2], (first, last))
     assert all("Placement parameters" not in c.heading for c in chunks if c.start_line > last)  # a sibling's trail
-    for c in chunks:
-        assert count_tokens(c.parent[2]) <= SECTION_MAX_TOKENS
-        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
-        assert len(c.parent[2]) <= PARENT_MAX_CHARS or c.parent[:2] == (c.start_line, c.end_line)
+    assert_parents_bounded(chunks)
 
 
 def test_a_parent_never_grows_past_the_characters_injected_whole():
@@ -238,9 +244,7 @@ def test_a_parent_never_grows_past_the_characters_injected_whole():
     chunks = chunk_doc("options.md", text)
     assert len(chunks) >= 8 and max(count_tokens(c.parent[2]) for c in chunks) < MAX_TOKENS // 2
     assert any(c.parent[:2] != (c.start_line, c.end_line) for c in chunks)  # parents still grow
-    for c in chunks:
-        assert len(c.parent[2]) <= PARENT_MAX_CHARS or c.parent[:2] == (c.start_line, c.end_line), c.parent[:2]
-        assert c.parent[0] <= c.start_line <= c.end_line <= c.parent[1]
+    assert_parents_bounded(chunks)
 
 
 def test_markdown_in_a_txt_file_is_split_at_its_headings_and_titled():
