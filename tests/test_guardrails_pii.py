@@ -399,6 +399,25 @@ def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, 
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
 
 
+@pytest.mark.parametrize("text,name", [
+    # a listed given name and a family name Faker does not list: NER reads the pair capitalised
+    ("i paired with ignacy wroblewski on the migration", "ignacy wroblewski"),
+    ("thanks ngozi adichie for the thorough review", "ngozi adichie"),
+    ("wiremu tamihana and i own the billing service now", "wiremu tamihana"),
+])
+def test_lower_case_full_names_with_an_unlisted_family_name_are_redacted_exactly(redactor, text, name):
+    assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
+
+
+@pytest.mark.parametrize("text", [
+    "dev deps are pinned in the lockfile", "installs the dev deps and runs the suite",  # words of code
+    "bert embeddings are slow", "bert tokenizers are slow",  # the plural of an English word, of a word of code
+    "roberta lora is merged",  # two given names: no full name
+])
+def test_lower_case_pairs_of_a_given_name_and_a_word_of_code_pass(redactor, text):
+    assert redacted(redactor, text) == text
+
+
 @pytest.mark.parametrize("text", [
     "the seaborn plots look off", "sys and os are imported twice", "add a meta tag to the head",
     "nand gates are universal", "the elif branch never runs", "and vice versa for the reader",

@@ -8,6 +8,7 @@ import functools
 import importlib
 import pkgutil
 import re
+from pathlib import Path
 
 import regex
 import spacy
@@ -31,6 +32,7 @@ _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
 # loses a name on held-out-4.
 _NER_CONTEXT_WORDS = 2
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
+NER_CAPITALISED = "ner_capitalised"  # recognizer name of NER's names in lower-case words read capitalised
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
 _NAME_TOKEN = regex.compile(r"\p{L}[\p{L}'\u2019-]*")
@@ -145,7 +147,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     A run is a name when a capitalised given name that is no English word starts it (Isabel, Derek
     Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
-    Lower-case, see `_lower_case_names` (ingrid nowak). Listed
+    Lower-case, see `_lower_case_names` (ingrid nowak, quentin przybylski). Listed
     words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies
     in a `decided` span (a name an introducing phrase already found: "Name: Toshimi Arata").
     """
@@ -153,7 +155,9 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     ambiguous: list[tuple[int, int, bool]] = []
     for run in _runs(prose, technical):
         if prose[run[0][0] : run[0][1]].islower():
-            names += _lower_case_names(prose, run, gazetteer, english)
+            found, unsure = _lower_case_names(prose, run, gazetteer, english)
+            names += found
+            ambiguous += unsure
             continue
         whole = (run[0][0], run[-1][1])
         while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
@@ -176,17 +180,38 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     return names, ambiguous
 
 
-def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer,
-                      english: English) -> list[tuple[int, int]]:
-    """A run of lower-case words is a name when it is one: a listed given name first, a listed family name
-    last, no English word ("the fix came from ingrid nowak"). Not a pair inside a longer run: Faker's lists of
-    every locale hold everyday words of other languages ("yeni bir hata", "julio duda"); nor a given name
-    alone: too many tools, models and words are given names somewhere (claude, meta, bert, esta)."""
+def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer, english: English
+                      ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
+    """(names, ambiguous) of a run of lower-case words, none of them an English word or a word of code
+    (`code_words`: "dev deps", "meta keywords", "bert embeddings"). A name when a listed given name comes
+    first and a listed family name last ("the fix came from ingrid nowak"); a pair with one of its ends
+    listed, and no second given name, is left to NER, which reads it capitalised (`ner_names`: "escalated
+    by quentin przybylski"; Faker lists few family names per locale). Not a pair inside a longer run: Faker's lists of every locale hold everyday words of
+    other languages ("yeni bir hata", "julio duda"); nor a given name alone: too many tools, models and words
+    are given names somewhere (claude, meta, bert, esta)."""
     words = [prose[s:e] for s, e in run]
-    if len(words) > 1 and words[0] in gazetteer.first and words[-1] in gazetteer.last \
-            and not any(w in english for w in words):
-        return [(run[0][0], run[-1][1])]
-    return []
+    if len(words) < 2:
+        return [], []
+    first, last = words[0] in gazetteer.first, words[-1] in gazetteer.last
+    pair = len(words) == 2 and (first or last) and (last or words[1] not in gazetteer.first)  # not "roberta lora"
+    if not (first and last or pair) or any(_common_word(w, english) for w in words):  # the look-ups last: costlier
+        return [], []
+    if first and last:
+        return [(run[0][0], run[-1][1])], []
+    return [], [(s, e, w in gazetteer.first or w in gazetteer.last) for (s, e), w in zip(run, words)]
+
+
+def _common_word(word: str, english: English) -> bool:
+    """`word` or its singular ("embeddings", "tokenizers") is an English word or a word of code."""
+    forms = (word, word[:-1], word[:-2]) if word.endswith("es") else (word, word[:-1]) if word.endswith("s") else (word,)
+    return any(w in english or w in code_words() for w in forms)
+
+
+@functools.cache
+def code_words() -> frozenset[str]:
+    """Identifier parts of Python's standard library (`code_words.txt`, scripts/gen_code_words.py)."""
+    text = (Path(__file__).parent / "code_words.txt").read_text()
+    return frozenset(w for w in text.split("\n") if w and not w.startswith("#"))
 
 
 def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
@@ -264,14 +289,18 @@ def candidate_windows(prose: str, anchors: list[tuple[int, int, bool]]) -> list[
 def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: English, labels: dict[str, str],
               score: float) -> list[RecognizerResult]:
     """spaCy NER's names holding one of the `anchors` (sorted (start, end, listed)), run on windows around
-    them (one doc): holding a listed one, or of two or more words none of them English (Irenke Sörös)."""
+    them (one doc): holding a listed one, or of two or more words none of them English (Irenke Sörös).
+    Lower-case anchors are read capitalised, as names are written ("quentin przybylski"); the names found
+    there come back as `NER_CAPITALISED`'s."""
     spans = candidate_windows(prose, anchors)
     if not spans:
         return []
+    lower = {a[0] for a in anchors if prose[a[0]].islower()}
+    read = _capitalised(prose, lower)
     starts, pieces, pos = [], [], 0
     for s, e in spans:
         starts.append(pos)
-        pieces.append(prose[s:e])
+        pieces.append(read[s:e])
         pos += e - s + 1
     doc = nlp("\n".join(pieces))
     anchor_starts = [a[0] for a in anchors]
@@ -292,8 +321,20 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
             continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
         if listed or held and len(words) > 1 and not any(w in english for w in words):
-            out.append(RecognizerResult(entity, start, start + len(text), score))
+            out.append(RecognizerResult(entity, start, start + len(text), score, recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: NER_CAPITALISED} if start in lower else None))
     return out
+
+
+def _capitalised(text: str, starts: set[int]) -> str:
+    """`text` with the letters at `starts` upper-cased where that keeps its length (offsets stay valid)."""
+    if not starts:
+        return text
+    chars = list(text)
+    for i in starts:
+        if len(upper := chars[i].upper()) == 1:
+            chars[i] = upper
+    return "".join(chars)
 
 
 class English:

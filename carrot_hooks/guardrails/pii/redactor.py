@@ -17,6 +17,7 @@ from ..settings import PiiSettings
 from .code import Layout, layout
 from .memo import Memo
 from .names import (
+    NER_CAPITALISED,
     English,
     Gazetteer,
     Introducers,
@@ -202,7 +203,8 @@ class PiiRedactor:
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
-            lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "from ingrid nowak"
+            # "my name is mieszko", "from ingrid nowak", "escalated by quentin przybylski"
+            lower_ok = introduced or _recognizer(r) in (GAZETTEER, NER_CAPITALISED)
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
