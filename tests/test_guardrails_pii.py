@@ -394,6 +394,9 @@ def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(reda
 @pytest.mark.parametrize("text,name", [
     ("the fix came from ingrid nowak", "ingrid nowak"),  # a run that is a listed given + family name, no English word
     ("thanks to hanna virtanen for the review", "hanna virtanen"),
+    # given names that are also words of code, family names ending in -s: the pair rule's word checks stay there
+    ("the credentials were rotated by elif yildirim", "elif yildirim"), ("the fix came from tess nowak", "tess nowak"),
+    ("the fix came from jorge solis", "jorge solis"),
 ])
 def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, name):
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
@@ -413,9 +416,21 @@ def test_lower_case_full_names_with_an_unlisted_family_name_are_redacted_exactly
     "dev deps are pinned in the lockfile", "installs the dev deps and runs the suite",  # words of code
     "bert embeddings are slow", "bert tokenizers are slow",  # the plural of an English word, of a word of code
     "roberta lora is merged",  # two given names: no full name
+    "hasta luego!", "mille grazie!", "esta prueba: falla en windows",  # everyday words of other languages
+    "felix ui is broken again",  # an unlisted word of 3 letters
+    "the timm convnext is slower than resnet",  # a pair after a determiner names a thing
 ])
 def test_lower_case_pairs_of_a_given_name_and_a_word_of_code_pass(redactor, text):
     assert redacted(redactor, text) == text
+
+
+def test_a_lower_case_pair_is_redacted_whole_or_not_at_all_and_on_every_line(redactor):
+    """NER may read only the given name of a capitalised pair ("Dmitri" of "Dmitri Volkonsky"): the family
+    name must not be left beside a placeholder; an entity NER reads across two windows' lines is each line's."""
+    for text, name in (("please loop in dmitri volkonsky on the thread", "dmitri volkonsky"),
+                       ("the design doc is from matthias oberhuber", "matthias oberhuber")):
+        assert redacted(redactor, text) in (text, text.replace(name, "<PERSON_1>"))
+    assert redacted(redactor, "quentin przybylski\nquentin przybylski") == "<PERSON_1>\n<PERSON_1>"
 
 
 @pytest.mark.parametrize("text", [

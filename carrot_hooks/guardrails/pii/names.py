@@ -83,14 +83,15 @@ def trim_stop_words(value: str) -> str:
 
 class Gazetteer:
     """Given names, family names (lower-cased) and street designators (Loop, Trail, Coves: no family
-    names) of every locale of Faker's person and address providers (MIT)."""
+    names) of every locale of Faker's person and address providers, and the everyday words of its lorem
+    word lists (`words`: about 25 languages; "hasta", "grazie", "prueba") (MIT)."""
 
     _FIRST = ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary")
     _LAST = ("last_names", "last_names_male", "last_names_female")
 
     def __init__(self, first: frozenset[str] = frozenset(), last: frozenset[str] = frozenset(),
-                 streets: frozenset[str] = frozenset()):
-        self.first, self.last, self.streets = first, last, streets
+                 streets: frozenset[str] = frozenset(), words: frozenset[str] = frozenset()):
+        self.first, self.last, self.streets, self.words = first, last, streets, words
 
     @classmethod
     @functools.cache
@@ -103,7 +104,8 @@ class Gazetteer:
         names = first | last
         streets = {v for v in _provider_values("address", ("street_suffixes",))
                    if len(v) > 2 and v.isalpha() and v.istitle() and v.lower() not in names}
-        return cls(frozenset(first), frozenset(last), frozenset(streets))
+        words = {v.lower() for v in _provider_values("lorem", ("word_list",))}
+        return cls(frozenset(first), frozenset(last), frozenset(streets), frozenset(words))
 
 
 def _provider_values(kind: str, attrs: tuple[str, ...]) -> set[str]:
@@ -182,36 +184,39 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
 
 def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer, english: English
                       ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
-    """(names, ambiguous) of a run of lower-case words, none of them an English word or a word of code
-    (`code_words`: "dev deps", "meta keywords", "bert embeddings"). A name when a listed given name comes
-    first and a listed family name last ("the fix came from ingrid nowak"); a pair with one of its ends
-    listed, and no second given name, is left to NER, which reads it capitalised (`ner_names`: "escalated
-    by quentin przybylski"; Faker lists few family names per locale). Not a pair inside a longer run: Faker's lists of every locale hold everyday words of
-    other languages ("yeni bir hata", "julio duda"); nor a given name alone: too many tools, models and words
-    are given names somewhere (claude, meta, bert, esta)."""
+    """(names, ambiguous) of a run of lower-case words. A name when a listed given name comes first and a
+    listed family name last, no English word ("the fix came from ingrid nowak"). A pair with one end listed
+    is left to NER, which reads it capitalised (`ner_names`: "escalated by quentin przybylski"; Faker lists
+    few family names per locale) when neither word is an English word, a word of code (`code_words`: "dev
+    deps") or an everyday word of another language ("hasta luego"), the unlisted one has 4+ letters ("felix
+    ui") and the second is no given name only ("roberta lora"). Not a pair inside a longer run: Faker's lists
+    of every locale hold everyday words of other languages ("yeni bir hata", "julio duda"); nor a given name
+    alone: too many tools, models and words are given names somewhere (claude, meta, bert, esta)."""
     words = [prose[s:e] for s, e in run]
     if len(words) < 2:
         return [], []
     first, last = words[0] in gazetteer.first, words[-1] in gazetteer.last
-    pair = len(words) == 2 and (first or last) and (last or words[1] not in gazetteer.first)  # not "roberta lora"
-    if not (first and last or pair) or any(_common_word(w, english) for w in words):  # the look-ups last: costlier
-        return [], []
     if first and last:
-        return [(run[0][0], run[-1][1])], []
+        return ([(run[0][0], run[-1][1])], []) if not any(w in english for w in words) else ([], [])
+    if len(words) != 2 or not (first or last) or words[1] in gazetteer.first and not last \
+            or len(words[1 if first else 0]) < 4:
+        return [], []
+    if any(w in gazetteer.words or _common_word(w, english) for w in words):  # the look-ups last: costlier
+        return [], []
     return [], [(s, e, w in gazetteer.first or w in gazetteer.last) for (s, e), w in zip(run, words)]
 
 
 def _common_word(word: str, english: English) -> bool:
-    """`word` or its singular ("embeddings", "tokenizers") is an English word or a word of code."""
-    forms = (word, word[:-1], word[:-2]) if word.endswith("es") else (word, word[:-1]) if word.endswith("s") else (word,)
+    """`word` or its singular ("embeddings", "tokenizers"; not "tess") is an English word or a word of code."""
+    forms = (word, word[:-1]) if word.endswith("s") and not word.endswith("ss") else (word,)
     return any(w in english or w in code_words() for w in forms)
 
 
 @functools.cache
 def code_words() -> frozenset[str]:
     """Identifier parts of Python's standard library (`code_words.txt`, scripts/gen_code_words.py)."""
-    text = (Path(__file__).parent / "code_words.txt").read_text()
-    return frozenset(w for w in text.split("\n") if w and not w.startswith("#"))
+    text = (Path(__file__).parent / "code_words.txt").read_text(encoding="utf-8")
+    return frozenset(w for w in text.split() if not w.startswith("#"))
 
 
 def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
@@ -309,20 +314,29 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         entity = labels.get(ent.label_)
         if entity is None:
             continue
-        # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's
-        text = _POSSESSIVE.sub("", ent.text.split("\n", 1)[0].rstrip())
-        if not text:
-            continue
-        i = bisect.bisect_right(starts, ent.start_char) - 1
-        start = ent.start_char + spans[i][0] - starts[i]
-        held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
-        words = text.split()
-        listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
-        if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
-            continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
-        if listed or held and len(words) > 1 and not any(w in english for w in words):
-            out.append(RecognizerResult(entity, start, start + len(text), score, recognition_metadata={
-                RecognizerResult.RECOGNIZER_NAME_KEY: NER_CAPITALISED} if start in lower else None))
+        # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's; a later
+        # line's part, which NER did not judge alone, counts as a full name with no English word ("Ada Lovelace
+        # \nQuentin Przybylski", not "Ada Lovelace\nRich" or "...\nLine Graph")
+        char = ent.start_char
+        for k, line in enumerate(ent.text.split("\n")):
+            text = _POSSESSIVE.sub("", line.strip())
+            line_start, char = char + len(line) - len(line.lstrip()), char + len(line) + 1
+            if not text:
+                continue
+            i = bisect.bisect_right(starts, line_start) - 1
+            start = line_start + spans[i][0] - starts[i]
+            held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
+            words = text.split()
+            if k and (len(words) < 2 or any(w in english for w in words)):
+                continue
+            listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
+            if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
+                continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
+            if start in lower and len(words) < 2:
+                continue  # a lower-case pair is a name whole or not at all ("dmitri volkonsky", not "dmitri")
+            if listed or held and len(words) > 1 and not any(w in english for w in words):
+                out.append(RecognizerResult(entity, start, start + len(text), score, recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: NER_CAPITALISED} if start in lower else None))
     return out
 
 

@@ -216,8 +216,9 @@ class PiiRedactor:
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(before):
                 return False
-            if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
-                    and not _CLAUSE_THAT_BEFORE.search(before):
+            # one name word, or a lower-case pair, after a determiner names a thing ("the felix ui")
+            if not introduced and (" " not in value or _recognizer(r) == NER_CAPITALISED) \
+                    and _DETERMINER_BEFORE.search(before) and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
             return is_name(value, self.settings.technical_terms, lower_ok=lower_ok)
         if r.entity_type == "IP_ADDRESS":
