@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -431,6 +433,20 @@ def test_a_lower_case_pair_is_redacted_whole_or_not_at_all_and_on_every_line(red
                        ("the design doc is from matthias oberhuber", "matthias oberhuber")):
         assert redacted(redactor, text) in (text, text.replace(name, "<PERSON_1>"))
     assert redacted(redactor, "quentin przybylski\nquentin przybylski") == "<PERSON_1>\n<PERSON_1>"
+
+
+
+def test_ner_reading_two_lines_as_one_name_gives_each_line_that_is_a_full_name(redactor):
+    """spaCy reads "Alan Turing\nRich" as one PERSON: the first line counts, a later one only as a full name
+    with no English word."""
+    from carrot_hooks.guardrails.pii.names import ner_names
+
+    def names(prose: str) -> list[str]:
+        anchors = [(m.start(), m.end(), True) for m in re.finditer(r"\w+", prose)]
+        found = ner_names(redactor._nlp, prose, anchors, redactor._english, redactor._ner_labels, 0.85)
+        return [prose[r.start : r.end] for r in found]
+    assert names("Alan Turing\nRich") == ["Alan Turing"]
+    assert names("Maria Gonzalez\nDiamond") == ["Maria Gonzalez"]
 
 
 @pytest.mark.parametrize("text", [
