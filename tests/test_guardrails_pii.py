@@ -404,49 +404,23 @@ def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, 
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
 
 
-@pytest.mark.parametrize("text,name", [
-    # a listed given name and a family name Faker does not list: NER reads the pair capitalised
-    ("i paired with ignacy wroblewski on the migration", "ignacy wroblewski"),
-    ("thanks ngozi adichie for the thorough review", "ngozi adichie"),
-    ("wiremu tamihana and i own the billing service now", "wiremu tamihana"),
-])
-def test_lower_case_full_names_with_an_unlisted_family_name_are_redacted_exactly(redactor, text, name):
-    assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
-
-
-@pytest.mark.parametrize("text", [
-    "dev deps are pinned in the lockfile", "installs the dev deps and runs the suite",  # words of code
-    "bert embeddings are slow", "bert tokenizers are slow",  # the plural of an English word, of a word of code
-    "roberta lora is merged",  # two given names: no full name
-    "hasta luego!", "mille grazie!", "esta prueba: falla en windows",  # everyday words of other languages
-    "felix ui is broken again",  # an unlisted word of 3 letters
-    "the timm convnext is slower than resnet",  # a pair after a determiner names a thing
-])
-def test_lower_case_pairs_of_a_given_name_and_a_word_of_code_pass(redactor, text):
-    assert redacted(redactor, text) == text
-
-
-def test_a_lower_case_pair_is_redacted_whole_or_not_at_all_and_on_every_line(redactor):
-    """NER may read only the given name of a capitalised pair ("Dmitri" of "Dmitri Volkonsky"): the family
-    name must not be left beside a placeholder; an entity NER reads across two windows' lines is each line's."""
-    for text, name in (("please loop in dmitri volkonsky on the thread", "dmitri volkonsky"),
-                       ("the design doc is from matthias oberhuber", "matthias oberhuber")):
-        assert redacted(redactor, text) in (text, text.replace(name, "<PERSON_1>"))
-    assert redacted(redactor, "quentin przybylski\nquentin przybylski") == "<PERSON_1>\n<PERSON_1>"
-
-
-
 def test_ner_reading_two_lines_as_one_name_gives_each_line_that_is_a_full_name(redactor):
-    """spaCy reads "Alan Turing\nRich" as one PERSON: the first line counts, a later one only as a full name
-    with no English word."""
+    """spaCy reads "Alan Turing\nRich" as one PERSON (it joins its windows with line breaks): the first line
+    counts; a later line only as a full name that holds a listed name and no English word (before, every
+    later line was dropped, names in lists of contributors too)."""
     from carrot_hooks.guardrails.pii.names import ner_names
+    gazetteer = redactor._gazetteer
 
     def names(prose: str) -> list[str]:
-        anchors = [(m.start(), m.end(), True) for m in re.finditer(r"\w+", prose)]
+        anchors = [(m.start(), m.end(), m.group().lower() in gazetteer.first or m.group().lower() in gazetteer.last)
+                   for m in re.finditer(r"\w+", prose)]
         found = ner_names(redactor._nlp, prose, anchors, redactor._english, redactor._ner_labels, 0.85)
         return [prose[r.start : r.end] for r in found]
-    assert names("Alan Turing\nRich") == ["Alan Turing"]
-    assert names("Maria Gonzalez\nDiamond") == ["Maria Gonzalez"]
+    assert names("Alan Turing\nRich") == ["Alan Turing"]  # one word
+    assert names("Alan Turing\nOkafor") == ["Alan Turing"]  # a family name alone: NER did not judge it
+    assert names("Alan Turing\nLine Graph") == ["Alan Turing"]  # an English word
+    assert names("Grace Hopper\nKtor Koin") == ["Grace Hopper"]  # no listed name
+    assert names("Alan Turing\nQuentin Przybylski") == ["Alan Turing", "Quentin Przybylski"]
 
 
 @pytest.mark.parametrize("text", [

@@ -8,7 +8,6 @@ import functools
 import importlib
 import pkgutil
 import re
-from pathlib import Path
 
 import regex
 import spacy
@@ -32,7 +31,6 @@ _SUFFIX = re.compile(r"(?:II|III|IV|Jr\.?|Sr\.?)")
 # loses a name on held-out-4.
 _NER_CONTEXT_WORDS = 2
 # spaCy pipes NER does not need (en_core_web_* NER carries its own tok2vec).
-NER_CAPITALISED = "ner_capitalised"  # recognizer name of NER's names in lower-case words read capitalised
 _NOT_FOR_NER = ("tok2vec", "tagger", "morphologizer", "parser", "senter", "attribute_ruler", "lemmatizer")
 STOP = frozenset(STOP_WORDS | {w.capitalize() for w in STOP_WORDS})
 _NAME_TOKEN = regex.compile(r"\p{L}[\p{L}'\u2019-]*")
@@ -83,15 +81,14 @@ def trim_stop_words(value: str) -> str:
 
 class Gazetteer:
     """Given names, family names (lower-cased) and street designators (Loop, Trail, Coves: no family
-    names) of every locale of Faker's person and address providers, and the everyday words of its lorem
-    word lists (`words`: about 25 languages; "hasta", "grazie", "prueba") (MIT)."""
+    names) of every locale of Faker's person and address providers (MIT)."""
 
     _FIRST = ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary")
     _LAST = ("last_names", "last_names_male", "last_names_female")
 
     def __init__(self, first: frozenset[str] = frozenset(), last: frozenset[str] = frozenset(),
-                 streets: frozenset[str] = frozenset(), words: frozenset[str] = frozenset()):
-        self.first, self.last, self.streets, self.words = first, last, streets, words
+                 streets: frozenset[str] = frozenset()):
+        self.first, self.last, self.streets = first, last, streets
 
     @classmethod
     @functools.cache
@@ -104,8 +101,7 @@ class Gazetteer:
         names = first | last
         streets = {v for v in _provider_values("address", ("street_suffixes",))
                    if len(v) > 2 and v.isalpha() and v.istitle() and v.lower() not in names}
-        words = {v.lower() for v in _provider_values("lorem", ("word_list",))}
-        return cls(frozenset(first), frozenset(last), frozenset(streets), frozenset(words))
+        return cls(frozenset(first), frozenset(last), frozenset(streets))
 
 
 def _provider_values(kind: str, attrs: tuple[str, ...]) -> set[str]:
@@ -149,7 +145,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     A run is a name when a capitalised given name that is no English word starts it (Isabel, Derek
     Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
-    Lower-case, see `_lower_case_names` (ingrid nowak, quentin przybylski). Listed
+    Lower-case, see `_lower_case_names` (ingrid nowak). Listed
     words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies
     in a `decided` span (a name an introducing phrase already found: "Name: Toshimi Arata").
     """
@@ -157,9 +153,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     ambiguous: list[tuple[int, int, bool]] = []
     for run in _runs(prose, technical):
         if prose[run[0][0] : run[0][1]].islower():
-            found, unsure = _lower_case_names(prose, run, gazetteer, english)
-            names += found
-            ambiguous += unsure
+            names += _lower_case_names(prose, run, gazetteer, english)
             continue
         whole = (run[0][0], run[-1][1])
         while len(run) > 1 and prose[run[1][0] : run[1][1]].lower() in gazetteer.first \
@@ -182,41 +176,17 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     return names, ambiguous
 
 
-def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer, english: English
-                      ) -> tuple[list[tuple[int, int]], list[tuple[int, int, bool]]]:
-    """(names, ambiguous) of a run of lower-case words. A name when a listed given name comes first and a
-    listed family name last, no English word ("the fix came from ingrid nowak"). A pair with one end listed
-    is left to NER, which reads it capitalised (`ner_names`: "escalated by quentin przybylski"; Faker lists
-    few family names per locale) when neither word is an English word, a word of code (`code_words`: "dev
-    deps") or an everyday word of another language ("hasta luego"), the unlisted one has 4+ letters ("felix
-    ui") and the second is no given name only ("roberta lora"). Not a pair inside a longer run: Faker's lists
-    of every locale hold everyday words of other languages ("yeni bir hata", "julio duda"); nor a given name
+def _lower_case_names(prose: str, run: list[tuple[int, int]], gazetteer: Gazetteer,
+                      english: English) -> list[tuple[int, int]]:
+    """A run of lower-case words is a name when it is one: a listed given name first, a listed family name
+    last, no English word ("the fix came from ingrid nowak"). Not a pair inside a longer run: Faker's lists of
+    every locale hold everyday words of other languages ("yeni bir hata", "julio duda"); nor a given name
     alone: too many tools, models and words are given names somewhere (claude, meta, bert, esta)."""
     words = [prose[s:e] for s, e in run]
-    if len(words) < 2:
-        return [], []
-    first, last = words[0] in gazetteer.first, words[-1] in gazetteer.last
-    if first and last:
-        return ([(run[0][0], run[-1][1])], []) if not any(w in english for w in words) else ([], [])
-    if len(words) != 2 or not (first or last) or words[1] in gazetteer.first and not last \
-            or len(words[1 if first else 0]) < 4:
-        return [], []
-    if any(w in gazetteer.words or _common_word(w, english) for w in words):  # the look-ups last: costlier
-        return [], []
-    return [], [(s, e, w in gazetteer.first or w in gazetteer.last) for (s, e), w in zip(run, words)]
-
-
-def _common_word(word: str, english: English) -> bool:
-    """`word` or its singular ("embeddings", "tokenizers"; not "tess") is an English word or a word of code."""
-    forms = (word, word[:-1]) if word.endswith("s") and not word.endswith("ss") else (word,)
-    return any(w in english or w in code_words() for w in forms)
-
-
-@functools.cache
-def code_words() -> frozenset[str]:
-    """Identifier parts of Python's standard library (`code_words.txt`, scripts/gen_code_words.py)."""
-    text = (Path(__file__).parent / "code_words.txt").read_text(encoding="utf-8")
-    return frozenset(w for w in text.split() if not w.startswith("#"))
+    if len(words) > 1 and words[0] in gazetteer.first and words[-1] in gazetteer.last \
+            and not any(w in english for w in words):
+        return [(run[0][0], run[-1][1])]
+    return []
 
 
 def _runs(prose: str, technical: frozenset[str]) -> list[list[tuple[int, int]]]:
@@ -294,18 +264,14 @@ def candidate_windows(prose: str, anchors: list[tuple[int, int, bool]]) -> list[
 def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: English, labels: dict[str, str],
               score: float) -> list[RecognizerResult]:
     """spaCy NER's names holding one of the `anchors` (sorted (start, end, listed)), run on windows around
-    them (one doc): holding a listed one, or of two or more words none of them English (Irenke Sörös).
-    Lower-case anchors are read capitalised, as names are written ("quentin przybylski"); the names found
-    there come back as `NER_CAPITALISED`'s."""
+    them (one doc): holding a listed one, or of two or more words none of them English (Irenke Sörös)."""
     spans = candidate_windows(prose, anchors)
     if not spans:
         return []
-    lower = {a[0] for a in anchors if prose[a[0]].islower()}
-    read = _capitalised(prose, lower)
     starts, pieces, pos = [], [], 0
     for s, e in spans:
         starts.append(pos)
-        pieces.append(read[s:e])
+        pieces.append(prose[s:e])
         pos += e - s + 1
     doc = nlp("\n".join(pieces))
     anchor_starts = [a[0] for a in anchors]
@@ -315,8 +281,8 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         if entity is None:
             continue
         # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's; a later
-        # line's part, which NER did not judge alone, counts as a full name with no English word ("Ada Lovelace
-        # \nQuentin Przybylski", not "Ada Lovelace\nRich" or "...\nLine Graph")
+        # line's part, which NER did not judge alone, counts as a full name holding a listed name and no English
+        # word ("Alan Turing\nQuentin Przybylski", not "Alan Turing\nRich", "...\nLine Graph", "...\nKtor Koin")
         char = ent.start_char
         for k, line in enumerate(ent.text.split("\n")):
             text = _POSSESSIVE.sub("", line.strip())
@@ -327,28 +293,14 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
             start = line_start + spans[i][0] - starts[i]
             held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
             words = text.split()
-            if k and (len(words) < 2 or any(w in english for w in words)):
-                continue
             listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
+            if k and (len(words) < 2 or not listed or any(w in english for w in words)):
+                continue
             if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
                 continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
-            if start in lower and len(words) < 2:
-                continue  # a lower-case pair is a name whole or not at all ("dmitri volkonsky", not "dmitri")
             if listed or held and len(words) > 1 and not any(w in english for w in words):
-                out.append(RecognizerResult(entity, start, start + len(text), score, recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: NER_CAPITALISED} if start in lower else None))
+                out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
-
-
-def _capitalised(text: str, starts: set[int]) -> str:
-    """`text` with the letters at `starts` upper-cased where that keeps its length (offsets stay valid)."""
-    if not starts:
-        return text
-    chars = list(text)
-    for i in starts:
-        if len(upper := chars[i].upper()) == 1:
-            chars[i] = upper
-    return "".join(chars)
 
 
 class English:

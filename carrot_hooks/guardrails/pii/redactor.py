@@ -17,7 +17,6 @@ from ..settings import PiiSettings
 from .code import Layout, layout
 from .memo import Memo
 from .names import (
-    NER_CAPITALISED,
     English,
     Gazetteer,
     Introducers,
@@ -203,8 +202,7 @@ class PiiRedactor:
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
             introduced = _recognizer(r) == INTRODUCED or _recognizer(r).startswith("yaml_")
-            # "my name is mieszko", "from ingrid nowak", "escalated by quentin przybylski"
-            lower_ok = introduced or _recognizer(r) in (GAZETTEER, NER_CAPITALISED)
+            lower_ok = introduced or _recognizer(r) == GAZETTEER  # "my name is mieszko", "from ingrid nowak"
             if introduced:  # "named him anthony after her": the pattern's trailing stop words go
                 value = trim_stop_words(value)
                 r.end = r.start + len(value)
@@ -216,9 +214,8 @@ class PiiRedactor:
                     or (m := _NEXT_WORD.match(after)) is not None and m.group(1) in street \
                     or _THING_NAMED_BEFORE.search(before):
                 return False
-            # one name word, or a lower-case pair, after a determiner names a thing ("the felix ui")
-            if not introduced and (" " not in value or _recognizer(r) == NER_CAPITALISED) \
-                    and _DETERMINER_BEFORE.search(before) and not _CLAUSE_THAT_BEFORE.search(before):
+            if not introduced and " " not in value and _DETERMINER_BEFORE.search(before) \
+                    and not _CLAUSE_THAT_BEFORE.search(before):
                 return False
             return is_name(value, self.settings.technical_terms, lower_ok=lower_ok)
         if r.entity_type == "IP_ADDRESS":
