@@ -396,7 +396,7 @@ def test_gazetteer_names_without_an_introducing_phrase_are_redacted_exactly(reda
 @pytest.mark.parametrize("text,name", [
     ("the fix came from ingrid nowak", "ingrid nowak"),  # a run that is a listed given + family name, no English word
     ("thanks to hanna virtanen for the review", "hanna virtanen"),
-    # given names that are also words of code, family names ending in -s: the pair rule's word checks stay there
+    # a given name that is a Python keyword, family names ending in -s (guards from a reverted rule that lost them)
     ("the credentials were rotated by elif yildirim", "elif yildirim"), ("the fix came from tess nowak", "tess nowak"),
     ("the fix came from jorge solis", "jorge solis"),
 ])
