@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import yaml
 
@@ -404,25 +402,6 @@ def test_lower_case_given_and_family_names_are_redacted_exactly(redactor, text, 
     assert redacted(redactor, text) == text.replace(name, "<PERSON_1>")
 
 
-def test_ner_reading_two_lines_as_one_name_gives_each_line_that_is_a_full_name(redactor):
-    """spaCy reads "Alan Turing\nRich" as one PERSON (it joins its windows with line breaks): the first line
-    counts; a later line only as a full name that holds a listed name and no English word (before, every
-    later line was dropped, names in lists of contributors too)."""
-    from carrot_hooks.guardrails.pii.names import ner_names
-    gazetteer = redactor._gazetteer
-
-    def names(prose: str) -> list[str]:
-        anchors = [(m.start(), m.end(), m.group().lower() in gazetteer.first or m.group().lower() in gazetteer.last)
-                   for m in re.finditer(r"\w+", prose)]
-        found = ner_names(redactor._nlp, prose, anchors, redactor._english, redactor._ner_labels, 0.85)
-        return [prose[r.start : r.end] for r in found]
-    assert names("Alan Turing\nRich") == ["Alan Turing"]  # one word
-    assert names("Alan Turing\nOkafor") == ["Alan Turing"]  # a family name alone: NER did not judge it
-    assert names("Alan Turing\nLine Graph") == ["Alan Turing"]  # an English word
-    assert names("Grace Hopper\nKtor Koin") == ["Grace Hopper"]  # no listed name
-    assert names("Alan Turing\nQuentin Przybylski") == ["Alan Turing", "Quentin Przybylski"]
-
-
 @pytest.mark.parametrize("text", [
     "the seaborn plots look off", "sys and os are imported twice", "add a meta tag to the head",
     "nand gates are universal", "the elif branch never runs", "and vice versa for the reader",
@@ -430,6 +409,11 @@ def test_ner_reading_two_lines_as_one_name_gives_each_line_that_is_a_full_name(r
     "meta has released llama 4", "fine-tune bert and roberta with lora", "the result goes to meta_info",
     "esta prueba falla en la segunda parte", "the gerrit ui shows the meta json", "yeni bir hata buldum",
     "en julio duda mucho",
+    # tools named like people before an unlisted word, which NER reads as a person once capitalised (the 22nd
+    # session's reverted pair rule), words of code, other languages
+    "we cache results from jina reranker for an hour", "the team moved off travis circleci last year",
+    "see the notes for floyd warshall in the algorithms doc", "dev deps are pinned in the lockfile",
+    "bert tokenizers are slow", "hasta luego!", "roberta lora is merged",
 ])
 def test_lower_case_words_that_are_also_given_names_pass(redactor, text):
     assert redacted(redactor, text) == text

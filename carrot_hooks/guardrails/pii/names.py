@@ -280,26 +280,19 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         entity = labels.get(ent.label_)
         if entity is None:
             continue
-        # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's; a later
-        # line's part, which NER did not judge alone, counts as a full name holding a listed name and no English
-        # word ("Alan Turing\nQuentin Przybylski", not "Alan Turing\nRich", "...\nLine Graph", "...\nKtor Koin")
-        char = ent.start_char
-        for k, line in enumerate(ent.text.split("\n")):
-            text = _POSSESSIVE.sub("", line.strip())
-            line_start, char = char + len(line) - len(line.lstrip()), char + len(line) + 1
-            if not text:
-                continue
-            i = bisect.bisect_right(starts, line_start) - 1
-            start = line_start + spans[i][0] - starts[i]
-            held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
-            words = text.split()
-            listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
-            if k and (len(words) < 2 or not listed or any(w in english for w in words)):
-                continue
-            if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
-                continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
-            if listed or held and len(words) > 1 and not any(w in english for w in words):
-                out.append(RecognizerResult(entity, start, start + len(text), score))
+        # an entity never spans windows or lines ("Jamie Pratt\nTalking-books"), nor a possessive 's
+        text = _POSSESSIVE.sub("", ent.text.split("\n", 1)[0].rstrip())
+        if not text:
+            continue
+        i = bisect.bisect_right(starts, ent.start_char) - 1
+        start = ent.start_char + spans[i][0] - starts[i]
+        held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
+        words = text.split()
+        listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
+        if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
+            continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
+        if listed or held and len(words) > 1 and not any(w in english for w in words):
+            out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
 
 
