@@ -113,14 +113,18 @@ def build(kind: str, task: str, stream: bool, gateway: bool) -> tuple[str, dict,
     return "/v1/chat/completions", body, ({"X-Task-Type": task, **refs} if gateway else {})
 
 
-FAILURES: dict[tuple, str] = {}  # (target, kind, task, stream, status) -> first non-200 answer seen
+FAILURES: dict[tuple, str] = {}  # (target, kind, task, stream, status) -> first non-200 answer or lost request seen
 
 
 async def one(http: httpx.AsyncClient, p: ProxyProcess, kind, task, stream, gateway) -> tuple[int, float]:
     path, body, headers = build(kind, task, stream, gateway)
     t = time.perf_counter()
-    async with http.stream("POST", f"{p.base_url}{path}", json=body, headers={**p.headers(), **headers}) as r:
-        data = await r.aread()
+    try:
+        async with http.stream("POST", f"{p.base_url}{path}", json=body, headers={**p.headers(), **headers}) as r:
+            data = await r.aread()
+    except httpx.HTTPError as e:
+        FAILURES.setdefault((p.port, kind, task, stream, "lost"), f"{type(e).__name__}: {e}")
+        raise
     status = r.status_code
     if status == 200 and stream and (b'"error"' in data or not data.rstrip().endswith(b"[DONE]")):
         status = 599  # a stream that ended in an error event or without [DONE]
@@ -262,7 +266,10 @@ class Target:
         worker of `--workers N` has loaded its RAG model first."""
         async def one_client() -> None:
             for _ in range(8):
-                await one(http, self.p, *next(self.mix), self.gateway)
+                try:
+                    await one(http, self.p, *next(self.mix), self.gateway)
+                except httpx.HTTPError:
+                    self.lost += 1  # counted (and the run fails) but the warm-up goes on
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
         self.rss_before = rss_mb(self.p.proc.pid)
@@ -382,6 +389,10 @@ def main() -> int:
         print(f"p50 ms by task, {name}: " + ", ".join(f"{t} {ms:.0f}" for t, ms in r["p50_by_task"].items()))
     for key, text in FAILURES.items():
         print(f"  non-200 sample {key}: {text}")
+    for name, t in targets.items():
+        if t.lost:
+            errors = [ln for ln in t.p.log().splitlines() if "Error" in ln or "Exception" in ln]
+            print(f"  {name} (port {t.p.port}) log, error lines ({len(errors)}), last 20:\n    " + "\n    ".join(errors[-20:]))
     print(f"gateway RSS growth {growth:+.0f} MB (bound {RSS_GROWTH_BOUND_MB:.0f} MB)")
     ok = ok and growth <= RSS_GROWTH_BOUND_MB
     if args.profile:
