@@ -1,7 +1,7 @@
 # Carrot Coder Gateway: the off-the-shelf LiteLLM proxy with our hooks, config, policy and prompts.
 #   docker build -t carrot-coder-gateway .
 #   docker run -p 4000:4000 -e LITELLM_MASTER_KEY=sk-... carrot-coder-gateway
-FROM python:3.11-slim
+FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

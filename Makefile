@@ -1,5 +1,6 @@
 # Carrot Coder Gateway. `make run` starts the gateway on embedded defaults; `make test` runs the suite.
-PYTHON ?= python3.11
+# PYTHON: a Python 3.12 for the venv (empty: scripts/setup.sh finds python3.12 on PATH or in pyenv)
+PYTHON ?=
 # CARROT_VENV: an existing venv with the project installed (e.g. the tests' own), used as is: no setup
 VENV   := $(or $(CARROT_VENV),.venv)
 PY     := $(VENV)/bin/python

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
 
-M = TypeVar("M", bound=BaseModel)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: 5x faster on big rule files
 
 
@@ -58,7 +56,7 @@ def load_yaml(path: Path, data: bytes | None = None) -> object:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
 
 
-def load_model(path: Path, model: type[M], data: bytes | None = None) -> M:
+def load_model[M: BaseModel](path: Path, model: type[M], data: bytes | None = None) -> M:
     """Parse `path` (or `data`, its bytes already read) as YAML into `model`, raising ConfigError naming file,
     key and value."""
     raw = load_yaml(path, data)

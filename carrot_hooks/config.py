@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -19,7 +18,6 @@ __all__ = ["PROJECT_ROOT", "ConfigError", "Strict", "Watched", "file_version", "
 PROJECT_ROOT = project_root()
 
 log = logging.getLogger("carrot.config")
-M = TypeVar("M", bound=BaseModel)
 
 
 def file_version(path: Path, data: bytes | None = None) -> str:
@@ -31,7 +29,7 @@ def file_version(path: Path, data: bytes | None = None) -> str:
         return "unreadable"
 
 
-class Watched(Generic[M]):
+class Watched[M: BaseModel]:
     """The last valid parse of a policy file, re-read when its mtime changes.
 
     A broken edit is logged with file, key and value while the last valid

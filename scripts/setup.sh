@@ -5,7 +5,6 @@ set -euo pipefail
 here=${BASH_SOURCE[0]%/*}  # no dirname: the PATH may be bare (tests/test_firstrun_setup.py)
 [ "$here" != "${BASH_SOURCE[0]}" ] || here=.
 cd "$here/.."
-PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-}
 PY=$VENV/bin/python
@@ -19,13 +18,35 @@ phase() {  # phase NAME CMD...: run CMD, then print NAME and its duration
     awk -v n="$name" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "setup: %-13s %6.1f s\n", n, b - a }'
 }
 
+# Python 3.12: 3.11's contextvars can crash the gateway under load (CPython gh-148891, not fixed in 3.11;
+# tests/test_runtime_python.py). PYTHON if given, else a pyenv 3.12 build, else python3.12 on PATH.
+is_312() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; }
+find_python() {
+    local c
+    if [ -n "${PYTHON:-}" ]; then
+        is_312 "$PYTHON" && echo "$PYTHON"
+        return 0
+    fi
+    local builds=("${PYENV_ROOT:-${HOME:-/nonexistent}/.pyenv}"/versions/3.12*/bin/python3.12) i
+    for ((i = ${#builds[@]} - 1; i >= 0; i--)); do  # the last in name order first
+        c=${builds[i]}
+        is_312 "$c" && { echo "$c"; return 0; }
+    done
+    is_312 python3.12 && echo python3.12
+    return 0
+}
+if [ -x "$PY" ] && ! is_312 "$PY"; then
+    echo "setup: $VENV holds another Python than 3.12: making it again" >&2
+    rm -rf "$VENV"
+fi
 if [ ! -x "$PY" ]; then
-    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-        echo "setup: Python 3.11 is required; '$PYTHON' is missing or another version." \
-             "Install Python 3.11 and run: make PYTHON=/path/to/python3.11 ..." >&2
+    found=$(find_python)
+    if [ -z "$found" ]; then
+        echo "setup: Python 3.12 is required; '${PYTHON:-python3.12}' is missing or another version (nor is one in" \
+             "pyenv's versions). Install Python 3.12 and run: make PYTHON=/path/to/python3.12 ..." >&2
         exit 1
     fi
-    phase venv "$PYTHON" -m venv "$VENV"
+    phase venv "$found" -m venv "$VENV"
 fi
 phase "install$EXTRAS" pyinstall "$VENV" -e ".$EXTRAS"
 # Byte-compile what was installed (uv does not; files already compiled are skipped in seconds). With

@@ -71,13 +71,16 @@ class Forwarder:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
     async def _stop(self) -> None:
+        """Listener closed, open connections cut, then wait: since Python 3.12.1 `wait_closed` also waits
+        for the connections the server accepted."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-            self._server = None
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     def start(self) -> None:
         if self._server is None:

@@ -14,7 +14,7 @@ def _bin(tmp_path: Path, tools: dict[str, str]) -> str:
     """A PATH holding only the shell utilities the scripts need, plus `tools` (name -> shell script)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("sh", "bash", "awk", "cat"):
+    for name in ("sh", "bash", "awk", "cat", "rm"):
         os.symlink(shutil.which(name), bin_dir / name)
     for name, body in tools.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
@@ -42,8 +42,31 @@ def test_setup_ops_not_root_names_the_command(tmp_path):
 
 
 def test_setup_refuses_a_missing_or_other_python(tmp_path):
-    path = _bin(tmp_path, {"python3.12": "exit 1"})  # its version check fails, as a real 3.12's would
-    for python in ("python3.12", str(tmp_path / "no-such-python")):
+    path = _bin(tmp_path, {"python3.12": "exit 1", "python3.11": "exit 1"})  # version checks fail, as 3.11's would
+    for python in ("python3.11", str(tmp_path / "no-such-python")):
         out = _run("setup.sh", path, PYTHON=python, VENV=str(tmp_path / "venv"))
-        assert out.returncode == 1 and "Python 3.11 is required" in out.stderr and "PYTHON=" in out.stderr
+        assert out.returncode == 1 and "Python 3.12 is required" in out.stderr and "PYTHON=" in out.stderr
         assert not (tmp_path / "venv").exists()
+
+
+def test_setup_without_python_looks_in_pyenv_then_on_path(tmp_path):
+    """No PYTHON: pyenv's 3.12 builds (pyenv's `python3.12` shim fails outside a 3.12 environment), then
+    python3.12 on PATH; each must pass the version check."""
+    path = _bin(tmp_path, {"python3.12": "exit 1"})
+    fake = tmp_path / "pyenv" / "versions" / "3.12.9" / "bin" / "python3.12"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'asked'}\nexit 1\n")
+    fake.chmod(0o755)
+    out = _run("setup.sh", path, PYENV_ROOT=str(tmp_path / "pyenv"), VENV=str(tmp_path / "venv"))
+    assert out.returncode == 1 and "Python 3.12 is required" in out.stderr and "pyenv" in out.stderr
+    assert "sys.version_info" in (tmp_path / "asked").read_text()  # pyenv's build was asked its version
+
+
+def test_setup_remakes_a_venv_of_another_python(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")  # fails the 3.12 check, as a 3.11 would
+    (venv / "bin" / "python").chmod(0o755)
+    out = _run("setup.sh", _bin(tmp_path, {}), PYTHON=str(tmp_path / "no-such-python"), VENV=str(venv))
+    assert "another Python than 3.12: making it again" in out.stderr and not venv.exists()
+    assert out.returncode == 1 and "Python 3.12 is required" in out.stderr
