@@ -58,7 +58,7 @@ test-fast: test-deps
 # Real coding clients (pinned in scripts/clients.txt, cached outside the clone), each run headless
 # against the real proxy and the fake upstream; `make test SLOW_GROUPS=clients` runs them after the rest.
 test-clients: test-install
-	PYTHON=$(PYTHON) bash scripts/setup_clients.sh
+	bash scripts/setup_clients.sh
 	$(PY) -m pytest -m clients
 
 # carrot-eval against a real small model (SmolLM2-135M on llama-cpp-python): the first run compiles

@@ -349,12 +349,17 @@ def main() -> int:
     args = ap.parse_args()
     if args.profile:
         py_spy()
-    fake = FakeUpstream()
     tmp = Path(tempfile.mkdtemp(prefix="carrot-load-"))
-    bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)}, workers=args.workers)
     store = pgvector_url()
-    index_for_rag(store, tmp)
-    gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store}, workers=args.workers)
+    index_for_rag(store, tmp)  # before the fake upstream and the proxies start: a failed index leaves none running
+    fake = FakeUpstream()
+    bare = ProxyProcess(fake.url, config=bare_config(tmp), env={"PYTHONPATH": str(ROOT)}, workers=args.workers)
+    try:
+        gw = ProxyProcess(fake.url, env={"REDIS_URL": redis_url(), "PGVECTOR_URL": store}, workers=args.workers)
+    except BaseException:
+        bare.stop()
+        fake.close()
+        raise
     targets = {"bare LiteLLM": Target(bare, gateway=False), "carrot gateway": Target(gw, gateway=True)}
     try:
         out = {name: args.profile / f"{'bare' if name.startswith('bare') else 'gateway'}.txt" for name in targets} \

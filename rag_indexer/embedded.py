@@ -59,19 +59,25 @@ def _recorded_url(state_dir: Path) -> str | None:
     try:
         url = (state_dir / "pg.url").read_text().strip()
         pid = int((state_dir / "pg" / "postmaster.pid").read_text().split("\n", 1)[0])
-        # this data dir's postmaster, not a stale pid file's reused pid
-        alive = str(state_dir / "pg").encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return url if alive and url and not program_deleted(pid) else None
+    return url if url and _serves(state_dir, pid) and not program_deleted(pid) else None
 
 
 def program_deleted(pid: int) -> bool:
-    """Whether process `pid` runs a program file since deleted: a server started from a venv that was made
-    again (a new Python) has lost its extension files too ("could not access file vector")."""
+    """Whether process `pid` runs a program file since deleted (no link left to it): a server started from a
+    venv that was made again (a new Python) has lost its extension files too ("could not access file vector")."""
     try:
-        return os.readlink(f"/proc/{pid}/exe").endswith(" (deleted)")
+        return os.stat(f"/proc/{pid}/exe").st_nlink == 0
     except OSError:  # no such process, or not ours to read
+        return False
+
+
+def _serves(state_dir: Path, pid: int) -> bool:
+    """Whether `pid` is the postmaster of this data dir (not another process that reused a stale pid)."""
+    try:
+        return str(state_dir / "pg").encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return False
 
 
@@ -88,7 +94,7 @@ def ensure_server(state_dir: Path) -> str:
 
     with _locked(state_dir / "pg.lock"):
         stale = _postmaster(state_dir)
-        if stale is not None and program_deleted(stale.pid):
+        if stale is not None and _serves(state_dir, stale.pid) and program_deleted(stale.pid):
             log.warning("embedded PostgreSQL (pid %s) runs a program since deleted (its venv was made again): "
                         "restarting it from the installed one", stale.pid)
             stop_server(state_dir)

@@ -12,38 +12,49 @@ PY=$VENV/bin/python
 . scripts/pyinstall.sh
 
 phase() {  # phase NAME CMD...: run CMD, then print NAME and its duration
-    local name=$1 t0=$EPOCHREALTIME
+    local name=$1 t0=${EPOCHREALTIME:-$SECONDS}  # (bash < 5 has no EPOCHREALTIME: whole seconds)
     shift
     "$@"
-    awk -v n="$name" -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "setup: %-13s %6.1f s\n", n, b - a }'
+    awk -v n="$name" -v a="$t0" -v b="${EPOCHREALTIME:-$SECONDS}" 'BEGIN { printf "setup: %-13s %6.1f s\n", n, b - a }'
 }
 
 # Python 3.12: 3.11's contextvars can crash the gateway under load (CPython gh-148891, not fixed in 3.11;
-# tests/test_runtime_python.py). PYTHON if given, else a pyenv 3.12 build, else python3.12 on PATH.
-is_312() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; }
+# tests/test_runtime_python.py). PYTHON if given, else python3.12 on PATH, else pyenv's newest 3.12 build.
+is_312() { "$1" -I -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; }
 find_python() {
-    local c
     if [ -n "${PYTHON:-}" ]; then
         is_312 "$PYTHON" && echo "$PYTHON"
         return 0
     fi
-    local builds=("${PYENV_ROOT:-${HOME:-/nonexistent}/.pyenv}"/versions/3.12*/bin/python3.12) i
-    for ((i = ${#builds[@]} - 1; i >= 0; i--)); do  # the last in name order first
-        c=${builds[i]}
-        is_312 "$c" && { echo "$c"; return 0; }
+    is_312 python3.12 && { echo python3.12; return 0; }  # (pyenv's shim fails this outside a 3.12 env)
+    local build best="" patch best_patch=-1
+    for build in "${PYENV_ROOT:-${HOME:-/nonexistent}/.pyenv}"/versions/3.12.*/bin/python3.12; do
+        patch=${build%/bin/python3.12}
+        patch=${patch##*/3.12.}
+        case $patch in '' | *[!0-9]*) continue ;; esac  # 3.12.4, not 3.12.4t or a venv named 3.12.x
+        if [ "$patch" -gt "$best_patch" ] && is_312 "$build"; then
+            best=$build best_patch=$patch
+        fi
     done
-    is_312 python3.12 && echo python3.12
-    return 0
+    [ -z "$best" ] || echo "$best"
 }
-if [ -x "$PY" ] && ! is_312 "$PY"; then
-    echo "setup: $VENV holds another Python than 3.12: making it again" >&2
-    rm -rf "$VENV"
-fi
-if [ ! -x "$PY" ]; then
+if [ ! -e "$VENV/pyvenv.cfg" ] || ! is_312 "$PY"; then
     found=$(find_python)
     if [ -z "$found" ]; then
-        echo "setup: Python 3.12 is required; '${PYTHON:-python3.12}' is missing or another version (nor is one in" \
-             "pyenv's versions). Install Python 3.12 and run: make PYTHON=/path/to/python3.12 ..." >&2
+        if [ -n "${PYTHON:-}" ]; then
+            echo "setup: Python 3.12 is required; PYTHON='$PYTHON' is missing or another version." \
+                 "Run: make PYTHON=/path/to/python3.12 ..." >&2
+        else
+            echo "setup: Python 3.12 is required; found none (python3.12 on PATH, pyenv's versions)." \
+                 "Install Python 3.12 and run: make PYTHON=/path/to/python3.12 ..." >&2
+        fi
+        exit 1
+    fi
+    if [ -e "$VENV/pyvenv.cfg" ]; then  # a venv (ours to remove) of another Python, or of one since removed
+        echo "setup: $VENV holds another Python than 3.12 (or its Python is gone): making it again" >&2
+        rm -rf "$VENV"
+    elif compgen -G "$VENV/*" >/dev/null; then
+        echo "setup: $VENV exists and is no venv; not touching it: remove it or set VENV" >&2
         exit 1
     fi
     phase venv "$found" -m venv "$VENV"

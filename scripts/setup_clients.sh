@@ -6,7 +6,8 @@
 # Telemetry and update checks are switched off by the tests' environment (tests/clients.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
+# The PyPI clients' own venvs: Python 3.11 (their pins were chosen on it; the gateway's 3.12 is not needed here)
+PYTHON=${CLIENTS_PYTHON:-python3.11}
 DEST=${CARROT_CACHE_DIR:-$HOME/.cache/carrot}/clients
 PINS=scripts/clients.txt
 STAMP=$DEST/installed.txt

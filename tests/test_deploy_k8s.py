@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import tomllib
 from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
@@ -154,6 +155,8 @@ def test_configmap_keys_are_valid_and_fit_the_size_limit():
 def test_image_and_user_agree_with_the_dockerfile_and_compose():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     assert CONTAINER["image"].split(":")[0] == compose["services"]["proxy"]["image"].split(":")[0]
+    # the tag is the project's version: a new image (another Python, say) gets a new tag, which nodes pull
+    assert CONTAINER["image"].split(":")[1] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert f"--uid {POD['spec']['securityContext']['runAsUser']}" in (ROOT / "Dockerfile").read_text()
     assert "LITELLM_CONFIG" in (ROOT / "scripts/docker-entrypoint.sh").read_text()
 

@@ -30,7 +30,7 @@ def setup_paths() -> dict[str, str]:
     """Run the idempotent setup (seconds when cached) and read the paths it prints; fail saying why otherwise."""
     try:
         out = subprocess.run(["bash", str(ROOT / "scripts/setup_real_model.sh")], capture_output=True, text=True,
-                             timeout=3600, check=False, env={**os.environ, "PY": os.environ.get("PY", "python3.11")})
+                             timeout=3600, check=False, env={**os.environ, "PY": os.environ.get("PY", sys.executable)})
     except subprocess.TimeoutExpired:
         pytest.fail("real model unavailable: scripts/setup_real_model.sh did not finish in 60 min "
                     "(compiling llama-cpp-python; is the machine overloaded?)")

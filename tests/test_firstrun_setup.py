@@ -41,32 +41,77 @@ def test_setup_ops_not_root_names_the_command(tmp_path):
     assert not marker.exists()
 
 
+def _python(path: Path, log: Path, is_312: bool) -> Path:
+    """A fake interpreter: answers setup's version check (`-I -c ...`) as a 3.12 would or not, and makes a
+    venv for `-m venv DIR` (whose python then fails everything); every call is logged as `path args`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'''#!/bin/sh
+echo "$0 $*" >> {log}
+if [ "$1" = -I ]; then exit {0 if is_312 else 1}; fi
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin"; echo "home = x" > "$3/pyvenv.cfg"
+    printf '#!/bin/sh\\nexit 1\\n' > "$3/bin/python"; chmod +x "$3/bin/python"; exit 0; fi
+exit 1
+''')
+    path.chmod(0o755)
+    return path
+
+
+def _bin_for_fakes(tmp_path: Path) -> str:
+    """`_bin` plus the tools the fake interpreters use."""
+    path = _bin(tmp_path, {})
+    for tool in ("mkdir", "chmod", "printf"):
+        (tmp_path / "bin" / tool).symlink_to(shutil.which(tool))
+    return path
+
+
+def _venv_made_by(log: Path) -> list[str]:
+    return [line.split()[0] for line in log.read_text().splitlines() if " -m venv " in line]
+
+
 def test_setup_refuses_a_missing_or_other_python(tmp_path):
     path = _bin(tmp_path, {"python3.12": "exit 1", "python3.11": "exit 1"})  # version checks fail, as 3.11's would
     for python in ("python3.11", str(tmp_path / "no-such-python")):
         out = _run("setup.sh", path, PYTHON=python, VENV=str(tmp_path / "venv"))
-        assert out.returncode == 1 and "Python 3.12 is required" in out.stderr and "PYTHON=" in out.stderr
+        assert out.returncode == 1 and "Python 3.12 is required" in out.stderr and f"PYTHON='{python}'" in out.stderr
         assert not (tmp_path / "venv").exists()
+    out = _run("setup.sh", path, PYENV_ROOT=str(tmp_path / "no-pyenv"), VENV=str(tmp_path / "venv"))
+    assert out.returncode == 1 and "found none (python3.12 on PATH, pyenv's versions)" in out.stderr
 
 
-def test_setup_without_python_looks_in_pyenv_then_on_path(tmp_path):
-    """No PYTHON: pyenv's 3.12 builds (pyenv's `python3.12` shim fails outside a 3.12 environment), then
-    python3.12 on PATH; each must pass the version check."""
-    path = _bin(tmp_path, {"python3.12": "exit 1"})
-    fake = tmp_path / "pyenv" / "versions" / "3.12.9" / "bin" / "python3.12"
-    fake.parent.mkdir(parents=True)
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'asked'}\nexit 1\n")
-    fake.chmod(0o755)
-    out = _run("setup.sh", path, PYENV_ROOT=str(tmp_path / "pyenv"), VENV=str(tmp_path / "venv"))
-    assert out.returncode == 1 and "Python 3.12 is required" in out.stderr and "pyenv" in out.stderr
-    assert "sys.version_info" in (tmp_path / "asked").read_text()  # pyenv's build was asked its version
+def test_setup_without_python_takes_path_then_pyenvs_newest_build(tmp_path):
+    """No PYTHON: python3.12 on PATH when it passes the version check (pyenv's shim does not outside a 3.12
+    environment), else the pyenv 3.12 build with the highest patch number that passes it."""
+    log, bin_dir, path = tmp_path / "calls", tmp_path / "bin", _bin_for_fakes(tmp_path)
+    pyenv = tmp_path / "pyenv" / "versions"
+    builds = {v: _python(pyenv / v / "bin" / "python3.12", log, is_312=v != "3.12.11")
+              for v in ("3.12.2", "3.12.9", "3.12.10", "3.12.11")}  # 3.12.11 fails its check
+    env = {"PYENV_ROOT": str(tmp_path / "pyenv")}
+    out = _run("setup.sh", path, VENV=str(tmp_path / "v1"), **env)
+    assert _venv_made_by(log) == [str(builds["3.12.10"])], out.stderr  # 10 > 9 (not name order); 11 failed
+    _python(bin_dir / "python3.12", log, is_312=True)
+    out = _run("setup.sh", path, VENV=str(tmp_path / "v2"), **env)
+    assert _venv_made_by(log)[-1] == str(bin_dir / "python3.12"), out.stderr
 
 
-def test_setup_remakes_a_venv_of_another_python(tmp_path):
+def test_setup_remakes_a_venv_of_another_python_only_once_a_312_is_found(tmp_path):
+    log = tmp_path / "calls"
     venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")  # fails the 3.12 check, as a 3.11 would
-    (venv / "bin" / "python").chmod(0o755)
-    out = _run("setup.sh", _bin(tmp_path, {}), PYTHON=str(tmp_path / "no-such-python"), VENV=str(venv))
-    assert "another Python than 3.12: making it again" in out.stderr and not venv.exists()
+    _python(venv / "bin" / "python", log, is_312=False)  # a venv of another Python (as 3.11 answers)
+    (venv / "pyvenv.cfg").write_text("home = /usr\n")
+    path = _bin_for_fakes(tmp_path)
+    out = _run("setup.sh", path, PYTHON=str(tmp_path / "no-such-python"), VENV=str(venv))
     assert out.returncode == 1 and "Python 3.12 is required" in out.stderr
+    assert (venv / "pyvenv.cfg").exists()  # no 3.12 to make another: the old venv stays
+    good = _python(tmp_path / "py312" / "python3.12", log, is_312=True)
+    out = _run("setup.sh", path, PYTHON=str(good), VENV=str(venv))
+    assert "another Python than 3.12 (or its Python is gone): making it again" in out.stderr
+    assert _venv_made_by(log) == [str(good)] and (venv / "pyvenv.cfg").read_text() == "home = x\n"
+
+
+def test_setup_leaves_a_folder_that_is_no_venv(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "keep").write_text("mine")
+    out = _run("setup.sh", _bin(tmp_path, {"python3.12": "exit 0"}), PYTHON="python3.12", VENV=str(folder))
+    assert out.returncode == 1 and "is no venv; not touching it" in out.stderr
+    assert (folder / "keep").read_text() == "mine"
