@@ -326,7 +326,9 @@ async def run_rounds(targets: dict[str, Target], clients: int, seconds: float, r
     """Warm every target, then `rounds` rounds of `seconds` per target, the targets taking turns (one at a
     time, the starting one rotating every round), so a machine that slows down during the run slows all
     alike. py-spy samples each target in `profile` during its first round; `after_round(i)` runs after each."""
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients * 2)) as http:
+    # idle connections dropped before uvicorn's 5 s keep-alive ends: else one reused as the server closes it is lost
+    limits = httpx.Limits(max_connections=clients * 2, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         for t in targets.values():
             await t.warm(http, clients)
         names = list(targets)
