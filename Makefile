@@ -10,14 +10,16 @@ TEST_STAMP := $(VENV)/.test-installed-stamp
 # Slow test groups (pytest markers), each with its own setup script; `make test` runs them all.
 SLOW_GROUPS ?= clients dbmode real_model
 
-.PHONY: setup test-install test-deps run test test-fast test-dbmode test-clients test-real-model bench clean
+.PHONY: setup test-install test-deps run test test-fast test-dbmode test-clients test-real-model bench clean FORCE
 
 ifdef CARROT_VENV
 setup:
 test-install:
 else
-# venv, editable install of the gateway, offline embedding model (scripts/setup.sh prints each phase's time)
-$(STAMP): pyproject.toml scripts/setup.sh scripts/setup_models.sh
+# venv, editable install of the gateway, offline embedding model (scripts/setup.sh prints each phase's time);
+# a venv whose Python is not 3.12 (another, or one since removed) is made again whatever its stamps say
+VENV_IS_312 := $(shell $(PY) -I -c 'import sys; print(sys.version_info[:2] == (3, 12))' 2>/dev/null)
+$(STAMP): pyproject.toml scripts/setup.sh scripts/setup_models.sh $(if $(filter True,$(VENV_IS_312)),,FORCE)
 	PYTHON=$(PYTHON) EXTRAS='[gateway]' bash scripts/setup.sh
 	touch $@
 
@@ -77,3 +79,5 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache
+
+FORCE:

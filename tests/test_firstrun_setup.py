@@ -79,8 +79,8 @@ def test_setup_refuses_a_missing_or_other_python(tmp_path):
 
 
 def test_setup_without_python_takes_path_then_pyenvs_newest_build(tmp_path):
-    """No PYTHON: python3.12 on PATH when it passes the version check (pyenv's shim does not outside a 3.12
-    environment), else the pyenv 3.12 build with the highest patch number that passes it."""
+    """No PYTHON: the pyenv 3.12 build with the highest patch number that passes the version check while
+    PATH has no python3.12 that passes it (pyenv's shim does not outside a 3.12 environment), else python3.12."""
     log, bin_dir, path = tmp_path / "calls", tmp_path / "bin", _bin_for_fakes(tmp_path)
     pyenv = tmp_path / "pyenv" / "versions"
     builds = {v: _python(pyenv / v / "bin" / "python3.12", log, is_312=v != "3.12.11")
@@ -98,6 +98,7 @@ def test_setup_remakes_a_venv_of_another_python_only_once_a_312_is_found(tmp_pat
     venv = tmp_path / "venv"
     _python(venv / "bin" / "python", log, is_312=False)  # a venv of another Python (as 3.11 answers)
     (venv / "pyvenv.cfg").write_text("home = /usr\n")
+    (venv / "old-marker").write_text("")
     path = _bin_for_fakes(tmp_path)
     out = _run("setup.sh", path, PYTHON=str(tmp_path / "no-such-python"), VENV=str(venv))
     assert out.returncode == 1 and "Python 3.12 is required" in out.stderr
@@ -106,12 +107,26 @@ def test_setup_remakes_a_venv_of_another_python_only_once_a_312_is_found(tmp_pat
     out = _run("setup.sh", path, PYTHON=str(good), VENV=str(venv))
     assert "another Python than 3.12 (or its Python is gone): making it again" in out.stderr
     assert _venv_made_by(log) == [str(good)] and (venv / "pyvenv.cfg").read_text() == "home = x\n"
+    assert not (venv / "old-marker").exists()
+
+
+def test_setup_remakes_a_venv_whose_python_is_gone(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /gone\n")
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone" / "python3.11")  # its base Python was uninstalled
+    log = tmp_path / "calls"
+    good = _python(tmp_path / "py312" / "python3.12", log, is_312=True)
+    out = _run("setup.sh", _bin_for_fakes(tmp_path), PYTHON=str(good), VENV=str(venv))
+    assert "(or its Python is gone): making it again" in out.stderr and _venv_made_by(log) == [str(good)]
 
 
 def test_setup_leaves_a_folder_that_is_no_venv(tmp_path):
-    folder = tmp_path / "data"
-    (folder / "bin").mkdir(parents=True)
-    (folder / "keep").write_text("mine")
-    out = _run("setup.sh", _bin(tmp_path, {"python3.12": "exit 0"}), PYTHON="python3.12", VENV=str(folder))
-    assert out.returncode == 1 and "is no venv; not touching it" in out.stderr
-    assert (folder / "keep").read_text() == "mine"
+    path = _bin(tmp_path, {"python3.12": "exit 0"})
+    for keep in ("keep", ".env"):  # a dotfile alone counts too
+        folder = tmp_path / f"data-{keep}"
+        folder.mkdir()
+        (folder / keep).write_text("mine")
+        out = _run("setup.sh", path, PYTHON="python3.12", VENV=str(folder))
+        assert out.returncode == 1 and "is no venv; not touching it" in out.stderr
+        assert [p.name for p in folder.iterdir()] == [keep]

