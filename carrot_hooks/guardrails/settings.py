@@ -22,10 +22,16 @@ _ESCALATE = re.compile(r"^(?:review|reroute:[\w.@-]+)$")
 _SPACY_PIPELINE = re.compile(r"[a-z]{2,3}_(?:core|dep|ent|sent)_(?:web|news|wiki|ud)_(?:sm|md|lg|trf)")
 
 
-def _installed_pipeline(name: str) -> bool:
-    """`name` is an installed spaCy pipeline package (a module with spaCy's meta.json beside it)."""
+def pipeline_path(name: str) -> Path | None:
+    """The folder of the installed package `name` that holds a spaCy pipeline (its meta.json and config.cfg):
+    the package's own or one below it (spaCy's pipeline packages keep it in `<name>-<version>/`, others vendor it
+    as data)."""
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
-    return bool(spec and spec.origin) and (Path(spec.origin).parent / "meta.json").is_file()
+    if not (spec and spec.origin):
+        return None
+    root = Path(spec.origin).parent
+    return next((d for d in (root, *sorted(p for p in root.iterdir() if p.is_dir()))
+                 if (d / "meta.json").is_file() and (d / "config.cfg").is_file()), None)
 
 
 class TaskAllowlist(_Strict):
@@ -173,7 +179,7 @@ class PiiSettings(_Strict):
     @classmethod
     def _models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:  # none installed is allowed (patterns only); a name spaCy never published is a typo
-            if not _SPACY_PIPELINE.fullmatch(name) and not _installed_pipeline(name):
+            if not _SPACY_PIPELINE.fullmatch(name) and pipeline_path(name) is None:
                 raise ValueError(f"{name!r} is neither an installed spaCy pipeline nor a spaCy pipeline name "
                                  "(<lang>_core_web_sm, ..._md, ..._lg, ..._trf)")
         return value

@@ -16,7 +16,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.lookups import Lookups
 from threadpoolctl import threadpool_limits
 
-from ..settings import NameIntroducers
+from ..settings import NameIntroducers, pipeline_path
 
 _WORD = re.compile(r"\S+")
 _LETTERS = re.compile(r"[^\W\d_]+")
@@ -232,7 +232,7 @@ def load_spacy(names: tuple[str, ...]) -> tuple[spacy.language.Language | None, 
     threadpool_limits(1, user_api="blas")
     for name in names:
         try:
-            return spacy.load(name, exclude=list(_NOT_FOR_NER)), name
+            return spacy.load(pipeline_path(name) or name, exclude=list(_NOT_FOR_NER)), name
         except OSError:
             continue
     return None, "none"
