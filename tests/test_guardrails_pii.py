@@ -381,6 +381,7 @@ def test_prose_that_only_looks_like_an_address_passes(redactor, text):
 @pytest.mark.parametrize("text,name", [
     ("please loop in Derek before the release", "Derek"),  # a given name that is no English word
     ("the review was done by Grace Becker last week", "Grace Becker"),  # listed given + family name
+    ("yesterday Grace Hopper merged the fix", "Grace Hopper"),  # an English-word given name NER confirms
     ("yesterday Chihiro Fukunaga merged the fix", "Chihiro Fukunaga"),
     ("Mail John Smith at noon", "John Smith"),  # the name starts at the given name, not at "Mail"
     ("I heard that Isabel left the team", "Isabel"),  # "that" starts a clause here, no thing is named

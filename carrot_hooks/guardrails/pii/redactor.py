@@ -123,7 +123,8 @@ class PiiRedactor:
         log.warning(
             "PII redaction mode: %s (%s)",
             self.mode,
-            f"spaCy pipeline {self.model_name}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
+            f"spaCy pipeline {self.model_name}: {self._nlp.meta['lang']}_{self._nlp.meta['name']} "
+            f"{self._nlp.meta['version']}" if self.mode == "ner" else "no spaCy pipeline installed: pattern recognizers only",
         )
         self._patterns = AnalyzerEngine(
             registry=registry(settings), nlp_engine=PatternsOnlyNlpEngine.blank(), supported_languages=["en"],
