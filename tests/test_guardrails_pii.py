@@ -549,3 +549,29 @@ def test_no_reply_addresses_in_prose_are_nobodys_but_other_mailboxes_are_candida
     text = ("Commits get Co-Authored-By: Continue <noreply@continue.dev> or no-reply@github.com; reach me at "
             "admin@janedoe.me or mike-dev@fastmail.com")
     assert [text[h.start:h.end] for h in redactor.analyze(text)] == ["admin@janedoe.me", "mike-dev@fastmail.com"]
+
+
+# A verb after a name ("X said", "X needs", "X here") introduces it only when the word right before the verb could
+# be the name: a lower-case English word there makes the subject a thing. "per" introduces a name only before a
+# capital: in Italian or Catalan chat it is an everyday word ("per noi", "per favore").
+@pytest.mark.parametrize("text", [
+    "ava tests run in parallel so each sqlite fixture needs its own file",
+    "the nvidia clara parabricks pipeline needs an a100 to be fast",
+    "bert roberta albert all share the same tokenizer quirks here",
+    "ho provato la libreria levenshtein ma è troppo lenta per noi", "grazie per il supporto, per favore controlla",
+])
+def test_things_before_a_reporting_verb_and_per_in_other_languages_are_not_people(redactor, text):
+    assert redacted(redactor, text) == text
+
+
+@pytest.mark.parametrize("text,name", [
+    ("anna kowalska needs access to the repo", "anna kowalska"), ("mark kowalczyk said it is fixed", "mark kowalczyk"),
+    ("Grace said no", "Grace"), ("per Anna's request we moved it", "Anna"), ("ngozi here, the build is green", "ngozi"),
+])
+def test_names_before_a_reporting_verb_and_after_per_are_still_found(redactor, text, name):
+    assert [text[h.start:h.end] for h in redactor.analyze(text) if h.entity == "PERSON"] == [name]
+
+
+def test_a_listed_family_name_that_is_an_english_word_still_lets_the_verb_introduce_a_name(redactor):
+    text = "ingrid young said the build is green"  # "young" is an English word, and a listed family name
+    assert any("ingrid" in text[h.start:h.end] for h in redactor.analyze(text) if h.entity == "PERSON")

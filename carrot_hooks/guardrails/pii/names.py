@@ -400,7 +400,8 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
 
     After an `any` phrase the first word counts in any case (unless a stop word or technical term),
     and so does each next one that is capitalised or no English word. After a `confirm` phrase (or
-    before a `confirm_after` one) the words count when one of them is no English word or a
+    before a `confirm_after` one, whose word right before it is no lower-case English word other than a listed
+    name: "the sqlite fixture needs", not "anna smith needs") the words count when one of them is no English word or a
     capitalised given name of the gazetteer ("thanks, ngozi", "call me Grace", "anthony moreau said",
     not "cheers, works now", "thanks, will do").
     """
@@ -419,7 +420,11 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             if words:
                 out.append((words[0][0], words[-1][1]))
     for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
-        words = _unknown_words(prose, _words_before(prose, m.start(), technical), english, gazetteer)
+        words = _words_before(prose, m.start(), technical)
+        last = prose[slice(*words[-1])] if words else ""
+        if last.islower() and last in english and last not in gazetteer.first and last not in gazetteer.last:
+            continue  # the verb's subject is a thing: "the sqlite fixture needs", "tokenizer quirks here"
+        words = _unknown_words(prose, words, english, gazetteer)
         if words:
             out.append((words[0][0], words[-1][1]))
     return out
