@@ -131,9 +131,9 @@ POSITIVE: dict[str, list[Callable[[random.Random], str]]] = {
     ],
     "jwt": [
         lambda g: "Authorization: Bearer " + b64url_json({"alg": "RS256", "typ": "JWT"}) + "." + b64url_json(
-            {"sub": r(g, DIG, 10), "name": r(g, LOW, 6), "iat": g.randint(1.6e9, 1.8e9)}) + "." + r(g, B64URL, 86),
+            {"sub": r(g, DIG, 10), "name": r(g, LOW, 6), "iat": g.randint(1_600_000_000, 1_800_000_000)}) + "." + r(g, B64URL, 86),
         lambda g: "id_token=" + b64url_json({"alg": "HS256"}) + "." + b64url_json(
-            {"iss": "https://auth." + r(g, LOW, 6) + ".com", "exp": g.randint(1.6e9, 1.8e9)}) + "." + r(g, B64URL, 43),
+            {"iss": "https://auth." + r(g, LOW, 6) + ".com", "exp": g.randint(1_600_000_000, 1_800_000_000)}) + "." + r(g, B64URL, 43),
     ],
     "private-key": [
         lambda g: _pem(g, "RSA "),
