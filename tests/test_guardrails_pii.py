@@ -119,6 +119,9 @@ CODE_FAMILIES = [
     "DSN = 'postgres://app:hunter22@db.internal:5432/app'\nBROKER = 'amqp://guest:guest@rabbit.example.com//'\n",
     "REMOTE = 'git@github.com:pallets/flask.git'\n",
     "version = '10.0.0.1'\nfor i in range(1, 9472 - 7916):\n    total += i\n",
+    # addresses built from templates: the interpolation is code (Python 3.12 tokenizes inside f-strings)
+    ('ALGOS = [f"{key}-cert-v01@openssh.com" for key in KEYS]\nkex = f"kex-strict-{side}-v00@openssh.com"\n'
+     'to = "{user}@{domain}".format(user=u, domain=d)\nsender = `${name}@${host}`\n'),
 ]
 
 

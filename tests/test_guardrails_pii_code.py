@@ -1,7 +1,7 @@
 """Property: random valid Python/TypeScript/Go/Java snippets pass the PII stage byte-identical.
 
 Snippets come from small per-language templates filled with random identifiers, type names,
-numbers, slices, version strings, URLs with credentials, IPs and CIDRs in strings, and
+numbers, slices, version strings, URLs with credentials, IPs and CIDRs in strings, address templates, and
 comments/docstrings with capitalised words; tree-sitter checks each one parses. They are sent
 bare, in a fence and between prose lines, as a user pastes code.
 """
@@ -64,6 +64,7 @@ def _python(d) -> str:
         f"    def {a}(self, {b}: {d(type_name)}, {c}: str = {d(string_body)!r}) -> {d(type_name)}:\n"
         f'        """{d(comment)}"""\n'
         f"        # {d(comment)}\n"
+        f'        tag = f"{{{b}}}-{d(ident)}@{d(ident)}.com"  # an address template, no address\n'
         f"        return {b}[::{d(st.integers(1, 9))}] + {b}[{d(st.integers(0, 9))}::{d(st.integers(1, 9))}]"
         f" + [{c}, {d(string_body)!r}, {d(number)}]\n"
     )
@@ -78,6 +79,7 @@ def _typescript(d) -> str:
         f"// {d(comment)}\n"
         f"export function {a}({b}: {d(type_name)}, {c}: number = {d(number)}): number {{\n"
         f"  const items = [{d(number)}, {d(number)}].slice({d(small)}, {d(small)});\n"
+        f"  const tag = `${{{b}}}-{d(ident)}@{d(ident)}.com`;\n"
         f"  return {c} * {d(number)} + items.length;\n}}\n"
     )
 

@@ -199,6 +199,8 @@ class PiiRedactor:
             value = text[r.start : r.end]
             if self._no_reply.search(value):  # noreply@: nobody's, in code and prose
                 return False
+            if "{" in value or "}" in value:  # a template, no address: f"{key}-cert-v01@openssh.com", {user}@{host}
+                return False
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
         if r.entity_type in self.settings.ner_entities:  # from NER or a YAML pattern
