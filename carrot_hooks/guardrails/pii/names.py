@@ -307,11 +307,13 @@ class English:
         self.words: set[str] = set(self.common)
         self.exceptions: set[str] = set()
         self.rules: set[tuple[str, str]] = set()
+        self.adverbs: set[str] = set()
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
             return
         tables = Lookups().from_disk(path / "lemmatizer" / "lookups")
         for words in tables.get_table("lemma_index").values():
             self.words.update(words)
+        self.adverbs.update(tables.get_table("lemma_index").get("adv", []))
         for exceptions in tables.get_table("lemma_exc").values():
             self.exceptions.update(exceptions)
         for rules in tables.get_table("lemma_rules").values():
@@ -421,8 +423,12 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
                 out.append((words[0][0], words[-1][1]))
     for m in (m for s, e in lines for m in intro.confirm_after.finditer(prose, s, e)) if intro.confirm_after else ():
         words = _words_before(prose, m.start(), technical)
+        while len(words) > 1 and prose[slice(*words[-1])] in english.adverbs:  # "Tanaka later said"
+            words = words[:-1]
         last = prose[slice(*words[-1])] if words else ""
-        if last.islower() and last in english and last not in gazetteer.first and last not in gazetteer.last:
+        prev = prose[slice(*words[-2])].lower() if len(words) > 1 else ""
+        if last.islower() and last in english and last not in gazetteer.first and last not in gazetteer.last \
+                and prev not in gazetteer.first:
             continue  # the verb's subject is a thing: "the sqlite fixture needs", "tokenizer quirks here"
         words = _unknown_words(prose, words, english, gazetteer)
         if words:

@@ -195,11 +195,12 @@ class PiiRedactor:
         if r.entity_type == "EMAIL_ADDRESS":
             if _in_url_authority(text, r.start, r.end):
                 return False
-            r.start += value.split("@")[0].rfind("=") + 1  # OWNER=a@b.io: the address starts after the `=`
+            if "}" in value:  # a template, no address: f"{key}-cert-v01@openssh.com", {user}@{host}
+                return False
+            local = value.split("@")[0]
+            r.start += max(local.rfind("="), local.rfind("{")) + 1  # OWNER=a@b.io, user={a@b.io}: starts after
             value = text[r.start : r.end]
             if self._no_reply.search(value):  # noreply@: nobody's, in code and prose
-                return False
-            if "{" in value or "}" in value:  # a template, no address: f"{key}-cert-v01@openssh.com", {user}@{host}
                 return False
         if lay.is_code(r.start, r.end):
             return r.entity_type in CODE_ENTITIES and self._keep_in_code(r, value, lay)
