@@ -57,6 +57,12 @@ def wait_for(pred, timeout: float = 10.0, every: float = 0.2) -> bool:
     return False
 
 
+def fresh_rpm_window(needed: float = 30) -> None:
+    """Return once at least `needed` seconds of this UTC minute are left: LiteLLM counts rpm per minute, so a limit
+    test that crosses a minute starts its count again (its 4th request of 3 allowed then answers 200)."""
+    assert needed < 55 and wait_for(lambda: 60 - time.time() % 60 >= needed, timeout=needed + 1, every=0.1)
+
+
 LISTEN_PORTS = range(20000, 32768)  # below Linux's ephemeral range (32768-60999): no outgoing connection lands here
 
 

@@ -237,6 +237,7 @@ def test_new_version_of_the_same_pack_misses(ops_proxy, own_prompts, fake_upstre
 def test_rpm_limit_gives_429_with_retry_after(ops_proxy, marker):
     c = make_client(ops_proxy)
     statuses, retry_after = [], None
+    services.fresh_rpm_window()
     for i in range(5):
         try:
             c.chat.completions.create(model="ds-coder-6.7b@2025-03-01",

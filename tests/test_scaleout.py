@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +77,6 @@ def status(p, model) -> int:
         return 429
 
 
-def fresh_window(needed: float = 30) -> None:
-    """Wait for the next minute unless `needed` seconds remain in this one: rpm counters are per minute."""
-    left = 60 - time.time() % 60
-    if left < needed:
-        time.sleep(left + 0.5)
-
-
 def probe_count(redis: services.RedisServer) -> int:
     """PROBE's rpm counters as stored in Redis by the limiter (`global_router:` keys are the router's usage)."""
     with services.redis.Redis.from_url(redis.url) as r:
@@ -113,7 +105,7 @@ def test_answer_cached_by_one_replica_is_served_by_the_other(fleet, fake_upstrea
 
 def test_rpm_limit_holds_across_replicas(fleet):
     r1, r2 = fleet.replicas
-    fresh_window(15)
+    services.fresh_rpm_window(15)
     statuses = [status((r1, r2)[i % 2], PIN) for i in range(RPM + 1)]
     assert statuses == [200] * RPM + [429], statuses
 
@@ -147,7 +139,7 @@ def test_rate_limited_alias_is_served_per_replica_while_redis_is_out(fleet, outa
     admits up to N per replica; once Redis answers again both count there again."""
     r1, r2 = fleet.replicas
     pin = OUTAGE_PINS[outage]
-    fresh_window(OUTAGE_WINDOW[outage])
+    services.fresh_rpm_window(OUTAGE_WINDOW[outage])
     cut, restore = (fleet.redis.stop, fleet.redis.start) if outage == "down" else (fleet.redis.pause, fleet.redis.resume)
     cut()
     try:
@@ -174,7 +166,7 @@ def test_replica_started_while_redis_down_joins_the_shared_limit(fleet, start_pr
         assert "cross-pod coordination stays in-memory" in b.log()
         for r in (a, b):
             counts_in_redis(r, fleet.redis)
-        fresh_window(15)
+        services.fresh_rpm_window(15)
         statuses = [status((a, b)[i % 2], LATE_PIN) for i in range(RPM + 1)]
         assert statuses == [200] * RPM + [429], statuses
     finally:
@@ -183,6 +175,6 @@ def test_replica_started_while_redis_down_joins_the_shared_limit(fleet, start_pr
 
 def test_without_redis_url_a_replica_starts_and_counts_in_memory(fleet):
     p = fleet.without_redis
-    fresh_window(15)
+    services.fresh_rpm_window(15)
     assert [status(p, PIN) for _ in range(RPM + 1)] == [200] * RPM + [429]
     assert "result cache: in-memory" in p.log()
