@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import re
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from carrot_hooks.config import ConfigError, Watched, file_version, load_model
 from carrot_hooks.env import env_bool, env_float, env_int
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.guardrails.pii.names import load_spacy
-from carrot_hooks.guardrails.settings import GuardrailPolicy, pipeline_path
+from carrot_hooks.guardrails.settings import (
+    _SPACY_PIPELINE,
+    GuardrailPolicy,
+    pipeline_path,
+)
 from carrot_hooks.headers import parse_context_refs, parse_headers
 from carrot_hooks.prompts import PackStore, load_pack
 from carrot_hooks.routing import Route, RoutingPolicy, _matches, route, tools_verdict
@@ -331,15 +336,12 @@ def test_the_ner_pipeline_is_the_copy_that_was_measured():
 def test_shipped_spacy_models_load_on_a_fresh_install():
     """Each `spacy_models` entry is a published spaCy pipeline name (skipped when absent) or the module of a
     package the gateway extra installs: any other name is rejected at load, so the shipped policy would not load."""
-    def norm(dist: str) -> str:
-        return re.sub(r"[-_.]+", "-", dist).lower()
-
-    gateway = {norm(re.split(r"[=<>\[ ;]", d, maxsplit=1)[0])
+    gateway = {canonicalize_name(Requirement(d).name)
                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gateway"]}
     dists = importlib.metadata.packages_distributions()
     for name in load_model(GUARDRAILS, GuardrailPolicy).pii.spacy_models:
-        published = re.fullmatch(r"[a-z]{2,3}_core_web_(?:sm|md|lg|trf)", name)
-        assert published or {norm(d) for d in dists.get(name, [])} & gateway, name
+        published = _SPACY_PIPELINE.fullmatch(name)
+        assert published or {canonicalize_name(d) for d in dists.get(name, [])} & gateway, name
 
 
 def test_bad_pii_edit_keeps_the_last_valid_guardrail_policy(tmp_path):

@@ -311,9 +311,10 @@ class English:
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
             return
         tables = Lookups().from_disk(path / "lemmatizer" / "lookups")
-        for words in tables.get_table("lemma_index").values():
+        index = tables.get_table("lemma_index")
+        for words in index.values():
             self.words.update(words)
-        self.adverbs.update(tables.get_table("lemma_index").get("adv", []))
+        self.adverbs.update(index.get("adv", []))
         for exceptions in tables.get_table("lemma_exc").values():
             self.exceptions.update(exceptions)
         for rules in tables.get_table("lemma_rules").values():
