@@ -486,11 +486,29 @@ def test_a_long_run_of_spaces_inside_a_line_still_sets_a_trailing_comment_aside(
     ("if check(a, b):", True), ("run(x);", True), ("total = f(g(x),", True), ("see the docs (below)", False),
     ("call f(x) and then g", False), ("request: Request | None = None", True), ("user: str | int | None", True),
     ("note: it is fine", False), ("x: int" + "|a" * 40 + " b", False),  # many `|`: no backtracking blow-up
+    # a keyword that is also an English word starts code only with code after it
+    ("for x in items:", True), ("import numpy as np, pandas as pd", True), ("from . import views", True),
+    ("return self.value", True), ("package main", True), ("use std::io;", True), ("export default App;", True),
+    ("const limit = 10", True), ("with open(path) as f:", True), ("#define MAX 10", True), ("else", True),
+    ("for kim.roe@acme.io", False), ("use my work email kim.roe@acme.io", False), ("let me know at noon", False),
+    ("from Anna Kowalska: please send the logs", False), ("with Jan Novak we fixed it", False),
+    ("type your phone number +1 415 555 0134 here", False), ("export the report for Anna", False),
 ])
 def test_code_line_shapes(line, code):
     from carrot_hooks.guardrails.pii.code import _code_line
 
     assert _code_line(line) is code
+
+
+@pytest.mark.parametrize("line", [
+    "use my work email kim.roe@acme.io", "for kim.roe@acme.io", "from Anna Kowalska: please mail anna.k@acme.io",
+    "with Jan Novak we fixed it, his phone is +1 415 555 0134", "let me know at kim.roe@acme.io",
+    "type your email kim.roe@acme.io here", "export the report to kim.roe@acme.io",
+])
+def test_prose_that_starts_with_a_keyword_is_redacted(redactor, line):
+    """English words that are also keywords (use, for, from, with, let, type, export) do not make a line code."""
+    out = redacted(redactor, line)
+    assert "@acme.io" not in out and "415 555" not in out and "<" in out, out
 
 
 def test_an_attribution_on_a_long_line_is_read_near_the_address(redactor):

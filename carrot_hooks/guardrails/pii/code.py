@@ -22,10 +22,7 @@ _INLINE = re.compile(r"``[^`\n]+``|`[^`\n]+`")
 # position of every line.
 _CODE_START = re.compile(
     r"""\s*[}\])]                                                  # closers
-    |\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|
-         yield|async|await|assert|const|let|var|function|export|interface|type|enum|public|private|
-         protected|static|package|func|fn|struct|impl|use|\#include|\#define|
-         SELECT|INSERT|UPDATE|DELETE|CREATE)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)
+    |\s*(?:\#include|\#define|SELECT|INSERT|UPDATE|DELETE|CREATE)\b  # never how a line of prose starts
     |\s*[\w.\[\]"']+\s*(?:=|\+=|-=|:=|->|=>|==)\s*\S           # assignments
     |\s*[a-z_]\w*\s*:\s*(?:[A-Z]\w*|str|int|float|bool|bytes|list|dict|set|tuple|None|Any|string|number|boolean)
         (?:\[.{0,400}\])?(?:\s*\|\s*[^\s|]+)*\s*(?:[=,;)].*)?$         # annotation: request: Request | None
@@ -36,6 +33,15 @@ _CODE_START = re.compile(
     """,
     re.VERBOSE,
 )
+# Keywords that are also English words ("use my email ...", "from Anna: ...", "for kim@corp.io"): a line that
+# starts with one is code only with code after it (`_keyword_line`).
+_KEYWORD = re.compile(
+    r"""\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|yield|async|await|
+    assert|const|let|var|function|export|interface|type|enum|public|private|protected|static|package|func|fn|
+    struct|impl|use)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)""", re.VERBOSE)
+_KEYWORD_CODE = re.compile(r"[(){}\[\]=;<>]")  # not `.`, `@`, `:` or `+`: addresses and phone numbers have them
+_ONE_TOKEN = re.compile(r"[\w.'\"]*")  # `import os`, `return self.x`, `package main`, `else`
+_IMPORT = re.compile(r"\s*from\s+\.*[\w.]+\s+import\s+\S|\s*import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$")
 _CALL_OPEN = re.compile(r"\w\(")
 _CALL_TAIL = re.compile(r"\s*+(?:[:;,]\s*+)?")  # after a call's ")": nothing but `:`, `;` or `,` and spaces
 # symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
@@ -57,7 +63,19 @@ _SYMBOL_CHARS = "{}[];=<>|&^~():*"  # every _SYMBOLS match holds one of these
 
 def _code_line(line: str) -> bool:
     """`line` (no newline) starts or ends like code."""
-    return bool(_CODE_START.match(line)) or line.rstrip().endswith((";", "{", "}")) or _ends_in_call(line)
+    return bool(_CODE_START.match(line)) or line.rstrip().endswith((";", "{", "}")) or _ends_in_call(line) \
+        or _keyword_line(line)
+
+
+def _keyword_line(line: str) -> bool:
+    """`line` starts with a keyword and goes on like code: it ends in `:`, `,` or an opener, holds a
+    bracket, `=`, `;` or `<>`, is the keyword and one token, or is an import."""
+    m = _KEYWORD.match(line)
+    if m is None:
+        return False
+    rest = line[m.end():].strip()
+    return not rest or rest[-1] in ":,([{\\" or _KEYWORD_CODE.search(rest) is not None \
+        or _ONE_TOKEN.fullmatch(rest) is not None or _IMPORT.match(line) is not None
 
 
 def _ends_in_call(line: str) -> bool:
