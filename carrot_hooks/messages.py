@@ -24,8 +24,8 @@ TEXT_CALLS = frozenset({"text_completion", "atext_completion"})
 # the call types the gateway routes and guards; /v1/responses and /v1/messages are bridged to chat
 PROMPT_CALLS = CHAT_CALLS | TEXT_CALLS | endpoints.AGENT_CALLS
 
-# where request text lives (`tools` only for `tool_definitions`)
-TEXT_FIELDS = ("messages", "prompt", "suffix", "prediction", "input", "instructions", "system", "tools")
+# where request text lives
+TEXT_FIELDS = ("messages", "prompt", "suffix", "prediction", "input", "instructions", "system")
 # content parts / blocks whose text the walker reads; any other part carries no text (images, audio, files)
 TEXT_PARTS = frozenset({"text", "input_text", "output_text", "refusal", "thinking", "redacted_thinking",
                         "tool_use", "tool_result", "summary_text", "reasoning_text"})
@@ -41,6 +41,43 @@ def content_texts(content) -> list[str]:
     if isinstance(content, list):
         return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return []
+
+
+# What an external upstream receives besides the texts above, redacted by egress as a whole: the client's
+# user ids, stop sequences, output schemas, extra_body, and its own metadata (LiteLLM's is then
+# `litellm_metadata`: /v1/messages, /v1/responses). Keys a client adds to messages, parts and items go too.
+EGRESS_FIELDS = (*TEXT_FIELDS, "tools", "user", "stop", "stop_sequences", "response_format", "text",
+                 "safety_identifier", "extra_body")
+# values that are protocol, not text: ids, names a model calls, enum-like fields, opaque signed blobs, schema
+# structure; egress leaves them as they are
+PROTOCOL_KEYS = frozenset({"role", "type", "id", "call_id", "tool_call_id", "tool_use_id", "name", "status",
+                           "model", "format", "pattern", "required", "$ref", "$schema", "media_type", "detail",
+                           "signature", "data", "encrypted_content", "cache_control"})
+
+
+def egress_copy(data: dict) -> dict:
+    """Deep copies of every field an upstream receives that can carry caller text (`EGRESS_FIELDS`, and
+    `metadata` where it is the client's own)."""
+    fields = (*EGRESS_FIELDS, "metadata") if "litellm_metadata" in data else EGRESS_FIELDS
+    return {k: copy.deepcopy(data[k]) for k in fields if k in data}
+
+
+def map_every_string(value, fn: Map):
+    """`fn` over every string of a JSON-like value but the strings (and lists of strings) under `PROTOCOL_KEYS`
+    (an object there is walked: Responses' `text.format`); tool-call `arguments` (JSON text) by their string
+    values. A new value; the input is not changed."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [map_every_string(v, fn) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k in PROTOCOL_KEYS and _strings(v) else map_json_strings(v, fn)
+                if k == "arguments" and isinstance(v, str) else map_every_string(v, fn) for k, v in value.items()}
+    return value
+
+
+def _strings(value) -> bool:
+    return isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def text_copy(data: dict) -> dict:
@@ -137,7 +174,7 @@ class _Walk:
         role = str(m.get("role") or "user")
         if "content" in m:
             m["content"] = self.content(role, m.get("content"))
-        for field in ("reasoning_content", "thinking"):
+        for field in ("reasoning_content", "thinking", "refusal"):
             if isinstance(m.get(field), str):
                 m[field] = self.text(role, m[field])
         # earlier reasoning LiteLLM forwards: Anthropic thinking blocks and compaction blocks, Responses items
@@ -178,11 +215,11 @@ def _dicts(value) -> list[dict]:
 
 
 def map_request_texts(data: dict, fn: Map, *, skip: Collection[str] = (), roles: Collection[str] | None = None,
-                      tool_arguments: bool = True, tool_definitions: bool = False) -> None:
+                      tool_arguments: bool = True) -> None:
     """Replace every caller text of a request, in any endpoint's format, by `fn(text)`, in place: texts of
     messages with one of `roles` (all when None; tool results count as `tool`, system prompts and
     instructions as `system`, prompt / suffix / prediction as `user`), tool-call arguments unless
-    `tool_arguments` is False, and the descriptions in tool definitions when `tool_definitions`."""
+    `tool_arguments` is False."""
     walk = _Walk(fn, skip, roles, tool_arguments)
     for field in ("system", "instructions"):
         if field in data:
@@ -206,18 +243,6 @@ def map_request_texts(data: dict, fn: Map, *, skip: Collection[str] = (), roles:
     prediction = data.get("prediction")  # OpenAI predicted outputs: usually the whole file
     if isinstance(prediction, dict) and "content" in prediction:
         prediction["content"] = walk.content("user", prediction["content"])
-    if tool_definitions and isinstance(data.get("tools"), list):
-        data["tools"] = [_descriptions(t, walk) for t in data["tools"]]
-
-
-def _descriptions(value, walk: _Walk):
-    """A tool definition with every `description` string mapped (names and schemas stay as they are)."""
-    if isinstance(value, list):
-        return [_descriptions(v, walk) for v in value]
-    if isinstance(value, dict):
-        return {k: walk.text("system", v) if k == "description" and isinstance(v, str) else _descriptions(v, walk)
-                for k, v in value.items()}
-    return value
 
 
 def request_texts(data: dict, **which) -> list[str]:

@@ -87,16 +87,48 @@ def test_a_field_of_another_format_does_not_hide_any_text(call_type, body):
     assert all(t.upper() in flat for t in EVERY_TEXT | EXTRA[call_type])
 
 
-def test_tool_descriptions_are_walked_only_when_asked():
-    data = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {
-        "name": "deploy", "description": "uses token T", "parameters": {"type": "object", "properties": {
-            "host": {"type": "string", "description": "host of mail@x.org"}}}}}]}
-    assert "uses token T" not in messages.request_texts(data)
-    assert {"uses token T", "host of mail@x.org"} <= set(messages.request_texts(data, tool_definitions=True))
-    messages.map_request_texts(data, str.upper, tool_definitions=True)
-    function = data["tools"][0]["function"]
-    assert (function["name"], function["description"]) == ("deploy", "USES TOKEN T")
-    assert function["parameters"]["properties"]["host"] == {"type": "string", "description": "HOST OF MAIL@X.ORG"}
+def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
+    """Egress redacts a request as a whole: tool schemas (descriptions, defaults, enums), stop sequences, user
+    ids, output schemas, extra_body, keys a client adds, a chat assistant's refusal; ids, roles, types, the
+    names a model calls and schema structure stay."""
+    data = {
+        "model": "alt-reasoning", "metadata": {"carrot": "context"}, "api_key": "sk-upstream",
+        "user": "u", "stop": ["s"], "extra_body": {"x": "e"}, "safety_identifier": "i",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "Out", "schema": {
+            "type": "object", "required": ["a"], "properties": {"a": {"type": "string", "description": "d",
+                                                                      "pattern": "^p$", "enum": ["v"]}}}}},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "t", "note": "n"}], "extra": "x"},
+            {"role": "assistant", "content": None, "refusal": "r", "tool_calls": [{
+                "id": "call_1", "type": "function", "function": {"name": "deploy", "arguments": '{"k": "a"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "o"}],
+        "tools": [{"type": "function", "function": {"name": "deploy", "description": "d", "parameters": {
+            "type": "object", "properties": {"host": {"type": "string", "default": "h", "examples": ["e"]}}}}}],
+    }
+    mapped = messages.map_every_string(messages.egress_copy(data), lambda t: t.upper() + "!")
+    assert set(mapped) == {"user", "stop", "extra_body", "safety_identifier", "response_format", "messages", "tools"}
+    assert (mapped["user"], mapped["stop"], mapped["extra_body"], mapped["safety_identifier"]) == \
+        ("U!", ["S!"], {"x": "E!"}, "I!")
+    schema = mapped["response_format"]["json_schema"]
+    assert schema["name"] == "Out" and schema["schema"]["required"] == ["a"]
+    assert schema["schema"]["properties"]["a"] == {"type": "string", "description": "D!", "pattern": "^p$",
+                                                   "enum": ["V!"]}
+    user, assistant, tool = mapped["messages"]
+    assert user == {"role": "user", "content": [{"type": "text", "text": "T!", "note": "N!"}], "extra": "X!"}
+    assert assistant["refusal"] == "R!" and assistant["tool_calls"][0] == {
+        "id": "call_1", "type": "function", "function": {"name": "deploy", "arguments": '{"k": "A!"}'}}
+    assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "O!"}
+    function = mapped["tools"][0]["function"]
+    assert (function["name"], function["description"]) == ("deploy", "D!")
+    assert function["parameters"]["properties"]["host"] == {"type": "string", "default": "H!", "examples": ["E!"]}
+    assert data["messages"][0]["content"][0]["text"] == "t"  # copies: LiteLLM shares the original between attempts
+    client_metadata = {**data, "litellm_metadata": {"carrot": "context"}, "metadata": {"user_id": "m"}}
+    assert messages.map_every_string(messages.egress_copy(client_metadata), str.upper)["metadata"] == {"user_id": "M"}
+
+
+def test_a_chat_assistant_refusal_is_caller_text():
+    data = {"messages": [{"role": "assistant", "content": None, "refusal": "no"}]}
+    assert messages.request_texts(data) == ["no"]
 
 
 @pytest.mark.parametrize("call_type,change,field", [

@@ -12,6 +12,7 @@ import json
 import random
 import string
 
+import httpx
 import pytest
 import yaml
 
@@ -176,3 +177,51 @@ def test_responses_api_tool_call_from_an_external_upstream_is_checked_and_restor
     cmd = json.loads(arguments)["cmd"]
     assert cmd.startswith(f"aws configure set key {key}; export K2=[REDACTED:"), cmd
     assert invented not in json.dumps(body.model_dump() if not stream else [e.model_dump() for e in events])
+
+
+def _schema(key: str, email: str) -> dict:
+    return {"type": "object", "required": ["host"], "properties": {"host": {
+        "type": "string", "description": f"use key {key}", "default": email, "enum": [email, "db"]}}}
+
+
+def _chat_fields(marker, key, email):
+    tool = {"type": "function", "function": {"name": "deploy", "description": "deploys", "parameters": _schema(key, email)}}
+    return "/v1/chat/completions", {}, {
+        "model": "alt-reasoning", "user": email, "stop": [key], "extra_body": {"note": key},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "Out", "description": f"for {email}",
+                                                                  "schema": _schema(key, email)}},
+        "tools": [tool], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"{marker} deploy", "note": key}], "extra": email},
+            {"role": "assistant", "content": None, "refusal": f"I will not use {key} for {email}"},
+            {"role": "user", "content": "then deploy without it"}]}
+
+
+def _responses_fields(marker, key, email):
+    return "/v1/responses", {}, {
+        "model": "alt-reasoning", "user": email, "safety_identifier": email, "metadata": {"owner": email, "k": key},
+        "text": {"format": {"type": "json_schema", "name": "Out", "description": f"key {key}",
+                            "schema": _schema(key, email)}},
+        "input": [{"role": "user", "content": f"{marker} deploy", "note": f"{key} {email}"}]}
+
+
+def _messages_fields(marker, key, email):
+    return "/v1/messages", {"anthropic-version": "2023-06-01"}, {
+        "model": "alt-reasoning", "max_tokens": 64, "metadata": {"user_id": email}, "stop_sequences": [key],
+        "tools": [{"name": "deploy", "description": "deploys", "input_schema": _schema(key, email)}],
+        "system": [{"type": "text", "text": "be brief", "citations": [{"type": "char_location", "cited_text": key}]}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"{marker} deploy", "note": email}]}]}
+
+
+@pytest.mark.parametrize("build", [_chat_fields, _responses_fields, _messages_fields], ids=["chat", "responses", "messages"])
+def test_every_string_an_external_upstream_receives_is_redacted(proxy, fake_upstream, marker, build):
+    """Not only message texts: user ids, stop sequences, output and tool schemas (descriptions, defaults, enums),
+    extra_body, the client's metadata, a chat assistant's refusal and keys a client adds to messages and parts
+    reach the external model as placeholders, on every endpoint; the names a model calls stay."""
+    key, email = aws_key(), f"kim{RNG.randint(100, 999)}.roe@acmecorp.io"
+    path, headers, body = build(marker, key, email)
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    r = httpx.post(f"{proxy.base_url}{path}", json=body, headers={**proxy.headers(), **headers}, timeout=120)
+    assert r.status_code == 200, r.text
+    sent = assert_nothing_left(fake_upstream, marker, key, email)
+    assert "<SECRET_1>" in sent.text and "<EMAIL_1>" in sent.text and "deploy" in sent.text, sent.json
+    assert "egress:redact" in r.headers["x-carrot-guardrails"]
