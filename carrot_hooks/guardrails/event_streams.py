@@ -23,15 +23,18 @@ from .stream import StreamFilter
 
 @dataclass
 class OutputChecks:
-    """What the output guardrail supplies: a filter per text block, a checker for complete tool
-    arguments (JSON text in; checked JSON text and the block rules it hit out), a whole-text checker, and
-    the note for a block."""
+    """What the output guardrail supplies: a filter per text block, checkers for complete tool arguments
+    (JSON text) and whole texts (each: checked text in, checked text and the block rules it hit out), and the
+    note for a block."""
 
     new_filter: Callable[[], StreamFilter]
     check_arguments: Callable[[str], tuple[str, tuple[str, ...]]]
-    check_text: Callable[[str], str]
+    check_whole: Callable[[str], tuple[str, tuple[str, ...]]]
     closing_note: Callable[[StreamFilter], str]
     callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
+
+    def check_text(self, text: str) -> str:
+        return self.check_whole(text)[0]
 
 
 def _get(obj, key, default=None):
@@ -164,19 +167,25 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
 
 def check_anthropic_message(message, checks: OutputChecks):
     """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked; a blocked
-    tool call becomes a text block holding the notice."""
+    tool call becomes a text block holding the notice, and a block rule in the text leaves only the notice
+    (as a chat answer)."""
     content = list(_get(message, "content") or [])
+    blocked_text: list[str] = []
     for i, block in enumerate(content):
         btype = _get(block, "type")
         if btype in _TEXT_BLOCKS:
             field = _TEXT_BLOCKS[btype][0]
-            _put(block, field, checks.check_text(_get(block, field) or ""))
+            text, blocked = checks.check_whole(_get(block, field) or "")
+            _put(block, field, text)
+            blocked_text += blocked
         elif btype == "tool_use":
             checked, blocked = checks.check_arguments(json.dumps(_get(block, "input") or {}))
             if blocked:
                 content[i] = {"type": "text", "text": notice(blocked)}
             else:
                 _put(block, "input", json.loads(checked))
+    if blocked_text:
+        content = [{"type": "text", "text": notice(blocked_text)}]
     if _get(message, "content") is not None:
         _put(message, "content", content)
     if _get(message, "stop_reason") == "tool_use" and not any(_get(b, "type") == "tool_use" for b in content):
@@ -197,6 +206,7 @@ class _ResponsesState:
         self.arg_template: dict[int, object] = {}
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
         self.replaced: set[int] = set()  # output indices whose blocked call a message already took the place of
+        self.blocked_text: list[str] = []  # block rules hit in texts checked whole
 
     def _key(self, event, family: str) -> tuple:
         return (family, _get(event, "output_index", 0), _get(event, "content_index", _get(event, "summary_index", 0)))
@@ -319,7 +329,10 @@ class _ResponsesState:
         field = "refusal" if _get(part, "type") == "refusal" else "text"
         if isinstance(_get(part, field), str):
             released = self.released.get(key)
-            _put(part, field, released if released is not None else self.checks.check_text(_get(part, field)))
+            if released is None:
+                released, blocked = self.checks.check_whole(_get(part, field))
+                self.blocked_text += blocked
+            _put(part, field, released)
         if _get(part, "logprobs"):
             _put(part, "logprobs", [])
 
@@ -376,10 +389,13 @@ async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -
 
 
 def check_responses_body(response, checks: OutputChecks):
-    """A non-streamed Responses body: output texts and function-call arguments checked."""
+    """A non-streamed Responses body: output texts and function-call arguments checked; a block rule in a
+    text leaves only a message holding the notice (as a chat answer)."""
     state = _ResponsesState(checks)
     output = _get(response, "output")
     if isinstance(output, list):
         output[:] = [state._item(item, i) for i, item in enumerate(output)]
+        if state.blocked_text:
+            output[:] = [_message_item(0, notice(state.blocked_text))]
     state.echo(response)
     return response

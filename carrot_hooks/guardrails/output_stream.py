@@ -158,13 +158,13 @@ class OutputStream:
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
             return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
-        def check_text(text: str) -> str:
+        def check_whole(text: str) -> tuple[str, tuple[str, ...]]:
             checked, hits = filter_text(text, self.scan)
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
-            return self.restore(checked)
+            return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
         ctx = self.ctx
-        return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_text, self.notes,
+        return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_whole, self.notes,
                             lambda text: text if ctx is None else ctx.client_instructions)
 
     async def run_any(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
