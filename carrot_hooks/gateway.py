@@ -35,6 +35,7 @@ from .endpoints import (
 )
 from .env import env_bool
 from .errors import GatewayError, http_status
+from .fields import check_fields
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
 from .headers import parse_headers
@@ -76,6 +77,7 @@ def _check_body(data: dict, call_type: str) -> None:
     """400 naming the missing or malformed field."""
     if data.get("stream") is not None and not isinstance(data["stream"], bool):
         raise GatewayError(400, "Field 'stream' must be true or false", param="stream")
+    check_fields(data, call_type)
     if call_type in AGENT_CALLS:
         refuse_unchecked(data, call_type)
     elif call_type in CHAT_CALLS:

@@ -333,6 +333,14 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "weird", "text": "hi"}]}]},
      "messages[0].content"),
     ("/v1/chat/completions", {"stream": "true", "messages": [{"role": "user", "content": "hi"}]}, "stream"),
+    # fields LiteLLM used unchecked (a 500 from inside it, or a 502 "upstream could not be reached")
+    *[("/v1/messages", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field))) for field in (
+        {"thinking": "yes"}, {"tool_choice": "auto"}, {"tool_choice": {"name": "run"}}, {"guardrails": 5})],
+    *[("/v1/responses", {**field, "input": "hi"}, next(iter(field))) for field in (
+        {"tools": {"a": 1}}, {"guardrails": 5}, {"extra_body": "x"})],
+    *[("/v1/chat/completions", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field)))
+      for field in ({"guardrails": True}, {"api_key": 5}, {"timeout": "x"}, {"timeout": "x", "stream": True},
+                    {"response_format": "json"}, {"extra_body": 5}, {"tools": "x"})],
 ])
 def test_malformed_agent_bodies_are_400_naming_the_field(proxy, fake_upstream, marker, path, body, field):
     extra = {"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {}

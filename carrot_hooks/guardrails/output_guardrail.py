@@ -10,7 +10,6 @@ import copy
 from collections import Counter
 from collections.abc import Callable
 
-from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
 from .. import litellm_compat as compat
@@ -19,6 +18,7 @@ from ..messages import TEXT_CALLS, map_value
 from ..metrics import timed_stage
 from . import tool_calls
 from .answers import filter_text, flag_note, notice
+from .base import CarrotGuardrail
 from .engines import shared_engines
 from .event_streams import check_anthropic_message, check_responses_body
 from .metrics import record_output
@@ -27,7 +27,7 @@ from .rules import Finding
 from .vaults import PII, SECRETS, restorer
 
 
-class OutputGuardrail(CustomGuardrail):
+class OutputGuardrail(CarrotGuardrail):
     """Secrets and dangerous commands in answers and tool calls; restores PII placeholders (post_call)."""
 
     def __init__(self, **kwargs):

@@ -8,13 +8,13 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 
-from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
 from ..messages import CALLER_ROLES, PROMPT_CALLS, map_request_texts, text_copy
 from ..metrics import timed_stage
+from .base import CarrotGuardrail
 from .engines import in_thread, shared_engines
 from .metrics import record
 from .pii import PiiRedactor, Vault
@@ -23,7 +23,7 @@ from .vaults import PII, store, vault
 log = logging.getLogger("carrot.guardrails")
 
 
-class PiiGuardrail(CustomGuardrail):
+class PiiGuardrail(CarrotGuardrail):
     """Code-aware PII redaction of everything sent upstream (pre_call)."""
 
     def __init__(self, **kwargs):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context
@@ -10,12 +9,13 @@ from ..errors import GatewayError
 from ..messages import PROMPT_CALLS, request_texts
 from ..metrics import timed_stage
 from .allowlist import allowed_tasks
+from .base import CarrotGuardrail
 from .engines import shared_engines
 from .metrics import record
 from .rules import explain
 
 
-class PromptPolicyGuardrail(CustomGuardrail):
+class PromptPolicyGuardrail(CarrotGuardrail):
     """Policy regex list and task allowlist on the request (pre_call)."""
 
     def __init__(self, **kwargs):

@@ -1,0 +1,76 @@
+"""Request fields LiteLLM uses without checking their type: a wrong one was a 500 from inside LiteLLM, or a 502
+"upstream could not be reached" when its provider code failed. Checked before routing, as a table: a 400 that
+names the field and says what it must be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .endpoints import MESSAGES_CALLS, RESPONSES_CALLS
+from .errors import GatewayError
+
+Check = tuple[Callable[[object], bool], str]
+
+
+def _number(v) -> bool:
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return False
+        return True
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _typed_object(v) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("type"), str)
+
+
+def _objects(v) -> bool:
+    return isinstance(v, list) and all(isinstance(t, dict) for t in v)
+
+
+def _anthropic_tool_choice(v) -> bool:
+    return _typed_object(v) and v["type"] in ("auto", "any", "none", "tool") and (
+        v["type"] != "tool" or isinstance(v.get("name"), str) and bool(v["name"]))
+
+
+_OBJECT: Check = (lambda v: isinstance(v, dict), "must be an object")
+_TOOLS: Check = (_objects, "must be a list of tool objects")
+_OPENAI_TOOL_CHOICE: Check = (lambda v: isinstance(v, str) or _typed_object(v),
+                              'must be "auto", "none", "required" or an object with a \'type\'')
+
+EVERY_CALL: dict[str, Check] = {
+    "guardrails": (lambda v: isinstance(v, (list, dict)), "must be a list of guardrail names"),
+    "timeout": (_number, "must be a number of seconds"),
+    "api_key": (lambda v: isinstance(v, str), "must be a string"),
+    "extra_body": _OBJECT,
+    "stream_options": _OBJECT,
+}
+BY_CALL: dict[str, dict[str, Check]] = {
+    "chat": {"response_format": (_typed_object, 'must be an object with a \'type\' (e.g. {"type": "json_object"})'),
+             "tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE},
+    "responses": {"tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
+    "messages": {"tools": _TOOLS,
+                 "thinking": (_typed_object, """must be an object with a 'type' (e.g. {"type": "enabled"})"""),
+                 "tool_choice": (_anthropic_tool_choice, "must be an object with 'type' auto, any, none or tool"),},
+}
+
+
+def check_fields(data: dict, call_type: str) -> None:
+    """400 naming the first field of `EVERY_CALL` or the endpoint's `BY_CALL` entry whose value is malformed
+    (absent and null fields are not checked)."""
+    endpoint = "responses" if call_type in RESPONSES_CALLS else "messages" if call_type in MESSAGES_CALLS else "chat"
+    for field, check in (EVERY_CALL | BY_CALL[endpoint]).items():
+        _check(data, field, check)
+
+
+def check_field(data: dict, field: str) -> None:
+    """`check_fields` for one field of `EVERY_CALL`."""
+    _check(data, field, EVERY_CALL[field])
+
+
+def _check(data: dict, field: str, check: Check) -> None:
+    ok, what = check
+    if data.get(field) is not None and not ok(data[field]):
+        raise GatewayError(400, f"Field '{field}' {what}", param=field)
