@@ -47,6 +47,7 @@ class RequestContext:
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)
+    held_tools: dict = field(default_factory=dict)  # tool fields taken out for a model that cannot call tools
     auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
     rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
     key_metadata: dict = field(default_factory=dict)  # the API key's and its team's metadata (e.g. carrot_repos)
@@ -65,6 +66,14 @@ class RequestContext:
         """Mark a message the gateway adds: prompt guardrails check what callers send, not our own text."""
         self.authored.add(message["content"])
         return message
+
+    def reroute(self, data: dict, alias: str, tools_capable: bool) -> None:
+        """Send the request to `alias` instead (a guardrail's escalation); tools held back for the first model
+        go with it when it can call them."""
+        data["model"] = self.model_alias = alias
+        if self.tools == "dropped" and self.held_tools.get("tools") and tools_capable:
+            data.update(self.held_tools)
+            self.tools = "sent"
 
     def guardrail_summary(self) -> str:
         """`name:action` pairs for the `x-carrot-guardrails` header ("none" when nothing fired)."""

@@ -275,6 +275,19 @@ def test_pii_escalates_per_risk_level(client, fake_upstream, marker):
     assert fake_upstream.find(f"{marker}-high") == []
 
 
+def test_pii_escalation_to_a_tool_capable_model_gives_the_held_tools_back(client, fake_upstream, marker):
+    """Routed first to a model that cannot call tools (tools held back), rerouted by PII at med risk to
+    alt-reasoning, which can: the tools go with the request, as when alt-reasoning is asked for directly."""
+    tool = {"type": "function", "function": {"name": "lookup", "description": "look a user up",
+                                             "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+    raw, *_ = ask(client, marker, f"contact {EMAIL}", headers={"X-Risk-Level": "med"}, tools=[tool],
+                  tool_choice="auto")
+    [up] = fake_upstream.find(marker)
+    assert raw.headers["x-carrot-model"] == "alt-reasoning" and raw.headers["x-carrot-tools"] == "sent"
+    assert [t["function"]["name"] for t in up.json["tools"]] == ["lookup"] and up.json["tool_choice"] == "auto"
+    assert EMAIL not in up.text
+
+
 def test_guardrail_actions_are_counted(client, proxy, fake_upstream, marker):
     def count() -> float:
         text = httpx.get(f"{proxy.base_url}/metrics", timeout=10, follow_redirects=True).text

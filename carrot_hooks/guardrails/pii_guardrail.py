@@ -14,6 +14,7 @@ from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
 from ..messages import CALLER_ROLES, PROMPT_CALLS, map_request_texts, text_copy
 from ..metrics import timed_stage
+from ..upstream import tools_capable
 from .base import CarrotGuardrail
 from .engines import in_thread, shared_engines
 from .metrics import record
@@ -73,9 +74,10 @@ class PiiGuardrail(CarrotGuardrail):
             )
         if risk.escalate_on_pii and risk.escalate_on_pii.startswith("reroute:"):
             alias = risk.escalate_on_pii.split(":", 1)[1]
-            data["model"] = alias
             if ctx is not None:
-                ctx.model_alias = alias
+                ctx.reroute(data, alias, tools_capable(alias))
+            else:
+                data["model"] = alias
             record(ctx, Verdict("pii", "escalate", f"PII at this risk level rerouted to {alias}", ("pii-escalation",)))
         return data
 
