@@ -84,8 +84,13 @@ def test_same_pipeline_as_chat(proxy, fake_upstream, marker, which, stream):
     assert re.fullmatch(r"Use AWS_ACCESS_KEY_ID=\[REDACTED:[\w.-]+\] now\.", answer_text(which, r, stream))
     assert (r.headers["x-carrot-route"], r.headers["x-carrot-model"]) == ("default-v2", "ds-coder-v2")
     assert r.headers["x-carrot-prompt-pack"] == "chat@v1"
-    if not stream:  # a stream's headers leave before the answer: its verdicts are in the log and metrics
+    if not stream:
         assert "secrets:redact" in r.headers["x-carrot-guardrails"]
+    else:  # a stream's headers leave before the answer: the event that ends it carries the verdicts, as in chat
+        events = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip()
+                  not in ("", "[DONE]")]
+        final = [e for e in events if e.get("type") in ("response.completed", "message_delta")]
+        assert len(final) == 1 and "secrets:redact" in final[0]["carrot_guardrails"], final
     [up] = fake_upstream.find(marker)
     assert up.json["model"] == V2
     systems = up.system_messages

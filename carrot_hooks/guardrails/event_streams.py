@@ -6,7 +6,9 @@ tool calls (`tool_use` blocks with their `input_json_delta`s, `function_call` it
 `function_call_arguments.delta`s) are held whole and checked once complete, then sent as one delta; a call
 a block rule hits never reaches the client: it becomes a text block / message item holding the notice
 (the client has no call to run). The `.done` / `completed` events that repeat the full text carry the
-checked text, so no copy of a finding leaks through a summary event.
+checked text, so no copy of a finding leaks through a summary event. The event that ends the answer
+(`message_delta`, `response.completed` / `incomplete` / `failed`) carries the verdict summary as
+`carrot_guardrails`, as the last chunk of a chat stream does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class OutputChecks:
     check_whole: Callable[[str], tuple[str, tuple[str, ...]]]
     closing_note: Callable[[StreamFilter], str]
     callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
+    summary: Callable[[], str] = lambda: "none"  # the verdicts once the answer is complete (`carrot_guardrails`)
 
     def check_text(self, text: str) -> str:
         return self.check_whole(text)[0]
@@ -132,6 +135,7 @@ class _AnthropicBlocks:
             data["delta"] = map_value(data["delta"], self.checks.check_text)
             if self.blocked and not self.calls and data["delta"].get("stop_reason") == "tool_use":
                 data["delta"]["stop_reason"] = "end_turn"  # no call is left to run
+            data["carrot_guardrails"] = self.checks.summary()
             return [_frame(event, data)]
         return [raw]
 
@@ -290,6 +294,7 @@ class _ResponsesState:
             output = _get(response, "output") if response is not None else None
             if isinstance(output, list):
                 output[:] = [self._item(item, i) for i, item in enumerate(output)]
+            _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
         return [event]

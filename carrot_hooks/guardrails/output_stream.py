@@ -1,7 +1,8 @@
 """The output guardrail over a streamed answer: per-choice holdback windows, tool calls checked whole.
 
 Response headers leave before the answer, so the chunk that completes the answer carries the full
-verdict summary as `carrot_guardrails` (same format as the `x-carrot-guardrails` header).
+verdict summary as `carrot_guardrails` (same format as the `x-carrot-guardrails` header; on the agent
+endpoints the event that ends the answer, see `event_streams`).
 A FIM stream the upstream ended without a finish reason ends in an error, as chat streams do.
 """
 
@@ -165,7 +166,7 @@ class OutputStream:
 
         ctx = self.ctx
         return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_whole, self.notes,
-                            lambda text: text if ctx is None else ctx.client_instructions)
+                            lambda text: text if ctx is None else ctx.client_instructions, self.record_once)
 
     async def run_any(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
         """Any stream, filtered by the format its first chunk has (what the upstream sent decides, never
