@@ -204,7 +204,7 @@ class CarrotGateway(CustomLogger):
         served = compat.served_aliases()
         problems = policy.unknown_aliases(served)  # a file that was already bad before the router existed
         if problems:
-            raise GatewayError(503, f"{self.routing.path}: {'; '.join(problems)}", code="routing_policy_error")
+            raise GatewayError(503, f"policy/{self.routing.path.name}: {'; '.join(problems)}", code="routing_policy_error")
         aliases = served - set(policy.fim.values())  # FIM twins are reached through routing, never named
         pins = {a for a in aliases if "@" in a}
         h = parse_headers(headers, policy.tasks, pins)
@@ -227,7 +227,7 @@ class CarrotGateway(CustomLogger):
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias, tools=tools)
         if call_type in TEXT_CALLS and decision.model not in policy.fim:
             raise GatewayError(400, f"/v1/completions routed to {decision.model} (rule {decision.rule_id}), which has "
-                               f"no fill-in-the-middle deployment ({self.routing.path}: fim); use "
+                               f"no fill-in-the-middle deployment (policy/{self.routing.path.name}: fim); use "
                                "/v1/chat/completions", param="model", code="no_fim_deployment")
         ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, call_type=call_type, context_refs=h.context_refs,
                              rule_id=decision.rule_id, model_alias=decision.model,

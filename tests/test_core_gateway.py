@@ -270,6 +270,7 @@ def test_fim_routed_to_a_model_without_fim_is_400(client, fake_upstream, marker)
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="gpt-4o", prompt=marker, suffix="x", extra_headers={"X-Risk-Level": "high"})
     assert "fill-in-the-middle" in str(e.value) and "high-risk-escalation" in str(e.value)
+    assert "policy/routing.yaml: fim" in str(e.value) and "carrot-proxy-" not in str(e.value)  # no server path
     assert fake_upstream.find(marker) == []
 
 
