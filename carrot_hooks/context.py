@@ -47,7 +47,8 @@ class RequestContext:
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)
-    held_tools: dict = field(default_factory=dict)  # tool fields taken out for a model that cannot call tools
+    held_tools: dict = field(default_factory=dict)  # tool fields taken out for a model that cannot call tools,
+    held_unchecked: tuple[str, ...] = ()  # ... without the tools the guardrails cannot check (named here)
     auxiliary: str | None = None  # a client's housekeeping call (routing policy `auxiliary` id): no pack
     rag_sources: tuple[str, ...] = ()  # paths of the retrieved chunks, in rank order (x-carrot-rag-sources)
     key_metadata: dict = field(default_factory=dict)  # the API key's and its team's metadata (e.g. carrot_repos)
@@ -73,7 +74,7 @@ class RequestContext:
         data["model"] = self.model_alias = alias
         if self.tools == "dropped" and self.held_tools.get("tools") and tools_capable:
             data.update(self.held_tools)
-            self.tools = "sent"
+            self.tools, self.tools_dropped = "sent", self.held_unchecked
 
     def guardrail_summary(self) -> str:
         """`name:action` pairs for the `x-carrot-guardrails` header ("none" when nothing fired)."""

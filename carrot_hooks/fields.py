@@ -4,6 +4,7 @@ names the field and says what it must be."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from .endpoints import MESSAGES_CALLS, RESPONSES_CALLS
@@ -12,14 +13,13 @@ from .errors import GatewayError
 Check = tuple[Callable[[object], bool], str]
 
 
-def _number(v) -> bool:
-    if isinstance(v, str):
-        try:
-            float(v)
-        except ValueError:
-            return False
-        return True
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _seconds(v) -> bool:
+    """A finite number of seconds above 0 (LiteLLM also takes one as a string)."""
+    try:
+        seconds = float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else math.nan
+    except ValueError:
+        return False
+    return math.isfinite(seconds) and seconds > 0
 
 
 def _typed_object(v) -> bool:
@@ -42,8 +42,12 @@ _OPENAI_TOOL_CHOICE: Check = (lambda v: isinstance(v, str) or _typed_object(v),
 
 EVERY_CALL: dict[str, Check] = {
     "guardrails": (lambda v: isinstance(v, (list, dict)), "must be a list of guardrail names"),
-    "timeout": (_number, "must be a number of seconds"),
+    "timeout": (_seconds, "must be a number of seconds above 0"),
+    "max_retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                    "must be a whole number, 0 or more"),
+    "tags": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "must be a list of strings"),
     "api_key": (lambda v: isinstance(v, str), "must be a string"),
+    "metadata": _OBJECT,
     "extra_body": _OBJECT,
     "stream_options": _OBJECT,
 }
@@ -52,6 +56,8 @@ BY_CALL: dict[str, dict[str, Check]] = {
              "tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE},
     "responses": {"tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
     "messages": {"tools": _TOOLS,
+                 "metadata": (lambda v: isinstance(v, dict) and isinstance(v.get("user_id", ""), str | None),
+                              "must be an object whose 'user_id' is a string"),
                  "thinking": (_typed_object, """must be an object with a 'type' (e.g. {"type": "enabled"})"""),
                  "tool_choice": (_anthropic_tool_choice, "must be an object with 'type' auto, any, none or tool"),},
 }

@@ -273,9 +273,11 @@ class CarrotGateway(CustomLogger):
                               else call.ctx.model_alias)
         if call.call_type in TEXT_CALLS:
             call.ctx.fim_format = fim.split_sentinels(call.data)
-        if call.ctx.tools == "dropped":  # held: an escalation to a model that can call tools gives them back
-            call.ctx.held_tools = {f: call.data.pop(f) for f in ("tools", "tool_choice", "parallel_tool_calls")
-                                   if f in call.data}
+        if call.ctx.tools == "dropped":  # held: an escalation to a model that can call tools gives them back,
+            held = {f: call.data.pop(f) for f in ("tools", "tool_choice", "parallel_tool_calls") if f in call.data}
+            if call.call_type in AGENT_CALLS:  # but never one the guardrails cannot check
+                call.ctx.held_unchecked = tuple(unchecked_tools(held, call.call_type, "drop"))
+            call.ctx.held_tools = held
         attach(call.data, call.ctx)
 
     async def _prompt_pack(self, call: Call) -> None:

@@ -43,41 +43,56 @@ def content_texts(content) -> list[str]:
     return []
 
 
-# What an external upstream receives besides the texts above, redacted by egress as a whole: the client's
-# user ids, stop sequences, output schemas, extra_body, and its own metadata (LiteLLM's is then
-# `litellm_metadata`: /v1/messages, /v1/responses). Keys a client adds to messages, parts and items go too.
-EGRESS_FIELDS = (*TEXT_FIELDS, "tools", "user", "stop", "stop_sequences", "response_format", "text",
-                 "safety_identifier", "extra_body")
-# values that are protocol, not text: ids, names a model calls, enum-like fields, opaque signed blobs, schema
-# structure; egress leaves them as they are
-PROTOCOL_KEYS = frozenset({"role", "type", "id", "call_id", "tool_call_id", "tool_use_id", "name", "status",
-                           "model", "format", "pattern", "required", "$ref", "$schema", "media_type", "detail",
-                           "signature", "data", "encrypted_content", "cache_control"})
+# What an external upstream receives besides the texts above, redacted by egress as a whole. Structured fields:
+# messages, items and parts, tool definitions and output schemas, where protocol values stay (`PROTOCOL_KEYS`).
+# Free fields, every string mapped: user ids, stop sequences, prompt_cache_key, extra_body, web-search options and
+# the client's own metadata (LiteLLM's is then `litellm_metadata`: /v1/messages, /v1/responses).
+EGRESS_FIELDS = (*TEXT_FIELDS, "tools", "functions", "response_format", "text")
+EGRESS_FREE_FIELDS = ("user", "stop", "stop_sequences", "safety_identifier", "prompt_cache_key", "extra_body",
+                      "web_search_options")
+# inside structured fields, values of the caller's (mapped whole): a tool call's input, metadata, schema values
+CALLER_VALUES = frozenset({"input", "metadata", "extra_body", "default", "enum", "const", "examples"})
+# string values that are protocol, not text: enum-like fields, ids, schema structure, opaque signed blobs; also
+# `name` (what a model calls) but on a message (a participant's name), `data` of a redacted thinking block
+PROTOCOL_KEYS = frozenset({"role", "type", "id", "call_id", "tool_call_id", "tool_use_id", "status", "format",
+                           "pattern", "required", "$ref", "$schema", "media_type", "detail", "signature",
+                           "encrypted_content"})
 
 
 def egress_copy(data: dict) -> dict:
-    """Deep copies of every field an upstream receives that can carry caller text (`EGRESS_FIELDS`, and
-    `metadata` where it is the client's own)."""
-    fields = (*EGRESS_FIELDS, "metadata") if "litellm_metadata" in data else EGRESS_FIELDS
-    return {k: copy.deepcopy(data[k]) for k in fields if k in data}
+    """`{"structured": ..., "free": ...}`: deep copies of every field an upstream receives that can carry caller
+    text (`EGRESS_FIELDS`; `EGRESS_FREE_FIELDS` and `metadata` where it is the client's own)."""
+    free = (*EGRESS_FREE_FIELDS, "metadata") if "litellm_metadata" in data else EGRESS_FREE_FIELDS
+    return {"structured": {k: copy.deepcopy(data[k]) for k in EGRESS_FIELDS if k in data},
+            "free": {k: copy.deepcopy(data[k]) for k in free if k in data}}
 
 
-def map_every_string(value, fn: Map):
-    """`fn` over every string of a JSON-like value but the strings (and lists of strings) under `PROTOCOL_KEYS`
-    (an object there is walked: Responses' `text.format`); tool-call `arguments` (JSON text) by their string
-    values. A new value; the input is not changed."""
+def map_egress(copies: dict, fn: Map) -> dict:
+    """The fields of `egress_copy` with `fn` over every caller string: protocol values stay in the structured
+    ones, nothing stays in the free ones."""
+    return {**map_structured(copies["structured"], fn), **map_value(copies["free"], fn)}
+
+
+def map_structured(value, fn: Map):
+    """`fn` over every string of a request's structured fields but protocol values (`PROTOCOL_KEYS`, a tool's or
+    call's `name`, a redacted thinking block's `data`); tool-call `arguments` (JSON text) by their string values,
+    `CALLER_VALUES` whole. A new value; the input is not changed."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
-        return [map_every_string(v, fn) for v in value]
+        return [map_structured(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: v if k in PROTOCOL_KEYS and _strings(v) else map_json_strings(v, fn)
-                if k == "arguments" and isinstance(v, str) else map_every_string(v, fn) for k, v in value.items()}
+        return {k: v if _protocol(k, v, value) else map_value(v, fn) if k in CALLER_VALUES and not isinstance(v, str)
+                else map_json_strings(v, fn) if k == "arguments" and isinstance(v, str) else map_structured(v, fn)
+                for k, v in value.items()}
     return value
 
 
-def _strings(value) -> bool:
-    return isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
+def _protocol(key: str, value, holder: dict) -> bool:
+    if not (isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return False
+    return key in PROTOCOL_KEYS or key == "name" and "role" not in holder or \
+        key == "data" and holder.get("type") == "redacted_thinking"
 
 
 def text_copy(data: dict) -> dict:

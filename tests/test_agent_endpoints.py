@@ -105,7 +105,7 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
         "tools": [{"type": "function", "function": {"name": "deploy", "description": "d", "parameters": {
             "type": "object", "properties": {"host": {"type": "string", "default": "h", "examples": ["e"]}}}}}],
     }
-    mapped = messages.map_every_string(messages.egress_copy(data), lambda t: t.upper() + "!")
+    mapped = messages.map_egress(messages.egress_copy(data), lambda t: t.upper() + "!")
     assert set(mapped) == {"user", "stop", "extra_body", "safety_identifier", "response_format", "messages", "tools"}
     assert (mapped["user"], mapped["stop"], mapped["extra_body"], mapped["safety_identifier"]) == \
         ("U!", ["S!"], {"x": "E!"}, "I!")
@@ -123,7 +123,32 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
     assert function["parameters"]["properties"]["host"] == {"type": "string", "default": "H!", "examples": ["E!"]}
     assert data["messages"][0]["content"][0]["text"] == "t"  # copies: LiteLLM shares the original between attempts
     client_metadata = {**data, "litellm_metadata": {"carrot": "context"}, "metadata": {"user_id": "m"}}
-    assert messages.map_every_string(messages.egress_copy(client_metadata), str.upper)["metadata"] == {"user_id": "M"}
+    assert messages.map_egress(messages.egress_copy(client_metadata), str.upper)["metadata"] == {"user_id": "M"}
+
+
+def test_egress_keeps_protocol_values_only_where_the_protocol_puts_them():
+    """A key named like a protocol field is caller text inside a tool call's input, metadata, extra_body or a
+    schema value, and a message's `name` is a participant's; a tool's or call's name and a redacted thinking
+    block's data stay."""
+    data = {"litellm_metadata": {}, "metadata": {"id": "m-id", "name": "m-name"}, "extra_body": {"model": "e"},
+            "messages": [
+                {"role": "user", "name": "kim", "content": [{"type": "text", "text": "t", "data": "d", "id": "p"}]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "grep", "input": {"pattern": "x", "name": "n"}},
+                    {"type": "redacted_thinking", "data": "opaque"},
+                    {"type": "thinking", "thinking": "th", "signature": "sig"}]}],
+            "tools": [{"name": "grep", "description": "d", "input_schema": {"type": "object", "properties": {
+                "pattern": {"type": "string", "pattern": "^a", "default": {"name": "dn"}}}}}]}
+    out = messages.map_egress(messages.egress_copy(data), str.upper)
+    assert out["metadata"] == {"id": "M-ID", "name": "M-NAME"} and out["extra_body"] == {"model": "E"}
+    user, assistant = out["messages"]
+    assert user["name"] == "KIM" and user["content"] == [{"type": "text", "text": "T", "data": "D", "id": "p"}]
+    call, redacted, thinking = assistant["content"]
+    assert call == {"type": "tool_use", "id": "toolu_1", "name": "grep", "input": {"pattern": "X", "name": "N"}}
+    assert redacted == {"type": "redacted_thinking", "data": "opaque"}
+    assert thinking == {"type": "thinking", "thinking": "TH", "signature": "sig"}
+    prop = out["tools"][0]["input_schema"]["properties"]["pattern"]
+    assert out["tools"][0]["name"] == "grep" and prop == {"type": "string", "pattern": "^a", "default": {"name": "DN"}}
 
 
 def test_a_chat_assistant_refusal_is_caller_text():

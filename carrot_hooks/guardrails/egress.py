@@ -4,10 +4,11 @@ Each deployment in litellm_config.yaml says `model_info.carrot_egress: internal|
 deployment that says neither is treated as external). `egress:` in policy/guardrails.yaml says
 what each kind receives. This runs per deployment attempt (LiteLLM's pre-call deployment hook),
 so a request that falls back from an internal to an external deployment is redacted for the
-external one, in every string the upstream receives (`messages.EGRESS_FIELDS`): all message roles,
-tool-call arguments, prompt and suffix, tool definitions and output schemas, stop sequences, user ids,
-the client's metadata and keys a client adds; only protocol values (`messages.PROTOCOL_KEYS`: ids,
-roles, the names a model calls) stay as they are.
+external one, in every string the upstream receives (`messages.EGRESS_FIELDS`, `EGRESS_FREE_FIELDS`):
+all message roles, tool-call arguments and inputs, prompt and suffix, tool definitions and output schemas,
+stop sequences, user ids, the client's metadata and keys a client adds; only protocol values in messages,
+items, parts and tool definitions (`messages.PROTOCOL_KEYS`: ids, roles, types, the names a model calls,
+schema structure, signed blobs) stay as they are.
 Placeholders come back in the answer where the request's risk level says (`restore_secrets`,
 `restore_pii`), through the request's vaults (`vaults.py`).
 """
@@ -19,7 +20,7 @@ from collections import Counter
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, egress_copy, map_every_string, non_text_parts
+from ..messages import PROMPT_CALLS, egress_copy, map_egress, non_text_parts
 from .engines import Engines
 from .metrics import record
 from .vaults import PII, SECRETS, store, vault
@@ -74,7 +75,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    kwargs.update(map_every_string(egress_copy(kwargs), one))
+    kwargs.update(map_egress(egress_copy(kwargs), one))
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)
     if found:

@@ -85,6 +85,8 @@ class _AnthropicBlocks:
         self.tool: dict[int, list[str]] = {}
         self.tool_start: dict[int, dict] = {}  # a tool_use block's start, sent once its input passed
         self.calls = self.blocked = 0
+        self.text_blocked = False  # a block rule hit a text block: later calls are not sent (a whole answer has
+        # only the notice, `check_anthropic_message`)
 
     def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
         if data is None:
@@ -118,6 +120,12 @@ class _AnthropicBlocks:
             if index in self.text:
                 f = self.text.pop(index)
                 out = self._text(index, f.finish() + self.checks.closing_note(f))
+                self.text_blocked = self.text_blocked or bool(f.blocked)
+            elif index in self.tool and (self.text_blocked or any(g.blocked for g in self.text.values())):
+                # the notice stands for the whole answer
+                del self.tool[index], self.tool_start[index]
+                self.blocked += 1
+                return []
             elif index in self.tool:
                 checked, blocked = self.checks.check_arguments("".join(self.tool.pop(index)) or "{}")
                 start = self.tool_start.pop(index)
@@ -237,6 +245,7 @@ class _ResponsesState:
             key = self._key(event, family)
             f = self.text.pop(key, None)
             out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
+            self.blocked_text += f.blocked if f is not None else ()
             field = "refusal" if family == "refusal" else "text"
             released = self.released.get(key)
             _put(event, field, released if released is not None else self.checks.check_text(_get(event, field) or ""))
@@ -256,6 +265,10 @@ class _ResponsesState:
             return []
         if kind == "response.function_call_arguments.done":
             index = _get(event, "output_index", 0)
+            if self._text_blocked():  # a block rule hit the answer's text: the notice stands for it, no call follows
+                self.opened.pop(index, None)
+                self.replaced.add(index)
+                return []
             checked, blocked = self._arguments(index, _get(event, "arguments"))
             if blocked:  # the call is never opened: a message holding the notice takes its place
                 self.opened.pop(index, None)
@@ -293,11 +306,16 @@ class _ResponsesState:
             response = _get(event, "response")
             output = _get(response, "output") if response is not None else None
             if isinstance(output, list):
-                output[:] = [self._item(item, i) for i, item in enumerate(output)]
+                output[:] = [new for new in (self._item(item, i) for i, item in enumerate(output)) if new is not None]
             _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
         return [event]
+
+    def _text_blocked(self) -> bool:
+        """A block rule hit a text of this answer, finished or still streaming (the bridge may send a call's
+        events before the text's `.done`)."""
+        return bool(self.blocked_text) or any(f.blocked for f in self.text.values())
 
     def echo(self, response) -> None:
         """The request's `instructions` a Responses body repeats: the client's own, as sent (no pack, no
@@ -314,10 +332,13 @@ class _ResponsesState:
         return self.checked_arguments[text]
 
     def _item(self, item, index: int):
-        """`item` checked in place; a function call a block rule hit comes back as a message item."""
+        """`item` checked in place; a function call a block rule hit comes back as a message item, one after a
+        text a block rule hit as None (left out)."""
         if item is None:
             return item
         kind = _get(item, "type")
+        if kind == "function_call" and self._text_blocked():  # after a blocked text: no call (None)
+            return None
         if kind == "function_call":
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:

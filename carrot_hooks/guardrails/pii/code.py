@@ -39,9 +39,27 @@ _KEYWORD = re.compile(
     r"""\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|yield|async|await|
     assert|const|let|var|function|export|interface|type|enum|public|private|protected|static|package|func|fn|
     struct|impl|use)\b(?!\s+(?:the|a|an|you|we|i|it)\s+\w)""", re.VERBOSE)
-_KEYWORD_CODE = re.compile(r"[(){}\[\]=;<>]")  # not `.`, `@`, `:` or `+`: addresses and phone numbers have them
+# a call or index (`f(`, `a[`), a condition opened at once (`if (`), braces, `=`, `;`, arrows or `::`: not a bare
+# bracket, `<>`, `.`, `@`, `:` or `+`, which "(415) 555-0134", "Kim <kim@corp.io>" and addresses have
+_KEYWORD_CODE = re.compile(r"\w[(\[]|^\(|[{}=;]|->|::")
 _ONE_TOKEN = re.compile(r"[\w.'\"]*")  # `import os`, `return self.x`, `package main`, `else`
-_IMPORT = re.compile(r"\s*from\s+\.*[\w.]+\s+import\s+\S|\s*import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$")
+_BARE_ADDRESS = re.compile(r"""(?<!["'\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b""")  # unquoted: prose
+_HEADER_TOKEN = re.compile(r"[A-Za-z_][\w.]*|\S")
+# words that may stand next to a name in a Python header (`for x in y:`, `except E as e:`, `if not x:`)
+_PY_WORDS = frozenset(("and", "or", "not", "in", "is", "as", "if", "else", "for", "lambda", "await", "async", "None",
+                       "True", "False"))
+# whole-line shapes of code that holds no other evidence: imports (Python, ES modules), ES re-exports and default
+# exports, `raise E from e`, `return a, b`, `class A extends B`
+_CODE_SHAPE = re.compile(
+    r"""\s*(?:from\s+\.*[\w.]+\s+import\s+\S
+    |import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?\s*$
+    |import\s+(?:type\s+)?(?:[\w$]+|\*\s+as\s+[\w$]+)(?:\s*,\s*\{[^}]*\})?\s+from\s+["'][^"']+["']\s*;?\s*$
+    |import\s+["'][^"']+["']\s*;?\s*$
+    |export\s+(?:\*(?:\s+as\s+[\w$]+)?\s+from\s+["'][^"']+["']|default\s+[\w$.]+)\s*;?\s*$
+    |raise\s+[\w.]+\s+from\s+[\w.]+\s*$
+    |(?:return|yield)\s+[\w.]+(?:\s*,\s*[\w.]+)+\s*;?\s*$
+    |(?:(?:public|private|protected|abstract|final|static)\s+)*class\s+\w+(?:<[^>]*>)?\s+(?:extends|implements)\s+[\w.]+)""",
+    re.VERBOSE)
 _CALL_OPEN = re.compile(r"\w\(")
 _CALL_TAIL = re.compile(r"\s*+(?:[:;,]\s*+)?")  # after a call's ")": nothing but `:`, `;` or `,` and spaces
 # symbols prose rarely has (not `: + ( ) -`, which phone numbers and lists use)
@@ -68,14 +86,32 @@ def _code_line(line: str) -> bool:
 
 
 def _keyword_line(line: str) -> bool:
-    """`line` starts with a keyword and goes on like code: it ends in `:`, `,` or an opener, holds a
-    bracket, `=`, `;` or `<>`, is the keyword and one token, or is an import."""
+    """`line` has a `_CODE_SHAPE`, or starts with a keyword and goes on like code with no unquoted email address
+    after it: a call or index, braces, `=`, `;`, an arrow, an opener at its end, the keyword and one token, or a
+    header ending in `:` / `,` whose words could be Python's ("with Kim Roe and Hans Gruber:" is prose)."""
+    if _CODE_SHAPE.match(line):
+        return True
     m = _KEYWORD.match(line)
     if m is None:
         return False
     rest = line[m.end():].strip()
-    return not rest or rest[-1] in ":,([{\\" or _KEYWORD_CODE.search(rest) is not None \
-        or _ONE_TOKEN.fullmatch(rest) is not None or _IMPORT.match(line) is not None
+    if _BARE_ADDRESS.search(rest):  # "use kim.roe@acme.io; it is my work address"
+        return False
+    if not rest or rest[-1] in "([{\\" or _KEYWORD_CODE.search(rest) is not None \
+            or _ONE_TOKEN.fullmatch(rest) is not None:
+        return True
+    return rest[-1] in ":," and _python_words(rest[:-1])
+
+
+def _python_words(text: str) -> bool:
+    """No two names side by side unless one is an operator word (`x in y`, `E as e`; not `Kim Roe`)."""
+    after_name = False
+    for token in _HEADER_TOKEN.findall(text):
+        name = (token[0].isalpha() or token[0] == "_") and token not in _PY_WORDS
+        if name and after_name:
+            return False
+        after_name = name
+    return True
 
 
 def _ends_in_call(line: str) -> bool:
