@@ -59,18 +59,13 @@ PROTOCOL_KEYS = frozenset({"role", "type", "id", "call_id", "tool_call_id", "too
                            "encrypted_content"})
 
 
-def egress_copy(data: dict) -> dict:
-    """`{"structured": ..., "free": ...}`: deep copies of every field an upstream receives that can carry caller
-    text (`EGRESS_FIELDS`; `EGRESS_FREE_FIELDS` and `metadata` where it is the client's own)."""
+def map_egress(data: dict, fn: Map) -> dict:
+    """New values of every field of `data` an upstream receives that can carry caller text, with `fn` over every
+    caller string: `EGRESS_FIELDS` keep their protocol values, `EGRESS_FREE_FIELDS` (and `metadata` where it is the
+    client's own) keep nothing. `data` itself is not changed (LiteLLM shares it between a request's attempts)."""
     free = (*EGRESS_FREE_FIELDS, "metadata") if "litellm_metadata" in data else EGRESS_FREE_FIELDS
-    return {"structured": {k: copy.deepcopy(data[k]) for k in EGRESS_FIELDS if k in data},
-            "free": {k: copy.deepcopy(data[k]) for k in free if k in data}}
-
-
-def map_egress(copies: dict, fn: Map) -> dict:
-    """The fields of `egress_copy` with `fn` over every caller string: protocol values stay in the structured
-    ones, nothing stays in the free ones."""
-    return {**map_structured(copies["structured"], fn), **map_value(copies["free"], fn)}
+    return {**{k: map_structured(data[k], fn) for k in EGRESS_FIELDS if k in data},
+            **{k: map_value(data[k], fn) for k in free if k in data}}
 
 
 def map_structured(value, fn: Map):
@@ -82,10 +77,15 @@ def map_structured(value, fn: Map):
     if isinstance(value, list):
         return [map_structured(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: v if _protocol(k, v, value) else map_value(v, fn) if k in CALLER_VALUES and not isinstance(v, str)
+        return {k: _copy(v) if _protocol(k, v, value) else map_value(v, fn) if k in CALLER_VALUES and not isinstance(v, str)
                 else map_json_strings(v, fn) if k == "arguments" and isinstance(v, str) else map_structured(v, fn)
                 for k, v in value.items()}
     return value
+
+
+def _copy(value):
+    """A protocol value as it is: a string, or a new list of strings (not one shared with the request)."""
+    return list(value) if isinstance(value, list) else value
 
 
 def _protocol(key: str, value, holder: dict) -> bool:

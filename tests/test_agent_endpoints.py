@@ -105,7 +105,7 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
         "tools": [{"type": "function", "function": {"name": "deploy", "description": "d", "parameters": {
             "type": "object", "properties": {"host": {"type": "string", "default": "h", "examples": ["e"]}}}}}],
     }
-    mapped = messages.map_egress(messages.egress_copy(data), lambda t: t.upper() + "!")
+    mapped = messages.map_egress(data, lambda t: t.upper() + "!")
     assert set(mapped) == {"user", "stop", "extra_body", "safety_identifier", "response_format", "messages", "tools"}
     assert (mapped["user"], mapped["stop"], mapped["extra_body"], mapped["safety_identifier"]) == \
         ("U!", ["S!"], {"x": "E!"}, "I!")
@@ -123,7 +123,7 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
     assert function["parameters"]["properties"]["host"] == {"type": "string", "default": "H!", "examples": ["E!"]}
     assert data["messages"][0]["content"][0]["text"] == "t"  # copies: LiteLLM shares the original between attempts
     client_metadata = {**data, "litellm_metadata": {"carrot": "context"}, "metadata": {"user_id": "m"}}
-    assert messages.map_egress(messages.egress_copy(client_metadata), str.upper)["metadata"] == {"user_id": "M"}
+    assert messages.map_egress(client_metadata, str.upper)["metadata"] == {"user_id": "M"}
 
 
 def test_egress_keeps_protocol_values_only_where_the_protocol_puts_them():
@@ -139,7 +139,7 @@ def test_egress_keeps_protocol_values_only_where_the_protocol_puts_them():
                     {"type": "thinking", "thinking": "th", "signature": "sig"}]}],
             "tools": [{"name": "grep", "description": "d", "input_schema": {"type": "object", "properties": {
                 "pattern": {"type": "string", "pattern": "^a", "default": {"name": "dn"}}}}}]}
-    out = messages.map_egress(messages.egress_copy(data), str.upper)
+    out = messages.map_egress(data, str.upper)
     assert out["metadata"] == {"id": "M-ID", "name": "M-NAME"} and out["extra_body"] == {"model": "E"}
     user, assistant = out["messages"]
     assert user["name"] == "KIM" and user["content"] == [{"type": "text", "text": "T", "data": "D", "id": "p"}]

@@ -20,7 +20,7 @@ from collections import Counter
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, egress_copy, map_egress, non_text_parts
+from ..messages import PROMPT_CALLS, map_egress, non_text_parts
 from .engines import Engines
 from .metrics import record
 from .vaults import PII, SECRETS, store, vault
@@ -75,7 +75,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    kwargs.update(map_egress(egress_copy(kwargs), one))
+    kwargs.update(map_egress(kwargs, one))
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)
     if found:
