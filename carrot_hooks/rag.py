@@ -2,7 +2,8 @@
 
 Sets `ctx.rag_status`, which the gateway renders as `x-carrot-rag`: "injected:N", "none" (searched,
 nothing relevant), "no-repo" (a rag-code request that names no repository and none is configured: the
-log line says where to set one) or "unavailable". Which repositories a rag-code request searches:
+log line says where to set one), "not-indexed" (the repository or collection named has no index, or
+not at the commit asked for: the log line says so) or "unavailable". Which repositories a rag-code request searches:
 `X-Context-Refs`, else the key's metadata `carrot_repos`, else its team's, else `gateway.default_repos`
 in policy/rag.yaml. Retrieved text goes in a user-role context block as quoted data, never into the
 system role. A store that is down never fails the request.
@@ -177,11 +178,16 @@ def render_block(kind: str, hits, max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
-def render_none(kind: str, name: str | None) -> str:
-    """The block for no context: nothing relevant in index `name`, or (None) no repository selected."""
-    what = "code" if kind == "code" else "documentation"
-    found = (f"No relevant {what} was found in the index {name!r} for this request." if name
-             else "No repository was selected for this request, so no code was retrieved.")
+_NO_CONTEXT = {  # x-carrot-rag status -> what the model is told
+    "none": "No relevant {what} was found in the index {names} for this request.",
+    "no-repo": "No repository was selected for this request, so no code was retrieved.",
+    "not-indexed": "{names} has no index (or not at the requested commit), so no {what} was retrieved.",
+}
+
+
+def render_none(kind: str, status: str, names: str = "") -> str:
+    """The block for no context, by status: nothing relevant in `names`, no repository selected, or not indexed."""
+    found = _NO_CONTEXT[status].format(what="code" if kind == "code" else "documentation", names=names)
     return (
         f"<retrieved-context kind=\"{kind}\">\n{found} "
         "Tell the user that the retrieved context does not cover the question; do not answer from memory.\n"
@@ -196,7 +202,7 @@ def _insert_before_last_user(ctx: RequestContext, messages: list, block: str) ->
 
 async def inject_context(ctx: RequestContext, data: dict) -> None:
     """Retrieve for the last user message and add the context block to `data["messages"]`."""
-    from rag_indexer.retrieve import Query
+    from rag_indexer.retrieve import NotIndexed, Query
 
     try:
         eng = engine()
@@ -220,7 +226,7 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     if not targets:
         log.warning("x-carrot-rag: no-repo (tenant %s): %s", ctx.tenant, NO_REPO_FIX)
         ctx.rag_status = "no-repo"
-        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, None))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "no-repo"))
         return
     k = settings.retrieval.top_k
     about_tests = True if ctx.task_type == "tests" else None  # else decided from the message (policy pattern)
@@ -235,11 +241,21 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
         ctx.rag_status = "unavailable"
         return
     RAG_DURATION.observe(time.perf_counter() - t0)
+    missing = [str(r) for r in per_repo if isinstance(r, NotIndexed)]
+    if missing:
+        log.warning("x-carrot-rag: %s (tenant %s); index it with `rag-indexer %s PATH --%s NAME`",
+                    "; ".join(missing), ctx.tenant, kind, "repo" if kind == "code" else "collection")
+        per_repo = [r for r in per_repo if not isinstance(r, NotIndexed)]
+        if not per_repo:
+            ctx.rag_status = "not-indexed"
+            names = ", ".join(repr(t.repo) for t in targets)
+            data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "not-indexed", names))
+            return
     # several repositories: their best hits in turn (first, second, ...), k in all
     hits = [h for rank in zip(*(r + [None] * (k - len(r)) for r in per_repo), strict=True) for h in rank if h][:k]
     if not hits:
         ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, ", ".join(t.repo for t in targets)))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "none", ", ".join(repr(t.repo) for t in targets)))
         return
     data["messages"] = _insert_before_last_user(ctx, messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
     ctx.rag_status = f"injected:{len(hits)}"

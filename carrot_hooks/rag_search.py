@@ -121,9 +121,18 @@ class Searcher:
                     self._failed_at = time.monotonic()
                     raise
 
+    def hits_or_missing(self, query):
+        """`search`, with an index that is not there (or holds another commit) as its `NotIndexed` error."""
+        from rag_indexer.retrieve import NotIndexed
+
+        try:
+            return self.search(query)
+        except NotIndexed as e:
+            return e
+
     def run(self, op: str, arg):
         if op == "search":
-            return [self.search(q) for q in arg]
+            return [self.hits_or_missing(q) for q in arg]
         if op == "warm":  # load the model and connect now
             self.retriever()
             return None

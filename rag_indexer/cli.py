@@ -15,7 +15,7 @@ from carrot_common.paths import state_dir
 from .embedding import Embedder, EmbeddingError, setup_offline_model
 from .files import IndexerError
 from .quick_settings import embedding_spec, load_snapshot, store_url
-from .retrieve import MODES, Query, Retriever, as_dict
+from .retrieve import MODES, NotIndexed, Query, Retriever, as_dict
 from .store import Store, StoreError
 
 
@@ -84,11 +84,12 @@ def _run(args: argparse.Namespace) -> int:
         store = Store(store_url(settings), settings.store.connect_timeout_s)
         embedder = loading.result()
     kind, name = ("code", args.repo) if args.repo else ("docs", args.collection)
-    if store.index(kind, name) is None:
-        raise IndexerError(f"no {kind} index named {name!r}; run `rag-indexer {kind} PATH ...` first")
-    hits = Retriever(store, embedder, settings.retrieval).search(
-        Query(kind, name, args.text, args.k, args.commit, tuple(args.path), args.mode)
-    )
+    try:
+        hits = Retriever(store, embedder, settings.retrieval).search(
+            Query(kind, name, args.text, args.k, args.commit, tuple(args.path), args.mode)
+        )
+    except NotIndexed as e:
+        raise IndexerError(f"{e}; index it with `rag-indexer {kind} PATH ...`") from e
     if args.json:
         print(json.dumps([as_dict(h) for h in hits], indent=2))
     else:

@@ -34,6 +34,10 @@ _LETTER_RUN = re.compile(r"(?<![\w.])[^\W\d_]+(?!\w)")
 _TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test\.\w+|conftest\.py)$")
 
 
+class NotIndexed(LookupError):
+    """The query names an index that does not exist, or that holds another commit; the message says which."""
+
+
 @dataclass(frozen=True)
 class Query:
     """What to search: an index (kind + name), optional commit / path filters, whether it is about tests
@@ -102,7 +106,8 @@ class Retriever:
         return tier
 
     def search(self, q: Query) -> list[Hit]:
-        """Top `q.k` chunks once one of them is relevant (fewer only when the index has fewer), else none."""
+        """Top `q.k` chunks once one of them is relevant (fewer only when the index has fewer), else none;
+        `NotIndexed` when there is no such index or it holds another commit."""
         if q.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {q.mode!r}")
         # the query embedding (client CPU, the longest stage) starts first and runs while the index is looked
@@ -113,8 +118,12 @@ class Retriever:
         if q.mode in ("hybrid", "dense"):
             embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
         info = self.index_for(q)
-        if info is None or info.chunks == 0 or not commit_matches(info.commit, q.commit):
-            return []  # no such index, or it holds another commit of this repo
+        if info is None:
+            raise NotIndexed(f"no {q.kind} index named {q.name!r}")
+        if not commit_matches(info.commit, q.commit):
+            raise NotIndexed(f"the {q.kind} index {q.name!r} holds commit {(info.commit or '?')[:12]}, not {q.commit}")
+        if info.chunks == 0:
+            return []
         cfg, cand = self.cfg, self.cfg.candidates
         w = cfg.weights.code if q.kind == "code" else cfg.weights.docs
         rankings: list[list[int]] = []

@@ -98,7 +98,8 @@ def test_incremental_reindex_skips_unchanged_replaces_changed_removes_deleted(tm
     hits = query(capsys, repo_name, "make_slug url slug from a title", "-k", "1")
     assert (hits[0]["path"], hits[0]["start_line"], hits[0]["symbol"]) == ("text.py", 3, "make_slug")
     assert all(h["path"] != "old.py" for h in query(capsys, repo_name, "legacy_parser obsolete xml", "-k", "5"))
-    assert query(capsys, repo_name, "fibonacci", "--commit", "abc123") == []  # index now holds def456
+    code, _, err = cli(capsys, "query", "fibonacci", "--repo", repo_name, "--commit", "abc123")
+    assert code == 2 and f"the code index '{repo_name}' holds commit def456, not abc123" in err  # now def456
     assert query(capsys, repo_name, "fibonacci", "--commit", "def456")
 
 

@@ -135,14 +135,21 @@ def test_retrieved_instructions_stay_quoted_data(rag_proxy, fake_upstream, marke
     assert all("IGNORE ALL PREVIOUS" not in m["content"] for m in messages if m["role"] == "system")
 
 
-def test_unknown_repo_or_other_commit_says_none(rag_proxy, fake_upstream, marker, code_repo):
+def test_unknown_repo_or_other_commit_is_not_indexed_not_none(rag_proxy, fake_upstream, marker, code_repo):
+    """A repository with no index, or a commit other than the indexed one, is `not-indexed` (the log says which
+    and how to index it), apart from `none` (searched, nothing relevant)."""
     raw, messages = ask(rag_proxy, fake_upstream, marker, "rag-code", "How is the delay computed?",
                         refs=f"no-such-repo-{marker}")
-    assert raw.headers["x-carrot-rag"] == "none"
-    assert "No relevant code was found" in context_block(messages)
+    assert raw.headers["x-carrot-rag"] == "not-indexed"
+    assert f"'no-such-repo-{marker}' has no index" in context_block(messages)
+    assert services.wait_for(lambda: f"no code index named 'no-such-repo-{marker}'" in rag_proxy.log(), timeout=30)
+    line = next(ln for ln in rag_proxy.log().splitlines() if f"'no-such-repo-{marker}'" in ln)
+    assert "x-carrot-rag" in line and "rag-indexer code PATH --repo NAME" in line
     raw, messages = ask(rag_proxy, fake_upstream, marker + "b", "rag-code", "How is the delay computed?",
                         refs=f"{code_repo['name']}@{'0' * 40}")
-    assert raw.headers["x-carrot-rag"] == "none"
+    assert raw.headers["x-carrot-rag"] == "not-indexed"
+    assert services.wait_for(lambda: f"holds commit {code_repo['sha'][:12]}, not {'0' * 40}" in rag_proxy.log(),
+                             timeout=30)
 
 
 def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, fake_upstream, marker, doc_collection):
@@ -222,10 +229,10 @@ KEYS = {"repo-key": "sk-carrot-repos-" + uuid.uuid4().hex, "plain-key": "sk-carr
 
 @pytest.fixture(scope="module")
 def key_clients(rag_proxy, code_repo):
-    """Two static keys: one whose metadata names the repo (`carrot_repos`), one without."""
+    """Two static keys: one whose metadata names the repo and one never indexed (`carrot_repos`), one without."""
     path = rag_proxy.policy_dir / "keys.yaml"
     original = path.read_text()
-    meta = {"repo-key": {"carrot_repos": [code_repo["name"]]}, "plain-key": {}}
+    meta = {"repo-key": {"carrot_repos": [code_repo["name"], "never-indexed"]}, "plain-key": {}}
     path.write_text(yaml.safe_dump({"keys": [
         {"sha256": hashlib.sha256(k.encode()).hexdigest(), "tenant": f"team-{t}", "metadata": meta[t]}
         for t, k in KEYS.items()]}))
@@ -255,8 +262,9 @@ def ask_as(client, fake_upstream, marker, question, headers=None):
 def test_header_less_rag_code_searches_the_keys_repos(rag_proxy, key_clients, fake_upstream, marker, code_repo):
     raw, messages = ask_as(key_clients["repo-key"], fake_upstream, marker,
                            "How does the expo wait generator compute the exponential backoff delay?")
-    assert raw.headers["x-carrot-rag"] == "injected:3"
+    assert raw.headers["x-carrot-rag"] == "injected:3"  # from the indexed one of the two
     assert f"{code_repo['name']}@{code_repo['sha']} backoff/_wait_gen.py:" in context_block(messages)
+    assert services.wait_for(lambda: "no code index named 'never-indexed'" in rag_proxy.log(), timeout=30)
 
 
 def test_no_repo_selected_is_no_repo_not_none_and_the_log_says_how_to_fix_it(

@@ -45,7 +45,7 @@ def test_long_chunks_are_truncated_visibly():
 
 
 def test_none_block_and_last_user_text():
-    assert "No relevant documentation was found in the index 'docs'" in render_none("docs", "docs")
+    assert "No relevant documentation was found in the index 'docs'" in render_none("docs", "none", "'docs'")
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "a"},
                 {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]
@@ -69,8 +69,8 @@ def test_repos_come_from_the_header_then_key_then_team_then_policy():
 
 
 def test_none_says_whether_nothing_was_selected_or_nothing_found():
-    assert "No repository was selected" in render_none("code", None)
-    assert "No relevant code was found in the index 'acme'" in render_none("code", "acme")
+    assert "No repository was selected" in render_none("code", "no-repo")
+    assert "No relevant code was found in the index 'acme'" in render_none("code", "none", "'acme'")
 
 
 def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
