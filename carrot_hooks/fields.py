@@ -30,13 +30,22 @@ def _objects(v) -> bool:
     return isinstance(v, list) and all(isinstance(t, dict) for t in v)
 
 
+def _name(v) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("name"), str) and bool(v["name"])
+
+
+def _tools(named: Callable[[dict], bool]) -> Callable[[object], bool]:
+    """A list of tool objects, each function one named (a nameless one reached the model)."""
+    return lambda v: _objects(v) and all(named(t) for t in v)
+
+
 def _anthropic_tool_choice(v) -> bool:
     return _typed_object(v) and v["type"] in ("auto", "any", "none", "tool") and (
-        v["type"] != "tool" or isinstance(v.get("name"), str) and bool(v["name"]))
+        v["type"] != "tool" or _name(v))
 
 
 _OBJECT: Check = (lambda v: isinstance(v, dict), "must be an object")
-_TOOLS: Check = (_objects, "must be a list of tool objects")
+_TOOLS = "must be a list of tool objects, each function with a non-empty 'name'"
 _OPENAI_TOOL_CHOICE: Check = (lambda v: isinstance(v, str) or _typed_object(v),
                               'must be "auto", "none", "required" or an object with a \'type\'')
 
@@ -53,9 +62,11 @@ EVERY_CALL: dict[str, Check] = {
 }
 BY_CALL: dict[str, dict[str, Check]] = {
     "chat": {"response_format": (_typed_object, 'must be an object with a \'type\' (e.g. {"type": "json_object"})'),
-             "tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE},
-    "responses": {"tools": _TOOLS, "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
-    "messages": {"tools": _TOOLS,
+             "tools": (_tools(lambda t: t.get("type") != "function" or _name(t.get("function"))), _TOOLS),
+             "tool_choice": _OPENAI_TOOL_CHOICE},
+    "responses": {"tools": (_tools(lambda t: t.get("type") != "function" or _name(t)), _TOOLS),
+                  "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
+    "messages": {"tools": (_tools(_name), "must be a list of tool objects, each with a non-empty 'name'"),
                  "metadata": (lambda v: isinstance(v, dict) and isinstance(v.get("user_id", ""), str | None),
                               "must be an object whose 'user_id' is a string"),
                  "thinking": (_typed_object, """must be an object with a 'type' (e.g. {"type": "enabled"})"""),

@@ -9,6 +9,8 @@
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
+- A non-object `metadata` on `/v1/completions` gets 400 naming it (LiteLLM writes into it before any hook
+  runs: a 500); a JSON string holding an object is parsed, as LiteLLM does on chat.
 - A gateway header sent twice (`X-Task-Type: a`, `X-Task-Type: b`) is a 400 naming it, not "the last wins".
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from .fields import EVERY_CALL
 from .headers import GATEWAY_HEADERS
 
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings")
@@ -82,6 +85,13 @@ class HttpEdge:
         except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
             return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
                                 "JSON encoded as UTF-8", "body")
+        if path.endswith("/completions") and not path.endswith("/chat/completions") and b'"metadata"' in body:
+            body = _completion_metadata(body)
+            if body is None:
+                _, what = EVERY_CALL["metadata"]
+                return await _error(send, path, 400, f"Field 'metadata' {what}", "metadata")
+            scope = {**scope, "headers": [(k, v) for k, v in headers if k != b"content-length"]
+                     + [(b"content-length", str(len(body)).encode())]}
         return await self._json_body(scope, body, receive, send)
 
     async def _json_body(self, scope, body: bytes, receive, send):
@@ -129,6 +139,25 @@ class HttpEdge:
             await send({"type": "http.response.body", "body": body})
 
         return filtered
+
+
+def _completion_metadata(body: bytes) -> bytes | None:
+    """/v1/completions writes into `metadata` before any check (a string or a list was a 500): a JSON string
+    holding an object is parsed, as LiteLLM does on chat; None when it is neither an object nor null."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body  # LiteLLM's own error for a body that is not JSON
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    if meta is None or isinstance(meta, dict):
+        return body
+    try:
+        parsed = json.loads(meta) if isinstance(meta, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return None
+    return json.dumps({**doc, "metadata": parsed}).encode()
 
 
 def _replay(messages: list[dict], then):

@@ -262,6 +262,16 @@ def test_fim_upstream_error_is_502_naming_the_url_and_locks_nothing_out(proxy, c
     assert again.choices[0].text == "Hello from the fake upstream."
 
 
+def test_fim_metadata_sent_as_a_json_string_is_read_as_on_chat(proxy, fake_upstream, marker):
+    """A JSON string holding an object is metadata on /v1/completions too (form and `extra_body` callers)."""
+    r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=120, headers=proxy.headers(),
+                   json={"model": "carrot-editor", "prompt": f"# {marker}\n", "suffix": "\n",
+                         "metadata": json.dumps({"trace": marker})})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == "Hello from the fake upstream."
+    assert len(fake_upstream.find(marker)) == 1
+
+
 # a field of another endpoint's format added to the body (the endpoint, not the body's shape, says what it is)
 DECOYS = {
     "chat": ("/v1/chat/completions", lambda m, text: {"model": "carrot-chat", "system": "",
@@ -361,19 +371,24 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
     ("/v1/chat/completions", {"stream": "true", "messages": [{"role": "user", "content": "hi"}]}, "stream"),
     # fields LiteLLM used unchecked (a 500 from inside it, or a 502 "upstream could not be reached")
     *[("/v1/messages", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field))) for field in (
-        {"thinking": "yes"}, {"tool_choice": "auto"}, {"tool_choice": {"name": "run"}}, {"guardrails": 5})],
+        {"thinking": "yes"}, {"tool_choice": "auto"}, {"tool_choice": {"name": "run"}}, {"guardrails": 5},
+        {"tools": [{"input_schema": {"type": "object"}}]})],
     *[("/v1/responses", {**field, "input": "hi"}, next(iter(field))) for field in (
-        {"tools": {"a": 1}}, {"guardrails": 5}, {"extra_body": "x"})],
+        {"tools": {"a": 1}}, {"guardrails": 5}, {"extra_body": "x"},
+        {"tools": [{"type": "function", "parameters": {}}]})],
     *[("/v1/chat/completions", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field)))
       for field in ({"guardrails": True}, {"api_key": 5}, {"timeout": "x"}, {"timeout": "x", "stream": True},
-                    {"response_format": "json"}, {"extra_body": 5}, {"tools": "x"})],
+                    {"response_format": "json"}, {"extra_body": 5}, {"tools": "x"},
+                    {"tools": [{"type": "function", "function": {"parameters": {}}}]},
+                    {"tools": [{"type": "function", "function": {"name": ""}}]})],
+    # /v1/completions writes into metadata before any hook: a 500
+    *[("/v1/completions", {"model": "carrot-editor", "prompt": "# q\n", "metadata": meta}, "metadata")
+      for meta in ("x", [1], 5, "[1]")],
 ])
 def test_malformed_agent_bodies_are_400_naming_the_field(proxy, fake_upstream, marker, path, body, field):
     extra = {"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {}
-    payload = {"model": "carrot-chat", "max_tokens": 50, **body, "metadata": {"user_id": marker}}
-    if path != "/v1/messages":
-        payload.pop("metadata")
-        payload["user"] = marker
+    tag = {"metadata": {"user_id": marker}} if path == "/v1/messages" else {"user": marker}
+    payload = {"model": "carrot-chat", "max_tokens": 50, **body, **tag}
     r = httpx.post(f"{proxy.base_url}{path}", json=payload, headers={**proxy.headers(), **extra}, timeout=120)
     assert r.status_code == 400, r.text
     assert field in r.text
