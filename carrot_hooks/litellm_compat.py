@@ -339,3 +339,13 @@ async def report_failure(request_data: dict, exc: Exception) -> None:
     logging_obj = request_data.get("litellm_logging_obj")
     if logging_obj is not None:
         await logging_obj.async_failure_handler(exc, "")
+
+
+async def post_call_failure(request_data: dict, exc: Exception, user_api_key_dict) -> None:
+    """Run the proxy's post-call failure hooks (every callback's `async_post_call_failure_hook`: the request
+    log's `request` line, metrics, rollouts) for an error a stream hook ends in the endpoint's own error
+    event instead of raising it. LiteLLM's stream generators do this for what they catch; no public call."""
+    from litellm.proxy import proxy_server
+
+    await proxy_server.proxy_logging_obj.post_call_failure_hook(
+        request_data=request_data, original_exception=exc, user_api_key_dict=user_api_key_dict)

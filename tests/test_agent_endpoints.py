@@ -282,6 +282,53 @@ def test_responses_stream_and_its_summary_events_carry_no_secret():
     assert len(calls) == 1 and re.fullmatch(r"echo \[REDACTED:[\w.-]+\]", json.loads(calls[0])["cmd"])
 
 
+@pytest.mark.parametrize("anthropic", [True, False], ids=["messages", "responses"])
+def test_an_upstream_failing_mid_answer_ends_the_stream_in_its_error_event_and_releases_no_held_text(anthropic):
+    """The stream breaks while the holdback holds the start of a key: the client gets the endpoint's error
+    event (reported once), numbered after what was sent, and none of the held characters."""
+    text = f"Use AWS_ACCESS_KEY_ID={SECRET}"[:-6]  # the key not yet complete
+    reported = []
+
+    async def report(e):
+        reported.append(e)
+
+    det = shared_engines().detectors()
+    risk = det.policy.risk["low"]
+    checks = OutputStream(None, lambda t: det.output.scan(t, risk), lambda t: t, det.output.hold_keywords(risk),
+                          det.policy.stream, det.output.secret_ids, det.output.context_chars(risk), report).checks()
+    cut = ConnectionError("upstream gone")
+
+    async def stream():
+        if anthropic:
+            yield sse("message_start", {"type": "message_start", "message": {"id": "m", "content": []}})
+            yield sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                              "content_block": {"type": "text", "text": ""}})
+            for i in range(0, len(text), 4):
+                yield sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                  "delta": {"type": "text_delta", "text": text[i:i + 4]}})
+        else:
+            yield {"type": "response.created", "sequence_number": 0, "response": {"id": "r", "model": "m", "output": []}}
+            for i in range(0, len(text), 4):
+                yield {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "i",
+                       "delta": text[i:i + 4], "sequence_number": 1 + i // 4}
+        raise cut
+
+    out = asyncio.run(collect((filter_anthropic_stream if anthropic else filter_responses_stream)(stream(), checks)))
+    if anthropic:
+        events = [json.loads(ln[6:]) for ln in b"".join(out).decode().splitlines() if ln.startswith("data: ")]
+        said = "".join(e["delta"]["text"] for e in events if e.get("delta", {}).get("type") == "text_delta")
+        assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "upstream gone"},
+                              "carrot_guardrails": "none"}
+    else:
+        events = out
+        said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        last = events[-1]
+        assert (last["type"], last["response"]["id"], last["response"]["status"]) == ("response.failed", "r", "failed")
+        assert last["response"]["error"] == {"code": "server_error", "message": "upstream gone"}
+    assert reported == [cut] and text.startswith(said) and "AKIA" not in said, said
+
+
 def test_non_streamed_bodies_are_checked():
     msg = check_anthropic_message({"content": [{"type": "text", "text": f"k {SECRET}"},
                                                {"type": "tool_use", "input": {"a": [SECRET]}}]}, real_checks())

@@ -91,6 +91,29 @@ def test_add_callback_registers_once():
         litellm.callbacks[:] = [cb for cb in litellm.callbacks if not isinstance(cb, Probe)]
 
 
+def test_post_call_failure_runs_every_callbacks_failure_hook():
+    """`post_call_failure`: the proxy's failure hooks reach our callbacks (the request log's `request` line);
+    end to end: tests/test_reliability_upstream.py::test_cut_agent_stream_ends_in_an_error_event_naming_the_upstream."""
+    from litellm.proxy import proxy_server
+
+    seen = []
+
+    class Probe(litellm.integrations.custom_logger.CustomLogger):
+        async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                               traceback_str=None):
+            seen.append((request_data["marker"], original_exception))
+
+    if proxy_server.proxy_logging_obj is None:
+        pytest.fail("post_call_failure: litellm.proxy.proxy_server has no proxy_logging_obj")
+    probe, error = Probe(), litellm.APIConnectionError(message="cut", llm_provider="openai", model="m")
+    litellm.callbacks.append(probe)
+    try:
+        asyncio.run(compat.post_call_failure({"marker": "m-1"}, error, compat.UserAPIKeyAuth(api_key="sk-x")))
+    finally:
+        litellm.callbacks.remove(probe)
+    assert seen == [("m-1", error)]
+
+
 def test_cache_hit_reads_hidden_params_or_the_logging_object():
     response = ModelResponse()
     assert compat.cache_hit(response, {}) is False

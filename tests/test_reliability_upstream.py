@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import DEAD, make_client
-from tests.fake_upstream import Reply
+from tests.fake_upstream import Reply, planted_secret
 from tests.services import wait_for
 
 V2 = "deepseek-coder-v2:16b-lite-instruct-q4_K_M"
@@ -238,3 +238,66 @@ def test_stream_ended_cleanly_before_its_final_chunk_is_reported(proxy, fake_ups
     fake_upstream.script(Reply(content="v" * 400, chunk_chars=8, cut_after=30, clean_cut=True, match=marker))
     assert_cut_reported(ask(proxy, marker, task, stream=True), fake_upstream.url)
     assert_not_cached(proxy, fake_upstream, marker, task)
+
+
+AGENT_STREAMS = {  # endpoint → (path, body, extra headers)
+    "responses": ("/v1/responses", lambda m: {"model": "gpt-4o", "stream": True, "input": f"question {m}"}, {}),
+    "messages": ("/v1/messages", lambda m: {"model": "gpt-4o", "stream": True, "max_tokens": 500,
+                                            "messages": [{"role": "user", "content": f"question {m}"}]},
+                 {"anthropic-version": "2023-06-01"}),
+}
+
+
+def agent_stream(proxy, which: str, marker: str, task: str) -> tuple[httpx.Response, list[tuple[str | None, dict]]]:
+    """POST a streamed agent request; (response, [(event name, data)]) read to a proper end of the body."""
+    path, body, extra = AGENT_STREAMS[which]
+    with httpx.stream("POST", f"{proxy.base_url}{path}", json=body(marker), timeout=60,
+                      headers={**proxy.headers(), "X-Task-Type": task, **extra}) as r:
+        r.read()  # raises when the connection is dropped instead of ended
+    events, name = [], None
+    for line in r.text.splitlines():
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
+            events.append((name, json.loads(line[5:])))
+    return r, events
+
+
+@pytest.mark.parametrize("which", sorted(AGENT_STREAMS))
+def test_cut_agent_stream_ends_in_an_error_event_naming_the_upstream(proxy, fake_upstream, marker, which):
+    """Claude Code (Messages) and Codex (Responses) see a cut answer as failed, never as complete: the stream
+    ends properly in the endpoint's own error event (Messages' connection used to be dropped)."""
+    fake_upstream.script(Reply(content="word " * 100, chunk_chars=8, cut_after=30, match=marker))
+    r, events = agent_stream(proxy, which, marker, "editor")  # ds-coder-6.7b: no fallback
+    assert r.status_code == 200 and events, r.text[-500:]
+    name, last = events[-1]
+    error = last["error"] if which == "messages" else last["response"]["error"]
+    assert (name, last["type"]) == (("error", "error") if which == "messages" else ("response.failed",) * 2), last
+    assert "ds-coder-6.7b broke off mid-stream" in error["message"] and fake_upstream.url in error["message"], last
+    assert last.get("carrot_guardrails") == "none", last
+    assert not any(e.get("type") in ("message_stop", "response.completed") for _, e in events)
+    assert "word word" in r.text  # text had reached the client before the cut
+    call = r.headers["x-litellm-call-id"]
+    assert wait_for(lambda: any(f'"call_id": "{call}"' in ln and '"event": "request"' in ln
+                                for ln in proxy.log().splitlines()), timeout=30)
+    logged = [json.loads(ln) for ln in proxy.log().splitlines() if f'"call_id": "{call}"' in ln]
+    assert [rec["status"] for rec in logged if rec["event"] == "request"] == ["error"], logged
+    _, events = agent_stream(proxy, which, marker, "editor")  # the cut answer was not cached: asked anew
+    assert events[-1][1]["type"] in ("message_stop", "response.completed") and len(fake_upstream.find(marker)) == 2
+
+
+def test_cut_responses_stream_with_a_fallback_is_continued_there_and_checked(proxy, fake_upstream, marker):
+    """LiteLLM continues a Responses stream cut after text on the fallback (the partial answer sent as
+    context); chat and Messages streams report the cut. The continuation goes through the output
+    guardrail like any answer."""
+    fake_upstream.script(Reply(content="word " * 100, chunk_chars=8, cut_after=30, match=marker))
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(model=VLLM, match=marker, content=f" key AWS_ACCESS_KEY_ID={secret} then done"))
+    r, events = agent_stream(proxy, "responses", marker, "chat")  # ds-coder-v2 → ds-coder-v2-vllm
+    assert r.status_code == 200 and events[-1][1]["type"] == "response.completed", r.text[-500:]
+    text = "".join(e.get("delta", "") for _, e in events if e.get("type") == "response.output_text.delta")
+    assert text.startswith("word word") and text.endswith("then done") and secret not in text, text
+    assert [q.json["model"] for q in fake_upstream.find(marker)] == [V2, VLLM]
+    fake_upstream.script(Reply(content="word " * 100, chunk_chars=8, cut_after=30, match=marker + "-m"))
+    _, events = agent_stream(proxy, "messages", marker + "-m", "chat")
+    assert events[-1][0] == "error" and "broke off mid-stream" in events[-1][1]["error"]["message"], events[-1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from ..messages import map_value
@@ -26,13 +26,14 @@ from .stream import StreamFilter
 @dataclass
 class OutputChecks:
     """What the output guardrail supplies: a filter per text block, checkers for complete tool arguments
-    (JSON text) and whole texts (each: checked text in, checked text and the block rules it hit out), and the
-    note for a block."""
+    (JSON text) and whole texts (each: checked text in, checked text and the block rules it hit out), the
+    note for a block, and what an upstream error mid-answer is reported as."""
 
     new_filter: Callable[[], StreamFilter]
     check_arguments: Callable[[str], tuple[str, tuple[str, ...]]]
     check_whole: Callable[[str], tuple[str, tuple[str, ...]]]
     closing_note: Callable[[StreamFilter], str]
+    failure: Callable[[Exception], Awaitable[tuple[int, str]]]  # an upstream error mid-answer: reported; status, message
     callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
     summary: Callable[[], str] = lambda: "none"  # the verdicts once the answer is complete (`carrot_guardrails`)
 
@@ -155,22 +156,34 @@ class _AnthropicBlocks:
                                                "delta": {"type": kind, field: text}})]
 
 
+# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors); others are api_error
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
+
+
 async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator[bytes]:
-    """Anthropic SSE (bytes or str chunks, frames possibly split across chunks) → checked SSE frames."""
+    """Anthropic SSE (bytes or str chunks, frames possibly split across chunks) → checked SSE frames. An
+    upstream that fails mid-answer ends it in an `error` event (LiteLLM's bridge raised it out of the
+    response, which dropped the connection); what the holdback still holds is not released."""
     blocks = _AnthropicBlocks(checks)
     buffer = b""
-    async for chunk in stream:
-        if isinstance(chunk, dict):  # an already parsed event
-            chunk = _frame(str(chunk.get("type")), chunk)
-        buffer += chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-        buffer = buffer.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            raw, buffer = buffer.split(b"\n\n", 1)
-            if not raw.strip():
-                continue
-            event, data = _parse_frame(raw)
-            for out in blocks.frames(event, data, raw + b"\n\n"):
-                yield out
+    try:
+        async for chunk in stream:
+            if isinstance(chunk, dict):  # an already parsed event
+                chunk = _frame(str(chunk.get("type")), chunk)
+            buffer += chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+            buffer = buffer.replace(b"\r\n", b"\n")
+            while b"\n\n" in buffer:
+                raw, buffer = buffer.split(b"\n\n", 1)
+                if not raw.strip():
+                    continue
+                event, data = _parse_frame(raw)
+                for out in blocks.frames(event, data, raw + b"\n\n"):
+                    yield out
+    except Exception as e:  # noqa: BLE001 - the client gets the error in the stream's own format
+        status, message = await checks.failure(e)
+        yield _frame("error", {"type": "error", "error": {"type": _ANTHROPIC_ERRORS.get(status, "api_error"),
+                                                          "message": message}, "carrot_guardrails": checks.summary()})
+        return
     if buffer.strip():
         event, data = _parse_frame(buffer)
         for out in blocks.frames(event, data, buffer + b"\n\n"):
@@ -219,6 +232,7 @@ class _ResponsesState:
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
         self.replaced: set[int] = set()  # output indices whose blocked call a message already took the place of
         self.blocked_text: list[str] = []  # block rules hit in texts checked whole
+        self.response = None  # the response object the last lifecycle event carried
 
     def _key(self, event, family: str) -> tuple:
         return (family, _get(event, "output_index", 0), _get(event, "content_index", _get(event, "summary_index", 0)))
@@ -310,7 +324,16 @@ class _ResponsesState:
             _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
+            self.response = _get(event, "response")
         return [event]
+
+    def failed(self, status: int, message: str) -> dict:
+        """The `response.failed` event for an upstream error mid-answer (the answer so far is not repeated)."""
+        response = self.response
+        base = response.model_dump(mode="json") if hasattr(response, "model_dump") else dict(response or {})
+        error = {"code": "rate_limit_exceeded" if status == 429 else "server_error", "message": message}
+        return {"type": "response.failed", "carrot_guardrails": self.checks.summary(),
+                "response": {**base, "status": "failed", "output": [], "error": error}}
 
     def _text_blocked(self) -> bool:
         """A block rule hit a text of this answer, finished or still streaming (the bridge may send a call's
@@ -403,15 +426,21 @@ def _family_of_part(part) -> str:
 
 
 async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -> AsyncIterator:
-    """Responses API stream events (objects or dicts) → the same events, checked."""
+    """Responses API stream events (objects or dicts) → the same events, checked; an upstream that fails
+    mid-answer ends it in `response.failed` naming the upstream, with the verdicts."""
     state = _ResponsesState(checks)
     seq = None
-    async for event in stream:
-        for out in state.events(event):
-            if _get(out, "sequence_number") is not None:  # held, re-cut and added events: numbered as sent
-                seq = _get(out, "sequence_number") if seq is None else seq + 1
-                _put(out, "sequence_number", seq)
-            yield out
+    try:
+        async for event in stream:
+            for out in state.events(event):
+                if _get(out, "sequence_number") is not None:  # held, re-cut and added events: numbered as sent
+                    seq = _get(out, "sequence_number") if seq is None else seq + 1
+                    _put(out, "sequence_number", seq)
+                yield out
+    except Exception as e:  # noqa: BLE001 - as the bridge's own `response.failed`, with our message and verdicts
+        failed = state.failed(*await checks.failure(e))
+        failed["sequence_number"] = 0 if seq is None else seq + 1
+        yield failed
 
 
 def check_responses_body(response, checks: OutputChecks):

@@ -114,15 +114,16 @@ class OutputGuardrail(CarrotGuardrail):
         if ctx is not None and ctx.call_type in TEXT_CALLS:  # a /v1/completions (FIM) stream
             response = compat.as_text_completion_stream(response, str(request_data.get("model")),
                                                         request_data.get("stream_options"))
-        stream = self._stream(ctx, level, scan, restore)
+        stream = self._stream(ctx, level, scan, restore,
+                              report=lambda e: compat.post_call_failure(request_data, e, user_api_key_dict))
         async for chunk in stream.run_any(response, request_data):
             yield chunk
 
-    def _stream(self, ctx, level: str, scan, restore) -> OutputStream:
+    def _stream(self, ctx, level: str, scan, restore, report=None) -> OutputStream:
         det = self.engines.detectors()
         risk = det.policy.risk[level]
         return OutputStream(ctx, scan, restore, det.output.hold_keywords(risk), det.policy.stream,
-                            det.output.secret_ids, det.output.context_chars(risk))
+                            det.output.secret_ids, det.output.context_chars(risk), report)
 
 
 def _logprob_text(logprobs) -> str:

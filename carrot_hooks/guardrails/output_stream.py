@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .. import litellm_compat as compat
 from ..context import RequestContext
-from ..upstream import StreamCut
+from ..errors import http_status
+from ..upstream import StreamCut, as_gateway_error
 from . import tool_calls
 from .answers import Scan, filter_text, flag_note, notice, set_text, text_chunk
 from .event_streams import (
@@ -49,8 +50,9 @@ class OutputStream:
     """State of one guarded stream: a holdback filter per choice, tool-call fragments, verdicts."""
 
     def __init__(self, ctx: RequestContext | None, scan: Scan, restore: Callable[[str], str],
-                 keywords: tuple[str, ...], settings, secret_ids: frozenset[str], context: int = 0):
-        self.ctx, self.scan, self._restore, self.context = ctx, scan, restore, context
+                 keywords: tuple[str, ...], settings, secret_ids: frozenset[str], context: int = 0,
+                 report: Callable[[Exception], Awaitable[None]] | None = None):
+        self.ctx, self.scan, self._restore, self.context, self.report = ctx, scan, restore, context, report
         self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
         self.filters: dict[int, StreamFilter] = {}
         self.sides: dict[tuple[int, str], StreamFilter] = {}  # (choice, SIDE_TEXTS field) → its filter
@@ -164,8 +166,14 @@ class OutputStream:
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
             return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
+        async def failure(e: Exception) -> tuple[int, str]:
+            if self.report is not None:
+                await self.report(e)
+            mapped = as_gateway_error(e, ctx.model_alias) if ctx is not None else None
+            return (mapped.status_code, mapped.message) if mapped else (http_status(e), str(e))
+
         ctx = self.ctx
-        return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_whole, self.notes,
+        return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_whole, self.notes, failure,
                             lambda text: text if ctx is None else ctx.client_instructions, self.record_once)
 
     async def run_any(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
