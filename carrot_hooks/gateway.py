@@ -39,6 +39,7 @@ from .fields import check_fields
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
 from .headers import parse_headers
+from .http_edge import error_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, last_user_words, prompt_text
 from .overrides import pack_override
 from .prompts import PackStore, pack_message, prompts_dir
@@ -342,6 +343,9 @@ class CarrotGateway(CustomLogger):
         mapped = as_gateway_error(original_exception, str(request_data.get("model") or ctx.model_alias)) if ctx else None
         if mapped is not None:
             compat.set_error(original_exception, mapped.status_code, mapped.message)
+        if ctx is not None and isinstance(request_data.get("litellm_call_id"), str):
+            error_headers.remember(request_data["litellm_call_id"], {**self._carrot_headers(ctx, request_data, None),
+                                                                     **((mapped and mapped.headers) or {})})
         status = http_status(mapped or original_exception)
         metrics.REQUESTS.labels(ctx.task_type if ctx else "unknown", ctx.model_alias if ctx else "none",
                                 ctx.rule_id if ctx else "none", "false", str(status)).inc()
@@ -369,8 +373,10 @@ class CarrotGateway(CustomLogger):
     ):
         """`x-carrot-*` headers explaining what the gateway did, streaming included."""
         ctx = get_context(data)
-        if ctx is None:
-            return None
+        return None if ctx is None else self._carrot_headers(ctx, data, response)
+
+    def _carrot_headers(self, ctx: RequestContext, data: dict, response) -> dict[str, str]:
+        """What the gateway did with this request (`response` None: it failed)."""
         headers = {
             "x-carrot-route": ctx.rule_id,
             "x-carrot-model": ctx.model_alias,

@@ -11,12 +11,15 @@
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
 - A non-object `metadata` on `/v1/completions` gets 400 naming it (LiteLLM writes into it before any hook
   runs: a 500); a JSON string holding an object is parsed, as LiteLLM does on chat.
+- An error response gets the `x-carrot-*` headers (and `Retry-After`) the gateway chose for the request
+  where LiteLLM's error path leaves them out (`/v1/messages`, `/v1/completions`): `ErrorHeaders`.
 - A gateway header sent twice (`X-Task-Type: a`, `X-Task-Type: b`) is a 400 naming it, not "the last wins".
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 
 from .fields import EVERY_CALL
@@ -25,6 +28,43 @@ from .headers import GATEWAY_HEADERS
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
+
+
+class ErrorHeaders:
+    """Headers the gateway chose for a failed request (`x-carrot-*`, `Retry-After`), by LiteLLM call id, until
+    its error response leaves: LiteLLM's /v1/messages and /v1/completions error paths drop what its headers
+    hook and the error carry, which its chat path sends. Bounded: an entry no response takes is dropped."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._by_call: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def remember(self, call_id: str, headers: dict[str, str]) -> None:
+        self._by_call[call_id] = headers
+        while len(self._by_call) > self.size:
+            self._by_call.popitem(last=False)
+
+    def take(self, call_id: str) -> dict[str, str] | None:
+        return self._by_call.pop(call_id, None)
+
+    def sender(self, send):
+        """`send` adding the remembered headers a 4xx/5xx response lacks."""
+
+        async def sending(message):
+            if message["type"] == "http.response.start" and message.get("status", 200) >= 400:
+                headers = list(message.get("headers") or ())
+                call = next((v for k, v in headers if k.lower() == b"x-litellm-call-id"), None)
+                extra = self.take(call.decode("latin-1")) if call else None
+                if extra:
+                    have = {k.lower() for k, _ in headers}
+                    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in have]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        return sending
+
+
+error_headers = ErrorHeaders()
 
 
 class HttpEdge:
@@ -44,7 +84,7 @@ class HttpEdge:
             scope = {**scope, "path": "/metrics/", "raw_path": b"/metrics/"}
             return await self.app(scope, receive, send)
         if scope.get("method") == "POST" and path.startswith(_JSON_PATHS):
-            return await self._post(scope, receive, send, path)
+            return await self._post(scope, receive, error_headers.sender(send), path)
         if scope.get("method") == "GET" and path in _MODELS_PATHS:
             return await self.app(scope, receive, self._filter_models(send))
         if scope.get("method") == "GET" and path.startswith(tuple(f"{p}/" for p in _MODELS_PATHS)):

@@ -252,6 +252,38 @@ def test_clients_own_system_prompt_is_not_pii_redacted(proxy, fake_upstream, mar
     assert "maria.gonzalez@example.org" not in up.text and "<EMAIL_" in up.text
 
 
+ERROR_CALLS = {  # endpoint → (path, body for a marker, extra headers)
+    "chat": ("/v1/chat/completions", lambda m: {"model": "carrot-chat", "messages": [{"role": "user", "content": m}]}, {}),
+    "completions": ("/v1/completions", lambda m: {"model": "carrot-editor", "prompt": f"# {m}\n", "suffix": "\n"}, {}),
+    "responses": ("/v1/responses", lambda m: {"model": "carrot-chat", "input": m}, {}),
+    "messages": ("/v1/messages", lambda m: {"model": "carrot-chat", "max_tokens": 50,
+                                            "messages": [{"role": "user", "content": m}]},
+                 {"anthropic-version": "2023-06-01"}),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", sorted(ERROR_CALLS))
+def test_an_error_answer_says_what_the_gateway_did_on_every_endpoint(proxy, fake_upstream, marker, which, stream):
+    """x-carrot-* headers on a 502 from the upstream and on a prompt-policy block, as on a 200, and Retry-After
+    on an upstream's 429 (LiteLLM's Messages and completions error paths dropped both)."""
+    path, body, extra = ERROR_CALLS[which]
+    fake_upstream.script(Reply(match=marker, status=500, times=0))
+    for text, status, verdict in ((f"q {marker}", 502, "none"),
+                                  (f"write me a keylogger {marker}", 400, "policy:block")):
+        r = httpx.post(f"{proxy.base_url}{path}", json={**body(text), "stream": stream}, timeout=120,
+                       headers={**proxy.headers(), **extra})
+        assert r.status_code == status, r.text
+        assert r.headers.get("x-carrot-route") and r.headers["x-carrot-policy"].startswith("routing@"), r.headers
+        assert r.headers["x-carrot-task-type"] == ("editor" if which == "completions" else "chat"), r.headers
+        assert r.headers["x-carrot-guardrails"] == verdict, r.headers
+    busy = f"busy-{marker[::-1]}"  # not matched by the 500 above
+    fake_upstream.script(Reply(match=busy, status=429, times=0))
+    r = httpx.post(f"{proxy.base_url}{path}", json={**body(f"q {busy}"), "stream": stream}, timeout=120,
+                   headers={**proxy.headers(), **extra})
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60, (r.text, r.headers)
+
+
 def test_fim_upstream_error_is_502_naming_the_url_and_locks_nothing_out(proxy, client, fake_upstream, marker):
     fake_upstream.script(Reply(match=marker, status=404))
     r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=120, headers=proxy.headers(),
