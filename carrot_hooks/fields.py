@@ -35,7 +35,8 @@ def _name(v) -> bool:
 
 
 def _tools(named: Callable[[dict], bool]) -> Callable[[object], bool]:
-    """A list of tool objects, each function one named (a nameless one reached the model)."""
+    """A list of tool objects, each the client runs named (a nameless one reached the model); server tools such
+    as Anthropic's `mcp_toolset` have none."""
     return lambda v: _objects(v) and all(named(t) for t in v)
 
 
@@ -66,7 +67,8 @@ BY_CALL: dict[str, dict[str, Check]] = {
              "tool_choice": _OPENAI_TOOL_CHOICE},
     "responses": {"tools": (_tools(lambda t: t.get("type") != "function" or _name(t)), _TOOLS),
                   "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
-    "messages": {"tools": (_tools(_name), "must be a list of tool objects, each with a non-empty 'name'"),
+    "messages": {"tools": (_tools(lambda t: t.get("type", "custom") != "custom" or _name(t)),
+                           "must be a list of tool objects, each custom tool with a non-empty 'name'"),
                  "metadata": (lambda v: isinstance(v, dict) and isinstance(v.get("user_id", ""), str | None),
                               "must be an object whose 'user_id' is a string"),
                  "thinking": (_typed_object, """must be an object with a 'type' (e.g. {"type": "enabled"})"""),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from .fields import EVERY_CALL
 from .headers import GATEWAY_HEADERS
 
-_JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings")
+_JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings", "/engines/", "/openai/")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
 
@@ -33,9 +33,10 @@ _MODELS_PATHS = ("/v1/models", "/models")
 class ErrorHeaders:
     """Headers the gateway chose for a failed request (`x-carrot-*`, `Retry-After`), by LiteLLM call id, until
     its error response leaves: LiteLLM's /v1/messages and /v1/completions error paths drop what its headers
-    hook and the error carry, which its chat path sends. Bounded: an entry no response takes is dropped."""
+    hook and the error carry, which its chat path sends. An error sent inside a stream that had started
+    leaves no response to take its entry: the oldest entries beyond `size` are dropped."""
 
-    def __init__(self, size: int = 4096):
+    def __init__(self, size: int = 1024):
         self.size = size
         self._by_call: OrderedDict[str, dict[str, str]] = OrderedDict()
 

@@ -341,11 +341,18 @@ async def report_failure(request_data: dict, exc: Exception) -> None:
         await logging_obj.async_failure_handler(exc, "")
 
 
-async def post_call_failure(request_data: dict, exc: Exception, user_api_key_dict) -> None:
+async def post_call_failure(request_data: dict, exc: Exception, user_api_key_dict):
     """Run the proxy's post-call failure hooks (every callback's `async_post_call_failure_hook`: the request
     log's `request` line, metrics, rollouts) for an error a stream hook ends in the endpoint's own error
-    event instead of raising it. LiteLLM's stream generators do this for what they catch; no public call."""
+    event instead of raising it, as LiteLLM's stream generators do for what they catch (no public call),
+    claiming the stream's one failure report as they do. Returns the error a hook made of it (the gateway's
+    mapped one), else None."""
     from litellm.proxy import proxy_server
 
-    await proxy_server.proxy_logging_obj.post_call_failure_hook(
+    claim = getattr(request_data.get("litellm_logging_obj"), "claim_stream_failure_report", None)
+    if claim is not None and not claim():
+        return None  # already reported (e.g. by the detached-stream handler)
+    if getattr(proxy_server, "proxy_logging_obj", None) is None:
+        raise LiteLLMContractError("post_call_failure: litellm.proxy.proxy_server has no proxy_logging_obj")
+    return await proxy_server.proxy_logging_obj.post_call_failure_hook(
         request_data=request_data, original_exception=exc, user_api_key_dict=user_api_key_dict)

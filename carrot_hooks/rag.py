@@ -93,8 +93,9 @@ class _Engine:
             raise ConnectionError(f"search process {proc.proc.pid} ended (code {proc.proc.returncode}): "
                                   f"{e or type(e).__name__}; a new one starts with the next search") from e
 
-    def search(self, queries: list) -> list[list]:
-        """Hits per query, from this thread's search process."""
+    def search(self, queries: list) -> list:
+        """Hits per query (a `NotIndexed` error for an index that is not there), from this thread's search
+        process."""
         return self.ask("search", queries)
 
 
@@ -243,19 +244,19 @@ async def inject_context(ctx: RequestContext, data: dict) -> None:
     RAG_DURATION.observe(time.perf_counter() - t0)
     missing = [str(r) for r in per_repo if isinstance(r, NotIndexed)]
     if missing:
-        log.warning("x-carrot-rag: %s (tenant %s); index it with `rag-indexer %s PATH --%s NAME`",
-                    "; ".join(missing), ctx.tenant, kind, "repo" if kind == "code" else "collection")
-        per_repo = [r for r in per_repo if not isinstance(r, NotIndexed)]
-        if not per_repo:
-            ctx.rag_status = "not-indexed"
-            names = ", ".join(repr(t.repo) for t in targets)
-            data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "not-indexed", names))
-            return
+        log.warning("x-carrot-rag: not-indexed (tenant %s): %s", ctx.tenant, "; ".join(missing))
+    searched = [t for t, r in zip(targets, per_repo, strict=True) if not isinstance(r, NotIndexed)]
+    per_repo = [r for r in per_repo if not isinstance(r, NotIndexed)]
+    if not searched:
+        ctx.rag_status = "not-indexed"
+        names = ", ".join(repr(t.repo) for t in targets)
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "not-indexed", names))
+        return
     # several repositories: their best hits in turn (first, second, ...), k in all
     hits = [h for rank in zip(*(r + [None] * (k - len(r)) for r in per_repo), strict=True) for h in rank if h][:k]
     if not hits:
         ctx.rag_status = "none"
-        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "none", ", ".join(repr(t.repo) for t in targets)))
+        data["messages"] = _insert_before_last_user(ctx, messages, render_none(kind, "none", ", ".join(repr(t.repo) for t in searched)))
         return
     data["messages"] = _insert_before_last_user(ctx, messages, render_block(kind, hits, settings.retrieval.max_chunk_chars))
     ctx.rag_status = f"injected:{len(hits)}"

@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
             Query(kind, name, args.text, args.k, args.commit, tuple(args.path), args.mode)
         )
     except NotIndexed as e:
-        raise IndexerError(f"{e}; index it with `rag-indexer {kind} PATH ...`") from e
+        raise IndexerError(str(e)) from e
     if args.json:
         print(json.dumps([as_dict(h) for h in hits], indent=2))
     else:

@@ -118,10 +118,13 @@ class Retriever:
         if q.mode in ("hybrid", "dense"):
             embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
         info = self.index_for(q)
+        option = "--repo" if q.kind == "code" else "--collection"
         if info is None:
-            raise NotIndexed(f"no {q.kind} index named {q.name!r}")
+            raise NotIndexed(f"no {q.kind} index named {q.name!r}; index it with `rag-indexer {q.kind} PATH "
+                             f"{option} {q.name}`")
         if not commit_matches(info.commit, q.commit):
-            raise NotIndexed(f"the {q.kind} index {q.name!r} holds commit {(info.commit or '?')[:12]}, not {q.commit}")
+            raise NotIndexed(f"the {q.kind} index {q.name!r} holds commit {(info.commit or '?')[:12]}, not {q.commit}; "
+                             f"index that commit with `rag-indexer {q.kind} PATH {option} {q.name} --ref {q.commit}`")
         if info.chunks == 0:
             return []
         cfg, cand = self.cfg, self.cfg.candidates

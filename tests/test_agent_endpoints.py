@@ -26,13 +26,14 @@ from tests.fake_upstream import planted_secret
 SECRET = planted_secret("agent-endpoints")
 
 
-def real_checks() -> OutputChecks:
-    """The output guardrail's own checks at low risk (the real detectors; no context, nothing to restore)."""
+def real_checks(report=None) -> OutputChecks:
+    """The output guardrail's own checks at low risk (the real detectors; no context, nothing to restore;
+    `report`: what a failed stream is reported to)."""
     det = shared_engines().detectors()
     risk = det.policy.risk["low"]
     return OutputStream(None, lambda text: det.output.scan(text, risk), lambda text: text,
                         det.output.hold_keywords(risk), det.policy.stream, det.output.secret_ids,
-                        det.output.context_chars(risk)).checks()
+                        det.output.context_chars(risk), report).checks()
 
 
 RESPONSES = {"model": "carrot-chat", "instructions": "client system", "input": [
@@ -282,21 +283,9 @@ def test_responses_stream_and_its_summary_events_carry_no_secret():
     assert len(calls) == 1 and re.fullmatch(r"echo \[REDACTED:[\w.-]+\]", json.loads(calls[0])["cmd"])
 
 
-@pytest.mark.parametrize("anthropic", [True, False], ids=["messages", "responses"])
-def test_an_upstream_failing_mid_answer_ends_the_stream_in_its_error_event_and_releases_no_held_text(anthropic):
-    """The stream breaks while the holdback holds the start of a key: the client gets the endpoint's error
-    event (reported once), numbered after what was sent, and none of the held characters."""
-    text = f"Use AWS_ACCESS_KEY_ID={SECRET}"[:-6]  # the key not yet complete
-    reported = []
-
-    async def report(e):
-        reported.append(e)
-
-    det = shared_engines().detectors()
-    risk = det.policy.risk["low"]
-    checks = OutputStream(None, lambda t: det.output.scan(t, risk), lambda t: t, det.output.hold_keywords(risk),
-                          det.policy.stream, det.output.secret_ids, det.output.context_chars(risk), report).checks()
-    cut = ConnectionError("upstream gone")
+def _failing_stream(anthropic: bool, text: str, error: Exception, complete: bool = False):
+    """An agent answer streaming `text` in 4-character deltas, then raising `error` (after its terminal event
+    when `complete`)."""
 
     async def stream():
         if anthropic:
@@ -306,27 +295,72 @@ def test_an_upstream_failing_mid_answer_ends_the_stream_in_its_error_event_and_r
             for i in range(0, len(text), 4):
                 yield sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                   "delta": {"type": "text_delta", "text": text[i:i + 4]}})
+            if complete:
+                yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+                yield sse("message_stop", {"type": "message_stop"})
         else:
             yield {"type": "response.created", "sequence_number": 0, "response": {"id": "r", "model": "m", "output": []}}
             for i in range(0, len(text), 4):
                 yield {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "i",
                        "delta": text[i:i + 4], "sequence_number": 1 + i // 4}
-        raise cut
+            if complete:
+                yield {"type": "response.completed", "sequence_number": 99, "response": {"id": "r", "output": []}}
+        raise error
 
-    out = asyncio.run(collect((filter_anthropic_stream if anthropic else filter_responses_stream)(stream(), checks)))
+    return stream()
+
+
+def _events(anthropic: bool, out: list) -> list[dict]:
+    return [json.loads(ln[6:]) for ln in b"".join(out).decode().splitlines() if ln.startswith("data: ")] \
+        if anthropic else out
+
+
+@pytest.mark.parametrize("anthropic", [True, False], ids=["messages", "responses"])
+def test_an_upstream_failing_mid_answer_ends_the_stream_in_its_error_event_and_releases_no_held_text(anthropic):
+    """The stream breaks while the holdback holds the start of a key: the client gets the endpoint's error
+    event (reported once, with what the report made of the error), numbered after what was sent, and none of
+    the held characters."""
+    text = f"Use AWS_ACCESS_KEY_ID={SECRET}"[:-6]  # the key not yet complete
+    reported = []
+    cut = ConnectionError("upstream gone")
+
+    async def report(e):
+        reported.append(e)
+        return GatewayError(429, "Rate limit reached for model m")
+
+    filter_stream = filter_anthropic_stream if anthropic else filter_responses_stream
+    out = asyncio.run(collect(filter_stream(_failing_stream(anthropic, text, cut), real_checks(report))))
+    events = _events(anthropic, out)
     if anthropic:
-        events = [json.loads(ln[6:]) for ln in b"".join(out).decode().splitlines() if ln.startswith("data: ")]
         said = "".join(e["delta"]["text"] for e in events if e.get("delta", {}).get("type") == "text_delta")
-        assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "upstream gone"},
+        assert events[-1] == {"type": "error", "error": {"type": "rate_limit_error",
+                                                         "message": "Rate limit reached for model m"},
                               "carrot_guardrails": "none"}
     else:
-        events = out
         said = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
         assert [e["sequence_number"] for e in events] == list(range(len(events)))
         last = events[-1]
         assert (last["type"], last["response"]["id"], last["response"]["status"]) == ("response.failed", "r", "failed")
-        assert last["response"]["error"] == {"code": "server_error", "message": "upstream gone"}
+        assert last["response"]["error"] == {"code": "rate_limit_exceeded", "message": "Rate limit reached for model m"}
     assert reported == [cut] and text.startswith(said) and "AKIA" not in said, said
+    # unreported (no proxy hooks): the error's own status and message
+    plain = _events(anthropic, asyncio.run(collect(filter_stream(_failing_stream(anthropic, text, cut), real_checks()))))
+    message = plain[-1]["error"]["message"] if anthropic else plain[-1]["response"]["error"]["message"]
+    assert message == "upstream gone"
+
+
+@pytest.mark.parametrize("anthropic", [True, False], ids=["messages", "responses"])
+def test_an_upstream_failing_after_a_complete_answer_adds_no_error_event(anthropic):
+    reported = []
+
+    async def report(e):
+        reported.append(e)
+
+    filter_stream = filter_anthropic_stream if anthropic else filter_responses_stream
+    out = asyncio.run(collect(filter_stream(_failing_stream(anthropic, "all done.", ConnectionError("late"), True),
+                                            real_checks(report))))
+    events = _events(anthropic, out)
+    assert events[-1]["type"] == ("message_stop" if anthropic else "response.completed") and reported == []
 
 
 def test_non_streamed_bodies_are_checked():

@@ -420,7 +420,9 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
 def test_malformed_agent_bodies_are_400_naming_the_field(proxy, fake_upstream, marker, path, body, field):
     extra = {"anthropic-version": "2023-06-01"} if path == "/v1/messages" else {}
     tag = {"metadata": {"user_id": marker}} if path == "/v1/messages" else {"user": marker}
-    payload = {"model": "carrot-chat", "max_tokens": 50, **body, **tag}
+    # the marker in every text too: the fake upstream finds a request by its body, and Ollama gets no `user`
+    payload = json.loads(json.dumps({"model": "carrot-chat", "max_tokens": 50, **body, **tag}).replace(
+        '"hi"', json.dumps(f"hi {marker}")).replace('"# q\\n"', json.dumps(f"# q {marker}\n")))
     r = httpx.post(f"{proxy.base_url}{path}", json=payload, headers={**proxy.headers(), **extra}, timeout=120)
     assert r.status_code == 400, r.text
     assert field in r.text

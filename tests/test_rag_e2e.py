@@ -144,12 +144,14 @@ def test_unknown_repo_or_other_commit_is_not_indexed_not_none(rag_proxy, fake_up
     assert f"'no-such-repo-{marker}' has no index" in context_block(messages)
     assert services.wait_for(lambda: f"no code index named 'no-such-repo-{marker}'" in rag_proxy.log(), timeout=30)
     line = next(ln for ln in rag_proxy.log().splitlines() if f"'no-such-repo-{marker}'" in ln)
-    assert "x-carrot-rag" in line and "rag-indexer code PATH --repo NAME" in line
+    assert "x-carrot-rag: not-indexed" in line and f"rag-indexer code PATH --repo no-such-repo-{marker}`" in line
     raw, messages = ask(rag_proxy, fake_upstream, marker + "b", "rag-code", "How is the delay computed?",
                         refs=f"{code_repo['name']}@{'0' * 40}")
     assert raw.headers["x-carrot-rag"] == "not-indexed"
-    assert services.wait_for(lambda: f"holds commit {code_repo['sha'][:12]}, not {'0' * 40}" in rag_proxy.log(),
-                             timeout=30)
+    assert f"'{code_repo['name']}' has no index (or not at the requested commit)" in context_block(messages)
+    assert services.wait_for(lambda: f"holds commit {code_repo['sha'][:12]}, not {'0' * 40}; index that commit "
+                             f"with `rag-indexer code PATH --repo {code_repo['name']} --ref {'0' * 40}`"
+                             in rag_proxy.log(), timeout=30)
 
 
 def test_rag_doc_injects_numbered_citations_with_source_and_heading(rag_proxy, fake_upstream, marker, doc_collection):
@@ -225,6 +227,7 @@ def test_misspelt_question_finds_the_passage_and_near_copies_do_not_fill_every_s
 
 
 KEYS = {"repo-key": "sk-carrot-repos-" + uuid.uuid4().hex, "plain-key": "sk-carrot-plain-" + uuid.uuid4().hex}
+NEVER_INDEXED = f"never-indexed-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,7 @@ def key_clients(rag_proxy, code_repo):
     """Two static keys: one whose metadata names the repo and one never indexed (`carrot_repos`), one without."""
     path = rag_proxy.policy_dir / "keys.yaml"
     original = path.read_text()
-    meta = {"repo-key": {"carrot_repos": [code_repo["name"], "never-indexed"]}, "plain-key": {}}
+    meta = {"repo-key": {"carrot_repos": [code_repo["name"], NEVER_INDEXED]}, "plain-key": {}}
     path.write_text(yaml.safe_dump({"keys": [
         {"sha256": hashlib.sha256(k.encode()).hexdigest(), "tenant": f"team-{t}", "metadata": meta[t]}
         for t, k in KEYS.items()]}))
@@ -264,7 +267,7 @@ def test_header_less_rag_code_searches_the_keys_repos(rag_proxy, key_clients, fa
                            "How does the expo wait generator compute the exponential backoff delay?")
     assert raw.headers["x-carrot-rag"] == "injected:3"  # from the indexed one of the two
     assert f"{code_repo['name']}@{code_repo['sha']} backoff/_wait_gen.py:" in context_block(messages)
-    assert services.wait_for(lambda: "no code index named 'never-indexed'" in rag_proxy.log(), timeout=30)
+    assert services.wait_for(lambda: f"no code index named '{NEVER_INDEXED}'" in rag_proxy.log(), timeout=30)
 
 
 def test_no_repo_selected_is_no_repo_not_none_and_the_log_says_how_to_fix_it(

@@ -88,7 +88,7 @@ def test_a_stalled_store_queues_retrieving_requests_only(monkeypatch):
     def stalled(queries):
         ran_on.add(threading.current_thread().name)
         gate.wait(30)
-        return []
+        return [[] for _ in queries]  # nothing found, one list per query
 
     monkeypatch.setattr(eng, "search", stalled)
     monkeypatch.setattr(rag, "_engine", eng)

@@ -267,21 +267,24 @@ def agent_stream(proxy, which: str, marker: str, task: str) -> tuple[httpx.Respo
 def test_cut_agent_stream_ends_in_an_error_event_naming_the_upstream(proxy, fake_upstream, marker, which):
     """Claude Code (Messages) and Codex (Responses) see a cut answer as failed, never as complete: the stream
     ends properly in the endpoint's own error event (Messages' connection used to be dropped)."""
-    fake_upstream.script(Reply(content="word " * 100, chunk_chars=8, cut_after=30, match=marker))
+    secret = planted_secret(marker)
+    fake_upstream.script(Reply(content=f"AWS_ACCESS_KEY_ID={secret} then " + "word " * 100, chunk_chars=8,
+                               cut_after=30, match=marker))
     r, events = agent_stream(proxy, which, marker, "editor")  # ds-coder-6.7b: no fallback
     assert r.status_code == 200 and events, r.text[-500:]
     name, last = events[-1]
     error = last["error"] if which == "messages" else last["response"]["error"]
     assert (name, last["type"]) == (("error", "error") if which == "messages" else ("response.failed",) * 2), last
     assert "ds-coder-6.7b broke off mid-stream" in error["message"] and fake_upstream.url in error["message"], last
-    assert last.get("carrot_guardrails") == "none", last
+    assert last.get("carrot_guardrails") == "secrets:redact" and secret not in r.text, last  # redacted before the cut
     assert not any(e.get("type") in ("message_stop", "response.completed") for _, e in events)
     assert "word word" in r.text  # text had reached the client before the cut
     call = r.headers["x-litellm-call-id"]
     assert wait_for(lambda: any(f'"call_id": "{call}"' in ln and '"event": "request"' in ln
                                 for ln in proxy.log().splitlines()), timeout=30)
     logged = [json.loads(ln) for ln in proxy.log().splitlines() if f'"call_id": "{call}"' in ln]
-    assert [rec["status"] for rec in logged if rec["event"] == "request"] == ["error"], logged
+    [request] = [rec for rec in logged if rec["event"] == "request"]
+    assert request["status"] == "error" and [g["action"] for g in request["guardrails"]] == ["redact"], request
     _, events = agent_stream(proxy, which, marker, "editor")  # the cut answer was not cached: asked anew
     assert events[-1][1]["type"] in ("message_stop", "response.completed") and len(fake_upstream.find(marker)) == 2
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,6 +51,9 @@ def _put(obj, key, value) -> None:
         obj[key] = value
     else:
         setattr(obj, key, value)
+
+
+log = logging.getLogger("carrot.guardrails")
 
 
 # --- Anthropic Messages --------------------------------------------------------------------------
@@ -166,6 +170,7 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
     response, which dropped the connection); what the holdback still holds is not released."""
     blocks = _AnthropicBlocks(checks)
     buffer = b""
+    ended = False  # message_stop went out: the answer is complete
     try:
         async for chunk in stream:
             if isinstance(chunk, dict):  # an already parsed event
@@ -177,12 +182,17 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
                 if not raw.strip():
                     continue
                 event, data = _parse_frame(raw)
+                ended = ended or event == "message_stop"
                 for out in blocks.frames(event, data, raw + b"\n\n"):
                     yield out
     except Exception as e:  # noqa: BLE001 - the client gets the error in the stream's own format
+        if ended:
+            log.warning("the upstream failed after a complete answer (ignored): %s", e)
+            return
+        verdicts = checks.summary()  # recorded before the failure's request-log line is written
         status, message = await checks.failure(e)
         yield _frame("error", {"type": "error", "error": {"type": _ANTHROPIC_ERRORS.get(status, "api_error"),
-                                                          "message": message}, "carrot_guardrails": checks.summary()})
+                                                          "message": message}, "carrot_guardrails": verdicts})
         return
     if buffer.strip():
         event, data = _parse_frame(buffer)
@@ -219,6 +229,9 @@ def check_anthropic_message(message, checks: OutputChecks):
 
 
 # --- OpenAI Responses ----------------------------------------------------------------------------
+
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
 
 class _ResponsesState:
     def __init__(self, checks: OutputChecks):
@@ -316,7 +329,7 @@ class _ResponsesState:
             if item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
-        if kind in ("response.completed", "response.incomplete", "response.failed"):
+        if kind in _TERMINAL:
             response = _get(event, "response")
             output = _get(response, "output") if response is not None else None
             if isinstance(output, list):
@@ -332,8 +345,7 @@ class _ResponsesState:
         response = self.response
         base = response.model_dump(mode="json") if hasattr(response, "model_dump") else dict(response or {})
         error = {"code": "rate_limit_exceeded" if status == 429 else "server_error", "message": message}
-        return {"type": "response.failed", "carrot_guardrails": self.checks.summary(),
-                "response": {**base, "status": "failed", "output": [], "error": error}}
+        return {"type": "response.failed", "response": {**base, "status": "failed", "output": [], "error": error}}
 
     def _text_blocked(self) -> bool:
         """A block rule hit a text of this answer, finished or still streaming (the bridge may send a call's
@@ -430,16 +442,22 @@ async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -
     mid-answer ends it in `response.failed` naming the upstream, with the verdicts."""
     state = _ResponsesState(checks)
     seq = None
+    ended = False  # a terminal event went out
     try:
         async for event in stream:
             for out in state.events(event):
                 if _get(out, "sequence_number") is not None:  # held, re-cut and added events: numbered as sent
                     seq = _get(out, "sequence_number") if seq is None else seq + 1
                     _put(out, "sequence_number", seq)
+                ended = ended or _get(out, "type") in _TERMINAL
                 yield out
     except Exception as e:  # noqa: BLE001 - as the bridge's own `response.failed`, with our message and verdicts
+        if ended:
+            log.warning("the upstream failed after a complete answer (ignored): %s", e)
+            return
+        verdicts = checks.summary()  # recorded before the failure's request-log line is written
         failed = state.failed(*await checks.failure(e))
-        failed["sequence_number"] = 0 if seq is None else seq + 1
+        failed.update(sequence_number=0 if seq is None else seq + 1, carrot_guardrails=verdicts)
         yield failed
 
 

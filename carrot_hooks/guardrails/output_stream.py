@@ -9,13 +9,14 @@ A FIM stream the upstream ended without a finish reason ends in an error, as cha
 from __future__ import annotations
 
 import copy
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .. import litellm_compat as compat
 from ..context import RequestContext
 from ..errors import http_status
-from ..upstream import StreamCut, as_gateway_error
+from ..upstream import StreamCut
 from . import tool_calls
 from .answers import Scan, filter_text, flag_note, notice, set_text, text_chunk
 from .event_streams import (
@@ -25,6 +26,8 @@ from .event_streams import (
 )
 from .metrics import record_output
 from .stream import StreamFilter
+
+log = logging.getLogger("carrot.guardrails")
 
 # chat delta fields besides `content` that carry the model's own text, each held back and checked alike
 SIDE_TEXTS = ("reasoning_content", "refusal")
@@ -51,7 +54,7 @@ class OutputStream:
 
     def __init__(self, ctx: RequestContext | None, scan: Scan, restore: Callable[[str], str],
                  keywords: tuple[str, ...], settings, secret_ids: frozenset[str], context: int = 0,
-                 report: Callable[[Exception], Awaitable[None]] | None = None):
+                 report: Callable[[Exception], Awaitable[Exception | None]] | None = None):
         self.ctx, self.scan, self._restore, self.context, self.report = ctx, scan, restore, context, report
         self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
         self.filters: dict[int, StreamFilter] = {}
@@ -167,10 +170,12 @@ class OutputStream:
             return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
         async def failure(e: Exception) -> tuple[int, str]:
-            if self.report is not None:
-                await self.report(e)
-            mapped = as_gateway_error(e, ctx.model_alias) if ctx is not None else None
-            return (mapped.status_code, mapped.message) if mapped else (http_status(e), str(e))
+            answered = e
+            try:
+                answered = (await self.report(e) if self.report is not None else None) or e
+            except Exception as report_error:  # noqa: BLE001 - the client still gets the error event
+                log.error("reporting a failed stream failed: %s", report_error)
+            return http_status(answered), getattr(answered, "message", None) or str(answered)
 
         ctx = self.ctx
         return OutputChecks(lambda: self.filter(next(counter)), check_arguments, check_whole, self.notes, failure,
