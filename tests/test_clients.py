@@ -299,19 +299,25 @@ def test_agent_never_runs_a_tool_call_a_block_rule_hit(proxy, fake_upstream, mar
 @pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn", "llm"])  # aider runs --no-stream here
 def test_an_answer_the_upstream_cuts_mid_stream_is_an_error_in_the_client(proxy, fake_upstream, marker, tmp_path,
                                                                           command):
-    """The upstream breaks off every answer after some text (ds-coder-6.7b, the editor task: no fallback): each
-    real client reports the gateway's error (naming the model and the cut) and fails, through Responses
-    (Codex), Messages (Claude Code; its connection used to be dropped mid-body) and chat alike."""
+    """The upstream breaks off every streamed answer after some text (ds-coder-6.7b, the editor task: no
+    fallback): each real client takes it as an error, never as the answer, through Responses (Codex), Messages
+    (Claude Code; its connection used to be dropped mid-body) and chat alike. Claude Code asks again without
+    streaming (its own fallback), which the fake answers whole; the others fail showing the gateway's error."""
     work = tmp_path / "work"
     work.mkdir()
     env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}",
                              model="carrot-editor")
-    fake_upstream.script(Reply(match=marker, content="word " * 200, chunk_chars=8, cut_after=30, times=0))
+    answer = " ".join(f"w{i}" for i in range(200))
+    fake_upstream.script(Reply(match=marker, content=answer, chunk_chars=8, cut_after=30, times=0))
     proc = clients.run(command, args, env, work, timeout=240)
     out = proc.stdout + proc.stderr
-    assert fake_upstream.find(marker), out[-3000:]
+    streamed = [r.json.get("stream") for r in fake_upstream.find(marker)]
+    if command == "claude":
+        assert streamed == [True, False] and proc.returncode == 0 and answer in proc.stdout, (streamed, out[-3000:])
+        return
+    assert streamed and all(streamed), streamed
     assert "broke off mid-stream" in out and "ds-coder-6.7b" in out, out[-3000:]
-    assert proc.returncode != 0, out[-3000:]
+    assert proc.returncode != 0 and "w199" not in out, out[-3000:]
 
 
 REFACTOR_PACK = load_pack(ROOT / "prompts" / "refactor_hook@v1.md").body.splitlines()[0]
