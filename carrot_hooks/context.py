@@ -45,6 +45,7 @@ class RequestContext:
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
+    fim_twins: dict[str, str] | None = None  # a /v1/completions request: the routing policy's FIM twin per alias
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)
     held_tools: dict = field(default_factory=dict)  # tool fields taken out for a model that cannot call tools,
@@ -68,13 +69,18 @@ class RequestContext:
         self.authored.add(message["content"])
         return message
 
-    def reroute(self, data: dict, alias: str, tools_capable: bool) -> None:
+    def reroute(self, data: dict, alias: str, tools_capable: bool) -> bool:
         """Send the request to `alias` instead (a guardrail's escalation); tools held back for the first model
-        go with it when it can call them."""
-        data["model"] = self.model_alias = alias
+        go with it when it can call them. A /v1/completions request goes to the alias's FIM twin: False
+        (nothing changed) when it has none."""
+        if self.fim_twins is not None and alias not in self.fim_twins:
+            return False
+        data["model"] = self.fim_twins[alias] if self.fim_twins is not None else alias
+        self.model_alias = alias
         if self.tools == "dropped" and self.held_tools.get("tools") and tools_capable:
             data.update(self.held_tools)
             self.tools, self.tools_dropped = "sent", self.held_unchecked
+        return True
 
     def guardrail_summary(self) -> str:
         """`name:action` pairs for the `x-carrot-guardrails` header ("none" when nothing fired)."""

@@ -274,6 +274,7 @@ class CarrotGateway(CustomLogger):
                               else call.ctx.model_alias)
         if call.call_type in TEXT_CALLS:
             call.ctx.fim_format = fim.split_sentinels(call.data)
+            call.ctx.fim_twins = dict(call.policy.fim)
         if call.ctx.tools == "dropped":  # held: an escalation to a model that can call tools gives them back,
             held = {f: call.data.pop(f) for f in ("tools", "tool_choice", "parallel_tool_calls") if f in call.data}
             if call.call_type in AGENT_CALLS:  # but never one the guardrails cannot check

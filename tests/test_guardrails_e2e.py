@@ -275,6 +275,20 @@ def test_pii_escalates_per_risk_level(client, fake_upstream, marker):
     assert fake_upstream.find(f"{marker}-high") == []
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_fim_request_pii_would_escalate_to_a_model_without_fim_is_400_naming_the_rule(proxy, fake_upstream, marker,
+                                                                                         stream):
+    """alt-reasoning has no fill-in-the-middle twin: a completion it would get is refused (as a high-risk FIM
+    route is), not sent to it as chat with a stray `suffix` (a stream then ended in a 500)."""
+    r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=60, headers={**proxy.headers(), "X-Risk-Level": "med"},
+                   json={"model": "carrot-editor", "prompt": f"# {marker}: contact {EMAIL}\ndef f():\n",
+                         "suffix": "\nprint(f())\n", "stream": stream})
+    assert r.status_code == 400, r.text
+    assert "pii-escalation" in r.text and "alt-reasoning" in r.text and EMAIL not in r.text, r.text
+    assert r.headers["x-carrot-guardrails"] == "pii:redact,pii:block", r.headers
+    assert fake_upstream.find(marker) == []
+
+
 def test_pii_escalation_to_a_tool_capable_model_gives_the_held_tools_back(client, fake_upstream, marker):
     """Routed first to a model that cannot call tools (tools held back), rerouted by PII at med risk to
     alt-reasoning, which can: the tools go with the request, as when alt-reasoning is asked for directly."""

@@ -74,10 +74,15 @@ class PiiGuardrail(CarrotGuardrail):
             )
         if risk.escalate_on_pii and risk.escalate_on_pii.startswith("reroute:"):
             alias = risk.escalate_on_pii.split(":", 1)[1]
-            if ctx is not None:
-                ctx.reroute(data, alias, tools_capable(alias))
-            else:
+            if ctx is None:
                 data["model"] = alias
+            elif not ctx.reroute(data, alias, tools_capable(alias)):
+                record(ctx, Verdict("pii", "block", f"PII at this risk level goes to {alias}, which has no "
+                                    "fill-in-the-middle deployment", ("pii-escalation",)))
+                raise GatewayError(400, f"Request contains PII ({summary}) at risk level {level}: it goes to {alias} "
+                                   "(rule pii-escalation), which has no fill-in-the-middle deployment "
+                                   "(policy/routing.yaml: fim); use /v1/chat/completions", param="model",
+                                   code="no_fim_deployment")
             record(ctx, Verdict("pii", "escalate", f"PII at this risk level rerouted to {alias}", ("pii-escalation",)))
         return data
 
