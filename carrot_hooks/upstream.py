@@ -44,6 +44,10 @@ ERROR_MAP: tuple[Row, ...] = (
         "Upstream for model {alias} failed ({kind}): {where}"),
     # an upstream 404: the deployment's model is not there (not pulled, wrong tag), ours to fix
     Row((litellm.NotFoundError,), (), 502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
+    # an upstream 401/403 refuses the gateway's own credentials (the client's key was checked already): ours to
+    # fix, not the client's (a 401 would send Claude Code or Codex to log in again)
+    Row((litellm.AuthenticationError, litellm.PermissionDeniedError), (), 502, "upstream_auth",
+        "Upstream for model {alias} refused the gateway's credentials ({kind}): {where}"),
 )
 
 
@@ -94,7 +98,7 @@ def tools_capable(alias: str) -> bool:
 def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
     """Our status for an upstream failure by `ERROR_MAP`; a rate limit is 429 with Retry-After (rpm/tpm
     windows are per minute); client errors and our own errors pass through unchanged (None)."""
-    if isinstance(exc, (litellm.BadRequestError, litellm.AuthenticationError, GatewayError)) or not alias:
+    if isinstance(exc, (litellm.BadRequestError, GatewayError)) or not alias:
         return None
     if isinstance(exc, litellm.RateLimitError):
         retry = str(max(1, 60 - int(time.time()) % 60))

@@ -463,6 +463,10 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
     (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.NotFoundError(message="n", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.RateLimitError(message="r", model="m", llm_provider="openai"), 429, "rate_limited"),
+    (litellm.AuthenticationError(message="a", model="m", llm_provider="openai"), 502, "upstream_auth"),
+    (litellm.PermissionDeniedError(message="p", model="m", llm_provider="openai",
+                                   response=httpx.Response(403, request=httpx.Request("POST", "http://u"))),
+     502, "upstream_auth"),
     (litellm.BadRequestError(message="b", model="m", llm_provider="openai"), None, None),
 ])
 def test_error_map_rows(exc, status, code):

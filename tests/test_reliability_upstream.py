@@ -81,7 +81,7 @@ def test_upstream_error_with_fallback_serves_from_vllm(proxy, fake_upstream, mar
     assert logged() == [("request", "ok"), ("upstream_attempt", "error")]  # one request line, not two
 
 
-@pytest.mark.parametrize("status,expect", [(500, 502), (503, 503)])
+@pytest.mark.parametrize("status,expect", [(500, 502), (503, 503), (401, 502), (403, 502)])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_upstream_error_without_fallback_is_clear(proxy, fake_upstream, marker, status, expect, stream):
     fake_upstream.script(Reply(status=status, match=marker))
