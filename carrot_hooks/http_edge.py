@@ -5,7 +5,8 @@
   body that is not JSON with such a type gets 415 naming the header.
 - A body over the routing policy's `max_body_bytes` gets 413 before it is read (Content-Length) or as
   soon as a chunked upload passes the limit, and before authentication: nothing is buffered or parsed.
-  A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body).
+  A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body); one holding NaN or
+  Infinity (not JSON; a 500 from inside LiteLLM on /v1/responses, a 502 on /v1/completions) gets 400 naming it.
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
@@ -126,6 +127,9 @@ class HttpEdge:
         except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
             return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
                                 "JSON encoded as UTF-8", "body")
+        if (b"NaN" in body or b"Infinity" in body) and (constant := _non_finite(body)):
+            return await _error(send, path, 400, f"Request body holds {constant}, which JSON does not have (a 500 "
+                                "from inside LiteLLM on some endpoints): send a finite number", "body")
         if path.endswith("/completions") and not path.endswith("/chat/completions") and b'"metadata"' in body:
             body = _completion_metadata(body)
             if body is None:
@@ -180,6 +184,21 @@ class HttpEdge:
             await send({"type": "http.response.body", "body": body})
 
         return filtered
+
+
+def _non_finite(body: bytes) -> str | None:
+    """The first NaN / Infinity / -Infinity literal of a JSON body (Python's parser takes them), else None."""
+    found: list[str] = []
+
+    def constant(name: str) -> float:
+        found.append(name)
+        return 0.0
+
+    try:
+        json.loads(body, parse_constant=constant)
+    except ValueError:
+        return None  # not JSON: LiteLLM's own error
+    return found[0] if found else None
 
 
 def _completion_metadata(body: bytes) -> bytes | None:

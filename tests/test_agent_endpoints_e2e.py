@@ -396,6 +396,13 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
     ("/v1/responses", {"instructions": 5, "input": "hi"}, "instructions"),
     ("/v1/responses", {"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": "c1",
                                   "name": "run", "arguments": "ls -la"}]}, "input[1].arguments"),
+    *[("/v1/responses", {"input": [{"role": "user", "content": "hi"}, {"type": "function_call", "call_id": "c1",
+                                   "arguments": "{}", **name}]}, "input[1].name") for name in ({}, {"name": ""},
+                                                                                            {"name": 5})],
+    *[("/v1/messages", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "input": {}, **name}]}, {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "hi"}]}]}, "messages[1].content[0].name")
+      for name in ({"name": 5}, {"name": None}, {"name": ""}, {"name": ["a"]})],
     ("/v1/responses", {"input": [{"role": "user", "content": "hi"}, {"type": "function_call_output", "call_id": "c1",
                                   "output": [{"type": "input_image", "image_url": "x"}]}]}, "input[1].output[0]"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "weird", "text": "hi"}]}]},

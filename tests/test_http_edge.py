@@ -45,6 +45,31 @@ def test_a_form_body_that_is_not_json_is_415_naming_the_header(proxy, fake_upstr
     assert fake_upstream.find(marker) == []
 
 
+NON_FINITE_BODIES = {  # endpoint → body with a {value} placeholder for the bad number
+    "/v1/chat/completions": '{{"model": "carrot-chat", "temperature": {value}, "messages": [{{"role": "user", '
+                            '"content": "q {marker} NaN Infinity"}}]}}',
+    "/v1/completions": '{{"model": "carrot-editor", "temperature": {value}, "prompt": "# {marker}", "suffix": "x"}}',
+    "/v1/responses": '{{"model": "carrot-chat", "top_p": {value}, "input": "q {marker}"}}',
+    "/v1/messages": '{{"model": "carrot-chat", "max_tokens": 20, "temperature": {value}, "messages": [{{"role": '
+                    '"user", "content": "q {marker}"}}]}}',
+}
+
+
+@pytest.mark.parametrize("path", sorted(NON_FINITE_BODIES))
+def test_a_body_holding_nan_or_infinity_is_400_naming_it(proxy, fake_upstream, marker, path):
+    """Not JSON, though Python reads it: it was a 500 on /v1/responses and a 502 blaming the upstream on
+    /v1/completions. The words in a string are text, not numbers."""
+    headers = {**proxy.headers(), "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    for value in ("NaN", "Infinity", "-Infinity"):
+        body = NON_FINITE_BODIES[path].format(value=value, marker=marker)
+        r = httpx.post(f"{proxy.base_url}{path}", content=body, headers=headers, timeout=60)
+        assert r.status_code == 400 and f"holds {value}" in r.text, r.text
+    assert fake_upstream.find(marker) == []
+    fine = httpx.post(f"{proxy.base_url}{path}", headers=headers, timeout=60,
+                      content=NON_FINITE_BODIES[path].format(value="0.5", marker=marker))
+    assert fine.status_code == 200 and len(fake_upstream.find(marker)) == 1, fine.text
+
+
 @pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
 def test_metrics_answer_without_a_redirect(proxy, path):
     r = httpx.get(f"{proxy.base_url}{path}", timeout=30)
