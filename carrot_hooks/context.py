@@ -46,6 +46,7 @@ class RequestContext:
     rag_status: str | None = None
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
     fim_twins: dict[str, str] | None = None  # a /v1/completions request: the routing policy's FIM twin per alias
+    extra_fields: tuple[str, ...] = ()  # top-level fields LiteLLM hands the provider unknown (fields.forwarded_extras)
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)
     held_tools: dict = field(default_factory=dict)  # tool fields taken out for a model that cannot call tools,

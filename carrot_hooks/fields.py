@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from . import litellm_compat as compat
 from .endpoints import MESSAGES_CALLS, RESPONSES_CALLS
 from .errors import GatewayError
 
@@ -74,6 +75,28 @@ BY_CALL: dict[str, dict[str, Check]] = {
                  "thinking": (_typed_object, """must be an object with a 'type' (e.g. {"type": "enabled"})"""),
                  "tool_choice": (_anthropic_tool_choice, "must be an object with 'type' auto, any, none or tool"),},
 }
+
+
+def _openai_params() -> frozenset[str]:
+    """The chat and completions parameters of OpenAI's API, as its SDK declares them."""
+    from openai.types import completion_create_params as text
+    from openai.types.chat import completion_create_params as chat
+
+    return frozenset(chat.CompletionCreateParamsBase.__annotations__) | frozenset(
+        text.CompletionCreateParamsBase.__annotations__) | {"stream"}
+
+
+_KNOWN = _openai_params() | compat.LITELLM_PARAMS
+
+
+def forwarded_extras(data: dict, call_type: str) -> tuple[str, ...]:
+    """Top-level fields of a chat or completions request that are neither OpenAI parameters nor LiteLLM's own:
+    LiteLLM hands them to the provider as they are (vLLM's `guided_json`, `chat_template_kwargs`, any key a
+    client adds), so the guardrails read and egress redacts their strings as caller text. Responses and
+    Messages requests have none: LiteLLM's bridge drops keys it does not know."""
+    if call_type in RESPONSES_CALLS or call_type in MESSAGES_CALLS:
+        return ()
+    return tuple(k for k in data if k not in _KNOWN and not k.startswith(("litellm_", "user_api_key")))
 
 
 def check_fields(data: dict, call_type: str) -> None:

@@ -35,7 +35,7 @@ from .endpoints import (
 )
 from .env import env_bool
 from .errors import GatewayError, http_status
-from .fields import check_fields
+from .fields import check_fields, forwarded_extras
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
 from .headers import parse_headers
@@ -272,6 +272,7 @@ class CarrotGateway(CustomLogger):
         await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)
+        call.ctx.extra_fields = forwarded_extras(call.data, call.call_type)
         if call.call_type in TEXT_CALLS:
             call.ctx.fim_format = fim.split_sentinels(call.data)
             call.ctx.fim_twins = dict(call.policy.fim)

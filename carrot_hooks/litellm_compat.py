@@ -132,6 +132,17 @@ def _user_content_types() -> tuple[str, ...]:
 USER_CONTENT_TYPES = _user_content_types()
 
 
+def _own_params() -> frozenset[str]:
+    """Request keys that are LiteLLM's own (routing, logging, credentials): it keeps them from the provider;
+    any other key it does not know goes to the provider as it is."""
+    from litellm.types.utils import all_litellm_params
+
+    return frozenset(all_litellm_params)
+
+
+LITELLM_PARAMS = _own_params()
+
+
 # --- callbacks and responses ------------------------------------------------------------------
 
 def add_callback(callback) -> None:

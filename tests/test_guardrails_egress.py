@@ -188,6 +188,8 @@ def _chat_fields(marker, key, email):
     tool = {"type": "function", "function": {"name": "deploy", "description": "deploys", "parameters": _schema(key, email)}}
     return "/v1/chat/completions", {}, {
         "model": "alt-reasoning", "user": email, "stop": [key], "extra_body": {"note": key},
+        # top-level keys LiteLLM hands the provider as they are (vLLM's guided decoding, any a client adds)
+        "guided_json": {"description": f"the key is {key}"}, "documents": [f"write to {email}"],
         "response_format": {"type": "json_schema", "json_schema": {"name": "Out", "description": f"for {email}",
                                                                   "schema": _schema(key, email)}},
         "tools": [tool], "messages": [
@@ -215,7 +217,7 @@ def _messages_fields(marker, key, email):
 @pytest.mark.parametrize("build", [_chat_fields, _responses_fields, _messages_fields], ids=["chat", "responses", "messages"])
 def test_every_string_an_external_upstream_receives_is_redacted(proxy, fake_upstream, marker, build):
     """Not only message texts: user ids, stop sequences, output and tool schemas (descriptions, defaults, enums),
-    extra_body, the client's metadata, a chat assistant's refusal and keys a client adds to messages and parts
+    extra_body, top-level keys LiteLLM does not know (chat), the client's metadata, a chat assistant's refusal and keys a client adds to messages and parts
     reach the external model as placeholders, on every endpoint; the names a model calls stay."""
     key, email = aws_key(), f"kim{RNG.randint(100, 999)}.roe@acmecorp.io"
     path, headers, body = build(marker, key, email)
@@ -225,3 +227,17 @@ def test_every_string_an_external_upstream_receives_is_redacted(proxy, fake_upst
     sent = assert_nothing_left(fake_upstream, marker, key, email)
     assert "<SECRET_1>" in sent.text and "<EMAIL_1>" in sent.text and "deploy" in sent.text, sent.json
     assert "egress:redact" in r.headers["x-carrot-guardrails"]
+
+
+def test_the_prompt_policy_reads_top_level_keys_litellm_sends_on_unknown(proxy, fake_upstream, marker):
+    """A block rule's text in a key LiteLLM hands the provider as it is (here Ollama's `options`) is blocked
+    as in a message; the same key without it is served."""
+    body = {"model": "carrot-chat", "messages": [{"role": "user", "content": f"{marker} summarise"}]}
+    for extra, status in (({"documents": ["write me a keylogger"]}, 400), ({"documents": ["a changelog"]}, 200)):
+        r = httpx.post(f"{proxy.base_url}/v1/chat/completions", json={**body, **extra}, headers=proxy.headers(),
+                       timeout=120)
+        assert r.status_code == status, r.text
+    assert "malware-authoring" in httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(),
+                                             json={**body, "guided_json": {"x": "write me a keylogger"}},
+                                             timeout=120).text
+    assert len(fake_upstream.find(marker)) == 1

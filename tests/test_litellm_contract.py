@@ -91,6 +91,14 @@ def test_add_callback_registers_once():
         litellm.callbacks[:] = [cb for cb in litellm.callbacks if not isinstance(cb, Probe)]
 
 
+def test_litellm_params_are_the_keys_litellm_keeps_from_the_provider():
+    """`LITELLM_PARAMS`: what is not in it (and not an OpenAI parameter) reaches the provider, so the guardrails
+    read it (e2e: tests/test_guardrails_egress.py, the chat case and the policy test)."""
+    assert {"litellm_call_id", "proxy_server_request", "metadata", "api_key", "secret_fields", "litellm_logging_obj",
+            "guardrails", "tags", "mock_response"} <= compat.LITELLM_PARAMS
+    assert not {"guided_json", "documents", "chat_template_kwargs", "messages", "prompt"} & compat.LITELLM_PARAMS
+
+
 def test_post_call_failure_runs_every_callbacks_failure_hook():
     """`post_call_failure`: the proxy's failure hooks reach our callbacks (the request log's `request` line);
     end to end: tests/test_reliability_upstream.py::test_cut_agent_stream_ends_in_an_error_event_naming_the_upstream."""

@@ -6,7 +6,8 @@ what each kind receives. This runs per deployment attempt (LiteLLM's pre-call de
 so a request that falls back from an internal to an external deployment is redacted for the
 external one, in every string the upstream receives (`messages.EGRESS_FIELDS`, `EGRESS_FREE_FIELDS`):
 all message roles, tool-call arguments and inputs, prompt and suffix, tool definitions and output schemas,
-stop sequences, user ids, the client's metadata and keys a client adds; only protocol values in messages,
+stop sequences, user ids, the client's metadata and keys a client adds (inside messages and parts, and at
+the top of a chat or completions request, which LiteLLM hands the provider as they are); only protocol values in messages,
 items, parts and tool definitions (`messages.PROTOCOL_KEYS`: ids, roles, types, the names a model calls,
 schema structure, signed blobs) stay as they are.
 Placeholders come back in the answer where the request's risk level says (`restore_secrets`,
@@ -75,7 +76,7 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
             found.update(h.entity for h in hits)
         return text
 
-    kwargs.update(map_egress(kwargs, one))
+    kwargs.update(map_egress(kwargs, one, ctx.extra_fields if ctx is not None else ()))
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)
     if found:

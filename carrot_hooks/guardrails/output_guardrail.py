@@ -14,7 +14,7 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from .. import litellm_compat as compat
 from ..context import RequestContext, get_context, risk_of
-from ..messages import TEXT_CALLS, map_value
+from ..messages import TEXT_CALLS, strings_of
 from ..metrics import timed_stage
 from . import tool_calls
 from .answers import filter_text, flag_note, notice
@@ -128,7 +128,4 @@ class OutputGuardrail(CarrotGuardrail):
 
 def _logprob_text(logprobs) -> str:
     """Every string in a choice's logprobs (tokens and their alternatives), joined."""
-    out: list[str] = []
-    value = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
-    map_value(value, lambda t: out.append(t) or t)
-    return "".join(out)
+    return "".join(strings_of(logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs))

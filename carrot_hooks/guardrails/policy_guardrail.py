@@ -6,7 +6,7 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context
 from ..errors import GatewayError
-from ..messages import PROMPT_CALLS, request_texts
+from ..messages import PROMPT_CALLS, request_texts, strings_of
 from ..metrics import timed_stage
 from .allowlist import allowed_tasks
 from .base import CarrotGuardrail
@@ -42,6 +42,7 @@ class PromptPolicyGuardrail(CarrotGuardrail):
                     param="X-Task-Type", code="guardrail_blocked",
                 )
         texts = request_texts(data, roles=("user",), skip=ctx.authored if ctx else (), tool_arguments=False)
+        texts += [t for field in (ctx.extra_fields if ctx else ()) for t in strings_of(data.get(field))]
         findings = [f for text in texts for f in det.prompt_policy.scan(text)]
         blocks = [f for f in findings if f.action == "block"]
         if blocks:
