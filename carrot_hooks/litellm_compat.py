@@ -152,9 +152,12 @@ def add_callback(callback) -> None:
 
 
 def cache_hit(response, data: dict) -> bool:
-    """Whether LiteLLM served `response` from its cache: in its `_hidden_params`, or for a plain-dict answer
-    (the /v1/messages route) where LiteLLM's caching handler records it, the request's logging object."""
-    hidden = getattr(response, "_hidden_params", None)
+    """Whether LiteLLM served `response` from its cache: in its `_hidden_params`; for a plain-dict answer (the
+    /v1/messages route) where LiteLLM's caching handler records it, the request's logging object; for a
+    streamed Responses answer bridged to chat, in the hidden params of the chat stream under the router's
+    stream wrapper (its own say nothing until the stream ends)."""
+    chat = getattr(getattr(response, "_billing_source", None), "litellm_custom_stream_wrapper", None)
+    hidden = getattr(chat if chat is not None else response, "_hidden_params", None)
     if hidden is not None:
         return bool(hidden.get("cache_hit"))
     details = getattr(data.get("litellm_logging_obj"), "model_call_details", None) or {}

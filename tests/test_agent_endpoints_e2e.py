@@ -451,13 +451,15 @@ def test_a_responses_answer_repeats_the_clients_instructions_not_the_pack(proxy,
     assert CHAT_PACK[:60] not in r.text
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("which", sorted(ENDPOINTS))
-def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, marker, which):
+def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, marker, which, stream):
+    """A streamed Responses replay said `miss` (found by a black-box probe)."""
     fake_upstream.script(Reply(match=marker, content="cached once"))
-    first, second = (post(proxy, which, ENDPOINTS[which][1](marker)) for _ in range(2))
+    first, second = (post(proxy, which, ENDPOINTS[which][1](marker, stream=stream)) for _ in range(2))
     assert (first.status_code, second.status_code) == (200, 200), second.text
     assert (first.headers["x-carrot-cache"], second.headers["x-carrot-cache"]) == ("miss", "hit")
-    assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, False) == "cached once"
+    assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, stream) == "cached once"
 
 
 def test_tools_the_guardrails_cannot_check_are_dropped_and_named(proxy, fake_upstream, marker):

@@ -122,6 +122,28 @@ def test_post_call_failure_runs_every_callbacks_failure_hook():
     assert seen == [("m-1", error)]
 
 
+def test_cache_hit_finds_the_chat_stream_under_a_bridged_responses_stream():
+    """`cache_hit` on a streamed Responses answer: the router's wrapper keeps its source as `_billing_source`, the
+    bridge keeps the chat stream as `litellm_custom_stream_wrapper` (e2e: tests/test_agent_endpoints_e2e.py::
+    test_a_cached_answer_says_hit_on_the_agent_endpoints[responses-stream])."""
+    import inspect
+
+    from litellm.responses.litellm_completion_transformation.streaming_iterator import (
+        LiteLLMCompletionStreamingIterator,
+    )
+    from litellm.router_rust.invoke import streaming
+
+    assert "self._billing_source: object = source_iterator" in inspect.getsource(streaming.wrap_responses_stream)
+    assert "litellm_custom_stream_wrapper" in inspect.signature(LiteLLMCompletionStreamingIterator).parameters
+
+    from types import SimpleNamespace
+
+    chat = SimpleNamespace(_hidden_params={"cache_hit": True})
+    wrapper = SimpleNamespace(_billing_source=SimpleNamespace(litellm_custom_stream_wrapper=chat),
+                              _hidden_params={"cache_hit": None})
+    assert compat.cache_hit(wrapper, {})
+
+
 def test_cache_hit_reads_hidden_params_or_the_logging_object():
     response = ModelResponse()
     assert compat.cache_hit(response, {}) is False
