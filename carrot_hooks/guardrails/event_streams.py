@@ -90,13 +90,20 @@ class _AnthropicBlocks:
         self.tool: dict[int, list[str]] = {}
         self.tool_start: dict[int, dict] = {}  # a tool_use block's start, sent once its input passed
         self.calls = self.blocked = 0
-        self.text_blocked = False  # a block rule hit a text block: later calls are not sent (a whole answer has
-        # only the notice, `check_anthropic_message`)
+        self.text_blocked = False  # a block rule hit a text or thinking block: later blocks are not sent (a whole
+        # answer has only the notice, `check_anthropic_message`; a chat stream ends there)
+        self.dropped: set[int] = set()  # blocks begun after that
 
     def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
         if data is None:
             return [raw]
         index = data.get("index", 0)
+        if event == "content_block_start" and (self.text_blocked or any(g.blocked for g in self.text.values())):
+            self.dropped.add(index)
+            self.blocked += (data.get("content_block") or {}).get("type") == "tool_use"
+            return []
+        if index in self.dropped and event in ("content_block_delta", "content_block_stop"):
+            return []
         if event == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") in _TEXT_BLOCKS:
@@ -127,7 +134,7 @@ class _AnthropicBlocks:
                 out = self._text(index, f.finish() + self.checks.closing_note(f))
                 self.text_blocked = self.text_blocked or bool(f.blocked)
             elif index in self.tool and (self.text_blocked or any(g.blocked for g in self.text.values())):
-                # the notice stands for the whole answer
+                # begun before the block rule hit: the notice stands for the whole answer
                 del self.tool[index], self.tool_start[index]
                 self.blocked += 1
                 return []
@@ -265,6 +272,9 @@ class _ResponsesState:
         family = _family(kind)
         if family is not None and kind.endswith(".delta"):
             key = self._key(event, family)
+            if key not in self.text and self._text_blocked():  # begun after a block rule hit: not sent
+                self.released.setdefault(key, "")
+                return []
             f = self.text.setdefault(key, self.checks.new_filter())
             self.template.setdefault(key, copy.deepcopy(event))
             return self._emit_text(key, f.feed(_get(event, "delta") or ""))
