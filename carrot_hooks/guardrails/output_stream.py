@@ -150,6 +150,8 @@ class OutputStream:
                 f.blocked = f.blocked or tuple(r for g in sides for r in g.blocked)
                 if delta is not None:
                     delta.tool_calls = None
+                else:  # inserted code gets nothing more, as a whole FIM answer gets "" (no placeholder in code)
+                    out = ""
         set_text(choice, out)
         send = bool(out) or side or bool(choice.finish_reason) or (delta is not None and any(
             getattr(delta, field, None) for field in ("role", "tool_calls", "thinking_blocks", "reasoning_items")))
