@@ -275,6 +275,16 @@ def test_pii_escalates_per_risk_level(client, fake_upstream, marker):
     assert fake_upstream.find(f"{marker}-high") == []
 
 
+def test_pii_in_a_top_level_key_litellm_hands_the_provider_is_found_and_escalates(client, fake_upstream, marker):
+    """A key LiteLLM sends on unknown (here `documents`) is caller text: PII in it alone escalates at med risk,
+    and it leaves redacted."""
+    raw, *_ = ask(client, marker, "summarise the documents", headers={"X-Risk-Level": "med"},
+                  extra_body={"documents": [f"reach me at {EMAIL}"]})
+    [up] = fake_upstream.find(marker)
+    assert raw.headers["x-carrot-model"] == "alt-reasoning" and "pii:escalate" in raw.headers["x-carrot-guardrails"]
+    assert EMAIL not in up.text and "<EMAIL_1>" in json.dumps(up.json["documents"]), up.json
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_fim_request_pii_would_escalate_to_a_model_without_fim_is_400_naming_the_rule(proxy, fake_upstream, marker,
                                                                                          stream):

@@ -12,7 +12,13 @@ from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
 from ..errors import GatewayError
-from ..messages import CALLER_ROLES, PROMPT_CALLS, map_request_texts, text_copy
+from ..messages import (
+    CALLER_ROLES,
+    PROMPT_CALLS,
+    map_request_texts,
+    map_value,
+    text_copy,
+)
 from ..metrics import timed_stage
 from ..upstream import tools_capable
 from .base import CarrotGuardrail
@@ -47,7 +53,7 @@ class PiiGuardrail(CarrotGuardrail):
             # a policy edit may rebuild it (in a thread, not timed); else no thread hop
             redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
             redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, redactor, data, placeholders,
-                                       entities, ctx.authored if ctx else ())
+                                       entities, ctx.authored if ctx else (), ctx.extra_fields if ctx else ())
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
             log.error("PII engine failed (%s) for a %s-risk request", reason, level)
@@ -88,8 +94,9 @@ class PiiGuardrail(CarrotGuardrail):
 
 
 def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
-                 authored: Collection[str]) -> dict:
-    """Redacted copies of the request's text fields (applied only when the whole analysis succeeded).
+                 authored: Collection[str], extra: tuple[str, ...] = ()) -> dict:
+    """Redacted copies of the request's text fields and `extra` top-level fields (applied only when the whole
+    analysis succeeded).
     The client's own system prompt is left as written (`noreply@continue.dev` is no one's PII): egress
     redacts every role for an external deployment."""
     redacted = text_copy(data)
@@ -100,4 +107,5 @@ def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Coun
         return out
 
     map_request_texts(redacted, one, skip=authored, roles=CALLER_ROLES)
-    return redacted
+    # top-level keys LiteLLM hands the provider as they are (`fields.forwarded_extras`): caller text too
+    return {**redacted, **{k: map_value(data[k], one) for k in extra if k in data}}
