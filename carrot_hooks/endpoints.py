@@ -102,7 +102,7 @@ def _check_responses_input(items) -> None:
             if item.get("content") is not None:
                 _check_parts(item["content"], f"{where}.content", _RESPONSES_PARTS, "refusal")
         elif kind == "function_call":
-            if not _named(item):
+            if not named(item):
                 raise _malformed(f"{where}.name", "must be a non-empty string")
             if item.get("arguments") is None or (isinstance(item["arguments"], str) and not item["arguments"].strip()):
                 item["arguments"] = "{}"  # a call without parameters, as models record it (Codex replays them)
@@ -114,9 +114,9 @@ def _check_responses_input(items) -> None:
             _check_parts(item.get("output"), f"{where}.output", _RESPONSES_PARTS, "refusal")
 
 
-def _named(call: dict) -> bool:
-    """A tool call names the tool it calls (a nameless one reached the model; a non-string one was a 500)."""
-    return isinstance(call.get("name"), str) and bool(call["name"].strip())
+def named(obj) -> bool:
+    """A tool or tool call with a name (a nameless one reached the model; a non-string one was a 500)."""
+    return isinstance(obj, dict) and isinstance(obj.get("name"), str) and bool(obj["name"].strip())
 
 
 def _check_parts(content, where: str, types: set[str], *text_fields: str) -> None:
@@ -151,7 +151,7 @@ def _check_messages(messages, system) -> None:
                              "final assistant message, a prefill, may be empty)")
         _check_parts(m["content"], f"{where}.content", _MESSAGES_BLOCKS)
         for j, block in enumerate(m["content"] if isinstance(m["content"], list) else []):
-            if block["type"] == "tool_use" and not _named(block):
+            if block["type"] == "tool_use" and not named(block):
                 raise _malformed(f"{where}.content[{j}].name", "must be a non-empty string")
             if block["type"] == "tool_use" and not isinstance(block.get("input"), dict):
                 raise _malformed(f"{where}.content[{j}].input", "must be an object")

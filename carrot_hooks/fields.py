@@ -8,8 +8,9 @@ import math
 from collections.abc import Callable
 
 from . import litellm_compat as compat
-from .endpoints import MESSAGES_CALLS, RESPONSES_CALLS
+from .endpoints import MESSAGES_CALLS, RESPONSES_CALLS, named
 from .errors import GatewayError
+from .messages import EGRESS_FIELDS, EGRESS_FREE_FIELDS
 
 Check = tuple[Callable[[object], bool], str]
 
@@ -31,10 +32,6 @@ def _objects(v) -> bool:
     return isinstance(v, list) and all(isinstance(t, dict) for t in v)
 
 
-def _name(v) -> bool:
-    return isinstance(v, dict) and isinstance(v.get("name"), str) and bool(v["name"])
-
-
 def _tools(named: Callable[[dict], bool]) -> Callable[[object], bool]:
     """A list of tool objects, each the client runs named (a nameless one reached the model); server tools such
     as Anthropic's `mcp_toolset` have none."""
@@ -43,7 +40,7 @@ def _tools(named: Callable[[dict], bool]) -> Callable[[object], bool]:
 
 def _anthropic_tool_choice(v) -> bool:
     return _typed_object(v) and v["type"] in ("auto", "any", "none", "tool") and (
-        v["type"] != "tool" or _name(v))
+        v["type"] != "tool" or named(v))
 
 
 _OBJECT: Check = (lambda v: isinstance(v, dict), "must be an object")
@@ -64,11 +61,11 @@ EVERY_CALL: dict[str, Check] = {
 }
 BY_CALL: dict[str, dict[str, Check]] = {
     "chat": {"response_format": (_typed_object, 'must be an object with a \'type\' (e.g. {"type": "json_object"})'),
-             "tools": (_tools(lambda t: t.get("type") != "function" or _name(t.get("function"))), _TOOLS),
+             "tools": (_tools(lambda t: t.get("type") != "function" or named(t.get("function"))), _TOOLS),
              "tool_choice": _OPENAI_TOOL_CHOICE},
-    "responses": {"tools": (_tools(lambda t: t.get("type") != "function" or _name(t)), _TOOLS),
+    "responses": {"tools": (_tools(lambda t: t.get("type") != "function" or named(t)), _TOOLS),
                   "tool_choice": _OPENAI_TOOL_CHOICE, "text": _OBJECT},
-    "messages": {"tools": (_tools(lambda t: t.get("type", "custom") != "custom" or _name(t)),
+    "messages": {"tools": (_tools(lambda t: t.get("type", "custom") != "custom" or named(t)),
                            "must be a list of tool objects, each custom tool with a non-empty 'name'"),
                  "metadata": (lambda v: isinstance(v, dict) and isinstance(v.get("user_id", ""), str | None),
                               "must be an object whose 'user_id' is a string"),
@@ -86,7 +83,7 @@ def _openai_params() -> frozenset[str]:
         text.CompletionCreateParamsBase.__annotations__) | {"stream"}
 
 
-_KNOWN = _openai_params() | compat.LITELLM_PARAMS
+_KNOWN = _openai_params() | compat.LITELLM_PARAMS | frozenset((*EGRESS_FIELDS, *EGRESS_FREE_FIELDS))
 
 
 def forwarded_extras(data: dict, call_type: str) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from .endpoints import (
     AGENT_CALLS,
     RESPONSES_CALLS,
     has_tools,
+    named,
     put_system,
     refuse_unchecked,
     system_texts,
@@ -118,7 +119,7 @@ def _check_tool_calls(message: dict, field: str) -> None:
             continue  # another kind of tool call (e.g. "custom"): its own shape, passed on as sent
         fn = call.get("function") if isinstance(call, dict) else None
         where = f"{field}[{j}].function"
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        if not named(fn):
             raise GatewayError(400, f"Field '{where}' must be an object with a non-empty 'name'", param=where)
         if fn.get("arguments") is None or (isinstance(fn["arguments"], str) and not fn["arguments"].strip()):
             fn["arguments"] = "{}"

@@ -5,8 +5,9 @@
   body that is not JSON with such a type gets 415 naming the header.
 - A body over the routing policy's `max_body_bytes` gets 413 before it is read (Content-Length) or as
   soon as a chunked upload passes the limit, and before authentication: nothing is buffered or parsed.
-  A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body); one holding NaN or
-  Infinity (not JSON; a 500 from inside LiteLLM on /v1/responses, a 502 on /v1/completions) gets 400 naming it.
+  A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body); one holding NaN, Infinity
+  or a number too large for a float (`1e999`; a 500 from inside LiteLLM on /v1/responses, a 502 on
+  /v1/completions) gets 400 naming it.
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
@@ -20,6 +21,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -29,6 +32,7 @@ from .headers import GATEWAY_HEADERS
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings", "/engines/", "/openai/")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
+_BIG_EXPONENT = re.compile(rb"\d[eE]\+?\d{3}")  # a number that may overflow a float (1e309 and up)
 
 
 class ErrorHeaders:
@@ -127,8 +131,8 @@ class HttpEdge:
         except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
             return await _error(send, path, 400, f"Request body is not valid UTF-8 (byte {e.start}): send the "
                                 "JSON encoded as UTF-8", "body")
-        if (b"NaN" in body or b"Infinity" in body) and (constant := _non_finite(body)):
-            return await _error(send, path, 400, f"Request body holds {constant}, which JSON does not have (a 500 "
+        if (b"NaN" in body or b"Infinity" in body or _BIG_EXPONENT.search(body)) and (number := _non_finite(body)):
+            return await _error(send, path, 400, f"Request body holds {number}, which is not a finite number (a 500 "
                                 "from inside LiteLLM on some endpoints): send a finite number", "body")
         if path.endswith("/completions") and not path.endswith("/chat/completions") and b'"metadata"' in body:
             body = _completion_metadata(body)
@@ -187,17 +191,24 @@ class HttpEdge:
 
 
 def _non_finite(body: bytes) -> str | None:
-    """The first NaN / Infinity / -Infinity literal of a JSON body (Python's parser takes them), else None."""
+    """The first number of a JSON body that is not finite: a NaN / Infinity literal (Python's parser takes them)
+    or one too large for a float (`1e999`), else None."""
     found: list[str] = []
 
     def constant(name: str) -> float:
         found.append(name)
         return 0.0
 
+    def number(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            found.append(text[:40])
+        return value
+
     try:
-        json.loads(body, parse_constant=constant)
-    except ValueError:
-        return None  # not JSON: LiteLLM's own error
+        json.loads(body, parse_constant=constant, parse_float=number)
+    except (ValueError, RecursionError):
+        return None  # not JSON (or nested past the parser): LiteLLM's own error
     return found[0] if found else None
 
 

@@ -132,12 +132,21 @@ def _user_content_types() -> tuple[str, ...]:
 USER_CONTENT_TYPES = _user_content_types()
 
 
+# request keys the proxy itself sets or reads before the hooks (priority, header-derived settings, key controls)
+_PROXY_KEYS = frozenset({"priority", "router_settings_override", "disable_global_guardrails", "disable_fallbacks"})
+
+
 def _own_params() -> frozenset[str]:
-    """Request keys that are LiteLLM's own (routing, logging, credentials): it keeps them from the provider;
-    any other key it does not know goes to the provider as it is."""
+    """Request keys LiteLLM knows (its own routing, logging and credential parameters, the chat parameters and
+    client settings it maps per provider): any other key goes to the provider as it is."""
+    from litellm.constants import (
+        DEFAULT_CHAT_COMPLETION_PARAM_VALUES,
+        OPENAI_CHAT_COMPLETION_PARAMS,
+    )
     from litellm.types.utils import all_litellm_params
 
-    return frozenset(all_litellm_params)
+    return frozenset(all_litellm_params) | frozenset(OPENAI_CHAT_COMPLETION_PARAMS) | frozenset(
+        DEFAULT_CHAT_COMPLETION_PARAM_VALUES) | _PROXY_KEYS
 
 
 LITELLM_PARAMS = _own_params()

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from carrot_hooks import endpoints, messages
+from carrot_hooks.context import RequestContext
 from carrot_hooks.errors import GatewayError
 from carrot_hooks.guardrails.engines import shared_engines
 from carrot_hooks.guardrails.event_streams import (
@@ -454,7 +455,6 @@ def test_a_responses_call_without_arguments_is_replayable_and_a_prefill_may_be_e
 def test_a_responses_answer_repeats_the_clients_own_instructions_even_after_egress_rewrote_ours():
     """LiteLLM echoes the instructions it sent: after egress they hold our pack and context with placeholders,
     which no prefix match recognises; the answer carries what the client sent instead."""
-    from carrot_hooks.context import RequestContext
     from carrot_hooks.guardrails.output_stream import OutputStream
 
     det = shared_engines().detectors()
@@ -567,3 +567,17 @@ def test_a_call_blocked_at_its_arguments_stays_replaced_whatever_its_item_says()
 
     out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
     assert [e["item"]["type"] for e in out if e["type"].startswith("response.output_item")] == ["message", "message"]
+
+
+def test_an_escalated_fim_request_goes_to_the_aliass_twin_or_nowhere():
+    """`RequestContext.reroute`: a /v1/completions request goes to the alias's FIM twin; to an alias without
+    one it is not rerouted (the PII stage then answers 400 naming rule pii-escalation)."""
+    ctx = RequestContext(task_type="editor", risk="med", tenant="t", model_alias="small",
+                         fim_twins={"small": "small-fim", "big": "big-fim"})
+    data = {"model": "small-fim"}
+    assert ctx.reroute(data, "big", tools_capable=False) and (data["model"], ctx.model_alias) == ("big-fim", "big")
+    assert not ctx.reroute(data, "hosted", tools_capable=True)
+    assert (data["model"], ctx.model_alias) == ("big-fim", "big")
+    chat = RequestContext(task_type="chat", risk="med", tenant="t", model_alias="small")
+    data = {"model": "small"}
+    assert chat.reroute(data, "hosted", tools_capable=True) and data["model"] == "hosted"

@@ -230,7 +230,7 @@ def test_every_string_an_external_upstream_receives_is_redacted(proxy, fake_upst
 
 
 def test_the_prompt_policy_reads_top_level_keys_litellm_sends_on_unknown(proxy, fake_upstream, marker):
-    """A block rule's text in a key LiteLLM hands the provider as it is (here Ollama's `options`) is blocked
+    """A block rule's text in a key LiteLLM hands the provider as it is (`documents`, `guided_json`) is blocked
     as in a message; the same key without it is served."""
     body = {"model": "carrot-chat", "messages": [{"role": "user", "content": f"{marker} summarise"}]}
     for extra, status in (({"documents": ["write me a keylogger"]}, 400), ({"documents": ["a changelog"]}, 200)):

@@ -57,10 +57,10 @@ NON_FINITE_BODIES = {  # endpoint → body with a {value} placeholder for the ba
 
 @pytest.mark.parametrize("path", sorted(NON_FINITE_BODIES))
 def test_a_body_holding_nan_or_infinity_is_400_naming_it(proxy, fake_upstream, marker, path):
-    """Not JSON, though Python reads it: it was a 500 on /v1/responses and a 502 blaming the upstream on
-    /v1/completions. The words in a string are text, not numbers."""
+    """Not finite numbers (NaN, Infinity: not JSON, though Python reads them; 1e999 overflows): it was a 500 on
+    /v1/responses and a 502 blaming the upstream on /v1/completions. The words in a string are text."""
     headers = {**proxy.headers(), "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
-    for value in ("NaN", "Infinity", "-Infinity"):
+    for value in ("NaN", "Infinity", "-Infinity", "1e999", "-2.5E+400"):
         body = NON_FINITE_BODIES[path].format(value=value, marker=marker)
         r = httpx.post(f"{proxy.base_url}{path}", content=body, headers=headers, timeout=60)
         assert r.status_code == 400 and f"holds {value}" in r.text, r.text

@@ -95,8 +95,10 @@ def test_litellm_params_are_the_keys_litellm_keeps_from_the_provider():
     """`LITELLM_PARAMS`: what is not in it (and not an OpenAI parameter) reaches the provider, so the guardrails
     read it (e2e: tests/test_guardrails_egress.py, the chat case and the policy test)."""
     assert {"litellm_call_id", "proxy_server_request", "metadata", "api_key", "secret_fields", "litellm_logging_obj",
-            "guardrails", "tags", "mock_response"} <= compat.LITELLM_PARAMS
-    assert not {"guided_json", "documents", "chat_template_kwargs", "messages", "prompt"} & compat.LITELLM_PARAMS
+            "guardrails", "tags", "mock_response",  # LiteLLM's own
+            "timeout", "extra_headers", "drop_params", "organization", "thinking",  # client settings it maps
+            "priority", "router_settings_override", "disable_fallbacks"} <= compat.LITELLM_PARAMS  # the proxy's
+    assert not {"guided_json", "guided_regex", "documents", "chat_template_kwargs"} & compat.LITELLM_PARAMS
 
 
 def test_post_call_failure_runs_every_callbacks_failure_hook():

@@ -284,7 +284,7 @@ class _ResponsesState:
             out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
             self.blocked_text += f.blocked if f is not None else ()
             field = "refusal" if family == "refusal" else "text"
-            released = self.released.get(key)
+            released = self._released(key)
             _put(event, field, released if released is not None else self.checks.check_text(_get(event, field) or ""))
             if _get(event, "logprobs"):
                 _put(event, "logprobs", [])
@@ -323,10 +323,10 @@ class _ResponsesState:
             if _get(item, "type") != "function_call":
                 self._item(item, index)
                 return [event]
-            checked, blocked = self._arguments(index, _get(item, "arguments"))
             opened = self.opened.pop(index, None)  # still held: its arguments came whole, not as events
-            if index in self.replaced:  # its message went out at arguments.done, whatever this item says
+            if index in self.replaced or self._text_blocked():  # replaced at arguments.done, or after a blocked text
                 return []
+            checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:
                 return [] if opened is None else _message_events(event, index, notice(blocked))
             _put(item, "arguments", checked)
@@ -356,6 +356,11 @@ class _ResponsesState:
         base = response.model_dump(mode="json") if hasattr(response, "model_dump") else dict(response or {})
         error = {"code": "rate_limit_exceeded" if status == 429 else "server_error", "message": message}
         return {"type": "response.failed", "response": {**base, "status": "failed", "output": [], "error": error}}
+
+    def _released(self, key: tuple) -> str | None:
+        """What the stream released for `key` ("" for a text that begins after a block rule hit), else None."""
+        released = self.released.get(key)
+        return "" if released is None and self._text_blocked() else released
 
     def _text_blocked(self) -> bool:
         """A block rule hit a text of this answer, finished or still streaming (the bridge may send a call's
@@ -399,7 +404,7 @@ class _ResponsesState:
         """A content / summary part: its text as released through the stream, else checked whole."""
         field = "refusal" if _get(part, "type") == "refusal" else "text"
         if isinstance(_get(part, field), str):
-            released = self.released.get(key)
+            released = self._released(key)
             if released is None:
                 released, blocked = self.checks.check_whole(_get(part, field))
                 self.blocked_text += blocked

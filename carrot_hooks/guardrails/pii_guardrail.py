@@ -16,7 +16,7 @@ from ..messages import (
     CALLER_ROLES,
     PROMPT_CALLS,
     map_request_texts,
-    map_value,
+    map_structured,
     text_copy,
 )
 from ..metrics import timed_stage
@@ -108,4 +108,4 @@ def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Coun
 
     map_request_texts(redacted, one, skip=authored, roles=CALLER_ROLES)
     # top-level keys LiteLLM hands the provider as they are (`fields.forwarded_extras`): caller text too
-    return {**redacted, **{k: map_value(data[k], one) for k in extra if k in data}}
+    return {**redacted, **{k: map_structured(data[k], one) for k in extra if k in data}}
