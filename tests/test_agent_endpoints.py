@@ -37,6 +37,17 @@ def real_checks(report=None) -> OutputChecks:
                         det.output.context_chars(risk), report).checks()
 
 
+def anthropic_filtered(frames: list[bytes]) -> tuple[str, list[dict]]:
+    """An Anthropic SSE stream of `frames` through the output guardrail's filter: its text and its events."""
+
+    async def stream():
+        for frame in frames:
+            yield frame
+
+    out = b"".join(asyncio.run(collect(filter_anthropic_stream(stream(), real_checks())))).decode()
+    return out, [json.loads(ln[6:]) for ln in out.splitlines() if ln.startswith("data: ")]
+
+
 RESPONSES = {"model": "carrot-chat", "instructions": "client system", "input": [
     {"role": "user", "content": [{"type": "input_text", "text": "user text"}]},
     {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": json.dumps({"cmd": "call args"})},
@@ -384,12 +395,7 @@ def test_a_block_rule_in_the_reasoning_ends_the_streamed_answer_there(anthropic)
         frames += [sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}),
                    sse("message_stop", {"type": "message_stop"})]
 
-        async def stream():
-            for frame in frames:
-                yield frame
-
-        out = b"".join(asyncio.run(collect(filter_anthropic_stream(stream(), real_checks())))).decode()
-        events = [json.loads(ln[6:]) for ln in out.splitlines() if ln.startswith("data: ")]
+        out, events = anthropic_filtered(frames)
         assert [e["type"] for e in events][-2:] == ["message_delta", "message_stop"]
         assert not any(e.get("index") == 1 for e in events), events  # the text block is not begun
     else:
@@ -482,12 +488,7 @@ def test_a_blocked_tool_call_never_reaches_the_client_on_anthropic_streams_or_bo
                sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}}),
                sse("message_stop", {"type": "message_stop"})]
 
-    async def chunks():
-        for f in frames:
-            yield f
-
-    out = b"".join(asyncio.run(collect(filter_anthropic_stream(chunks(), real_checks())))).decode()
-    events = [json.loads(ln[6:]) for ln in out.splitlines() if ln.startswith("data: ")]
+    out, events = anthropic_filtered(frames)
     assert "tool_use" not in out and "i.sh" not in out
     [start] = [e for e in events if e["type"] == "content_block_start"]
     assert start["content_block"] == {"type": "text", "text": ""}
