@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,7 +46,7 @@ class RequestContext:
     verdicts: list[Verdict] = field(default_factory=list)
     rag_status: str | None = None
     fim_format: str | None = None  # FIM sentinel format a /v1/completions prompt was split from
-    fim_twins: dict[str, str] | None = None  # a /v1/completions request: the routing policy's FIM twin per alias
+    fim_twins: Mapping[str, str] | None = None  # a /v1/completions request: the routing policy's FIM twin per alias
     extra_fields: tuple[str, ...] = ()  # top-level fields LiteLLM hands the provider unknown (fields.forwarded_extras)
     tools: str | None = None  # a request with tools: "sent" or "dropped" (routing policy `tools`)
     tools_dropped: tuple[str, ...] = ()  # sent tools the guardrails cannot check, taken out (`tools.unchecked`)

@@ -22,6 +22,12 @@ def bad_header(name: str, value: str, allowed: list[str]) -> GatewayError:
     )
 
 
+def no_fim_deployment(where: str) -> GatewayError:
+    """400 for a /v1/completions request `where` ("routed to X (rule R)") names a model without a FIM twin."""
+    return GatewayError(400, f"{where}, which has no fill-in-the-middle deployment (policy/routing.yaml: fim); use "
+                        "/v1/chat/completions", param="model", code="no_fim_deployment")
+
+
 def http_status(exc: BaseException) -> int:
     """The HTTP status an exception answers with: `status_code`, or LiteLLM's ProxyException `code` ("401")."""
     for attr in ("status_code", "code"):

@@ -32,10 +32,10 @@ def _objects(v) -> bool:
     return isinstance(v, list) and all(isinstance(t, dict) for t in v)
 
 
-def _tools(named: Callable[[dict], bool]) -> Callable[[object], bool]:
-    """A list of tool objects, each the client runs named (a nameless one reached the model); server tools such
-    as Anthropic's `mcp_toolset` have none."""
-    return lambda v: _objects(v) and all(named(t) for t in v)
+def _tools(each: Callable[[dict], bool]) -> Callable[[object], bool]:
+    """A list of tool objects, each passing `each` (the tools the client runs must be `named`: a nameless one
+    reached the model; server tools such as Anthropic's `mcp_toolset` have no name)."""
+    return lambda v: _objects(v) and all(each(t) for t in v)
 
 
 def _anthropic_tool_choice(v) -> bool:

@@ -35,7 +35,7 @@ from .endpoints import (
     unchecked_tools,
 )
 from .env import env_bool
-from .errors import GatewayError, http_status
+from .errors import GatewayError, http_status, no_fim_deployment
 from .fields import check_fields, forwarded_extras
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
@@ -228,9 +228,7 @@ class CarrotGateway(CustomLogger):
         tools = has_tools(data)
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias, tools=tools)
         if call_type in TEXT_CALLS and decision.model not in policy.fim:
-            raise GatewayError(400, f"/v1/completions routed to {decision.model} (rule {decision.rule_id}), which has "
-                               f"no fill-in-the-middle deployment (policy/{self.routing.path.name}: fim); use "
-                               "/v1/chat/completions", param="model", code="no_fim_deployment")
+            raise no_fim_deployment(f"/v1/completions routed to {decision.model} (rule {decision.rule_id})")
         ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, call_type=call_type, context_refs=h.context_refs,
                              rule_id=decision.rule_id, model_alias=decision.model,
                              key_metadata=key.metadata or {}, team_metadata=key.team_metadata or {})
@@ -276,7 +274,7 @@ class CarrotGateway(CustomLogger):
         call.ctx.extra_fields = forwarded_extras(call.data, call.call_type)
         if call.call_type in TEXT_CALLS:
             call.ctx.fim_format = fim.split_sentinels(call.data)
-            call.ctx.fim_twins = dict(call.policy.fim)
+            call.ctx.fim_twins = call.policy.fim
         if call.ctx.tools == "dropped":  # held: an escalation to a model that can call tools gives them back,
             held = {f: call.data.pop(f) for f in ("tools", "tool_choice", "parallel_tool_calls") if f in call.data}
             if call.call_type in AGENT_CALLS:  # but never one the guardrails cannot check

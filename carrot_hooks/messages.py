@@ -63,8 +63,7 @@ def map_egress(data: dict, fn: Map, extra: tuple[str, ...] = ()) -> dict:
     """New values of every field of `data` an upstream receives that can carry caller text, with `fn` over every
     caller string: `EGRESS_FIELDS` (and the `extra` fields the provider gets as they are, e.g. a guided-decoding
     schema) keep their protocol values, `EGRESS_FREE_FIELDS` (and `metadata` where it is the client's own) keep
-    nothing. `data` itself is not changed
-    (LiteLLM shares it between a request's attempts)."""
+    nothing. `data` itself is not changed (LiteLLM shares it between a request's attempts)."""
     free = (*EGRESS_FREE_FIELDS, *(("metadata",) if "litellm_metadata" in data else ()))
     return {**{k: map_structured(data[k], fn) for k in (*EGRESS_FIELDS, *extra) if k in data},
             **{k: map_value(data[k], fn) for k in free if k in data}}

@@ -167,6 +167,16 @@ class _AnthropicBlocks:
                                                "delta": {"type": kind, field: text}})]
 
 
+async def _failure(checks: OutputChecks, e: Exception, ended: bool) -> tuple[str, int, str] | None:
+    """An upstream error mid-answer: the verdicts (recorded before the failure's request-log line is written),
+    then the status and message it is reported as; None after a complete answer (nothing to report)."""
+    if ended:
+        log.warning("the upstream failed after a complete answer (ignored): %s", e)
+        return None
+    verdicts = checks.summary()
+    return (verdicts, *await checks.failure(e))
+
+
 # Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors); others are api_error
 _ANTHROPIC_ERRORS = {400: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
 
@@ -193,13 +203,11 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
                 for out in blocks.frames(event, data, raw + b"\n\n"):
                     yield out
     except Exception as e:  # noqa: BLE001 - the client gets the error in the stream's own format
-        if ended:
-            log.warning("the upstream failed after a complete answer (ignored): %s", e)
-            return
-        verdicts = checks.summary()  # recorded before the failure's request-log line is written
-        status, message = await checks.failure(e)
-        yield _frame("error", {"type": "error", "error": {"type": _ANTHROPIC_ERRORS.get(status, "api_error"),
-                                                          "message": message}, "carrot_guardrails": verdicts})
+        failed = await _failure(checks, e, ended)
+        if failed is not None:
+            verdicts, status, message = failed
+            yield _frame("error", {"type": "error", "error": {"type": _ANTHROPIC_ERRORS.get(status, "api_error"),
+                                                              "message": message}, "carrot_guardrails": verdicts})
         return
     if buffer.strip():
         event, data = _parse_frame(buffer)
@@ -467,13 +475,11 @@ async def filter_responses_stream(stream: AsyncIterator, checks: OutputChecks) -
                 ended = ended or _get(out, "type") in _TERMINAL
                 yield out
     except Exception as e:  # noqa: BLE001 - as the bridge's own `response.failed`, with our message and verdicts
-        if ended:
-            log.warning("the upstream failed after a complete answer (ignored): %s", e)
-            return
-        verdicts = checks.summary()  # recorded before the failure's request-log line is written
-        failed = state.failed(*await checks.failure(e))
-        failed.update(sequence_number=0 if seq is None else seq + 1, carrot_guardrails=verdicts)
-        yield failed
+        failed = await _failure(checks, e, ended)
+        if failed is not None:
+            verdicts, status, message = failed
+            yield {**state.failed(status, message), "sequence_number": 0 if seq is None else seq + 1,
+                   "carrot_guardrails": verdicts}
 
 
 def check_responses_body(response, checks: OutputChecks):

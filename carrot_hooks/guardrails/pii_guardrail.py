@@ -11,7 +11,7 @@ from collections.abc import Collection
 from litellm.types.guardrails import GuardrailEventHooks
 
 from ..context import Verdict, get_context, risk_of
-from ..errors import GatewayError
+from ..errors import GatewayError, no_fim_deployment
 from ..messages import (
     CALLER_ROLES,
     PROMPT_CALLS,
@@ -85,10 +85,8 @@ class PiiGuardrail(CarrotGuardrail):
             elif not ctx.reroute(data, alias, tools_capable(alias)):
                 record(ctx, Verdict("pii", "block", f"PII at this risk level goes to {alias}, which has no "
                                     "fill-in-the-middle deployment", ("pii-escalation",)))
-                raise GatewayError(400, f"Request contains PII ({summary}) at risk level {level}: it goes to {alias} "
-                                   "(rule pii-escalation), which has no fill-in-the-middle deployment "
-                                   "(policy/routing.yaml: fim); use /v1/chat/completions", param="model",
-                                   code="no_fim_deployment")
+                raise no_fim_deployment(f"Request contains PII ({summary}) at risk level {level}: it goes to "
+                                        f"{alias} (rule pii-escalation)")
             record(ctx, Verdict("pii", "escalate", f"PII at this risk level rerouted to {alias}", ("pii-escalation",)))
         return data
 
