@@ -151,6 +151,9 @@ PLACEHOLDERS = [
     "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
     "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     'GITHUB_TOKEN="ghp_' + "x" * 36 + '"',
+    "OPENAI_API_KEY=sk-xxxx",
+    "AWS_ACCESS_KEY_ID=AKIAXXXXXXXXXXXXXXXX",
+    "mongodb://root:xxxx@db:27017/admin",
     'api_key = "<your-api-key>"',
     "password: <password>",
     "OPENAI_API_KEY=${OPENAI_API_KEY}",
@@ -177,6 +180,21 @@ def test_placeholder_shape_is_whole_value_not_a_word_inside(output):
     real = "ghp_" + r(ALNUM, 36)
     assert output.secrets.scan(f"token = {real}  # example")
     assert output.secrets.scan(f'password = "example{r(ALNUM, 10)}"')
+
+
+@pytest.mark.parametrize("run", ["xxxx", "XXXX", "XxxX", "xXXx", "Xxxxx"])
+def test_an_x_run_inside_a_real_value_is_no_placeholder(output, run):
+    """x is a base64 letter: four of them inside a key or a PEM body (about 1 RSA key in 1,000 holds one
+    mid-line) leave it a secret; a run at the value's edge or a separator stays a placeholder (above)."""
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    lines = pem.splitlines()
+    for i in (1, len(lines) - 2):  # mid-line in the first body line, at the start of the last one
+        lines[i] = (lines[i][:20] + run + lines[i][24:]) if i == 1 else run + lines[i][len(run):]
+    key = "\n".join(lines) + "\n"
+    aws = r(ALNUM + "/+", 18) + run + r(ALNUM + "/+", 22 - len(run))
+    for text, rule in ((key, "bl.private-key"), (f'aws_secret_access_key = "{aws}"', "bl.aws-secret-access-key")):
+        assert rule in {f.rule_id for f in output.secrets.scan(text)}, text
 
 
 def test_maintained_rules_are_loaded_compiled_and_recorded():
