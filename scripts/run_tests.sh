@@ -32,6 +32,9 @@ run() {  # servers a group daemonises (an embedded Postgres) are not waited for,
 # The fast suite on CARROT_TEST_WORKERS pytest-xdist workers (default 2), one test file per worker at a
 # time (module fixtures start once); the files sharing a multi-proxy session fixture run on one worker
 # (ONE_WORKER in tests/conftest.py). 0 or 1 = no xdist.
+# Bytecode written even where the machine sets PYTHONDONTWRITEBYTECODE: else each worker rewrites every test
+# module's assertions again at collection and each proxy compiles what setup did not (the tests' helpers)
+export PYTHONDONTWRITEBYTECODE=
 workers=${CARROT_TEST_WORKERS:-2}
 case $workers in
     '' | *[!0-9]*) echo "CARROT_TEST_WORKERS=$workers: expected a whole number of test workers (1 = no xdist)" >&2; exit 2 ;;

@@ -6,8 +6,11 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
 
+import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -31,18 +34,55 @@ ONE_WORKER = {
 GROUP_OF_FILE = {f"tests/{name}": group for group, names in ONE_WORKER.items() for name in names}
 
 
+# Seconds each test file took in a recorded run (`pytest --store-durations` rewrites it): only the order in
+# which files are handed to the workers, so a stale or missing entry costs balance, never a test.
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each test file's seconds in this run to {DURATIONS.name} (the workers' order)")
+
+
 class FileGroupScheduling(LoadScopeScheduling):
     """`--dist loadfile` with each ONE_WORKER group as one unit (xdist 3.8's `loadgroup` has no effect under
-    pytest 9: it renames items through `Node._nodeid`, which pytest 9 no longer reads)."""
+    pytest 9: it renames items through `Node._nodeid`, which pytest 9 no longer reads), longest unit first
+    by DURATIONS: a long file started last would leave the other worker idle at the end."""
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
         return ", ".join(GROUP_OF_FILE[path]) if path in GROUP_OF_FILE else path
 
+    def _assign_work_unit(self, node) -> None:
+        if not getattr(self, "_ordered", False):  # the queue is complete at the first assignment
+            seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+            def cost(scope: str) -> float:  # a unit with a file not recorded yet: 0.1 s a test
+                files = [f if "/" in f else f"tests/{f}" for f in (p.strip() for p in scope.split(","))]
+                known = [seconds[f] for f in files if f in seconds]
+                return sum(known) if len(known) == len(files) else 0.1 * len(self.workqueue[scope])
+
+            for scope in sorted(self.workqueue, key=cost, reverse=True):
+                self.workqueue.move_to_end(scope)
+            self._ordered = True
+        super()._assign_work_unit(node)
+
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
     return FileGroupScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
+_FILE_SECONDS: Counter[str] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _FILE_SECONDS[report.nodeid.split("::", 1)[0]] += report.duration  # setup, call and teardown
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
+        DURATIONS.write_text(json.dumps({f: round(s, 1) for f, s in sorted(_FILE_SECONDS.items())}, indent=0) + "\n")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
