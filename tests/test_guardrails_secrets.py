@@ -217,15 +217,36 @@ def _generator():
 
 
 @pytest.mark.parametrize("go,python", [
-    (r"(?i)\b(key)\b", r"(?i)\b(?P<secret>key)\b"),
+    (r"(?i)\b(key)\b", r"(?i)(?:\b|(?<=[-+/=]))(?P<secret>key)(?:\b|(?<=[-+/=]))"),
     (r"x(?i)ab(c)", r"x(?i:ab(?P<secret>c))"),
     (r"(a(?i)b)c(d)", r"(?P<secret>a(?i:b))c(d)"),
     (r"a[[:alnum:]_]b\z", r"a[a-zA-Z0-9_]b\Z"),
     (r"(?P<tok>x{2})", r"(?P<secret>x{2})"),
     (r"a{,3}", r"a\{,3}"),
+    (r"\b(k[a-z_-]{4})\b[\b]", r"(?:\b|(?<=[-+/=]))(?P<secret>k[a-z_-]{4})(?:\b|(?<=[-+/=]))[\b]"),
 ])
 def test_generator_translates_re2_to_python(go, python):
     assert _generator().translate(go, 1) == python
+
+
+@pytest.mark.parametrize("last", ["-", "_", "A", "9"])
+def test_a_key_ending_in_any_character_of_its_alphabet_is_found(output, last):
+    """Upstream ends keys with `\\b`, which never holds after a final `-` (about 1 OpenAI project key in 60)."""
+    key = "sk-proj-" + r(ALNUM + "_-", 74) + "T3BlbkFJ" + r(ALNUM + "_-", 73) + last
+    for text in (f"OPENAI_API_KEY={key}\n", f'client = OpenAI(api_key="{key}")'):
+        assert "bl.openai-api-key" in {f.rule_id for f in output.secrets.scan(text)}, text
+
+
+@pytest.mark.parametrize("text,secret", [
+    ('INTERNAL_SIGNING_KEY = "mLEckzrhbXwdwylPIVWYhUvzdDYnuRSd"', "mLEckzrhbXwdwylPIVWYhUvzdDYnuRSd"),
+    ("api_token: QhTzWbRkPmVxLsNcJdYfGaEu", "QhTzWbRkPmVxLsNcJdYfGaEu"),
+    ('API_KEY_NAME = "ThisIsAVeryLongIdentifierName"', None),  # words, not random letters
+    ('token_type = "BearerTokenAuthenticationScheme"', None),
+    ('SECRET_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"', None),
+])
+def test_random_letters_without_a_digit_are_a_secret_words_are_not(output, text, secret):
+    found = [text[f.start:f.end] for f in output.secrets.scan(text)]
+    assert (secret in "".join(found)) if secret else not found, found
 
 
 def test_generator_translates_value_filters():
