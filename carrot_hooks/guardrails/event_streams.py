@@ -343,7 +343,7 @@ class _ResponsesState:
             item = _get(event, "item")
             if item is not None and _get(item, "type") == "function_call":  # held until its arguments pass
                 self.opened[_get(event, "output_index", 0)] = event
-                return []
+                return self._flush_texts()
             if item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
@@ -364,6 +364,11 @@ class _ResponsesState:
         base = response.model_dump(mode="json") if hasattr(response, "model_dump") else dict(response or {})
         error = {"code": "rate_limit_exceeded" if status == 429 else "server_error", "message": message}
         return {"type": "response.failed", "response": {**base, "status": "failed", "output": [], "error": error}}
+
+    def _flush_texts(self) -> list:
+        """Every text still held back, decided now: a call begins, so the texts before it are complete (the bridge
+        may send their `.done` after the call), and a block rule in them must be known before the call goes."""
+        return [out for key, f in self.text.items() for out in self._emit_text(key, f.finish())]
 
     def _released(self, key: tuple) -> str | None:
         """What the stream released for `key` ("" for a text that begins after a block rule hit), else None."""

@@ -132,8 +132,10 @@ class OutputStream:
                 side = side or bool(released)
         choice.logprobs = None  # held-back text no longer lines up with the upstream's token logprobs
         text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-        out = f.feed(text) if text else ""
+        if text and delta is not None:
+            side = self._reasoning_done(choice.index, delta) or side
         sides = [g for (i, _), g in self.sides.items() if i == choice.index]
+        out = f.feed(text) if text and not any(g.blocked for g in sides) else ""
         if choice.finish_reason or f.blocked or any(g.blocked for g in sides):
             self.finished.add(choice.index)
             out += f.finish()
@@ -156,6 +158,15 @@ class OutputStream:
         send = bool(out) or side or bool(choice.finish_reason) or (delta is not None and any(
             getattr(delta, field, None) for field in ("role", "tool_calls", "thinking_blocks", "reasoning_items")))
         return out, send
+
+    def _reasoning_done(self, index: int, delta) -> bool:
+        """The answer's text begins: the reasoning before it is complete, so what its filter holds is decided now
+        (a block rule there ends the answer before any of its text); returns whether reasoning text was added."""
+        g = self.sides.get((index, "reasoning_content"))
+        rest = g.finish() if g is not None else ""
+        if rest:
+            delta.reasoning_content = (getattr(delta, "reasoning_content", None) or "") + rest
+        return bool(rest)
 
     def checks(self) -> OutputChecks:
         """The same filters, restore and verdict counting for the agent endpoints' event streams."""
