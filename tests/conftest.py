@@ -58,7 +58,8 @@ class FileGroupScheduling(LoadScopeScheduling):
             seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
             def cost(scope: str) -> float:  # a unit with a file not recorded yet: 0.1 s a test
-                files = [f if "/" in f else f"tests/{f}" for f in (p.strip() for p in scope.split(","))]
+                group = tuple(name.strip() for name in scope.split(","))  # a ONE_WORKER group: its fixtures
+                files = [f"tests/{f}" for f in ONE_WORKER[group]] if group in ONE_WORKER else [scope]
                 known = [seconds[f] for f in files if f in seconds]
                 return sum(known) if len(known) == len(files) else 0.1 * len(self.workqueue[scope])
 
@@ -82,7 +83,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if session.config.getoption("store_durations") and not hasattr(session.config, "workerinput"):
-        DURATIONS.write_text(json.dumps({f: round(s, 1) for f, s in sorted(_FILE_SECONDS.items())}, indent=0) + "\n")
+        seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}  # files not run keep theirs
+        seconds.update({f: round(s, 1) for f, s in _FILE_SECONDS.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(seconds.items())), indent=0) + "\n")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
