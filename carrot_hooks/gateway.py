@@ -227,8 +227,6 @@ class CarrotGateway(CustomLogger):
         tokens = policy.routing_size(text, compat.count_tokens)
         tools = has_tools(data)
         decision = route(policy, task_type=task, risk=risk, tokens=tokens, client_alias=client_alias, tools=tools)
-        if call_type in TEXT_CALLS and decision.model not in policy.fim:
-            raise no_fim_deployment(f"/v1/completions routed to {decision.model} (rule {decision.rule_id})")
         ctx = RequestContext(task_type=task, risk=risk, tenant=tenant, call_type=call_type, context_refs=h.context_refs,
                              rule_id=decision.rule_id, model_alias=decision.model,
                              key_metadata=key.metadata or {}, team_metadata=key.team_metadata or {})
@@ -268,6 +266,9 @@ class CarrotGateway(CustomLogger):
         key = call.key
         tenant = key.team_id or key.token or "anonymous"
         call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key, tenant)
+        if call.call_type in TEXT_CALLS and call.ctx.model_alias not in call.policy.fim:
+            attach(call.data, call.ctx)  # the refusal says what was decided (x-carrot-* headers), as later errors
+            raise no_fim_deployment(f"/v1/completions routed to {call.ctx.model_alias} (rule {call.ctx.rule_id})")
         await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)

@@ -299,6 +299,15 @@ def test_a_fim_request_pii_would_escalate_to_a_model_without_fim_is_400_naming_t
     assert fake_upstream.find(marker) == []
 
 
+def test_a_fim_request_routed_to_a_model_without_fim_is_400_saying_what_was_decided(proxy, fake_upstream, marker):
+    """The high-risk route's refusal carries the x-carrot-* headers, as the PII escalation's does (it had none)."""
+    r = httpx.post(f"{proxy.base_url}/v1/completions", timeout=60, headers={**proxy.headers(), "X-Risk-Level": "high"},
+                   json={"model": "carrot-editor", "prompt": f"# {marker}\ndef f():\n", "suffix": "\nprint(f())\n"})
+    assert r.status_code == 400 and "high-risk-escalation" in r.text, r.text
+    assert (r.headers["x-carrot-model"], r.headers["x-carrot-route"]) == ("alt-reasoning", "high-risk-escalation"), r.headers
+    assert fake_upstream.find(marker) == []
+
+
 def test_pii_escalation_to_a_tool_capable_model_gives_the_held_tools_back(client, fake_upstream, marker):
     """Routed first to a model that cannot call tools (tools held back), rerouted by PII at med risk to
     alt-reasoning, which can: the tools go with the request, as when alt-reasoning is asked for directly."""
