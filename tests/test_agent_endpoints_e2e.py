@@ -150,6 +150,20 @@ def test_a_block_rule_in_the_answer_blocks_it_as_in_chat(proxy, fake_upstream, m
         assert "commands:block" in r.headers["x-carrot-guardrails"]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("which", sorted(ENDPOINTS))
+def test_the_turn_ends_at_a_blocked_call(proxy, fake_upstream, marker, which, stream):
+    """Three calls, the second a block rule hits: the first goes out, the second becomes the notice, the third is
+    not sent (the agent would run the rest of a plan whose dangerous step was taken out; a black-box probe)."""
+    calls = [{"name": "run", "arguments": {"cmd": f"cat {name}"}} for name in ("a.py", "c.py")]
+    calls.insert(1, {"name": "run", "arguments": {"cmd": "rm -rf /"}})
+    fake_upstream.script(Reply(match=marker, content="Let me look.", tool_calls=calls, chunk_chars=5))
+    r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream, tools=_tools(which)))
+    assert r.status_code == 200, r.text
+    assert "blocked by carrot guardrails: destroy-rm-root" in r.text and "rm -rf" not in r.text, r.text[-800:]
+    assert "a.py" in r.text and "c.py" not in r.text, r.text[-1500:]
+
+
 @pytest.mark.parametrize("which,change,field", [
     ("responses", {"previous_response_id": "resp_123"}, "previous_response_id"),
     ("messages", {"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}, "mcp_servers"),

@@ -93,12 +93,14 @@ class _AnthropicBlocks:
         self.text_blocked = False  # a block rule hit a text or thinking block: later blocks are not sent (a whole
         # answer has only the notice, `check_anthropic_message`; a chat stream ends there)
         self.dropped: set[int] = set()  # blocks begun after that
+        self.call_blocked = False  # a block rule hit a call: the turn ends there, no later call is sent
 
     def frames(self, event: str | None, data: dict | None, raw: bytes) -> list[bytes]:
         if data is None:
             return [raw]
         index = data.get("index", 0)
-        if event == "content_block_start" and (self.text_blocked or any(g.blocked for g in self.text.values())):
+        if event == "content_block_start" and (self.text_blocked or any(g.blocked for g in self.text.values()) or (
+                self.call_blocked and (data.get("content_block") or {}).get("type") == "tool_use")):
             self.dropped.add(index)
             self.blocked += (data.get("content_block") or {}).get("type") == "tool_use"
             return []
@@ -143,6 +145,7 @@ class _AnthropicBlocks:
                 start = self.tool_start.pop(index)
                 if blocked:  # the call becomes a text block holding the notice
                     self.blocked += 1
+                    self.call_blocked = True
                     start["content_block"] = {"type": "text", "text": ""}
                     delta = {"type": "text_delta", "text": notice(blocked)}
                 else:
@@ -221,6 +224,7 @@ def check_anthropic_message(message, checks: OutputChecks):
     (as a chat answer)."""
     content = list(_get(message, "content") or [])
     blocked_text: list[str] = []
+    call_blocked = False  # the turn ends at a blocked call: no later call is kept
     for i, block in enumerate(content):
         btype = _get(block, "type")
         if btype in _TEXT_BLOCKS:
@@ -228,12 +232,15 @@ def check_anthropic_message(message, checks: OutputChecks):
             text, blocked = checks.check_whole(_get(block, field) or "")
             _put(block, field, text)
             blocked_text += blocked
+        elif btype == "tool_use" and call_blocked:
+            content[i] = None
         elif btype == "tool_use":
             checked, blocked = checks.check_arguments(json.dumps(_get(block, "input") or {}))
             if blocked:
-                content[i] = {"type": "text", "text": notice(blocked)}
+                content[i], call_blocked = {"type": "text", "text": notice(blocked)}, True
             else:
                 _put(block, "input", json.loads(checked))
+    content = [b for b in content if b is not None]
     if blocked_text:
         content = [{"type": "text", "text": notice(blocked_text)}]
     if _get(message, "content") is not None:
@@ -260,6 +267,7 @@ class _ResponsesState:
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
         self.replaced: set[int] = set()  # output indices whose blocked call a message already took the place of
         self.blocked_text: list[str] = []  # block rules hit in texts checked whole
+        self.blocked_call: int | None = None  # the first call a block rule hit: the turn ends there
         self.response = None  # the response object the last lifecycle event carried
 
     def _key(self, event, family: str) -> tuple:
@@ -310,7 +318,7 @@ class _ResponsesState:
             return []
         if kind == "response.function_call_arguments.done":
             index = _get(event, "output_index", 0)
-            if self._text_blocked():  # a block rule hit the answer's text: the notice stands for it, no call follows
+            if self._no_call(index):  # the notice of a blocked text or an earlier blocked call stands for it
                 self.opened.pop(index, None)
                 self.replaced.add(index)
                 return []
@@ -332,7 +340,7 @@ class _ResponsesState:
                 self._item(item, index)
                 return [event]
             opened = self.opened.pop(index, None)  # still held: its arguments came whole, not as events
-            if index in self.replaced or self._text_blocked():  # replaced at arguments.done, or after a blocked text
+            if index in self.replaced or self._no_call(index):  # replaced at arguments.done, or after a block
                 return []
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:
@@ -375,6 +383,11 @@ class _ResponsesState:
         released = self.released.get(key)
         return "" if released is None and self._text_blocked() else released
 
+    def _no_call(self, index: int) -> bool:
+        """No call at `index` goes out: a block rule hit the answer's text, or a call before it (the turn ends
+        at a blocked call; the client would run the rest of a plan whose dangerous step was taken out)."""
+        return self._text_blocked() or (self.blocked_call is not None and index > self.blocked_call)
+
     def _text_blocked(self) -> bool:
         """A block rule hit a text of this answer, finished or still streaming (the bridge may send a call's
         events before the text's `.done`)."""
@@ -392,6 +405,8 @@ class _ResponsesState:
         text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
         if text not in self.checked_arguments:
             self.checked_arguments[text] = self.checks.check_arguments(text)
+        if self.checked_arguments[text][1] and (self.blocked_call is None or index < self.blocked_call):
+            self.blocked_call = index
         return self.checked_arguments[text]
 
     def _item(self, item, index: int):
@@ -400,7 +415,7 @@ class _ResponsesState:
         if item is None:
             return item
         kind = _get(item, "type")
-        if kind == "function_call" and self._text_blocked():  # after a blocked text: no call (None)
+        if kind == "function_call" and self._no_call(index):  # after a blocked text or call: no call (None)
             return None
         if kind == "function_call":
             checked, blocked = self._arguments(index, _get(item, "arguments"))
