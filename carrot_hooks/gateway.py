@@ -102,8 +102,6 @@ def _check_body(data: dict, call_type: str) -> None:
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
         raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings or token ids",
                            param="prompt")
-    elif call_type in TEXT_CALLS and not isinstance(data.get("suffix", ""), str | None):  # else read by no check
-        raise GatewayError(400, "Field 'suffix' must be a string (the text after the cursor)", param="suffix")
 
 
 def _check_tool_calls(message: dict, field: str) -> None:

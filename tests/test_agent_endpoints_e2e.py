@@ -452,14 +452,15 @@ def test_a_streamed_or_plain_messages_call_without_system_is_served(proxy, fake_
     ("/v1/chat/completions", {"stream": "true", "messages": [{"role": "user", "content": "hi"}]}, "stream"),
     # fields LiteLLM used unchecked (a 500 from inside it, or a 502 "upstream could not be reached")
     *[("/v1/messages", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field))) for field in (
-        {"thinking": "yes"}, {"tool_choice": "auto"}, {"tool_choice": {"name": "run"}}, {"guardrails": 5},
+        {"thinking": "yes"}, {"tool_choice": "auto"}, {"tool_choice": {"name": "run"}}, {"guardrails": 5}, {"user": 5},
         {"tools": [{"input_schema": {"type": "object"}}]})],
     *[("/v1/responses", {**field, "input": "hi"}, next(iter(field))) for field in (
         {"tools": {"a": 1}}, {"guardrails": 5}, {"extra_body": "x"},
         {"tools": [{"type": "function", "parameters": {}}]})],
     *[("/v1/chat/completions", {**field, "messages": [{"role": "user", "content": "hi"}]}, next(iter(field)))
       for field in ({"guardrails": True}, {"api_key": 5}, {"timeout": "x"}, {"timeout": "x", "stream": True},
-                    {"response_format": "json"}, {"extra_body": 5}, {"tools": "x"},
+                    {"response_format": "json"}, {"response_format": {"type": "json_schema", "json_schema": "x"}},
+                    {"extra_body": 5}, {"tools": "x"},
                     {"tools": [{"type": "function", "function": {"parameters": {}}}]},
                     {"tools": [{"type": "function", "function": {"name": ""}}]})],
     # /v1/completions writes into metadata before any hook: a 500
