@@ -43,6 +43,10 @@ def _anthropic_tool_choice(v) -> bool:
         v["type"] != "tool" or named(v))
 
 
+def _response_format(v) -> bool:
+    return _typed_object(v) and (v["type"] != "json_schema" or isinstance(v.get("json_schema"), dict))
+
+
 _OBJECT: Check = (lambda v: isinstance(v, dict), "must be an object")
 _TOOLS = "must be a list of tool objects, each function with a non-empty 'name'"
 _OPENAI_TOOL_CHOICE: Check = (lambda v: isinstance(v, str) or _typed_object(v),
@@ -61,9 +65,7 @@ EVERY_CALL: dict[str, Check] = {
     "stream_options": _OBJECT,
 }
 BY_CALL: dict[str, dict[str, Check]] = {
-    "chat": {"response_format": (lambda v: _typed_object(v) and (v["type"] != "json_schema" or isinstance(
-                 v.get("json_schema"), dict)), 'must be an object with a \'type\' (e.g. {"type": "json_object"}); '
-                 "a json_schema one with an object 'json_schema'"),
+    "chat": {"response_format": (_response_format, """must be an object with a 'type' (e.g. {"type": "json_object"}), a json_schema one with an object 'json_schema'"""),
              "suffix": (lambda v: isinstance(v, str), "must be a string (the text after the cursor)"),
              "tools": (_tools(lambda t: t.get("type") != "function" or named(t.get("function"))), _TOOLS),
              "tool_choice": _OPENAI_TOOL_CHOICE},
