@@ -27,14 +27,19 @@ from tests.fake_upstream import planted_secret
 SECRET = planted_secret("agent-endpoints")
 
 
-def real_checks(report=None) -> OutputChecks:
-    """The output guardrail's own checks at low risk (the real detectors; no context, nothing to restore;
+def real_stream(report=None) -> OutputStream:
+    """The output guardrail's own stream filter at low risk (the real detectors; no context, nothing to restore;
     `report`: what a failed stream is reported to)."""
     det = shared_engines().detectors()
     risk = det.policy.risk["low"]
     return OutputStream(None, lambda text: det.output.scan(text, risk), lambda text: text,
                         det.output.hold_keywords(risk), det.policy.stream, det.output.secret_ids,
-                        det.output.context_chars(risk), report).checks()
+                        det.output.context_chars(risk), report)
+
+
+def real_checks(report=None) -> OutputChecks:
+    """`real_stream`'s checks for the agent endpoints' event streams."""
+    return real_stream(report).checks()
 
 
 def anthropic_filtered(frames: list[bytes]) -> tuple[str, list[dict]]:
@@ -582,3 +587,68 @@ def test_an_escalated_fim_request_goes_to_the_aliass_twin_or_nowhere():
     chat = RequestContext(task_type="chat", risk="med", tenant="t", model_alias="small")
     data = {"model": "small"}
     assert chat.reroute(data, "hosted", tools_capable=True) and data["model"] == "hosted"
+
+
+@pytest.mark.parametrize("call_first", [False, True], ids=["text-first", "call-opened-first"])
+def test_a_responses_call_waits_for_the_texts_block_decided_at_their_end(call_first):
+    """The bridge sends every `.done` at the end: a call is released only once the texts held back are decided,
+    whether the call was opened before the text or after it (a review found the call-first order let it out)."""
+    args, text = json.dumps({"cmd": "ls"}), "Cleaning up: rm -rf / then done"
+    call = [{"type": "response.output_item.added", "output_index": 0,
+             "item": {"type": "function_call", "arguments": "", "status": "in_progress"}},
+            {"type": "response.function_call_arguments.delta", "output_index": 0, "delta": args}]
+    message = [{"type": "response.output_item.added", "output_index": 1, "item": {"type": "message", "content": []}}]
+    message += [{"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": text[i:i + 5]}
+                for i in range(0, len(text), 5)]
+    events = call + message if call_first else message + call
+    events += [{"type": "response.function_call_arguments.done", "output_index": 0, "arguments": args},
+               {"type": "response.output_item.done", "output_index": 0, "item": {"type": "function_call", "arguments": args}},
+               {"type": "response.output_text.done", "output_index": 1, "content_index": 0, "text": text},
+               {"type": "response.completed", "response": {"output": [
+                   {"type": "function_call", "arguments": args},
+                   {"type": "message", "content": [{"type": "output_text", "text": text}]}]}}]
+
+    async def stream():
+        for e in events:
+            yield e
+
+    out = asyncio.run(collect(filter_responses_stream(stream(), real_checks())))
+    said = "".join(e["delta"] for e in out if e["type"] == "response.output_text.delta")
+    assert "rm -rf" not in json.dumps(out) and "[blocked by carrot guardrails: destroy-rm-root]" in said, said
+    assert not any("function_call" in json.dumps(e) for e in out), [e["type"] for e in out]
+
+
+def test_a_chat_choice_blocked_in_its_reasoning_gets_one_notice_and_nothing_after():
+    """n = 2: choice 1 reasons `rm -rf /` (decided when its answer begins), choice 0 is clean and keeps streaming
+    in the same chunks; choice 1 shows the notice once and none of its answer (a review found it repeated)."""
+    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+
+    out_stream = real_stream()
+
+    def cut(text: str) -> list[str]:
+        return [text[i:i + 5] for i in range(0, len(text), 5)]
+
+    answer, clean, bad = "Here is the full answer you asked for.", "fine thoughts here ok.....", "I should run rm -rf / first"
+
+    def chunk(parts: list[tuple[int, dict]], finish: str | None = None):
+        return ModelResponseStream(id="x", choices=[StreamingChoices(index=i, delta=Delta(**d), finish_reason=finish)
+                                                    for i, d in parts])
+
+    chunks = [chunk([(0, {"reasoning_content": a}), (1, {"reasoning_content": b})]) for a, b in zip(cut(clean), cut(bad))]
+    chunks += [chunk([(0, {"content": p}), (1, {"content": p})]) for p in cut(answer)] + [chunk([(0, {}), (1, {})], "stop")]
+
+    async def upstream():
+        for c in chunks:
+            yield c
+
+    async def run():
+        return [c async for c in out_stream.run(upstream(), {"model": "m"})]
+
+    said: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str | None] = {}
+    for c in asyncio.run(run()):
+        for ch in c.choices:
+            said[ch.index] += ch.delta.content or ""
+            finish[ch.index] = ch.finish_reason or finish.get(ch.index)
+    assert said[0] == answer and finish[0] == "stop", said
+    assert said[1] == "[blocked by carrot guardrails: destroy-rm-root]" and finish[1] == "content_filter", said

@@ -318,17 +318,18 @@ class _ResponsesState:
             return []
         if kind == "response.function_call_arguments.done":
             index = _get(event, "output_index", 0)
+            flushed = self._flush_texts()
             if self._no_call(index):  # the notice of a blocked text or an earlier blocked call stands for it
                 self.opened.pop(index, None)
                 self.replaced.add(index)
-                return []
+                return flushed
             checked, blocked = self._arguments(index, _get(event, "arguments"))
             if blocked:  # the call is never opened: a message holding the notice takes its place
                 self.opened.pop(index, None)
                 self.replaced.add(index)
-                return _message_events(event, index, notice(blocked))
+                return flushed + _message_events(event, index, notice(blocked))
             _put(event, "arguments", checked)
-            out = [self.opened.pop(index)] if index in self.opened else []
+            out = flushed + ([self.opened.pop(index)] if index in self.opened else [])
             if index in self.arg_template:
                 delta = copy.deepcopy(self.arg_template[index])
                 _put(delta, "delta", checked)
@@ -340,18 +341,19 @@ class _ResponsesState:
                 self._item(item, index)
                 return [event]
             opened = self.opened.pop(index, None)  # still held: its arguments came whole, not as events
+            flushed = self._flush_texts()
             if index in self.replaced or self._no_call(index):  # replaced at arguments.done, or after a block
-                return []
+                return flushed
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:
-                return [] if opened is None else _message_events(event, index, notice(blocked))
+                return flushed + ([] if opened is None else _message_events(event, index, notice(blocked)))
             _put(item, "arguments", checked)
-            return ([opened] if opened is not None else []) + [event]
+            return flushed + ([opened] if opened is not None else []) + [event]
         if kind == "response.output_item.added":  # usually empty: checked whole; a function call is held
             item = _get(event, "item")
             if item is not None and _get(item, "type") == "function_call":  # held until its arguments pass
                 self.opened[_get(event, "output_index", 0)] = event
-                return self._flush_texts()
+                return []
             if item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
@@ -374,9 +376,9 @@ class _ResponsesState:
         return {"type": "response.failed", "response": {**base, "status": "failed", "output": [], "error": error}}
 
     def _flush_texts(self) -> list:
-        """Every text still held back, decided now: a call begins, so the texts before it are complete (the bridge
-        may send their `.done` after the call), and a block rule in them must be known before the call goes."""
-        return [out for key, f in self.text.items() for out in self._emit_text(key, f.finish())]
+        """Every text still held back, decided now: a call is about to go out, and a block rule in the answer's
+        text must be known before it (LiteLLM's bridge sends a text's `.done` after the calls)."""
+        return [out for key, f in self.text.items() if f.pending for out in self._emit_text(key, f.finish())]
 
     def _released(self, key: tuple) -> str | None:
         """What the stream released for `key` ("" for a text that begins after a block rule hit), else None."""

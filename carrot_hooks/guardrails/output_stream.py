@@ -137,6 +137,7 @@ class OutputStream:
         sides = [g for (i, _), g in self.sides.items() if i == choice.index]
         out = f.feed(text) if text and not any(g.blocked for g in sides) else ""
         if choice.finish_reason or f.blocked or any(g.blocked for g in sides):
+            noted = choice.index in self.finished  # a blocked choice's later chunks: its notice went out once
             self.finished.add(choice.index)
             out += f.finish()
             if delta is not None:  # notes go to chat answers, never into inserted code
@@ -146,7 +147,7 @@ class OutputStream:
                         setattr(delta, field, (getattr(delta, field, None) or "") + rest)
                         side = True
                 tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.scan, self.restore, self.tool_hits)
-                out += self.notes(f, *sides)
+                out += "" if noted else self.notes(f, *sides)
             if f.blocked or any(g.blocked for g in sides) or any(a == "block" for _, a in self.tool_hits):
                 choice.finish_reason = "content_filter"
                 f.blocked = f.blocked or tuple(r for g in sides for r in g.blocked)
@@ -163,7 +164,7 @@ class OutputStream:
         """The answer's text begins: the reasoning before it is complete, so what its filter holds is decided now
         (a block rule there ends the answer before any of its text); returns whether reasoning text was added."""
         g = self.sides.get((index, "reasoning_content"))
-        rest = g.finish() if g is not None else ""
+        rest = g.finish() if g is not None and g.pending else ""
         if rest:
             delta.reasoning_content = (getattr(delta, "reasoning_content", None) or "") + rest
         return bool(rest)
