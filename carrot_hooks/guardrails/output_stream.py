@@ -132,8 +132,8 @@ class OutputStream:
                 side = side or bool(released)
         choice.logprobs = None  # held-back text no longer lines up with the upstream's token logprobs
         text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-        if text and delta is not None:
-            side = self._reasoning_done(choice.index, delta) or side
+        if text and delta is not None:  # the answer begins: the reasoning before it is complete, decided now
+            side = self._finish_side(delta, choice.index, "reasoning_content") or side
         sides = [g for (i, _), g in self.sides.items() if i == choice.index]
         out = f.feed(text) if text and not any(g.blocked for g in sides) else ""
         if choice.finish_reason or f.blocked or any(g.blocked for g in sides):
@@ -141,11 +141,8 @@ class OutputStream:
             self.finished.add(choice.index)
             out += f.finish()
             if delta is not None:  # notes go to chat answers, never into inserted code
-                for (i, field), g in self.sides.items():
-                    rest = g.finish() if i == choice.index else ""
-                    if rest:
-                        setattr(delta, field, (getattr(delta, field, None) or "") + rest)
-                        side = True
+                for field in SIDE_TEXTS:
+                    side = self._finish_side(delta, choice.index, field) or side
                 tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.scan, self.restore, self.tool_hits)
                 out += "" if noted else self.notes(f, *sides)
             if f.blocked or any(g.blocked for g in sides) or any(a == "block" for _, a in self.tool_hits):
@@ -160,13 +157,13 @@ class OutputStream:
             getattr(delta, field, None) for field in ("role", "tool_calls", "thinking_blocks", "reasoning_items")))
         return out, send
 
-    def _reasoning_done(self, index: int, delta) -> bool:
-        """The answer's text begins: the reasoning before it is complete, so what its filter holds is decided now
-        (a block rule there ends the answer before any of its text); returns whether reasoning text was added."""
-        g = self.sides.get((index, "reasoning_content"))
+    def _finish_side(self, delta, index: int, field: str) -> bool:
+        """What the filter of choice `index`'s side text `field` still holds, decided now (a block rule there ends
+        the answer) and added to the delta's `field`; returns whether text was added."""
+        g = self.sides.get((index, field))
         rest = g.finish() if g is not None and g.pending else ""
         if rest:
-            delta.reasoning_content = (getattr(delta, "reasoning_content", None) or "") + rest
+            setattr(delta, field, (getattr(delta, field, None) or "") + rest)
         return bool(rest)
 
     def checks(self) -> OutputChecks:
