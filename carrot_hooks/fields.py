@@ -43,6 +43,10 @@ def _anthropic_tool_choice(v) -> bool:
         v["type"] != "tool" or named(v))
 
 
+def _string(v) -> bool:
+    return isinstance(v, str)
+
+
 def _response_format(v) -> bool:
     return _typed_object(v) and (v["type"] != "json_schema" or isinstance(v.get("json_schema"), dict))
 
@@ -58,15 +62,15 @@ EVERY_CALL: dict[str, Check] = {
     "max_retries": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                     "must be a whole number, 0 or more"),
     "tags": (lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v), "must be a list of strings"),
-    "api_key": (lambda v: isinstance(v, str), "must be a string"),
-    "user": (lambda v: isinstance(v, str), "must be a string (an end user's id)"),
+    "api_key": (_string, "must be a string"),
+    "user": (_string, "must be a string (an end user's id)"),
     "metadata": _OBJECT,
     "extra_body": _OBJECT,
     "stream_options": _OBJECT,
 }
 BY_CALL: dict[str, dict[str, Check]] = {
     "chat": {"response_format": (_response_format, """must be an object with a 'type' (e.g. {"type": "json_object"}), a json_schema one with an object 'json_schema'"""),
-             "suffix": (lambda v: isinstance(v, str), "must be a string (the text after the cursor)"),
+             "suffix": (_string, "must be a string (the text after the cursor)"),
              "tools": (_tools(lambda t: t.get("type") != "function" or named(t.get("function"))), _TOOLS),
              "tool_choice": _OPENAI_TOOL_CHOICE},
     "responses": {"tools": (_tools(lambda t: t.get("type") != "function" or named(t)), _TOOLS),

@@ -89,8 +89,8 @@ class Untranslatable(ValueError):
 
 
 # A word boundary, or the end of a token whose last character is a base64(url) symbol or padding: upstream ends
-# keys drawn from [A-Za-z0-9_-] or base64 with `\b`, which never holds after a final `-`, `+`, `/` or `=`
-# (about 1 OpenAI project key in 60 ends in `-`); where the next character is a word one, `\b` already holds.
+# keys drawn from [A-Za-z0-9_-] or base64 with `\b`, which fails after a final `-`, `+`, `/` or `=` followed by a
+# space, quote or line end (about 1 OpenAI project key in 60 ends in `-`); before a word character `\b` holds anyway.
 TOKEN_BOUNDARY = r"(?:\b|(?<=[-+/=]))"
 
 

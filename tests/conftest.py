@@ -32,9 +32,10 @@ ONE_WORKER = {
     ("rag_proxies",): ("test_guardrails_rag.py", "test_rag_e2e.py"),
 }
 GROUP_OF_FILE = {f"tests/{name}": group for group, names in ONE_WORKER.items() for name in names}
+UNIT_FILES = {", ".join(group): [f"tests/{name}" for name in names] for group, names in ONE_WORKER.items()}
 
 
-# Seconds each test file took in a recorded run (`pytest --store-durations` rewrites it): only the order in
+# Seconds each test file took in recorded runs (`pytest --store-durations` merges a run's): only the order in
 # which files are handed to the workers, so a stale or missing entry costs balance, never a test.
 DURATIONS = Path(__file__).with_name("durations.json")
 
@@ -53,13 +54,14 @@ class FileGroupScheduling(LoadScopeScheduling):
         path = nodeid.split("::", 1)[0]
         return ", ".join(GROUP_OF_FILE[path]) if path in GROUP_OF_FILE else path
 
+    _ordered = False  # the queue is complete at the first assignment
+
     def _assign_work_unit(self, node) -> None:
-        if not getattr(self, "_ordered", False):  # the queue is complete at the first assignment
+        if not self._ordered:
             seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
             def cost(scope: str) -> float:  # a unit with a file not recorded yet: 0.1 s a test
-                group = tuple(name.strip() for name in scope.split(","))  # a ONE_WORKER group: its fixtures
-                files = [f"tests/{f}" for f in ONE_WORKER[group]] if group in ONE_WORKER else [scope]
+                files = UNIT_FILES.get(scope, [scope])
                 known = [seconds[f] for f in files if f in seconds]
                 return sum(known) if len(known) == len(files) else 0.1 * len(self.workqueue[scope])
 
