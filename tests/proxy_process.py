@@ -15,6 +15,7 @@ import httpx
 
 from carrot_hooks.config import file_version
 from carrot_hooks.serve import ROOT, build_env, command
+from tests.proxy_zygote import spawn
 from tests.services import free_port, wait_for
 
 MASTER_KEY = "sk-test-" + "c0ffee" * 8
@@ -66,19 +67,22 @@ class ProxyProcess:
         self.master_key = MASTER_KEY
         self.log_path = self.workdir / "proxy.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LITELLM_", "DATABASE_URL"))}
-        self.env = build_env({
+        common = {
             **base,
-            "OLLAMA_URL": upstream_url, "VLLM_URL": f"{upstream_url}/v1", "ALT_API_BASE": f"{upstream_url}/v1",
-            "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake",
-            "LITELLM_MASTER_KEY": self.master_key, "CARROT_POLICY_DIR": str(self.policy_dir),
+            "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake", "LITELLM_MASTER_KEY": self.master_key,
             "LITELLM_MODE": "PRODUCTION",  # the CLI would otherwise load the developer's .env
             "CARROT_RAG_WARM": "0",  # most test proxies never retrieve; the first rag request loads the model
+        }
+        self.env = build_env({
+            **common,
+            "OLLAMA_URL": upstream_url, "VLLM_URL": f"{upstream_url}/v1", "ALT_API_BASE": f"{upstream_url}/v1",
+            "CARROT_POLICY_DIR": str(self.policy_dir),
             **(env or {}),
         })
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(command(self.port, config=config or root / "litellm_config.yaml", workers=workers),
-                                     cwd=root, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.log_path.touch()
+        argv = command(self.port, config=config or root / "litellm_config.yaml", workers=workers)
+        # uvicorn's worker processes (`workers` > 1) start afresh anyway; another checkout has its own imports
+        self.proc = spawn(argv, self.env, root, self.log_path, build_env(common) if root == ROOT and workers == 1 else None)
         self.startup_timeout = startup_timeout
         if wait:
             self.wait_started()
@@ -130,4 +134,3 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._log.close()
