@@ -16,7 +16,7 @@ import openai
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from tests import dbmode_support, services
+from tests import dbmode_support, proxy_zygote, services
 from tests.fake_upstream import FakeUpstream
 from tests.proxy_process import ProxyProcess
 from tests.reliability_support import ChaosProxy
@@ -77,6 +77,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduli
 
 
 _FILE_SECONDS: Counter[str] = Counter()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    proxy_zygote.enabled = True  # test proxies forked from a zygote, where that is the same as a fresh start
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    proxy_zygote.close()  # waited for, so that the proxies it forked count in the run's CPU
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -1,4 +1,5 @@
-"""Start the real LiteLLM proxy (`litellm --config ...`) as a subprocess on a free port."""
+"""Start the real LiteLLM proxy (`litellm --config ...`) as a subprocess on a free port (forked from the test
+zygote where that is the same: `tests/proxy_zygote.py`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import httpx
 
 from carrot_hooks.config import file_version
 from carrot_hooks.serve import ROOT, build_env, command
-from tests.proxy_zygote import spawn
+from tests.proxy_zygote import ZygoteChild, spawn
 from tests.services import free_port, wait_for
 
 MASTER_KEY = "sk-test-" + "c0ffee" * 8
+# The environment the test process started with: what its own imports set later (LiteLLM's TIKTOKEN_CACHE_DIR,
+# the embedded Postgres' XDG_RUNTIME_DIR) and the test being run (PYTEST_CURRENT_TEST) are no proxy's business
+STARTED_ENV = dict(os.environ)
 
 
 def descendants(pid: int) -> list[int]:
@@ -37,7 +41,7 @@ def descendants(pid: int) -> list[int]:
     return kids + [g for k in kids for g in descendants(k)]
 
 
-def wait_ready(proc: subprocess.Popen, base_url: str, log_path: Path, timeout: float) -> None:
+def wait_ready(proc: subprocess.Popen | ZygoteChild, base_url: str, log_path: Path, timeout: float) -> None:
     """Return once `/health/liveliness` answers 200; RuntimeError with the log tail if the proxy dies or is late."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,9 +60,11 @@ class ProxyProcess:
     """A running proxy with its own copy of policy/ (tests may edit it) and a log file."""
 
     def __init__(self, upstream_url: str, env: dict[str, str] | None = None, config: Path | None = None,
-                 startup_timeout: float = 360.0, workers: int = 1, wait: bool = True, root: Path = ROOT):
+                 startup_timeout: float = 360.0, workers: int = 1, wait: bool = True, root: Path = ROOT,
+                 fork: bool = True):
         """`root`: the checkout whose `policy/` is copied, whose `litellm_config.yaml` is the default config
-        and which the proxy runs in (LiteLLM loads the config's callbacks by path from its directory)."""
+        and which the proxy runs in (LiteLLM loads the config's callbacks by path from its directory).
+        `fork`: from the test zygote where that is the same as a fresh start (`tests/proxy_zygote.py`)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="carrot-proxy-"))
         self.policy_dir = self.workdir / "policy"
         shutil.copytree(root / "policy", self.policy_dir)
@@ -66,7 +72,7 @@ class ProxyProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.master_key = MASTER_KEY
         self.log_path = self.workdir / "proxy.log"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LITELLM_", "DATABASE_URL"))}
+        base = {k: v for k, v in STARTED_ENV.items() if not k.startswith(("OPENAI_", "LITELLM_", "DATABASE_URL"))}
         common = {
             **base,
             "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake", "LITELLM_MASTER_KEY": self.master_key,
@@ -82,7 +88,7 @@ class ProxyProcess:
         self.log_path.touch()
         argv = command(self.port, config=config or root / "litellm_config.yaml", workers=workers)
         # uvicorn's worker processes (`workers` > 1) start afresh anyway; another checkout has its own imports
-        self.proc = spawn(argv, self.env, root, self.log_path, build_env(common) if root == ROOT and workers == 1 else None)
+        self.proc = spawn(argv, self.env, root, self.log_path, build_env(common), fork=fork and root == ROOT and workers == 1)
         self.startup_timeout = startup_timeout
         if wait:
             self.wait_started()

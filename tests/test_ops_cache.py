@@ -84,9 +84,8 @@ def test_namespace_separates_tenants_and_upstream_models():
     assert cache.namespace("team-a", ["ollama/m:1"]) != cache.namespace("team-b", ["ollama/m:1"])
 
 
-def test_in_memory_cache_without_redis(start_proxy, fake_upstream, marker, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)  # the proxy inherits the test environment
-    p = start_proxy()
+def test_in_memory_cache_without_redis(start_proxy, fake_upstream, marker):
+    p = start_proxy(env={"REDIS_URL": ""})  # empty is unset (whatever REDIS_URL the run was given)
     try:
         c = make_client(p)
         assert [ask(c, marker)[0]["x-carrot-cache"] for _ in range(2)] == ["miss", "hit"]
