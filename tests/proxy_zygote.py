@@ -93,34 +93,30 @@ def _preload() -> dict:
     sys.stdout.flush()
     sys.stderr.flush()
     unaudited = sorted(readers - WHOLE_ENV_READERS.keys())
+    written = sorted(k for k in os.environ.keys() | at_start.keys() if os.environ.get(k) != at_start.get(k))
     why = (f"Python threads after import: {threading.enumerate()}" if threading.active_count() > 1 else
-           f"unaudited readers of the whole environment: {unaudited}" if unaudited else "")
+           f"unaudited readers of the whole environment: {unaudited}" if unaudited else
+           f"the imports set {written} in the environment (a child's environment would lose it)" if written else "")
     return {"at_start": at_start, "reads": sorted(k for k in reads if isinstance(k, str)),
             "readers": sorted(readers), "unusable": why}
 
 
 def _reap_all(children: set[int]) -> None:
-    """At EOF: stop the children still running (a test that never stopped its proxy), and reap every one."""
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + 15
+    """At EOF: stop the children still running (a test that never stopped its proxy), SIGKILL those still there
+    after 15 s, and reap every one."""
+    deadline, sig = time.monotonic() + 15, signal.SIGTERM
     while children:
         for pid in list(children):
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG if time.monotonic() < deadline else 0)
-            except ChildProcessError:
-                done = pid
-            if done:
+                if sig is not None:
+                    os.killpg(pid, sig)
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    children.discard(pid)
+            except (ChildProcessError, ProcessLookupError):
                 children.discard(pid)
-        if children and time.monotonic() >= deadline:
-            for pid in children:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            except OSError:
+                pass
+        sig = signal.SIGKILL if time.monotonic() > deadline else None
         time.sleep(0.05)
 
 
@@ -178,26 +174,25 @@ def _become_proxy(argv: list[str], env: dict[str, str], log: str, preload_log: s
 
 # ---- the test side ----
 
-def _ended(pid: int) -> bool:
-    """Whether `pid` has ended: gone, or a zombie nobody reaps (an init that does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 class ZygoteChild:
     """A proxy forked by the zygote, with the part of `subprocess.Popen` the tests use."""
 
     def __init__(self, zygote: Zygote, pid: int):
         self.zygote, self.pid, self.returncode = zygote, pid, None
+        self.pidfd = os.pidfd_open(pid)  # this process, even once another one has its pid
+
+    def ended(self) -> bool:
+        return bool(select.select([self.pidfd], [], [], 0)[0])
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            if self.zygote.proc.poll() is None:
+            try:
                 self.returncode = self.zygote.ask({"op": "poll", "pid": self.pid})["rc"]
-            elif _ended(self.pid):  # the zygote is gone, so is the exit status: reported as killed
-                self.returncode = -signal.SIGKILL
+            except (RuntimeError, OSError):  # the zygote is gone, so is the exit status: reported as killed
+                if self.ended():
+                    self.returncode = -signal.SIGKILL
+            if self.returncode is not None:
+                os.close(self.pidfd)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -220,12 +215,16 @@ class Zygote:
         self._from_zygote, answers = os.pipe()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, __file__, str(requests), str(answers), str(self.folder)],
-                                         env=env, cwd=cwd,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(requests, answers))
+                                         env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                         pass_fds=(requests, answers), start_new_session=True)
         os.close(requests)
         os.close(answers)
         self.lock = threading.Lock()
-        state = self._answer(START_TIMEOUT_S)
+        try:
+            state = self._answer(START_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
         self.unusable = state["unusable"]
         self.reads = set(state["reads"])
         self.consumers = [WHOLE_ENV_READERS[r] for r in state["readers"] if r in WHOLE_ENV_READERS]
@@ -254,8 +253,14 @@ class Zygote:
 
     def ask(self, req: dict) -> dict:
         with self.lock:
-            os.write(self._to_zygote, (json.dumps(req) + "\n").encode())
-            return self._answer()
+            if self._to_zygote < 0:
+                raise RuntimeError("the proxy zygote was closed")
+            try:
+                os.write(self._to_zygote, (json.dumps(req) + "\n").encode())
+                return self._answer()
+            except BaseException:  # e.g. a test's timeout between question and answer: the next answer
+                self.proc.kill()   # would be this one's, so this zygote is done
+                raise
 
     def fits(self, env: dict[str, str], cwd: Path) -> list[str]:
         """Why a start with `env` in `cwd` would not be the same as a fresh process (empty: it would be)."""
@@ -273,12 +278,19 @@ class Zygote:
     def close(self) -> None:
         """End the zygote (EOF: it stops what still runs and reaps its children) and wait for it, so that
         the CPU of the proxies it forked is counted with this process's children."""
-        if self._to_zygote >= 0:
+        with self.lock:
+            if self._to_zygote < 0:
+                return
             os.close(self._to_zygote)
             self._to_zygote = -1
-            self.proc.wait(60)
-            os.close(self._from_zygote)
-            shutil.rmtree(self.folder, ignore_errors=True)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            finally:
+                os.close(self._from_zygote)
+                shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _zygote: Zygote | None = None
@@ -294,8 +306,9 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path, log: Path, common: di
         with _zygote_lock:
             if _zygote is None or _zygote.proc.poll() is not None:
                 _zygote = Zygote(common, cwd)
-        if not _zygote.fits(env, cwd):
-            return _zygote.spawn(argv, env, log)
+            zygote = _zygote
+        if not zygote.fits(env, cwd):
+            return zygote.spawn(argv, env, log)
     with log.open("ab") as fh:
         return subprocess.Popen(argv, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
