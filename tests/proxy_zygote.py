@@ -242,10 +242,7 @@ class Zygote:
             if not chunk:
                 raise RuntimeError(f"the proxy zygote exited with {self.proc.wait()}:\n{self.tail()}")
             line += chunk
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"the proxy zygote failed: {answer['error']}")
-        return answer
+        return json.loads(line)
 
     def tail(self) -> str:
         return "".join(p.read_text(errors="replace") for p in (self.log, self.folder / "zygote.log")
@@ -257,10 +254,13 @@ class Zygote:
                 raise RuntimeError("the proxy zygote was closed")
             try:
                 os.write(self._to_zygote, (json.dumps(req) + "\n").encode())
-                return self._answer()
+                answer = self._answer()
             except BaseException:  # e.g. a test's timeout between question and answer: the next answer
                 self.proc.kill()   # would be this one's, so this zygote is done
                 raise
+        if "error" in answer:
+            raise RuntimeError(f"the proxy zygote failed: {answer['error']}")
+        return answer
 
     def fits(self, env: dict[str, str], cwd: Path) -> list[str]:
         """Why a start with `env` in `cwd` would not be the same as a fresh process (empty: it would be)."""
