@@ -61,6 +61,12 @@ def test_only_a_start_differing_in_per_proxy_keys_is_forked(zygote):
     assert zygote.fits(env, ROOT.parent) == [f"folder {ROOT.parent}"]
 
 
+def test_an_error_answer_keeps_the_zygote_in_step(zygote, forked):
+    with pytest.raises(RuntimeError, match="ChildProcessError"):
+        zygote.ask({"op": "poll", "pid": os.getpid()})  # not its child
+    assert zygote.ask({"op": "poll", "pid": forked.proc.pid}) == {"rc": None}  # in step, and still serving
+
+
 def _startup(log: str) -> list[str]:
     """The log up to the first request, numbers masked, without LiteLLM's randomly chosen feedback line and
     errors that depend on timing (a Redis ping timing out on a loaded machine)."""
