@@ -25,16 +25,19 @@ def zygote_on(monkeypatch):
     monkeypatch.setenv("CARROT_TEST_ZYGOTE", "1")
 
 
-@pytest.fixture
-def forked(zygote_on, fake_upstream, redis_url) -> Iterator[ProxyProcess]:
-    p = ProxyProcess(fake_upstream.url, env={"REDIS_URL": redis_url})
+@pytest.fixture(scope="module")
+def forked(fake_upstream, redis_url) -> Iterator[ProxyProcess]:
+    """One forked proxy for the module's tests, whatever CARROT_TEST_ZYGOTE the run has."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARROT_TEST_ZYGOTE", "1")
+        p = ProxyProcess(fake_upstream.url, env={"REDIS_URL": redis_url})
     yield p
     p.stop()
 
 
 @pytest.fixture
 def zygote(forked) -> proxy_zygote.Zygote:
-    return proxy_zygote._zygote
+    return forked.proc.zygote
 
 
 def test_the_imports_read_the_environment_only_where_audited_and_never_a_per_proxy_key(zygote):
