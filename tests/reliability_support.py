@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +28,7 @@ class Forwarder:
     """A loopback TCP port relaying to `target` ((host, port) or a unix socket path).
 
     `stop()` closes the listener and every open connection (the service "goes away" for the
-    proxy); `start()` listens again on the same port.
+    proxy); `start()` listens again on the same port, and `started_at` is when (time.monotonic()).
     """
 
     def __init__(self, target: tuple[str, int] | str):
@@ -93,6 +94,7 @@ class Forwarder:
     def start(self) -> None:
         if self._server is None:
             self._call(self._start())
+            self.started_at = time.monotonic()
 
     def stop(self) -> None:
         self._call(self._stop())
