@@ -7,12 +7,18 @@ runs collections only between bytecodes). A gateway under load died inside `Cont
 (LiteLLM's `service_target`, `bench/load.py`; README "Guarantees under faults"). The project requires 3.12.
 Where a collection falls depends on addresses, so one run can miss it: the program below tries several
 collection thresholds and heap layouts, and also checks that no finaliser's update was lost.
+
+No installed package installs a Python audit hook: once added, a hook cannot be removed and runs on every
+audited event in the process (filelock 3.30+ added one at import, through tldextract: LiteLLM's deep copies raise
+about 2,000 `builtins.id` events per request, and each then called a Python function; pyproject pins filelock).
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import tomllib
 from pathlib import Path
@@ -68,3 +74,22 @@ def test_the_suite_runs_on_a_python_the_project_admits():
     admitted = SpecifierSet(meta["project"]["requires-python"])
     running = ".".join(map(str, sys.version_info[:3]))
     assert running in admitted and "3.11.7" not in admitted, (running, admitted)
+
+
+AUDIT_HOOK_CALL = re.compile(rb"\baddaudithook\s*\(")
+
+
+def audit_hook_installers(folder: Path) -> list[Path]:
+    """Python files under `folder` that call `sys.addaudithook`."""
+    return sorted(p for p in folder.rglob("*.py") if AUDIT_HOOK_CALL.search(p.read_bytes()))
+
+
+def test_no_installed_package_adds_a_python_audit_hook(tmp_path):
+    planted = tmp_path / "pkg" / "_fork.py"
+    planted.parent.mkdir()
+    planted.write_text("import sys\n\ndef _hook(event, args):\n    pass\n\nsys.addaudithook(_hook)\n")
+    (tmp_path / "pkg" / "quiet.py").write_text("# mentions addaudithook without calling it\n")
+    assert audit_hook_installers(tmp_path) == [planted]  # the check finds a call, and only a call
+    site = Path(sysconfig.get_paths()["purelib"])
+    assert (site / "litellm").is_dir() and (site / "filelock").is_dir(), site  # the gateway's own packages
+    assert audit_hook_installers(site) == [], "a Python audit hook costs every request: pin the package below it"
