@@ -228,19 +228,19 @@ def read_every_policy_file(chaos, collection) -> None:
     httpx.get(f"{chaos.base_url}/v1/models", headers={"Authorization": "Bearer sk-no-such-tenant"}, timeout=60)
 
 
-def retrieval_steady(chaos, collection, timeout: float = 90) -> bool:
+def wait_retrieval_steady(chaos, collection, timeout: float = 90) -> None:
     """Wait until rag-doc requests have had context for longer than RETRY_AFTER_S since the store last came back
     and since the last one without. A search process whose connect failed during an outage answers "unavailable"
     for that long while another one already retrieves: one success does not mean the next request gets context."""
-    last_miss = [chaos.store.started_at]
+    last_miss, seen = [chaos.store.started_at], []
 
     def steady() -> bool:
-        if not ask(chaos, f"pre-{uuid.uuid4().hex[:6]}", "rag-doc", refs=collection).headers["x-carrot-rag"] \
-                .startswith("injected:"):
+        seen.append(ask(chaos, f"pre-{uuid.uuid4().hex[:6]}", "rag-doc", refs=collection).headers["x-carrot-rag"])
+        if not seen[-1].startswith("injected:"):
             last_miss[0] = time.monotonic()
         return time.monotonic() - last_miss[0] > RETRY_AFTER_S
 
-    return wait_for(steady, timeout=timeout, every=0.5)
+    assert wait_for(steady, timeout=timeout, every=0.5), f"x-carrot-rag of the probes: {seen}"
 
 
 @pytest.mark.parametrize("policy", ["routing.yaml", "guardrails.yaml", "rag.yaml", "keys.yaml"])
@@ -249,7 +249,7 @@ def test_broken_policy_file_keeps_last_valid_version(chaos, fake_upstream, colle
     path = chaos.policy_dir / policy
     original = path.read_text()
     read_every_policy_file(chaos, collection)  # the last valid versions, keys.yaml's included
-    assert retrieval_steady(chaos, collection)
+    wait_retrieval_steady(chaos, collection)
     seen = len(chaos.log())
     BROKEN[how](path)
     try:  # the proxy logs every look at a changed file (rejected, unreadable or reloaded) naming it

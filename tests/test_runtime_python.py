@@ -15,7 +15,9 @@ about 2,000 `builtins.id` events per request, and each then called a Python func
 
 from __future__ import annotations
 
-import re
+import ast
+import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -23,7 +25,10 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import yaml
 from packaging.specifiers import SpecifierSet
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REENTRANT_SET = textwrap.dedent("""
     import contextvars, gc
@@ -70,26 +75,73 @@ def test_context_variable_set_during_a_collection_neither_crashes_nor_loses_the_
 
 def test_the_suite_runs_on_a_python_the_project_admits():
     """A venv made by hand with another Python (3.11) fails here, not later under load."""
-    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     admitted = SpecifierSet(meta["project"]["requires-python"])
     running = ".".join(map(str, sys.version_info[:3]))
     assert running in admitted and "3.11.7" not in admitted, (running, admitted)
 
 
-AUDIT_HOOK_CALL = re.compile(rb"\baddaudithook\s*\(")
-
-
 def audit_hook_installers(folder: Path) -> list[Path]:
-    """Python files under `folder` that call `sys.addaudithook`."""
-    return sorted(p for p in folder.rglob("*.py") if AUDIT_HOOK_CALL.search(p.read_bytes()))
+    """Python files under `folder` whose code calls `addaudithook` (a comment or a definition is not a call)."""
+    def calls(path: Path) -> bool:
+        source = path.read_bytes()
+        if b"addaudithook" not in source:  # most files: no parse
+            return False
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):  # a package's template or test data
+            return False
+        return any(isinstance(n, ast.Call) and (getattr(n.func, "attr", None) or getattr(n.func, "id", None))
+                   == "addaudithook" for n in ast.walk(tree))
+
+    return sorted(p for p in folder.rglob("*.py") if calls(p))
 
 
 def test_no_installed_package_adds_a_python_audit_hook(tmp_path):
     planted = tmp_path / "pkg" / "_fork.py"
     planted.parent.mkdir()
     planted.write_text("import sys\n\ndef _hook(event, args):\n    pass\n\nsys.addaudithook(_hook)\n")
-    (tmp_path / "pkg" / "quiet.py").write_text("# mentions addaudithook without calling it\n")
+    (tmp_path / "pkg" / "quiet.py").write_text('"""Unlike sys.addaudithook(h), this adds none."""\n'
+                                               "# sys.addaudithook(h)\ndef addaudithook(h):\n    pass\n")
     assert audit_hook_installers(tmp_path) == [planted]  # the check finds a call, and only a call
     site = Path(sysconfig.get_paths()["purelib"])
     assert (site / "litellm").is_dir() and (site / "filelock").is_dir(), site  # the gateway's own packages
     assert audit_hook_installers(site) == [], "a Python audit hook costs every request: pin the package below it"
+
+
+# Records each hook added after it, with where (C extensions and aliased calls included), while the gateway's
+# modules load and its PII stage runs once (Presidio's recognizers import tldextract then)
+HOOK_RECORDER = textwrap.dedent("""
+    import json, sys, traceback
+
+    added = []
+
+    def recorder(event, args):
+        if event == "sys.addaudithook":
+            added.append("".join(traceback.format_stack(sys._getframe(1), limit=4)))
+
+    sys.addaudithook(recorder)
+    for name in sys.argv[1:]:
+        __import__(name)
+    from carrot_hooks.config import load_model
+    from carrot_hooks.guardrails.settings import GuardrailPolicy
+    from carrot_hooks.guardrails.pii import PiiRedactor, Vault
+    from carrot_hooks.serve import ROOT
+
+    pii = load_model(ROOT / "policy" / "guardrails.yaml", GuardrailPolicy).pii
+    text, hits = PiiRedactor(pii).redact("Mail John Smith at john.smith@example.com or see https://example.org", Vault())
+    assert hits, text
+    print(json.dumps(added))
+""")
+
+
+def test_the_gateway_adds_no_audit_hook_when_it_loads_and_redacts():
+    config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    modules = ["litellm.proxy.proxy_server", "carrot_hooks.rag_search", "rag_indexer.retrieve", "rag_indexer.embedding"]
+    modules += [c.rsplit(".", 1)[0] for c in config["litellm_settings"]["callbacks"] if c.startswith("carrot_hooks")]
+    modules += [g["litellm_params"]["guardrail"].rsplit(".", 1)[0] for g in config["guardrails"]]
+    out = subprocess.run([sys.executable, "-c", HOOK_RECORDER, *modules], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, check=False, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    added = json.loads(out.stdout.strip().splitlines()[-1])
+    assert added == [], "hooks added while the gateway loads (each runs on every audited event):\n" + "\n".join(added)
