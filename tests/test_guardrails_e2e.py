@@ -362,3 +362,23 @@ def test_logs_never_contain_planted_secrets_or_pii(client, proxy, fake_upstream,
     assert all(fields <= r.keys() for r in records)
     assert any(g["guardrail"] == "secrets" and g["action"] == "redact" for r in records for g in r["guardrails"])
     assert any(r["status"] == "error" for r in records)
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["passed", "blocked"])
+def test_a_stream_asked_for_usage_ends_with_its_usage_chunk_blocked_or_not(client, fake_upstream, marker, blocked):
+    """`stream_options.include_usage`: the last chunk before [DONE] has no choices and the usage, also when a
+    block rule ended the answer early (the model's tokens up to the block are counted)."""
+    tail = "sudo rm -rf / --no-preserve-root\nthen reboot and write the rest of a long answer." if blocked else "df -h"
+    fake_upstream.script(Reply(match=marker, content=f"To see the disk run:\n{tail}", chunk_chars=3))
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": f"{marker} my disk is full"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert ("[blocked by carrot guardrails: destroy-rm-root]" in text) == blocked and "rm -rf /" not in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == \
+        ["content_filter" if blocked else "stop"]
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None, chunks[-2:]
+    assert last.usage.prompt_tokens > 5 and 0 < last.usage.completion_tokens
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])

@@ -648,3 +648,20 @@ def test_user_content_types_are_the_ones_litellm_accepts():
         validate_chat_completion_user_messages([{"role": "user", "content": [{"type": kind, "text": "x"}]}])
     with pytest.raises(Exception, match="Invalid user message"):
         validate_chat_completion_user_messages([{"role": "user", "content": [{"type": "weird", "text": "x"}]}])
+
+
+def test_usage_chunk_of_a_stream_ended_early_serialises_as_litellm_s_own():
+    """`compat.usage_chunk`: LiteLLM's token counter still counts a chat request's messages, and a stream chunk
+    with no choices and a `Usage` serialises with the usage the OpenAI SDK reads (as LiteLLM's own last chunk)."""
+    template = ModelResponseStream(id="s", created=1, model="m", choices=[StreamingChoices(
+        index=0, delta=Delta(content="abc"), finish_reason="content_filter")])
+    chat = compat.usage_chunk(template, {"messages": [{"role": "user", "content": "count these five words please"}]},
+                              "rm -rf / now")
+    fim = compat.usage_chunk(template, {"prompt": "def add(a, b):\n", "suffix": "\n"}, "return a + b")
+    for chunk in (chat, fim):
+        body = chunk.model_dump()
+        assert body["choices"] == [] and body["id"] == "s", body
+        usage = body["usage"]
+        assert usage["prompt_tokens"] > 3 and usage["completion_tokens"] > 2, usage
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert template.choices  # the template is left as it was

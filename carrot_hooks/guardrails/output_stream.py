@@ -40,6 +40,16 @@ def reasoning_parts(message) -> list[dict]:
             and isinstance(p.get("text"), str)]
 
 
+def _generated(choice) -> str:
+    """The text the model generated in one choice of an upstream chunk: answer, reasoning, tool arguments."""
+    delta = getattr(choice, "delta", None)
+    if delta is None:
+        return getattr(choice, "text", None) or ""
+    parts = [getattr(delta, f, None) for f in ("content", *SIDE_TEXTS)]
+    parts += [getattr(getattr(c, "function", None), "arguments", None) for c in getattr(delta, "tool_calls", None) or ()]
+    return "".join(p for p in parts if isinstance(p, str))
+
+
 def _own_copy(chunk):
     """A copy of `chunk` whose choices and deltas (what the filter changes) are new objects, the rest shared."""
     out = chunk.model_copy()
@@ -221,10 +231,12 @@ class OutputStream:
             self.record_once()
 
     async def run(self, response: AsyncIterator, request_data: dict) -> AsyncIterator:
-        """Forward `response` chunk by chunk, filtered; stops early once every choice is blocked."""
+        """Forward `response` chunk by chunk, filtered; stops early once every choice is blocked (then with a
+        usage chunk of its own when the request asked for one: the upstream's would come at its end)."""
         last = None
         stopped = False
         stream_id = None
+        generated: list[str] = []
         try:
             async for upstream_chunk in response:
                 chunk = _own_copy(upstream_chunk)  # the cached/logged stream keeps placeholders
@@ -235,6 +247,7 @@ class OutputStream:
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices
                 for choice in choices:
+                    generated.append(_generated(choice))
                     send = (await self._choice(choice, request_data))[1] or send
                 if choices and self.finished >= self.filters.keys():  # every answer is complete: verdicts final
                     chunk.carrot_guardrails = self.record_once()
@@ -250,6 +263,9 @@ class OutputStream:
                     tail = text_chunk(last, rest, sides)
                     tail.carrot_guardrails = self.record_once()
                     yield tail
+            options = request_data.get("stream_options")
+            if stopped and last is not None and isinstance(options, dict) and options.get("include_usage"):
+                yield compat.usage_chunk(last, request_data, "".join(generated))
         finally:
             if stopped and hasattr(response, "aclose"):
                 await response.aclose()
