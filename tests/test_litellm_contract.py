@@ -21,6 +21,7 @@ from litellm.types.utils import (
     ModelResponse,
     ModelResponseStream,
     StreamingChoices,
+    TextCompletionResponse,
 )
 from starlette.requests import Request
 
@@ -650,18 +651,38 @@ def test_user_content_types_are_the_ones_litellm_accepts():
         validate_chat_completion_user_messages([{"role": "user", "content": [{"type": "weird", "text": "x"}]}])
 
 
+
 def test_usage_chunk_of_a_stream_ended_early_serialises_as_litellm_s_own():
-    """`compat.usage_chunk`: LiteLLM's token counter still counts a chat request's messages, and a stream chunk
-    with no choices and a `Usage` serialises with the usage the OpenAI SDK reads (as LiteLLM's own last chunk)."""
-    template = ModelResponseStream(id="s", created=1, model="m", choices=[StreamingChoices(
+    """`compat.usage_chunk`: LiteLLM's token counter still counts a chat request's messages, and a chunk of either
+    stream type with no choices and a `Usage` serialises with the usage the OpenAI SDK reads, without the
+    template's extra fields (the verdict summary goes out once, on the answer's last chunk)."""
+    chat = ModelResponseStream(id="s", created=1, model="m", choices=[StreamingChoices(
         index=0, delta=Delta(content="abc"), finish_reason="content_filter")])
-    chat = compat.usage_chunk(template, {"messages": [{"role": "user", "content": "count these five words please"}]},
-                              "rm -rf / now")
-    fim = compat.usage_chunk(template, {"prompt": "def add(a, b):\n", "suffix": "\n"}, "return a + b")
-    for chunk in (chat, fim):
+    fim = TextCompletionResponse(id="t", created=1, model="m", choices=[{"index": 0, "text": "", "finish_reason":
+                                                                          "content_filter"}])
+    for template in (chat, fim):
+        template.carrot_guardrails = "commands:block"
+    chunks = [compat.usage_chunk(chat, {"messages": [{"role": "user", "content": "count these five words please"}]},
+                                 "rm -rf / now"),
+              compat.usage_chunk(fim, {"prompt": "def add(a, b):\n", "suffix": "\n"}, "return a + b")]
+    for chunk, template in zip(chunks, (chat, fim), strict=True):
         body = chunk.model_dump()
-        assert body["choices"] == [] and body["id"] == "s", body
+        assert body["choices"] == [] and body["id"] == template.id and "carrot_guardrails" not in body, body
         usage = body["usage"]
         assert usage["prompt_tokens"] > 3 and usage["completion_tokens"] > 2, usage
         assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert template.choices  # the template is left as it was
+        assert template.choices and template.carrot_guardrails  # the template is left as it was
+
+
+def test_litellm_flags_the_usage_it_asks_for_itself():
+    """`compat.client_asked_for_usage`: the proxy adds include_usage to a stream the client sent without it (for its
+    spend tracking) and flags that; a client's own include_usage is left unflagged."""
+    from litellm.proxy.common_request_processing import stream_usage_tracking_updates
+
+    def sent(body: dict) -> dict:
+        return {**body, **stream_usage_tracking_updates(body, {}, "acompletion", lambda: True)}
+
+    injected = sent({"stream": True})
+    assert injected["stream_options"] == {"include_usage": True} and not compat.client_asked_for_usage(injected)
+    assert compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": True}}))
+    assert not compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": False}}))

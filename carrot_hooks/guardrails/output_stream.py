@@ -8,6 +8,7 @@ A FIM stream the upstream ended without a finish reason ends in an error, as cha
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections import Counter
@@ -236,7 +237,7 @@ class OutputStream:
         last = None
         stopped = False
         stream_id = None
-        generated: list[str] = []
+        generated: list[str] | None = [] if compat.client_asked_for_usage(request_data) else None
         try:
             async for upstream_chunk in response:
                 chunk = _own_copy(upstream_chunk)  # the cached/logged stream keeps placeholders
@@ -247,7 +248,8 @@ class OutputStream:
                 choices = getattr(chunk, "choices", None) or []
                 send = not choices
                 for choice in choices:
-                    generated.append(_generated(choice))
+                    if generated is not None:
+                        generated.append(_generated(choice))
                     send = (await self._choice(choice, request_data))[1] or send
                 if choices and self.finished >= self.filters.keys():  # every answer is complete: verdicts final
                     chunk.carrot_guardrails = self.record_once()
@@ -263,9 +265,8 @@ class OutputStream:
                     tail = text_chunk(last, rest, sides)
                     tail.carrot_guardrails = self.record_once()
                     yield tail
-            options = request_data.get("stream_options")
-            if stopped and last is not None and isinstance(options, dict) and options.get("include_usage"):
-                yield compat.usage_chunk(last, request_data, "".join(generated))
+            if stopped and generated is not None and last is not None:
+                yield await asyncio.to_thread(compat.usage_chunk, last, request_data, "".join(generated))
         finally:
             if stopped and hasattr(response, "aclose"):
                 await response.aclose()
