@@ -383,7 +383,6 @@ async def post_call_failure(request_data: dict, exc: Exception, user_api_key_dic
         request_data=request_data, original_exception=exc, user_api_key_dict=user_api_key_dict)
 
 
-
 def client_asked_for_usage(request_data: dict) -> bool:
     """Whether the client asked for a stream's usage chunk: LiteLLM's proxy adds `include_usage` itself for its
     spend tracking (flagged in the request; it strips its own usage chunk before the client then)."""
