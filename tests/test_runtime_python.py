@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 from packaging.specifiers import SpecifierSet
 
-ROOT = Path(__file__).resolve().parent.parent
+from carrot_hooks.serve import ROOT
 
 REENTRANT_SET = textwrap.dedent("""
     import contextvars, gc

@@ -265,7 +265,7 @@ class OutputStream:
                     tail = text_chunk(last, rest, sides)
                     tail.carrot_guardrails = self.record_once()
                     yield tail
-            if stopped and generated is not None and last is not None:
+            if stopped and generated is not None:  # stopped: a choice was filtered, so `last` is a chunk
                 yield await asyncio.to_thread(compat.usage_chunk, last, request_data, "".join(generated))
         finally:
             if stopped and hasattr(response, "aclose"):
