@@ -38,7 +38,8 @@ class IndexInfo:
     dim: int
     chunks: int
     avgdl: float
-    table_vectors: float = 0.0  # rows of the vector table all indexes of this size share (planner estimate)
+    table_vectors: float = 0.0  # rows of the relation its vectors are in (planner estimate)
+    vectors: str = ""  # that relation: its partition (a store made before partitions: the shared table)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Connection, IndexInfo, check_model
-from .schema import per_dim_schema, vec_table
+from .base import Connection, IndexInfo, check_model, log
+from .schema import partition_schema, per_dim_schema, vec_partition, vec_table
 
 # After bulk writes, searches are ~10x slower until VACUUM (dead HNSW entries, no visibility map for
 # index-only scans): 33 ms vs 2.4 ms per HNSW search at 11k chunks. Autovacuum may come much later.
@@ -12,9 +12,13 @@ VACUUM_AFTER_CHANGES = 1000
 
 class Indexes(Connection):
     def index(self, kind: str, name: str) -> IndexInfo | None:
+        """The index record, with the relation its vectors are in (its partition; in a store made before
+        partitions, the shared table) and that relation's row estimate."""
         row = self.conn.execute(
-            "SELECT id, kind, name, commit, model, dim, chunks, avgdl, coalesce((SELECT reltuples FROM pg_class "
-            "WHERE oid = to_regclass('rag_vectors_' || dim)), 0) FROM rag_indexes WHERE kind = %s AND name = %s",
+            "SELECT i.id, i.kind, i.name, i.commit, i.model, i.dim, i.chunks, i.avgdl, coalesce(reltuples, 0), "
+            "coalesce(i.rel::text, '') FROM (SELECT *, coalesce(to_regclass('rag_vectors_' || dim || '_i' || id), "
+            "to_regclass('rag_vectors_' || dim)) AS rel FROM rag_indexes WHERE kind = %s AND name = %s) i "
+            "LEFT JOIN pg_class ON pg_class.oid = i.rel",
             (kind, name),
         ).fetchone()
         return IndexInfo(*row) if row else None
@@ -30,23 +34,29 @@ class Indexes(Connection):
             info = self.index(kind, name)
         assert info is not None
         check_model(info, model, dim)
-        self.schema_ddl("true", per_dim_schema(dim))  # under the schema lock: indexers may start at once
-        return info
+        if self.conn.execute("SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass(%s) AND relkind = 'r')",
+                             (vec_table(dim),)).fetchone()[0]:
+            log.warning("moving %s into one partition per index (once; searches wait for it)", info.vectors)
+        # under the schema lock: indexers may start at once
+        self.schema_ddl("true", per_dim_schema(dim), partition_schema(dim, info.id))
+        return self.index(kind, name)  # type: ignore[return-value]
 
     def drop_index(self, kind: str, name: str) -> bool:
         info = self.index(kind, name)
         if info is None:
             return False
         with self.conn.transaction():
+            self.conn.execute(f"DROP TABLE IF EXISTS {vec_partition(info.dim, info.id)}")
             self._changed += self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,)).rowcount
             self.conn.execute("DELETE FROM rag_indexes WHERE id = %s", (info.id,))
-        self._vacuum_if_needed(info.dim)
+        self._vacuum_if_needed()
         return True
 
-    def _vacuum_if_needed(self, dim: int) -> None:
-        """VACUUM the tables after many chunks were written or deleted."""
+    def _vacuum_if_needed(self, info: IndexInfo | None = None) -> None:
+        """VACUUM the tables (and `info`'s vectors) after many chunks were written or deleted (a dropped
+        index's partition went whole; a store made before partitions is left to autovacuum)."""
         if self._changed >= VACUUM_AFTER_CHANGES:
-            for table in (vec_table(dim), "rag_postings", "rag_chunks"):
+            for table in ([info.vectors] if info and info.vectors else []) + ["rag_postings", "rag_chunks"]:
                 self.conn.execute(f"VACUUM (ANALYZE) {table}")
             self._changed = 0
 
@@ -70,5 +80,5 @@ class Indexes(Connection):
                 (commit, info.id, info.id, info.id),
             )
         self.conn.execute("ANALYZE rag_postings")
-        self._vacuum_if_needed(info.dim)
+        self._vacuum_if_needed(info)
         return self.index(info.kind, info.name)  # type: ignore[return-value]

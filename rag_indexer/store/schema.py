@@ -80,14 +80,43 @@ def vec_table(dim: int) -> str:
     return f"rag_vectors_{int(dim)}"
 
 
+def vec_partition(dim: int, index_id: int) -> str:
+    """The partition of `vec_table(dim)` holding one index's window vectors."""
+    return f"{vec_table(dim)}_i{int(index_id)}"
+
+
 def per_dim_schema(dim: int) -> str:
-    """The window-vector table and the embedding cache for one vector size."""
+    """The window-vector table and the embedding cache for one vector size. The vectors are partitioned by
+    index, each partition with its own HNSW graph: a search walks its own index's vectors only (in one graph
+    shared by 20 indexes, the filtered scan of an 11k-chunk index took 7 ms instead of ~2). A table made
+    before that (one graph for all) is moved into partitions here once, its graphs built after the move."""
     table, d = vec_table(dim), int(dim)
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE, "
-        f"index_id int NOT NULL, embedding vector({d}) NOT NULL);"
-        f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
-        f"CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);"
-        f"CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL, "
-        f"embedding vector({d}) NOT NULL, PRIMARY KEY (model, h));"
-    )
+    return f"""
+DO $$
+DECLARE idx int;
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('{table}')) = 'r' THEN
+        ALTER TABLE {table} RENAME TO {table}_unpartitioned;
+        DROP INDEX IF EXISTS {table}_hnsw, {table}_chunk;
+        CREATE TABLE {table} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
+            index_id int NOT NULL, embedding vector({d}) NOT NULL) PARTITION BY LIST (index_id);
+        FOR idx IN SELECT DISTINCT index_id FROM {table}_unpartitioned LOOP
+            EXECUTE format('CREATE TABLE %I PARTITION OF {table} FOR VALUES IN (%s)', '{table}_i' || idx, idx);
+        END LOOP;
+        INSERT INTO {table} SELECT chunk_id, index_id, embedding FROM {table}_unpartitioned;
+        DROP TABLE {table}_unpartitioned;
+    END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
+    index_id int NOT NULL, embedding vector({d}) NOT NULL) PARTITION BY LIST (index_id);
+CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);
+CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL,
+    embedding vector({d}) NOT NULL, PRIMARY KEY (model, h));
+"""
+
+
+def partition_schema(dim: int, index_id: int) -> str:
+    """One index's vector partition (its HNSW graph and chunk index come from the parent's)."""
+    return (f"CREATE TABLE IF NOT EXISTS {vec_partition(dim, index_id)} PARTITION OF {vec_table(dim)} "
+            f"FOR VALUES IN ({int(index_id)})")

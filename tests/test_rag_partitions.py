@@ -1,0 +1,112 @@
+"""Window vectors in one partition per index: a search walks its own index's HNSW graph, a store made before
+partitions is moved into them by the next indexer run with nothing lost, and dropping an index drops its part."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rag_indexer.chunk import Chunk
+from rag_indexer.store import Store
+from rag_indexer.store.schema import vec_partition, vec_table
+from tests import services
+
+DIM, MODEL = 384, "test-model"
+# the vector table of a store made before partitions: every index's windows in one table and one HNSW graph
+LEGACY_VECTORS = f"""
+CREATE TABLE {vec_table(DIM)} (chunk_id bigint NOT NULL REFERENCES rag_chunks ON DELETE CASCADE,
+    index_id int NOT NULL, embedding vector({DIM}) NOT NULL);
+CREATE INDEX {vec_table(DIM)}_hnsw ON {vec_table(DIM)} USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX {vec_table(DIM)}_chunk ON {vec_table(DIM)} (chunk_id);
+"""
+
+
+@pytest.fixture
+def store():
+    with services.fresh_database("rag_parts", services.pgvector_url()) as url:
+        s = Store(url)
+        yield s
+        s.close()
+
+
+def fill(store: Store, name: str, vectors: np.ndarray):
+    """An index of one file whose chunk i has window vector i (as the indexer writes them)."""
+    store.conn.execute("INSERT INTO rag_indexes (kind, name, model, dim) VALUES ('code', %s, %s, %s)",
+                       (name, MODEL, DIM))
+    info = store.index("code", name)
+    chunks = [Chunk(path="a.py", language="python", symbol=f"f{i}", heading="", start_line=i + 1, end_line=i + 1,
+                    text=f"def f{i}(): pass") for i in range(len(vectors))]
+    store.replace_file(info, "a.py", "blob", chunks, [c.text for c in chunks], [[v] for v in vectors])
+    store.finish_run(info, None)
+    return store.index("code", name)
+
+
+def nearest(store: Store, info, queries: np.ndarray, k: int) -> list[list[str]]:
+    """Each query's k nearest chunks (by symbol) through the store's dense search."""
+    out = []
+    for q in queries:
+        ids = [cid for cid, _, _ in store.dense(info, q[None, :], k)][:k]
+        symbols = dict(store.conn.execute("SELECT id, symbol FROM rag_chunks WHERE id = ANY(%s)", (ids,)).fetchall())
+        out.append([symbols[i] for i in ids])
+    return out
+
+
+def exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[str]]:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [[f"f{i}" for i in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:k]] for q in queries]
+
+
+def relkind(store: Store, name: str) -> str | None:
+    row = store.conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_store_made_before_partitions_is_moved_into_them_with_nothing_lost(store):
+    rng = np.random.default_rng(7)
+    store.conn.execute(LEGACY_VECTORS)
+    a_vecs, b_vecs = rng.normal(size=(300, DIM)), rng.normal(size=(200, DIM))
+    a, b = fill(store, "a", a_vecs), fill(store, "b", b_vecs)
+    assert a.vectors == b.vectors == vec_table(DIM) and relkind(store, vec_table(DIM)) == "r"
+    queries = a_vecs[:5] + rng.normal(scale=0.3, size=(5, DIM))
+    assert nearest(store, a, queries, 3) == exact(a_vecs, queries, 3)  # searched among both indexes' vectors
+
+    a = store.ensure_index("code", "a", MODEL, DIM)  # what an indexer run does first: moves every index
+
+    assert relkind(store, vec_table(DIM)) == "p"
+    assert a.vectors == vec_partition(DIM, a.id) and store.index("code", "b").vectors == vec_partition(DIM, b.id)
+    counts = dict(store.conn.execute(f"SELECT index_id, count(*) FROM {vec_table(DIM)} GROUP BY 1").fetchall())
+    assert counts == {a.id: 300, b.id: 200}
+    assert nearest(store, a, queries, 3) == exact(a_vecs, queries, 3)
+    b_queries = b_vecs[:5] + rng.normal(scale=0.3, size=(5, DIM))
+    assert nearest(store, store.index("code", "b"), b_queries, 3) == exact(b_vecs, b_queries, 3)
+    # each part has its own graph and chunk index, made from the parent's
+    indexes = {r[0] for r in store.conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s",
+                                                (vec_partition(DIM, a.id),))}
+    assert any("USING hnsw (embedding vector_cosine_ops)" in d for d in indexes)
+    assert any("(chunk_id)" in d for d in indexes)
+
+
+def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_it(store):
+    rng = np.random.default_rng(11)
+    for name in ("x", "y"):
+        store.ensure_index("code", name, MODEL, DIM)
+    x = store.index("code", "x")
+    x_vecs = rng.normal(size=(2500, DIM))
+    chunks = [Chunk(path="a.py", language="python", symbol=f"f{i}", heading="", start_line=i + 1, end_line=i + 1,
+                    text=f"def f{i}(): pass") for i in range(len(x_vecs))]
+    store.replace_file(x, "a.py", "blob", chunks, [c.text for c in chunks], [[v] for v in x_vecs])
+    assert x.vectors == vec_partition(DIM, x.id) and relkind(store, x.vectors) == "r"
+    # its own graph, not a sort of every row, also before the partition's first ANALYZE
+    sql, params = store.dense_sql(dataclasses.replace(x, chunks=len(x_vecs)), x_vecs[:1], 100)
+    plan = "\n".join(r[0] for r in store.conn.execute("EXPLAIN " + sql, params).fetchall())
+    assert f"Index Scan using {x.vectors}_embedding_idx" in plan, plan
+    x = store.finish_run(x, None)
+    queries = x_vecs[:3] + rng.normal(scale=0.3, size=(3, DIM))
+    assert nearest(store, x, queries, 3) == exact(x_vecs, queries, 3)
+
+    assert store.drop_index("code", "x")
+    assert relkind(store, vec_partition(DIM, x.id)) is None
+    assert store.conn.execute(f"SELECT count(*) FROM {vec_table(DIM)}").fetchone()[0] == 0
+    assert store.index("code", "y").vectors == vec_partition(DIM, store.index("code", "y").id)
