@@ -73,27 +73,37 @@ class Lexical(Connection):
             return Read(None, None, convert)
         path_sql, params = path_filter(paths)
         return Read(
-            "SELECT c.id, EXISTS (SELECT 1 FROM unnest(%(dotted)s::text[]) d WHERE lower(c.symbol) = d "
-            "OR right(lower(c.symbol), length(d) + 1) = '.' || d) AS qualified "
+            # qualified: the lower-cased symbol is a dotted name or ends with "." + one (one LIKE pass per row)
+            "SELECT c.id, lower(c.symbol) LIKE ANY(%(qualified)s) AS qualified "
             "FROM rag_chunks c WHERE c.index_id = %(idx)s AND c.symbol_key = ANY(%(keys)s) "
             f"{path_sql} ORDER BY qualified DESC, c.id LIMIT %(lim)s",
             {"idx": info.id, "keys": list({n.rsplit(".", 1)[-1].lower() for n in (*names, *dotted)}),
-             "dotted": [d.lower() for d in dotted], "lim": limit, **params},
+             "qualified": [p for d in dotted for p in (like_literal(d.lower()), "%." + like_literal(d.lower()))],
+             "lim": limit, **params},
             convert,
         )
 
     def paths_matching_read(self, info: IndexInfo, suffixes: Sequence[str]) -> Read:
         """Indexed file paths that end with, or are the tail of, a path mentioned in a query, as a read to send
-        with others. A bare file name that several files share (`__init__.py`, `utils.py`) names none of them."""
+        with others. A bare file name that several files share (`__init__.py`, `utils.py`) names none of them.
+        Postgres finds the candidates by the index's path key (a mention's tails) and one LIKE pass (paths a
+        mention ends); which mention each one answers is decided here, on those few rows."""
         def convert(rows: list[tuple]) -> list[str]:
             per_mention: dict[str, list[str]] = {}
-            for mention, path in rows:
-                per_mention.setdefault(mention, []).append(path)
+            for mention in suffixes:
+                for (path,) in rows:
+                    if path == mention or path.endswith("/" + mention) or mention.endswith("/" + path):
+                        per_mention.setdefault(mention, []).append(path)
             return list(dict.fromkeys(p for m, ps in per_mention.items() if "/" in m or len(ps) == 1 for p in ps))
 
+        tails = {m.split("/", i)[-1] for m in suffixes for i in range(m.count("/") + 1)}
         return Read(
-            "SELECT s, f.path FROM rag_files f JOIN unnest(%s::text[]) s ON f.path = s "
-            "OR right(f.path, length(s) + 1) = '/' || s OR right(s, length(f.path) + 1) = '/' || f.path "
-            "WHERE f.index_id = %s" if suffixes else None,
-            (list(suffixes), info.id), convert,
+            "SELECT path FROM rag_files WHERE index_id = %s AND (path = ANY(%s) OR path LIKE ANY(%s))"
+            if suffixes else None,
+            (info.id, sorted(tails), ["%/" + like_literal(m) for m in suffixes]), convert,
         )
+
+
+def like_literal(text: str) -> str:
+    """`text` matched literally in a LIKE pattern (its `%`, `_` and `\\` escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

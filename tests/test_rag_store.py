@@ -1,5 +1,6 @@
-"""Window vectors in one partition per index: a search walks its own index's HNSW graph, a store made before
-partitions is moved into them by the next indexer run with nothing lost, and dropping an index drops its part."""
+"""The store's reads on a real pgvector server. Window vectors in one partition per index: a search walks its own
+index's HNSW graph, a store made before partitions is moved into them by the next indexer run with nothing lost,
+and dropping an index drops its part. Symbol and path mentions match literally."""
 
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ def store():
         s.close()
 
 
-def fill(store: Store, name: str, vectors: np.ndarray):
-    """An index of one file whose chunk i has window vector i (as the indexer writes them)."""
-    store.conn.execute("INSERT INTO rag_indexes (kind, name, model, dim) VALUES ('code', %s, %s, %s)",
-                       (name, MODEL, DIM))
+def fill(store: Store, name: str, vectors: np.ndarray, symbols: list[str] | None = None, path: str = "a.py"):
+    """An index whose file `path` has chunk i with window vector i (as the indexer writes them)."""
+    store.conn.execute("INSERT INTO rag_indexes (kind, name, model, dim) VALUES ('code', %s, %s, %s) "
+                       "ON CONFLICT DO NOTHING", (name, MODEL, DIM))
     info = store.index("code", name)
-    chunks = [Chunk(path="a.py", language="python", symbol=f"f{i}", heading="", start_line=i + 1, end_line=i + 1,
-                    text=f"def f{i}(): pass") for i in range(len(vectors))]
-    store.replace_file(info, "a.py", "blob", chunks, [c.text for c in chunks], [[v] for v in vectors])
+    symbols = symbols or [f"f{i}" for i in range(len(vectors))]
+    chunks = [Chunk(path=path, language="python", symbol=sym, heading="", start_line=i + 1, end_line=i + 1,
+                    text=f"def {sym.rsplit('.', 1)[-1]}(): pass") for i, sym in enumerate(symbols)]
+    store.replace_file(info, path, "blob", chunks, [c.text for c in chunks], [[v] for v in vectors])
     store.finish_run(info, None)
     return store.index("code", name)
 
@@ -110,3 +112,36 @@ def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_
     assert relkind(store, vec_partition(DIM, x.id)) is None
     assert store.conn.execute(f"SELECT count(*) FROM {vec_table(DIM)}").fetchone()[0] == 0
     assert store.index("code", "y").vectors == vec_partition(DIM, store.index("code", "y").id)
+
+
+def test_symbol_and_path_mentions_match_literally(store):
+    """`_` and `%` in a mention are characters, not LIKE wildcards; a dotted mention qualifies the symbol it ends;
+    a path mention finds the file it names, the file whose tail it is, and the file that is its own tail, but a
+    bare file name that two files share names neither."""
+    rng = np.random.default_rng(3)
+    store.ensure_index("code", "m", MODEL, DIM)
+    for path, symbols in {"pkg/utils.py": ["Runner.get_result", "Runner.getxresult", "get_result"],
+                          "other/utils.py": ["helper"], "src/pkg/deep/mod_a.py": ["Deep.run", "axb.run"],
+                          "pkg/clock%.py": ["tick"]}.items():
+        info = fill(store, "m", rng.normal(size=(len(symbols), DIM)), symbols, path)
+
+    def symbols(names, dotted):
+        rows = store.read(store.symbols_read(info, names, dotted, 10))[0]
+        found = dict(store.conn.execute("SELECT id, symbol FROM rag_chunks WHERE id = ANY(%s)",
+                                        ([cid for cid, _ in rows],)).fetchall())
+        return [(found[cid], qualified) for cid, qualified in rows]
+
+    assert symbols([], ["runner.get_result"]) == [("Runner.get_result", True), ("get_result", False)]
+    assert symbols(["get_result"], []) == [("Runner.get_result", False), ("get_result", False)]
+    assert symbols([], ["Deep.run"]) == [("Deep.run", True), ("axb.run", False)]
+    assert symbols([], ["a_b.run"]) == [("Deep.run", False), ("axb.run", False)]  # `_` is not any character
+
+    def paths(*mentions):
+        return sorted(store.read(store.paths_matching_read(info, mentions))[0])
+
+    assert paths("utils.py") == []  # two files share the name
+    assert paths("pkg/utils.py") == ["pkg/utils.py"]
+    assert paths("/home/dev/proj/src/pkg/deep/mod_a.py") == ["src/pkg/deep/mod_a.py"]  # the file is its tail
+    assert paths("deep/mod_a.py", "mod_a.py") == ["src/pkg/deep/mod_a.py"]
+    assert paths("mod-a.py", "pkg/utils_py", "clock_.py") == []
+    assert paths("clock%.py") == ["pkg/clock%.py"]
