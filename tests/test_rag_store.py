@@ -77,6 +77,8 @@ def test_a_store_made_before_partitions_is_moved_into_them_with_nothing_lost(sto
     a = store.ensure_index("code", "a", MODEL, DIM)  # what an indexer run does first: moves every index
 
     assert relkind(store, vec_table(DIM)) == "p"
+    assert not store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
+                                  (vec_table(DIM),)).fetchall()
     assert a.vectors == vec_partition(DIM, a.id) and store.index("code", "b").vectors == vec_partition(DIM, b.id)
     counts = dict(store.conn.execute(f"SELECT index_id, count(*) FROM {vec_table(DIM)} GROUP BY 1").fetchall())
     assert counts == {a.id: 300, b.id: 200}
@@ -107,6 +109,18 @@ def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_
     x = store.finish_run(x, None)
     queries = x_vecs[:3] + rng.normal(scale=0.3, size=(3, DIM))
     assert nearest(store, x, queries, 3) == exact(x_vecs, queries, 3)
+
+    def vectors() -> int:
+        return store.conn.execute(f"SELECT count(*) FROM {x.vectors}").fetchone()[0]
+
+    # no foreign key to cascade through: the writes take a replaced or deleted file's vectors themselves
+    assert not store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
+                                  (x.vectors,)).fetchall()
+    store.replace_file(x, "a.py", "blob", chunks[:10], [c.text for c in chunks[:10]], [[v] for v in x_vecs[:10]])
+    store.replace_file(x, "b.py", "blob", chunks[:5], [c.text for c in chunks[:5]], [[v] for v in x_vecs[:5]])
+    assert vectors() == 15
+    store.delete_files(x, ["a.py"])
+    assert vectors() == 5
 
     assert store.drop_index("code", "x")
     assert relkind(store, vec_partition(DIM, x.id)) is None

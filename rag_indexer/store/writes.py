@@ -18,9 +18,15 @@ class Writes(Connection):
         if not paths:
             return
         with self.conn.transaction():
-            self._changed += self.conn.execute(
-                "DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths))).rowcount
+            self._delete_chunks(info, list(paths))
             self.conn.execute("DELETE FROM rag_files WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
+
+    def _delete_chunks(self, info: IndexInfo, paths: list[str]) -> None:
+        """These files' chunks with their vectors (no cascade reaches a partition: schema.per_dim_schema)."""
+        self.conn.execute(f"DELETE FROM {info.vectors or vec_table(info.dim)} v USING rag_chunks c "
+                          "WHERE v.chunk_id = c.id AND c.index_id = %s AND c.path = ANY(%s)", (info.id, paths))
+        self._changed += self.conn.execute(
+            "DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, paths)).rowcount
 
     def replace_file(
         self, info: IndexInfo, path: str, blob: str, chunks: Sequence[Chunk], terms: Sequence[str],
@@ -33,10 +39,8 @@ class Writes(Connection):
         """
         if len(terms) != len(chunks) or len(vectors) != len(chunks):
             raise ValueError("replace_file: chunks, terms and vectors differ in length")
-        table = vec_table(info.dim)
         with self.conn.transaction():
-            self._changed += self.conn.execute(
-                "DELETE FROM rag_chunks WHERE index_id = %s AND path = %s", (info.id, path)).rowcount
+            self._delete_chunks(info, [path])
             self._changed += len(chunks)
             if chunks:
                 ids = [r[0] for r in self.conn.execute(
@@ -66,7 +70,8 @@ class Writes(Connection):
                 )
                 with self.conn.cursor() as cur:
                     cur.executemany(
-                        f"INSERT INTO {table} (chunk_id, index_id, embedding) VALUES (%s, %s, %s)",
+                        f"INSERT INTO {info.vectors or vec_table(info.dim)} (chunk_id, index_id, embedding) "
+                        "VALUES (%s, %s, %s)",
                         [(cid, info.id, v) for cid, vecs in zip(ids, vectors) for v in vecs],
                     )
             self.conn.execute(
