@@ -110,13 +110,10 @@ class Retriever:
         `NotIndexed` when there is no such index or it holds another commit."""
         if q.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {q.mode!r}")
-        # the query embedding (client CPU, the longest stage) starts first and runs while the index is looked
-        # up, the message taken apart and Postgres does the lexical searches, the path lookup and the
-        # candidates' metadata (a request for an index that is not there wastes it: ~6 ms CPU)
+        # the query embedding (client CPU, the longest stage) starts once the index is found and runs while
+        # the message is taken apart and Postgres does the lexical searches, the path lookup and the
+        # candidates' metadata
         cleaned = clean(q.text)
-        embedding = None
-        if q.mode in ("hybrid", "dense"):
-            embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
         info = self.index_for(q)
         option = "--repo" if q.kind == "code" else "--collection"
         if info is None:
@@ -127,6 +124,9 @@ class Retriever:
                              f"index that commit with `rag-indexer {q.kind} PATH {option} {q.name} --ref {q.commit}`")
         if info.chunks == 0:
             return []
+        embedding = None
+        if q.mode in ("hybrid", "dense"):
+            embedding = self._embed_pool.submit(self.embedder.embed, self.dense_windows(cleaned))
         cfg, cand = self.cfg, self.cfg.candidates
         w = cfg.weights.code if q.kind == "code" else cfg.weights.docs
         rankings: list[list[int]] = []
