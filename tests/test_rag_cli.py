@@ -329,8 +329,8 @@ def test_the_snapshot_key_covers_every_project_file_the_validating_code_loads(tm
 
 
 def test_exact_dense_search_finds_what_the_hnsw_scan_finds(tmp_path, capsys, env, url, repo_name):
-    """A small index in a large shared vector table is searched exactly (a filtered HNSW scan would walk
-    other indexes' vectors); both ways give the same nearest chunks, best first."""
+    """A small index is searched exactly (in the shared table of a store made before partitions a filtered
+    HNSW scan would walk other indexes' vectors); both ways give the same nearest chunks, best first."""
     import dataclasses
 
     import numpy as np

@@ -5,6 +5,7 @@ and dropping an index drops its part. Symbol and path mentions match literally."
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -70,6 +71,9 @@ def test_a_store_made_before_partitions_is_moved_into_them_with_nothing_lost(sto
     store.conn.execute(LEGACY_VECTORS)
     a_vecs, b_vecs = rng.normal(size=(300, DIM)), rng.normal(size=(200, DIM))
     a, b = fill(store, "a", a_vecs), fill(store, "b", b_vecs)
+    c = fill(store, "c", rng.normal(size=(50, DIM)))
+    assert store.drop_index("code", "c")  # before the move: its vectors go by the old table's cascade
+    assert store.conn.execute(f"SELECT count(*) FROM {vec_table(DIM)} WHERE index_id = %s", (c.id,)).fetchone()[0] == 0
     assert a.vectors == b.vectors == vec_table(DIM) and relkind(store, vec_table(DIM)) == "r"
     queries = a_vecs[:5] + rng.normal(scale=0.3, size=(5, DIM))
     assert nearest(store, a, queries, 3) == exact(a_vecs, queries, 3)  # searched among both indexes' vectors
@@ -159,3 +163,49 @@ def test_symbol_and_path_mentions_match_literally(store):
     assert paths("deep/mod_a.py", "mod_a.py") == ["src/pkg/deep/mod_a.py"]
     assert paths("mod-a.py", "pkg/utils_py", "clock_.py") == []
     assert paths("clock%.py") == ["pkg/clock%.py"]
+
+
+def test_the_move_into_partitions_lets_searches_run_and_finish_meanwhile(store):
+    """Searches lock rag_chunks and the vector table in either order (exact: chunks first; by the graph: vectors
+    first); the move's swap takes both, so it gives up and tries again rather than deadlock with them."""
+    rng = np.random.default_rng(5)
+    store.conn.execute(LEGACY_VECTORS)
+    small, large = fill(store, "small", rng.normal(size=(40, DIM))), fill(store, "large", rng.normal(size=(3000, DIM)))
+    url = store.conn.info.dsn
+    stop, errors, done = threading.Event(), [], []
+
+    def search(name: str) -> None:
+        s = Store(url)
+        try:
+            while not stop.is_set():
+                info = s.index("code", name)
+                assert s.dense(info, rng.normal(size=(1, DIM)), 10)
+                done.append(name)
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=search, args=(n,)) for n in ("small", "large", "small", "large")]
+    for t in threads:
+        t.start()
+    try:
+        assert store.ensure_index("code", "small", MODEL, DIM).vectors == vec_partition(DIM, small.id)
+        before = len(done)
+        while len(done) < before + 8 and not errors:  # searches go on against the partitions
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+    assert {"small", "large"} <= set(done[before:])
+    assert store.index("code", "large").vectors == vec_partition(DIM, large.id)
+
+
+def test_mentions_ending_in_a_backslash_are_read_literally(store):
+    rng = np.random.default_rng(9)
+    store.ensure_index("code", "b", MODEL, DIM)
+    info = fill(store, "b", rng.normal(size=(1, DIM)), ["Odd.name\\"], "dir\\/f.py")
+    assert [q for _, q in store.read(store.symbols_read(info, [], ["odd.name\\"], 10))[0]] == [True]
+    assert store.read(store.paths_matching_read(info, ["dir\\/f.py", "f.py\\"]))[0] == ["dir\\/f.py"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,16 +124,23 @@ class Connection:
         """`statements` in one transaction holding the schema lock, unless `still_needed` (an SQL boolean) says
         another connection did them while this one waited (search processes, replicas and indexers opening a new
         store at once: concurrent CREATE ... IF NOT EXISTS of one object fails on a catalog index, and each
-        repeat takes table locks again). Waits at most SCHEMA_LOCK_WAIT_S for the lock."""
+        repeat takes table locks again)."""
+        with self.schema_locked(still_needed) as needed:
+            if needed:
+                for statement in statements:
+                    self.conn.execute(statement)
+
+    @contextlib.contextmanager
+    def schema_locked(self, still_needed) -> Iterator[bool]:
+        """A transaction holding the schema lock (waits at most SCHEMA_LOCK_WAIT_S for it), and whether
+        `still_needed` (an SQL boolean) is true once it is held."""
         from psycopg import sql
 
         with self.conn.transaction():
             self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(f"{SCHEMA_LOCK_WAIT_S:.0f}s"))
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            if self.conn.execute(sql.SQL("SELECT {}").format(sql.SQL(still_needed) if isinstance(still_needed, str)
-                                                              else still_needed)).fetchone()[0]:
-                for statement in statements:
-                    self.conn.execute(statement)
+            yield bool(self.conn.execute(sql.SQL("SELECT {}").format(
+                sql.SQL(still_needed) if isinstance(still_needed, str) else still_needed)).fetchone()[0])
 
     def read(self, *reads: Read) -> list:
         """Each read's converted rows; several go out together and are answered in one round trip (libpq

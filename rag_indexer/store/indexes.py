@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from .base import Connection, IndexInfo, check_model, log
-from .schema import partition_schema, per_dim_schema, vec_partition, vec_table
+import time
+
+from .base import Connection, IndexInfo, StoreError, check_model, log
+from .schema import (
+    partition_schema,
+    per_dim_schema,
+    vec_partition,
+    vec_table,
+    vector_table_sql,
+)
 
 # After bulk writes, searches are ~10x slower until VACUUM (dead HNSW entries, no visibility map for
 # index-only scans): 33 ms vs 2.4 ms per HNSW search at 11k chunks. Autovacuum may come much later.
 VACUUM_AFTER_CHANGES = 1000
+# moving a store made before partitions ends by swapping the tables under locks on rag_chunks and the old
+# vector table: each try waits this long for them, all tries together at most SWAP_WAIT_S
+SWAP_LOCK_WAIT_MS, SWAP_WAIT_S = 200, 60.0
+
+
+def _plain(table: str) -> str:
+    """SQL: whether `table` is a plain vector table, of a store made before partitions."""
+    return f"EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('{table}') AND relkind = 'r')"
 
 
 class Indexes(Connection):
@@ -34,21 +50,63 @@ class Indexes(Connection):
             info = self.index(kind, name)
         assert info is not None
         check_model(info, model, dim)
-        if self.conn.execute("SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass(%s) AND relkind = 'r')",
-                             (vec_table(dim),)).fetchone()[0]:
-            log.warning("moving %s into one partition per index (once; searches wait for it)", info.vectors)
-        # under the schema lock: indexers may start at once
-        self.schema_ddl("true", per_dim_schema(dim), partition_schema(dim, info.id))
+        table, part = vec_table(dim), vec_partition(dim, info.id)
+        if self.conn.execute(f"SELECT {_plain(table)}").fetchone()[0]:
+            self._move_into_partitions(dim)
+        # under the schema lock (indexers may start at once), and only what is missing: DDL on the parent
+        # locks every partition
+        self.schema_ddl(f"to_regclass('{table}') IS NULL", per_dim_schema(dim))
+        self.schema_ddl(f"to_regclass('{part}') IS NULL", partition_schema(dim, info.id))
         return self.index(kind, name)  # type: ignore[return-value]
+
+    def _move_into_partitions(self, dim: int) -> None:
+        """Move a store made before partitions (every index's vectors in one table and one HNSW graph) into one
+        partition per index, once, in one transaction. The copy and its graphs are made beside the old table,
+        which serves searches meanwhile; then the two are swapped under locks on rag_chunks and the old table.
+        Searches take those two in either order, so a try that waits for one while holding the other gives up
+        after SWAP_LOCK_WAIT_MS (a savepoint) and tries again. Each partition takes a few entries of the server's
+        lock table: a store of more than ~1,500 indexes needs a larger `max_locks_per_transaction` for this."""
+        table, new = vec_table(dim), f"{vec_table(dim)}_parts"
+        with self.schema_locked(_plain(table)) as needed:
+            if not needed:  # another indexer moved it while this one waited
+                return
+            log.warning("moving %s into one partition per index (once)", table)
+            self.conn.execute(vector_table_sql(new, dim))
+            for (index_id,) in self.conn.execute(f"SELECT DISTINCT index_id FROM {table}").fetchall():
+                self.conn.execute(partition_schema(dim, index_id, new))
+            self.conn.execute(f"INSERT INTO {new} SELECT chunk_id, index_id, embedding FROM {table}")
+            self.conn.execute(f"CREATE INDEX {new}_hnsw ON {new} USING hnsw (embedding vector_cosine_ops)")
+            self.conn.execute(f"CREATE INDEX {new}_chunk ON {new} (chunk_id)")
+            self._swap_in(table, new)
+
+    def _swap_in(self, table: str, new: str) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + SWAP_WAIT_S
+        while True:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_MS}ms'")
+                    self.conn.execute(f"LOCK TABLE rag_chunks, {table} IN ACCESS EXCLUSIVE MODE")
+                    self.conn.execute(f"DROP TABLE {table}")
+                    self.conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
+                    self.conn.execute(f"ALTER INDEX {new}_hnsw RENAME TO {table}_hnsw")
+                    self.conn.execute(f"ALTER INDEX {new}_chunk RENAME TO {table}_chunk")
+                return
+            except psycopg.errors.LockNotAvailable:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"moving {table} into partitions: searches held its locks for {SWAP_WAIT_S:.0f} s; "
+                                     "nothing changed, the next indexer run tries again") from None
 
     def drop_index(self, kind: str, name: str) -> bool:
         info = self.index(kind, name)
         if info is None:
             return False
         with self.conn.transaction():
-            self.conn.execute(f"DROP TABLE IF EXISTS {vec_partition(info.dim, info.id)}")
             self._changed += self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,)).rowcount
             self.conn.execute("DELETE FROM rag_indexes WHERE id = %s", (info.id,))
+            # last: dropping a partition locks the parent, which every indexer's writes need
+            self.conn.execute(f"DROP TABLE IF EXISTS {vec_partition(info.dim, info.id)}")
         self._vacuum_if_needed()
         return True
 

@@ -85,33 +85,22 @@ def vec_partition(dim: int, index_id: int) -> str:
     return f"{vec_table(dim)}_i{int(index_id)}"
 
 
+def vector_table_sql(table: str, dim: int) -> str:
+    """A partitioned window-vector table (no foreign key to rag_chunks: see `per_dim_schema`)."""
+    return (f"CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL, index_id int NOT NULL, "
+            f"embedding vector({int(dim)}) NOT NULL) PARTITION BY LIST (index_id)")
+
+
 def per_dim_schema(dim: int) -> str:
     """The window-vector table and the embedding cache for one vector size. The vectors are partitioned by
-    index, each partition with its own HNSW graph: a search walks its own index's vectors only (in one graph
-    shared by 20 indexes, the filtered scan of an 11k-chunk index took 7 ms instead of ~2). No foreign key to
-    rag_chunks: its cascade probes every partition's chunk index per deleted chunk (a 40-chunk file replaced in
-    a store of 300 indexes: 102 ms against 6), so the writes delete a file's vectors from its partition
-    themselves. A table made before that (one graph for all) is moved into partitions here once, its graphs
-    built after the move."""
+    index, each partition with its own HNSW graph (made from the parent's index): a search walks its own
+    index's vectors only (in one graph shared by 20 indexes, the filtered scan of an 11k-chunk index took 7 ms
+    instead of ~2). No foreign key to rag_chunks: its cascade probes every partition's chunk index per deleted
+    chunk (a 40-chunk file replaced in a store of 300 indexes: 2.16x the time), so the writes delete a file's
+    vectors from its partition themselves. A table made before partitions is moved by `Indexes`."""
     table, d = vec_table(dim), int(dim)
     return f"""
-DO $$
-DECLARE idx int;
-BEGIN
-    IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('{table}')) = 'r' THEN
-        ALTER TABLE {table} RENAME TO {table}_unpartitioned;
-        DROP INDEX IF EXISTS {table}_hnsw, {table}_chunk;
-        CREATE TABLE {table} (chunk_id bigint NOT NULL, index_id int NOT NULL, embedding vector({d}) NOT NULL)
-            PARTITION BY LIST (index_id);
-        FOR idx IN SELECT DISTINCT index_id FROM {table}_unpartitioned LOOP
-            EXECUTE format('CREATE TABLE %I PARTITION OF {table} FOR VALUES IN (%s)', '{table}_i' || idx, idx);
-        END LOOP;
-        INSERT INTO {table} SELECT chunk_id, index_id, embedding FROM {table}_unpartitioned;
-        DROP TABLE {table}_unpartitioned;
-    END IF;
-END $$;
-CREATE TABLE IF NOT EXISTS {table} (chunk_id bigint NOT NULL, index_id int NOT NULL, embedding vector({d}) NOT NULL)
-    PARTITION BY LIST (index_id);
+{vector_table_sql(table, d)};
 CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);
 CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL,
@@ -119,7 +108,8 @@ CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT
 """
 
 
-def partition_schema(dim: int, index_id: int) -> str:
-    """One index's vector partition (its HNSW graph and chunk index come from the parent's)."""
-    return (f"CREATE TABLE IF NOT EXISTS {vec_partition(dim, index_id)} PARTITION OF {vec_table(dim)} "
+def partition_schema(dim: int, index_id: int, parent: str | None = None) -> str:
+    """One index's vector partition of `parent` (default `vec_table(dim)`); its HNSW graph and chunk index
+    come from the parent's."""
+    return (f"CREATE TABLE IF NOT EXISTS {vec_partition(dim, index_id)} PARTITION OF {parent or vec_table(dim)} "
             f"FOR VALUES IN ({int(index_id)})")

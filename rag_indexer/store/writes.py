@@ -22,11 +22,12 @@ class Writes(Connection):
             self.conn.execute("DELETE FROM rag_files WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
 
     def _delete_chunks(self, info: IndexInfo, paths: list[str]) -> None:
-        """These files' chunks with their vectors (no cascade reaches a partition: schema.per_dim_schema)."""
-        self.conn.execute(f"DELETE FROM {info.vectors or vec_table(info.dim)} v USING rag_chunks c "
-                          "WHERE v.chunk_id = c.id AND c.index_id = %s AND c.path = ANY(%s)", (info.id, paths))
+        """These files' chunks with their vectors (no cascade reaches a partition: schema.per_dim_schema), in one
+        statement: the vectors deleted are those of exactly the chunks deleted, whatever runs beside it."""
         self._changed += self.conn.execute(
-            "DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s)", (info.id, paths)).rowcount
+            "WITH gone AS (DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s) RETURNING id), "
+            f"v AS (DELETE FROM {info.vectors or vec_table(info.dim)} WHERE chunk_id IN (SELECT id FROM gone)) "
+            "SELECT count(*) FROM gone", (info.id, paths)).fetchone()[0]
 
     def replace_file(
         self, info: IndexInfo, path: str, blob: str, chunks: Sequence[Chunk], terms: Sequence[str],
