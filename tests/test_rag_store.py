@@ -128,6 +128,7 @@ def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_
 
     assert store.drop_index("code", "x")
     assert relkind(store, vec_partition(DIM, x.id)) is None
+    assert store.dense(x, queries[:1], 10) == []  # a search that read the index before it was dropped
     assert store.conn.execute(f"SELECT count(*) FROM {vec_table(DIM)}").fetchone()[0] == 0
     assert store.index("code", "y").vectors == vec_partition(DIM, store.index("code", "y").id)
 

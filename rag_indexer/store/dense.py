@@ -24,9 +24,14 @@ class Dense(Connection):
               paths: Sequence[str] = ()) -> list[tuple[int, float, ChunkMeta]]:
         """(chunk_id, best window cosine, the chunk's metadata) for the windows nearest to any of the query
         vectors, best first, one round trip: by HNSW, or exactly for a small index in a large table."""
+        from psycopg.errors import UndefinedTable
+
         if not exact_search(info, limit):
             self._set_ef_search(max(40, min(1000, int(limit))))  # pgvector returns at most ef_search rows
-        rows = self.conn.execute(*self.dense_sql(info, query_vecs, limit, paths)).fetchall()
+        try:
+            rows = self.conn.execute(*self.dense_sql(info, query_vecs, limit, paths)).fetchall()
+        except UndefinedTable:  # the index was dropped (its partition with it) since `info` was read
+            return []
         return [(r[0], float(r[1]), ChunkMeta(*r[2:])) for r in rows]
 
     @staticmethod
