@@ -8,11 +8,13 @@ import dataclasses
 import threading
 
 import numpy as np
+import psycopg
 import pytest
 
 from rag_indexer.chunk import Chunk
 from rag_indexer.store import Store
-from rag_indexer.store.schema import vec_partition, vec_table
+from rag_indexer.store import indexes as indexes_mod
+from rag_indexer.store.schema import SCHEMA_LOCK, vec_partition, vec_table
 from tests import services
 
 DIM, MODEL = 384, "test-model"
@@ -61,8 +63,9 @@ def exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[str]]:
     return [[f"f{i}" for i in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:k]] for q in queries]
 
 
-def relkind(store: Store, name: str) -> str | None:
-    row = store.conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (name,)).fetchone()
+def relkind(store: Store | psycopg.Connection, name: str) -> str | None:
+    conn = store if isinstance(store, psycopg.Connection) else store.conn
+    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (name,)).fetchone()
     return row[0] if row else None
 
 
@@ -81,6 +84,7 @@ def test_a_store_made_before_partitions_is_moved_into_them_with_nothing_lost(sto
     a = store.ensure_index("code", "a", MODEL, DIM)  # what an indexer run does first: moves every index
 
     assert relkind(store, vec_table(DIM)) == "p"
+    assert relkind(store, f"rag_embed_cache_{DIM}") == "r"  # what the store lacked is made too
     assert not store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
                                   (vec_table(DIM),)).fetchall()
     assert a.vectors == vec_partition(DIM, a.id) and store.index("code", "b").vectors == vec_partition(DIM, b.id)
@@ -210,3 +214,46 @@ def test_mentions_ending_in_a_backslash_are_read_literally(store):
     info = fill(store, "b", rng.normal(size=(1, DIM)), ["Odd.name\\"], "dir\\/f.py")
     assert [q for _, q in store.read(store.symbols_read(info, [], ["odd.name\\"], 10))[0]] == [True]
     assert store.read(store.paths_matching_read(info, ["dir\\/f.py", "f.py\\"]))[0] == ["dir\\/f.py"]
+
+
+def test_a_move_that_cannot_swap_in_time_leaves_the_store_working_and_the_next_run_moves_it(store, monkeypatch,
+                                                                                          caplog):
+    """A session holding rag_chunks (a long report, a dump, an autovacuum) past the swap's time: the indexer run
+    goes on with the store as it was, and the next one moves it."""
+    rng = np.random.default_rng(13)
+    store.conn.execute(LEGACY_VECTORS)
+    a_vecs = rng.normal(size=(100, DIM))
+    a = fill(store, "a", a_vecs)
+    monkeypatch.setattr(indexes_mod, "SWAP_WAIT_S", 1.0)
+    with psycopg.connect(store.conn.info.dsn) as holder:  # a transaction that read rag_chunks and stays open
+        holder.execute("SELECT count(*) FROM rag_chunks").fetchone()
+        a = store.ensure_index("code", "a", MODEL, DIM)
+        assert relkind(store, vec_table(DIM)) == "r" and a.vectors == vec_table(DIM)
+        assert "stays as it was" in caplog.text
+        more = rng.normal(size=(5, DIM))  # writes and searches go on as before
+        chunks = [Chunk(path="b.py", start_line=i + 1, end_line=i + 1, text=f"b{i}", symbol=f"b{i}") for i in range(5)]
+        store.replace_file(a, "b.py", "blob", chunks, [c.text for c in chunks], [[v] for v in more])
+        assert nearest(store, a, more[:1], 1) == [["b0"]]
+    a = store.ensure_index("code", "a", MODEL, DIM)
+    assert relkind(store, vec_table(DIM)) == "p" and a.vectors == vec_partition(DIM, a.id)
+    assert store.conn.execute(f"SELECT count(*) FROM {a.vectors}").fetchone()[0] == 105
+    assert nearest(store, a, more[:1], 1) == [["b0"]]
+
+
+def test_a_drop_waits_for_the_schema_lock_a_move_holds(store):
+    """A move copies every index's vectors: a drop that went ahead meanwhile would leave its copy behind."""
+    rng = np.random.default_rng(17)
+    store.ensure_index("code", "d", MODEL, DIM)
+    d = fill(store, "d", rng.normal(size=(10, DIM)))
+    dropped = threading.Event()
+    with psycopg.connect(store.conn.info.dsn, autocommit=True) as mover:
+        mover.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        worker = threading.Thread(target=lambda: store.drop_index("code", "d") and dropped.set())
+        worker.start()
+        while not (dropped.is_set() or mover.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)").fetchone()[0]):
+            threading.Event().wait(0.01)
+        assert not dropped.is_set() and relkind(mover, vec_partition(DIM, d.id)) == "r"
+        mover.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+    worker.join(60)
+    assert dropped.is_set() and relkind(store, vec_partition(DIM, d.id)) is None

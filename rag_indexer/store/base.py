@@ -131,14 +131,20 @@ class Connection:
                     self.conn.execute(statement)
 
     @contextlib.contextmanager
-    def schema_locked(self, still_needed) -> Iterator[bool]:
-        """A transaction holding the schema lock (waits at most SCHEMA_LOCK_WAIT_S for it), and whether
-        `still_needed` (an SQL boolean) is true once it is held."""
+    def schema_locked(self, still_needed, wait_s: float = SCHEMA_LOCK_WAIT_S) -> Iterator[bool]:
+        """A transaction holding the schema lock (waits at most `wait_s` for it: a StoreError after), and
+        whether `still_needed` (an SQL boolean) is true once it is held."""
+        import psycopg
         from psycopg import sql
 
         with self.conn.transaction():
-            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(f"{SCHEMA_LOCK_WAIT_S:.0f}s"))
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(f"{wait_s:.0f}s"))
+            try:
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            except psycopg.errors.LockNotAvailable:
+                raise StoreError(f"vector store busy: another connection held its schema lock for {wait_s:.0f} s "
+                                 "(an indexer moving vectors into partitions takes minutes on a large store); "
+                                 "try again") from None
             yield bool(self.conn.execute(sql.SQL("SELECT {}").format(
                 sql.SQL(still_needed) if isinstance(still_needed, str) else still_needed)).fetchone()[0])
 

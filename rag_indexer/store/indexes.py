@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import time
 
-from .base import Connection, IndexInfo, StoreError, check_model, log
+from .base import Connection, IndexInfo, check_model, log
 from .schema import (
     partition_schema,
     per_dim_schema,
@@ -19,11 +20,16 @@ VACUUM_AFTER_CHANGES = 1000
 # moving a store made before partitions ends by swapping the tables under locks on rag_chunks and the old
 # vector table: each try waits this long for them, all tries together at most SWAP_WAIT_S
 SWAP_LOCK_WAIT_MS, SWAP_WAIT_S = 200, 60.0
+MOVE_LOCK_WAIT_S = 3600.0  # other indexers (and drops) wait this long for a move (minutes on a large store)
 
 
-def _plain(table: str) -> str:
-    """SQL: whether `table` is a plain vector table, of a store made before partitions."""
-    return f"EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('{table}') AND relkind = 'r')"
+class _SwapRefused(Exception):
+    """The move into partitions could not take the locks for its swap in time."""
+
+
+def _relkind_is(table: str, kind: str) -> str:
+    """SQL: whether `table` is a plain table (`r`: a store made before partitions) or a partitioned one (`p`)."""
+    return f"EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('{table}') AND relkind = '{kind}')"
 
 
 class Indexes(Connection):
@@ -51,38 +57,49 @@ class Indexes(Connection):
         assert info is not None
         check_model(info, model, dim)
         table, part = vec_table(dim), vec_partition(dim, info.id)
-        if self.conn.execute(f"SELECT {_plain(table)}").fetchone()[0]:
+        if self.conn.execute(f"SELECT {_relkind_is(table, 'r')}").fetchone()[0]:
             self._move_into_partitions(dim)
         # under the schema lock (indexers may start at once), and only what is missing: DDL on the parent
         # locks every partition
-        self.schema_ddl(f"to_regclass('{table}') IS NULL", per_dim_schema(dim))
-        self.schema_ddl(f"to_regclass('{part}') IS NULL", partition_schema(dim, info.id))
+        missing = " OR ".join(f"to_regclass('{n}') IS NULL"
+                              for n in (table, f"{table}_hnsw", f"{table}_chunk", f"rag_embed_cache_{int(dim)}"))
+        self.schema_ddl(missing, per_dim_schema(dim))
+        self.schema_ddl(f"to_regclass('{part}') IS NULL AND {_relkind_is(table, 'p')}", partition_schema(dim, info.id))
         return self.index(kind, name)  # type: ignore[return-value]
 
     def _move_into_partitions(self, dim: int) -> None:
         """Move a store made before partitions (every index's vectors in one table and one HNSW graph) into one
-        partition per index, once, in one transaction. The copy and its graphs are made beside the old table,
-        which serves searches meanwhile; then the two are swapped under locks on rag_chunks and the old table.
-        Searches take those two in either order, so a try that waits for one while holding the other gives up
-        after SWAP_LOCK_WAIT_MS (a savepoint) and tries again. Each partition takes a few entries of the server's
-        lock table: a store of more than ~1,500 indexes needs a larger `max_locks_per_transaction` for this."""
+        partition per index, once, in one transaction that other indexers wait for. The copy and its graphs are
+        made beside the old table, which serves searches meanwhile; then the two are swapped under locks on
+        rag_chunks and the old table (see `_swap_in`). When the swap cannot get them, nothing changes and the
+        store is searched and written as before until the next indexer run tries again. Each partition takes
+        about 9 entries of the server's lock table: a store of more than ~2,000 indexes needs a larger
+        `max_locks_per_transaction` for this."""
         table, new = vec_table(dim), f"{vec_table(dim)}_parts"
-        with self.schema_locked(_plain(table)) as needed:
-            if not needed:  # another indexer moved it while this one waited
-                return
-            log.warning("moving %s into one partition per index (once)", table)
-            self.conn.execute(vector_table_sql(new, dim))
-            for (index_id,) in self.conn.execute(f"SELECT DISTINCT index_id FROM {table}").fetchall():
-                self.conn.execute(partition_schema(dim, index_id, new))
-            self.conn.execute(f"INSERT INTO {new} SELECT chunk_id, index_id, embedding FROM {table}")
-            self.conn.execute(f"CREATE INDEX {new}_hnsw ON {new} USING hnsw (embedding vector_cosine_ops)")
-            self.conn.execute(f"CREATE INDEX {new}_chunk ON {new} (chunk_id)")
-            self._swap_in(table, new)
+        try:
+            with self.schema_locked(_relkind_is(table, "r"), MOVE_LOCK_WAIT_S) as needed:
+                if not needed:  # another indexer moved it while this one waited
+                    return
+                log.warning("moving %s into one partition per index (once; other indexers wait for it)", table)
+                self.conn.execute(vector_table_sql(new, dim))
+                for (index_id,) in self.conn.execute("SELECT id FROM rag_indexes WHERE dim = %s", (dim,)).fetchall():
+                    self.conn.execute(partition_schema(dim, index_id, new))
+                self.conn.execute(f"INSERT INTO {new} SELECT chunk_id, index_id, embedding FROM {table}")
+                self.conn.execute(f"CREATE INDEX {new}_hnsw ON {new} USING hnsw (embedding vector_cosine_ops)")
+                self.conn.execute(f"CREATE INDEX {new}_chunk ON {new} (chunk_id)")
+                self._swap_in(table, new)
+        except _SwapRefused as e:
+            log.warning("%s: %s stays as it was (searched and written as before); the next indexer run tries "
+                        "again", e, table)
 
     def _swap_in(self, table: str, new: str) -> None:
+        """Replace `table` by `new` under locks on rag_chunks (the old table's foreign key lives there) and
+        `table`. Searches take those two in either order, so a try that holds one and waits for the other gives
+        up after SWAP_LOCK_WAIT_MS (a savepoint) and backs off before the next, so that its queued lock request
+        does not stall searches either; all tries together at most SWAP_WAIT_S."""
         import psycopg
 
-        deadline = time.monotonic() + SWAP_WAIT_S
+        deadline, pause = time.monotonic() + SWAP_WAIT_S, 0.2
         while True:
             try:
                 with self.conn.transaction():
@@ -94,15 +111,18 @@ class Indexes(Connection):
                     self.conn.execute(f"ALTER INDEX {new}_chunk RENAME TO {table}_chunk")
                 return
             except psycopg.errors.LockNotAvailable:
-                if time.monotonic() > deadline:
-                    raise StoreError(f"moving {table} into partitions: searches held its locks for {SWAP_WAIT_S:.0f} s; "
-                                     "nothing changed, the next indexer run tries again") from None
+                if time.monotonic() + pause > deadline:
+                    raise _SwapRefused(f"other sessions (searches, autovacuum, a dump) held rag_chunks or {table} "
+                                       f"for {SWAP_WAIT_S:.0f} s") from None
+                time.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(2.0, pause * 2)
 
     def drop_index(self, kind: str, name: str) -> bool:
         info = self.index(kind, name)
         if info is None:
             return False
-        with self.conn.transaction():
+        # under the schema lock: a move into partitions copies every index's vectors, a drop waits for it
+        with self.schema_locked("true", MOVE_LOCK_WAIT_S):
             self._changed += self.conn.execute("DELETE FROM rag_chunks WHERE index_id = %s", (info.id,)).rowcount
             self.conn.execute("DELETE FROM rag_indexes WHERE id = %s", (info.id,))
             # last: dropping a partition locks the parent, which every indexer's writes need
