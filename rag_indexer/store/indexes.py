@@ -1,4 +1,5 @@
-"""Index records: create, look up, drop, refresh statistics after a run, VACUUM after bulk changes."""
+"""Index records: create (with their vector partition; a store made before partitions is moved first), look up,
+drop, refresh statistics after a run, VACUUM after bulk changes."""
 
 from __future__ import annotations
 
