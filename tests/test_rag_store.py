@@ -35,16 +35,20 @@ def store():
         s.close()
 
 
-def fill(store: Store, name: str, vectors: np.ndarray, symbols: list[str] | None = None, path: str = "a.py"):
-    """An index whose file `path` has chunk i with window vector i (as the indexer writes them)."""
-    store.conn.execute("INSERT INTO rag_indexes (kind, name, model, dim) VALUES ('code', %s, %s, %s) "
-                       "ON CONFLICT DO NOTHING", (name, MODEL, DIM))
-    info = store.index("code", name)
+def write(store: Store, info, path: str, vectors: np.ndarray, symbols: list[str] | None = None) -> None:
+    """File `path` of index `info` as chunks whose chunk i (symbol `f<i>` unless given) has window vector i."""
     symbols = symbols or [f"f{i}" for i in range(len(vectors))]
     chunks = [Chunk(path=path, language="python", symbol=sym, heading="", start_line=i + 1, end_line=i + 1,
                     text=f"def {sym.rsplit('.', 1)[-1]}(): pass") for i, sym in enumerate(symbols)]
     store.replace_file(info, path, "blob", chunks, [c.text for c in chunks], [[v] for v in vectors])
-    store.finish_run(info, None)
+
+
+def fill(store: Store, name: str, vectors: np.ndarray, symbols: list[str] | None = None, path: str = "a.py"):
+    """An index whose file `path` has chunk i with window vector i, run finished (as the indexer writes them)."""
+    store.conn.execute("INSERT INTO rag_indexes (kind, name, model, dim) VALUES ('code', %s, %s, %s) "
+                       "ON CONFLICT DO NOTHING", (name, MODEL, DIM))
+    write(store, store.index("code", name), path, vectors, symbols)
+    store.finish_run(store.index("code", name), None)
     return store.index("code", name)
 
 
@@ -61,6 +65,11 @@ def nearest(store: Store, info, queries: np.ndarray, k: int) -> list[list[str]]:
 def exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[str]]:
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return [[f"f{i}" for i in np.argsort(-(unit @ (q / np.linalg.norm(q))))[:k]] for q in queries]
+
+
+def foreign_keys(store: Store, table: str) -> list:
+    return store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
+                              (table,)).fetchall()
 
 
 def relkind(store: Store | psycopg.Connection, name: str) -> str | None:
@@ -85,8 +94,7 @@ def test_a_store_made_before_partitions_is_moved_into_them_with_nothing_lost(sto
 
     assert relkind(store, vec_table(DIM)) == "p"
     assert relkind(store, f"rag_embed_cache_{DIM}") == "r"  # what the store lacked is made too
-    assert not store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
-                                  (vec_table(DIM),)).fetchall()
+    assert not foreign_keys(store, vec_table(DIM))
     assert a.vectors == vec_partition(DIM, a.id) and store.index("code", "b").vectors == vec_partition(DIM, b.id)
     counts = dict(store.conn.execute(f"SELECT index_id, count(*) FROM {vec_table(DIM)} GROUP BY 1").fetchall())
     assert counts == {a.id: 300, b.id: 200}
@@ -106,9 +114,7 @@ def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_
         store.ensure_index("code", name, MODEL, DIM)
     x = store.index("code", "x")
     x_vecs = rng.normal(size=(2500, DIM))
-    chunks = [Chunk(path="a.py", language="python", symbol=f"f{i}", heading="", start_line=i + 1, end_line=i + 1,
-                    text=f"def f{i}(): pass") for i in range(len(x_vecs))]
-    store.replace_file(x, "a.py", "blob", chunks, [c.text for c in chunks], [[v] for v in x_vecs])
+    write(store, x, "a.py", x_vecs)
     assert x.vectors == vec_partition(DIM, x.id) and relkind(store, x.vectors) == "r"
     # its own graph, not a sort of every row, also before the partition's first ANALYZE
     sql, params = store.dense_sql(dataclasses.replace(x, chunks=len(x_vecs)), x_vecs[:1], 100)
@@ -122,10 +128,9 @@ def test_an_index_gets_its_own_partition_searched_by_its_graph_and_dropped_with_
         return store.conn.execute(f"SELECT count(*) FROM {x.vectors}").fetchone()[0]
 
     # no foreign key to cascade through: the writes take a replaced or deleted file's vectors themselves
-    assert not store.conn.execute("SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'f'",
-                                  (x.vectors,)).fetchall()
-    store.replace_file(x, "a.py", "blob", chunks[:10], [c.text for c in chunks[:10]], [[v] for v in x_vecs[:10]])
-    store.replace_file(x, "b.py", "blob", chunks[:5], [c.text for c in chunks[:5]], [[v] for v in x_vecs[:5]])
+    assert not foreign_keys(store, x.vectors)
+    write(store, x, "a.py", x_vecs[:10])
+    write(store, x, "b.py", x_vecs[:5])
     assert vectors() == 15
     store.delete_files(x, ["a.py"])
     assert vectors() == 5
@@ -231,8 +236,7 @@ def test_a_move_that_cannot_swap_in_time_leaves_the_store_working_and_the_next_r
         assert relkind(store, vec_table(DIM)) == "r" and a.vectors == vec_table(DIM)
         assert "stays as it was" in caplog.text
         more = rng.normal(size=(5, DIM))  # writes and searches go on as before
-        chunks = [Chunk(path="b.py", start_line=i + 1, end_line=i + 1, text=f"b{i}", symbol=f"b{i}") for i in range(5)]
-        store.replace_file(a, "b.py", "blob", chunks, [c.text for c in chunks], [[v] for v in more])
+        write(store, a, "b.py", more, [f"b{i}" for i in range(5)])
         assert nearest(store, a, more[:1], 1) == [["b0"]]
     a = store.ensure_index("code", "a", MODEL, DIM)
     assert relkind(store, vec_table(DIM)) == "p" and a.vectors == vec_partition(DIM, a.id)

@@ -17,6 +17,7 @@ from .schema import (
     SCHEMA_VERSION,
     TRIGRAM_FALLBACK_SCHEMA,
     TRIGRAM_SCHEMA,
+    vec_table,
 )
 
 log = logging.getLogger("rag_indexer.store")
@@ -41,6 +42,10 @@ class IndexInfo:
     avgdl: float
     table_vectors: float = 0.0  # rows of the relation its vectors are in (planner estimate)
     vectors: str = ""  # that relation: its partition (a store made before partitions: the shared table)
+
+    def __post_init__(self):
+        if not self.vectors:  # no vector table yet (or a record made by hand): the one of its size
+            object.__setattr__(self, "vectors", vec_table(self.dim))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ class Dense(Connection):
     def dense_sql(info: IndexInfo, query_vecs: np.ndarray, limit: int, paths: Sequence[str] = ()) -> tuple[str, dict]:
         """The dense search's statement and parameters."""
         path_sql, params = path_filter(paths)
-        table = info.vectors or vec_table(info.dim)
+        table = info.vectors
         if exact_search(info, limit):
             # ordered by similarity, which no index serves (`ORDER BY embedding <=> vec` would hand it back to
             # the HNSW scan)

@@ -8,10 +8,13 @@ import time
 
 from .base import Connection, IndexInfo, check_model, log
 from .schema import (
+    VECTOR_INDEXES,
     partition_schema,
+    per_dim_relations,
     per_dim_schema,
     vec_partition,
     vec_table,
+    vector_indexes_sql,
     vector_table_sql,
 )
 
@@ -62,8 +65,7 @@ class Indexes(Connection):
             self._move_into_partitions(dim)
         # under the schema lock (indexers may start at once), and only what is missing: DDL on the parent
         # locks every partition
-        missing = " OR ".join(f"to_regclass('{n}') IS NULL"
-                              for n in (table, f"{table}_hnsw", f"{table}_chunk", f"rag_embed_cache_{int(dim)}"))
+        missing = " OR ".join(f"to_regclass('{n}') IS NULL" for n in per_dim_relations(dim))
         self.schema_ddl(missing, per_dim_schema(dim))
         self.schema_ddl(f"to_regclass('{part}') IS NULL AND {_relkind_is(table, 'p')}", partition_schema(dim, info.id))
         return self.index(kind, name)  # type: ignore[return-value]
@@ -86,8 +88,7 @@ class Indexes(Connection):
                 for (index_id,) in self.conn.execute("SELECT id FROM rag_indexes WHERE dim = %s", (dim,)).fetchall():
                     self.conn.execute(partition_schema(dim, index_id, new))
                 self.conn.execute(f"INSERT INTO {new} SELECT chunk_id, index_id, embedding FROM {table}")
-                self.conn.execute(f"CREATE INDEX {new}_hnsw ON {new} USING hnsw (embedding vector_cosine_ops)")
-                self.conn.execute(f"CREATE INDEX {new}_chunk ON {new} (chunk_id)")
+                self.conn.execute(vector_indexes_sql(new))  # after the copy: each graph built in one go
                 self._swap_in(table, new)
         except _SwapRefused as e:
             log.warning("%s: %s stays as it was (searched and written as before); the next indexer run tries "
@@ -108,8 +109,8 @@ class Indexes(Connection):
                     self.conn.execute(f"LOCK TABLE rag_chunks, {table} IN ACCESS EXCLUSIVE MODE")
                     self.conn.execute(f"DROP TABLE {table}")
                     self.conn.execute(f"ALTER TABLE {new} RENAME TO {table}")
-                    self.conn.execute(f"ALTER INDEX {new}_hnsw RENAME TO {table}_hnsw")
-                    self.conn.execute(f"ALTER INDEX {new}_chunk RENAME TO {table}_chunk")
+                    for suffix in VECTOR_INDEXES:
+                        self.conn.execute(f"ALTER INDEX {new}_{suffix} RENAME TO {table}_{suffix}")
                 return
             except psycopg.errors.LockNotAvailable:
                 if time.monotonic() + pause > deadline:
@@ -133,9 +134,9 @@ class Indexes(Connection):
 
     def _vacuum_if_needed(self, info: IndexInfo | None = None) -> None:
         """VACUUM the tables (and `info`'s vectors) after many chunks were written or deleted (a dropped
-        index's partition went whole; a store made before partitions is left to autovacuum)."""
+        index's partition went whole)."""
         if self._changed >= VACUUM_AFTER_CHANGES:
-            for table in ([info.vectors] if info and info.vectors else []) + ["rag_postings", "rag_chunks"]:
+            for table in ([info.vectors] if info else []) + ["rag_postings", "rag_chunks"]:
                 self.conn.execute(f"VACUUM (ANALYZE) {table}")
             self._changed = 0
 

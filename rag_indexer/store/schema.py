@@ -91,6 +91,21 @@ def vector_table_sql(table: str, dim: int) -> str:
             f"embedding vector({int(dim)}) NOT NULL) PARTITION BY LIST (index_id)")
 
 
+# a vector table's indexes, named `<table>_<suffix>` (on a partitioned table, each partition gets its own)
+VECTOR_INDEXES = {"hnsw": "USING hnsw (embedding vector_cosine_ops)", "chunk": "(chunk_id)"}
+
+
+def vector_indexes_sql(table: str) -> str:
+    return "".join(f"CREATE INDEX IF NOT EXISTS {table}_{suffix} ON {table} {how};\n"
+                   for suffix, how in VECTOR_INDEXES.items())
+
+
+def per_dim_relations(dim: int) -> list[str]:
+    """What `per_dim_schema` makes: the vector table, its indexes, the embedding cache."""
+    table = vec_table(dim)
+    return [table, *(f"{table}_{suffix}" for suffix in VECTOR_INDEXES), f"rag_embed_cache_{int(dim)}"]
+
+
 def per_dim_schema(dim: int) -> str:
     """The window-vector table and the embedding cache for one vector size. The vectors are partitioned by
     index, each partition with its own HNSW graph (made from the parent's index): a search walks its own
@@ -101,9 +116,7 @@ def per_dim_schema(dim: int) -> str:
     table, d = vec_table(dim), int(dim)
     return f"""
 {vector_table_sql(table, d)};
-CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);
-CREATE INDEX IF NOT EXISTS {table}_chunk ON {table} (chunk_id);
-CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL,
+{vector_indexes_sql(table)}CREATE TABLE IF NOT EXISTS rag_embed_cache_{d} (model text NOT NULL, h bytea NOT NULL,
     embedding vector({d}) NOT NULL, PRIMARY KEY (model, h));
 """
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from ..chunk import Chunk
 from .base import Connection, IndexInfo
-from .schema import vec_table
 
 TS_CONFIG = "english"
 
@@ -26,7 +25,7 @@ class Writes(Connection):
         statement: the vectors deleted are those of exactly the chunks deleted, whatever runs beside it."""
         self._changed += self.conn.execute(
             "WITH gone AS (DELETE FROM rag_chunks WHERE index_id = %s AND path = ANY(%s) RETURNING id), "
-            f"v AS (DELETE FROM {info.vectors or vec_table(info.dim)} WHERE chunk_id IN (SELECT id FROM gone)) "
+            f"v AS (DELETE FROM {info.vectors} WHERE chunk_id IN (SELECT id FROM gone)) "
             "SELECT count(*) FROM gone", (info.id, paths)).fetchone()[0]
 
     def replace_file(
@@ -71,7 +70,7 @@ class Writes(Connection):
                 )
                 with self.conn.cursor() as cur:
                     cur.executemany(
-                        f"INSERT INTO {info.vectors or vec_table(info.dim)} (chunk_id, index_id, embedding) "
+                        f"INSERT INTO {info.vectors} (chunk_id, index_id, embedding) "
                         "VALUES (%s, %s, %s)",
                         [(cid, info.id, v) for cid, vecs in zip(ids, vectors) for v in vecs],
                     )
