@@ -261,3 +261,41 @@ def test_a_drop_waits_for_the_schema_lock_a_move_holds(store):
         mover.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     worker.join(60)
     assert dropped.is_set() and relkind(store, vec_partition(DIM, d.id)) is None
+
+
+def test_two_writers_of_one_file_leave_one_of_their_chunk_sets(store):
+    """Two indexer runs writing the same file at once (a re-index beside a watcher): whichever commits last wins
+    whole; before, both deleted only the old chunks and both new sets stayed, so every hit came twice."""
+    rng = np.random.default_rng(19)
+    store.ensure_index("code", "w", MODEL, DIM)
+    info = fill(store, "w", rng.normal(size=(3, DIM)))
+    url, errors = store.conn.info.dsn, []
+
+    def writer(tag: str) -> None:
+        s = Store(url)
+        try:
+            write(s, info, "a.py", rng.normal(size=(4, DIM)), [f"{tag}{i}" for i in range(4)])
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+        finally:
+            s.close()
+
+    # the holder keeps the old chunks, so both writers are under way before either ends
+    with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as watcher:
+        holder.execute("SELECT 1 FROM rag_chunks WHERE path = 'a.py' FOR UPDATE").fetchall()
+        threads = [threading.Thread(target=writer, args=(tag,)) for tag in ("p", "q")]
+        for t in threads:
+            t.start()
+        while not errors and watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()[0] < 2:
+            threading.Event().wait(0.01)
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    symbols = sorted(r[0] for r in store.conn.execute(
+        "SELECT symbol FROM rag_chunks WHERE index_id = %s AND path = 'a.py'", (info.id,)))
+    assert symbols in (["p0", "p1", "p2", "p3"], ["q0", "q1", "q2", "q3"])
+    vectors = store.conn.execute(f"SELECT count(*) FROM {info.vectors} v JOIN rag_chunks c ON c.id = v.chunk_id "
+                                 "WHERE c.path = 'a.py'").fetchone()[0]
+    assert vectors == 4 and store.conn.execute(f"SELECT count(*) FROM {info.vectors}").fetchone()[0] == 4

@@ -17,6 +17,8 @@ class Writes(Connection):
         if not paths:
             return
         with self.conn.transaction():
+            self.conn.execute("SELECT 1 FROM rag_files WHERE index_id = %s AND path = ANY(%s) ORDER BY path FOR UPDATE",
+                              (info.id, list(paths)))  # a replace of one of them waits for this (see replace_file)
             self._delete_chunks(info, list(paths))
             self.conn.execute("DELETE FROM rag_files WHERE index_id = %s AND path = ANY(%s)", (info.id, list(paths)))
 
@@ -35,11 +37,18 @@ class Writes(Connection):
         """Atomically replace one file's chunks; `terms[i]` is chunk i's search text, `vectors[i]` its windows.
 
         A handful of statements per file, not per chunk: on a loaded machine every round trip waits for the
-        scheduler (a cached re-index of a 4,500-chunk release spent most of its time there).
+        scheduler (a cached re-index of a 4,500-chunk release spent most of its time there). The file's row is
+        written first: it locks the file, so a second writer of the same file waits for this one to commit and
+        then deletes its chunks too (otherwise both deletes see only the old chunks and both new sets stay).
         """
         if len(terms) != len(chunks) or len(vectors) != len(chunks):
             raise ValueError("replace_file: chunks, terms and vectors differ in length")
         with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO rag_files (index_id, path, blob) VALUES (%s, %s, %s) "
+                "ON CONFLICT (index_id, path) DO UPDATE SET blob = EXCLUDED.blob",
+                (info.id, path, blob),
+            )
             self._delete_chunks(info, [path])
             self._changed += len(chunks)
             if chunks:
@@ -74,8 +83,3 @@ class Writes(Connection):
                         "VALUES (%s, %s, %s)",
                         [(cid, info.id, v) for cid, vecs in zip(ids, vectors) for v in vecs],
                     )
-            self.conn.execute(
-                "INSERT INTO rag_files (index_id, path, blob) VALUES (%s, %s, %s) "
-                "ON CONFLICT (index_id, path) DO UPDATE SET blob = EXCLUDED.blob",
-                (info.id, path, blob),
-            )
