@@ -563,6 +563,12 @@ def test_a_long_literal_annotation_is_code(redactor):
     "It switches the session to Claude Opus.",
     "I asked Codex to fix the test, then Copilot reviewed it.",
     "it's configurable in settings.json and it's runnable from the CLI",
+    # NER reads a lone assistant name as a person; so did a sign-off ("thanks,") or a request ("ask") before it
+    "🤖 Generated with [Claude Code](https://claude.com/claude-code)",
+    "Use this to list other local Claude sessions running on this machine.",
+    "Memory is for you, not Claude, so memory should be short.",
+    "Thanks, Claude! Now ask Devin to open the PR and cc Jules.",
+    "Search for a tool when only the name is known.",  # a word after "the name is", not a name
 ])
 def test_assistant_names_and_derived_words_in_client_prompts_are_not_people(redactor, text):
     assert redactor.analyze(text) == []
@@ -570,7 +576,7 @@ def test_assistant_names_and_derived_words_in_client_prompts_are_not_people(reda
 
 @pytest.mark.parametrize("text,name", [("Claude Dubois joined the infra team in May.", "Claude Dubois"),
                                        ("my name is Claude", "Claude"), ("Devin Walsh merged it.", "Devin Walsh"),
-                                       ("Thanks, Jules", "Jules"), ("Devin Booker scored.", "Devin Booker")])
+                                       ("Thanks, Jules Martin", "Jules Martin"), ("Devin Booker scored.", "Devin Booker")])
 def test_people_who_share_an_assistants_name_are_still_found(redactor, text, name):
     assert [text[h.start:h.end] for h in redactor.analyze(text) if h.entity == "PERSON"] == [name]
 

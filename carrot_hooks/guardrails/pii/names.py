@@ -289,8 +289,8 @@ def ner_names(nlp, prose: str, anchors: list[tuple[int, int, bool]], english: En
         held = anchors[bisect.bisect_left(anchor_starts, start) : bisect.bisect_right(anchor_starts, start + len(text) - 1)]
         words = text.split()
         listed = [prose[s:e].lower() for s, e, is_listed in held if is_listed]
-        if len(words) > 1 and listed and all(w in english.common for w in listed) and all(w in english for w in words):
-            continue  # a model or product: "Claude Code", "Claude Opus" (no listed name but a common-word one)
+        if listed and all(w in english.common for w in listed) and (len(words) == 1 or all(w in english for w in words)):
+            continue  # a model or product: "Claude", "Claude Code" (its only listed name a common-word one)
         if listed or held and len(words) > 1 and not any(w in english for w in words):
             out.append(RecognizerResult(entity, start, start + len(text), score))
     return out
@@ -308,6 +308,7 @@ class English:
         self.exceptions: set[str] = set()
         self.rules: set[tuple[str, str]] = set()
         self.adverbs: set[str] = set()
+        self.nouns: set[str] = set()
         if path is None or not (path / "lemmatizer" / "lookups" / "lookups.bin").exists():
             return
         tables = Lookups().from_disk(path / "lemmatizer" / "lookups")
@@ -315,6 +316,7 @@ class English:
         for words in index.values():
             self.words.update(words)
         self.adverbs.update(index.get("adv", []))
+        self.nouns.update(index.get("noun", []))
         for exceptions in tables.get_table("lemma_exc").values():
             self.exceptions.update(exceptions)
         for rules in tables.get_table("lemma_rules").values():
@@ -416,6 +418,9 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             if confirm:
                 words = _unknown_words(prose, words, english, gazetteer)
             else:  # "my name is anna please help": the name ends at a lower-case English word
+                if len(words) == 1 and _lower_english(w := prose[slice(*words[0])], english, gazetteer) \
+                        and w not in english.nouns:
+                    continue  # "only the name is known": a word, not a name (a noun may be one: "mei", "mark")
                 keep = min(1, len(words))
                 while keep < len(words) and not (prose[words[keep][0]].islower() and prose[slice(*words[keep])] in english):
                     keep += 1
@@ -428,8 +433,7 @@ def introduced(prose: str, intro: Introducers, english: English, technical: froz
             words = words[:-1]
         last = prose[slice(*words[-1])] if words else ""
         prev = prose[slice(*words[-2])].lower() if len(words) > 1 else ""
-        if last.islower() and last in english and last not in gazetteer.first and last not in gazetteer.last \
-                and prev not in gazetteer.first:
+        if _lower_english(last, english, gazetteer) and prev not in gazetteer.first:
             continue  # the verb's subject is a thing: "the sqlite fixture needs", "tokenizer quirks here"
         words = _unknown_words(prose, words, english, gazetteer)
         if words:
@@ -449,10 +453,15 @@ def _text_lines(prose: str) -> list[tuple[int, int]]:
     return out
 
 
+def _lower_english(word: str, english: English, gazetteer: Gazetteer) -> bool:
+    """A lower-case English word that is no listed given or family name ("known", "fixture"; not "mark")."""
+    return word.islower() and word in english and word not in gazetteer.first and word not in gazetteer.last
+
+
 def _unknown_words(prose: str, words: list[tuple[int, int]], english: English,
                    gazetteer: Gazetteer) -> list[tuple[int, int]]:
     """`words` when at least one is no English word or a capitalised given name ("anthony moreau",
-    "Grace", not "works now", "will do"), up to the last such."""
+    "Grace", not "works now", "will do", nor an assistant's name alone: "thanks, Claude"), up to the last such."""
     unknown = [i for i, (s, e) in enumerate(words) if prose[s:e] not in english
-               or prose[s].isupper() and prose[s:e].lower() in gazetteer.first]
+               or prose[s].isupper() and (w := prose[s:e].lower()) in gazetteer.first and w not in english.common]
     return words[: unknown[-1] + 1] if unknown else []
