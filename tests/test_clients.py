@@ -81,13 +81,14 @@ def readme_config(client: str, proxy) -> str:
 
 
 def client_setup(command: str, proxy, home: Path, work: Path, prompt: str, model: str = "carrot-chat",
-                 task: str | None = None) -> tuple[dict[str, str], list[str]]:
+                 headers: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """Environment and arguments that run `command` headless with the README's configuration (section Clients)
-    for `model`, sending `X-Task-Type: task` the way the README's "Gateway headers" table says when given."""
+    for `model`, sending gateway `headers` the way the README's "Gateway headers" table says when given."""
     if command == "codex":
         codex_home = home / ".codex"
         codex_home.mkdir(parents=True)
-        headers = f'\nhttp_headers = {{ "X-Task-Type" = "{task}" }}\n' if task else ""
+        pairs = ", ".join(f'"{k}" = "{v}"' for k, v in (headers or {}).items())
+        headers = f'\nhttp_headers = {{ {pairs} }}\n' if pairs else ""
         (codex_home / "config.toml").write_text(  # update check and analytics off
             "check_for_update_on_startup = false\n" + readme_config("Codex CLI", proxy).replace(
                 'model = "carrot-chat"', f'model = "{model}"') + headers + "\n[analytics]\nenabled = false\n")
@@ -96,23 +97,24 @@ def client_setup(command: str, proxy, home: Path, work: Path, prompt: str, model
     if command == "claude":
         env = clients.client_env(home, ANTHROPIC_BASE_URL=proxy.base_url, ANTHROPIC_AUTH_TOKEN=proxy.master_key,
                                  ANTHROPIC_MODEL=model, ANTHROPIC_DEFAULT_HAIKU_MODEL=model, CLAUDE_CODE_MAX_RETRIES="1",
-                                 **({"ANTHROPIC_CUSTOM_HEADERS": f"X-Task-Type: {task}"} if task else {}))
+                                 **({"ANTHROPIC_CUSTOM_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items())}
+                                    if headers else {}))
         return env, ["-p", prompt]
     if command == "opencode":
         conf = json.loads(readme_config("opencode", proxy))
         conf["model"] = f"carrot/{model}"
         conf["provider"]["carrot"]["models"].setdefault(model, {"name": model, "tool_call": True})
-        if task:
-            conf["provider"]["carrot"]["options"]["headers"] = {"X-Task-Type": task}
+        if headers:
+            conf["provider"]["carrot"]["options"]["headers"] = headers
         (work / "opencode.json").write_text(json.dumps(conf))
         return clients.client_env(home), ["run", prompt]
     if command == "cn":
         config = home / "continue.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         text = readme_config("Continue", proxy).replace("model: carrot-chat", f"model: {model}")
-        if task:
+        if headers:
             text = text.replace("    roles: [chat, edit, apply]", "    roles: [chat, edit, apply]\n    requestOptions:\n"
-                                f"      headers: {{X-Task-Type: {task}}}")
+                                f"      headers: {json.dumps(headers)}")
         config.write_text(text)
         return clients.client_env(home), ["-p", prompt, "--config", str(config)]
     if command == "llm":
@@ -120,13 +122,13 @@ def client_setup(command: str, proxy, home: Path, work: Path, prompt: str, model
         user.mkdir(parents=True)
         (user / "extra-openai-models.yaml").write_text(yaml.safe_dump([
             {"model_id": model, "model_name": model, "api_base": f"{proxy.base_url}/v1", "api_key_name": "carrot",
-             **({"headers": {"X-Task-Type": task}} if task else {})}]))
+             **({"headers": headers} if headers else {})}]))
         (user / "keys.json").write_text(json.dumps({"carrot": proxy.master_key}))
         return clients.client_env(home, LLM_USER_PATH=str(user)), ["-m", model, prompt]
     settings = []
-    if task:
+    if headers:
         path = work / ".aider.model.settings.yml"
-        path.write_text(f"- name: openai/{model}\n  extra_params:\n    extra_headers: {{X-Task-Type: {task}}}\n")
+        path.write_text(f"- name: openai/{model}\n  extra_params:\n    extra_headers: {json.dumps(headers)}\n")
         settings = ["--model-settings-file", str(path)]
     return clients.client_env(home), [
         "--model", f"openai/{model}", "--openai-api-base", f"{proxy.base_url}/v1", "--openai-api-key",
@@ -330,7 +332,8 @@ def test_each_client_sends_the_gateway_headers_the_readme_shows(proxy, fake_upst
     work.mkdir()
     (work / "app.py").write_text("x = 1\n")
     fake_upstream.script(Reply(match=marker, content=f"Answer {marker}", times=0))
-    env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}", task="refactor")
+    env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}",
+                             headers={"X-Task-Type": "refactor"})
     proc = clients.run(command, args, env, work)
     assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
     assert any(REFACTOR_PACK in r.text for r in fake_upstream.find(marker)), [r.text[:300] for r in
@@ -340,3 +343,22 @@ def test_each_client_sends_the_gateway_headers_the_readme_shows(proxy, fake_upst
     where = {"codex": "http_headers = {", "claude": "ANTHROPIC_CUSTOM_HEADERS=", "opencode": '"headers": {',
              "cn": "requestOptions: {headers:", "llm": "headers: {X-Task-Type", "aider": "extra_headers: {"}
     assert where[command] in table
+
+
+@pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn", "llm", "aider"])
+def test_each_client_is_served_at_high_risk_with_its_own_prompts_intact(proxy, fake_upstream, marker, tmp_path,
+                                                                        command):
+    """`X-Risk-Level: high` (the README's header, in each client's configuration): routed to the external model, and
+    no PII found in the client's own system prompt and tool texts, which at high risk would be a 403 for review
+    (Claude Code's "not Claude, so", "the name is known") and elsewhere a `<PERSON_n>` in its instructions."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.py").write_text("x = 1\n")
+    fake_upstream.script(Reply(match=marker, content=f"Answer {marker}", times=0))
+    env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}",
+                             headers={"X-Risk-Level": "high"})
+    proc = clients.run(command, args, env, work)
+    assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    sent = fake_upstream.find(marker)
+    assert sent and all(r.json.get("model") == "gpt-4.1" for r in sent), [r.json.get("model") for r in sent]
+    assert not [r for r in sent if "<PERSON_" in r.text], [r.text[:300] for r in sent if "<PERSON_" in r.text]

@@ -569,6 +569,7 @@ def test_a_long_literal_annotation_is_code(redactor):
     "Memory is for you, not Claude, so memory should be short.",
     "Thanks, Claude! Now ask Devin to open the PR and cc Jules.",
     "Search for a tool when only the name is known.",  # a word after "the name is", not a name
+    "Wait before yielding output. Non-empty writes default to 250 ms.",  # Codex's tool schema: a compound word
 ])
 def test_assistant_names_and_derived_words_in_client_prompts_are_not_people(redactor, text):
     assert redactor.analyze(text) == []

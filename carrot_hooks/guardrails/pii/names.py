@@ -324,6 +324,10 @@ class English:
 
     def __contains__(self, word: str) -> bool:
         w = word.lower()
+        if "-" in w.strip("-"):  # a compound: "Non-empty", "self-hosted" (not "Jean-Luc", "Smith-Jones")
+            parts = word.split("-")
+            return not any(p[:1].isupper() for p in parts[1:]) and all(
+                p.lower() in _PREFIXES or p and p in self for p in parts)
         return self._listed(w) or any(  # a regular derivation of a listed word ("clickable", "runnable")
             w.endswith(suffix) and len(w) - len(suffix) >= 3 and any(self._listed(base + stem) for base in _bases(
                 w[: len(w) - len(suffix)]) for stem in stems) for suffix, stems in _DERIVATIONS)
@@ -337,6 +341,11 @@ class English:
 # click-able, configur(e)-able, run(n)-able, happi(y)-ness are words of a developer's prose, never names.
 _DERIVATIONS = (("able", ("", "e")), ("ible", ("", "e")), ("ability", ("", "e")), ("ness", ("", "y")),
                 ("less", ("",)), ("ful", ("",)))
+
+
+# English prefixes written with a hyphen that are no words of their own ("non-empty", "re-run", "pre-built")
+_PREFIXES = frozenset(("non", "re", "pre", "co", "multi", "anti", "sub", "semi", "de", "un", "post", "inter", "intra",
+                       "pseudo", "quasi", "ex", "mid", "bi", "tri", "auto", "meta", "hyper", "ultra", "self"))
 
 
 def _bases(stem: str) -> tuple[str, ...]:
