@@ -104,6 +104,24 @@ def _check_body(data: dict, call_type: str) -> None:
                            param="prompt")
 
 
+def _choosable(policy: RoutingPolicy, served: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The aliases a client may name (FIM twins are reached through routing, never named) and the pins among them."""
+    aliases = served - set(policy.fim.values())
+    return aliases, frozenset(a for a in aliases if "@" in a)
+
+
+def _check_model(policy: RoutingPolicy, requested: str, aliases: frozenset[str], pins: frozenset[str]) -> None:
+    """400 for a `model` naming a FIM twin or an unknown pinned version (any other name is routed by the rules)."""
+    twin_of = {twin: alias for alias, twin in policy.fim.items()}
+    if requested in twin_of:
+        raise GatewayError(400, f"Model {requested} is a fill-in-the-middle deployment that /v1/completions "
+                           f"reaches through routing: name {twin_of[requested]} (or a carrot-* model)",
+                           param="model", code="fim_twin_named")
+    if "@" in requested and requested not in pins and requested.split("@", 1)[0] in aliases:
+        raise GatewayError(400, f"Unknown pinned version in field 'model': known pinned aliases are "
+                           f"{', '.join(sorted(pins))}", param="model")
+
+
 def _check_tool_calls(message: dict, field: str) -> None:
     """An assistant turn's tool calls: a list of calls, each function call with a name and JSON-text
     arguments (what every upstream format is converted from; Ollama's converter parses them). Empty
@@ -193,6 +211,8 @@ class CarrotGateway(CustomLogger):
         result_cache.configure()
         compat.install_http_edge(lambda: frozenset(self.routing.get().fim.values()),
                                  lambda: self.routing.get().max_body_bytes)
+        compat.serve_token_count(self.count_tokens)  # never the provider's count: no callback runs there
+        compat.local_token_counts_only()
         self.stages = (("route", self._route), ("prompt_pack", self._prompt_pack), ("context", self._context),
                        ("cache_key", self._cache_key))
         rag.search_processes()  # a bad CARROT_SEARCH_PROCESSES stops start-up, naming it
@@ -207,18 +227,10 @@ class CarrotGateway(CustomLogger):
         problems = policy.unknown_aliases(served)  # a file that was already bad before the router existed
         if problems:
             raise GatewayError(503, f"policy/{self.routing.path.name}: {'; '.join(problems)}", code="routing_policy_error")
-        aliases = served - set(policy.fim.values())  # FIM twins are reached through routing, never named
-        pins = {a for a in aliases if "@" in a}
+        aliases, pins = _choosable(policy, served)
         h = parse_headers(headers, policy.tasks, pins)
         requested = str(data.get("model") or "")
-        twin_of = {twin: alias for alias, twin in policy.fim.items()}
-        if requested in twin_of:
-            raise GatewayError(400, f"Model {requested} is a fill-in-the-middle deployment that /v1/completions "
-                               f"reaches through routing: name {twin_of[requested]} (or a carrot-* model)",
-                               param="model", code="fim_twin_named")
-        if "@" in requested and requested not in pins and requested.split("@", 1)[0] in aliases:
-            raise GatewayError(400, f"Unknown pinned version in field 'model': known pinned aliases are "
-                               f"{', '.join(sorted(pins))}", param="model")
+        _check_model(policy, requested, aliases, pins)
         virtual = policy.virtual_models()
         default_task = policy.default_completion_task_type if call_type in TEXT_CALLS else policy.default_task_type
         task = h.task_type or virtual.get(requested) or _key_task(key.metadata or {}, policy.tasks) or default_task
@@ -241,6 +253,21 @@ class CarrotGateway(CustomLogger):
         if call_type not in TEXT_CALLS:
             ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_words(data, call_type))
         return ctx
+
+    def count_tokens(self, data) -> dict:
+        """POST /v1/messages/count_tokens (Claude Code), answered here with LiteLLM's local count: its own route
+        sends the conversation to the provider's token-count endpoint unchecked and unredacted. The body is
+        checked as on /v1/messages; a model that request would refuse is refused the same way."""
+        if not isinstance(data, dict):
+            raise GatewayError(400, "Request body must be a JSON object", param="body")
+        if not isinstance(data.get("model"), str) or not data["model"].strip():
+            raise GatewayError(400, "Field 'model' must be a non-empty string", param="model")
+        policy = self.routing.get()
+        _check_model(policy, data["model"], *_choosable(policy, compat.served_aliases()))
+        check_fields(data, "anthropic_messages")
+        refuse_unchecked(data, "anthropic_messages")
+        system = [{"role": "system", "content": data["system"]}] if data.get("system") else []
+        return {"input_tokens": compat.count_message_tokens(system + data["messages"], data.get("tools"))}
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""

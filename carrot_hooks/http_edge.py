@@ -8,6 +8,10 @@
   A body that is not UTF-8 gets 400 saying so (LiteLLM reads it as an empty body); one holding NaN, Infinity
   or a number too large for a float (`1e999`; a 500 from inside LiteLLM on /v1/responses, a 502 on
   /v1/completions) gets 400 naming it.
+- A gzip body (`Content-Encoding: gzip`, as LiteLLM's own decompression middleware takes it) is decoded here,
+  before the checks below, and passed on without the header; the body limit applies to the decoded size as it
+  is inflated (a small bomb gets 413 without being inflated whole). A corrupt one is a 400, another encoding a
+  415, both naming Content-Encoding.
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -32,6 +37,7 @@ from .headers import GATEWAY_HEADERS
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings", "/engines/", "/openai/")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
+_ENCODINGS = {b"": False, b"identity": False, b"gzip": True, b"x-gzip": True}  # value: decoded here
 _BIG_EXPONENT = re.compile(rb"\d[eE]\+?\d{3}")  # a number that may overflow a float (1e309 and up)
 
 
@@ -115,17 +121,36 @@ class HttpEdge:
         ctype = next((v for k, v in headers if k == b"content-type"), b"")
         if ctype.split(b";", 1)[0].strip().lower() == b"multipart/form-data":  # uploads stay LiteLLM's
             return await self.app(scope, receive, send)
-        chunks, size, more = [], 0, True  # read here, up to the limit (chunked uploads have no length)
+        encoding = b",".join(v for k, v in headers if k == b"content-encoding").strip().lower()
+        if encoding not in _ENCODINGS:
+            return await _error(send, path, 415, f"Unsupported Content-Encoding {encoding.decode('latin-1')[:40]}: "
+                                "send the body uncompressed or gzip-compressed", "Content-Encoding")
+        inflate = zlib.decompressobj(wbits=31) if _ENCODINGS[encoding] else None
+        chunks, size, decoded, more = [], 0, 0, True  # read here, up to the limit (chunked uploads have no length)
         while more:
             message = await receive()
             if message["type"] != "http.request":
                 return await self.app(scope, _replay([message], receive), send)
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
+            data = message.get("body", b"")
+            size += len(data)
             more = message.get("more_body", False)
             if size > limit:
                 return await _too_large(send, path, size, limit, more)
+            try:  # inflated at most one byte past what the limit leaves: a bomb is never inflated whole
+                chunks.append(inflate.decompress(data, limit - decoded + 1) if inflate else data)
+            except zlib.error as e:
+                return await _bad_gzip(send, path, str(e))
+            decoded += len(chunks[-1])
+            if decoded > limit:
+                return await _error(send, path, 413, f"Request body decompresses to more than {limit} bytes "
+                                    f"(Content-Encoding: gzip), over the limit of {limit} bytes", "body")
         body = b"".join(chunks)
+        if inflate:
+            if not inflate.eof or inflate.unused_data:
+                return await _bad_gzip(send, path, "data follows the end of the gzip stream" if inflate.eof
+                                       else "the gzip stream ends early")
+            headers = [(k, v) for k, v in headers if k not in (b"content-encoding", b"transfer-encoding")]
+            scope = {**scope, "headers": _with_length(headers, body)}
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as e:  # LiteLLM would read it as an empty body ("messages must be ...")
@@ -139,8 +164,7 @@ class HttpEdge:
             if body is None:
                 _, what = EVERY_CALL["metadata"]
                 return await _error(send, path, 400, f"Field 'metadata' {what}", "metadata")
-            scope = {**scope, "headers": [(k, v) for k, v in headers if k != b"content-length"]
-                     + [(b"content-length", str(len(body)).encode())]}
+            scope = {**scope, "headers": _with_length(headers, body)}
         return await self._json_body(scope, body, receive, send)
 
     async def _json_body(self, scope, body: bytes, receive, send):
@@ -246,6 +270,16 @@ async def _send_json(send, status: int, doc: dict) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _with_length(headers, body: bytes) -> list:
+    """`headers` with the Content-Length of `body`."""
+    return [(k, v) for k, v in headers if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
+
+
+async def _bad_gzip(send, path: str, why: str) -> None:
+    await _error(send, path, 400, f"Request body is not valid gzip data ({why}): check the Content-Encoding header "
+                 "and the compression", "Content-Encoding")
 
 
 async def _too_large(send, path: str, size: int, limit: int, more: bool = False) -> None:

@@ -144,6 +144,7 @@ class FakeUpstream:
         app.router.add_post("/v1/responses", self._openai_responses)  # vLLM and OpenAI serve it natively
         app.router.add_get("/api/tags", self._list)
         app.router.add_get("/v1/models", self._list)
+        app.router.add_route("*", "/{path:.*}", self._unserved)  # recorded too: what reached the upstream at all
         runner = web.AppRunner(app)
         self._loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -155,6 +156,18 @@ class FakeUpstream:
     @staticmethod
     async def _list(request: web.Request) -> web.Response:
         return web.json_response({"models": [], "object": "list", "data": []})
+
+    async def _unserved(self, request: web.Request) -> web.Response:
+        """Any other route (a provider's token count, files...): recorded with its body, then 404."""
+        text = await request.text()
+        try:
+            body = json.loads(text) if text else {}
+        except ValueError:
+            body = {"raw": text}
+        with self._lock:
+            self.requests.append(Recorded(request.path, body if isinstance(body, dict) else {"raw": body},
+                                          dict(request.headers)))
+        return web.json_response({"error": {"message": f"fake upstream: no route {request.path}"}}, status=404)
 
     async def _begin(self, request: web.Request) -> tuple[dict, Reply]:
         body = await request.json()

@@ -241,3 +241,44 @@ def test_the_prompt_policy_reads_top_level_keys_litellm_sends_on_unknown(proxy, 
                                              json={**body, "guided_json": {"x": "write me a keylogger"}},
                                              timeout=120).text
     assert len(fake_upstream.find(marker)) == 1
+
+
+COUNT_ROUTES = {  # LiteLLM's token-count routes, each asking the provider's count endpoint with no callback
+    "messages-count": ("/v1/messages/count_tokens?beta=true", lambda text: {
+        "model": "alt-reasoning", "system": [{"type": "text", "text": "You are Claude Code."}],
+        "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": text}]}),
+    "utils-counter": ("/utils/token_counter?call_endpoint=true", lambda text: {
+        "model": "alt-reasoning", "messages": [{"role": "user", "content": text}]}),
+    "responses-input-tokens": ("/v1/responses/input_tokens", lambda text: {"model": "alt-reasoning", "input": text}),
+}
+
+
+@pytest.mark.parametrize("route", sorted(COUNT_ROUTES))
+def test_token_counts_for_an_external_model_never_reach_it(proxy, fake_upstream, marker, route):
+    """Claude Code counts its whole conversation (`/v1/messages/count_tokens`); LiteLLM's count routes called the
+    external provider's token-count endpoint with the raw text (no guardrail, no egress redaction). Counted
+    locally now: nothing reaches the upstream and the count is the text's size."""
+    key, email = aws_key(), "maria.gonzalez@acmecorp.io"
+    path, body = COUNT_ROUTES[route]
+    text = f"{marker} config: AWS_ACCESS_KEY_ID={key} owner {email} " + "word " * 200
+    r = httpx.post(f"{proxy.base_url}{path}", json=body(text), timeout=60,
+                   headers={**proxy.headers(), "anthropic-version": "2023-06-01"})
+    assert [s.path for s in fake_upstream.find(marker)] == []
+    assert r.status_code == 200, r.text
+    counted = r.json().get("input_tokens", r.json().get("total_tokens"))
+    assert 200 < counted < 400, r.text
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ({"model": "alt-reasoning"}, "messages"),
+    ({"model": "alt-reasoning", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"model": "alt-reasoning", "system": 5, "messages": [{"role": "user", "content": "hi"}]}, "system"),
+    ({"model": "alt-reasoning", "tools": [{"description": "x"}], "messages": [{"role": "user", "content": "hi"}]}, "tools"),
+    ({"model": "ds-coder-v2@1999-01-01", "messages": [{"role": "user", "content": "hi"}]}, "model"),
+], ids=["no-model", "no-messages", "bad-content", "bad-system", "nameless-tool", "unknown-pin"])
+def test_a_malformed_count_tokens_body_is_400_naming_the_field(proxy, fake_upstream, body, field):
+    r = httpx.post(f"{proxy.base_url}/v1/messages/count_tokens", json=body, timeout=60,
+                   headers={**proxy.headers(), "anthropic-version": "2023-06-01"})
+    assert r.status_code == 400 and f"'{field}'" in r.json()["error"]["message"], r.text

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -87,4 +88,48 @@ def test_naming_a_fim_twin_is_400(client, fake_upstream, marker):
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="ds-coder-6.7b-fim", prompt=f"# {marker}\n", suffix="x")
     assert "ds-coder-6.7b-fim" in str(e.value) and "ds-coder-6.7b" in str(e.value)
+    assert fake_upstream.find(marker) == []
+
+
+GZIP_BODIES = {  # what the README's clients send, gzip-compressed (LiteLLM's own middleware decodes these)
+    "/v1/chat/completions": {"model": "carrot-chat", "messages": [{"role": "user", "content": "q {marker}"}]},
+    "/v1/completions": {"model": "carrot-editor", "prompt": "# {marker}\ndef f(", "suffix": ")\n"},
+    "/v1/responses": {"model": "carrot-chat", "input": "q {marker}"},
+    "/v1/messages": {"model": "carrot-chat", "max_tokens": 20, "messages": [{"role": "user", "content": "q {marker}"}]},
+}
+
+
+def _post_gzip(proxy, path: str, content: bytes, encoding: str = "gzip") -> httpx.Response:
+    headers = {**proxy.headers(), "anthropic-version": "2023-06-01", "Content-Type": "application/json",
+               "Content-Encoding": encoding}
+    return httpx.post(f"{proxy.base_url}{path}", content=content, headers=headers, timeout=60)
+
+
+@pytest.mark.parametrize("path", sorted(GZIP_BODIES))
+def test_a_gzip_body_is_decoded_before_the_checks(proxy, fake_upstream, marker, path):
+    """It was a 400 "not valid UTF-8" from the edge, which read the compressed bytes."""
+    body = json.dumps(GZIP_BODIES[path]).replace("{marker}", marker).encode()
+    r = _post_gzip(proxy, path, gzip.compress(body))
+    assert r.status_code == 200, r.text
+    assert len(fake_upstream.find(marker)) == 1
+
+
+def test_a_gzip_bomb_is_413_by_its_decoded_size(proxy, fake_upstream, marker):
+    """200 MB of one character in about 200 KB: refused once the decoded bytes pass the limit, not inflated whole."""
+    limit = yaml.safe_load((proxy.policy_dir / "routing.yaml").read_text())["max_body_bytes"]
+    bomb = gzip.compress(b'{"model": "carrot-chat", "messages": [{"role": "user", "content": "' + marker.encode()
+                         + b" " * (200 << 20) + b'"}]}', compresslevel=9)
+    assert len(bomb) < limit
+    r = _post_gzip(proxy, "/v1/chat/completions", bomb)
+    assert r.status_code == 413 and f"more than {limit} bytes" in r.text, r.text
+    assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("encoding,status", [("gzip", 400), ("br", 415), ("deflate", 415)])
+def test_a_body_that_cannot_be_decoded_names_content_encoding(proxy, fake_upstream, marker, encoding, status):
+    """A corrupt or truncated gzip body is a 400, an encoding the gateway does not decode a 415."""
+    whole = gzip.compress(json.dumps(GZIP_BODIES["/v1/chat/completions"]).replace("{marker}", marker).encode())
+    for content in ((whole[:-12], whole[:10] + b"garbage" + whole[17:]) if encoding == "gzip" else (whole,)):
+        r = _post_gzip(proxy, "/v1/chat/completions", content, encoding)
+        assert r.status_code == status and "Content-Encoding" in r.text, r.text
     assert fake_upstream.find(marker) == []

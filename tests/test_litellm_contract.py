@@ -686,3 +686,24 @@ def test_litellm_flags_the_usage_it_asks_for_itself():
     assert injected["stream_options"] == {"include_usage": True} and not compat.client_asked_for_usage(injected)
     assert compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": True}}))
     assert not compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": False}}))
+
+
+def test_every_proxy_token_count_is_made_local(monkeypatch):
+    """compat.local_token_counts_only: LiteLLM's count routes reach the provider through
+    `proxy_server.count_request_tokens(call_endpoint=True)`; the shim forces False (idempotent), and a LiteLLM
+    without that function fails start-up by name rather than counting through the provider unseen."""
+    from litellm.proxy import proxy_server
+
+    seen: list[bool] = []
+
+    async def count_request_tokens(request, call_endpoint: bool = False, **kw):
+        seen.append(call_endpoint)
+
+    monkeypatch.setattr(proxy_server, "count_request_tokens", count_request_tokens)
+    compat.local_token_counts_only()
+    compat.local_token_counts_only()
+    asyncio.run(proxy_server.count_request_tokens(request=None, call_endpoint=True))
+    assert seen == [False]
+    monkeypatch.delattr(proxy_server, "count_request_tokens")
+    with pytest.raises(compat.LiteLLMContractError, match="local_token_counts_only"):
+        compat.local_token_counts_only()
