@@ -39,6 +39,7 @@ from .errors import GatewayError, http_status, no_fim_deployment
 from .fields import check_fields, forwarded_extras
 from .guardrails import egress
 from .guardrails.engines import in_thread, shared_engines
+from .guardrails.metrics import record as record_verdict
 from .headers import parse_headers
 from .http_edge import error_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, last_user_words, prompt_text
@@ -356,14 +357,19 @@ class CarrotGateway(CustomLogger):
         if not egress.needed(kwargs, engines):  # e.g. internal deployments: nothing to redact, no thread
             return kwargs
         try:
-            return await in_thread(engines.watched.get().pii.timeout_ms / 1000, egress.protect, kwargs, engines,
-                                   str(call_type))
-        except GatewayError:
+            verdict = await in_thread(engines.watched.get().pii.timeout_ms / 1000, egress.protect, kwargs, engines,
+                                      str(call_type))
+        except GatewayError as e:
+            egress.refused(ctx, e.message)
             raise
         except Exception as e:  # noqa: BLE001 - nothing unredacted may leave when the redaction itself fails
             log.error("egress redaction failed (%s); request not sent", type(e).__name__)
+            egress.refused(ctx, f"redaction failed ({type(e).__name__}): rule egress-failure")
             raise GatewayError(503, f"Egress redaction failed ({type(e).__name__}); the request was not sent "
                                "upstream (rule egress-failure)", code="guardrail_unavailable") from None
+        if verdict is not None:
+            record_verdict(ctx, verdict)
+        return kwargs
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):

@@ -102,17 +102,21 @@ def text_copy(data: dict) -> dict:
     return {k: copy.deepcopy(data[k]) for k in TEXT_FIELDS if k in data}
 
 
-def non_text_parts(data: dict) -> list[str]:
-    """Paths of content parts that carry no text (images, audio, files), in `messages` and `input`."""
+def non_text_parts(data: dict, authored: Collection[str] = ()) -> list[str]:
+    """Paths of content parts that carry no text (images, audio, files), in `messages` and `input`, numbered
+    as the client sent them: messages whose content the gateway wrote (`authored`: its pack) are not counted."""
     out = []
     for field in ("messages", "input"):
         items = data.get(field)
+        ours = 0
         for i, m in enumerate(items if isinstance(items, list) else ()):
             content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, str) and content in authored:
+                ours += 1
             for j, p in enumerate(content if isinstance(content, list) else ()):
                 kind = p.get("type") if isinstance(p, dict) else None
                 if kind not in TEXT_PARTS and not (isinstance(p, dict) and isinstance(p.get("text"), str)):
-                    out.append(f"{field}[{i}].content[{j}] ({kind})")
+                    out.append(f"{field}[{i - ours}].content[{j}] ({kind})")
     return out
 
 

@@ -125,6 +125,22 @@ def test_fallback_from_internal_to_external_is_redacted_for_the_external_one(fal
 
 
 @STREAMS
+def test_a_part_without_text_is_refused_for_an_external_model_naming_the_clients_field(proxy, fake_upstream, marker,
+                                                                                      stream):
+    """An image cannot be checked for secrets or PII: 400 before anything is sent, naming the part by the client's
+    own numbering (not counting the prompt pack the gateway put first), and the header says what was done."""
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(), timeout=60, json={
+        "model": "alt-reasoning", "stream": stream,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"{marker} what is this?"}, image]}]})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "messages[0].content[1] (image_url)" in message and "egress-unsupported" in message, message
+    assert "egress:block" in r.headers["x-carrot-guardrails"], r.headers.get("x-carrot-guardrails")
+    assert not fake_upstream.find(marker)
+
+
+@STREAMS
 def test_responses_api_reaches_an_external_upstream_natively_with_placeholders(client, fake_upstream, marker, stream):
     """Codex's Responses API routed to `alt-reasoning`: LiteLLM calls the hosted /v1/responses as it is (no
     chat bridge), so egress redacts Responses input items (instructions, text, a call's arguments, its output)

@@ -45,22 +45,23 @@ def needed(kwargs: dict, engines: Engines) -> bool:
     return settings.secrets == "redact" or settings.pii == "redact"
 
 
-def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
-    """Redact `kwargs` in place as the egress policy says for this deployment's kind; returns it.
+def protect(kwargs: dict, engines: Engines, call_type: str) -> Verdict | None:
+    """Redact `kwargs` in place as the egress policy says for this deployment's kind; returns the verdict
+    to record once the caller has the result (None: nothing found).
 
     Placeholders go into copies of the request's vaults, which replace them only when the whole
     redaction succeeded (a timed-out attempt's thread cannot touch what the answer is restored from).
     """
     kind, settings = _settings(kwargs, engines)
+    ctx = get_context(kwargs)
     if call_type.split(".")[-1] not in PROMPT_CALLS:
         raise GatewayError(503, f"call type {call_type} cannot be redacted for an {kind} upstream; not sent "
                            "(rule egress-unsupported)", code="guardrail_blocked")
-    opaque = non_text_parts(kwargs)
+    opaque = non_text_parts(kwargs, ctx.authored if ctx is not None else ())
     if opaque:
         raise GatewayError(400, f"{', '.join(opaque)}: parts without text cannot be checked for secrets or PII and "
                            f"this request is routed to an {kind} upstream (rule egress-unsupported)",
                            param=opaque[0].split(" ")[0], code="guardrail_blocked")
-    ctx = get_context(kwargs)
     secret_scan = engines.detectors().output.secrets.scan
     redactor = engines.pii() if settings.pii == "redact" else None
     secrets, pii = copy.deepcopy(vault(kwargs, SECRETS)), copy.deepcopy(vault(kwargs, PII))
@@ -79,7 +80,12 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> dict:
     kwargs.update(map_egress(kwargs, one, ctx.extra_fields if ctx is not None else ()))
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)
-    if found:
-        listed = ", ".join(f"{e} x{n}" for e, n in sorted(found.items()))
-        record(ctx, Verdict("egress", "redact", f"for an external upstream: {listed}", tuple(sorted(found))))
-    return kwargs
+    if not found:
+        return None
+    listed = ", ".join(f"{e} x{n}" for e, n in sorted(found.items()))
+    return Verdict("egress", "redact", f"for an external upstream: {listed}", tuple(sorted(found)))
+
+
+def refused(ctx, why: str) -> None:
+    """Record that the request was not sent to the upstream (`why`: the rule and its reason)."""
+    record(ctx, Verdict("egress", "block", why))
