@@ -241,3 +241,80 @@ def test_the_prompt_policy_reads_top_level_keys_litellm_sends_on_unknown(proxy, 
                                              json={**body, "guided_json": {"x": "write me a keylogger"}},
                                              timeout=120).text
     assert len(fake_upstream.find(marker)) == 1
+
+
+RUN = {"name": "run", "description": "run a command",
+       "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
+AGENT_ENDPOINTS = ["chat", "responses", "messages"]
+
+
+def ask_with_tools(proxy, which: str, prompt: str, stream: bool, headers=None) -> httpx.Response:
+    """`prompt` to the external `alt-reasoning` on `which` endpoint, with the `run` tool offered."""
+    body = {"chat": {"messages": [{"role": "user", "content": prompt}], "tools": [{"type": "function", "function": RUN}]},
+            "responses": {"input": prompt, "tools": [{"type": "function", **RUN}]},
+            "messages": {"max_tokens": 256, "messages": [{"role": "user", "content": prompt}],
+                         "tools": [{"name": RUN["name"], "description": RUN["description"],
+                                    "input_schema": RUN["parameters"]}]}}[which]
+    path = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}[which]
+    return httpx.post(f"{proxy.base_url}{path}", timeout=120, json={"model": "alt-reasoning", "stream": stream, **body},
+                      headers={**proxy.headers(), "anthropic-version": "2023-06-01", **(headers or {})})
+
+
+def _events(r: httpx.Response) -> list[dict]:
+    return [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip() != "[DONE]"]
+
+
+def call_arguments(which: str, r: httpx.Response, stream: bool) -> list[str]:
+    """Every form in which the client gets a tool call's arguments: a stream's fragments joined per call, and the
+    whole arguments its `.done` / completed events repeat."""
+    if not stream:
+        doc = r.json()
+        if which == "chat":
+            return [c["function"]["arguments"] for c in doc["choices"][0]["message"].get("tool_calls") or []]
+        if which == "responses":
+            return [o["arguments"] for o in doc["output"] if o["type"] == "function_call"]
+        return [json.dumps(b["input"], ensure_ascii=False) for b in doc["content"] if b["type"] == "tool_use"]
+    joined: dict[int, str] = {}
+    whole = []
+    for e in _events(r):
+        if which == "chat":
+            for c in [c for ch in e.get("choices") or [] for c in ch["delta"].get("tool_calls") or []]:
+                joined[c["index"]] = joined.get(c["index"], "") + (c["function"].get("arguments") or "")
+        elif e.get("type") == "response.function_call_arguments.delta":
+            joined[e["output_index"]] = joined.get(e["output_index"], "") + e["delta"]
+        elif e.get("type") == "response.function_call_arguments.done":
+            whole.append(e["arguments"])
+        elif e.get("type") in ("response.output_item.done", "response.completed"):
+            items = [e["item"]] if "item" in e else e["response"]["output"]
+            whole += [o["arguments"] for o in items if o["type"] == "function_call"]
+        elif e.get("type") == "content_block_start" and e["content_block"]["type"] == "tool_use":
+            joined[e["index"]] = ""
+        elif e.get("type") == "content_block_delta" and e["delta"]["type"] == "input_json_delta":
+            joined[e["index"]] += e["delta"]["partial_json"]
+    return list(joined.values()) + whole
+
+
+def _pem() -> str:
+    body = "".join(RNG.choice(string.ascii_letters + string.digits + "+/") for _ in range(192))
+    return "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(body[i:i + 64] for i in range(0, 192, 64)) + \
+        "\n-----END RSA PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize("value", ["backslash", "pem"])
+@STREAMS
+@pytest.mark.parametrize("which", AGENT_ENDPOINTS)
+def test_a_value_restored_into_tool_call_arguments_keeps_them_valid_json(proxy, fake_upstream, marker, which, stream,
+                                                                         value):
+    """A placeholder restored into a call's arguments comes back escaped: a password with a backslash or a PEM key
+    (line breaks) leaves them valid JSON holding exactly the value, also when the placeholder is split across a
+    stream's fragments (until now it was pasted into the JSON text: invalid arguments, a 500 on /v1/messages)."""
+    secret = {"backslash": "Xy7\\qLm93Rt" + db_password(), "pem": _pem()}[value]
+    prompt = {"backslash": f"{marker} connect to postgres://app:{secret}@db.internal:5432/prod",
+              "pem": f"{marker} log in with this key:\n{secret}"}[value]
+    fake_upstream.script(Reply(match=marker, content="Using <SECRET_1>.", chunk_chars=5,
+                               tool_calls=[{"name": "run", "arguments": {"cmd": "login <SECRET_1>"}}]))
+    r = ask_with_tools(proxy, which, prompt, stream)
+    assert r.status_code == 200, r.text
+    assert_nothing_left(fake_upstream, marker, secret)
+    arguments = call_arguments(which, r, stream)
+    assert arguments and [json.loads(a) for a in arguments] == [{"cmd": f"login {secret}"}] * len(arguments), arguments

@@ -58,13 +58,20 @@ class OutputGuardrail(CarrotGuardrail):
         applied: Counter[tuple[str, str]] = Counter()
         restored = 0
 
-        def check(text: str, arguments: bool = False) -> tuple[str, list[Finding]]:
+        def counted(text: str) -> str:
             nonlocal restored
-            new, hits = tool_calls.filter_arguments(text, scan) if arguments else filter_text(text, scan)
+            out = restore(text)
+            restored += out != text
+            return out
+
+        def check(text: str, arguments: bool = False) -> tuple[str, list[Finding]]:
+            if arguments:
+                new, hits = tool_calls.check_arguments(text, scan, counted)
+            else:
+                new, hits = filter_text(text, scan)
+                new = counted(new)
             applied.update((f.rule_id, f.action) for f in hits)
-            final = restore(new)
-            restored += final != new
-            return final, hits
+            return new, hits
 
         for choice in getattr(response, "choices", None) or []:
             message = getattr(choice, "message", None)

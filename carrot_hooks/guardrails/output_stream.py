@@ -182,9 +182,9 @@ class OutputStream:
         counter = iter(range(1 << 30))
 
         def check_arguments(arguments: str) -> tuple[str, tuple[str, ...]]:
-            checked, hits = tool_calls.filter_arguments(arguments, self.scan)
+            checked, hits = tool_calls.check_arguments(arguments, self.scan, self.restore)
             self.tool_hits.update((f.rule_id, f.action) for f in hits)
-            return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
+            return checked, tuple(f.rule_id for f in hits if f.action == "block")
 
         def check_whole(text: str) -> tuple[str, tuple[str, ...]]:
             checked, hits = filter_text(text, self.scan)

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..litellm_compat import ChatCompletionDeltaToolCall, Function
-from ..messages import map_value
+from ..messages import map_json_strings, map_value
 from .answers import Scan, filter_text
 from .rules import Finding
 
@@ -29,6 +29,13 @@ def filter_arguments(arguments: str, scan: Scan) -> tuple[str, list[Finding]]:
     return (json.dumps(cleaned, ensure_ascii=False) if hits else arguments), hits
 
 
+def check_arguments(arguments: str, scan: Scan, restore: Callable[[str], str]) -> tuple[str, list[Finding]]:
+    """Arguments scanned, then their placeholders restored inside each JSON string, so a value holding a
+    backslash, quote or line break comes back escaped and the arguments stay valid JSON."""
+    checked, hits = filter_arguments(arguments, scan)
+    return map_json_strings(checked, restore), hits
+
+
 def collect(acc: dict[int, dict], calls) -> None:
     """Add one stream delta's tool-call fragments to `acc` (index → id, type, name, arguments so far)."""
     for call in calls:
@@ -47,8 +54,8 @@ def finish(delta, acc: dict[int, dict], scan: Scan, restore: Callable[[str], str
         return
     calls = []
     for index, slot in sorted(acc.items()):
-        args, found = filter_arguments(slot["arguments"], scan)
+        args, found = check_arguments(slot["arguments"], scan, restore)
         hits.update((f.rule_id, f.action) for f in found)
         calls.append(ChatCompletionDeltaToolCall(index=index, id=slot["id"], type=slot["type"] or "function",
-                                                 function=Function(name=slot["name"], arguments=restore(args))))
+                                                 function=Function(name=slot["name"], arguments=args)))
     delta.tool_calls = calls
