@@ -360,8 +360,7 @@ class _ResponsesState:
         if kind in _TERMINAL:
             response = _get(event, "response")
             output = _get(response, "output") if response is not None else None
-            if isinstance(output, list):
-                output[:] = [new for new in (self._item(item, i) for i, item in enumerate(output)) if new is not None]
+            self._output(output)
             _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
@@ -410,6 +409,11 @@ class _ResponsesState:
         if self.checked_arguments[text][1] and (self.blocked_call is None or index < self.blocked_call):
             self.blocked_call = index
         return self.checked_arguments[text]
+
+    def _output(self, output) -> None:
+        """A response's `output` list checked in place: only the items that go out (`_item`), no None."""
+        if isinstance(output, list):
+            output[:] = [new for new in (self._item(item, i) for i, item in enumerate(output)) if new is not None]
 
     def _item(self, item, index: int):
         """`item` checked in place; a function call a block rule hit comes back as a message item, one after a
@@ -509,9 +513,8 @@ def check_responses_body(response, checks: OutputChecks):
     text leaves only a message holding the notice (as a chat answer)."""
     state = _ResponsesState(checks)
     output = _get(response, "output")
-    if isinstance(output, list):
-        output[:] = [state._item(item, i) for i, item in enumerate(output)]
-        if state.blocked_text:
-            output[:] = [_message_item(0, notice(state.blocked_text))]
+    state._output(output)
+    if isinstance(output, list) and state.blocked_text:
+        output[:] = [_message_item(0, notice(state.blocked_text))]
     state.echo(response)
     return response
