@@ -18,6 +18,8 @@ import yaml
 
 from tests.fake_upstream import Reply
 from tests.proxy_process import ROOT
+from tests.services import wait_for
+from tests.test_agent_endpoints_e2e import answer_text
 
 RNG = random.Random(1212)
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -318,3 +320,40 @@ def test_a_value_restored_into_tool_call_arguments_keeps_them_valid_json(proxy, 
     assert_nothing_left(fake_upstream, marker, secret)
     arguments = call_arguments(which, r, stream)
     assert arguments and [json.loads(a) for a in arguments] == [{"cmd": f"login {secret}"}] * len(arguments), arguments
+
+
+def verdicts(r: httpx.Response, stream: bool) -> str:
+    """`x-carrot-guardrails`, or for a stream the summary its final chunk / event carries."""
+    return [e for e in _events(r) if "carrot_guardrails" in e][-1]["carrot_guardrails"] if stream else \
+        r.headers["x-carrot-guardrails"]
+
+
+def actions_counted(proxy, guardrail: str, action: str) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics/", timeout=30).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("carrot_guardrail_actions_total{")
+               and f'guardrail="{guardrail}"' in ln and f'action="{action}"' in ln)
+
+
+@STREAMS
+@pytest.mark.parametrize("which", AGENT_ENDPOINTS)
+def test_a_tool_call_never_carries_a_placeholder_the_risk_level_keeps(proxy, fake_upstream, marker, which, stream):
+    """At med risk secrets redacted for the external model are not restored: a call that would write `<SECRET_1>`
+    over the user's key (an agent's file write) ends the turn with a notice naming the placeholder, why and what to
+    do, as a blocked dangerous call does, and no later call goes out; the placeholder in prose stays (a Claude Code
+    probe: app.py held `AWS_ACCESS_KEY_ID = '<SECRET_1>'` afterwards)."""
+    key = aws_key()
+    fake_upstream.script(Reply(match=marker, content="Keeping <SECRET_1> in app.py.", chunk_chars=5, tool_calls=[
+        {"name": "run", "arguments": {"cmd": "printf \"AWS_ACCESS_KEY_ID = '<SECRET_1>'\\n\" > app.py"}},
+        {"name": "run", "arguments": {"cmd": "cat app.py"}}]))
+    before = actions_counted(proxy, "egress", "unrestored")
+    r = ask_with_tools(proxy, which, f"{marker} add a docstring to app.py:\nAWS_ACCESS_KEY_ID = '{key}'", stream,
+                       headers={"X-Risk-Level": "med"})
+    assert r.status_code == 200, r.text
+    assert_nothing_left(fake_upstream, marker, key)
+    assert call_arguments(which, r, stream) == []
+    text = answer_text(which, r, stream)
+    assert ("[blocked by carrot guardrails: egress-unrestored] <SECRET_1> stands for a secret the gateway redacted "
+            "for the external model, and risk level med does not restore secrets") in text, text
+    assert "resend at risk level low" in text and key not in r.text, text
+    assert "egress:unrestored" in verdicts(r, stream)
+    assert wait_for(lambda: actions_counted(proxy, "egress", "unrestored") > before, timeout=30)
