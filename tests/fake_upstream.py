@@ -15,6 +15,7 @@ import random
 import string
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -29,7 +30,7 @@ class Reply:
     content: str = "Hello from the fake upstream."
     match: str | None = None
     model: str | None = None
-    tool_calls: list[dict] | None = None  # [{"name", "arguments": dict}] answered as they are
+    tool_calls: list[dict] | None = None  # [{"name", "arguments": dict, optional "id"}] answered as they are
     call_tool: str | None = None  # call this tool of the request's `tools` (if offered) with `tool_arguments`
     tool_arguments: dict = field(default_factory=dict)
     status: int = 200
@@ -45,6 +46,11 @@ def planted_secret(seed: str) -> str:
     """An AWS access key id (an `AKIA…` key the secrets guardrail redacts), the same for the same seed."""
     rng = random.Random(seed)
     return "AKIA" + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(16))
+
+
+def _call_id() -> str:
+    """A fresh tool-call id, as real models give each call (Claude Code loops on a repeated one)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _tool_names(body: dict) -> list[str]:
@@ -260,9 +266,9 @@ class FakeUpstream:
             return self._error(reply)
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body.get("model")}
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-        tool_calls = [{"id": f"call_{i}", "type": "function",
+        tool_calls = [{"id": t.get("id") or _call_id(), "type": "function",
                        "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
-                      for i, t in enumerate(tool_calls_for(reply, body))]
+                      for t in tool_calls_for(reply, body)]
         if not body.get("stream"):
             msg = {"role": "assistant", "content": reply.content,
                    **({"reasoning_content": reply.thinking} if reply.thinking else {})}
@@ -276,9 +282,11 @@ class FakeUpstream:
                                                   "finish_reason": None}]}) for p in thoughts]
         lines += [self._sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p},
                                                    "finish_reason": None}]}) for p in self._pieces(reply)]
-        for i, tc in enumerate(tool_calls):
-            lines.append(self._sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{**tc, "index": i}]},
-                                                          "finish_reason": None}]}))
+        for i, tc in enumerate(tool_calls):  # as OpenAI streams a call: opened empty, then its arguments in pieces
+            opened = {**tc, "index": i, "function": {"name": tc["function"]["name"], "arguments": ""}}
+            pieces = [{"index": i, "function": {"arguments": p}} for p in self._pieces(reply, tc["function"]["arguments"])]
+            lines += [self._sse({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]})
+                      for call in (opened, *pieces)]
         lines.append(self._sse({**chunk, "choices": [{"index": 0, "delta": {},
                                                       "finish_reason": "tool_calls" if tool_calls else "stop"}],
                                 "usage": usage}))
@@ -311,9 +319,10 @@ class FakeUpstream:
         message = {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant", "content": [text]}
         items = [{"type": "reasoning", "id": "rs_fake", "summary": [{"type": "summary_text", "text": reply.thinking}]}
                  ] if reply.thinking else []
-        items += [message] + [{"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": t["name"],
+        items += [message] + [{"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}",
+                               "call_id": t.get("id") or _call_id(), "name": t["name"],
                                "arguments": json.dumps(t["arguments"]), "status": "completed"}
-                              for i, t in enumerate(tool_calls_for(reply, body))]
+                              for t in tool_calls_for(reply, body)]
         usage = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
         done = {"id": "resp_fake", "object": "response", "created_at": 1700000000, "status": "completed",

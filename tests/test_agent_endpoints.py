@@ -652,3 +652,24 @@ def test_a_chat_choice_blocked_in_its_reasoning_gets_one_notice_and_nothing_afte
             finish[ch.index] = ch.finish_reason or finish.get(ch.index)
     assert said[0] == answer and finish[0] == "stop", said
     assert said[1] == "[blocked by carrot guardrails: destroy-rm-root]" and finish[1] == "content_filter", said
+
+
+def test_a_pii_placeholder_the_risk_level_keeps_ends_the_turn_at_its_call():
+    """`restore_pii` is false at high risk (a request without the gateway's context counts as high): a call that
+    would write `<EMAIL_1>` becomes the notice naming it and why, no later call goes out, the prose keeps it."""
+    from carrot_hooks.guardrails import vaults
+    from carrot_hooks.guardrails.output_guardrail import OutputGuardrail
+
+    data: dict = {}
+    vaults.vault(data, vaults.PII).placeholder("EMAIL", "kim.roe@example.org")
+    message = {"role": "assistant", "stop_reason": "tool_use", "content": [
+        {"type": "text", "text": "Mailing <EMAIL_1>."},
+        {"type": "tool_use", "id": "t1", "name": "Write", "input": {"content": "OWNER = '<EMAIL_1>'"}},
+        {"type": "tool_use", "id": "t2", "name": "Bash", "input": {"cmd": "ls"}}]}
+    out = asyncio.run(OutputGuardrail(guardrail_name="carrot-output").async_post_call_success_hook(data, None, message))
+    assert [b["type"] for b in out["content"]] == ["text", "text"] and out["stop_reason"] == "end_turn", out
+    assert out["content"][0]["text"] == "Mailing <EMAIL_1>."
+    assert out["content"][1]["text"].startswith(
+        "[blocked by carrot guardrails: egress-unrestored] <EMAIL_1> stands for personal data the gateway redacted "
+        "before the model saw it, and risk level high does not restore pii"), out["content"][1]["text"]
+    assert "resend at risk level low or med" in out["content"][1]["text"]

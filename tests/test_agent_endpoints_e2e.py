@@ -160,8 +160,36 @@ def test_the_turn_ends_at_a_blocked_call(proxy, fake_upstream, marker, which, st
     fake_upstream.script(Reply(match=marker, content="Let me look.", tool_calls=calls, chunk_chars=5))
     r = post(proxy, which, ENDPOINTS[which][1](marker, stream=stream, tools=_tools(which)))
     assert r.status_code == 200, r.text
-    assert "blocked by carrot guardrails: destroy-rm-root" in r.text and "rm -rf" not in r.text, r.text[-800:]
-    assert "a.py" in r.text and "c.py" not in r.text, r.text[-1500:]
+    assert "rm -rf" not in r.text and "c.py" not in r.text, r.text[-1500:]
+    blocked = "[blocked by carrot guardrails: destroy-rm-root]"
+    items = answer_items(which, r, stream)
+    if which == "responses" and stream:  # the bridge's text is still open at the call: its notice twice (README)
+        items[0] = ("text", items[0][1].removesuffix(blocked))
+    assert items == [("text", "Let me look."), ("call", {"cmd": "cat a.py"}), ("text", blocked)], items
+
+
+def answer_items(which: str, r: httpx.Response, stream: bool) -> list[tuple[str, object]]:
+    """The answer as the client assembles it: ("text", text) and ("call", arguments) in order; a streamed Responses
+    answer as its `response.completed` lists it (what the OpenAI SDK returns), each item also sent on its own
+    (the bridge may send them in another order)."""
+    if which == "responses":
+        events = [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:")] if stream else []
+        output = [e for e in events if e["type"] == "response.completed"][-1]["response"]["output"] if stream \
+            else r.json()["output"]
+        if stream:
+            done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+            assert len(done) == len(output) and all(item in output for item in done), (done, output)
+        return [("call", json.loads(o["arguments"])) if o["type"] == "function_call" else
+                ("text", "".join(p["text"] for p in o["content"])) for o in output]
+    if not stream:
+        return [("call", b["input"]) if b["type"] == "tool_use" else ("text", b["text"]) for b in r.json()["content"]]
+    blocks: dict[int, list] = {}
+    for e in (json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:")):
+        if e["type"] == "content_block_start":
+            blocks[e["index"]] = ["call" if e["content_block"]["type"] == "tool_use" else "text", ""]
+        elif e["type"] == "content_block_delta":
+            blocks[e["index"]][1] += e["delta"].get("partial_json", e["delta"].get("text", ""))
+    return [(kind, json.loads(v) if kind == "call" else v) for kind, v in (blocks[i] for i in sorted(blocks))]
 
 
 @pytest.mark.parametrize("which,change,field", [

@@ -18,6 +18,8 @@ import yaml
 
 from tests.fake_upstream import Reply
 from tests.proxy_process import ROOT
+from tests.services import wait_for
+from tests.test_agent_endpoints_e2e import answer_text
 
 RNG = random.Random(1212)
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -298,3 +300,117 @@ def test_a_malformed_count_tokens_body_is_400_naming_the_field(proxy, fake_upstr
     r = httpx.post(f"{proxy.base_url}/v1/messages/count_tokens", json=body, timeout=60,
                    headers={**proxy.headers(), "anthropic-version": "2023-06-01"})
     assert r.status_code == 400 and f"'{field}'" in r.json()["error"]["message"], r.text
+
+
+RUN = {"name": "run", "description": "run a command",
+       "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
+AGENT_ENDPOINTS = ["chat", "responses", "messages"]
+
+
+def ask_with_tools(proxy, which: str, prompt: str, stream: bool, headers=None) -> httpx.Response:
+    """`prompt` to the external `alt-reasoning` on `which` endpoint, with the `run` tool offered."""
+    body = {"chat": {"messages": [{"role": "user", "content": prompt}], "tools": [{"type": "function", "function": RUN}]},
+            "responses": {"input": prompt, "tools": [{"type": "function", **RUN}]},
+            "messages": {"max_tokens": 256, "messages": [{"role": "user", "content": prompt}],
+                         "tools": [{"name": RUN["name"], "description": RUN["description"],
+                                    "input_schema": RUN["parameters"]}]}}[which]
+    path = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}[which]
+    return httpx.post(f"{proxy.base_url}{path}", timeout=120, json={"model": "alt-reasoning", "stream": stream, **body},
+                      headers={**proxy.headers(), "anthropic-version": "2023-06-01", **(headers or {})})
+
+
+def _events(r: httpx.Response) -> list[dict]:
+    return [json.loads(ln[5:]) for ln in r.text.splitlines() if ln.startswith("data:") and ln[5:].strip() != "[DONE]"]
+
+
+def call_arguments(which: str, r: httpx.Response, stream: bool) -> list[str]:
+    """Every form in which the client gets a tool call's arguments: a stream's fragments joined per call, and the
+    whole arguments its `.done` / completed events repeat."""
+    if not stream:
+        doc = r.json()
+        if which == "chat":
+            return [c["function"]["arguments"] for c in doc["choices"][0]["message"].get("tool_calls") or []]
+        if which == "responses":
+            return [o["arguments"] for o in doc["output"] if o["type"] == "function_call"]
+        return [json.dumps(b["input"], ensure_ascii=False) for b in doc["content"] if b["type"] == "tool_use"]
+    joined: dict[int, str] = {}
+    whole = []
+    for e in _events(r):
+        if which == "chat":
+            for c in [c for ch in e.get("choices") or [] for c in ch["delta"].get("tool_calls") or []]:
+                joined[c["index"]] = joined.get(c["index"], "") + (c["function"].get("arguments") or "")
+        elif e.get("type") == "response.function_call_arguments.delta":
+            joined[e["output_index"]] = joined.get(e["output_index"], "") + e["delta"]
+        elif e.get("type") == "response.function_call_arguments.done":
+            whole.append(e["arguments"])
+        elif e.get("type") in ("response.output_item.done", "response.completed"):
+            items = [e["item"]] if "item" in e else e["response"]["output"]
+            whole += [o["arguments"] for o in items if o["type"] == "function_call"]
+        elif e.get("type") == "content_block_start" and e["content_block"]["type"] == "tool_use":
+            joined[e["index"]] = ""
+        elif e.get("type") == "content_block_delta" and e["delta"]["type"] == "input_json_delta":
+            joined[e["index"]] += e["delta"]["partial_json"]
+    return list(joined.values()) + whole
+
+
+def _pem() -> str:
+    body = "".join(RNG.choice(string.ascii_letters + string.digits + "+/") for _ in range(192))
+    return "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(body[i:i + 64] for i in range(0, 192, 64)) + \
+        "\n-----END RSA PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize("value", ["backslash", "pem"])
+@STREAMS
+@pytest.mark.parametrize("which", AGENT_ENDPOINTS)
+def test_a_value_restored_into_tool_call_arguments_keeps_them_valid_json(proxy, fake_upstream, marker, which, stream,
+                                                                         value):
+    """A placeholder restored into a call's arguments comes back escaped: a password with a backslash or a PEM key
+    (line breaks) leaves them valid JSON holding exactly the value, also when the placeholder is split across a
+    stream's fragments (until now it was pasted into the JSON text: invalid arguments, a 500 on /v1/messages)."""
+    secret = {"backslash": "Xy7\\qLm93Rt" + db_password(), "pem": _pem()}[value]
+    prompt = {"backslash": f"{marker} connect to postgres://app:{secret}@db.internal:5432/prod",
+              "pem": f"{marker} log in with this key:\n{secret}"}[value]
+    fake_upstream.script(Reply(match=marker, content="Using <SECRET_1>.", chunk_chars=5,
+                               tool_calls=[{"name": "run", "arguments": {"cmd": "login <SECRET_1>"}}]))
+    r = ask_with_tools(proxy, which, prompt, stream)
+    assert r.status_code == 200, r.text
+    assert_nothing_left(fake_upstream, marker, secret)
+    arguments = call_arguments(which, r, stream)
+    assert arguments and [json.loads(a) for a in arguments] == [{"cmd": f"login {secret}"}] * len(arguments), arguments
+
+
+def verdicts(r: httpx.Response, stream: bool) -> str:
+    """`x-carrot-guardrails`, or for a stream the summary its final chunk / event carries."""
+    return [e for e in _events(r) if "carrot_guardrails" in e][-1]["carrot_guardrails"] if stream else \
+        r.headers["x-carrot-guardrails"]
+
+
+def actions_counted(proxy, guardrail: str, action: str) -> float:
+    text = httpx.get(f"{proxy.base_url}/metrics/", timeout=30).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith("carrot_guardrail_actions_total{")
+               and f'guardrail="{guardrail}"' in ln and f'action="{action}"' in ln)
+
+
+@STREAMS
+@pytest.mark.parametrize("which", AGENT_ENDPOINTS)
+def test_a_tool_call_never_carries_a_placeholder_the_risk_level_keeps(proxy, fake_upstream, marker, which, stream):
+    """At med risk secrets redacted for the external model are not restored: a call that would write `<SECRET_1>`
+    over the user's key (an agent's file write) ends the turn with a notice naming the placeholder, why and what to
+    do, as a blocked dangerous call does, and no later call goes out; the placeholder in prose stays (a Claude Code
+    probe: app.py held `AWS_ACCESS_KEY_ID = '<SECRET_1>'` afterwards)."""
+    key = aws_key()
+    fake_upstream.script(Reply(match=marker, content="Keeping <SECRET_1> in app.py.", chunk_chars=5, tool_calls=[
+        {"name": "run", "arguments": {"cmd": "printf \"AWS_ACCESS_KEY_ID = '<SECRET_1>'\\n\" > app.py"}},
+        {"name": "run", "arguments": {"cmd": "cat app.py"}}]))
+    before = actions_counted(proxy, "egress", "unrestored")
+    r = ask_with_tools(proxy, which, f"{marker} add a docstring to app.py:\nAWS_ACCESS_KEY_ID = '{key}'", stream,
+                       headers={"X-Risk-Level": "med"})
+    assert r.status_code == 200, r.text
+    assert_nothing_left(fake_upstream, marker, key)
+    assert call_arguments(which, r, stream) == []
+    text = answer_text(which, r, stream)
+    assert ("[blocked by carrot guardrails: egress-unrestored] <SECRET_1> stands for a secret the gateway redacted "
+            "for the external model, and risk level med does not restore secrets") in text, text
+    assert "resend at risk level low" in text and key not in r.text, text
+    assert "egress:unrestored" in verdicts(r, stream)
+    assert wait_for(lambda: actions_counted(proxy, "egress", "unrestored") > before, timeout=30)

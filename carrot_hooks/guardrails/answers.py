@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from .rules import Finding, redact
 
 Scan = Callable[[str], list[Finding]]
+UNRESTORED = "egress-unrestored"  # a tool call holding a placeholder the risk level does not restore (`vaults.withheld`)
 
 
 def filter_text(text: str, scan: Scan) -> tuple[str, list[Finding]]:
@@ -15,9 +16,11 @@ def filter_text(text: str, scan: Scan) -> tuple[str, list[Finding]]:
     return (redact(text, hits) if hits else text), hits
 
 
-def notice(rule_ids: Iterable[str]) -> str:
-    """What a blocked answer is replaced with (rule ids, never the matched text)."""
-    return f"[blocked by carrot guardrails: {', '.join(dict.fromkeys(rule_ids))}]"
+def notice(rule_ids: Iterable[str], findings: Iterable[Finding] = ()) -> str:
+    """What a blocked answer is replaced with (rule ids, never the matched text), then what an unrestored
+    placeholder's finding says (why, and how to proceed)."""
+    said = dict.fromkeys(f.description for f in findings if f.rule_id == UNRESTORED)
+    return " ".join([f"[blocked by carrot guardrails: {', '.join(dict.fromkeys(rule_ids))}]", *said])
 
 
 def flag_note(rule_ids: Iterable[str]) -> str:

@@ -11,7 +11,8 @@ the top of a chat or completions request, which LiteLLM hands the provider as th
 items, parts and tool definitions (`messages.PROTOCOL_KEYS`: ids, roles, types, the names a model calls,
 schema structure, signed blobs) stay as they are.
 Placeholders come back in the answer where the request's risk level says (`restore_secrets`,
-`restore_pii`), through the request's vaults (`vaults.py`).
+`restore_pii`), through the request's vaults (`vaults.py`); a tool call holding one that is not restored
+ends the turn (`vaults.withheld`).
 """
 
 from __future__ import annotations

@@ -27,11 +27,12 @@ from .stream import StreamFilter
 @dataclass
 class OutputChecks:
     """What the output guardrail supplies: a filter per text block, checkers for complete tool arguments
-    (JSON text) and whole texts (each: checked text in, checked text and the block rules it hit out), the
-    note for a block, and what an upstream error mid-answer is reported as."""
+    (JSON text in; checked text and, when the call must not go out, the notice that takes its place, else "")
+    and whole texts (checked text and the block rules it hit), the note for a block, and what an upstream
+    error mid-answer is reported as."""
 
     new_filter: Callable[[], StreamFilter]
-    check_arguments: Callable[[str], tuple[str, tuple[str, ...]]]
+    check_arguments: Callable[[str], tuple[str, str]]
     check_whole: Callable[[str], tuple[str, tuple[str, ...]]]
     closing_note: Callable[[StreamFilter], str]
     failure: Callable[[Exception], Awaitable[tuple[int, str]]]  # an upstream error mid-answer: reported; status, message
@@ -147,7 +148,7 @@ class _AnthropicBlocks:
                     self.blocked += 1
                     self.call_blocked = True
                     start["content_block"] = {"type": "text", "text": ""}
-                    delta = {"type": "text_delta", "text": notice(blocked)}
+                    delta = {"type": "text_delta", "text": blocked}
                 else:
                     self.calls += 1
                     delta = {"type": "input_json_delta", "partial_json": checked}
@@ -237,7 +238,7 @@ def check_anthropic_message(message, checks: OutputChecks):
         elif btype == "tool_use":
             checked, blocked = checks.check_arguments(json.dumps(_get(block, "input") or {}))
             if blocked:
-                content[i], call_blocked = {"type": "text", "text": notice(blocked)}, True
+                content[i], call_blocked = {"type": "text", "text": blocked}, True
             else:
                 _put(block, "input", json.loads(checked))
     content = [b for b in content if b is not None]
@@ -262,7 +263,7 @@ class _ResponsesState:
         self.released: dict[tuple, str] = {}
         self.template: dict[tuple, object] = {}
         self.arguments: dict[int, list[str]] = {}
-        self.checked_arguments: dict[str, tuple[str, tuple[str, ...]]] = {}  # by the arguments' own text
+        self.checked_arguments: dict[str, tuple[str, str]] = {}  # by the arguments' own text
         self.arg_template: dict[int, object] = {}
         self.opened: dict[int, object] = {}  # a function call's output_item.added, sent once its arguments passed
         self.replaced: set[int] = set()  # output indices whose blocked call a message already took the place of
@@ -327,7 +328,7 @@ class _ResponsesState:
             if blocked:  # the call is never opened: a message holding the notice takes its place
                 self.opened.pop(index, None)
                 self.replaced.add(index)
-                return flushed + _message_events(event, index, notice(blocked))
+                return flushed + _message_events(event, index, blocked)
             _put(event, "arguments", checked)
             out = flushed + ([self.opened.pop(index)] if index in self.opened else [])
             if index in self.arg_template:
@@ -346,7 +347,7 @@ class _ResponsesState:
                 return flushed
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:
-                return flushed + ([] if opened is None else _message_events(event, index, notice(blocked)))
+                return flushed + ([] if opened is None else _message_events(event, index, blocked))
             _put(item, "arguments", checked)
             return flushed + ([opened] if opened is not None else []) + [event]
         if kind == "response.output_item.added":  # usually empty: checked whole; a function call is held
@@ -360,8 +361,7 @@ class _ResponsesState:
         if kind in _TERMINAL:
             response = _get(event, "response")
             output = _get(response, "output") if response is not None else None
-            if isinstance(output, list):
-                output[:] = [new for new in (self._item(item, i) for i, item in enumerate(output)) if new is not None]
+            self._output(output)
             _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
@@ -401,7 +401,7 @@ class _ResponsesState:
         if isinstance(_get(response, "instructions"), str):
             _put(response, "instructions", self.checks.callers_instructions(_get(response, "instructions")))
 
-    def _arguments(self, index: int, full: str | None) -> tuple[str, tuple[str, ...]]:
+    def _arguments(self, index: int, full: str | None) -> tuple[str, str]:
         """A call's arguments checked (`full`, else the deltas streamed at `index`), once per text: the
         terminal event may list calls at other positions than the stream's output indices."""
         text = full if full is not None else "".join(self.arguments.get(index, [])) or "{}"
@@ -410,6 +410,11 @@ class _ResponsesState:
         if self.checked_arguments[text][1] and (self.blocked_call is None or index < self.blocked_call):
             self.blocked_call = index
         return self.checked_arguments[text]
+
+    def _output(self, output) -> None:
+        """A response's `output` list checked in place: only the items that go out (`_item`), no None."""
+        if isinstance(output, list):
+            output[:] = [new for new in (self._item(item, i) for i, item in enumerate(output)) if new is not None]
 
     def _item(self, item, index: int):
         """`item` checked in place; a function call a block rule hit comes back as a message item, one after a
@@ -422,7 +427,7 @@ class _ResponsesState:
         if kind == "function_call":
             checked, blocked = self._arguments(index, _get(item, "arguments"))
             if blocked:
-                return _message_item(index, notice(blocked))
+                return _message_item(index, blocked)
             _put(item, "arguments", checked)
         elif kind in ("message", "reasoning"):
             for field in ("content", "summary"):
@@ -509,9 +514,8 @@ def check_responses_body(response, checks: OutputChecks):
     text leaves only a message holding the notice (as a chat answer)."""
     state = _ResponsesState(checks)
     output = _get(response, "output")
-    if isinstance(output, list):
-        output[:] = [state._item(item, i) for i, item in enumerate(output)]
-        if state.blocked_text:
-            output[:] = [_message_item(0, notice(state.blocked_text))]
+    state._output(output)
+    if isinstance(output, list) and state.blocked_text:
+        output[:] = [_message_item(0, notice(state.blocked_text))]
     state.echo(response)
     return response

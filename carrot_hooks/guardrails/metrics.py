@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 from ..context import RequestContext, Verdict
 from ..metrics import GUARDRAIL_ACTIONS
+from .answers import UNRESTORED
 
 
 def record(ctx: RequestContext | None, verdict: Verdict) -> None:
@@ -17,11 +18,13 @@ def record(ctx: RequestContext | None, verdict: Verdict) -> None:
 
 
 def record_output(ctx: RequestContext | None, applied: Counter, restored: int, secret_ids: Collection[str]) -> None:
-    """The output guardrail's verdicts: findings by kind (secrets/commands) and action, and restores."""
+    """The output guardrail's verdicts: findings by kind (secrets/commands) and action, tool calls ended at a
+    placeholder that is not restored (`egress:unrestored`), and restores."""
     by_kind: dict[tuple[str, str], list[str]] = {}
     for (rule_id, action), n in applied.items():
-        kind = "secrets" if rule_id in secret_ids else "commands"
-        by_kind.setdefault((kind, action), []).extend([rule_id] * n)
+        key = ("egress", "unrestored") if rule_id == UNRESTORED else (
+            "secrets" if rule_id in secret_ids else "commands", action)
+        by_kind.setdefault(key, []).extend([rule_id] * n)
     for (kind, action), ids in sorted(by_kind.items()):
         listed = ", ".join(f"{r} x{c}" if c > 1 else r for r, c in Counter(ids).items())
         record(ctx, Verdict(kind, action, f"{kind}: {listed}", tuple(dict.fromkeys(ids))))

@@ -17,14 +17,14 @@ from ..context import RequestContext, get_context, risk_of
 from ..messages import TEXT_CALLS, strings_of
 from ..metrics import timed_stage
 from . import tool_calls
-from .answers import filter_text, flag_note, notice
+from .answers import Scan, filter_text, flag_note, notice
 from .base import CarrotGuardrail
 from .engines import shared_engines
 from .event_streams import check_anthropic_message, check_responses_body
 from .metrics import record_output
 from .output_stream import SIDE_TEXTS, OutputStream, reasoning_parts
 from .rules import Finding
-from .vaults import PII, SECRETS, restorer
+from .vaults import PII, SECRETS, restorer, withheld
 
 
 class OutputGuardrail(CarrotGuardrail):
@@ -34,22 +34,25 @@ class OutputGuardrail(CarrotGuardrail):
         super().__init__(supported_event_hooks=[GuardrailEventHooks.post_call], **kwargs)
         self.engines = shared_engines()
 
-    def _setup(self, data: dict) -> tuple[RequestContext | None, str, Callable[[str], list[Finding]],
-                                          Callable[[str], str]]:
+    def _setup(self, data: dict) -> tuple[RequestContext | None, str, Scan, Callable[[str], str], Scan]:
+        """The request's context, risk level, scan, placeholder restore, and the check for placeholders in a
+        tool call that the level does not restore."""
         ctx = get_context(data)
         level = risk_of(ctx, "carrot-output")
         det = self.engines.detectors()
         risk = det.policy.risk[level]
-        restore = restorer(data, tuple(k for k, on in ((PII, risk.restore_pii), (SECRETS, risk.restore_secrets)) if on))
-        return ctx, level, (lambda text: det.output.scan(text, risk)), restore
+        restoring = {kind: tuple(name for name, r in det.policy.risk.items() if getattr(r, f"restore_{kind}"))
+                     for kind in (PII, SECRETS)}
+        restore = restorer(data, tuple(kind for kind, levels in restoring.items() if level in levels))
+        return ctx, level, (lambda text: det.output.scan(text, risk)), restore, withheld(data, level, restoring)
 
     @timed_stage("guardrail_output")
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):
         """Redact/block/flag in every choice's text and tool-call arguments, then restore placeholders."""
-        ctx, level, scan, restore = self._setup(data)
+        ctx, level, scan, restore, unrestored = self._setup(data)
         response = response.model_copy(deep=True) if hasattr(response, "model_copy") else response
         if not hasattr(response, "choices"):  # the agent endpoints: a Responses body or an Anthropic message
-            stream = self._stream(ctx, level, scan, restore)
+            stream = self._stream(ctx, level, scan, restore, unrestored)
             responses = hasattr(response, "output") or (isinstance(response, dict) and "output" in response)
             check = check_responses_body if responses else check_anthropic_message
             checked = check(copy.deepcopy(response) if isinstance(response, dict) else response, stream.checks())
@@ -58,13 +61,20 @@ class OutputGuardrail(CarrotGuardrail):
         applied: Counter[tuple[str, str]] = Counter()
         restored = 0
 
-        def check(text: str, arguments: bool = False) -> tuple[str, list[Finding]]:
+        def counted(text: str) -> str:
             nonlocal restored
-            new, hits = tool_calls.filter_arguments(text, scan) if arguments else filter_text(text, scan)
+            out = restore(text)
+            restored += out != text
+            return out
+
+        def check(text: str, arguments: bool = False) -> tuple[str, list[Finding]]:
+            if arguments:
+                new, hits = tool_calls.check_arguments(text, scan, counted, unrestored)
+            else:
+                new, hits = filter_text(text, scan)
+                new = counted(new)
             applied.update((f.rule_id, f.action) for f in hits)
-            final = restore(new)
-            restored += final != new
-            return final, hits
+            return new, hits
 
         for choice in getattr(response, "choices", None) or []:
             message = getattr(choice, "message", None)
@@ -98,7 +108,7 @@ class OutputGuardrail(CarrotGuardrail):
                 choice.logprobs = None  # its tokens spell the answer as the upstream wrote it
             blocked = [f.rule_id for f in hits if f.action == "block"]
             if blocked:
-                setattr(holder, attr, notice(blocked) if message is not None else "")
+                setattr(holder, attr, notice(blocked, hits) if message is not None else "")
                 if message is not None:
                     message.tool_calls = None
                     for field in (*SIDE_TEXTS, "thinking_blocks", "reasoning_items", "function_call"):
@@ -110,20 +120,20 @@ class OutputGuardrail(CarrotGuardrail):
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
         """Forward the stream through `OutputStream` (holdback per choice, tool calls checked whole)."""
-        ctx, level, scan, restore = self._setup(request_data)
+        ctx, level, scan, restore, unrestored = self._setup(request_data)
         if ctx is not None and ctx.call_type in TEXT_CALLS:  # a /v1/completions (FIM) stream
             response = compat.as_text_completion_stream(response, str(request_data.get("model")),
                                                         request_data.get("stream_options"))
-        stream = self._stream(ctx, level, scan, restore,
+        stream = self._stream(ctx, level, scan, restore, unrestored,
                               report=lambda e: compat.post_call_failure(request_data, e, user_api_key_dict))
         async for chunk in stream.run_any(response, request_data):
             yield chunk
 
-    def _stream(self, ctx, level: str, scan, restore, report=None) -> OutputStream:
+    def _stream(self, ctx, level: str, scan, restore, unrestored, report=None) -> OutputStream:
         det = self.engines.detectors()
         risk = det.policy.risk[level]
         return OutputStream(ctx, scan, restore, det.output.hold_keywords(risk), det.policy.stream,
-                            det.output.secret_ids, det.output.context_chars(risk), report)
+                            det.output.secret_ids, det.output.context_chars(risk), report, unrestored)
 
 
 def _logprob_text(logprobs) -> str:

@@ -26,6 +26,7 @@ from .event_streams import (
     filter_responses_stream,
 )
 from .metrics import record_output
+from .rules import Finding
 from .stream import StreamFilter
 
 log = logging.getLogger("carrot.guardrails")
@@ -65,13 +66,16 @@ class OutputStream:
 
     def __init__(self, ctx: RequestContext | None, scan: Scan, restore: Callable[[str], str],
                  keywords: tuple[str, ...], settings, secret_ids: frozenset[str], context: int = 0,
-                 report: Callable[[Exception], Awaitable[Exception | None]] | None = None):
+                 report: Callable[[Exception], Awaitable[Exception | None]] | None = None,
+                 withheld: Scan = lambda text: []):
+        """`withheld`: block findings for placeholders in a tool call that are not restored (`vaults.withheld`)."""
         self.ctx, self.scan, self._restore, self.context, self.report = ctx, scan, restore, context, report
+        self.withheld = withheld
         self.keywords, self.settings, self.secret_ids = keywords, settings, secret_ids
         self.filters: dict[int, StreamFilter] = {}
         self.sides: dict[tuple[int, str], StreamFilter] = {}  # (choice, SIDE_TEXTS field) → its filter
         self.tools: dict[int, dict[int, dict]] = {}
-        self.tool_hits: Counter[tuple[str, str]] = Counter()
+        self.tool_hits: list[Finding] = []  # in tool calls, reasoning summaries and texts checked whole
         self.restored = 0
         self.finished: set[int] = set()
         self.recorded = False
@@ -80,6 +84,12 @@ class OutputStream:
         out = self._restore(text)
         self.restored += out != text
         return out
+
+    def check_call(self, arguments: str) -> tuple[str, list[Finding]]:
+        """A complete tool call's arguments checked and restored (`tool_calls.check_arguments`), findings counted."""
+        checked, hits = tool_calls.check_arguments(arguments, self.scan, self.restore, self.withheld)
+        self.tool_hits += hits
+        return checked, hits
 
     def _new_filter(self) -> StreamFilter:
         return StreamFilter(self.scan, self.keywords, self.settings.holdback_chars, self.settings.max_pending_chars,
@@ -99,18 +109,19 @@ class OutputStream:
         """Record the output verdicts (once) and return the summary the final chunk carries."""
         if not self.recorded:
             self.recorded = True
-            applied: Counter[tuple[str, str]] = Counter(self.tool_hits)
+            applied: Counter[tuple[str, str]] = Counter((h.rule_id, h.action) for h in self.tool_hits)
             for f in (*self.filters.values(), *self.sides.values()):
                 applied.update(f.applied)
             record_output(self.ctx, applied, self.restored, self.secret_ids)
         return self.ctx.guardrail_summary() if self.ctx is not None else "none"
 
     def notes(self, f: StreamFilter, *others: StreamFilter) -> str:
-        blocked = [r for g in (f, *others) for r in g.blocked] + [r for (r, a) in self.tool_hits if a == "block"]
+        blocked = [r for g in (f, *others) for r in g.blocked] + [h.rule_id for h in self.tool_hits
+                                                                  if h.action == "block"]
         if blocked:
-            return notice(blocked)
-        return flag_note(r for (r, a) in (*f.applied, *(k for g in others for k in g.applied), *self.tool_hits)
-                         if a == "flag")
+            return notice(blocked, self.tool_hits)
+        return flag_note(r for (r, a) in (*f.applied, *(k for g in others for k in g.applied),
+                                          *((h.rule_id, h.action) for h in self.tool_hits)) if a == "flag")
 
     async def _choice(self, choice, request_data: dict) -> tuple[str, bool]:
         """Filter one choice of a chunk in place; returns its text and whether the choice must be sent."""
@@ -135,7 +146,7 @@ class OutputStream:
                 delta.reasoning_items = copy.deepcopy(delta.reasoning_items)
             for part in reasoning_parts(delta):  # Responses reasoning summaries, whole at the end of a stream
                 part["text"], hits = filter_text(part["text"], self.scan)
-                self.tool_hits.update((h.rule_id, h.action) for h in hits)
+                self.tool_hits += hits
             for field in SIDE_TEXTS:
                 piece = getattr(delta, field, None)
                 released = self.side(choice.index, field).feed(piece) if isinstance(piece, str) and piece else ""
@@ -154,9 +165,9 @@ class OutputStream:
             if delta is not None:  # notes go to chat answers, never into inserted code
                 for field in SIDE_TEXTS:
                     side = self._finish_side(delta, choice.index, field) or side
-                tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.scan, self.restore, self.tool_hits)
+                tool_calls.finish(delta, self.tools.pop(choice.index, {}), self.check_call)
                 out += "" if noted else self.notes(f, *sides)
-            if f.blocked or any(g.blocked for g in sides) or any(a == "block" for _, a in self.tool_hits):
+            if f.blocked or any(g.blocked for g in sides) or any(h.action == "block" for h in self.tool_hits):
                 choice.finish_reason = "content_filter"
                 f.blocked = f.blocked or tuple(r for g in sides for r in g.blocked)
                 if delta is not None:
@@ -181,14 +192,14 @@ class OutputStream:
         """The same filters, restore and verdict counting for the agent endpoints' event streams."""
         counter = iter(range(1 << 30))
 
-        def check_arguments(arguments: str) -> tuple[str, tuple[str, ...]]:
-            checked, hits = tool_calls.filter_arguments(arguments, self.scan)
-            self.tool_hits.update((f.rule_id, f.action) for f in hits)
-            return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
+        def check_arguments(arguments: str) -> tuple[str, str]:
+            checked, hits = self.check_call(arguments)
+            blocked = [h.rule_id for h in hits if h.action == "block"]
+            return checked, notice(blocked, hits) if blocked else ""
 
         def check_whole(text: str) -> tuple[str, tuple[str, ...]]:
             checked, hits = filter_text(text, self.scan)
-            self.tool_hits.update((f.rule_id, f.action) for f in hits)
+            self.tool_hits += hits
             return self.restore(checked), tuple(f.rule_id for f in hits if f.action == "block")
 
         async def failure(e: Exception) -> tuple[int, str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 
 from ..litellm_compat import ChatCompletionDeltaToolCall, Function
-from ..messages import map_value
+from ..messages import map_json_strings, map_value
 from .answers import Scan, filter_text
 from .rules import Finding
 
@@ -29,6 +28,16 @@ def filter_arguments(arguments: str, scan: Scan) -> tuple[str, list[Finding]]:
     return (json.dumps(cleaned, ensure_ascii=False) if hits else arguments), hits
 
 
+def check_arguments(arguments: str, scan: Scan, restore: Callable[[str], str],
+                    withheld: Scan) -> tuple[str, list[Finding]]:
+    """Arguments scanned, then their placeholders restored inside each JSON string, so a value holding a
+    backslash, quote or line break comes back escaped and the arguments stay valid JSON; a placeholder left that
+    the risk level does not restore is a block finding (`vaults.withheld`): the call is not passed on."""
+    checked, hits = filter_arguments(arguments, scan)
+    restored = map_json_strings(checked, restore)
+    return restored, hits + withheld(restored)
+
+
 def collect(acc: dict[int, dict], calls) -> None:
     """Add one stream delta's tool-call fragments to `acc` (index → id, type, name, arguments so far)."""
     for call in calls:
@@ -41,14 +50,13 @@ def collect(acc: dict[int, dict], calls) -> None:
             slot["arguments"] += getattr(func, "arguments", None) or ""
 
 
-def finish(delta, acc: dict[int, dict], scan: Scan, restore: Callable[[str], str], hits: Counter) -> None:
-    """Attach the assembled, checked and restored tool calls to the final delta."""
+def finish(delta, acc: dict[int, dict], check: Callable[[str], tuple[str, list[Finding]]]) -> None:
+    """Attach the assembled tool calls, their arguments checked and restored by `check`, to the final delta."""
     if not acc:
         return
     calls = []
     for index, slot in sorted(acc.items()):
-        args, found = filter_arguments(slot["arguments"], scan)
-        hits.update((f.rule_id, f.action) for f in found)
+        args = check(slot["arguments"])[0]
         calls.append(ChatCompletionDeltaToolCall(index=index, id=slot["id"], type=slot["type"] or "function",
-                                                 function=Function(name=slot["name"], arguments=restore(args))))
+                                                 function=Function(name=slot["name"], arguments=args)))
     delta.tool_calls = calls

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..context import get_context
+from .answers import UNRESTORED
 from .pii import Vault
+from .rules import Finding
 
 PII = "pii"
 SECRETS = "secrets"
+_WHAT = {PII: "personal data the gateway redacted before the model saw it",
+         SECRETS: "a secret the gateway redacted for the external model"}
 
 
 def _holder(data: dict) -> dict:
@@ -45,3 +49,25 @@ def restorer(data: dict, kinds: tuple[str, ...]) -> Callable[[str], str]:
         return text
 
     return restore
+
+
+def withheld(data: dict, level: str, restoring: dict[str, tuple[str, ...]]) -> Callable[[str], list[Finding]]:
+    """A function giving a block finding for each of this request's placeholders in a text that risk `level`
+    does not restore (`restoring`: kind → the levels that do): in a tool call the client would write the
+    placeholder where the user's value was."""
+    holder = _holder(data)
+
+    def find(text: str) -> list[Finding]:
+        out = []
+        for kind, levels in restoring.items():
+            v = holder.get(kind)
+            if level in levels or not isinstance(v, Vault):
+                continue
+            how = f"resend at risk level {' or '.join(levels)}, or" if levels else "resend"
+            out += [Finding(UNRESTORED, 0, 0, "block", (
+                f"{ph} stands for {_WHAT[kind]}, and risk level {level} does not restore {kind}: this tool call "
+                f"would write {ph} where the value belongs. To proceed, {how} without that value."))
+                for ph in v.known(text)]
+        return out
+
+    return find

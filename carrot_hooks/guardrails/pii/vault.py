@@ -32,6 +32,10 @@ class Vault:
             return text
         return _PLACEHOLDER.sub(lambda m: self.by_placeholder.get(m.group(0), m.group(0)), text)
 
+    def known(self, text: str) -> list[str]:
+        """The placeholders of this vault that occur in `text`, each once."""
+        return list(dict.fromkeys(m.group(0) for m in _PLACEHOLDER.finditer(text) if m.group(0) in self.by_placeholder))
+
     def __repr__(self) -> str:  # never print the originals
         return f"Vault({len(self.by_value)} values)"
 
