@@ -5,6 +5,7 @@ real proxy lives in the e2e tests named in each docstring."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -488,11 +489,31 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
         assert as_gateway_error(exc, "a").detail["error"]["type"] == "upstream_cut"
 
 
+def caused(exc: Exception, cause: Exception) -> Exception:
+    """`exc` raised from `cause`, as LiteLLM wraps what its provider code met."""
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize("exc, status, code", [
     (litellm.Timeout(message="t", model="m", llm_provider="openai"), 504, "upstream_timeout"),
     (litellm.ServiceUnavailableError(message="s", model="m", llm_provider="openai"), 503, "upstream_unavailable"),
     (StreamCut("m"), 502, "upstream_cut"),
-    (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_unreachable"),
+    (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), httpx.ConnectError("x")),
+     502, "upstream_unreachable"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), TypeError("x")),
+     502, "upstream_invalid_response"),
+    (caused(litellm.APIError(500, message="e", model="m", llm_provider="openai"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (litellm.APIError(500, message="e", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (caused(litellm.BadRequestError(message="b", model="m", llm_provider="ollama_chat"), KeyError("message")),
+     502, "upstream_error"),
+    (caused(ValueError("Failed to parse tool call arguments"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (ValueError("x"), None, None),
     (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.NotFoundError(message="n", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.RateLimitError(message="r", model="m", llm_provider="openai"), 429, "rate_limited"),
@@ -503,6 +524,7 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
     (litellm.BadRequestError(message="b", model="m", llm_provider="openai"), None, None),
 ])
 def test_error_map_rows(exc, status, code):
+    """One case per row (a transport error, a decoding error or a chunk LiteLLM could not read in the chain)."""
     mapped = as_gateway_error(exc, "ds-coder-v2")
     assert (mapped.status_code if mapped else None, mapped.detail["error"]["type"] if mapped else None) == (status, code)
 
@@ -686,3 +708,4 @@ def test_litellm_flags_the_usage_it_asks_for_itself():
     assert injected["stream_options"] == {"include_usage": True} and not compat.client_asked_for_usage(injected)
     assert compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": True}}))
     assert not compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": False}}))
+
