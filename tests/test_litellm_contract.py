@@ -709,3 +709,26 @@ def test_litellm_flags_the_usage_it_asks_for_itself():
     assert compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": True}}))
     assert not compat.client_asked_for_usage(sent({"stream": True, "stream_options": {"include_usage": False}}))
 
+
+def test_litellm_counts_for_ollama_only_what_the_gateway_lets_through_there():
+    """`compat.CARRIED`: LiteLLM counts an Ollama prompt's tokens before sending it and fails (a 5xx after routing)
+    on the part and call types the gateway answers 400 for on that route; the ones it lets through are counted."""
+    parts, calls = compat.CARRIED["ollama_chat"]
+    examples = {"text": {"text": "x"}, "image_url": {"image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                "refusal": {"refusal": "no"}, "input_audio": {"input_audio": {"data": "AAAA", "format": "wav"}},
+                "document": {"source": {}}}
+    for kind, payload in examples.items():
+        messages = [{"role": "user", "content": [{"type": kind, **payload}]}]
+        if kind in parts:
+            litellm.token_counter(messages=messages, use_default_image_token_count=True)
+        else:
+            with pytest.raises(Exception):  # noqa: B017 - LiteLLM raises several types here
+                litellm.token_counter(messages=messages, use_default_image_token_count=True)
+    for kind, call in (("function", {"function": {"name": "f", "arguments": "{}"}}),
+                       ("custom", {"custom": {"name": "f", "input": "x"}})):
+        messages = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": kind, **call}]}]
+        if kind in calls:
+            litellm.token_counter(messages=messages)
+        else:
+            with pytest.raises(ValueError, match="must contain a function key"):
+                litellm.token_counter(messages=messages)
