@@ -145,6 +145,17 @@ def test_content_the_route_carries_is_served(proxy, fake_upstream, marker, model
     assert len(fake_upstream.find(marker)) == 1
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+@pytest.mark.parametrize(("extra", "field"), [({"metadata": {"guardrails": 5}}, "metadata.guardrails"),
+                                              ({"guardrails": 5}, "guardrails")], ids=["in-metadata", "top-level"])
+def test_a_malformed_guardrails_field_is_400_naming_where_it_was_sent(proxy, path, extra, field):
+    body = ({"model": "carrot-editor", "input": "hi"} if path == "/v1/responses" else
+            {"model": "carrot-editor", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    r = send(proxy, json.dumps({**body, **extra}).encode(), {"anthropic-version": "2023-06-01"}, path=path)
+    assert r.status_code == 400, r.text
+    assert f"Field '{field}' must be a list" in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("arguments", ['{"path": "a.py"}', "", None], ids=["json", "empty", "absent"])
 def test_a_tool_call_history_is_served_with_empty_arguments_as_an_empty_object(proxy, fake_upstream, marker, arguments):
     """`arguments: ""` is what several models return for a call without parameters; clients keep it."""
