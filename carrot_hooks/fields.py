@@ -114,12 +114,13 @@ def check_fields(data: dict, call_type: str) -> None:
         _check(data, field, check)
 
 
-def check_field(data: dict, field: str) -> None:
-    """`check_fields` for one field of `EVERY_CALL`."""
-    _check(data, field, EVERY_CALL[field])
+def check_field(data: dict, field: str, within: str = "") -> None:
+    """`check_fields` for one field of `EVERY_CALL`; `within` names the object `data` is (e.g. "metadata")."""
+    _check(data, field, EVERY_CALL[field], within)
 
 
-def _check(data: dict, field: str, check: Check) -> None:
+def _check(data: dict, field: str, check: Check, within: str = "") -> None:
     ok, what = check
     if data.get(field) is not None and not ok(data[field]):
-        raise GatewayError(400, f"Field '{field}' {what}", param=field)
+        name = f"{within}.{field}" if within else field
+        raise GatewayError(400, f"Field '{name}' {what}", param=name)

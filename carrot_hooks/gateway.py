@@ -93,13 +93,11 @@ def _check_body(data: dict, call_type: str) -> None:
             if m["role"] not in CHAT_ROLES:
                 raise GatewayError(400, f"Field 'messages[{i}].role' must be one of {', '.join(CHAT_ROLES)} (got "
                                    f"{m['role'][:40]!r})", param=f"messages[{i}].role")
-            if not _valid_content(m.get("content"), m["role"]):
-                types = f" of the types {', '.join(compat.USER_CONTENT_TYPES)}" if m["role"] == "user" else ""
-                raise GatewayError(400, f"Field 'messages[{i}].content' must be a string, null, or a list of content "
-                                   f"parts{types} (objects with a 'type'; text parts with a string 'text')",
-                                   param=f"messages[{i}].content")
+            _check_content(m.get("content"), m["role"], f"messages[{i}].content")
             if m.get("tool_calls"):  # null and [] are what some SDKs put on every message
                 _check_tool_calls(m, f"messages[{i}].tool_calls")
+            if m.get("function_call") is not None:  # the legacy form of one call
+                _check_function(m["function_call"], f"messages[{i}].function_call")
     elif call_type in TEXT_CALLS and not _valid_prompt(data.get("prompt")):
         raise GatewayError(400, "Field 'prompt' must be a string or a non-empty list of strings or token ids",
                            param="prompt")
@@ -124,9 +122,7 @@ def _check_model(policy: RoutingPolicy, requested: str, aliases: frozenset[str],
 
 
 def _check_tool_calls(message: dict, field: str) -> None:
-    """An assistant turn's tool calls: a list of calls, each function call with a name and JSON-text
-    arguments (what every upstream format is converted from; Ollama's converter parses them). Empty
-    arguments, which several models and clients record for a call without parameters, become "{}"."""
+    """An assistant turn's tool calls: a list of OpenAI's function or custom calls."""
     if message["role"] != "assistant":
         raise GatewayError(400, f"Field '{field}' is only valid on assistant messages (role is "
                            f"{message['role']!r})", param=field)
@@ -134,33 +130,88 @@ def _check_tool_calls(message: dict, field: str) -> None:
     if not isinstance(calls, list):
         raise GatewayError(400, f"Field '{field}' must be a list of tool calls", param=field)
     for j, call in enumerate(calls):
-        if isinstance(call, dict) and call.get("type", "function") != "function":
-            continue  # another kind of tool call (e.g. "custom"): its own shape, passed on as sent
-        fn = call.get("function") if isinstance(call, dict) else None
-        where = f"{field}[{j}].function"
-        if not named(fn):
-            raise GatewayError(400, f"Field '{where}' must be an object with a non-empty 'name'", param=where)
-        if fn.get("arguments") is None or (isinstance(fn["arguments"], str) and not fn["arguments"].strip()):
-            fn["arguments"] = "{}"
-        try:
-            json.loads(fn["arguments"])
-        except (TypeError, ValueError):
-            raise GatewayError(400, f"Field '{where}.arguments' must be a JSON text (e.g. \"{{}}\")",
-                               param=f"{where}.arguments") from None
+        kind = call.get("type", "function") if isinstance(call, dict) else None
+        if kind == "function":
+            _check_function(call.get("function"), f"{field}[{j}].function")
+        elif kind == "custom":
+            custom = call.get("custom")
+            if not (named(custom) and isinstance(custom.get("input"), str)):
+                raise GatewayError(400, f"Field '{field}[{j}].custom' must be an object with a non-empty 'name' and "
+                                   "a string 'input'", param=f"{field}[{j}].custom")
+        else:
+            raise GatewayError(400, f"Field '{field}[{j}]' must be an object whose 'type' is function or custom",
+                               param=f"{field}[{j}]")
+
+
+def _check_function(fn, where: str) -> None:
+    """A function call (in `tool_calls` or the legacy `function_call`): a name and JSON-text arguments (what every
+    upstream format is converted from; Ollama's converter parses them). Empty arguments, which several models and
+    clients record for a call without parameters, become "{}"."""
+    if not named(fn):
+        raise GatewayError(400, f"Field '{where}' must be an object with a non-empty 'name'", param=where)
+    if fn.get("arguments") is None or (isinstance(fn["arguments"], str) and not fn["arguments"].strip()):
+        fn["arguments"] = "{}"
+    try:
+        json.loads(fn["arguments"])
+    except (TypeError, ValueError):
+        raise GatewayError(400, f"Field '{where}.arguments' must be a JSON text (e.g. \"{{}}\")",
+                           param=f"{where}.arguments") from None
 
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# The content part types each role may send in OpenAI's chat API (for user messages LiteLLM's list, a little
+# longer: document, video_url, ...), and what the payload of a part of each type must be.
+ROLE_PARTS = {"system": ("text",), "developer": ("text",), "user": compat.USER_CONTENT_TYPES,
+              "assistant": ("text", "refusal"), "tool": ("text",), "function": ()}
+PART_PAYLOADS = {
+    "text": (lambda p: isinstance(p.get("text"), str), "text", "must be a string"),
+    "refusal": (lambda p: isinstance(p.get("refusal"), str), "refusal", "must be a string"),
+    "image_url": (lambda p: isinstance(p.get("image_url"), str) or isinstance(p.get("image_url"), dict)
+                  and isinstance(p["image_url"].get("url"), str), "image_url",
+                  "must be a URL string or an object with a string 'url'"),
+    "input_audio": (lambda p: isinstance(p.get("input_audio"), dict) and all(
+        isinstance(p["input_audio"].get(k), str) for k in ("data", "format")), "input_audio",
+        "must be an object with string 'data' and 'format'"),
+    "file": (lambda p: isinstance(p.get("file"), dict), "file", "must be an object"),
+}
 
 
-def _valid_content(content, role: str) -> bool:
-    """OpenAI's message content forms: text, null (assistant tool calls), or typed content parts (of the
-    types LiteLLM accepts in a user message, which it checks only after routing)."""
+def _check_content(content, role: str, where: str) -> None:
+    """OpenAI's message content forms: text, null (assistant tool calls), or content parts of the types `role`
+    may send, each with its payload (LiteLLM checks them only after routing, where a failure is a 5xx)."""
     if content is None or isinstance(content, str):
-        return True
-    return isinstance(content, list) and all(
-        isinstance(p, dict) and isinstance(p.get("type"), str)
-        and (role != "user" or p["type"] in compat.USER_CONTENT_TYPES)
-        and (p["type"] != "text" or isinstance(p.get("text"), str)) for p in content)
+        return
+    if not isinstance(content, list):
+        raise GatewayError(400, f"Field '{where}' must be a string, null, or a list of content parts", param=where)
+    allowed = ROLE_PARTS[role]
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise GatewayError(400, f"Field '{at}' must be a content part (an object with a string 'type')", param=at)
+        if part["type"] not in allowed:
+            raise GatewayError(400, f"Field '{at}' is of type {part['type'][:40]!r}, which {role} messages cannot "
+                               f"carry (allowed: {', '.join(allowed) or 'none: content must be a string'})",
+                               param=at)
+        ok, field, what = PART_PAYLOADS.get(part["type"], (lambda p: True, "", ""))
+        if not ok(part):
+            raise GatewayError(400, f"Field '{at}.{field}' {what}", param=f"{at}.{field}")
+
+
+def _check_carried(messages: list, alias: str) -> None:
+    """400 naming the first content part or tool call (valid, see `_check_content`) that LiteLLM cannot convert
+    for a provider serving `alias` (`compat.CARRIED`): it would fail there before sending, as a 5xx."""
+    for provider in sorted(compat.providers(alias) & compat.CARRIED.keys()):
+        parts, calls = compat.CARRIED[provider]
+        for i, m in enumerate(messages):
+            content = m["content"] if isinstance(m.get("content"), list) else []
+            items = [(f"content[{j}]", p["type"], parts) for j, p in enumerate(content)]
+            items += [(f"tool_calls[{j}]", c.get("type", "function"), calls)
+                      for j, c in enumerate(m.get("tool_calls") or [])]
+            for where, kind, takes in items:
+                if kind not in takes:
+                    raise GatewayError(400, f"Field 'messages[{i}].{where}' is of type {kind!r}, which model {alias} "
+                                       f"({provider}) cannot take (it takes {', '.join(takes)})",
+                                       param=f"messages[{i}].{where}")
 
 
 def _valid_prompt(prompt) -> bool:
@@ -300,6 +351,9 @@ class CarrotGateway(CustomLogger):
         await rollouts.apply(call.policy.canaries, call.ctx)  # a canaried alias -> its sticky arm's pin
         call.data["model"] = (call.policy.fim[call.ctx.model_alias] if call.call_type in TEXT_CALLS
                               else call.ctx.model_alias)
+        if call.call_type in CHAT_CALLS:
+            attach(call.data, call.ctx)  # the refusal says what was decided (x-carrot-* headers)
+            _check_carried(call.data["messages"], call.data["model"])
         call.ctx.extra_fields = forwarded_extras(call.data, call.call_type)
         if call.call_type in TEXT_CALLS:
             call.ctx.fim_format = fim.split_sentinels(call.data)

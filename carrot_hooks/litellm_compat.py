@@ -137,6 +137,19 @@ def _user_content_types() -> tuple[str, ...]:
 USER_CONTENT_TYPES = _user_content_types()
 
 
+# The content part and tool call types LiteLLM can convert for a provider, where they are fewer than the chat API
+# lets a client send (its OpenAI-format providers, hosted_vllm and openai, send every part and call as written).
+# For Ollama it counts the prompt's tokens before sending, and its counter fails on any other part type (refusal,
+# input_audio, document, ...) and on a call without a `function`; its converter sends text and images only.
+CARRIED = {"ollama_chat": (("text", "image_url"), ("function",))}
+
+
+def providers(alias: str) -> frozenset[str]:
+    """The LiteLLM providers serving `alias`: each deployment's model prefix (ollama_chat, hosted_vllm, ...)."""
+    return frozenset(str((d.get("litellm_params") or {}).get("model") or "").split("/", 1)[0]
+                     for d in deployments(alias))
+
+
 # request keys the proxy itself sets or reads before the hooks (priority, header-derived settings, key controls)
 _PROXY_KEYS = frozenset({"priority", "router_settings_override", "disable_global_guardrails", "disable_fallbacks"})
 

@@ -1,4 +1,4 @@
-"""Upstream failures as clear gateway errors: 502/503/504 naming the upstream URL(s) tried.
+"""Upstream failures as clear gateway errors: 502/503/504 naming the upstream URL(s) tried, never its body.
 
 The mapping is a table (like httpx's exception map): the first row whose LiteLLM exception type
 matches, and whose cause types (if any) occur in the exception's cause chain, gives our status.
@@ -6,6 +6,7 @@ matches, and whose cause types (if any) occur in the exception's cause chain, gi
 
 from __future__ import annotations
 
+import json
 import time
 from typing import NamedTuple
 
@@ -30,6 +31,10 @@ class Row(NamedTuple):
 # as a MidStreamFallbackError inside the APIConnectionError (a raised one is 503, the row above).
 CUT = (httpx.RemoteProtocolError, aiohttp.ClientPayloadError, MidStreamFallbackError)
 UNREACHABLE = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
+# What reading an answer that did arrive fails with (not JSON, a field missing or of the wrong type). LiteLLM wraps
+# it, like any error inside its provider code, in APIConnectionError (APIError when the body is not JSON): without
+# a transport error in the chain the upstream was reached.
+INVALID = (ValueError, TypeError, KeyError, AttributeError)
 ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.Timeout,), (), 504, "upstream_timeout", "Upstream for model {alias} timed out: {where}"),
     Row((litellm.ServiceUnavailableError,), (), 503, "upstream_unavailable",
@@ -38,10 +43,19 @@ ERROR_MAP: tuple[Row, ...] = (
         502, "upstream_cut", "Upstream for model {alias} broke off mid-stream: {where}"),
     Row((litellm.APIConnectionError, litellm.InternalServerError), UNREACHABLE, 502, "upstream_unreachable",
         "Upstream for model {alias} could not be reached: {where}"),
-    Row((litellm.APIConnectionError,), (), 502, "upstream_unreachable",
-        "Upstream for model {alias} could not be reached: {where}"),
-    Row((litellm.InternalServerError, litellm.BadGatewayError), (), 502, "upstream_error",
-        "Upstream for model {alias} failed ({kind}): {where}"),
+    Row((litellm.APIConnectionError, litellm.APIError), INVALID, 502, "upstream_invalid_response",
+        "Upstream for model {alias} returned an invalid response: {where}"),
+    # Ollama reports a failure during generation as an {"error": ...} line; LiteLLM's chunk parser fails on it
+    # (KeyError 'message') and raises a 400 as if the client had erred. An upstream's own 400 has its
+    # HTTPStatusError in the chain instead.
+    Row((litellm.BadRequestError,), (KeyError,), 502, "upstream_error",
+        "Upstream for model {alias} failed mid-stream: {where}"),
+    # LiteLLM's Anthropic adapter (/v1/messages) parses the upstream's tool-call arguments outside its exception
+    # mapping: a bare ValueError from the JSONDecodeError
+    Row((ValueError,), (json.JSONDecodeError,), 502, "upstream_invalid_response",
+        "Upstream for model {alias} returned a tool call whose arguments are not JSON: {where}"),
+    Row((litellm.InternalServerError, litellm.BadGatewayError, litellm.APIConnectionError, litellm.APIError), (),
+        502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
     # an upstream 404: the deployment's model is not there (not pulled, wrong tag), ours to fix
     Row((litellm.NotFoundError,), (), 502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
     # an upstream 401/403 refuses the gateway's own credentials (the client's key was checked already): ours to
@@ -97,8 +111,8 @@ def tools_capable(alias: str) -> bool:
 
 def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
     """Our status for an upstream failure by `ERROR_MAP`; a rate limit is 429 with Retry-After (rpm/tpm
-    windows are per minute); client errors and our own errors pass through unchanged (None)."""
-    if isinstance(exc, (litellm.BadRequestError, GatewayError)) or not alias:
+    windows are per minute); client errors no row names and our own errors pass through unchanged (None)."""
+    if isinstance(exc, GatewayError) or not alias:
         return None
     if isinstance(exc, litellm.RateLimitError):
         retry = str(max(1, 60 - int(time.time()) % 60))

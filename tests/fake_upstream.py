@@ -30,7 +30,7 @@ class Reply:
     content: str = "Hello from the fake upstream."
     match: str | None = None
     model: str | None = None
-    tool_calls: list[dict] | None = None  # [{"name", "arguments": dict, optional "id"}] answered as they are
+    tool_calls: list[dict] | None = None  # [{"name", "arguments": a dict or a string sent as it is, optional "id"}]
     call_tool: str | None = None  # call this tool of the request's `tools` (if offered) with `tool_arguments`
     tool_arguments: dict = field(default_factory=dict)
     status: int = 200
@@ -40,6 +40,9 @@ class Reply:
     chunk_chars: int = 8
     thinking: str = ""  # the model's reasoning before its answer (Ollama `thinking`, OpenAI `reasoning_content`)
     times: int = 1  # how many requests it answers (0 = unlimited)
+    raw: str | None = None  # answer with this body as it is (HTML, empty, malformed JSON) and Content-Type `raw_type`
+    raw_type: str = "application/json"
+    error_line: str | None = None  # Ollama stream, with cut_after: its {"error": error_line} line there, then the end
 
 
 def planted_secret(seed: str) -> str:
@@ -72,6 +75,11 @@ def tool_calls_for(reply: Reply, body: dict) -> list[dict]:
     if reply.call_tool and reply.call_tool in _tool_names(body) and not _answers_tool_result(body):
         return [{"name": reply.call_tool, "arguments": reply.tool_arguments}]
     return []
+
+
+def _json_text(arguments) -> str:
+    """Tool call arguments as OpenAI sends them: a dict as JSON text, a string as it is (e.g. not JSON)."""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
 @dataclass
@@ -191,15 +199,20 @@ class FakeUpstream:
         return [c[i:i + reply.chunk_chars] for i in range(0, len(c), reply.chunk_chars)] or [""]
 
     @staticmethod
-    def _error(reply: Reply) -> web.Response:
-        return web.json_response({"error": {"message": f"fake upstream error {reply.status}"}}, status=reply.status)
+    def _canned(reply: Reply) -> web.Response | None:
+        """The reply's error status or raw body, when it has one."""
+        if reply.status != 200:
+            return web.json_response({"error": {"message": f"fake upstream error {reply.status}"}}, status=reply.status)
+        return None if reply.raw is None else web.Response(text=reply.raw, content_type=reply.raw_type)
 
     async def _stream(self, request: web.Request, reply: Reply, lines: list[bytes], ctype: str) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": ctype})
         await resp.prepare(request)
         for i, line in enumerate(lines):
             if reply.cut_after is not None and i >= reply.cut_after:
-                if reply.clean_cut:
+                if reply.error_line is not None:
+                    await resp.write(json.dumps({"error": reply.error_line}).encode() + b"\n")
+                if reply.clean_cut or reply.error_line is not None:
                     await resp.write_eof()
                 else:
                     request.transport.close()  # half-cut stream
@@ -217,8 +230,8 @@ class FakeUpstream:
 
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._begin(request)
-        if reply.status != 200:
-            return self._error(reply)
+        if (canned := self._canned(reply)) is not None:
+            return canned
         refused = self._refuses_tools(body)
         if refused is not None:
             return refused
@@ -245,8 +258,8 @@ class FakeUpstream:
 
     async def _ollama_generate(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._begin(request)
-        if reply.status != 200:
-            return self._error(reply)
+        if (canned := self._canned(reply)) is not None:
+            return canned
         base = {"model": body.get("model"), "created_at": "2025-01-01T00:00:00Z"}
         if not body.get("stream", True):
             return web.json_response({**base, "response": reply.content, "done": True,
@@ -262,12 +275,12 @@ class FakeUpstream:
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._begin(request)
-        if reply.status != 200:
-            return self._error(reply)
+        if (canned := self._canned(reply)) is not None:
+            return canned
         base = {"id": "chatcmpl-fake", "created": 1700000000, "model": body.get("model")}
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         tool_calls = [{"id": t.get("id") or _call_id(), "type": "function",
-                       "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
+                       "function": {"name": t["name"], "arguments": _json_text(t["arguments"])}}
                       for t in tool_calls_for(reply, body)]
         if not body.get("stream"):
             msg = {"role": "assistant", "content": reply.content,
@@ -295,8 +308,8 @@ class FakeUpstream:
 
     async def _openai_completions(self, request: web.Request) -> web.StreamResponse:
         body, reply = await self._begin(request)
-        if reply.status != 200:
-            return self._error(reply)
+        if (canned := self._canned(reply)) is not None:
+            return canned
         base = {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000, "model": body.get("model")}
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         if not body.get("stream"):
@@ -313,15 +326,15 @@ class FakeUpstream:
         """The Responses API as OpenAI and vLLM speak it: output items (reasoning, message, function calls);
         streamed as named events from response.created to response.completed."""
         body, reply = await self._begin(request)
-        if reply.status != 200:
-            return self._error(reply)
+        if (canned := self._canned(reply)) is not None:
+            return canned
         text = {"type": "output_text", "text": reply.content, "annotations": []}
         message = {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant", "content": [text]}
         items = [{"type": "reasoning", "id": "rs_fake", "summary": [{"type": "summary_text", "text": reply.thinking}]}
                  ] if reply.thinking else []
         items += [message] + [{"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}",
                                "call_id": t.get("id") or _call_id(), "name": t["name"],
-                               "arguments": json.dumps(t["arguments"]), "status": "completed"}
+                               "arguments": _json_text(t["arguments"]), "status": "completed"}
                               for t in tool_calls_for(reply, body)]
         usage = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18,
                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}

@@ -95,6 +95,67 @@ def test_malformed_tool_calls_are_400_naming_the_field(proxy, message, field):
     assert f"'{field}'" in r.json()["error"]["message"]
 
 
+USER = {"role": "user", "content": "a"}
+
+
+@pytest.mark.parametrize("model", ["carrot-editor", "gpt-4o"], ids=["ollama", "ollama-with-vllm-fallback"])
+@pytest.mark.parametrize(("message", "field", "says"), [
+    ({"role": "assistant", "content": [{"type": "weird"}]}, "messages[2].content[0]", "assistant messages cannot"),
+    ({"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, "messages[2].content[0]",
+     "system messages cannot"),
+    ({"role": "tool", "tool_call_id": "c", "content": [{"type": "weird"}]}, "messages[2].content[0]", "tool messages"),
+    ({"role": "user", "content": [{"type": "image_url", "image_url": 5}]}, "messages[2].content[0].image_url",
+     "a URL string or an object"),
+    ({"role": "user", "content": [{"type": "image_url"}]}, "messages[2].content[0].image_url", "a URL string"),
+    ({"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]}, "messages[2].content[0]",
+     "(ollama_chat) cannot take"),
+    ({"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]},
+     "messages[2].content[0]", "(ollama_chat) cannot take"),
+    ({"role": "user", "content": [{"type": "document", "source": {}}]}, "messages[2].content[0]", "cannot take"),
+    ({"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "custom", "custom": {
+        "name": "x", "input": "y"}}]}, "messages[2].tool_calls[0]", "(ollama_chat) cannot take"),
+    ({"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "web", "web": {}}]},
+     "messages[2].tool_calls[0]", "function or custom"),
+    ({"role": "assistant", "content": None, "function_call": "x"}, "messages[2].function_call", "non-empty 'name'"),
+], ids=["assistant-unknown-part", "system-image", "tool-unknown-part", "image-url-number", "image-url-missing",
+        "refusal-on-ollama", "audio-on-ollama", "document-on-ollama", "custom-call-on-ollama", "unknown-call",
+        "function-call-string"])
+def test_content_a_role_or_the_route_cannot_carry_is_400_naming_it(proxy, fake_upstream, marker, model, message,
+                                                                    field, says):
+    """LiteLLM's Ollama conversion failed on these before sending: a 502 "could not be reached", or on an alias
+    with a fallback a silent answer from the fallback, counted as the upstream's failure."""
+    body = {"model": model, "messages": [{"role": "user", "content": f"hi {marker}"}, USER, message, USER]}
+    r = send(proxy, json.dumps(body).encode())
+    assert r.status_code == 400, r.text
+    assert f"'{field}'" in r.json()["error"]["message"] and says in r.json()["error"]["message"], r.text
+    assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ("ds-coder-v2-vllm", {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]}),
+    ("ds-coder-v2-vllm", {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "custom", "custom": {"name": "x", "input": "y"}}]}),
+    ("carrot-editor", {"role": "user", "content": [{"type": "image_url", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}),
+    ("carrot-editor", {"role": "assistant", "content": [{"type": "text", "text": "x"}], "function_call": {"name": "f"}}),
+], ids=["refusal-on-vllm", "custom-call-on-vllm", "image-url-string-on-ollama", "function-call-on-ollama"])
+def test_content_the_route_carries_is_served(proxy, fake_upstream, marker, model, message):
+    body = {"model": model, "messages": [{"role": "user", "content": f"hi {marker}"}, message, USER]}
+    r = send(proxy, json.dumps(body).encode())
+    assert r.status_code == 200, r.text
+    assert len(fake_upstream.find(marker)) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+@pytest.mark.parametrize(("extra", "field"), [({"metadata": {"guardrails": 5}}, "metadata.guardrails"),
+                                              ({"guardrails": 5}, "guardrails")], ids=["in-metadata", "top-level"])
+def test_a_malformed_guardrails_field_is_400_naming_where_it_was_sent(proxy, path, extra, field):
+    body = ({"model": "carrot-editor", "input": "hi"} if path == "/v1/responses" else
+            {"model": "carrot-editor", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    r = send(proxy, json.dumps({**body, **extra}).encode(), {"anthropic-version": "2023-06-01"}, path=path)
+    assert r.status_code == 400, r.text
+    assert f"Field '{field}' must be a list" in r.json()["error"]["message"], r.text
+
+
 @pytest.mark.parametrize("arguments", ['{"path": "a.py"}', "", None], ids=["json", "empty", "absent"])
 def test_a_tool_call_history_is_served_with_empty_arguments_as_an_empty_object(proxy, fake_upstream, marker, arguments):
     """`arguments: ""` is what several models return for a call without parameters; clients keep it."""

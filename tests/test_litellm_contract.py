@@ -5,6 +5,7 @@ real proxy lives in the e2e tests named in each docstring."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -488,11 +489,31 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
         assert as_gateway_error(exc, "a").detail["error"]["type"] == "upstream_cut"
 
 
+def caused(exc: Exception, cause: Exception) -> Exception:
+    """`exc` raised from `cause`, as LiteLLM wraps what its provider code met."""
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize("exc, status, code", [
     (litellm.Timeout(message="t", model="m", llm_provider="openai"), 504, "upstream_timeout"),
     (litellm.ServiceUnavailableError(message="s", model="m", llm_provider="openai"), 503, "upstream_unavailable"),
     (StreamCut("m"), 502, "upstream_cut"),
-    (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_unreachable"),
+    (litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), httpx.ConnectError("x")),
+     502, "upstream_unreachable"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), TypeError("x")),
+     502, "upstream_invalid_response"),
+    (caused(litellm.APIError(500, message="e", model="m", llm_provider="openai"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (litellm.APIError(500, message="e", model="m", llm_provider="openai"), 502, "upstream_error"),
+    (caused(litellm.BadRequestError(message="b", model="m", llm_provider="ollama_chat"), KeyError("message")),
+     502, "upstream_error"),
+    (caused(ValueError("Failed to parse tool call arguments"), json.JSONDecodeError("x", "", 0)),
+     502, "upstream_invalid_response"),
+    (ValueError("x"), None, None),
     (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.NotFoundError(message="n", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.RateLimitError(message="r", model="m", llm_provider="openai"), 429, "rate_limited"),
@@ -503,6 +524,7 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
     (litellm.BadRequestError(message="b", model="m", llm_provider="openai"), None, None),
 ])
 def test_error_map_rows(exc, status, code):
+    """One case per row (a transport error, a decoding error or a chunk LiteLLM could not read in the chain)."""
     mapped = as_gateway_error(exc, "ds-coder-v2")
     assert (mapped.status_code if mapped else None, mapped.detail["error"]["type"] if mapped else None) == (status, code)
 
@@ -707,3 +729,27 @@ def test_every_proxy_token_count_is_made_local(monkeypatch):
     monkeypatch.delattr(proxy_server, "count_request_tokens")
     with pytest.raises(compat.LiteLLMContractError, match="local_token_counts_only"):
         compat.local_token_counts_only()
+
+
+def test_litellm_counts_for_ollama_only_what_the_gateway_lets_through_there():
+    """`compat.CARRIED`: LiteLLM counts an Ollama prompt's tokens before sending it and fails (a 5xx after routing)
+    on the part and call types the gateway answers 400 for on that route; the ones it lets through are counted."""
+    parts, calls = compat.CARRIED["ollama_chat"]
+    examples = {"text": {"text": "x"}, "image_url": {"image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                "refusal": {"refusal": "no"}, "input_audio": {"input_audio": {"data": "AAAA", "format": "wav"}},
+                "document": {"source": {}}}
+    for kind, payload in examples.items():
+        messages = [{"role": "user", "content": [{"type": kind, **payload}]}]
+        if kind in parts:
+            litellm.token_counter(messages=messages, use_default_image_token_count=True)
+        else:
+            with pytest.raises(Exception):  # noqa: B017 - LiteLLM raises several types here
+                litellm.token_counter(messages=messages, use_default_image_token_count=True)
+    for kind, call in (("function", {"function": {"name": "f", "arguments": "{}"}}),
+                       ("custom", {"custom": {"name": "f", "input": "x"}})):
+        messages = [{"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": kind, **call}]}]
+        if kind in calls:
+            litellm.token_counter(messages=messages)
+        else:
+            with pytest.raises(ValueError, match="must contain a function key"):
+                litellm.token_counter(messages=messages)

@@ -5,6 +5,7 @@ error event, never in a silently truncated success."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
@@ -304,3 +305,80 @@ def test_cut_responses_stream_with_a_fallback_is_continued_there_and_checked(pro
     fake_upstream.script(Reply(content="word " * 100, chunk_chars=8, cut_after=30, match=marker + "-m"))
     _, events = agent_stream(proxy, "messages", marker + "-m", "chat")
     assert events[-1][0] == "error" and "broke off mid-stream" in events[-1][1]["error"]["message"], events[-1]
+
+
+# --- answers that arrive but are not valid ---
+
+def post(p, path: str, body: dict, stream: bool = False) -> httpx.Response:
+    headers = {**p.headers(), "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", f"{p.base_url}{path}", json=body, headers=headers, timeout=60) as r:
+        r.read()
+    return r
+
+
+def bodies(model: str, marker: str) -> dict[str, dict]:
+    """One plain request per endpoint."""
+    return {"/v1/chat/completions": {"model": model, "messages": [{"role": "user", "content": f"hi {marker}"}]},
+            "/v1/messages": {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": f"hi {marker}"}]},
+            "/v1/responses": {"model": model, "input": f"hi {marker}"}}
+
+
+def error_message(r: httpx.Response) -> str:
+    return r.json()["error"]["message"]
+
+
+CHAT_ANSWER = {"id": "x", "object": "chat.completion", "created": 1, "model": "m"}
+
+
+@pytest.mark.parametrize("model,reply,paths", [
+    ("ds-coder-v2-vllm", Reply(raw="<html>proxy error page</html>", raw_type="text/html"),
+     ["/v1/chat/completions", "/v1/messages", "/v1/responses"]),
+    ("ds-coder-6.7b", Reply(raw=""), ["/v1/chat/completions", "/v1/messages"]),
+    ("ds-coder-6.7b", Reply(raw=json.dumps({"model": "m", "message": None, "done": True})), ["/v1/chat/completions"]),
+    ("ds-coder-v2-vllm", Reply(raw=json.dumps({**CHAT_ANSWER, "choices": [
+        {"index": 0, "message": None, "finish_reason": "stop"}]})), ["/v1/chat/completions"]),
+    ("ds-coder-v2-vllm", Reply(raw=json.dumps({**CHAT_ANSWER, "usage": "x", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})),
+     ["/v1/chat/completions"]),
+], ids=["vllm-html", "ollama-empty-body", "ollama-message-null", "vllm-message-null", "vllm-usage-not-an-object"])
+def test_an_invalid_answer_is_502_saying_so_not_unreachable(proxy, fake_upstream, marker, model, reply, paths):
+    """The upstream was reached and answered 200 with something that is not an answer: 502 naming it, never
+    "could not be reached" (LiteLLM wraps the decoding error in APIConnectionError) nor a 500 echoing its body."""
+    for path in paths:
+        fake_upstream.script(dataclasses.replace(reply, match=f"{marker}{path}"))
+        r = post(proxy, path, bodies(model, f"{marker}{path}")[path])
+        assert r.status_code == 502, (path, r.text)
+        assert f"Upstream for model {model} returned an invalid response" in error_message(r), (path, r.text)
+        assert fake_upstream.url in error_message(r) and "html" not in r.text, (path, r.text)
+
+
+@pytest.mark.parametrize("model", ["ds-coder-v2-vllm", "ds-coder-6.7b"])
+def test_a_tool_call_with_arguments_that_are_not_json_is_502_on_messages(proxy, fake_upstream, marker, model):
+    """LiteLLM's Anthropic adapter cannot turn such a call into a tool_use block (a 500 before); chat passes it on."""
+    fake_upstream.script(Reply(match=marker, times=2, tool_calls=[{"name": "f", "arguments": "{bad"}]))
+    r = post(proxy, "/v1/messages", bodies(model, marker)["/v1/messages"])
+    assert r.status_code == 502, r.text
+    assert error_message(r) == (f"Upstream for model {model} returned a tool call whose arguments are not JSON: "
+                                f"{fake_upstream.url}{'/v1' if 'vllm' in model else ''}"), r.text
+    assert post(proxy, "/v1/chat/completions", bodies(model, marker)["/v1/chat/completions"]).status_code == 200
+
+
+@pytest.mark.parametrize("which", ["chat", *sorted(AGENT_STREAMS)])
+def test_an_ollama_error_line_mid_stream_is_the_upstream_s_failure(proxy, fake_upstream, marker, which):
+    """Ollama reports a failure during generation as an {"error": ...} line: the stream ends in the gateway's own
+    upstream error (502 / api_error, as for a cut), never LiteLLM's 400 invalid_request_error blaming the client."""
+    fake_upstream.script(Reply(content="word " * 50, chunk_chars=8, cut_after=5, error_line="model runner crashed",
+                               match=marker))
+    expected = f"Upstream for model ds-coder-6.7b failed mid-stream: {fake_upstream.url}"
+    if which == "chat":
+        r = ask(proxy, marker, "editor", stream=True)
+        last = json.loads(sse_events(r.text)[-2])  # before [DONE]
+        assert (last["error"]["message"], last["error"]["code"]) == (expected, "502"), r.text[-500:]
+        return
+    r, events = agent_stream(proxy, which, marker, "editor")
+    name, last = events[-1]
+    error = last["error"] if which == "messages" else last["response"]["error"]
+    assert name == ("error" if which == "messages" else "response.failed"), last
+    assert error["message"] == expected and "invalid_request" not in r.text, last
+    if which == "messages":
+        assert error["type"] == "api_error", last

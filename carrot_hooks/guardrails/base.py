@@ -13,7 +13,9 @@ class CarrotGuardrail(CustomGuardrail):
     400 naming it."""
 
     def should_run_guardrail(self, data, event_type) -> bool:
-        for where in (data, data.get("metadata"), data.get("litellm_metadata")):
+        sent = (data.get("proxy_server_request") or {}).get("body")  # as the client sent it: named by its place
+        for within, where in (("", sent), ("metadata", (sent or {}).get("metadata")), ("", data),
+                              ("", data.get("metadata")), ("", data.get("litellm_metadata"))):
             if isinstance(where, dict):
-                check_field(where, "guardrails")
+                check_field(where, "guardrails", within)
         return super().should_run_guardrail(data, event_type)
