@@ -168,6 +168,28 @@ def test_the_turn_ends_at_a_blocked_call(proxy, fake_upstream, marker, which, st
     assert items == [("text", "Let me look."), ("call", {"cmd": "cat a.py"}), ("text", blocked)], items
 
 
+@pytest.mark.parametrize("kind", ["text", "call"])
+@pytest.mark.parametrize("which", ["chat", *sorted(ENDPOINTS)])
+def test_a_flag_in_a_whole_answer_comes_with_its_note_on_every_endpoint(proxy, fake_upstream, marker, which, kind):
+    """A flag rule (`history -c` wipes the shell history) in the answer's text or in a tool call: the client is
+    shown the note on every endpoint, and a flagged call still goes out. An audit found the note only on chat text:
+    not in whole /v1/messages and /v1/responses answers, nor for any flagged tool call (Codex and Claude Code ran it
+    with no sign)."""
+    cmd = "history -c"
+    fake_upstream.script(Reply(match=marker, content=f"To wipe it run {cmd} now." if kind == "text" else "Running it.",
+                               tool_calls=[{"name": "run", "arguments": {"cmd": cmd}}] if kind == "call" else None))
+    if which == "chat":
+        r = httpx.post(f"{proxy.base_url}/v1/chat/completions", headers=proxy.headers(), timeout=120, json={
+            "model": "carrot-chat", "messages": [{"role": "user", "content": f"question {marker}"}],
+            "tools": [{"type": "function", "function": TOOL}]})
+    else:
+        r = post(proxy, which, ENDPOINTS[which][1](marker, tools=_tools(which)))
+    assert r.status_code == 200, r.text
+    assert "[carrot guardrails flagged: persist-history-wipe]" in answer_text(which, r, False), r.text
+    assert "commands:flag" in r.headers["x-carrot-guardrails"]
+    assert cmd in r.text
+
+
 def answer_items(which: str, r: httpx.Response, stream: bool) -> list[tuple[str, object]]:
     """The answer as the client assembles it: ("text", text) and ("call", arguments) in order; a streamed Responses
     answer as its `response.completed` lists it (what the OpenAI SDK returns), each item also sent on its own

@@ -219,6 +219,12 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
             yield out
 
 
+def _flag_note(checks: OutputChecks) -> str:
+    """The note on what a whole answer's texts and tool calls had flagged ("" when nothing), as a chat answer
+    gets it: a client shows the text block or message item it goes into."""
+    return checks.closing_note(checks.new_filter()).strip()
+
+
 def check_anthropic_message(message, checks: OutputChecks):
     """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked; a blocked
     tool call becomes a text block holding the notice, and a block rule in the text leaves only the notice
@@ -244,6 +250,8 @@ def check_anthropic_message(message, checks: OutputChecks):
     content = [b for b in content if b is not None]
     if blocked_text:
         content = [{"type": "text", "text": notice(blocked_text)}]
+    elif not call_blocked and (note := _flag_note(checks)):
+        content.append({"type": "text", "text": note})
     if _get(message, "content") is not None:
         _put(message, "content", content)
     if _get(message, "stop_reason") == "tool_use" and not any(_get(b, "type") == "tool_use" for b in content):
@@ -517,5 +525,7 @@ def check_responses_body(response, checks: OutputChecks):
     state._output(output)
     if isinstance(output, list) and state.blocked_text:
         output[:] = [_message_item(0, notice(state.blocked_text))]
+    elif isinstance(output, list) and state.blocked_call is None and (note := _flag_note(checks)):
+        output.append(_message_item(len(output), note))
     state.echo(response)
     return response

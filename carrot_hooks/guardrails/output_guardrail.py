@@ -84,8 +84,6 @@ class OutputGuardrail(CarrotGuardrail):
             if isinstance(text, str) and text:
                 new, found = check(text)
                 hits += found
-                if message is not None:
-                    new += flag_note(f.rule_id for f in found if f.action == "flag")
                 setattr(holder, attr, new)
             for field in SIDE_TEXTS:  # the model's reasoning and refusal: checked like its answer
                 if isinstance(getattr(message, field, None), str):
@@ -107,6 +105,9 @@ class OutputGuardrail(CarrotGuardrail):
             if getattr(choice, "logprobs", None) is not None and (hits or scan(_logprob_text(choice.logprobs))):
                 choice.logprobs = None  # its tokens spell the answer as the upstream wrote it
             blocked = [f.rule_id for f in hits if f.action == "block"]
+            note = flag_note(f.rule_id for f in hits if f.action == "flag")  # the text's and the tool calls'
+            if note and not blocked and message is not None:  # never into inserted (FIM) code
+                message.content = (message.content or "") + note if message.content else note.lstrip()
             if blocked:
                 setattr(holder, attr, notice(blocked, hits) if message is not None else "")
                 if message is not None:
