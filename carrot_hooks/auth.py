@@ -50,6 +50,7 @@ Decision = UserAPIKeyAuth | str
 TENANT_ROUTES = frozenset({
     "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
     "/v1/responses", "/responses", "/v1/messages", "/v1/models", "/models",
+    "/v1/messages/count_tokens",  # answered by the gateway itself (CarrotGateway.count_tokens): nothing leaves
 })
 
 

@@ -173,7 +173,8 @@ def test_decide_keeps_tenant_keys_to_the_model_api(route):
     with pytest.raises(ProxyException) as err:
         decide(route, key, master_key="sk-m", keys=lambda: policy, db_connected=False)
     assert str(err.value.code) == "403" and route in err.value.message
-    assert decide("/v1/chat/completions", key, master_key="sk-m", keys=lambda: policy, db_connected=False).team_id == "team-a"
+    for served in ("/v1/chat/completions", "/v1/messages/count_tokens"):  # Claude Code counts its context
+        assert decide(served, key, master_key="sk-m", keys=lambda: policy, db_connected=False).team_id == "team-a"
 
 
 def _requests_counted(proxy, status: str) -> float:
