@@ -12,6 +12,7 @@
   before the checks below, and passed on without the header; the body limit applies to the decoded size as it
   is inflated (a small bomb gets 413 without being inflated whole). A corrupt one is a 400, another encoding a
   415, both naming Content-Encoding.
+- LiteLLM's `/vllm/*` pass-through, which reaches the vLLM deployment with no routing and no guardrail, is a 404.
 - `/metrics` is served as `/metrics/` (LiteLLM mounts the exporter, which answers 307 otherwise).
 - `/v1/models` (and `/models`) lists only models a client may choose: the fill-in-the-middle twins
   (policy/routing.yaml `fim`) are reached through routing and are left out (`/v1/models/<twin>`: 404).
@@ -37,6 +38,9 @@ from .headers import GATEWAY_HEADERS
 _JSON_PATHS = ("/v1/", "/chat/", "/completions", "/responses", "/messages", "/embeddings", "/engines/", "/openai/")
 _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain", b"")
 _MODELS_PATHS = ("/v1/models", "/models")
+# LiteLLM pass-through routes that reach an upstream without the gateway's hooks (the others run its pre-call
+# hook, which refuses them): not served
+_UNGUARDED = ("/vllm/",)
 _ENCODINGS = {b"": False, b"identity": False, b"gzip": True, b"x-gzip": True}  # value: decoded here
 _BIG_EXPONENT = re.compile(rb"\d[eE]\+?\d{3}")  # a number that may overflow a float (1e309 and up)
 
@@ -92,6 +96,10 @@ class HttpEdge:
         if scope.get("type") != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if path.startswith(_UNGUARDED):
+            return await _error(send, path, 404, f"Route {path} is not served: a pass-through would skip routing and "
+                                "the guardrails (use /v1/chat/completions, /v1/completions, /v1/responses or "
+                                "/v1/messages)", "path")
         if path == "/metrics":
             scope = {**scope, "path": "/metrics/", "raw_path": b"/metrics/"}
             return await self.app(scope, receive, send)

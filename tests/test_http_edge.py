@@ -133,3 +133,13 @@ def test_a_body_that_cannot_be_decoded_names_content_encoding(proxy, fake_upstre
         r = _post_gzip(proxy, "/v1/chat/completions", content, encoding)
         assert r.status_code == status and "Content-Encoding" in r.text, r.text
     assert fake_upstream.find(marker) == []
+
+
+@pytest.mark.parametrize("path", ["/vllm/v1/chat/completions", "/vllm/v1/completions"])
+def test_the_vllm_pass_through_is_not_served(proxy, fake_upstream, marker, path):
+    """LiteLLM's `/vllm/*` pass-through hands a body to the vLLM deployment with no routing and no guardrail (an
+    audit's probe): not served, for any key; the model API is served on /v1/chat/completions and friends."""
+    body = {"model": "ds-coder-v2-vllm", "messages": [{"role": "user", "content": f"{marker} hi"}], "prompt": marker}
+    r = httpx.post(f"{proxy.base_url}{path}", headers=proxy.headers(), json=body, timeout=60)
+    assert r.status_code == 404 and "/v1/chat/completions" in r.json()["error"]["message"], r.text
+    assert not fake_upstream.find(marker)
