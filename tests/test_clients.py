@@ -325,17 +325,23 @@ def test_an_answer_the_upstream_cuts_mid_stream_is_an_error_in_the_client(proxy,
 REFACTOR_PACK = load_pack(ROOT / "prompts" / "refactor_hook@v1.md").body.splitlines()[0]
 
 
-@pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn", "llm", "aider"])
-def test_each_client_sends_the_gateway_headers_the_readme_shows(proxy, fake_upstream, marker, tmp_path, command):
-    """`X-Task-Type: refactor` set in each client's own configuration reaches routing: the refactor pack leads."""
+def one_word_answer(command: str, proxy, fake_upstream, marker: str, tmp_path: Path, headers: dict[str, str]) -> None:
+    """`command`, configured with gateway `headers`, asked for one word in a work dir holding app.py: it prints the
+    fake upstream's answer and exits 0."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "app.py").write_text("x = 1\n")
     fake_upstream.script(Reply(match=marker, content=f"Answer {marker}", times=0))
     env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}",
-                             headers={"X-Task-Type": "refactor"})
+                             headers=headers)
     proc = clients.run(command, args, env, work)
     assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("command", ["codex", "claude", "opencode", "cn", "llm", "aider"])
+def test_each_client_sends_the_gateway_headers_the_readme_shows(proxy, fake_upstream, marker, tmp_path, command):
+    """`X-Task-Type: refactor` set in each client's own configuration reaches routing: the refactor pack leads."""
+    one_word_answer(command, proxy, fake_upstream, marker, tmp_path, {"X-Task-Type": "refactor"})
     assert any(REFACTOR_PACK in r.text for r in fake_upstream.find(marker)), [r.text[:300] for r in
                                                                               fake_upstream.find(marker)]
     readme = (ROOT / "README.md").read_text()
@@ -351,14 +357,7 @@ def test_each_client_is_served_at_high_risk_with_its_own_prompts_intact(proxy, f
     """`X-Risk-Level: high` (the README's header, in each client's configuration): routed to the external model, and
     no PII found in the client's own system prompt and tool texts, which at high risk would be a 403 for review
     (Claude Code's "not Claude, so", "the name is known") and elsewhere a `<PERSON_n>` in its instructions."""
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "app.py").write_text("x = 1\n")
-    fake_upstream.script(Reply(match=marker, content=f"Answer {marker}", times=0))
-    env, args = client_setup(command, proxy, tmp_path / "home", work, f"Reply with one word. {marker}",
-                             headers={"X-Risk-Level": "high"})
-    proc = clients.run(command, args, env, work)
-    assert proc.returncode == 0 and f"Answer {marker}" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+    one_word_answer(command, proxy, fake_upstream, marker, tmp_path, {"X-Risk-Level": "high"})
     sent = fake_upstream.find(marker)
     assert sent and all(r.json.get("model") == "gpt-4.1" for r in sent), [r.json.get("model") for r in sent]
     assert not [r for r in sent if "<PERSON_" in r.text], [r.text[:300] for r in sent if "<PERSON_" in r.text]
