@@ -135,12 +135,14 @@ class StreamFilter:
     def _count(self, acted: list[Finding], blocks: list[Finding]) -> None:
         """Count each finding once, however many releases find it again; a finding inside a block is the block's,
         as in the whole answer, also when an earlier release had counted it."""
-        spans = [(self._base + b.start, self._base + b.end) for b in blocks]
         for f in acted:
             key = (f.rule_id, self._base + f.start)
             if key not in self._counted:
                 self._counted[key] = (f.action, self._base + f.end)
                 self.applied[(f.rule_id, f.action)] += 1
+        if not blocks:
+            return
+        spans = [(self._base + b.start, self._base + b.end) for b in blocks]
         for (rule_id, start), (action, end) in list(self._counted.items()):
             if action != "block" and any(s < end and start < e for s, e in spans):
                 del self._counted[(rule_id, start)]
