@@ -132,13 +132,14 @@ def map_json_strings(text: str, fn: Map) -> str:
 
 
 def map_value(value, fn: Map):
-    """`fn` over every string of a JSON-like value (a new value; the input is not changed)."""
+    """`fn` over every string of a JSON-like value, object keys included (a new value; the input is not changed):
+    a key can hold what a value can (`{"env": {"AKIA...": "1"}}`)."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
         return [map_value(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: map_value(v, fn) for k, v in value.items()}
+        return {fn(k) if isinstance(k, str) else k: map_value(v, fn) for k, v in value.items()}
     return value
 
 

@@ -391,17 +391,26 @@ def actions_counted(proxy, guardrail: str, action: str) -> float:
                and f'guardrail="{guardrail}"' in ln and f'action="{action}"' in ln)
 
 
+# how a model may write the placeholder in a call's arguments: plainly, with JSON escapes (as Go's encoder does),
+# or as an object key; the client decodes each to <SECRET_1>
+PLACED = {"plain": {"cmd": "printf \"AWS_ACCESS_KEY_ID = '<SECRET_1>'\\n\" > app.py"},
+          "escaped": '{"cmd": "printf \\"AWS_ACCESS_KEY_ID = \'\\u003cSECRET_1\\u003e\'\\" > app.py"}',
+          "key": {"cmd": "deploy", "env": {"<SECRET_1>": "AWS_ACCESS_KEY_ID"}}}
+
+
 @STREAMS
+@pytest.mark.parametrize("placed", sorted(PLACED))
 @pytest.mark.parametrize("which", AGENT_ENDPOINTS)
-def test_a_tool_call_never_carries_a_placeholder_the_risk_level_keeps(proxy, fake_upstream, marker, which, stream):
+def test_a_tool_call_never_carries_a_placeholder_the_risk_level_keeps(proxy, fake_upstream, marker, which, stream,
+                                                                      placed):
     """At med risk secrets redacted for the external model are not restored: a call that would write `<SECRET_1>`
     over the user's key (an agent's file write) ends the turn with a notice naming the placeholder, why and what to
     do, as a blocked dangerous call does, and no later call goes out; the placeholder in prose stays (a Claude Code
-    probe: app.py held `AWS_ACCESS_KEY_ID = '<SECRET_1>'` afterwards)."""
+    probe: app.py held `AWS_ACCESS_KEY_ID = '<SECRET_1>'` afterwards; a review found the escaped and key forms
+    passed)."""
     key = aws_key()
     fake_upstream.script(Reply(match=marker, content="Keeping <SECRET_1> in app.py.", chunk_chars=5, tool_calls=[
-        {"name": "run", "arguments": {"cmd": "printf \"AWS_ACCESS_KEY_ID = '<SECRET_1>'\\n\" > app.py"}},
-        {"name": "run", "arguments": {"cmd": "cat app.py"}}]))
+        {"name": "run", "arguments": PLACED[placed]}, {"name": "run", "arguments": {"cmd": "cat app.py"}}]))
     before = actions_counted(proxy, "egress", "unrestored")
     r = ask_with_tools(proxy, which, f"{marker} add a docstring to app.py:\nAWS_ACCESS_KEY_ID = '{key}'", stream,
                        headers={"X-Risk-Level": "med"})

@@ -34,8 +34,14 @@ def check_arguments(arguments: str, scan: Scan, restore: Callable[[str], str],
     backslash, quote or line break comes back escaped and the arguments stay valid JSON; a placeholder left that
     the risk level does not restore is a block finding (`vaults.withheld`): the call is not passed on."""
     checked, hits = filter_arguments(arguments, scan)
-    restored = map_json_strings(checked, restore)
-    return restored, hits + withheld(restored)
+    texts: list[str] = []  # every string as the client decodes it (keys too: `\u003cSECRET_1\u003e` is <SECRET_1>)
+
+    def one(text: str) -> str:
+        texts.append(restore(text))
+        return texts[-1]
+
+    restored = map_json_strings(checked, one)
+    return restored, hits + [f for text in texts for f in withheld(text)]
 
 
 def collect(acc: dict[int, dict], calls) -> None:
