@@ -139,8 +139,9 @@ USER_CONTENT_TYPES = _user_content_types()
 
 # The content part and tool call types LiteLLM can convert for a provider, where they are fewer than the chat API
 # lets a client send (its OpenAI-format providers, hosted_vllm and openai, send every part and call as written).
-# For Ollama it counts the prompt's tokens before sending, and its counter fails on any other part type (refusal,
-# input_audio, document, ...) and on a call without a `function`; its converter sends text and images only.
+# For Ollama its converter sends text and images only (a stream served the rest dropped, silently), and a whole
+# answer's handling counts the prompt's tokens once Ollama has answered, with a counter that fails on any other
+# part type (refusal, input_audio, document, ...) and on a call without a `function`: the work done, then a 5xx.
 CARRIED = {"ollama_chat": (("text", "image_url"), ("function",))}
 
 

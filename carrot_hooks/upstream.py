@@ -25,6 +25,7 @@ class Row(NamedTuple):
     status: int
     code: str
     message: str  # formatted with alias, where
+    origin: tuple[str, ...] = ()  # the cause passed through a module whose path holds one of these; () = anywhere
 
 
 # LiteLLM hands a chat stream's clean EOF to its error mapping without raising it: the cut shows
@@ -35,6 +36,8 @@ UNREACHABLE = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefus
 # it, like any error inside its provider code, in APIConnectionError (APIError when the body is not JSON): without
 # a transport error in the chain the upstream was reached.
 INVALID = (ValueError, TypeError, KeyError, AttributeError)
+# where LiteLLM reads and converts what a provider answered (not its proxy, router or request checks)
+PROVIDER_CODE = ("/litellm/llms/", "/litellm/litellm_core_utils/llm_response_utils/")
 ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.Timeout,), (), 504, "upstream_timeout", "Upstream for model {alias} timed out: {where}"),
     Row((litellm.ServiceUnavailableError,), (), 503, "upstream_unavailable",
@@ -44,16 +47,17 @@ ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.APIConnectionError, litellm.InternalServerError), UNREACHABLE, 502, "upstream_unreachable",
         "Upstream for model {alias} could not be reached: {where}"),
     Row((litellm.APIConnectionError, litellm.APIError), INVALID, 502, "upstream_invalid_response",
-        "Upstream for model {alias} returned an invalid response: {where}"),
+        "Upstream for model {alias} returned an invalid response: {where}", PROVIDER_CODE),
     # Ollama reports a failure during generation as an {"error": ...} line; LiteLLM's chunk parser fails on it
     # (KeyError 'message') and raises a 400 as if the client had erred. An upstream's own 400 has its
     # HTTPStatusError in the chain instead.
     Row((litellm.BadRequestError,), (KeyError,), 502, "upstream_error",
-        "Upstream for model {alias} failed mid-stream: {where}"),
+        "Upstream for model {alias} failed mid-stream: {where}", ("/litellm/llms/ollama/",)),
     # LiteLLM's Anthropic adapter (/v1/messages) parses the upstream's tool-call arguments outside its exception
     # mapping: a bare ValueError from the JSONDecodeError
     Row((ValueError,), (json.JSONDecodeError,), 502, "upstream_invalid_response",
-        "Upstream for model {alias} returned a tool call whose arguments are not JSON: {where}"),
+        "Upstream for model {alias} returned a tool call whose arguments are not JSON: {where}",
+        ("/prompt_templates/tool_call_json_repair.py",)),
     Row((litellm.InternalServerError, litellm.BadGatewayError, litellm.APIConnectionError, litellm.APIError), (),
         502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
     # an upstream 404: the deployment's model is not there (not pulled, wrong tag), ours to fix
@@ -85,6 +89,16 @@ def cause_chain(exc: BaseException) -> list[BaseException]:
         seen.append(e)
         todo += [e.__cause__, e.__context__, getattr(e, "original_exception", None)]
     return [e for e in seen if isinstance(e, BaseException)]
+
+
+def raised_in(exc: BaseException, origin: tuple[str, ...]) -> bool:
+    """Whether `exc` passed through a module whose path holds one of `origin` on its way up (() : anywhere)."""
+    tb = exc.__traceback__
+    while origin and tb is not None:
+        if any(o in tb.tb_frame.f_code.co_filename.replace("\\", "/") for o in origin):
+            return True
+        tb = tb.tb_next
+    return not origin
 
 
 def upstream_urls(alias: str) -> list[str]:
@@ -120,7 +134,8 @@ def as_gateway_error(exc: Exception, alias: str) -> GatewayError | None:
                             headers={"Retry-After": retry})
     chain = cause_chain(exc)
     for row in ERROR_MAP:
-        if isinstance(exc, row.raised) and (not row.causes or any(isinstance(e, row.causes) for e in chain)):
+        if isinstance(exc, row.raised) and (not row.causes or any(
+                isinstance(e, row.causes) and raised_in(e, row.origin) for e in chain)):
             where = ", ".join(upstream_urls(alias)) or alias
             return GatewayError(row.status, row.message.format(alias=alias, where=where, kind=type(exc).__name__),
                                 code=row.code)

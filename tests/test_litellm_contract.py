@@ -489,9 +489,17 @@ def test_a_clean_chat_stream_eof_maps_to_upstream_cut():
         assert as_gateway_error(exc, "a").detail["error"]["type"] == "upstream_cut"
 
 
-def caused(exc: Exception, cause: Exception) -> Exception:
-    """`exc` raised from `cause`, as LiteLLM wraps what its provider code met."""
-    exc.__cause__ = cause
+PROVIDER = "/site-packages/litellm/llms/ollama/chat/transformation.py"
+REPAIR = "/site-packages/litellm/litellm_core_utils/prompt_templates/tool_call_json_repair.py"
+ROUTER = "/site-packages/litellm/router.py"
+
+
+def caused(exc: Exception, cause: Exception, where: str = PROVIDER) -> Exception:
+    """`exc` raised from `cause`, as LiteLLM wraps what its code met; `cause` raised in a module at `where`."""
+    try:
+        exec(compile("raise cause", where, "exec"), {"cause": cause})  # noqa: S102 - a frame in that module
+    except Exception as raised:  # noqa: BLE001 - kept as the cause, with its traceback through `where`
+        exc.__cause__ = raised
     return exc
 
 
@@ -511,8 +519,13 @@ def caused(exc: Exception, cause: Exception) -> Exception:
     (litellm.APIError(500, message="e", model="m", llm_provider="openai"), 502, "upstream_error"),
     (caused(litellm.BadRequestError(message="b", model="m", llm_provider="ollama_chat"), KeyError("message")),
      502, "upstream_error"),
-    (caused(ValueError("Failed to parse tool call arguments"), json.JSONDecodeError("x", "", 0)),
+    (caused(ValueError("Failed to parse tool call arguments"), json.JSONDecodeError("x", "", 0), REPAIR),
      502, "upstream_invalid_response"),
+    # the same causes met outside LiteLLM's provider code (its router, proxy, our hooks) say nothing about an answer
+    (caused(litellm.APIConnectionError(message="c", model="m", llm_provider="openai"), TypeError("x"), ROUTER),
+     502, "upstream_error"),
+    (caused(litellm.BadRequestError(message="b", model="m", llm_provider="openai"), KeyError("k"), ROUTER), None, None),
+    (caused(ValueError("x"), json.JSONDecodeError("x", "", 0), ROUTER), None, None),
     (ValueError("x"), None, None),
     (litellm.InternalServerError(message="i", model="m", llm_provider="openai"), 502, "upstream_error"),
     (litellm.NotFoundError(message="n", model="m", llm_provider="openai"), 502, "upstream_error"),
@@ -732,8 +745,8 @@ def test_every_proxy_token_count_is_made_local(monkeypatch):
 
 
 def test_litellm_counts_for_ollama_only_what_the_gateway_lets_through_there():
-    """`compat.CARRIED`: LiteLLM counts an Ollama prompt's tokens before sending it and fails (a 5xx after routing)
-    on the part and call types the gateway answers 400 for on that route; the ones it lets through are counted."""
+    """`compat.CARRIED`: LiteLLM counts an Ollama prompt's tokens once Ollama has answered and fails (a 5xx after
+    the work is done) on the part and call types the gateway answers 400 for on that route; the rest are counted."""
     parts, calls = compat.CARRIED["ollama_chat"]
     examples = {"text": {"text": "x"}, "image_url": {"image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
                 "refusal": {"refusal": "no"}, "input_audio": {"input_audio": {"data": "AAAA", "format": "wav"}},
