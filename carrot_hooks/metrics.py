@@ -22,7 +22,7 @@ HOOK_DURATION = Histogram("carrot_hook_duration_seconds", "Time spent in each ga
 RAG_DURATION = Histogram("carrot_rag_retrieval_duration_seconds", "Retrieval time (query embedding + search).",
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1))
 GUARDRAIL_ACTIONS = Counter("carrot_guardrail_actions_total",
-                            "Guardrail decisions by guardrail and action (pass, flag, redact, block, restore, escalate).",
+                            "Guardrail decisions by guardrail and action (pass, flag, redact, block, restore, escalate, unrestored).",
                             ["guardrail", "action"])
 CACHE_ERRORS = Counter("carrot_cache_errors_total", "Result-cache operations that failed or timed out.")
 ROLLOUT_STATE = Gauge("carrot_rollout_state", "Traffic share of each arm of a canary (0..1; candidate 0 after a rollback).",
