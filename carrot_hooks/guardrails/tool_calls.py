@@ -40,7 +40,7 @@ def check_arguments(arguments: str, scan: Scan, restore: Callable[[str], str],
         texts.append(restore(text))
         return texts[-1]
 
-    restored = map_json_strings(checked, one)
+    restored = map_json_strings(checked, one, keys=True)
     return restored, hits + [f for text in texts for f in withheld(text)]
 
 
