@@ -120,26 +120,26 @@ def non_text_parts(data: dict, authored: Collection[str] = ()) -> list[str]:
     return out
 
 
-def map_json_strings(text: str, fn: Map, keys: bool = False) -> str:
+def map_json_strings(text: str, fn: Map) -> str:
     """`fn` over every string inside a JSON document (the raw text when it is not JSON); the text
     itself when `fn` changed nothing."""
     try:
         value = json.loads(text)
     except ValueError:
         return fn(text)
-    mapped = map_value(value, fn, keys)
+    mapped = map_value(value, fn)
     return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
 
 
-def map_value(value, fn: Map, keys: bool = False):
-    """`fn` over every string of a JSON-like value, and over object keys when `keys` (a model's tool-call arguments:
-    `{"env": {"<SECRET_1>": "1"}}`; elsewhere keys are protocol); a new value, the input is not changed."""
+def map_value(value, fn: Map, keys: Map | None = None):
+    """`fn` over every string of a JSON-like value, and `keys` over its object keys when given (a model's tool-call
+    arguments: `{"env": {"<SECRET_1>": "1"}}`; elsewhere keys are protocol); a new value, the input is not changed."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
         return [map_value(v, fn, keys) for v in value]
     if isinstance(value, dict):
-        return {fn(k) if keys and isinstance(k, str) else k: map_value(v, fn, keys) for k, v in value.items()}
+        return {keys(k) if keys and isinstance(k, str) else k: map_value(v, fn, keys) for k, v in value.items()}
     return value
 
 

@@ -34,7 +34,7 @@ class OutputChecks:
     new_filter: Callable[[], StreamFilter]
     check_arguments: Callable[[str], tuple[str, str]]
     check_whole: Callable[[str], tuple[str, tuple[str, ...]]]
-    closing_note: Callable[[StreamFilter], str]
+    closing_note: Callable[..., str]  # over the given filters and everything checked whole so far
     failure: Callable[[Exception], Awaitable[tuple[int, str]]]  # an upstream error mid-answer: reported; status, message
     callers_instructions: Callable[[str], str | None] = lambda text: text  # what a Responses answer repeats
     summary: Callable[[], str] = lambda: "none"  # the verdicts once the answer is complete (`carrot_guardrails`)
@@ -222,7 +222,7 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
 def _flag_note(checks: OutputChecks) -> str:
     """The note on what a whole answer's texts and tool calls had flagged ("" when nothing), as a chat answer
     gets it: a client shows the text block or message item it goes into."""
-    return checks.closing_note(checks.new_filter()).strip()
+    return checks.closing_note().strip()
 
 
 def check_anthropic_message(message, checks: OutputChecks):

@@ -107,7 +107,7 @@ class OutputGuardrail(CarrotGuardrail):
             blocked = [f.rule_id for f in hits if f.action == "block"]
             note = flag_note(f.rule_id for f in hits if f.action == "flag")  # the text's and the tool calls'
             if note and not blocked and message is not None:  # never into inserted (FIM) code
-                message.content = (message.content or "") + note if message.content else note.lstrip()
+                message.content = message.content + note if message.content else note.lstrip()
             if blocked:
                 setattr(holder, attr, notice(blocked, hits) if message is not None else "")
                 if message is not None:

@@ -115,12 +115,12 @@ class OutputStream:
             record_output(self.ctx, applied, self.restored, self.secret_ids)
         return self.ctx.guardrail_summary() if self.ctx is not None else "none"
 
-    def notes(self, f: StreamFilter, *others: StreamFilter) -> str:
-        blocked = [r for g in (f, *others) for r in g.blocked] + [h.rule_id for h in self.tool_hits
-                                                                  if h.action == "block"]
+    def notes(self, *filters: StreamFilter) -> str:
+        """The block notice or the flag note for what `filters` and the texts and calls checked whole found."""
+        blocked = [r for g in filters for r in g.blocked] + [h.rule_id for h in self.tool_hits if h.action == "block"]
         if blocked:
             return notice(blocked, self.tool_hits)
-        return flag_note(r for (r, a) in (*f.applied, *(k for g in others for k in g.applied),
+        return flag_note(r for (r, a) in (*(k for g in filters for k in g.applied),
                                           *((h.rule_id, h.action) for h in self.tool_hits)) if a == "flag")
 
     async def _choice(self, choice, request_data: dict) -> tuple[str, bool]:

@@ -6,42 +6,37 @@ import json
 from collections.abc import Callable
 
 from ..litellm_compat import ChatCompletionDeltaToolCall, Function
-from ..messages import map_json_strings, map_value
+from ..messages import map_value
 from .answers import Scan, filter_text
 from .rules import Finding
 
 
-def filter_arguments(arguments: str, scan: Scan) -> tuple[str, list[Finding]]:
-    """Scan each string inside JSON tool-call arguments (raw text when it is not JSON)."""
-    try:
-        parsed = json.loads(arguments)
-    except ValueError:
-        return filter_text(arguments, scan)
-    hits: list[Finding] = []
-
-    def one(value: str) -> str:
-        new, found = filter_text(value, scan)
-        hits.extend(found)
-        return new
-
-    cleaned = map_value(parsed, one)
-    return (json.dumps(cleaned, ensure_ascii=False) if hits else arguments), hits
-
-
 def check_arguments(arguments: str, scan: Scan, restore: Callable[[str], str],
                     withheld: Scan) -> tuple[str, list[Finding]]:
-    """Arguments scanned, then their placeholders restored inside each JSON string, so a value holding a
-    backslash, quote or line break comes back escaped and the arguments stay valid JSON; a placeholder left that
-    the risk level does not restore is a block finding (`vaults.withheld`): the call is not passed on."""
-    checked, hits = filter_arguments(arguments, scan)
-    texts: list[str] = []  # every string as the client decodes it (keys too: `\u003cSECRET_1\u003e` is <SECRET_1>)
+    """Each string value of JSON tool-call arguments scanned (the raw text when they are not JSON), then the
+    placeholders restored inside each string, keys too, so a value holding a backslash, quote or line break comes
+    back escaped and the arguments stay valid JSON; a placeholder left that the risk level does not restore is a
+    block finding (`vaults.withheld`): the call is not passed on. One parse for all of it."""
+    hits: list[Finding] = []
+    texts: list[str] = []  # every string as the client decodes it (`\u003cSECRET_1\u003e` is <SECRET_1>)
 
-    def one(text: str) -> str:
+    def decoded(text: str) -> str:
         texts.append(restore(text))
         return texts[-1]
 
-    restored = map_json_strings(checked, one, keys=True)
-    return restored, hits + [f for text in texts for f in withheld(text)]
+    def value(text: str) -> str:
+        new, found = filter_text(text, scan)
+        hits.extend(found)
+        return decoded(new)
+
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        checked = value(arguments)
+    else:
+        mapped = map_value(parsed, value, keys=decoded)
+        checked = arguments if mapped == parsed else json.dumps(mapped, ensure_ascii=False)
+    return checked, hits + [f for text in texts for f in withheld(text)]
 
 
 def collect(acc: dict[int, dict], calls) -> None:
