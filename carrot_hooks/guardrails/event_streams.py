@@ -300,9 +300,11 @@ class _ResponsesState:
             if key not in self.text and self._text_blocked():  # begun after a block rule hit: not sent
                 self.released.setdefault(key, "")
                 return []
-            f = self.text.setdefault(key, self.checks.new_filter())
-            self.template.setdefault(key, copy.deepcopy(event))
-            return self._emit_text(key, f.feed(_get(event, "delta") or ""))
+            if key not in self.text:  # built on the first delta only: `setdefault` built both on every chunk
+                self.text[key] = self.checks.new_filter()
+            if key not in self.template:
+                self.template[key] = copy.deepcopy(event)
+            return self._emit_text(key, self.text[key].feed(_get(event, "delta") or ""))
         if family is not None and kind.endswith(".done"):
             key = self._key(event, family)
             f = self.text.pop(key, None)
@@ -323,7 +325,8 @@ class _ResponsesState:
         if kind == "response.function_call_arguments.delta":
             index = _get(event, "output_index", 0)
             self.arguments.setdefault(index, []).append(_get(event, "delta") or "")
-            self.arg_template.setdefault(index, copy.deepcopy(event))
+            if index not in self.arg_template:
+                self.arg_template[index] = copy.deepcopy(event)
             return []
         if kind == "response.function_call_arguments.done":
             index = _get(event, "output_index", 0)
