@@ -340,6 +340,14 @@ async def redis_set(cache: RedisCache, key: str, value, /, *, op_timeout: float,
         await client.set(name=cache.check_and_fix_namespace(key=key), value=json.dumps(value), ex=cache.get_ttl(**kwargs))
 
 
+# --- where an error came from -------------------------------------------------------------------
+# LiteLLM's own module layout (upstream.ERROR_MAP reads a cause's traceback by it: an answer that arrived but could
+# not be read, not LiteLLM's router or proxy; test_reliability_upstream fails through the real proxy if it moves).
+PROVIDER_RESPONSE_CODE = ("/litellm/llms/", "/litellm/litellm_core_utils/llm_response_utils/")
+OLLAMA_CODE = ("/litellm/llms/ollama/",)  # its chunk parser: Ollama's mid-stream {"error": ...} line
+TOOL_ARGUMENT_REPAIR = ("/prompt_templates/tool_call_json_repair.py",)  # the /v1/messages adapter's argument parse
+
+
 # --- streams ----------------------------------------------------------------------------------
 
 async def as_text_completion_stream(response: AsyncIterator, model: str, stream_options) -> AsyncIterator:

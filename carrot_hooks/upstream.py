@@ -36,8 +36,6 @@ UNREACHABLE = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefus
 # it, like any error inside its provider code, in APIConnectionError (APIError when the body is not JSON): without
 # a transport error in the chain the upstream was reached.
 INVALID = (ValueError, TypeError, KeyError, AttributeError)
-# where LiteLLM reads and converts what a provider answered (not its proxy, router or request checks)
-PROVIDER_CODE = ("/litellm/llms/", "/litellm/litellm_core_utils/llm_response_utils/")
 ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.Timeout,), (), 504, "upstream_timeout", "Upstream for model {alias} timed out: {where}"),
     Row((litellm.ServiceUnavailableError,), (), 503, "upstream_unavailable",
@@ -47,17 +45,17 @@ ERROR_MAP: tuple[Row, ...] = (
     Row((litellm.APIConnectionError, litellm.InternalServerError), UNREACHABLE, 502, "upstream_unreachable",
         "Upstream for model {alias} could not be reached: {where}"),
     Row((litellm.APIConnectionError, litellm.APIError), INVALID, 502, "upstream_invalid_response",
-        "Upstream for model {alias} returned an invalid response: {where}", PROVIDER_CODE),
+        "Upstream for model {alias} returned an invalid response: {where}", compat.PROVIDER_RESPONSE_CODE),
     # Ollama reports a failure during generation as an {"error": ...} line; LiteLLM's chunk parser fails on it
     # (KeyError 'message') and raises a 400 as if the client had erred. An upstream's own 400 has its
     # HTTPStatusError in the chain instead.
     Row((litellm.BadRequestError,), (KeyError,), 502, "upstream_error",
-        "Upstream for model {alias} failed mid-stream: {where}", ("/litellm/llms/ollama/",)),
+        "Upstream for model {alias} failed mid-stream: {where}", compat.OLLAMA_CODE),
     # LiteLLM's Anthropic adapter (/v1/messages) parses the upstream's tool-call arguments outside its exception
     # mapping: a bare ValueError from the JSONDecodeError
     Row((ValueError,), (json.JSONDecodeError,), 502, "upstream_invalid_response",
         "Upstream for model {alias} returned a tool call whose arguments are not JSON: {where}",
-        ("/prompt_templates/tool_call_json_repair.py",)),
+        compat.TOOL_ARGUMENT_REPAIR),
     Row((litellm.InternalServerError, litellm.BadGatewayError, litellm.APIConnectionError, litellm.APIError), (),
         502, "upstream_error", "Upstream for model {alias} failed ({kind}): {where}"),
     # an upstream 404: the deployment's model is not there (not pulled, wrong tag), ours to fix
