@@ -67,7 +67,7 @@ def index_for_rag(store: str, tmp: Path) -> None:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of `pid` and its descendants (uvicorn workers, the search processes)."""
+    """Resident memory of `pid` and its descendants (uvicorn workers, the search and PII processes)."""
     total = 0
     for p in [pid, *descendants(pid)]:
         try:
@@ -157,27 +157,28 @@ def _frame_name(frame: str) -> str:
     return f"{func.split()[-1] if func else '?'} {where.rpartition('/')[2].split(':')[0]}"
 
 
-SEARCH_PROCESS = "carrot_hooks.rag_search"  # the gateway's search processes: their own GIL, reported apart
+# the gateway's child processes (search, PII analysis): their own GILs, reported apart
+CHILD_PROCESSES = ("carrot_hooks.rag_search", "carrot_hooks.guardrails.pii_process")
 
 
 def _samples(out: Path, requests: int):
-    """(frames below the process frames, ms per request, whether in a search process) per py-spy stack."""
+    """(frames below the process frames, ms per request, whether in a child process) per py-spy stack."""
     for line in out.read_text(errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():  # a frame name py-spy could not keep on one line
             continue
         frames = stack.split(";")
         procs = [f for f in frames if f.startswith("process ")]
-        yield frames[len(procs):], int(n) * 1000 / SAMPLE_HZ / requests, any(SEARCH_PROCESS in f for f in procs)
+        yield frames[len(procs):], int(n) * 1000 / SAMPLE_HZ / requests, any(c in f for c in CHILD_PROCESSES for f in procs)
 
 
 def profile_ms(out: Path, requests: int) -> Counter:
     """GIL-held ms per request each function is on the stack for (inclusive); key "" is the proxy's total,
-    "search processes" what the search processes held of their own GILs (not the proxy's)."""
+    "child processes" what the search and PII processes held of their own GILs (not the proxy's)."""
     ms = Counter()
-    for frames, cost, search in _samples(out, requests):
-        if search:
-            ms["search processes"] += cost
+    for frames, cost, child in _samples(out, requests):
+        if child:
+            ms["child processes"] += cost
             continue
         ms[""] += cost
         for frame in {_frame_name(f) for f in frames}:
@@ -226,16 +227,16 @@ def _owner(frames: list[str]) -> str:
 def profile_owners(out: Path, requests: int) -> Counter:
     """GIL-held ms per request charged to each owner (`_owner`), exclusive: they sum to the total."""
     ms = Counter()
-    for frames, cost, search in _samples(out, requests):
-        if not search:
+    for frames, cost, child in _samples(out, requests):
+        if not child:
             ms[_owner(frames)] += cost
     return ms
 
 
 def print_profile(bare: Counter, gateway: Counter, owners: tuple[Counter, Counter], top: int = 25) -> None:
-    print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f} (its search processes, "
-          f"on their own GILs: {gateway['search processes']:.1f}); functions whose share grew most (inclusive):")
-    grown = {f: gateway[f] - bare[f] for f in gateway if f and f != "search processes"}
+    print(f"profile: GIL-held ms per request, bare {bare['']:.1f}, gateway {gateway['']:.1f} (its search and PII "
+          f"processes, on their own GILs: {gateway['child processes']:.1f}); functions whose share grew most (inclusive):")
+    grown = {f: gateway[f] - bare[f] for f in gateway if f and f != "child processes"}
     for frame, d in sorted(grown.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {d:+6.2f} ms  (bare {bare[frame]:5.2f}, gateway {gateway[frame]:5.2f})  {frame}")
     base, gw = owners

@@ -18,15 +18,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from .children import Child
 from .config import Watched, policy_dir
 from .context import ContextRefs, RequestContext
 from .env import env_int
 from .messages import last_user_text
 from .metrics import RAG_DURATION
-from .rag_search import RETRY_AFTER_S, SearchProcess
+from .rag_search import RETRY_AFTER_S
 
 log = logging.getLogger("carrot.rag")
 
+SEARCH_MODULE = "carrot_hooks.rag_search"  # the search processes' code
 REQUEST_WAIT_S = 30.0  # a retrieving request waits this long for its search (a new search process loads first)
 REPOS_KEY = "carrot_repos"  # key / team metadata: the repositories a header-less rag-code request searches
 _REPO = re.compile(r"^(?P<repo>[A-Za-z0-9._/\-]{1,200})(?:@(?P<ref>[0-9A-Za-z._/\-]{1,100}))?$")
@@ -55,12 +57,12 @@ class _Engine:
         self.settings = Watched(policy_dir() / "rag.yaml", RagSettings)
         self.processes = search_processes()
         self._local = threading.local()
-        self._all: set[SearchProcess] = set()  # every live one, so a dead one is reaped by any thread
+        self._all: set[Child] = set()  # every live one, so a dead one is reaped by any thread
         self._lock = threading.Lock()
         self._failed_at = 0.0  # when a new process last died before its first answer
         self.pool = ThreadPoolExecutor(self.processes, thread_name_prefix="rag-search")
 
-    def _process(self) -> SearchProcess:
+    def _process(self) -> Child:
         """This thread's search process; one that died since its last answer is replaced (a crash loop,
         one dying before its first answer, waits RETRY_AFTER_S between starts)."""
         with self._lock:
@@ -75,7 +77,7 @@ class _Engine:
             proc.close()
         if time.monotonic() - self._failed_at < RETRY_AFTER_S:
             raise ConnectionError("a search process failed on start recently; retrying shortly")
-        proc = self._local.proc = SearchProcess()
+        proc = self._local.proc = Child(SEARCH_MODULE)
         with self._lock:
             self._all.add(proc)
         return proc

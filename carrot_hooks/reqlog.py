@@ -9,6 +9,7 @@ Each failed upstream call also gets an `upstream_attempt` line (a fallback may s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -101,13 +102,15 @@ class RequestLog(CustomLogger):
         if (get_context(kwargs.get("litellm_params")) or get_context(kwargs)) is None:
             return
         error = kwargs.get("exception") or Exception("unknown error")
-        record = request_record(kwargs, response_obj, start_time, end_time, error, event="upstream_attempt")
+        record = await asyncio.to_thread(request_record, kwargs, response_obj, start_time, end_time, error,
+                                         event="upstream_attempt")  # its scrub asks a PII process
         log.info(json.dumps(record, default=str))
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):
         """One `request` line for a request that failed for good (after any fallback), scrubbed."""
-        log.info(json.dumps(request_record(request_data, None, None, None, original_exception), default=str))
+        record = await asyncio.to_thread(request_record, request_data, None, None, None, original_exception)
+        log.info(json.dumps(record, default=str))
 
 
 request_log = RequestLog()

@@ -137,7 +137,8 @@ HOOK_RECORDER = textwrap.dedent("""
 
 def test_the_gateway_adds_no_audit_hook_when_it_loads_and_redacts():
     config = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
-    modules = ["litellm.proxy.proxy_server", "carrot_hooks.rag_search", "rag_indexer.retrieve", "rag_indexer.embedding"]
+    modules = ["litellm.proxy.proxy_server", "carrot_hooks.rag_search", "carrot_hooks.guardrails.pii_process",
+               "rag_indexer.retrieve", "rag_indexer.embedding"]
     modules += [c.rsplit(".", 1)[0] for c in config["litellm_settings"]["callbacks"] if c.startswith("carrot_hooks")]
     modules += [g["litellm_params"]["guardrail"].rsplit(".", 1)[0] for g in config["guardrails"]]
     out = subprocess.run([sys.executable, "-c", HOOK_RECORDER, *modules], cwd=ROOT, capture_output=True, text=True,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import threading
+import logging
 from dataclasses import dataclass
 
 from ..config import Watched
 from .output import OutputScanner
-from .pii import PiiRedactor
+from .pii_process import PiiProcesses, RemoteRedactor, pii_processes
 from .policy import PolicyScanner
-from .settings import GuardrailPolicy, PiiSettings, watched_policy
+from .settings import GuardrailPolicy, watched_policy
+
+log = logging.getLogger("carrot.guardrails.pii")
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,14 @@ class Detectors:
 
 
 class Engines:
-    """Cheap detectors are rebuilt on every policy change; the PII redactor only when `pii:` changes."""
+    """The detectors are rebuilt on every policy change; the PII redactor's pipeline lives in the PII processes,
+    which rebuild it when `pii:` changes."""
 
     def __init__(self, watched: Watched[GuardrailPolicy]):
         self.watched = watched
-        self._lock = threading.Lock()
         self._detectors = self._build(watched.get())
-        self._pii: tuple[PiiSettings, PiiRedactor] | None = None  # one object: read without the lock
+        self.pii_processes = PiiProcesses(pii_processes())
+        self._pii = RemoteRedactor(watched.get().pii, self.pii_processes)
 
     @staticmethod
     def _build(policy: GuardrailPolicy) -> Detectors:
@@ -43,20 +46,19 @@ class Engines:
             self._detectors = self._build(policy)
         return self._detectors
 
-    def pii(self) -> PiiRedactor:
-        """The PII redactor for the current `pii:` settings (loads spaCy on first use)."""
+    def pii(self) -> RemoteRedactor:
+        """The PII redactor for the `pii:` settings in force (an equal copy from a reload keeps its memo)."""
         settings = self.watched.get().pii
-        with self._lock:
-            if self._pii is None or settings != self._pii[0]:
-                self._pii = (settings, PiiRedactor(settings))
-            elif settings is not self._pii[0]:  # an equal copy from a reload: keep the redactor, track the copy
-                self._pii = (settings, self._pii[1])
-            return self._pii[1]
+        if settings is not self._pii.settings:
+            self._pii = self._pii if settings == self._pii.settings else RemoteRedactor(settings, self.pii_processes)
+            self._pii.settings = settings
+        return self._pii
 
-    def pii_if_built(self) -> PiiRedactor | None:
-        """The PII redactor when it is built for the `pii:` settings in force, else None (nothing built here)."""
-        built = self._pii
-        return built[1] if built is not None and built[0] is self.watched.get().pii else None
+    def warm_pii(self) -> None:
+        """Start the PII processes and load their pipelines now, not on the first request; log the mode."""
+        mode = self.pii_processes.warm(self.watched.get().pii)
+        if mode is not None:
+            log.warning("PII analysis in %d processes, mode %s", self.pii_processes.count, mode)
 
 
 @functools.cache

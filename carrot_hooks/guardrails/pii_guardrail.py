@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from collections import Counter
@@ -24,7 +23,8 @@ from ..upstream import tools_capable
 from .base import CarrotGuardrail
 from .engines import in_thread, shared_engines
 from .metrics import record
-from .pii import PiiRedactor, Vault
+from .pii import Vault
+from .pii_process import RemoteRedactor
 from .vaults import PII, store, vault
 
 log = logging.getLogger("carrot.guardrails")
@@ -36,7 +36,7 @@ class PiiGuardrail(CarrotGuardrail):
     def __init__(self, **kwargs):
         super().__init__(supported_event_hooks=[GuardrailEventHooks.pre_call], **kwargs)
         self.engines = shared_engines()
-        self.engines.pii()  # load spaCy at start-up and log the mode, not on the first request
+        self.engines.warm_pii()
 
     @timed_stage("guardrail_pii")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
@@ -50,9 +50,7 @@ class PiiGuardrail(CarrotGuardrail):
         placeholders = copy.deepcopy(vault(data, PII))  # stored only on success: a timed-out thread may go on
         entities: Counter[str] = Counter()
         try:
-            # a policy edit may rebuild it (in a thread, not timed); else no thread hop
-            redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
-            redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, redactor, data, placeholders,
+            redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, self.engines.pii(), data, placeholders,
                                        entities, ctx.authored if ctx else (), ctx.extra_fields if ctx else ())
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__
@@ -91,7 +89,7 @@ class PiiGuardrail(CarrotGuardrail):
         return data
 
 
-def _redact_copy(redactor: PiiRedactor, data: dict, vault: Vault, entities: Counter[str],
+def _redact_copy(redactor: RemoteRedactor, data: dict, vault: Vault, entities: Counter[str],
                  authored: Collection[str], extra: tuple[str, ...] = ()) -> dict:
     """Redacted copies of the request's text fields and `extra` top-level fields (applied only when the whole
     analysis succeeded).
