@@ -1,25 +1,28 @@
-"""The PII processes (carrot_hooks/guardrails/pii_process.py): the same redaction as the redactor in process, a
-dead child replaced, new settings obeyed, callers served when they outnumber the children."""
+"""The PII processes (carrot_hooks/guardrails/pii_process.py): the same redaction as the redactor in process, dead
+and hung children replaced (also when a replacement fails to start), new settings obeyed, callers served when they
+outnumber the children."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from carrot_hooks import children
 from carrot_hooks.config import load_model
-from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails import pii_process
+from carrot_hooks.guardrails.pii import PiiRedactor, Vault
 from carrot_hooks.guardrails.pii_process import PiiProcesses, RemoteRedactor
 from carrot_hooks.guardrails.settings import GuardrailPolicy
 from carrot_hooks.serve import ROOT
 
 TEXTS = [
     "Hi, I am Maria Gonzalez, maria.gonzalez@example.org, phone +1 415-555-0133. Reply to maria.gonzalez@example.org.",
-    "```python\nhost = '192.168.1.0/24'\nrows = data[1::2]\n```\nAsk Jan Kowalski (jan@kowalski.pl) about IBAN "
-    "DE89370400440532013000.",
+    ("```python\nhost = '192.168.1.0/24'\nrows = data[1::2]\n```\nAsk Jan Kowalski (jan@kowalski.pl) about IBAN "
+     "DE89370400440532013000."),
     "nothing personal here: run `pytest -x` and read the traceback",
 ]
 
@@ -32,7 +35,7 @@ def settings():
 @pytest.fixture(scope="module")
 def processes(settings):
     procs = PiiProcesses(1)
-    assert procs.warm(settings) == "ner"
+    assert procs.build(settings) == "ner"
     yield procs
     for _ in range(procs.count):
         procs._idle.get(timeout=60).close()
@@ -44,28 +47,65 @@ def test_a_child_redacts_as_the_redactor_in_process(settings, processes):
         vl, vr = Vault(), Vault()
         assert remote.redact(text, vr) == local.redact(text, vl)
         assert vr.by_placeholder == vl.by_placeholder
-    out, hits = remote.redact(TEXTS[0], Vault())
+    out, _ = remote.redact(TEXTS[0], Vault())
     assert out.count("<EMAIL_1>") == 2 and "<PERSON_1>" in out and "<PHONE_1>" in out, out
     assert remote.redact(TEXTS[2], Vault()) == (TEXTS[2], [])
 
 
-def test_a_dead_child_fails_one_request_and_is_replaced_off_the_request_path(settings, processes):
+@pytest.fixture
+def patient(monkeypatch):
+    """Callers wait for a replacement however long it loads (a busy machine)."""
+    monkeypatch.setattr(pii_process, "WAIT_S", 300.0)
+
+
+def test_a_child_that_died_while_idle_costs_no_request(settings, processes, patient):
     remote = RemoteRedactor(settings, processes)
     child = processes._idle.queue[-1]
     os.kill(child.proc.pid, signal.SIGKILL)
     child.proc.wait(10)
-    with pytest.raises(ConnectionError, match=f"PII process {child.proc.pid} ended .* a replacement is starting"):
-        remote.analyze("Call Maria Gonzalez")
-    assert [h.entity for h in remote.analyze("Call Maria Gonzalez")] == ["PERSON"]  # waits for the replacement
+    assert [h.entity for h in remote.analyze("Call Maria Gonzalez")] == ["PERSON"]  # served by its replacement
     assert processes._idle.queue[-1].proc.pid != child.proc.pid
+
+
+def test_a_hung_child_fails_its_request_and_is_replaced(settings, processes, patient, monkeypatch):
+    monkeypatch.setattr(children, "ANSWER_TIMEOUT_S", 0.5)
+    remote = RemoteRedactor(settings, processes)
+    child = processes._idle.queue[-1]
+    os.kill(child.proc.pid, signal.SIGSTOP)
+    with pytest.raises(ConnectionError, match=f"PII process {child.proc.pid} ended .* a replacement is starting"):
+        remote.analyze("Tell Maria Gonzalez")
+    assert child.proc.wait(10) == -signal.SIGKILL
+    assert [h.entity for h in remote.analyze("Tell Maria Gonzalez")] == ["PERSON"]
+
+
+def test_a_replacement_that_fails_to_start_is_tried_again(settings, processes, monkeypatch, caplog):
+    monkeypatch.setattr(pii_process, "RETRY_AFTER_S", 0.1)
+    monkeypatch.setattr(pii_process, "WAIT_S", 2.0)
+    monkeypatch.setattr(pii_process, "MODULE", "carrot_hooks.no_such_module")  # a child that exits at once
+    child = processes._idle.queue[-1]
+    os.kill(child.proc.pid, signal.SIGKILL)
+    child.proc.wait(10)
+    remote = RemoteRedactor(settings, processes)
+    with caplog.at_level(logging.ERROR, logger="carrot.guardrails.pii"):
+        with pytest.raises(TimeoutError, match="no PII process free"):
+            remote.analyze("Call Priya Raman")
+        assert "a new PII process failed to start" in caplog.text
+    monkeypatch.setattr(pii_process, "MODULE", "carrot_hooks.guardrails.pii_process")
+    monkeypatch.setattr(pii_process, "WAIT_S", 300.0)
+    assert [h.entity for h in remote.analyze("Call Priya Raman")] == ["PERSON"]
 
 
 def test_a_caller_gives_up_when_no_child_is_free(settings, monkeypatch):
     monkeypatch.setattr(pii_process, "WAIT_S", 0.2)
-    procs = PiiProcesses(1)
-    procs._started = True  # as if its one child were busy with another caller
-    with pytest.raises(TimeoutError, match="no PII process free"):
-        RemoteRedactor(settings, procs).analyze("Call Maria Gonzalez")
+    with pytest.raises(TimeoutError, match="no PII process free"):  # never built: no child at all
+        RemoteRedactor(settings, PiiProcesses(1)).analyze("Call Maria Gonzalez")
+
+
+def test_adjacent_entities_get_their_own_placeholders(settings, processes):
+    text = "cc a.person@example.org b.person@example.org please"
+    vault = Vault()
+    out, _ = RemoteRedactor(settings, processes).redact(text, vault)
+    assert out == "cc <EMAIL_1> <EMAIL_2> please" and vault.restore(out) == text
 
 
 def test_new_settings_are_obeyed(settings, processes):

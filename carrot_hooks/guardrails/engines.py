@@ -34,6 +34,7 @@ class Engines:
         self._detectors = self._build(watched.get())
         self.pii_processes = PiiProcesses(pii_processes())
         self._pii = RemoteRedactor(watched.get().pii, self.pii_processes)
+        self._ready_for = None  # the `pii:` settings object the processes were last built for
 
     @staticmethod
     def _build(policy: GuardrailPolicy) -> Detectors:
@@ -47,18 +48,20 @@ class Engines:
         return self._detectors
 
     def pii(self) -> RemoteRedactor:
-        """The PII redactor for the `pii:` settings in force (an equal copy from a reload keeps its memo)."""
+        """The PII redactor for the `pii:` settings in force, the PII processes built for them (started at first
+        use, rebuilt after an edit of `pii:`: blocks until they are)."""
         settings = self.watched.get().pii
-        if settings is not self._pii.settings:
-            self._pii = self._pii if settings == self._pii.settings else RemoteRedactor(settings, self.pii_processes)
-            self._pii.settings = settings
-        return self._pii
-
-    def warm_pii(self) -> None:
-        """Start the PII processes and load their pipelines now, not on the first request; log the mode."""
-        mode = self.pii_processes.warm(self.watched.get().pii)
+        mode = self.pii_processes.build(settings)
         if mode is not None:
             log.warning("PII analysis in %d processes, mode %s", self.pii_processes.count, mode)
+        if settings is not self._pii.settings and settings != self._pii.settings:
+            self._pii = RemoteRedactor(settings, self.pii_processes)
+        self._ready_for = settings
+        return self._pii
+
+    def pii_if_built(self) -> RemoteRedactor | None:
+        """The PII redactor when the PII processes are built for the `pii:` settings in force, else None."""
+        return self._pii if self.watched.get().pii is self._ready_for else None
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections import Counter
@@ -36,7 +37,7 @@ class PiiGuardrail(CarrotGuardrail):
     def __init__(self, **kwargs):
         super().__init__(supported_event_hooks=[GuardrailEventHooks.pre_call], **kwargs)
         self.engines = shared_engines()
-        self.engines.warm_pii()
+        self.engines.pii()  # start the PII processes and load their pipelines now, not on the first request
 
     @timed_stage("guardrail_pii")
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
@@ -50,7 +51,9 @@ class PiiGuardrail(CarrotGuardrail):
         placeholders = copy.deepcopy(vault(data, PII))  # stored only on success: a timed-out thread may go on
         entities: Counter[str] = Counter()
         try:
-            redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, self.engines.pii(), data, placeholders,
+            # after an edit of `pii:` the PII processes rebuild (in a thread, not timed); else no thread hop
+            redactor = self.engines.pii_if_built() or await asyncio.to_thread(self.engines.pii)
+            redacted = await in_thread(policy.pii.timeout_ms / 1000, _redact_copy, redactor, data, placeholders,
                                        entities, ctx.authored if ctx else (), ctx.extra_fields if ctx else ())
         except Exception as e:  # noqa: BLE001 - any engine failure: the risk level decides open or closed
             reason = "timed out" if isinstance(e, TimeoutError) else type(e).__name__

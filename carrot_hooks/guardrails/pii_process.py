@@ -42,55 +42,79 @@ class PiiProcesses:
         self.count = count
         self._idle: queue.LifoQueue[Child] = queue.LifoQueue()
         self._lock = threading.Lock()
-        self._started = False
+        self.built: PiiSettings | None = None  # the settings every child has built its redactor for
 
-    def warm(self, settings: PiiSettings) -> str | None:
-        """Start every child and load its pipeline, all at once (at proxy start-up, or on first use); a failure
-        here stops start-up. The redaction mode, or None when they were started already."""
+    def build(self, settings: PiiSettings) -> str | None:
+        """Every child's redactor built for `settings`, all at once, before any caller uses them: at start-up the
+        children start (a failure stops start-up); after a policy edit each is taken when free and rebuilt.
+        The redaction mode, or None when they were built for equal settings already."""
         with self._lock:
-            if self._started:
+            if self.built is settings or self.built == settings:
                 return None
-            children = [Child(MODULE) for _ in range(self.count)]
-            for c in children:
-                c.send("warm", None, settings)
-            modes = [c.answer() for c in children]
+            fresh = self.built is None
+            children = [Child(MODULE) for _ in range(self.count)] if fresh else \
+                [self._idle.get() for _ in range(self.count)]
+            try:
+                for c in children:
+                    c.send("warm", None, settings)
+                modes = [c.answer() for c in children]
+            except BaseException:
+                if fresh:
+                    for c in children:
+                        c.close()
+                    raise
+                for c in children:
+                    self._idle.put(c)
+                raise
             for c in children:
                 self._idle.put(c)
-            self._started = True
+            self.built = settings
             return modes[0]
 
     def ask(self, op: str, arg, settings: PiiSettings):
         """`op` in a free child under `settings`. ChildError for what the child reports; ConnectionError when it
         died or hung (a replacement starts), TimeoutError when none was free in WAIT_S."""
-        if not self._started:
-            self.warm(settings)
-        try:
-            child = self._idle.get(timeout=WAIT_S)
-        except queue.Empty:
-            raise TimeoutError(f"no PII process free in {WAIT_S:.0f} s (all busy or being replaced)") from None
+        child = self._free()
         try:
             answer = child.ask(op, arg, settings)
-        except (EOFError, OSError) as e:  # died or hung (TimeoutError is an OSError): never asked again
-            child.close()
-            threading.Thread(target=self._replace, args=(settings,), name="carrot-pii-replace", daemon=True).start()
-            raise ConnectionError(f"PII process {child.proc.pid} ended (code {child.proc.returncode}): "
-                                  f"{e or type(e).__name__}; a replacement is starting") from e
         except ChildError:
             self._idle.put(child)
             raise
+        except BaseException as e:  # died or hung (TimeoutError is an OSError), or the exchange broke: not reused
+            self._replace(child)
+            raise ConnectionError(f"PII process {child.proc.pid} ended (code {child.proc.returncode}): "
+                                  f"{e or type(e).__name__}; a replacement is starting") from e
         self._idle.put(child)
         return answer
 
-    def _replace(self, settings: PiiSettings) -> None:
-        """A new child, loaded, into the idle queue; tried again every RETRY_AFTER_S while it fails to start."""
+    def _free(self) -> Child:
+        """A free child; one that died while idle (e.g. killed for memory) is replaced and another taken."""
         while True:
-            child = Child(MODULE)
             try:
-                child.ask("warm", None, settings)
-            except (ChildError, EOFError, OSError) as e:
+                child = self._idle.get(timeout=WAIT_S)
+            except queue.Empty:
+                raise TimeoutError(f"no PII process free in {WAIT_S:.0f} s (all busy or being replaced)") from None
+            if child.proc.poll() is None:
+                return child
+            self._replace(child)
+
+    def _replace(self, child: Child) -> None:
+        child.close()
+        threading.Thread(target=self._start_one, name="carrot-pii-replace", daemon=True).start()
+
+    def _start_one(self) -> None:
+        """A new child, built for the current settings, into the idle queue; tried again every RETRY_AFTER_S
+        while it fails to start."""
+        while True:
+            child = None
+            try:
+                child = Child(MODULE)
+                child.ask("warm", None, self.built)
+            except Exception as e:  # noqa: BLE001 - any failure to start: try again, the pool must not shrink
                 log.error("a new PII process failed to start (%s: %s); trying again in %.0f s",
                           type(e).__name__, e, RETRY_AFTER_S)
-                child.close()
+                if child is not None:
+                    child.close()
                 time.sleep(RETRY_AFTER_S)  # a back-off between start attempts
                 continue
             self._idle.put(child)
@@ -109,14 +133,7 @@ class RemoteRedactor:
 
     def analyze(self, text: str) -> list[PiiHit]:
         """PII entities in `text` (`PiiRedactor.analyze`, in a child)."""
-        if not text.strip():
-            return []
-        key = self._memo.key(text)
-        hits = self._memo.get(key)
-        if hits is None:
-            hits = self._processes.ask("analyze", text, self.settings)
-            self._memo.put(key, hits)
-        return list(hits)
+        return list(self._memo.cached(text, lambda t: self._processes.ask("analyze", t, self.settings)))
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
         """`text` with each PII entity replaced by its stable placeholder from `vault`."""

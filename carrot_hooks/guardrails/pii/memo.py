@@ -23,6 +23,17 @@ class Memo:
                 self._items.move_to_end(key)
             return self._items.get(key)
 
+    def cached(self, text: str, compute):
+        """`compute(text)`'s result, from the memo when `text` was seen (a blank text is no PII: `()`)."""
+        if not text.strip():
+            return ()
+        key = self.key(text)
+        value = self.get(key)
+        if value is None:
+            value = compute(text)
+            self.put(key, value)
+        return value
+
     def put(self, key: bytes, value) -> None:
         with self._lock:
             self._items[key] = value

@@ -110,7 +110,7 @@ def _recognizer(r: RecognizerResult) -> str:
 
 
 class PiiRedactor:
-    """Presidio analyzer + anonymizer configured from the `pii:` section of the policy."""
+    """Presidio's analyzer and our name logic, configured from the `pii:` section of the policy."""
 
     def __init__(self, settings: PiiSettings):
         self.settings = settings
@@ -237,14 +237,7 @@ class PiiRedactor:
 
     def analyze(self, text: str) -> list[PiiHit]:
         """PII entities in `text`, code-aware, non-overlapping, sorted by position (memoized by digest)."""
-        if not text.strip():
-            return []
-        key = self._memo.key(text)
-        hits = self._memo.get(key)
-        if hits is None:
-            hits = self._analyze(text)
-            self._memo.put(key, hits)
-        return list(hits)
+        return list(self._memo.cached(text, self._analyze))
 
     def _analyze(self, text: str) -> tuple[PiiHit, ...]:
         lay = layout(text)
