@@ -12,6 +12,7 @@ import pytest
 
 from carrot_hooks.prompts import load_pack
 from carrot_hooks.serve import ROOT
+from tests.conftest import make_client
 from tests.fake_upstream import Reply, planted_secret
 from tests.services import wait_for
 from tests.test_core_gateway import _edit_routing
@@ -188,6 +189,39 @@ def test_a_flag_in_a_whole_answer_comes_with_its_note_on_every_endpoint(proxy, f
     assert "[carrot guardrails flagged: persist-history-wipe]" in answer_text(which, r, False), r.text
     assert "commands:flag" in r.headers["x-carrot-guardrails"]
     assert cmd in r.text
+
+
+@pytest.mark.parametrize("kind", ["text", "call"])
+@pytest.mark.parametrize("which,model", [("messages", "carrot-chat"), ("responses", "carrot-chat"),
+                                         ("responses", "alt-reasoning")], ids=["messages", "responses", "native"])
+def test_a_flag_in_a_streamed_agent_answer_comes_with_its_note_once(proxy, fake_upstream, marker, which, model, kind):
+    """The streamed twin of the whole-answer test: a call flagged after the text ended (Claude Code and Codex ran it
+    with no sign) gets the note as a text block / message item of its own after it, and still goes out; a text
+    that already carries the note (its own flag, or LiteLLM's Responses bridge ending the text after the call) gets
+    no second one. The OpenAI SDK assembles the Responses stream (it refuses a reused output index); no Anthropic
+    SDK is installed, so /v1/messages is assembled from its events as a client does (`answer_items`)."""
+    cmd, note = "history -c", "[carrot guardrails flagged: persist-history-wipe]"
+    content = f"To wipe it run {cmd} now." if kind == "text" else "Running it."
+    fake_upstream.script(Reply(match=marker, content=content, chunk_chars=5,
+                               tool_calls=[{"name": "run", "arguments": {"cmd": cmd}}] if kind == "call" else None))
+    body = {**ENDPOINTS[which][1](marker, tools=_tools(which)), "model": model}
+    if which == "responses":
+        with make_client(proxy).responses.stream(**body) as events:
+            numbers = [e.sequence_number for e in events]
+            final = events.get_final_response()
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+        items = [("call", json.loads(o.arguments)) if o.type == "function_call" else
+                 ("text", "".join(p.text for p in o.content)) for o in final.output]
+    else:
+        r = post(proxy, which, {**body, "stream": True})
+        assert r.status_code == 200, r.text
+        items = answer_items(which, r, True)
+    if kind == "text":
+        assert items == [("text", f"{content}\n\n{note}")], items
+    elif which == "responses" and model == "carrot-chat":  # the bridge's text ends after the call: the note is its
+        assert items == [("text", f"{content}\n\n{note}"), ("call", {"cmd": cmd})], items
+    else:
+        assert items == [("text", content), ("call", {"cmd": cmd}), ("text", note)], items
 
 
 def answer_items(which: str, r: httpx.Response, stream: bool) -> list[tuple[str, object]]:

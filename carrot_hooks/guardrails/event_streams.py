@@ -57,6 +57,36 @@ def _put(obj, key, value) -> None:
 log = logging.getLogger("carrot.guardrails")
 
 
+def _flag_note(checks: OutputChecks, *filters: StreamFilter) -> str:
+    """The note on what a whole answer's texts (`filters`: those that streamed) and tool calls had flagged ("" when
+    nothing), as a chat answer gets it: a client shows the text block or message item it goes into."""
+    return checks.closing_note(*filters).strip()
+
+
+class _StreamedAnswer:
+    """What a streamed answer's flag note needs: every text's filter and the notes the texts closed with."""
+
+    def __init__(self, checks: OutputChecks):
+        self.checks = checks
+        self.filters: list[StreamFilter] = []
+        self.said: set[str] = set()
+
+    def new_filter(self) -> StreamFilter:
+        self.filters.append(self.checks.new_filter())
+        return self.filters[-1]
+
+    def closing_note(self, f: StreamFilter) -> str:
+        note = self.checks.closing_note(f)
+        self.said.add(note.strip())
+        return note
+
+    def unsaid_note(self) -> str:
+        """The whole answer's flag note when no text closed with it, else "": a call flagged after the texts ended
+        (Claude Code and Codex ran it with no sign), as the note of a whole answer (`_flag_note`)."""
+        note = _flag_note(self.checks, *self.filters)
+        return "" if note in self.said else note
+
+
 # --- Anthropic Messages --------------------------------------------------------------------------
 
 def _frame(event: str, data: dict) -> bytes:
@@ -81,11 +111,12 @@ def _parse_frame(frame: bytes) -> tuple[str | None, dict | None]:
 _TEXT_BLOCKS = {"text": ("text", "text_delta"), "thinking": ("thinking", "thinking_delta")}
 
 
-class _AnthropicBlocks:
+class _AnthropicBlocks(_StreamedAnswer):
     """Per content block state: a text filter, or the tool input JSON held until the block stops."""
 
     def __init__(self, checks: OutputChecks):
-        self.checks = checks
+        super().__init__(checks)
+        self.next_index = 0  # the first index no block has taken: the flag note's block
         self.text: dict[int, StreamFilter] = {}
         self.kind: dict[int, tuple[str, str]] = {}  # a text block's field and delta type
         self.tool: dict[int, list[str]] = {}
@@ -100,6 +131,8 @@ class _AnthropicBlocks:
         if data is None:
             return [raw]
         index = data.get("index", 0)
+        if event == "content_block_start":
+            self.next_index = max(self.next_index, index + 1)
         if event == "content_block_start" and (self.text_blocked or any(g.blocked for g in self.text.values()) or (
                 self.call_blocked and (data.get("content_block") or {}).get("type") == "tool_use")):
             self.dropped.add(index)
@@ -111,7 +144,7 @@ class _AnthropicBlocks:
             block = data.get("content_block") or {}
             if block.get("type") in _TEXT_BLOCKS:
                 field, kind = _TEXT_BLOCKS[block["type"]]
-                self.text[index] = self.checks.new_filter()
+                self.text[index] = self.new_filter()
                 self.kind[index] = (field, kind)
                 seed = block.get(field) or ""
                 block[field] = ""
@@ -134,7 +167,7 @@ class _AnthropicBlocks:
             out: list[bytes] = []
             if index in self.text:
                 f = self.text.pop(index)
-                out = self._text(index, f.finish() + self.checks.closing_note(f))
+                out = self._text(index, f.finish() + self.closing_note(f))
                 self.text_blocked = self.text_blocked or bool(f.blocked)
             elif index in self.tool and (self.text_blocked or any(g.blocked for g in self.text.values())):
                 # begun before the block rule hit: the notice stands for the whole answer
@@ -160,8 +193,18 @@ class _AnthropicBlocks:
             if self.blocked and not self.calls and data["delta"].get("stop_reason") == "tool_use":
                 data["delta"]["stop_reason"] = "end_turn"  # no call is left to run
             data["carrot_guardrails"] = self.checks.summary()
-            return [_frame(event, data)]
+            return self._note_block() + [_frame(event, data)]
         return [raw]
+
+    def _note_block(self) -> list[bytes]:
+        """A text block of its own holding the flag note no text carried (none once a block rule hit)."""
+        note = "" if self.blocked or self.text_blocked else self.unsaid_note()
+        if not note:
+            return []
+        index, self.next_index = self.next_index, self.next_index + 1
+        start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+        return [_frame("content_block_start", start), *self._text(index, note),
+                _frame("content_block_stop", {"type": "content_block_stop", "index": index})]
 
     def _text(self, index: int, text: str) -> list[bytes]:
         if not text:
@@ -219,12 +262,6 @@ async def filter_anthropic_stream(stream: AsyncIterator, checks: OutputChecks) -
             yield out
 
 
-def _flag_note(checks: OutputChecks) -> str:
-    """The note on what a whole answer's texts and tool calls had flagged ("" when nothing), as a chat answer
-    gets it: a client shows the text block or message item it goes into."""
-    return checks.closing_note().strip()
-
-
 def check_anthropic_message(message, checks: OutputChecks):
     """A non-streamed Anthropic message (dict or object): text blocks and tool inputs checked; a blocked
     tool call becomes a text block holding the notice, and a block rule in the text leaves only the notice
@@ -264,9 +301,9 @@ def check_anthropic_message(message, checks: OutputChecks):
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
-class _ResponsesState:
+class _ResponsesState(_StreamedAnswer):
     def __init__(self, checks: OutputChecks):
-        self.checks = checks
+        super().__init__(checks)
         self.text: dict[tuple, StreamFilter] = {}
         self.released: dict[tuple, str] = {}
         self.template: dict[tuple, object] = {}
@@ -301,14 +338,14 @@ class _ResponsesState:
                 self.released.setdefault(key, "")
                 return []
             if key not in self.text:  # built on the first delta only: `setdefault` built both on every chunk
-                self.text[key] = self.checks.new_filter()
+                self.text[key] = self.new_filter()
             if key not in self.template:
                 self.template[key] = copy.deepcopy(event)
             return self._emit_text(key, self.text[key].feed(_get(event, "delta") or ""))
         if family is not None and kind.endswith(".done"):
             key = self._key(event, family)
             f = self.text.pop(key, None)
-            out = self._emit_text(key, f.finish() + self.checks.closing_note(f)) if f is not None else []
+            out = self._emit_text(key, f.finish() + self.closing_note(f)) if f is not None else []
             self.blocked_text += f.blocked if f is not None else ()
             field = "refusal" if family == "refusal" else "text"
             released = self._released(key)
@@ -369,15 +406,27 @@ class _ResponsesState:
             if item is not None:
                 self._item(item, _get(event, "output_index", 0))
             return [event]
+        noted = []
         if kind in _TERMINAL:
             response = _get(event, "response")
             output = _get(response, "output") if response is not None else None
             self._output(output)
+            if note := self.add_note(output):  # its item streamed before the event that lists it
+                noted = _message_events(event, len(output) - 1, note)
             _put(event, "carrot_guardrails", self.checks.summary())
         if isinstance(kind, str) and kind.startswith("response.") and _get(event, "response") is not None:
             self.echo(_get(event, "response"))
             self.response = _get(event, "response")
-        return [event]
+        return noted + [event]
+
+    def add_note(self, output) -> str:
+        """The flag note no text carried, added to a response's `output` list as a message item of its own;
+        returns it ("" when none, or once a block rule hit)."""
+        if not isinstance(output, list) or self.blocked_call is not None or self._text_blocked():
+            return ""
+        if note := self.unsaid_note():
+            output.append(_message_item(len(output), note))
+        return note
 
     def failed(self, status: int, message: str) -> dict:
         """The `response.failed` event for an upstream error mid-answer (the answer so far is not repeated)."""
@@ -528,7 +577,7 @@ def check_responses_body(response, checks: OutputChecks):
     state._output(output)
     if isinstance(output, list) and state.blocked_text:
         output[:] = [_message_item(0, notice(state.blocked_text))]
-    elif isinstance(output, list) and state.blocked_call is None and (note := _flag_note(checks)):
-        output.append(_message_item(len(output), note))
+    else:
+        state.add_note(output)
     state.echo(response)
     return response
