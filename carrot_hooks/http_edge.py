@@ -133,7 +133,7 @@ class HttpEdge:
         if encoding not in _ENCODINGS:
             return await _error(send, path, 415, f"Unsupported Content-Encoding {encoding.decode('latin-1')[:40]}: "
                                 "send the body uncompressed or gzip-compressed", "Content-Encoding")
-        inflate = zlib.decompressobj(wbits=31) if _ENCODINGS[encoding] else None
+        inflate = _Gunzip() if _ENCODINGS[encoding] else None
         chunks, size, decoded, more = [], 0, 0, True  # read here, up to the limit (chunked uploads have no length)
         while more:
             message = await receive()
@@ -145,7 +145,7 @@ class HttpEdge:
             if size > limit:
                 return await _too_large(send, path, size, limit, more)
             try:  # inflated at most one byte past what the limit leaves: a bomb is never inflated whole
-                chunks.append(inflate.decompress(data, limit - decoded + 1) if inflate else data)
+                chunks.append(inflate.feed(data, limit - decoded + 1) if inflate else data)
             except zlib.error as e:
                 return await _bad_gzip(send, path, str(e))
             decoded += len(chunks[-1])
@@ -154,9 +154,8 @@ class HttpEdge:
                                     f"(Content-Encoding: gzip), over the limit of {limit} bytes", "body")
         body = b"".join(chunks)
         if inflate:
-            if not inflate.eof or inflate.unused_data:
-                return await _bad_gzip(send, path, "data follows the end of the gzip stream" if inflate.eof
-                                       else "the gzip stream ends early")
+            if not inflate.complete:
+                return await _bad_gzip(send, path, "the gzip stream ends early")
             headers = [(k, v) for k, v in headers if k not in (b"content-encoding", b"transfer-encoding")]
             scope = {**scope, "headers": _with_length(headers, body)}
         try:
@@ -283,6 +282,25 @@ async def _send_json(send, status: int, doc: dict) -> None:
 def _with_length(headers, body: bytes) -> list:
     """`headers` with the Content-Length of `body`."""
     return [(k, v) for k, v in headers if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
+
+
+class _Gunzip:
+    """Inflates a gzip body of one or more members (RFC 1952: members may follow each other, as `cat a.gz b.gz`
+    or pigz write them), at most `room` bytes per `feed`; what follows a member must be another member."""
+
+    def __init__(self) -> None:
+        self._z = zlib.decompressobj(wbits=31)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        out = self._z.decompress(data, room)
+        while self._z.eof and self._z.unused_data and len(out) < room:
+            rest, self._z = self._z.unused_data, zlib.decompressobj(wbits=31)
+            out += self._z.decompress(rest, room - len(out))
+        return out
+
+    @property
+    def complete(self) -> bool:
+        return self._z.eof and not self._z.unused_data
 
 
 async def _bad_gzip(send, path: str, why: str) -> None:

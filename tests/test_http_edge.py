@@ -114,6 +114,14 @@ def test_a_gzip_body_is_decoded_before_the_checks(proxy, fake_upstream, marker, 
     assert len(fake_upstream.find(marker)) == 1
 
 
+def test_a_gzip_body_of_several_members_is_decoded_whole(proxy, fake_upstream, marker):
+    """RFC 1952 lets members follow each other (`cat a.gz b.gz`, pigz): it was a 400 "data follows the end"."""
+    body = json.dumps(GZIP_BODIES["/v1/chat/completions"]).replace("{marker}", marker).encode()
+    r = _post_gzip(proxy, "/v1/chat/completions", gzip.compress(body[:20]) + gzip.compress(body[20:]))
+    assert r.status_code == 200, r.text
+    assert len(fake_upstream.find(marker)) == 1
+
+
 def test_a_gzip_bomb_is_413_by_its_decoded_size(proxy, fake_upstream, marker):
     """200 MB of one character in about 200 KB: refused once the decoded bytes pass the limit, not inflated whole."""
     limit = yaml.safe_load((proxy.policy_dir / "routing.yaml").read_text())["max_body_bytes"]
@@ -129,7 +137,8 @@ def test_a_gzip_bomb_is_413_by_its_decoded_size(proxy, fake_upstream, marker):
 def test_a_body_that_cannot_be_decoded_names_content_encoding(proxy, fake_upstream, marker, encoding, status):
     """A corrupt or truncated gzip body is a 400, an encoding the gateway does not decode a 415."""
     whole = gzip.compress(json.dumps(GZIP_BODIES["/v1/chat/completions"]).replace("{marker}", marker).encode())
-    for content in ((whole[:-12], whole[:10] + b"garbage" + whole[17:]) if encoding == "gzip" else (whole,)):
+    corrupt = (whole[:-12], whole[:10] + b"garbage" + whole[17:], whole + b"garbage after the last member")
+    for content in (corrupt if encoding == "gzip" else (whole,)):
         r = _post_gzip(proxy, "/v1/chat/completions", content, encoding)
         assert r.status_code == status and "Content-Encoding" in r.text, r.text
     assert fake_upstream.find(marker) == []
