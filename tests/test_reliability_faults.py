@@ -36,8 +36,8 @@ def collection(chaos, tmp_path_factory):
         yield name
 
 
-def ask(p, marker, task="chat", stream=False, refs=None, text=None, timeout=60.0) -> httpx.Response:
-    headers = {**p.headers(), "X-Task-Type": task, **({"X-Context-Refs": refs} if refs else {})}
+def ask(p, marker, task="chat", stream=False, refs=None, text=None, timeout=60.0, headers=None) -> httpx.Response:
+    headers = {**p.headers(), "X-Task-Type": task, **({"X-Context-Refs": refs} if refs else {}), **(headers or {})}
     body = {"model": "gpt-4o", "stream": stream,
             "messages": [{"role": "user", "content": text or f"How does the {PHRASE} work? ({marker})"}]}
     with httpx.stream("POST", f"{p.base_url}/v1/chat/completions", json=body, headers=headers,
@@ -83,6 +83,11 @@ def search_processes(p) -> set[int]:
     return {k for k in descendants(p.proc.pid) if b"carrot_hooks.rag_search" in _cmdline(k)}
 
 
+def pii_processes(p) -> set[int]:
+    """Pids of the gateway's PII processes."""
+    return {k for k in descendants(p.proc.pid) if b"carrot_hooks.guardrails.pii_process" in _cmdline(k)}
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -106,6 +111,30 @@ def test_search_processes_killed_serve_without_context_then_new_ones_retrieve(ch
     assert all(a.status_code == 200 for a in answers)
     assert {a.headers["x-carrot-rag"] for a in answers[:-1]} <= {"unavailable"}
     assert search_processes(chaos) and not set(descendants(chaos.proc.pid)) & old  # the killed ones were reaped
+
+
+def test_pii_processes_killed_are_replaced_and_no_pii_leaves_meanwhile(chaos, fake_upstream):
+    """The PII analysis runs in child processes of the proxy; killed, each is replaced off the request path. A
+    med-risk request meanwhile is redacted or refused (503, fails closed), never sent with the address."""
+    old = pii_processes(chaos)
+    assert len(old) == 2, old
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    answers = []
+
+    def redacted_again() -> bool:
+        m = f"pii-back-{len(answers)}-{uuid.uuid4().hex[:6]}"
+        answers.append((m, ask(chaos, m, text=f"Mail the report to {m}@example.org please ({m})",
+                               headers={"X-Risk-Level": "med"})))
+        return answers[-1][1].status_code == 200
+
+    assert wait_for(redacted_again, timeout=120, every=0.2), [(r.status_code, r.text[:200]) for _, r in answers]
+    for m, r in answers:
+        assert r.status_code == 200 or (r.status_code == 503 and "pii-engine-failure" in r.text), r.text
+        assert all(f"{m}@example.org" not in q.text for q in fake_upstream.find(m))
+    assert "<EMAIL_1>" in fake_upstream.find(answers[-1][0])[-1].text
+    new = pii_processes(chaos)
+    assert len(new) == 2 and not new & old and not set(descendants(chaos.proc.pid)) & old  # replaced, reaped
 
 
 def test_redis_stopped_and_restarted_serves_throughout_and_cache_resumes(chaos, fake_upstream):
