@@ -71,15 +71,18 @@ def map_egress(data: dict, fn: Map, extra: tuple[str, ...] = ()) -> dict:
 
 def map_structured(value, fn: Map):
     """`fn` over every string of a request's structured fields but protocol values (`PROTOCOL_KEYS`, a tool's or
-    call's `name`, a redacted thinking block's `data`); tool-call `arguments` (JSON text) by their string values,
-    `CALLER_VALUES` whole. A new value; the input is not changed."""
+    call's `name`, a redacted thinking block's `data`); a tool call's arguments (JSON text, or a `tool_use` block's
+    `input`) by their strings and object keys (data there: `{"owners": {"kim@x.io": ...}}`), `CALLER_VALUES` whole.
+    A new value; the input is not changed."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
         return [map_structured(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: _copy(v) if _protocol(k, v, value) else map_value(v, fn) if k in CALLER_VALUES and not isinstance(v, str)
-                else map_json_strings(v, fn) if k == "arguments" and isinstance(v, str) else map_structured(v, fn)
+        return {k: _copy(v) if _protocol(k, v, value)
+                else map_value(v, fn, fn if k == "input" and value.get("type") == "tool_use" else None)
+                if k in CALLER_VALUES and not isinstance(v, str)
+                else map_json_strings(v, fn, fn) if k == "arguments" and isinstance(v, str) else map_structured(v, fn)
                 for k, v in value.items()}
     return value
 
@@ -120,14 +123,14 @@ def non_text_parts(data: dict, authored: Collection[str] = ()) -> list[str]:
     return out
 
 
-def map_json_strings(text: str, fn: Map) -> str:
-    """`fn` over every string inside a JSON document (the raw text when it is not JSON); the text
-    itself when `fn` changed nothing."""
+def map_json_strings(text: str, fn: Map, keys: Map | None = None) -> str:
+    """`fn` over every string inside a JSON document (the raw text when it is not JSON), `keys` over its object
+    keys when given; the text itself when nothing changed."""
     try:
         value = json.loads(text)
     except ValueError:
         return fn(text)
-    mapped = map_value(value, fn)
+    mapped = map_value(value, fn, keys)
     return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
 
 
@@ -166,10 +169,10 @@ class _Walk:
         return _map_authored(text, self.fn, self.skip)
 
     def arguments(self, role: str, arguments: str) -> str:
-        """Tool-call arguments (JSON text): their string values, when tool arguments are visited."""
+        """Tool-call arguments (JSON text): their strings and object keys, when tool arguments are visited."""
         if not self.tool_arguments or (self.roles is not None and role not in self.roles):
             return arguments
-        return map_json_strings(arguments, self.fn)
+        return map_json_strings(arguments, self.fn, self.fn)
 
     def content(self, role: str, content):
         """A string content or a list of typed parts / blocks of any of the three formats."""
@@ -187,7 +190,7 @@ class _Walk:
                 part[field] = self.text(role, part[field])
         if kind == "tool_use" and isinstance(part.get("input"), dict) and self.tool_arguments:
             if self.roles is None or role in self.roles:
-                part["input"] = map_value(part["input"], self.fn)
+                part["input"] = map_value(part["input"], self.fn, self.fn)
         elif kind == "tool_result" and "content" in part:
             part["content"] = self.content("tool", part["content"])
 

@@ -74,7 +74,8 @@ CHAT = {"model": "carrot-chat", "messages": [
     {"role": "assistant", "content": "earlier answer", "reasoning_content": "earlier reasoning", "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "shell", "arguments": json.dumps({"cmd": "call args"})}}]},
     {"role": "tool", "tool_call_id": "c1", "content": "tool output"}]}
-EVERY_TEXT = {"client system", "user text", "call args", "tool output", "earlier answer", "earlier reasoning"}
+# "cmd": the object keys of a call's arguments are the caller's data too (`{"owners": {"kim@x.io": ...}}`)
+EVERY_TEXT = {"client system", "user text", "call args", "cmd", "tool output", "earlier answer", "earlier reasoning"}
 EXTRA = {"aresponses": {"tool parts", "earlier refusal"}, "anthropic_messages": set(), "acompletion": set()}
 
 
@@ -134,7 +135,7 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
     user, assistant, tool = mapped["messages"]
     assert user == {"role": "user", "content": [{"type": "text", "text": "T!", "note": "N!"}], "extra": "X!"}
     assert assistant["refusal"] == "R!" and assistant["tool_calls"][0] == {
-        "id": "call_1", "type": "function", "function": {"name": "deploy", "arguments": '{"k": "A!"}'}}
+        "id": "call_1", "type": "function", "function": {"name": "deploy", "arguments": '{"K!": "A!"}'}}  # keys are data
     assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "O!"}
     function = mapped["tools"][0]["function"]
     assert (function["name"], function["description"]) == ("deploy", "D!")
@@ -145,9 +146,9 @@ def test_egress_maps_every_string_an_upstream_receives_but_protocol_values():
 
 
 def test_egress_keeps_protocol_values_only_where_the_protocol_puts_them():
-    """A key named like a protocol field is caller text inside a tool call's input, metadata, extra_body or a
-    schema value, and a message's `name` is a participant's; a tool's or call's name and a redacted thinking
-    block's data stay."""
+    """A key named like a protocol field is caller text inside a tool call's input (whose object keys are mapped
+    too), metadata, extra_body or a schema value, and a message's `name` is a participant's; a tool's or call's name
+    and a redacted thinking block's data stay."""
     data = {"litellm_metadata": {}, "metadata": {"id": "m-id", "name": "m-name"}, "extra_body": {"model": "e"},
             "messages": [
                 {"role": "user", "name": "kim", "content": [{"type": "text", "text": "t", "data": "d", "id": "p"}]},
@@ -162,7 +163,7 @@ def test_egress_keeps_protocol_values_only_where_the_protocol_puts_them():
     user, assistant = out["messages"]
     assert user["name"] == "KIM" and user["content"] == [{"type": "text", "text": "T", "data": "D", "id": "p"}]
     call, redacted, thinking = assistant["content"]
-    assert call == {"type": "tool_use", "id": "toolu_1", "name": "grep", "input": {"pattern": "X", "name": "N"}}
+    assert call == {"type": "tool_use", "id": "toolu_1", "name": "grep", "input": {"PATTERN": "X", "NAME": "N"}}
     assert redacted == {"type": "redacted_thinking", "data": "opaque"}
     assert thinking == {"type": "thinking", "thinking": "TH", "signature": "sig"}
     prop = out["tools"][0]["input_schema"]["properties"]["pattern"]

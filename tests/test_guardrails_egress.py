@@ -213,7 +213,15 @@ def _chat_fields(marker, key, email):
         "tools": [tool], "messages": [
             {"role": "user", "content": [{"type": "text", "text": f"{marker} deploy", "note": key}], "extra": email},
             {"role": "assistant", "content": None, "refusal": f"I will not use {key} for {email}"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_k", "type": "function", "function": {
+                "name": "deploy", "arguments": json.dumps(_keyed(key, email))}}]},
+            {"role": "tool", "tool_call_id": "call_k", "content": "deployed"},
             {"role": "user", "content": "then deploy without it"}]}
+
+
+def _keyed(key: str, email: str) -> dict:
+    """Tool-call arguments whose object keys are the caller's data (a map by owner, an environment)."""
+    return {"owners": {email: "admin"}, "env": {key: "1"}}
 
 
 def _responses_fields(marker, key, email):
@@ -221,7 +229,10 @@ def _responses_fields(marker, key, email):
         "model": "alt-reasoning", "user": email, "safety_identifier": email, "metadata": {"owner": email, "k": key},
         "text": {"format": {"type": "json_schema", "name": "Out", "description": f"key {key}",
                             "schema": _schema(key, email)}},
-        "input": [{"role": "user", "content": f"{marker} deploy", "note": f"{key} {email}"}]}
+        "input": [{"role": "user", "content": f"{marker} deploy", "note": f"{key} {email}"},
+                  {"type": "function_call", "call_id": "call_k", "name": "deploy",
+                   "arguments": json.dumps(_keyed(key, email))},
+                  {"type": "function_call_output", "call_id": "call_k", "output": "deployed"}]}
 
 
 def _messages_fields(marker, key, email):
@@ -229,14 +240,19 @@ def _messages_fields(marker, key, email):
         "model": "alt-reasoning", "max_tokens": 64, "metadata": {"user_id": email}, "stop_sequences": [key],
         "tools": [{"name": "deploy", "description": "deploys", "input_schema": _schema(key, email)}],
         "system": [{"type": "text", "text": "be brief", "citations": [{"type": "char_location", "cited_text": key}]}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": f"{marker} deploy", "note": email}]}]}
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"{marker} deploy", "note": email}]},
+                     {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_k", "name": "deploy",
+                                                        "input": _keyed(key, email)}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_k",
+                                                   "content": "deployed"}]}]}
 
 
 @pytest.mark.parametrize("build", [_chat_fields, _responses_fields, _messages_fields], ids=["chat", "responses", "messages"])
 def test_every_string_an_external_upstream_receives_is_redacted(proxy, fake_upstream, marker, build):
     """Not only message texts: user ids, stop sequences, output and tool schemas (descriptions, defaults, enums),
-    extra_body, top-level keys LiteLLM does not know (chat), the client's metadata, a chat assistant's refusal and keys a client adds to messages and parts
-    reach the external model as placeholders, on every endpoint; the names a model calls stay."""
+    extra_body, top-level keys LiteLLM does not know (chat), the client's metadata, a chat assistant's refusal, keys a client adds to messages and parts
+    and the object keys of earlier tool calls' arguments reach the external model as placeholders, on every endpoint;
+    the names a model calls stay."""
     key, email = aws_key(), f"kim{RNG.randint(100, 999)}.roe@acmecorp.io"
     path, headers, body = build(marker, key, email)
     fake_upstream.script(Reply(match=marker, content="ok"))
