@@ -121,3 +121,13 @@ def test_callers_outnumbering_the_children_all_get_answers(settings, processes):
     with ThreadPoolExecutor(6) as pool:
         outs = list(pool.map(lambda t: remote.redact(t, Vault())[0], texts))
     assert outs == [f"Ask <PERSON_1> about ticket {i}, at <EMAIL_1>" for i in range(12)]
+
+
+def test_a_requests_texts_are_analysed_in_one_exchange(settings, processes, monkeypatch):
+    """An agent's request holds dozens of texts: the PII stage sends them to a child at once (`prefetch`)."""
+    texts = [f"Ask Maria Gonzalez about ticket {i}" for i in range(30)]
+    remote, sent, real = RemoteRedactor(settings, processes), [], processes.ask
+    monkeypatch.setattr(processes, "ask", lambda op, arg, s: (sent.append(list(arg)), real(op, arg, s))[1])
+    remote.prefetch(lambda fn: [fn(t) for t in [*texts, texts[0], "", "  "]])
+    assert [remote.redact(t, Vault())[0] for t in texts] == [f"Ask <PERSON_1> about ticket {i}" for i in range(30)]
+    assert sent == [texts]  # once, each text once, no blank one

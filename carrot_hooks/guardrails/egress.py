@@ -78,7 +78,10 @@ def protect(kwargs: dict, engines: Engines, call_type: str) -> Verdict | None:
             found.update(h.entity for h in hits)
         return text
 
-    kwargs.update(map_egress(kwargs, one, ctx.extra_fields if ctx is not None else ()))
+    extra = ctx.extra_fields if ctx is not None else ()
+    if redactor is not None:
+        redactor.prefetch(lambda fn: map_egress(kwargs, fn, extra))
+    kwargs.update(map_egress(kwargs, one, extra))
     store(kwargs, SECRETS, secrets)
     store(kwargs, PII, pii)
     if not found:

@@ -100,11 +100,16 @@ def _redact_copy(redactor: RemoteRedactor, data: dict, vault: Vault, entities: C
     redacts every role for an external deployment."""
     redacted = text_copy(data)
 
+    def walk(fn) -> dict:
+        map_request_texts(redacted, fn, skip=authored, roles=CALLER_ROLES)
+        # top-level keys LiteLLM hands the provider as they are (`fields.forwarded_extras`): caller text too
+        return {k: map_structured(data[k], fn) for k in extra if k in data}
+
     def one(text: str) -> str:
         out, hits = redactor.redact(text, vault)
         entities.update(h.entity for h in hits)
         return out
 
-    map_request_texts(redacted, one, skip=authored, roles=CALLER_ROLES)
-    # top-level keys LiteLLM hands the provider as they are (`fields.forwarded_extras`): caller text too
-    return {**redacted, **{k: map_structured(data[k], one) for k in extra if k in data}}
+    redactor.prefetch(walk)
+    extras = walk(one)  # before `redacted` is read: the walk replaces its top-level texts (prompt, suffix)
+    return {**redacted, **extras}

@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ..children import Child, ChildError, serve
 from ..env import env_int
@@ -133,7 +134,18 @@ class RemoteRedactor:
 
     def analyze(self, text: str) -> list[PiiHit]:
         """PII entities in `text` (`PiiRedactor.analyze`, in a child)."""
-        return list(self._memo.cached(text, lambda t: self._processes.ask("analyze", t, self.settings)))
+        return list(self._memo.cached(text, lambda t: self._processes.ask("analyze", [t], self.settings)[0]))
+
+    def prefetch(self, walk: Callable[[Callable[[str], str]], object]) -> None:
+        """Analyse in one exchange the texts `walk(fn)` calls `fn` on (a request's, before they are redacted one by
+        one) that are not in the memo: an agent's request holds dozens, an exchange each cost 0.1 ms of the proxy's
+        CPU."""
+        texts: list[str] = []
+        walk(lambda text: texts.append(text) or text)
+        todo = [t for t in dict.fromkeys(texts) if t.strip() and self._memo.get(self._memo.key(t)) is None]
+        if todo:
+            for text, hits in zip(todo, self._processes.ask("analyze", todo, self.settings), strict=True):
+                self._memo.put(self._memo.key(text), hits)
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
         """`text` with each PII entity replaced by its stable placeholder from `vault`."""
@@ -154,8 +166,9 @@ class _Analyzer:
         return self._redactor
 
     def run(self, op: str, arg):
-        if op == "analyze":
-            return tuple(self.redactor().analyze(arg))
+        if op == "analyze":  # a list of texts: their hits, in order
+            redactor = self.redactor()
+            return [tuple(redactor.analyze(text)) for text in arg]
         if op == "warm":
             return self.redactor().mode
         raise ValueError(f"unknown operation {op!r}")
