@@ -292,11 +292,13 @@ class _Gunzip:
         self._z = zlib.decompressobj(wbits=31)
 
     def feed(self, data: bytes, room: int) -> bytes:
-        out = self._z.decompress(data, room)
-        while self._z.eof and self._z.unused_data and len(out) < room:
+        parts = [self._z.decompress(data, room)]  # joined once: thousands of tiny members must not copy quadratically
+        got = len(parts[0])
+        while self._z.eof and self._z.unused_data and got < room:
             rest, self._z = self._z.unused_data, zlib.decompressobj(wbits=31)
-            out += self._z.decompress(rest, room - len(out))
-        return out
+            parts.append(self._z.decompress(rest, room - got))
+            got += len(parts[-1])
+        return b"".join(parts)
 
     @property
     def complete(self) -> bool:

@@ -37,8 +37,8 @@ def processes(settings):
     procs = PiiProcesses(1)
     assert procs.build(settings) == "ner"
     yield procs
-    for _ in range(procs.count):
-        procs._idle.get(timeout=60).close()
+    for child in procs._idle:
+        child.close()
 
 
 def test_a_child_redacts_as_the_redactor_in_process(settings, processes):
@@ -60,17 +60,17 @@ def patient(monkeypatch):
 
 def test_a_child_that_died_while_idle_costs_no_request(settings, processes, patient):
     remote = RemoteRedactor(settings, processes)
-    child = processes._idle.queue[-1]
+    child = processes._idle[-1]
     os.kill(child.proc.pid, signal.SIGKILL)
     child.proc.wait(10)
     assert [h.entity for h in remote.analyze("Call Maria Gonzalez")] == ["PERSON"]  # served by its replacement
-    assert processes._idle.queue[-1].proc.pid != child.proc.pid
+    assert processes._idle[-1].proc.pid != child.proc.pid and child.proc.returncode is not None
 
 
 def test_a_hung_child_fails_its_request_and_is_replaced(settings, processes, patient, monkeypatch):
     monkeypatch.setattr(children, "ANSWER_TIMEOUT_S", 0.5)
     remote = RemoteRedactor(settings, processes)
-    child = processes._idle.queue[-1]
+    child = processes._idle[-1]
     os.kill(child.proc.pid, signal.SIGSTOP)
     with pytest.raises(ConnectionError, match=f"PII process {child.proc.pid} ended .* a replacement is starting"):
         remote.analyze("Tell Maria Gonzalez")
@@ -82,7 +82,7 @@ def test_a_replacement_that_fails_to_start_is_tried_again(settings, processes, m
     monkeypatch.setattr(pii_process, "RETRY_AFTER_S", 0.1)
     monkeypatch.setattr(pii_process, "WAIT_S", 2.0)
     monkeypatch.setattr(pii_process, "MODULE", "carrot_hooks.no_such_module")  # a child that exits at once
-    child = processes._idle.queue[-1]
+    child = processes._idle[-1]
     os.kill(child.proc.pid, signal.SIGKILL)
     child.proc.wait(10)
     remote = RemoteRedactor(settings, processes)
@@ -131,3 +131,29 @@ def test_a_requests_texts_are_analysed_in_one_exchange(settings, processes, monk
     remote.prefetch(lambda fn: [fn(t) for t in [*texts, texts[0], "", "  "]])
     assert [remote.redact(t, Vault())[0] for t in texts] == [f"Ask <PERSON_1> about ticket {i}" for i in range(30)]
     assert sent == [texts]  # once, each text once, no blank one
+
+
+def test_a_build_for_new_settings_swaps_in_a_new_generation(settings, monkeypatch):
+    """An edit of `pii:` starts children built for it and retires the old ones (a dead one among them is no matter);
+    a build that fails leaves the old ones serving and is not tried again at once."""
+    procs = PiiProcesses(2)
+    try:
+        assert procs.build(settings) == "ner" and procs.build(settings.model_copy()) is None  # equal: nothing to do
+        old = list(procs._idle)
+        os.kill(old[0].proc.pid, signal.SIGKILL)
+        patterns_only = settings.model_copy(update={"spacy_models": ("no_such_pipeline_installed",)})
+        assert procs.build(patterns_only) == "patterns"
+        assert all(c.proc.wait(10) is not None for c in old) and not {c.proc.pid for c in old} & {
+            c.proc.pid for c in procs._idle}
+        text = "Mail John Smith at john.smith@example.com"
+        assert RemoteRedactor(patterns_only, procs).redact(text, Vault())[0] == "Mail John Smith at <EMAIL_1>"
+        monkeypatch.setattr(pii_process, "MODULE", "carrot_hooks.no_such_module")
+        with pytest.raises((EOFError, OSError)):  # the child exits at once: EOF or a reset, whichever comes first
+            procs.build(settings)
+        with pytest.raises(ConnectionError, match="failed recently"):
+            procs.build(settings)
+        assert procs.built is patterns_only and len(procs._idle) == 2
+        assert RemoteRedactor(patterns_only, procs).redact(text, Vault())[0] == "Mail John Smith at <EMAIL_1>"
+    finally:
+        for child in procs._idle:
+            child.close()

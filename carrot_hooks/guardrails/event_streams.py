@@ -201,6 +201,7 @@ class _AnthropicBlocks(_StreamedAnswer):
         note = "" if self.blocked or self.text_blocked else self.unsaid_note()
         if not note:
             return []
+        self.said.add(note)  # once, should the upstream send a second message_delta
         index, self.next_index = self.next_index, self.next_index + 1
         start = {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
         return [_frame("content_block_start", start), *self._text(index, note),

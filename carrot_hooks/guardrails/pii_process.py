@@ -10,7 +10,6 @@ keeps the placeholders and their vault, a child only finds the spans. The child 
 from __future__ import annotations
 
 import logging
-import queue
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ log = logging.getLogger("carrot.guardrails.pii")
 MODULE = "carrot_hooks.guardrails.pii_process"
 RETRY_AFTER_S = 5.0  # a replacement that failed to start is tried again after this long
 WAIT_S = 10.0  # a caller waits this long for a free child (all busy, or being replaced), then gives up
+BATCH_CHARS = 64_000  # text per exchange: analysed in about 2 s at worst (bench/hostile.py), far from the hang timeout
 
 
 def pii_processes() -> int:
@@ -35,82 +35,107 @@ def pii_processes() -> int:
     return env_int("CARROT_PII_PROCESSES", 2, minimum=1)
 
 
+class _PiiChild(Child):
+    def __init__(self, generation: int) -> None:
+        super().__init__(MODULE)
+        self.generation = generation  # the build it belongs to
+
+
 class PiiProcesses:
-    """The children, each answering one text at a time. One that died or hung is replaced off the request path:
-    callers meanwhile use the others, or wait for a free one at most WAIT_S (their stage's timeout comes first)."""
+    """The children, each answering one exchange at a time. One that died or hung is replaced off the request path:
+    callers meanwhile use the others, or wait for a free one at most WAIT_S (their stage's timeout comes first).
+    Each `build` (start-up, an edit of `pii:`) starts a new generation of children and retires the old one."""
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._idle: queue.LifoQueue[Child] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self.built: PiiSettings | None = None  # the settings every child has built its redactor for
+        self.built: PiiSettings | None = None  # the settings the current generation was built for
+        self._generation = 0
+        self._idle: list[_PiiChild] = []
+        self._changed = threading.Condition()  # guards the three above; notified when a child comes free
+        self._lock = threading.Lock()  # one build at a time
+        self._failed_at = float("-inf")  # when a build last failed
 
     def build(self, settings: PiiSettings) -> str | None:
-        """Every child's redactor built for `settings`, all at once, before any caller uses them: at start-up the
-        children start (a failure stops start-up); after a policy edit each is taken when free and rebuilt.
-        The redaction mode, or None when they were built for equal settings already."""
+        """`count` new children built for `settings`, all at once, in place of the ones in use once every one is
+        loaded (callers of `pii()` wait; a failure at start-up stops it). The redaction mode, or None when the
+        children were built for equal settings already; a failed build is not tried again for RETRY_AFTER_S."""
         with self._lock:
             if self.built is settings or self.built == settings:
                 return None
-            fresh = self.built is None
-            children = [Child(MODULE) for _ in range(self.count)] if fresh else \
-                [self._idle.get() for _ in range(self.count)]
+            if time.monotonic() - self._failed_at < RETRY_AFTER_S:
+                raise ConnectionError("starting PII processes failed recently; retrying shortly")
+            children: list[_PiiChild] = []
             try:
+                children += [_PiiChild(self._generation + 1) for _ in range(self.count)]
                 for c in children:
                     c.send("warm", None, settings)
                 modes = [c.answer() for c in children]
             except BaseException:
-                if fresh:
-                    for c in children:
-                        c.close()
-                    raise
+                self._failed_at = time.monotonic()
                 for c in children:
-                    self._idle.put(c)
+                    c.close()
                 raise
-            for c in children:
-                self._idle.put(c)
-            self.built = settings
+            with self._changed:
+                self._generation += 1
+                old, self._idle, self.built = self._idle, children, settings
+                self._changed.notify_all()
+            for c in old:  # the busy ones are closed when they come back
+                c.close()
             return modes[0]
 
     def ask(self, op: str, arg, settings: PiiSettings):
         """`op` in a free child under `settings`. ChildError for what the child reports; ConnectionError when it
         died or hung (a replacement starts), TimeoutError when none was free in WAIT_S."""
-        child = self._free()
+        child = self._take()
         try:
             answer = child.ask(op, arg, settings)
         except ChildError:
-            self._idle.put(child)
+            self._give(child)
             raise
         except BaseException as e:  # died or hung (TimeoutError is an OSError), or the exchange broke: not reused
             self._replace(child)
             raise ConnectionError(f"PII process {child.proc.pid} ended (code {child.proc.returncode}): "
                                   f"{e or type(e).__name__}; a replacement is starting") from e
-        self._idle.put(child)
+        self._give(child)
         return answer
 
-    def _free(self) -> Child:
+    def _take(self) -> _PiiChild:
         """A free child; one that died while idle (e.g. killed for memory) is replaced and another taken."""
+        deadline = time.monotonic() + WAIT_S
         while True:
-            try:
-                child = self._idle.get(timeout=WAIT_S)
-            except queue.Empty:
-                raise TimeoutError(f"no PII process free in {WAIT_S:.0f} s (all busy or being replaced)") from None
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._idle, timeout=max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"no PII process free in {WAIT_S:.0f} s (all busy or being replaced)")
+                child = self._idle.pop()
             if child.proc.poll() is None:
                 return child
             self._replace(child)
 
-    def _replace(self, child: Child) -> None:
-        child.close()
-        threading.Thread(target=self._start_one, name="carrot-pii-replace", daemon=True).start()
+    def _give(self, child: _PiiChild) -> None:
+        with self._changed:
+            if child.generation == self._generation:
+                self._idle.append(child)
+                self._changed.notify()
+                return
+        child.close()  # of a generation a build retired
 
-    def _start_one(self) -> None:
-        """A new child, built for the current settings, into the idle queue; tried again every RETRY_AFTER_S
-        while it fails to start."""
+    def _replace(self, child: _PiiChild) -> None:
+        child.close()
+        threading.Thread(target=self._start_one, args=(child.generation,), name="carrot-pii-replace",
+                         daemon=True).start()
+
+    def _start_one(self, generation: int) -> None:
+        """A new child of `generation`, loaded, to the free ones; tried again every RETRY_AFTER_S while it fails to
+        start, until a build replaces that generation."""
         while True:
+            with self._changed:
+                if generation != self._generation:
+                    return
+                settings = self.built
             child = None
             try:
-                child = Child(MODULE)
-                child.ask("warm", None, self.built)
+                child = _PiiChild(generation)
+                child.ask("warm", None, settings)
             except Exception as e:  # noqa: BLE001 - any failure to start: try again, the pool must not shrink
                 log.error("a new PII process failed to start (%s: %s); trying again in %.0f s",
                           type(e).__name__, e, RETRY_AFTER_S)
@@ -118,7 +143,7 @@ class PiiProcesses:
                     child.close()
                 time.sleep(RETRY_AFTER_S)  # a back-off between start attempts
                 continue
-            self._idle.put(child)
+            self._give(child)
             return
 
 
@@ -137,14 +162,18 @@ class RemoteRedactor:
         return list(self._memo.cached(text, lambda t: self._processes.ask("analyze", [t], self.settings)[0]))
 
     def prefetch(self, walk: Callable[[Callable[[str], str]], object]) -> None:
-        """Analyse in one exchange the texts `walk(fn)` calls `fn` on (a request's, before they are redacted one by
-        one) that are not in the memo: an agent's request holds dozens, an exchange each cost 0.1 ms of the proxy's
+        """Analyse the texts `walk(fn)` calls `fn` on (a request's, before they are redacted one by one) that are not in
+        the memo, many per exchange: an agent's request holds dozens, and an exchange each cost 0.1 ms of the proxy's
         CPU."""
         texts: list[str] = []
         walk(lambda text: texts.append(text) or text)
         todo = [t for t in dict.fromkeys(texts) if t.strip() and self._memo.get(self._memo.key(t)) is None]
-        if todo:
-            for text, hits in zip(todo, self._processes.ask("analyze", todo, self.settings), strict=True):
+        while todo:  # at most BATCH_CHARS an exchange (and one text at least): each well inside the hang timeout
+            size = n = 0
+            while n < len(todo) and (n == 0 or size + len(todo[n]) <= BATCH_CHARS):
+                size, n = size + len(todo[n]), n + 1
+            batch, todo = todo[:n], todo[n:]
+            for text, hits in zip(batch, self._processes.ask("analyze", batch, self.settings), strict=True):
                 self._memo.put(self._memo.key(text), hits)
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
