@@ -59,6 +59,8 @@ class PiiProcesses:
         """`count` new children built for `settings`, all at once, in place of the ones in use once every one is
         loaded (callers of `pii()` wait; a failure at start-up stops it). The redaction mode, or None when the
         children were built for equal settings already; a failed build is not tried again for RETRY_AFTER_S."""
+        if self.built is settings:  # every egress request asks: no lock for the settings in force
+            return None
         with self._lock:
             if self.built is settings or self.built == settings:
                 return None
@@ -66,7 +68,8 @@ class PiiProcesses:
                 raise ConnectionError("starting PII processes failed recently; retrying shortly")
             children: list[_PiiChild] = []
             try:
-                children += [_PiiChild(self._generation + 1) for _ in range(self.count)]
+                for _ in range(self.count):  # one by one: those started before a failure are closed too
+                    children.append(_PiiChild(self._generation + 1))
                 for c in children:
                     c.send("warm", None, settings)
                 modes = [c.answer() for c in children]
@@ -167,14 +170,15 @@ class RemoteRedactor:
         CPU."""
         texts: list[str] = []
         walk(lambda text: texts.append(text) or text)
-        todo = [t for t in dict.fromkeys(texts) if t.strip() and self._memo.get(self._memo.key(t)) is None]
+        keys = {t: self._memo.key(t) for t in texts if t.strip()}  # each text hashed once
+        todo = [t for t, key in keys.items() if self._memo.get(key) is None]
         while todo:  # at most BATCH_CHARS an exchange (and one text at least): each well inside the hang timeout
             size = n = 0
             while n < len(todo) and (n == 0 or size + len(todo[n]) <= BATCH_CHARS):
                 size, n = size + len(todo[n]), n + 1
             batch, todo = todo[:n], todo[n:]
             for text, hits in zip(batch, self._processes.ask("analyze", batch, self.settings), strict=True):
-                self._memo.put(self._memo.key(text), hits)
+                self._memo.put(keys[text], hits)
 
     def redact(self, text: str, vault: Vault) -> tuple[str, list[PiiHit]]:
         """`text` with each PII entity replaced by its stable placeholder from `vault`."""
