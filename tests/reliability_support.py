@@ -164,6 +164,7 @@ class ChaosProxy(ProxyProcess):
             "PYTHONPATH": f"{work}:{ROOT}", "CARROT_EGRESS_LOG": str(self.egress_log),
             "REDIS_URL": self.redis.url, "REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT": "2",
             "PGVECTOR_URL": f"postgresql://postgres@127.0.0.1:{self.store.port}/{db}",
+            "CARROT_PII_PROCESSES": "2",  # the production default: a fault test kills both
         })
         self.allowed = {("127.0.0.1", str(fake.port)), ("127.0.0.1", str(self.redis.port)),
                         ("127.0.0.1", str(self.store.port))}
