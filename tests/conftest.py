@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything imports litellm
+# One PII process per test gateway, not the default two: each loads spaCy (3 s of CPU) before its proxy answers,
+# and the count is a throughput setting. Set before tests.proxy_process copies the environment; the pool's own
+# tests and the fault-test gateway (ChaosProxy, whose test kills both) set theirs; the benches keep the default.
+os.environ.setdefault("CARROT_PII_PROCESSES", "1")
 
 import json
 import uuid

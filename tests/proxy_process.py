@@ -78,9 +78,6 @@ class ProxyProcess:
             "ALT_API_KEY": "sk-fake-alt", "ANTHROPIC_API_KEY": "sk-ant-fake", "LITELLM_MASTER_KEY": self.master_key,
             "LITELLM_MODE": "PRODUCTION",  # the CLI would otherwise load the developer's .env
             "CARROT_RAG_WARM": "0",  # most test proxies never retrieve; the first rag request loads the model
-            # one PII process, not the default two: each loads spaCy (3 s of CPU) before the proxy answers, and the
-            # count is a throughput setting; the pool's tests and the fault-test gateway (ChaosProxy) run two
-            "CARROT_PII_PROCESSES": "1",
         }
         self.env = build_env({
             **common,
