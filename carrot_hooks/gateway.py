@@ -44,7 +44,7 @@ from .headers import parse_headers
 from .http_edge import error_headers
 from .messages import CHAT_CALLS, PROMPT_CALLS, TEXT_CALLS, last_user_words, prompt_text
 from .overrides import pack_override
-from .prompts import PackStore, pack_message, prompts_dir
+from .prompts import PackStore, PromptPack, pack_message, prompts_dir
 from .rollout import rollouts
 from .routing import RoutingPolicy, route, tools_verdict
 from .upstream import as_gateway_error, tools_capable, upstream_models
@@ -233,6 +233,14 @@ def _cache_controls(data: dict, headers: dict[str, str], namespace: str) -> None
     data["cache"] = controls
 
 
+COUNTED_CALL = "anthropic_messages"  # what /v1/messages/count_tokens counts: the same body on /v1/messages
+
+
+def _tenant(key) -> str:
+    """Whose request it is, for the cache partition and the canary arm: the team, else the key."""
+    return key.team_id or key.token or "anonymous"
+
+
 @dataclass
 class Call:
     """One request as the pre-call stages see it; `route` sets `ctx`."""
@@ -306,20 +314,22 @@ class CarrotGateway(CustomLogger):
             ctx.auxiliary = policy.auxiliary_call(system_texts(data, call_type), last_user_words(data, call_type))
         return ctx
 
-    def count_tokens(self, data) -> dict:
+    def count_tokens(self, data, headers: dict[str, str], key: compat.UserAPIKeyAuth) -> dict:
         """POST /v1/messages/count_tokens (Claude Code), answered here with LiteLLM's local count: its own route
-        sends the conversation to the provider's token-count endpoint unchecked and unredacted. The body is
-        checked as on /v1/messages; a model that request would refuse is refused the same way."""
+        sends the conversation to the provider's token-count endpoint unchecked and unredacted. The body and the
+        gateway headers are checked as on /v1/messages (refused the same way), and the count is of what that
+        request would send: the task's prompt pack included (retrieved context is not: a count never retrieves)."""
         if not isinstance(data, dict):
             raise GatewayError(400, "Request body must be a JSON object", param="body")
         if not isinstance(data.get("model"), str) or not data["model"].strip():
             raise GatewayError(400, "Field 'model' must be a non-empty string", param="model")
-        policy = self.routing.get()
-        _check_model(policy, data["model"], *_choosable(policy, compat.served_aliases()))
-        check_fields(data, "anthropic_messages")
-        refuse_unchecked(data, "anthropic_messages")
-        system = [{"role": "system", "content": data["system"]}] if data.get("system") else []
-        return {"input_tokens": compat.count_message_tokens(system + data["messages"], data.get("tools"))}
+        policy, body = self.routing.get(), dict(data)
+        ctx = self._decide(policy, body, COUNTED_CALL, headers, key, _tenant(key))
+        pack = self._pack(policy, ctx, headers, key)
+        if pack is not None:
+            put_system(body, COUNTED_CALL, pack_message(pack)["content"])
+        system = [{"role": "system", "content": body["system"]}] if body.get("system") else []
+        return {"input_tokens": compat.count_message_tokens(system + body["messages"], body.get("tools"))}
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""
@@ -342,9 +352,7 @@ class CarrotGateway(CustomLogger):
 
     async def _route(self, call: Call) -> None:
         """Headers and routing rules decide task, risk and model alias (the FIM twin for completions)."""
-        key = call.key
-        tenant = key.team_id or key.token or "anonymous"
-        call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, key, tenant)
+        call.ctx = self._decide(call.policy, call.data, call.call_type, call.headers, call.key, _tenant(call.key))
         if call.call_type in TEXT_CALLS and call.ctx.model_alias not in call.policy.fim:
             attach(call.data, call.ctx)  # the refusal says what was decided (x-carrot-* headers), as later errors
             raise no_fim_deployment(f"/v1/completions routed to {call.ctx.model_alias} (rule {call.ctx.rule_id})")
@@ -367,20 +375,26 @@ class CarrotGateway(CustomLogger):
 
     async def _prompt_pack(self, call: Call) -> None:
         """The task's pack (or an admin's X-Carrot-Prompt-Pack) becomes the first system message, or goes
-        before `instructions` / `system` on the agent endpoints (not for completions, raw code, nor for
-        clients' auxiliary calls such as titles)."""
-        override = pack_override(call.headers, call.key, self.packs)  # a non-admin key gets 403 on any endpoint
-        if call.call_type in TEXT_CALLS or call.ctx.auxiliary is not None:
+        before `instructions` / `system` on the agent endpoints."""
+        pack = self._pack(call.policy, call.ctx, call.headers, call.key)
+        if pack is None:
             return
-        try:
-            pack = self.packs.get(override or call.policy.tasks[call.ctx.task_type].pack)
-        except ConfigError as e:  # a pack file removed or broken while the proxy runs
-            raise GatewayError(503, str(e), code="prompt_pack_error") from None
         call.ctx.pack = pack.ref
         if call.call_type in AGENT_CALLS:
             put_system(call.data, call.call_type, call.ctx.author(pack_message(pack))["content"])
         else:
             call.data["messages"] = [call.ctx.author(pack_message(pack)), *call.data["messages"]]
+
+    def _pack(self, policy: RoutingPolicy, ctx: RequestContext, headers: dict[str, str], key) -> PromptPack | None:
+        """The pack a request gets: none for completions, raw code, nor for clients' auxiliary calls such as
+        titles. An X-Carrot-Prompt-Pack from a non-admin key is a 403 on any endpoint."""
+        override = pack_override(headers, key, self.packs)
+        if ctx.call_type in TEXT_CALLS or ctx.auxiliary is not None:
+            return None
+        try:
+            return self.packs.get(override or policy.tasks[ctx.task_type].pack)
+        except ConfigError as e:  # a pack file removed or broken while the proxy runs
+            raise GatewayError(503, str(e), code="prompt_pack_error") from None
 
     async def _context(self, call: Call) -> None:
         """Retrieved code/doc context for rag tasks or requests naming X-Context-Refs."""

@@ -448,9 +448,10 @@ def count_message_tokens(messages: list, tools: list | None = None) -> int:
 
 
 def serve_token_count(answer) -> None:
-    """Answer POST /v1/messages/count_tokens with `answer(body) -> dict` (run in a thread; a GatewayError is the
-    client's error), behind LiteLLM's own authentication, in front of LiteLLM's route: that one hands the
-    conversation to the provider's token-count endpoint with no callback, so no guardrail or egress redaction."""
+    """Answer POST /v1/messages/count_tokens with `answer(body, headers, key) -> dict` (headers lower-cased, the
+    key LiteLLM's authentication found; run in a thread; a GatewayError is the client's error), in front of
+    LiteLLM's route: that one hands the conversation to the provider's token-count endpoint with no callback,
+    so no guardrail or egress redaction."""
     from fastapi import Depends
     from fastapi.routing import APIRoute
     from litellm.proxy import proxy_server
@@ -458,19 +459,19 @@ def serve_token_count(answer) -> None:
 
     from .errors import GatewayError
 
-    async def count_tokens(request: Request) -> dict:
+    async def count_tokens(request: Request, key: UserAPIKeyAuth = Depends(user_api_key_auth)) -> dict:  # noqa: B008 - FastAPI's idiom
         try:
             body = await request.json()
         except ValueError:
             raise GatewayError(400, "Request body must be a JSON object", param="body") from None
-        return await asyncio.to_thread(answer, body)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return await asyncio.to_thread(answer, body, headers, key)
 
     routes = proxy_server.app.router.routes
     if not any(getattr(r, "endpoint", None) is not None and getattr(r.endpoint, "carrot_count", False)
                for r in routes):
         count_tokens.carrot_count = True  # type: ignore[attr-defined]
-        routes.insert(0, APIRoute("/v1/messages/count_tokens", count_tokens, methods=["POST"],
-                                  dependencies=[Depends(user_api_key_auth)]))
+        routes.insert(0, APIRoute("/v1/messages/count_tokens", count_tokens, methods=["POST"]))
 
 
 def local_token_counts_only() -> None:

@@ -651,3 +651,35 @@ def test_a_request_whose_every_tool_is_dropped_says_dropped(proxy, fake_upstream
     assert (r.headers["x-carrot-tools"], r.headers["x-carrot-tools-dropped"]) == ("dropped", "tools[0] web_search")
     [up] = fake_upstream.find(marker)
     assert "tools" not in up.json and "tool_choice" not in up.json
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Task-Type": "tests"}, {"X-Task-Type": "refactor", "X-Risk-Level": "low"}],
+                         ids=["default-task", "tests-task", "refactor-low"])
+def test_count_tokens_counts_what_v1_messages_sends_upstream(proxy, fake_upstream, marker, headers):
+    """Claude Code's /v1/messages/count_tokens (answered by the gateway) counts what the same request on
+    /v1/messages sends upstream: the task's prompt pack, chosen from the same headers, included (a rag task's
+    retrieved context is not: a count never retrieves)."""
+    from carrot_hooks.litellm_compat import count_message_tokens
+
+    body = {"model": "carrot-chat", "system": "You are the client's agent.",
+            "messages": [{"role": "user", "content": f"count {marker} the words of this question"}]}
+    extra = {**proxy.headers(), "anthropic-version": "2023-06-01", **headers}
+    fake_upstream.script(Reply(match=marker, content="counted"))
+    r = httpx.post(f"{proxy.base_url}/v1/messages", json={**body, "max_tokens": 64}, headers=extra, timeout=120)
+    assert r.status_code == 200, r.text
+    (sent,) = fake_upstream.find(marker)
+    counted = httpx.post(f"{proxy.base_url}/v1/messages/count_tokens", json=body, headers=extra, timeout=60)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["input_tokens"] == count_message_tokens(sent.json["messages"], None), sent.json["messages"]
+
+
+@pytest.mark.parametrize("header,value", [("X-Risk-Level", "extreme"), ("X-Task-Type", "poetry"),
+                                          ("X-Model-Alias", "ds-coder-v2@1999-01-01")])
+def test_count_tokens_refuses_a_header_as_v1_messages_does(proxy, fake_upstream, marker, header, value):
+    body = {"model": "carrot-chat", "max_tokens": 16, "messages": [{"role": "user", "content": f"hi {marker}"}]}
+    answers = [httpx.post(f"{proxy.base_url}{path}", json=body, timeout=60, headers={
+        **proxy.headers(), "anthropic-version": "2023-06-01", header: value})
+        for path in ("/v1/messages", "/v1/messages/count_tokens")]
+    assert [a.status_code for a in answers] == [400, 400], [a.text for a in answers]
+    assert answers[0].json()["error"]["message"] == answers[1].json()["error"]["message"]
+    assert header in answers[1].json()["error"]["message"] and not fake_upstream.find(marker)
