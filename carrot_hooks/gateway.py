@@ -329,7 +329,8 @@ class CarrotGateway(CustomLogger):
         if pack is not None:
             put_system(body, COUNTED_CALL, pack_message(pack)["content"])
         system = [{"role": "system", "content": body["system"]}] if body.get("system") else []
-        return {"input_tokens": compat.count_message_tokens(system + body["messages"], body.get("tools"))}
+        tools = None if ctx.tools == "dropped" else body.get("tools")  # held back from a model that cannot call them
+        return {"input_tokens": compat.count_message_tokens(system + body["messages"], tools)}
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         """Run `self.stages` in order, each timed; raises a 4xx naming the problem."""

@@ -653,21 +653,26 @@ def test_a_request_whose_every_tool_is_dropped_says_dropped(proxy, fake_upstream
     assert "tools" not in up.json and "tool_choice" not in up.json
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-Task-Type": "tests"}, {"X-Task-Type": "refactor", "X-Risk-Level": "low"}],
-                         ids=["default-task", "tests-task", "refactor-low"])
-def test_count_tokens_counts_what_v1_messages_sends_upstream(proxy, fake_upstream, marker, headers):
+@pytest.mark.parametrize("headers,tools", [({}, False), ({"X-Task-Type": "tests"}, False),
+                                           ({"X-Task-Type": "refactor", "X-Risk-Level": "low"}, False), ({}, True)],
+                         ids=["default-task", "tests-task", "refactor-low", "tools-dropped"])
+def test_count_tokens_counts_what_v1_messages_sends_upstream(proxy, fake_upstream, marker, headers, tools):
     """Claude Code's /v1/messages/count_tokens (answered by the gateway) counts what the same request on
     /v1/messages sends upstream: the task's prompt pack, chosen from the same headers, included (a rag task's
-    retrieved context is not: a count never retrieves)."""
+    retrieved context is not: a count never retrieves); tools held back from a model that cannot call them are not."""
     from carrot_hooks.litellm_compat import count_message_tokens
 
     body = {"model": "carrot-chat", "system": "You are the client's agent.",
-            "messages": [{"role": "user", "content": f"count {marker} the words of this question"}]}
+            "messages": [{"role": "user", "content": f"count {marker} the words of this question"}],
+            **({"tools": [{"name": "run", "description": "run a shell command " * 20, "input_schema": TOOL["parameters"]}]}
+               if tools else {})}
     extra = {**proxy.headers(), "anthropic-version": "2023-06-01", **headers}
     fake_upstream.script(Reply(match=marker, content="counted"))
     r = httpx.post(f"{proxy.base_url}/v1/messages", json={**body, "max_tokens": 64}, headers=extra, timeout=120)
     assert r.status_code == 200, r.text
+    assert r.headers.get("x-carrot-tools") == ("dropped" if tools else None), r.headers
     (sent,) = fake_upstream.find(marker)
+    assert "tools" not in sent.json
     counted = httpx.post(f"{proxy.base_url}/v1/messages/count_tokens", json=body, headers=extra, timeout=60)
     assert counted.status_code == 200, counted.text
     assert counted.json()["input_tokens"] == count_message_tokens(sent.json["messages"], None), sent.json["messages"]
