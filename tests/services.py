@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +61,22 @@ def fresh_rpm_window(needed: float = 30) -> None:
     """Return once at least `needed` seconds of this UTC minute are left: LiteLLM counts rpm per minute, so a limit
     test that crosses a minute starts its count again (its 4th request of 3 allowed then answers 200)."""
     assert needed < 55 and wait_for(lambda: 60 - time.time() % 60 >= needed, timeout=needed + 1, every=0.1)
+
+
+def in_one_rpm_window[T](run: Callable[[], T], seconds: float) -> T:
+    """`run()`'s result from a run that fell inside one UTC minute (LiteLLM counts rpm per minute). It starts at once
+    when `seconds` (about what a run takes) are left of this minute, else when the next one begins; a run that crossed
+    into another minute all the same (a slow machine) is repeated after that minute, whose counters it touched. So
+    the margin costs waiting only, never a wrong count; `run` must send fresh prompts each time (no cache hits)."""
+    touched = -1.0
+    while True:
+        assert wait_for(lambda after=touched: time.time() // 60 > after, timeout=125, every=0.1)
+        fresh_rpm_window(seconds)
+        minute = time.time() // 60
+        result = run()
+        touched = time.time() // 60
+        if touched == minute:
+            return result
 
 
 LISTEN_PORTS = range(20000, 32768)  # below Linux's ephemeral range (32768-60999): no outgoing connection lands here

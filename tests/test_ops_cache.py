@@ -6,6 +6,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -235,17 +236,22 @@ def test_new_version_of_the_same_pack_misses(ops_proxy, own_prompts, fake_upstre
 
 def test_rpm_limit_gives_429_with_retry_after(ops_proxy, marker):
     c = make_client(ops_proxy)
-    statuses, retry_after = [], None
-    services.fresh_rpm_window()
-    for i in range(5):
-        try:
-            c.chat.completions.create(model="ds-coder-6.7b@2025-03-01",
-                                      messages=[{"role": "user", "content": f"{marker} {i}"}])
-            statuses.append(200)
-        except openai.RateLimitError as err:
-            statuses.append(429)
-            retry_after, e = err.response.headers.get("retry-after"), err
-    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+
+    def five() -> tuple[list[int], openai.RateLimitError | None]:
+        statuses, refused, tag = [], None, uuid.uuid4().hex[:6]
+        for i in range(5):
+            try:
+                c.chat.completions.create(model="ds-coder-6.7b@2025-03-01",
+                                          messages=[{"role": "user", "content": f"{marker} {tag} {i}"}])
+                statuses.append(200)
+            except openai.RateLimitError as err:
+                statuses.append(429)
+                refused = err
+        return statuses, refused
+
+    statuses, e = services.in_one_rpm_window(five, 10)
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:] and e is not None
+    retry_after = e.response.headers.get("retry-after")
     assert retry_after is not None and 1 <= int(retry_after) <= 60
     assert "ds-coder-6.7b@2025-03-01" in str(e)
 
