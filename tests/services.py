@@ -60,7 +60,8 @@ def wait_for(pred, timeout: float = 10.0, every: float = 0.2) -> bool:
 def fresh_rpm_window(needed: float = 30) -> None:
     """Return once at least `needed` seconds of this UTC minute are left: LiteLLM counts rpm per minute, so a limit
     test that crosses a minute starts its count again (its 4th request of 3 allowed then answers 200)."""
-    assert needed < 55 and wait_for(lambda: 60 - time.time() % 60 >= needed, timeout=needed + 1, every=0.1)
+    if not (needed < 55 and wait_for(lambda: 60 - time.time() % 60 >= needed, timeout=needed + 1, every=0.1)):
+        raise AssertionError(f"{needed} s of a minute were never left")
 
 
 def in_one_rpm_window[T](run: Callable[[], T], seconds: float) -> T:
@@ -68,15 +69,19 @@ def in_one_rpm_window[T](run: Callable[[], T], seconds: float) -> T:
     when `seconds` (about what a run takes) are left of this minute, else when the next one begins; a run that crossed
     into another minute all the same (a slow machine) is repeated after that minute, whose counters it touched. So
     the margin costs waiting only, never a wrong count; `run` must send fresh prompts each time (no cache hits)."""
-    touched = -1.0
-    while True:
-        assert wait_for(lambda after=touched: time.time() // 60 > after, timeout=125, every=0.1)
+    touched, took = -1.0, []
+    for _ in range(3):
+        if not wait_for(lambda after=touched: time.time() // 60 > after, timeout=125, every=0.1):
+            raise AssertionError("the clock never reached the next minute")
         fresh_rpm_window(seconds)
-        minute = time.time() // 60
+        minute, start = time.time() // 60, time.monotonic()
         result = run()
         touched = time.time() // 60
         if touched == minute:
             return result
+        took.append(f"{time.monotonic() - start:.1f} s")
+    raise AssertionError(f"no run fell inside one minute in 3 attempts (runs took {', '.join(took)}; "
+                         f"{seconds} s were expected)")
 
 
 LISTEN_PORTS = range(20000, 32768)  # below Linux's ephemeral range (32768-60999): no outgoing connection lands here
