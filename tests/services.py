@@ -57,23 +57,19 @@ def wait_for(pred, timeout: float = 10.0, every: float = 0.2) -> bool:
     return False
 
 
-def fresh_rpm_window(needed: float = 30) -> None:
-    """Return once at least `needed` seconds of this UTC minute are left: LiteLLM counts rpm per minute, so a limit
-    test that crosses a minute starts its count again (its 4th request of 3 allowed then answers 200)."""
-    if not (needed < 55 and wait_for(lambda: 60 - time.time() % 60 >= needed, timeout=needed + 1, every=0.1)):
-        raise AssertionError(f"{needed} s of a minute were never left")
-
-
 def in_one_rpm_window[T](run: Callable[[], T], seconds: float) -> T:
-    """`run()`'s result from a run that fell inside one UTC minute (LiteLLM counts rpm per minute). It starts at once
-    when `seconds` (about what a run takes) are left of this minute, else when the next one begins; a run that crossed
-    into another minute all the same (a slow machine) is repeated after that minute, whose counters it touched. So
-    the margin costs waiting only, never a wrong count; `run` must send fresh prompts each time (no cache hits)."""
+    """`run()`'s result from a run that fell inside one UTC minute (LiteLLM counts rpm per minute, so a limit test
+    that crosses one starts its count again). It starts at once when `seconds` (about what a run takes) are left of
+    this minute, else when the next one begins; a run that crossed into another minute all the same (a slow machine)
+    is repeated after that minute, whose counters it touched (three attempts at most). So the margin costs waits
+    only, never a wrong count; `run` must send fresh prompts each time (no cache hits)."""
+    if not 0 < seconds < 55:
+        raise ValueError(f"seconds={seconds}: a run must fit well inside one minute")
     touched, took = -1.0, []
     for _ in range(3):
-        if not wait_for(lambda after=touched: time.time() // 60 > after, timeout=125, every=0.1):
-            raise AssertionError("the clock never reached the next minute")
-        fresh_rpm_window(seconds)
+        if not wait_for(lambda after=touched: time.time() // 60 > after and 60 - time.time() % 60 >= seconds,
+                        timeout=125, every=0.1):
+            raise AssertionError(f"{seconds} s of a minute after minute {touched:.0f} were never left")
         minute, start = time.time() // 60, time.monotonic()
         result = run()
         touched = time.time() // 60
