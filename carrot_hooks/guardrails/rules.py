@@ -56,6 +56,8 @@ class PatternRule(BaseModel):
     context_chars: int = Field(0, ge=0, le=4096)
     require_before: tuple[str, ...] = ()
     exclude_before: tuple[str, ...] = ()
+    max_width: int | None = Field(None, gt=0, description="the longest match, when every match holds one of the "
+                                  "keywords: the regex then runs only within this distance of a keyword found")
 
     @field_validator("regex")
     @classmethod
@@ -209,22 +211,25 @@ class RuleSet:
         if not text:
             return []
         low = aligned_lower(text)
-        present = {k for _, k in self._keyword_scan.iter(low)} if self._keywords else ()  # one pass for all
-        run = sorted({i for k in present for i in self._by_keyword[k]}.union(self._always))  # in listed order
+        found: dict[str, list[int]] = {}  # keyword -> where it ends, one pass for all
+        for end, k in self._keyword_scan.iter(low) if self._keywords else ():
+            found.setdefault(k, []).append(end + 1)
+        run = sorted({i for k in found for i in self._by_keyword[k]}.union(self._always))  # in listed order
         hits: list[Finding] = []
         for rule, rx, bad_value, bad_name, required, context, need_before, bad_before in map(self._compiled.__getitem__, run):
             subject = low if rule.ignore_case else text
-            for m in rx.finditer(subject):
+            for m in _matches(rx, subject, rule, found):
                 if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):
                     continue
-                span = next((m.span(g) for g in _value_groups(rx) if m.start(g) >= 0), m.span())
+                parts = [m.span(g) for g in _value_groups(rx) if m.start(g) >= 0] or [m.span()]
+                span = (min(s for s, _ in parts), max(e for _, e in parts))
                 if context or need_before or bad_before is not None:
                     span = _in_context(subject, m, span, context, rule.context_chars, need_before, bad_before)
                     if span is None:
                         continue
                 value = text[span[0] : span[1]]
                 if filter_values and (
-                    self._placeholder(value)
+                    any(self._placeholder(text[s:e]) for s, e in parts)
                     or (rule.min_entropy and shannon_entropy(value) < rule.min_entropy)
                     or (rule.max_token_ratio and token_ratio(value) >= rule.max_token_ratio)
                     or (bad_value is not None and bad_value.search(value))
@@ -234,6 +239,29 @@ class RuleSet:
                     continue
                 hits.append(Finding(rule.id, span[0], span[1], rule.action or self.default_action, rule.description))
         return merge_overlaps(hits)
+
+
+_LOOKAROUND = 64  # room past a window's edge for a rule's lookahead
+
+
+def _matches(rx: re.Pattern[str], subject: str, rule: PatternRule, found: dict[str, list[int]]):
+    """`rx`'s matches in `subject`; with `max_width`, searched only in the windows around the rule's keywords.
+
+    A match of at most `max_width` characters holding a keyword ending at `e` lies within
+    [e - max_width, e + max_width), so no match is missed; a window's end cannot pass for the text's end
+    (`$`, `\\b`), since a match ends before it."""
+    if rule.max_width is None:
+        yield from rx.finditer(subject)
+        return
+    width = rule.max_width
+    windows: list[list[int]] = []
+    for lo, hi in sorted((max(0, e - width), e + width + _LOOKAROUND) for k in rule.keywords for e in found.get(k, ())):
+        if windows and lo <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    for lo, hi in windows:
+        yield from rx.finditer(subject, lo, hi)
 
 
 def _in_context(
@@ -262,7 +290,8 @@ def _in_context(
 
 @functools.lru_cache(maxsize=8192)
 def _value_groups(rx: re.Pattern[str]) -> tuple[str, ...]:
-    """Groups that hold the finding's value: `secret`, then `secret2`, `secret3`... (one per alternative)."""
+    """Groups that hold the finding's value: `secret`, `secret2`, `secret3`... A finding spans every one that took
+    part (one per alternative, or a user name and its password), and is a placeholder if any part is."""
     return tuple(sorted((g for g in rx.groupindex if re.fullmatch(r"secret\d*", g)), key=lambda g: (len(g), g)))
 
 

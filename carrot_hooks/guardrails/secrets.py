@@ -1,4 +1,4 @@
-"""Secret detection: the maintained Betterleaks rules (generated data) plus our own rules from the policy."""
+"""Secret detection: the maintained Betterleaks and Kingfisher rules (generated data) plus our own rules from the policy."""
 
 from __future__ import annotations
 
