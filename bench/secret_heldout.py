@@ -200,10 +200,75 @@ NEGATIVE: list[Callable[[random.Random], str]] = [
 ]
 
 
+# 34th session, written before any rule for them: passwords on command lines, in credential objects built in
+# code, and stated in prose. Drawn after the sets above, so those stay the same strings.
+LATER_POSITIVE: dict[str, list[Callable[[random.Random], str]]] = {
+    "cli-password": [
+        lambda g: f"sshpass -p '{any_password(g)}' ssh deploy@10.0.3.7",
+        lambda g: f"mysql -u root -p{strong_password(g)} shop < dump.sql",
+        lambda g: f"mysqldump --user=backup --password={any_password(g)} --all-databases > all.sql",
+        lambda g: f"psexec \\\\fileserver -u CORP\\admin -p {any_password(g)} cmd.exe",
+        lambda g: f"redis-cli -h cache.internal -a {any_password(g)} ping",
+        lambda g: f"curl -u deploy:{any_password(g)} https://nexus.internal/repository/raw/",
+        lambda g: f"wget --user=ci --password={any_password(g)} https://artifacts.internal/build.tar.gz",
+        lambda g: f"net use Z: \\\\nas\\share {any_password(g)} /user:CORP\\svc_backup",
+        lambda g: f"smbclient //nas/backup -U svc%{any_password(g)}",
+        lambda g: f"Connect-VIServer -Server vc01.corp.local -User admin@vsphere.local -Password '{any_password(g)}'",
+        lambda g: f"$sec = ConvertTo-SecureString '{any_password(g)}' -AsPlainText -Force",
+        lambda g: f"mongosh \"mongodb://db01:27017\" -u admin -p '{any_password(g)}' --authenticationDatabase admin",
+        lambda g: f"openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.p12 -passout pass:{any_password(g)}",
+        lambda g: f"keytool -importcert -keystore truststore.jks -storepass {any_password(g)} -file ca.crt -noprompt",
+        lambda g: f"ldapsearch -x -H ldap://dc01 -D 'cn=admin,dc=corp,dc=io' -w {any_password(g)} -b dc=corp,dc=io",
+        lambda g: f"sqlcmd -S db01 -U sa -P {any_password(g)} -Q \"SELECT 1\"",
+    ],
+    "code-credential": [
+        lambda g: f"r = requests.get(url, auth=('svc', '{any_password(g)}'))",
+        lambda g: f"auth = HTTPBasicAuth('ci-bot', '{any_password(g)}')",
+        lambda g: f"session = aiohttp.ClientSession(auth=aiohttp.BasicAuth('api', '{any_password(g)}'))",
+        lambda g: f"var cred = new NetworkCredential(\"svc_backup\", \"{any_password(g)}\");",
+        lambda g: f"server.login('alerts@corp.io', '{any_password(g)}')",
+        lambda g: f"ftp.login('deploy', '{any_password(g)}')",
+        lambda g: f"conn.simple_bind_s('cn=admin,dc=corp,dc=io', '{any_password(g)}')",
+        lambda g: f"return new PasswordAuthentication(\"svc\", \"{any_password(g)}\".toCharArray());",
+        lambda g: f"Credentials creds = new UsernamePasswordCredentials(\"admin\", \"{any_password(g)}\");",
+        lambda g: f"var entry = new DirectoryEntry(\"LDAP://dc01.corp.local\", \"CORP\\\\svc\", \"{any_password(g)}\");",
+        lambda g: f"headers: {{ Authorization: 'Basic ' + btoa('svc:{any_password(g)}') }}",
+    ],
+    "prose-password": [
+        lambda g: f"The admin password is '{any_password(g)}'.",
+        lambda g: f"I set the database password to \"{any_password(g)}\" on staging.",
+        lambda g: f"the root password for the VM is `{any_password(g)}`",
+        lambda g: f"Use the password '{any_password(g)}' for the test account.",
+        lambda g: f"password for user postgres is \"{any_password(g)}\"",
+    ],
+}
+
+LATER_NEGATIVE: list[Callable[[random.Random], str]] = [
+    lambda g: "mysql -u root -p shop < dump.sql",
+    lambda g: 'sshpass -p "$SSH_PASS" ssh deploy@host',
+    lambda g: 'curl -u "$USER:$TOKEN" https://api.internal/v1/items',
+    lambda g: "keytool -list -keystore ks.jks -storepass:env KS_PASS",
+    lambda g: "docker login -u ci --password-stdin < token.txt",
+    lambda g: "r = requests.get(url, auth=(user, password))",
+    lambda g: "server.login(username, password)",
+    lambda g: "The password is stored in Vault, never in the repository.",
+    lambda g: "Enter your password: ",
+    lambda g: "net use Z: \\\\nas\\share /user:CORP\\svc *",
+    lambda g: "openssl pkcs12 -export -in c.pem -out c.p12 -passout env:P12_PASS",
+    lambda g: "$sec = ConvertTo-SecureString $plain -AsPlainText -Force",
+    lambda g: "ldapsearch -x -D cn=admin,dc=corp -W -b dc=corp",
+    lambda g: "auth = HTTPBasicAuth(os.environ['USER'], os.environ['PASS'])",
+    lambda g: "mysqldump --user=backup --password --all-databases > all.sql",
+]
+
+
 def samples(per_generator: int = 6, seed: int = 20261202) -> list[dict]:
     """[{text, label: secret|not_secret, family}] — the same list on every call."""
     g = random.Random(seed)
     out = [{"text": gen(g), "label": "secret", "family": family}
            for family, gens in POSITIVE.items() for gen in gens for _ in range(per_generator)]
     out += [{"text": gen(g), "label": "not_secret", "family": "placeholder"} for gen in NEGATIVE for _ in range(2)]
+    out += [{"text": gen(g), "label": "secret", "family": family}
+            for family, gens in LATER_POSITIVE.items() for gen in gens for _ in range(3)]
+    out += [{"text": gen(g), "label": "not_secret", "family": "placeholder"} for gen in LATER_NEGATIVE]
     return out

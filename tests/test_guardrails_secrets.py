@@ -309,9 +309,11 @@ def test_the_held_out_secret_generator_runs_on_this_python():
     spec.loader.exec_module(module)
     first, again = module.samples(), module.samples()
     assert first == again
-    assert sum(s["label"] == "secret" for s in first) == 408 and sum(s["label"] == "not_secret" for s in first) == 60
+    earlier, later = first[:468], first[468:]  # the families added in the 34th session are drawn after the others
+    assert sum(s["label"] == "secret" for s in earlier) == 408 and sum(s["label"] == "not_secret" for s in earlier) == 60
+    assert sum(s["label"] == "secret" for s in later) == 96 and sum(s["label"] == "not_secret" for s in later) == 15
     # the very samples every earlier session measured (the 3.11 float-bound version gives this digest too)
-    assert hashlib.sha256(json.dumps(first, sort_keys=True).encode()).hexdigest() == \
+    assert hashlib.sha256(json.dumps(earlier, sort_keys=True).encode()).hexdigest() == \
         "7e9d985060e9b60292595abc1cfc8d027c66e0d573d65a5bfd8dd1665a698521"
 
 
@@ -389,3 +391,26 @@ def test_generator_derives_keywords_every_match_holds(regex, keywords):
     assert gen.keywords(regex) == keywords
     with pytest.raises(gen.Untranslatable):
         gen.keywords(r"[a-z]{8}(?:ab|c)")
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("sshpass -p 'Kq8#zP2mWx' scp build.tar.gz deploy@web01:", "Kq8#zP2mWx"),
+    ("mysql -h db01 -u app -pS3cr3tPw9 app < seed.sql", "S3cr3tPw9"),
+    ("Connect-VIServer vc02 -User ops@vsphere.local -Password Pw2024!xq", "Pw2024!xq"),
+    ("keytool -genkeypair -alias app -keystore app.jks -keypass Pw9x2kLq -storepass Pw9x2kLq", "Pw9x2kLq"),
+    ("curl --user bot:Pw9x2kLqz https://ci.internal/api/json", "Pw9x2kLqz"),
+    ("ldapwhoami -x -D cn=reader,dc=corp -w 'Tr0ub4dor&3'", "Tr0ub4dor&3"),
+    ('smtp.login("alerts@corp.io", "Pw9x2kLq!")', "Pw9x2kLq!"),
+    ('resp = httpx.get(url, auth=("svc", "Pw9x2kLq"))', "Pw9x2kLq"),
+    ("The default admin password is 'Autumn2025!' until first login.", "Autumn2025!"),
+    ("mysql -u root -p shop", None),  # -p alone prompts for it
+    ("sshpass -e ssh deploy@web01", None),
+    ("echo $TOKEN | docker login ghcr.io -u bot --password-stdin", None),
+    ("server.login(user, password)", None),
+    ("The password is stored in Vault and rotated weekly.", None),
+    ('label = "Password:", hint = "at least 12 characters"', None),
+])
+def test_passwords_on_command_lines_in_login_calls_and_in_prose(output, text, secret):
+    """The families no maintained rule has: a password on a command line, in a login call, stated in prose."""
+    found = [text[f.start:f.end] for f in output.secrets.scan(text)]
+    assert (found and all(secret in f and len(f) <= len(secret) + 4 for f in found)) if secret else not found, found
