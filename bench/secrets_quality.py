@@ -134,16 +134,18 @@ def scan_speed(chunks: list[str], scan_secrets: Callable[[str], list], scan_comm
 
 def hostile_scan(keywords: list[str], scan_secrets: Callable[[str], list], scan_commands: Callable[[str], list],
                  size: int = 5_000) -> None:
-    """The slowest scans of a hostile answer: each rule keyword followed by `size` repeats of one character
-    (runaway backtracking in a rule shows here; ordinary text never gets near)."""
+    """The slowest scans of a hostile answer: each rule keyword followed by `size` repeats of one character, and
+    the keyword itself repeated over one `size * 4`-character line (runaway backtracking in a rule shows here:
+    `curl.*-u` over a line of repeated `curl ` was quadratic; ordinary text never gets near)."""
     worst = []
     for keyword in keywords:
-        for fill in "a-":
-            text = f"{keyword} {fill * size}"
+        for fill in ("a", "-", None):
+            text = f"{keyword} {fill * size}" if fill else (f"{keyword} " * (4 * size // (len(keyword) + 1) + 1))[:4 * size]
             t = time.thread_time()
             scan_secrets(text)
             scan_commands(text)
             worst.append(((time.thread_time() - t) * 1000, keyword, fill))
     worst.sort(reverse=True)
-    print(f"  hostile answers ({len(worst)}: every keyword + {size:,} x one character): slowest scans "
-          + ", ".join(f"{ms:.0f} ms ({kw!r} + {fill!r})" for ms, kw, fill in worst[:3]))
+    print(f"  hostile answers ({len(worst)}: every keyword + {size:,} x one character, or repeated): slowest scans "
+          + ", ".join(f"{ms:.0f} ms ({kw!r} + {fill!r})" if fill else f"{ms:.0f} ms ({kw!r} repeated)"
+                      for ms, kw, fill in worst[:3]))

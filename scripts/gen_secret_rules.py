@@ -214,6 +214,29 @@ def translate(pattern: str, secret_group: int, scoped: bool = False) -> str:
     return "".join(out)
 
 
+DOT_STAR_CAP = 512  # RE2 runs in linear time, CPython's re backtracks: `curl.*-u` over one 100 KB line of
+# repeated `curl ` took 117 s (each occurrence scans to the line's end); bounded, a match still spans 512 characters
+
+
+def bounded(py_pattern: str) -> str:
+    """`py_pattern` with each `.*` / `.*?` outside a class bounded to DOT_STAR_CAP characters."""
+    out, i, in_class = [], 0, False
+    while i < len(py_pattern):
+        c = py_pattern[i]
+        if c == "\\":
+            out.append(py_pattern[i:i + 2])
+            i += 2
+            continue
+        if not in_class and py_pattern.startswith(".*", i):
+            out.append(f".{{0,{DOT_STAR_CAP}}}")
+            i += 2
+            continue
+        in_class = (c != "]") if in_class else c == "["
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def count_groups(py_pattern: str) -> int:
     return re.compile(py_pattern).groups
 
@@ -296,7 +319,7 @@ def convert(rule: dict) -> dict:
     if rule.get("skipReport") and IDENTIFIER.search(rule["id"]):
         raise Untranslatable("identifier, reported only as part of a composite finding")
     group = secret_group(rule)
-    regex = translate(rule["regex"], group)
+    regex = bounded(translate(rule["regex"], group))
     try:
         compiled = re.compile(regex)
     except re.error as e:
@@ -395,7 +418,7 @@ def _same(c: str, in_class: bool) -> str:
 
 def kf_regex(pattern: str) -> tuple[str, bool, bool]:
     """A Kingfisher pattern as (Python regex whose capture groups are `secret`, `secret2`..., ignore_case, word_start)."""
-    py = translate(strip_comments(pattern), 0)
+    py = bounded(translate(strip_comments(pattern), 0))
     for any_char in ANY_CHAR:
         py = py.replace(any_char, r"[\s\S]")
     if "(?P=" in py:

@@ -245,6 +245,7 @@ class RuleSet:
 
 
 _LOOKAROUND = 64  # room past a window's edge for a rule's lookahead
+LINE_REACH = 1024  # how far along its line a rule's context checks read from a match
 
 
 def _matches(rx: re.Pattern[str], subject: str, rule: PatternRule, found: dict[str, list[int]]):
@@ -279,8 +280,9 @@ def _in_context(
     text: str, m: re.Match[str], span: tuple[int, int], context: tuple[re.Pattern[str], ...], chars: int,
     need_before: tuple[re.Pattern[str], ...], bad_before: re.Pattern[str] | None,
 ) -> tuple[int, int] | None:
-    """`span` widened over its context hits, or None when the match is out of its required context."""
-    line_start = text.rfind("\n", 0, m.start()) + 1
+    """`span` widened over its context hits, or None when the match is out of its required context. A rule reads
+    its match's line at most LINE_REACH characters either side (a long line would make every match re-read it)."""
+    line_start = max(text.rfind("\n", 0, m.start()) + 1, m.start() - LINE_REACH)
     if bad_before is not None and bad_before.search(text, line_start, m.start()):
         return None
     if not all(b.search(text, line_start, m.start()) for b in need_before):
@@ -288,8 +290,8 @@ def _in_context(
     if chars:
         lo, hi = max(0, m.start() - chars), min(len(text), m.end() + chars)
     else:
-        end = text.find("\n", m.end())
-        lo, hi = line_start, len(text) if end < 0 else end
+        end = text.find("\n", m.end(), m.end() + LINE_REACH)
+        lo, hi = line_start, min(len(text), m.end() + LINE_REACH) if end < 0 else end
     start, stop = span
     for c in context:
         hit = c.search(text, lo, hi)

@@ -18,11 +18,11 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from .rules import Finding, aligned_lower, keyword_automaton, redact
+from .rules import LINE_REACH, Finding, aligned_lower, keyword_automaton, redact
 
 _OPEN_PLACEHOLDER = re.compile(r"<[A-Z_0-9]{0,40}$")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
-LINE_CONTEXT = 1024  # rules read a match's whole line: its released part is kept this far back as context
+LINE_CONTEXT = LINE_REACH  # rules read a match's line this far: its released part is kept this far back as context
 _WHITESPACE = " \n\t\r\x0b\x0c"
 _SECRET_CHARS = re.compile(r"\d|[_\-~./+=:|@]")
 
