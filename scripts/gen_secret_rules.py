@@ -246,10 +246,6 @@ def bounded(py_pattern: str) -> str:
     return "".join(out)
 
 
-def count_groups(py_pattern: str) -> int:
-    return re.compile(py_pattern).groups
-
-
 # ---------------------------------------------------------------- filters
 
 ENTROPY = re.compile(r'^entropy\(finding\["secret"\]\)\s*(<=|<)\s*([\d.]+)$')
@@ -395,27 +391,19 @@ def _tokens(pattern: str):
         i += 1
 
 
-def _rewrite(pattern: str, group, literal) -> str:
-    """`pattern` with each capture group's opening passed to `group()` and each other character outside
-    escapes, group syntax and flags to `literal(c, in_class)`."""
+def _value_groups_named(pattern: str, lower: bool) -> str:
+    """`pattern` with every capture group named `secret`, `secret2`..., and (`lower`) its other characters outside
+    escapes and group syntax lower-cased."""
+    names = iter(["secret", *(f"secret{n}" for n in range(2, 100))])
     out = []
     for token, in_class in _tokens(pattern):
-        if token.startswith("(") and not in_class:
-            capture = token == "(" or re.fullmatch(r"\(\?P?<\w+>", token)
-            out.append(group() if capture else token)
-        elif token.startswith("\\"):
+        if not in_class and (token == "(" or re.fullmatch(r"\(\?P?<\w+>", token)):
+            out.append(f"(?P<{next(names)}>")
+        elif token.startswith("\\") or (token.startswith("(") and not in_class) or not lower:
             out.append(token)
         else:
-            out.append(literal(token, in_class))
+            out.append(token.lower())
     return "".join(out)
-
-
-def _lower(c: str, in_class: bool) -> str:
-    return c.lower()
-
-
-def _same(c: str, in_class: bool) -> str:
-    return c
 
 
 def kf_regex(pattern: str) -> tuple[str, bool, bool]:
@@ -429,8 +417,7 @@ def kf_regex(pattern: str) -> tuple[str, bool, bool]:
     lead = flags.group(1) if flags else ""
     # `re` skips ahead fast only to a case-sensitive literal: a (?i) rule runs over the lower-cased text instead
     ignore_case = "i" in lead and not re.search(r"\(\?[a-z]*-[a-z]*i", py)
-    names = iter(["secret", *(f"secret{n}" for n in range(2, 100))])
-    body = _rewrite(py[flags.end() if flags else 0:], lambda: f"(?P<{next(names)}>", _lower if ignore_case else _same)
+    body = _value_groups_named(py[flags.end() if flags else 0:], lower=ignore_case)
     lead = lead.replace("i", "") if ignore_case else lead
     spaces = re.match(r"\s*" if "x" in lead else "", body).end()
     whole = list(sre.parse(body, re.VERBOSE if "x" in lead else 0))
